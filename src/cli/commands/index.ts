@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+import { registerExport } from './export.ts';
+
+/** Every subcommand registers itself here; one line each. */
+export function registerCommands(program: Command): void {
+  registerExport(program);
+}

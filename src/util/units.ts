@@ -1,0 +1,81 @@
+import { UsageError } from '../errors.ts';
+
+/**
+ * Human units for the CLI: sizes (64KiB, 1GiB, 1G, 512), bit rates (100Mbit,
+ * 1Gbit, 12.5MB/s) and durations (50ms, 2s, 1m). Decimal prefixes are powers
+ * of 1000, binary prefixes (Ki, Mi, Gi, Ti) powers of 1024. A bare size number
+ * is bytes; bare "K/M/G/T" on a size are binary, as qemu-img and dd read them.
+ */
+
+const BIN: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+const DEC: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, p: 1e15 };
+
+export function parseSize(text: string, what = 'size'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$/i.exec(text);
+  if (!m) throw new UsageError(`${what}: cannot read "${text}" as a size (examples: 4096, 64KiB, 1GiB, 20G)`);
+  const [, num, prefix, i, b] = m;
+  const p = prefix!.toLowerCase();
+  // "64KB" is decimal only when written with an explicit B and no i; plain "64K" is binary.
+  const scale = i || !b || !p ? BIN[p]! : DEC[p]!;
+  const v = Number(num) * scale;
+  if (!Number.isSafeInteger(Math.round(v)) || Math.round(v) !== v) {
+    throw new UsageError(`${what}: "${text}" is not a whole number of bytes`);
+  }
+  return v;
+}
+
+/** Returns bits per second. */
+export function parseBitRate(text: string, what = 'bandwidth'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(bit|bps|b\/s|B\/s|Bps|B)?\s*(\/s)?\s*$/.exec(text);
+  if (!m || m[1] === undefined) {
+    throw new UsageError(`${what}: cannot read "${text}" as a rate (examples: 100Mbit, 1Gbit, 12.5MB/s)`);
+  }
+  const [, num, prefix, i, unit] = m;
+  const p = (prefix ?? '').toLowerCase();
+  const scale = i ? BIN[p]! : DEC[p]!;
+  const bytes = unit === 'B/s' || unit === 'Bps' || unit === 'B';
+  const v = Number(num) * scale * (bytes ? 8 : 1);
+  if (!(v > 0) || !Number.isFinite(v)) throw new UsageError(`${what}: "${text}" must be a positive rate`);
+  return v;
+}
+
+/** Returns milliseconds. */
+export function parseDuration(text: string, what = 'duration'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|min|h)?\s*$/.exec(text);
+  if (!m) throw new UsageError(`${what}: cannot read "${text}" as a duration (examples: 50ms, 2s, 1m)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const ms = { us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[unit]!;
+  return n * ms;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+export function formatBitRate(bitsPerSecond: number): string {
+  const units = ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s'];
+  let i = 0;
+  let v = bitsPerSecond;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
+  if (ms < 1000) return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${Math.round(s - m * 60).toString().padStart(2, '0')}s`;
+}

@@ -1,0 +1,68 @@
+/**
+ * Real peers (qemu-io, qemu-img, nbdinfo, nbdcopy, nbdsh, nbdkit, fio) for
+ * interop tests. Under CI=true a missing peer fails the test: it is never
+ * skipped. Outside CI it skips with a note, so a laptop without QEMU can still
+ * run the rest.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+
+const found = new Map<string, boolean>();
+
+/** PATH with /usr/bin first: nbdsh runs `python3 -m nbd`, and pyenv's python3 lacks the nbd module. */
+export const PEER_PATH = `/usr/bin:/usr/sbin:/bin:${process.env.PATH ?? ''}`;
+
+export function hasPeer(name: string): boolean {
+  let ok = found.get(name);
+  if (ok === undefined) {
+    ok = spawnSync('sh', ['-c', `command -v ${name}`], { env: { ...process.env, PATH: PEER_PATH } }).status === 0;
+    found.set(name, ok);
+  }
+  return ok;
+}
+
+/** Returns false (after marking the test skipped) when the peer is missing outside CI; throws in CI. */
+export function requirePeers(t: TestContext, ...names: string[]): boolean {
+  const missing = names.filter((n) => !hasPeer(n));
+  if (missing.length === 0) return true;
+  if (process.env.CI) throw new Error(`peer tool(s) missing under CI: ${missing.join(', ')}; .ci/run must install them`);
+  t.skip(`missing peer: ${missing.join(', ')}`);
+  return false;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a peer tool with a time limit; never throws on non-zero exit. */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')} timed out after ${opts.timeoutMs ?? 60000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, opts.timeoutMs ?? 60000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Like run() but throws with the tool's output when it exits non-zero. */
+export async function runOk(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+}
