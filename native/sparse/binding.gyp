@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "sparse",
+      "sources": ["sparse.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

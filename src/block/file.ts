@@ -1,0 +1,273 @@
+import { constants as fsConstants } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { checkRange } from './range.ts';
+import { DEFAULT_BLOCK_SIZE_HINT, fullCapabilities, type BlockSizeHint, type Disk, type DiskCapabilities, type Extent, type WriteOptions, type ZeroOptions } from './disk.ts';
+import { sparse as nativeSparse, sparseLoadError, type SparseOps } from './sparse-native.ts';
+import { InvalidArgumentError, IoError, NotSupportedError, ReadOnlyError, ShutdownError, toFlimcdError } from '../errors.ts';
+import { log } from '../util/log.ts';
+
+export interface FileDiskOptions {
+  readOnly?: boolean;
+  /** Create the file if it does not exist. */
+  create?: boolean;
+  /** Grow the file (sparsely) to this size; an existing larger file is refused, never shrunk. */
+  size?: number;
+  /** Override the native helper; null forces the pure-JS fallback (tests, benchmarks). */
+  sparse?: SparseOps | null;
+}
+
+/** Bound on a single read/write syscall; Node refuses lengths above 2 GiB anyway. */
+const MAX_IO = 1 << 30;
+/** Zero-write fallback chunk; one shared buffer that is only ever written from. */
+const ZERO_CHUNK = 1 << 20;
+let zeroes: Uint8Array | undefined;
+/** Caps one extents() answer (the contract allows a shorter one). */
+const MAX_EXTENTS = 1 << 16;
+
+let warnedNoNative = false;
+
+/**
+ * A Disk on a raw image file. Positional I/O straight into/from the caller's
+ * buffers; holes via the native sparse helper when it is loaded, otherwise
+ * zeroing writes real zeroes and the whole file reports as data.
+ */
+export class FileDisk implements Disk {
+  readonly path: string;
+  readonly size: number;
+  readonly capabilities: DiskCapabilities;
+  readonly blockSize: BlockSizeHint;
+  private readonly fh: FileHandle;
+  private readonly sparse: SparseOps | undefined;
+  // Learned at run time: the filesystem refused the call once, don't retry it.
+  private noPunch = false;
+  private noZeroRange = false;
+  private noSeek = false;
+  // Native calls use the raw fd; close must wait for them or the fd number could be reused under them.
+  private nativeInFlight = 0;
+  private onNativeDrain: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(path: string, fh: FileHandle, size: number, readOnly: boolean, blksize: number, sparse: SparseOps | undefined) {
+    this.path = path;
+    this.fh = fh;
+    this.size = size;
+    this.sparse = sparse;
+    this.capabilities = fullCapabilities({
+      readOnly,
+      canTrim: !readOnly,
+      canZero: !readOnly,
+      canFastZero: !readOnly && sparse !== undefined,
+    });
+    this.blockSize = { ...DEFAULT_BLOCK_SIZE_HINT, preferred: Math.min(Math.max(DEFAULT_BLOCK_SIZE_HINT.preferred, blksize || 0), 1 << 20) };
+  }
+
+  static async open(path: string, opts: FileDiskOptions = {}): Promise<FileDisk> {
+    const readOnly = opts.readOnly ?? false;
+    if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size < 0)) {
+      throw new InvalidArgumentError(`bad disk size ${opts.size}`);
+    }
+    if (readOnly && (opts.create || opts.size !== undefined)) {
+      throw new InvalidArgumentError('create/size need a writable disk');
+    }
+    let sparse: SparseOps | undefined;
+    if (opts.sparse === null) sparse = undefined;
+    else if (opts.sparse) sparse = opts.sparse;
+    else {
+      sparse = nativeSparse;
+      if (!sparse && !warnedNoNative) {
+        warnedNoNative = true;
+        log.warn({ reason: sparseLoadError }, 'native sparse helper unavailable: zeroing writes real zeroes and holes are not reported');
+      }
+    }
+
+    const flags = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR | (opts.create ? fsConstants.O_CREAT : 0);
+    let fh: FileHandle;
+    try {
+      fh = await openFile(path, flags, 0o644);
+    } catch (err) {
+      throw toFlimcdError(err);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+      let size = st.size;
+      if (opts.size !== undefined && opts.size !== size) {
+        if (opts.size < size) throw new InvalidArgumentError(`refusing to shrink ${path} from ${size} to ${opts.size} bytes`);
+        await fh.truncate(opts.size);
+        size = opts.size;
+      }
+      return new FileDisk(path, fh, size, readOnly, st.blksize, sparse);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw toFlimcdError(err);
+    }
+  }
+
+  /** True when holes are punched and mapped natively (not the pure-JS fallback). */
+  get native(): boolean {
+    return this.sparse !== undefined;
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    this.live();
+    checkRange(this.size, offset, into.length, false);
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const { bytesRead } = await this.fh.read(into, done, Math.min(into.length - done, MAX_IO), offset + done);
+        if (bytesRead === 0) {
+          // The file was truncated behind our back; past EOF a raw image reads as zero.
+          into.fill(0, done);
+          return;
+        }
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw toFlimcdError(err);
+    }
+  }
+
+  async write(offset: number, data: Uint8Array, opts: WriteOptions = {}): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, data.length, true);
+    await this.writeAll(offset, data);
+    if (opts.fua) await this.sync();
+  }
+
+  async flush(): Promise<void> {
+    this.live();
+    await this.sync();
+  }
+
+  async trim(offset: number, length: number, opts: WriteOptions = {}): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, true);
+    // Trimmed ranges must read back as zero here, so the fallback zeroes rather than ignoring the trim.
+    if (length > 0) await this.zero(offset, length, false, false);
+    if (opts.fua) await this.sync();
+  }
+
+  async writeZeroes(offset: number, length: number, opts: ZeroOptions = {}): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, length, true);
+    const fast = opts.fastZero ?? false;
+    if (fast && !this.sparse) throw new NotSupportedError('fast zero needs the native sparse helper');
+    if (length > 0) await this.zero(offset, length, opts.noHole ?? false, fast);
+    if (opts.fua) await this.sync();
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    this.live();
+    checkRange(this.size, offset, length, false);
+    const s = this.sparse;
+    if (!s || length === 0) return;
+    try {
+      await this.withFd((fd) => s.willNeed(fd, offset, length));
+    } catch (err) {
+      if (!(err instanceof NotSupportedError)) throw err;
+    }
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.live();
+    checkRange(this.size, offset, length, false);
+    if (length === 0) return [];
+    const s = this.sparse;
+    if (s && !this.noSeek) {
+      try {
+        const flat = await this.withFd((fd) => s.mapExtents(fd, offset, length, MAX_EXTENTS));
+        if (flat.length >= 3) {
+          const out: Extent[] = new Array(flat.length / 3);
+          for (let i = 0, j = 0; i < flat.length; i += 3, j++) out[j] = { offset: flat[i]!, length: flat[i + 1]!, flags: flat[i + 2]! };
+          return out;
+        }
+      } catch (err) {
+        // EINVAL from lseek means SEEK_DATA is unknown to this filesystem.
+        if (!(err instanceof NotSupportedError || err instanceof InvalidArgumentError)) throw err;
+        this.noSeek = true;
+      }
+    }
+    return [{ offset, length, flags: 0 }];
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.nativeInFlight > 0) await new Promise<void>((resolve) => (this.onNativeDrain = resolve));
+      try {
+        await this.fh.close();
+      } catch (err) {
+        throw toFlimcdError(err);
+      }
+    })();
+    return this.closing;
+  }
+
+  /** Zeroes a non-empty range: punch (unless noHole), else ZERO_RANGE, else (unless fast) write zeroes. */
+  private async zero(offset: number, length: number, noHole: boolean, fast: boolean): Promise<void> {
+    const s = this.sparse;
+    if (s) {
+      if (!noHole && !this.noPunch) {
+        try {
+          return await this.withFd((fd) => s.punchHole(fd, offset, length));
+        } catch (err) {
+          if (!(err instanceof NotSupportedError)) throw err;
+          this.noPunch = true;
+        }
+      }
+      if (!this.noZeroRange) {
+        try {
+          return await this.withFd((fd) => s.zeroRange(fd, offset, length));
+        } catch (err) {
+          if (!(err instanceof NotSupportedError)) throw err;
+          this.noZeroRange = true;
+        }
+      }
+    }
+    if (fast) throw new NotSupportedError('this filesystem cannot zero without writing');
+    zeroes ??= new Uint8Array(ZERO_CHUNK);
+    for (let pos = offset, end = offset + length; pos < end; pos += ZERO_CHUNK) {
+      await this.writeAll(pos, zeroes.subarray(0, Math.min(ZERO_CHUNK, end - pos)));
+    }
+  }
+
+  private async writeAll(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, Math.min(data.length - done, MAX_IO), offset + done);
+        if (bytesWritten <= 0) throw new IoError(`write at ${offset + done} made no progress`);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw toFlimcdError(err);
+    }
+  }
+
+  private async sync(): Promise<void> {
+    try {
+      await this.fh.datasync();
+    } catch (err) {
+      throw toFlimcdError(err);
+    }
+  }
+
+  private async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
+    this.nativeInFlight++;
+    try {
+      return await call(this.fh.fd);
+    } catch (err) {
+      throw toFlimcdError(err);
+    } finally {
+      if (--this.nativeInFlight === 0 && this.onNativeDrain) this.onNativeDrain();
+    }
+  }
+
+  private live(): void {
+    if (this.closing) throw new ShutdownError(`file disk ${this.path} is closed`);
+  }
+
+  private writable(): void {
+    this.live();
+    if (this.capabilities.readOnly) throw new ReadOnlyError();
+  }
+}

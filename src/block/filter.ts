@@ -1,0 +1,56 @@
+import type { BlockSizeHint, Disk, DiskCapabilities, Extent, WriteOptions, ZeroOptions } from './disk.ts';
+
+/**
+ * Base for filters: a Disk that wraps a Disk (as nbdkit filters do) and
+ * forwards every member, so a subclass overrides only what it changes.
+ * Forwarding returns the inner promise as is: no extra await per request.
+ * Subclasses that change size/capabilities/blockSize override the getter.
+ * The filter owns its inner disk: close() closes it.
+ */
+export class FilterDisk implements Disk {
+  constructor(protected readonly inner: Disk) {}
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  get capabilities(): DiskCapabilities {
+    return this.inner.capabilities;
+  }
+
+  get blockSize(): BlockSizeHint {
+    return this.inner.blockSize;
+  }
+
+  read(offset: number, into: Uint8Array): Promise<void> {
+    return this.inner.read(offset, into);
+  }
+
+  write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+    return this.inner.write(offset, data, opts);
+  }
+
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+
+  trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    return this.inner.trim(offset, length, opts);
+  }
+
+  writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    return this.inner.writeZeroes(offset, length, opts);
+  }
+
+  cache(offset: number, length: number): Promise<void> {
+    return this.inner.cache(offset, length);
+  }
+
+  extents(offset: number, length: number): Promise<Extent[]> {
+    return this.inner.extents(offset, length);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

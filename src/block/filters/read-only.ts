@@ -1,0 +1,29 @@
+import { FilterDisk } from '../filter.ts';
+import type { Disk, DiskCapabilities } from '../disk.ts';
+import { ReadOnlyError } from '../../errors.ts';
+
+/** Refuses every modification (EPERM on the wire); reads, extents, flush and cache pass through. */
+export class ReadOnlyDisk extends FilterDisk {
+  private readonly caps: DiskCapabilities;
+
+  constructor(inner: Disk) {
+    super(inner);
+    this.caps = Object.freeze({ ...inner.capabilities, readOnly: true, canTrim: false, canZero: false, canFastZero: false });
+  }
+
+  override get capabilities(): DiskCapabilities {
+    return this.caps;
+  }
+
+  override async write(): Promise<void> {
+    throw new ReadOnlyError();
+  }
+
+  override async trim(): Promise<void> {
+    throw new ReadOnlyError();
+  }
+
+  override async writeZeroes(): Promise<void> {
+    throw new ReadOnlyError();
+  }
+}
