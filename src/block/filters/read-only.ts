@@ -1,5 +1,5 @@
 import { FilterDisk } from '../filter.ts';
-import type { Disk, DiskCapabilities } from '../disk.ts';
+import type { Disk, DiskCapabilities, WriteOptions, ZeroOptions } from '../disk.ts';
 import { ReadOnlyError } from '../../errors.ts';
 
 /** Refuses every modification (EPERM on the wire); reads, extents, flush and cache pass through. */
@@ -15,15 +15,15 @@ export class ReadOnlyDisk extends FilterDisk {
     return this.caps;
   }
 
-  override async write(): Promise<void> {
+  override async write(_offset: number, _data: Uint8Array, _opts?: WriteOptions): Promise<void> {
     throw new ReadOnlyError();
   }
 
-  override async trim(): Promise<void> {
+  override async trim(_offset: number, _length: number, _opts?: WriteOptions): Promise<void> {
     throw new ReadOnlyError();
   }
 
-  override async writeZeroes(): Promise<void> {
+  override async writeZeroes(_offset: number, _length: number, _opts?: ZeroOptions): Promise<void> {
     throw new ReadOnlyError();
   }
 }
