@@ -93,3 +93,11 @@ export function toFlimcdError(err: unknown): FlimcdError {
     default: return new IoError(msg, { cause: err });
   }
 }
+
+/** The Node system error code (ENOENT, EACCES, ...) of an error or of its cause, if any. */
+export function systemErrorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string' && !e.code.startsWith('FLIMCD_')) return e.code;
+  }
+  return undefined;
+}

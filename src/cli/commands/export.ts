@@ -6,7 +6,7 @@ import { NbdServer } from '../../nbd/server.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { formatBytes } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
-import { UsageError } from '../../errors.ts';
+import { UsageError, systemErrorCode } from '../../errors.ts';
 import { onShutdownSignal } from '../signals.ts';
 
 interface ExportOptions {
@@ -35,9 +35,9 @@ export function registerExport(program: Command): void {
       try {
         disk = await FileDisk.open(opts.image, { readOnly: opts.readOnly ?? false });
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === 'ENOENT') throw new UsageError(`--image: ${opts.image} does not exist`);
-        if (err.code === 'EISDIR') throw new UsageError(`--image: ${opts.image} is a directory`);
+        const code = systemErrorCode(e);
+        if (code === 'ENOENT') throw new UsageError(`--image: ${opts.image} does not exist`);
+        if (code === 'EISDIR') throw new UsageError(`--image: ${opts.image} is a directory`);
         throw e;
       }
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);

@@ -1,0 +1,64 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { PEER_PATH } from './peers.ts';
+
+export const FLIMCD_BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the flimcd command to completion. */
+export function flimcd(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`flimcd ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 60000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Starts a long-running flimcd command and resolves once a stdout line matches `ready`. */
+export function flimcdBackground(args: string[], ready: RegExp, opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ child: ChildProcess; line: string; output: () => { stdout: string; stderr: string }; exited: Promise<CliResult> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let done = false;
+    const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
+    const timer = setTimeout(() => {
+      if (done) return;
+      child.kill('SIGKILL');
+      reject(new Error(`flimcd ${args.join(' ')} not ready in time\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 30000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      const line = stdout.split('\n').find((l) => ready.test(l));
+      if (line && !done) {
+        done = true;
+        clearTimeout(timer);
+        resolve({ child, line, output: () => ({ stdout, stderr }), exited });
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    void exited.then((r) => {
+      if (!done) {
+        done = true;
+        clearTimeout(timer);
+        reject(new Error(`flimcd ${args.join(' ')} exited ${r.code} before ready\n${r.stdout}\n${r.stderr}`));
+      }
+    });
+  });
+}
