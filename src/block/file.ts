@@ -1,4 +1,4 @@
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, read as fsRead, write as fsWrite } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { checkRange } from './range.ts';
 import { DEFAULT_BLOCK_SIZE_HINT, fullCapabilities, type BlockSizeHint, type Disk, type DiskCapabilities, type Extent, type WriteOptions, type ZeroOptions } from './disk.ts';
@@ -26,9 +26,19 @@ const MAX_EXTENTS = 1 << 16;
 
 let warnedNoNative = false;
 
+// Callback fs.read/fs.write on the raw fd: about twice the small-request rate of FileHandle.read/write.
+function pread(fd: number, buf: Uint8Array, at: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fsRead(fd, buf, at, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function pwrite(fd: number, buf: Uint8Array, at: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fsWrite(fd, buf, at, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 /**
  * A Disk on a raw image file. Positional I/O straight into/from the caller's
- * buffers; holes via the native sparse helper when it is loaded, otherwise
+ * buffers (the FileHandle owns the fd's lifetime; reads and writes go to the
+ * fd directly, see pread); holes via the native sparse helper when it is loaded, otherwise
  * zeroing writes real zeroes and the whole file reports as data.
  */
 export class FileDisk implements Disk {
@@ -37,19 +47,21 @@ export class FileDisk implements Disk {
   readonly capabilities: DiskCapabilities;
   readonly blockSize: BlockSizeHint;
   private readonly fh: FileHandle;
+  private readonly fd: number;
   private readonly sparse: SparseOps | undefined;
   // Learned at run time: the filesystem refused the call once, don't retry it.
   private noPunch = false;
   private noZeroRange = false;
   private noSeek = false;
-  // Native calls use the raw fd; close must wait for them or the fd number could be reused under them.
-  private nativeInFlight = 0;
-  private onNativeDrain: (() => void) | undefined;
+  // Requests use the raw fd; close must wait for them or the fd number could be reused under them.
+  private inFlight = 0;
+  private onDrain: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(path: string, fh: FileHandle, size: number, readOnly: boolean, blksize: number, sparse: SparseOps | undefined) {
     this.path = path;
     this.fh = fh;
+    this.fd = fh.fd;
     this.size = size;
     this.sparse = sparse;
     this.capabilities = fullCapabilities({
@@ -111,19 +123,22 @@ export class FileDisk implements Disk {
   async read(offset: number, into: Uint8Array): Promise<void> {
     this.live();
     checkRange(this.size, offset, into.length, false);
+    this.inFlight++;
     let done = 0;
     try {
       while (done < into.length) {
-        const { bytesRead } = await this.fh.read(into, done, Math.min(into.length - done, MAX_IO), offset + done);
-        if (bytesRead === 0) {
+        const n = await pread(this.fd, into, done, Math.min(into.length - done, MAX_IO), offset + done);
+        if (n === 0) {
           // The file was truncated behind our back; past EOF a raw image reads as zero.
           into.fill(0, done);
           return;
         }
-        done += bytesRead;
+        done += n;
       }
     } catch (err) {
       throw toFlimcdError(err);
+    } finally {
+      this.done();
     }
   }
 
@@ -192,7 +207,7 @@ export class FileDisk implements Disk {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.nativeInFlight > 0) await new Promise<void>((resolve) => (this.onNativeDrain = resolve));
+      if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onDrain = resolve));
       try {
         await this.fh.close();
       } catch (err) {
@@ -231,15 +246,18 @@ export class FileDisk implements Disk {
   }
 
   private async writeAll(offset: number, data: Uint8Array): Promise<void> {
+    this.inFlight++;
     let done = 0;
     try {
       while (done < data.length) {
-        const { bytesWritten } = await this.fh.write(data, done, Math.min(data.length - done, MAX_IO), offset + done);
-        if (bytesWritten <= 0) throw new IoError(`write at ${offset + done} made no progress`);
-        done += bytesWritten;
+        const n = await pwrite(this.fd, data, done, Math.min(data.length - done, MAX_IO), offset + done);
+        if (n <= 0) throw new IoError(`write at ${offset + done} made no progress`);
+        done += n;
       }
     } catch (err) {
       throw toFlimcdError(err);
+    } finally {
+      this.done();
     }
   }
 
@@ -252,14 +270,18 @@ export class FileDisk implements Disk {
   }
 
   private async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
-    this.nativeInFlight++;
+    this.inFlight++;
     try {
-      return await call(this.fh.fd);
+      return await call(this.fd);
     } catch (err) {
       throw toFlimcdError(err);
     } finally {
-      if (--this.nativeInFlight === 0 && this.onNativeDrain) this.onNativeDrain();
+      this.done();
     }
+  }
+
+  private done(): void {
+    if (--this.inFlight === 0 && this.onDrain) this.onDrain();
   }
 
   private live(): void {
