@@ -53,7 +53,8 @@ export class FileDisk implements Disk {
   private noPunch = false;
   private noZeroRange = false;
   private noSeek = false;
-  // Requests use the raw fd; close must wait for them or the fd number could be reused under them.
+  // Requests (counted whole, from validation to reply) use the raw fd; close waits for them
+  // or the fd number could be closed, even reused, under a request still issuing syscalls.
   private inFlight = 0;
   private onDrain: (() => void) | undefined;
   private closing: Promise<void> | undefined;
@@ -145,21 +146,36 @@ export class FileDisk implements Disk {
   async write(offset: number, data: Uint8Array, opts: WriteOptions = {}): Promise<void> {
     this.writable();
     checkRange(this.size, offset, data.length, true);
-    await this.writeAll(offset, data);
-    if (opts.fua) await this.sync();
+    this.inFlight++;
+    try {
+      await this.writeAll(offset, data);
+      if (opts.fua) await this.sync();
+    } finally {
+      this.done();
+    }
   }
 
   async flush(): Promise<void> {
     this.live();
-    await this.sync();
+    this.inFlight++;
+    try {
+      await this.sync();
+    } finally {
+      this.done();
+    }
   }
 
   async trim(offset: number, length: number, opts: WriteOptions = {}): Promise<void> {
     this.writable();
     checkRange(this.size, offset, length, true);
-    // Trimmed ranges must read back as zero here, so the fallback zeroes rather than ignoring the trim.
-    if (length > 0) await this.zero(offset, length, false, false);
-    if (opts.fua) await this.sync();
+    this.inFlight++;
+    try {
+      // Trimmed ranges must read back as zero here, so the fallback zeroes rather than ignoring the trim.
+      if (length > 0) await this.zero(offset, length, false, false);
+      if (opts.fua) await this.sync();
+    } finally {
+      this.done();
+    }
   }
 
   async writeZeroes(offset: number, length: number, opts: ZeroOptions = {}): Promise<void> {
@@ -167,8 +183,13 @@ export class FileDisk implements Disk {
     checkRange(this.size, offset, length, true);
     const fast = opts.fastZero ?? false;
     if (fast && !this.sparse) throw new NotSupportedError('fast zero needs the native sparse helper');
-    if (length > 0) await this.zero(offset, length, opts.noHole ?? false, fast);
-    if (opts.fua) await this.sync();
+    this.inFlight++;
+    try {
+      if (length > 0) await this.zero(offset, length, opts.noHole ?? false, fast);
+      if (opts.fua) await this.sync();
+    } finally {
+      this.done();
+    }
   }
 
   async cache(offset: number, length: number): Promise<void> {
@@ -176,10 +197,14 @@ export class FileDisk implements Disk {
     checkRange(this.size, offset, length, false);
     const s = this.sparse;
     if (!s || length === 0) return;
+    this.inFlight++;
     try {
-      await this.withFd((fd) => s.willNeed(fd, offset, length));
+      await s.willNeed(this.fd, offset, length);
     } catch (err) {
-      if (!(err instanceof NotSupportedError)) throw err;
+      const e = toFlimcdError(err);
+      if (!(e instanceof NotSupportedError)) throw e;
+    } finally {
+      this.done();
     }
   }
 
@@ -189,17 +214,21 @@ export class FileDisk implements Disk {
     if (length === 0) return [];
     const s = this.sparse;
     if (s && !this.noSeek) {
+      this.inFlight++;
       try {
-        const flat = await this.withFd((fd) => s.mapExtents(fd, offset, length, MAX_EXTENTS));
+        const flat = await s.mapExtents(this.fd, offset, length, MAX_EXTENTS);
         if (flat.length >= 3) {
           const out: Extent[] = new Array(flat.length / 3);
           for (let i = 0, j = 0; i < flat.length; i += 3, j++) out[j] = { offset: flat[i]!, length: flat[i + 1]!, flags: flat[i + 2]! };
           return out;
         }
       } catch (err) {
+        const e = toFlimcdError(err);
         // EINVAL from lseek means SEEK_DATA is unknown to this filesystem.
-        if (!(err instanceof NotSupportedError || err instanceof InvalidArgumentError)) throw err;
+        if (!(e instanceof NotSupportedError || e instanceof InvalidArgumentError)) throw e;
         this.noSeek = true;
+      } finally {
+        this.done();
       }
     }
     return [{ offset, length, flags: 0 }];
@@ -223,17 +252,19 @@ export class FileDisk implements Disk {
     if (s) {
       if (!noHole && !this.noPunch) {
         try {
-          return await this.withFd((fd) => s.punchHole(fd, offset, length));
+          return await s.punchHole(this.fd, offset, length);
         } catch (err) {
-          if (!(err instanceof NotSupportedError)) throw err;
+          const e = toFlimcdError(err);
+          if (!(e instanceof NotSupportedError)) throw e;
           this.noPunch = true;
         }
       }
       if (!this.noZeroRange) {
         try {
-          return await this.withFd((fd) => s.zeroRange(fd, offset, length));
+          return await s.zeroRange(this.fd, offset, length);
         } catch (err) {
-          if (!(err instanceof NotSupportedError)) throw err;
+          const e = toFlimcdError(err);
+          if (!(e instanceof NotSupportedError)) throw e;
           this.noZeroRange = true;
         }
       }
@@ -246,7 +277,6 @@ export class FileDisk implements Disk {
   }
 
   private async writeAll(offset: number, data: Uint8Array): Promise<void> {
-    this.inFlight++;
     let done = 0;
     try {
       while (done < data.length) {
@@ -256,8 +286,6 @@ export class FileDisk implements Disk {
       }
     } catch (err) {
       throw toFlimcdError(err);
-    } finally {
-      this.done();
     }
   }
 
@@ -269,17 +297,7 @@ export class FileDisk implements Disk {
     }
   }
 
-  private async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
-    this.inFlight++;
-    try {
-      return await call(this.fd);
-    } catch (err) {
-      throw toFlimcdError(err);
-    } finally {
-      this.done();
-    }
-  }
-
+  /** Ends one request; the last one out lets a pending close proceed. */
   private done(): void {
     if (--this.inFlight === 0 && this.onDrain) this.onDrain();
   }

@@ -187,6 +187,27 @@ describe('FileDisk', () => {
     backs.forEach((b, i) => assert.deepEqual(b, pattern(len, i)));
   });
 
+  it('close lets requests in flight finish on the same fd', async (t) => {
+    // Pure-JS zeroing of 16 MiB is 16 sequential writes: without the wait, close would land between them.
+    const { disk } = await openDisk(t, { size: 64 * MiB, sparse: null });
+    const data = pattern(MiB, 3);
+    await disk.write(0, pattern(16 * MiB, 4));
+    const ops = [disk.writeZeroes(0, 16 * MiB), ...Array.from({ length: 8 }, (_, i) => disk.write((20 + i) * MiB, data))];
+    const close = disk.close();
+    await Promise.all(ops);
+    await close;
+    const again = await FileDisk.open(disk.path, { readOnly: true });
+    t.after(() => again.close());
+    const zero = new Uint8Array(16 * MiB);
+    await again.read(0, zero);
+    assert.ok(zero.every((b) => b === 0));
+    const back = new Uint8Array(MiB);
+    for (let i = 0; i < 8; i++) {
+      await again.read((20 + i) * MiB, back);
+      assert.deepEqual(back, data);
+    }
+  });
+
   describe('with the native helper', () => {
     it('trim and writeZeroes punch holes that free space and show as HOLE|ZERO', async (t) => {
       if (!needNative(t)) return;
