@@ -73,9 +73,10 @@ export interface Disk {
   /**
    * Allocation map covering at least [offset, offset+1) and at most
    * [offset, offset+length), in order and contiguous from `offset`.
-   * A disk that cannot tell reports one data extent.
+   * A disk that cannot tell reports one data extent. `maxExtents` is a hint:
+   * the caller uses no more than that many, so the disk may stop early.
    */
-  extents(offset: number, length: number): Promise<Extent[]>;
+  extents(offset: number, length: number, maxExtents?: number): Promise<Extent[]>;
   close(): Promise<void>;
 }
 

@@ -208,7 +208,7 @@ export class FileDisk implements Disk {
     }
   }
 
-  async extents(offset: number, length: number): Promise<Extent[]> {
+  async extents(offset: number, length: number, maxExtents = MAX_EXTENTS): Promise<Extent[]> {
     this.live();
     checkRange(this.size, offset, length, false);
     if (length === 0) return [];
@@ -216,7 +216,7 @@ export class FileDisk implements Disk {
     if (s && !this.noSeek) {
       this.inFlight++;
       try {
-        const flat = await s.mapExtents(this.fd, offset, length, MAX_EXTENTS);
+        const flat = await s.mapExtents(this.fd, offset, length, Math.max(1, Math.min(maxExtents, MAX_EXTENTS)));
         if (flat.length >= 3) {
           const out: Extent[] = new Array(flat.length / 3);
           for (let i = 0, j = 0; i < flat.length; i += 3, j++) out[j] = { offset: flat[i]!, length: flat[i + 1]!, flags: flat[i + 2]! };

@@ -46,8 +46,8 @@ export class FilterDisk implements Disk {
     return this.inner.cache(offset, length);
   }
 
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.inner.extents(offset, length);
+  extents(offset: number, length: number, maxExtents?: number): Promise<Extent[]> {
+    return this.inner.extents(offset, length, maxExtents);
   }
 
   close(): Promise<void> {

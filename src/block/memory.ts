@@ -82,7 +82,7 @@ export class MemoryDisk implements Disk {
     checkRange(this.size, offset, length, false);
   }
 
-  async extents(offset: number, length: number): Promise<Extent[]> {
+  async extents(offset: number, length: number, maxExtents = Infinity): Promise<Extent[]> {
     this.live();
     checkRange(this.size, offset, length, false);
     const out: Extent[] = [];
@@ -94,6 +94,7 @@ export class MemoryDisk implements Disk {
       const flags = this.pages.has(pageNo) ? 0 : ExtentFlags.HOLE | ExtentFlags.ZERO;
       const last = out[out.length - 1];
       if (last && last.flags === flags) last.length += n;
+      else if (out.length >= maxExtents) break;
       else out.push({ offset: pos, length: n, flags });
       pos += n;
     }

@@ -26,7 +26,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   maxInFlight: 128,
   maxInFlightBytes: 96 * 1024 * 1024,
   handshakeTimeoutMs: 30_000,
-  maxExtents: 64 * 1024,
+  maxExtents: 1024,
 };
 
 /**
@@ -193,9 +193,9 @@ export class NbdConnection {
           if (req.length > 0) await disk.cache(req.offset, req.length);
           break;
         case Cmd.BLOCK_STATUS: {
-          const extents = await disk.extents(req.offset, req.length);
-          const reqOne = (req.flags & CmdFlags.REQ_ONE) !== 0;
-          const descriptors = toDescriptors(extents, req.offset, req.length, reqOne ? 1 : this.limits.maxExtents);
+          const max = (req.flags & CmdFlags.REQ_ONE) !== 0 ? 1 : this.limits.maxExtents;
+          const extents = await disk.extents(req.offset, req.length, max);
+          const descriptors = toDescriptors(extents, req.offset, req.length, max);
           this.send(blockStatusChunk(req.cookie, n.baseAllocationId!, descriptors));
           return;
         }

@@ -111,10 +111,10 @@ export class StatsDisk extends FilterDisk {
     this.cacheBytes += length;
   }
 
-  override async extents(offset: number, length: number): Promise<Extent[]> {
+  override async extents(offset: number, length: number, maxExtents?: number): Promise<Extent[]> {
     let out: Extent[];
     try {
-      out = await this.inner.extents(offset, length);
+      out = await this.inner.extents(offset, length, maxExtents);
     } catch (err) {
       this.extentsErrors++;
       throw err;
