@@ -704,7 +704,13 @@ async function openSocket<T>(
     socket.off('error', onErr);
     return { socket, result };
   } catch (e) {
-    socket.destroy();
+    if (optionRefused(e) && !socket.destroyed) {
+      // The server said no politely: end with a soft disconnect, as the spec asks.
+      socket.end(encodeOption(Opt.ABORT));
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else {
+      socket.destroy();
+    }
     if (timedOut) throw new IoError(`NBD handshake with ${where} timed out after ${timeoutMs} ms`);
     if (e instanceof FlimcdError) {
       if (e instanceof ProtocolError && /connection (closed|error)/.test(e.message)) {
@@ -717,6 +723,11 @@ async function openSocket<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** True for errors that came from an option error reply (the session itself is still sound). */
+function optionRefused(e: unknown): boolean {
+  return e instanceof FlimcdError && !(e instanceof ProtocolError) && !(e instanceof IoError);
 }
 
 /** Reads the greeting, refuses anything but fixed newstyle, sends client flags. Returns the server's handshake flags. */
