@@ -55,6 +55,8 @@ const U32_MAX = 0xffffffff;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** How long close() waits for the server to hang up after NBD_CMD_DISC before dropping the socket. */
 const DISCONNECT_GRACE_MS = 5_000;
+/** Size of the buffer socket reads go into. */
+const READ_BUFFER = 1024 * 1024;
 /** Payloads up to this size are copied behind the header and sent in one write. */
 const SMALL_WRITE = 16 * 1024;
 
@@ -78,6 +80,11 @@ interface Waiter {
   cost: number;
   resolve: () => void;
   reject: (e: FlimcdError) => void;
+}
+
+/** Where socket reads go: the handshake's ByteReader first, then the reply decoder. */
+interface ReadRoute {
+  sink: (chunk: Buffer) => void;
 }
 
 interface Negotiated {
@@ -132,7 +139,7 @@ export class NbdClient extends EventEmitter implements Disk {
   private idleWaiters: (() => void)[] = [];
   private resolveClosed: (e: FlimcdError | undefined) => void = noop;
 
-  private constructor(socket: Socket, address: Address, n: Negotiated, opts: NbdClientOptions) {
+  private constructor(socket: Socket, route: ReadRoute, address: Address, n: Negotiated, opts: NbdClientOptions) {
     super();
     this.socket = socket;
     this.address = address;
@@ -173,13 +180,13 @@ export class NbdClient extends EventEmitter implements Disk {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
 
     this.decoder = new ReplyDecoder(this.makeHandler());
-    socket.on('data', (chunk: Buffer) => {
+    route.sink = (chunk: Buffer) => {
       try {
         this.decoder.push(chunk);
       } catch (e) {
         this.fail(e instanceof FlimcdError ? e : new ProtocolError(`reply handling failed: ${(e as Error).message}`, { cause: e }));
       }
-    });
+    };
     socket.on('drain', () => {
       this.needDrain = false;
       this.pump();
@@ -200,7 +207,7 @@ export class NbdClient extends EventEmitter implements Disk {
       if (reader.available !== 0) throw new ProtocolError('server sent data before the first request');
       return n;
     });
-    return new NbdClient(socket.socket, addr, socket.result, opts);
+    return new NbdClient(socket.socket, socket.route, addr, socket.result, opts);
   }
 
   /** Lists the server's exports (NBD_OPT_LIST), then ends the session with NBD_OPT_ABORT. */
@@ -674,9 +681,17 @@ async function openSocket<T>(
   addr: Address,
   timeoutMs: number,
   body: (socket: Socket, reader: ByteReader) => Promise<T>,
-): Promise<{ socket: Socket; result: T }> {
+): Promise<{ socket: Socket; route: ReadRoute; result: T }> {
   const where = formatAddress(addr);
-  const socket = addr.kind === 'unix' ? netConnect({ path: addr.path }) : netConnect({ host: addr.host, port: addr.port });
+  // Reads land in one reusable buffer (no allocation per socket read). The
+  // handshake copies them out and re-emits 'data' for the ByteReader; the
+  // client's decoder then consumes the buffer in place, synchronously.
+  const route: ReadRoute = { sink: (b) => socket.emit('data', Buffer.from(b)) };
+  const onread = { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: (n: number, buf: Uint8Array) => {
+    route.sink((buf as Buffer).subarray(0, n));
+    return true;
+  } };
+  const socket = addr.kind === 'unix' ? netConnect({ path: addr.path, onread }) : netConnect({ host: addr.host, port: addr.port, onread });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -702,7 +717,7 @@ async function openSocket<T>(
     }
     socket.removeAllListeners('connect');
     socket.off('error', onErr);
-    return { socket, result };
+    return { socket, route, result };
   } catch (e) {
     if (optionRefused(e) && !socket.destroyed) {
       // The server said no politely: end with a soft disconnect, as the spec asks.
