@@ -12,9 +12,9 @@ import {
 } from '../errors.ts';
 import { NbdErrno, nbdErrnoName } from './errno.ts';
 import {
-  Cmd, IHAVEOPT, Info, MAX_PAYLOAD, OPTION_REPLY_MAGIC, REQUEST_MAGIC, REQUEST_SIZE, ReplyType, Rep,
+  Cmd, IHAVEOPT, Info, MAX_PAYLOAD, OPTION_REPLY_MAGIC, REQUEST_MAGIC, ReplyType, Rep,
   SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_SIZE, STRUCTURED_REPLY_HEADER_SIZE, STRUCTURED_REPLY_MAGIC, StateFlags,
-  cmdName, isReplyError,
+  cmdName,
 } from './protocol.ts';
 
 const TWO32 = 0x1_0000_0000;
@@ -495,4 +495,3 @@ function headerLength(src: Buffer, at: number, avail: number): number {
   return DATA_HEADER_SIZE;
 }
 
-export { isReplyError, REQUEST_SIZE };

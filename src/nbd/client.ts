@@ -69,7 +69,8 @@ class Pending {
   buf: Uint8Array | undefined = undefined;
   error: FlimcdError | undefined = undefined;
   extents: Extent[] | undefined = undefined;
-  readonly coverage = new Coverage();
+  /** Read requests only: which bytes the content chunks have covered. */
+  coverage: Coverage | undefined = undefined;
   resolve: (v: unknown) => void = noop;
   reject: (e: FlimcdError) => void = noop;
 }
@@ -523,7 +524,10 @@ export class NbdClient extends EventEmitter implements Disk {
     p.offset = offset;
     p.length = length;
     p.cost = cost;
-    if (cmd === Cmd.READ) p.buf = buf;
+    if (cmd === Cmd.READ) {
+      p.buf = buf;
+      if (this.structuredReplies) p.coverage = new Coverage();
+    }
     const promise = new Promise<unknown>((resolve, reject) => {
       p.resolve = resolve;
       p.reject = reject;
@@ -600,7 +604,7 @@ export class NbdClient extends EventEmitter implements Disk {
       simpleDataDone: (cookie) => {
         this.complete(cookie, this.lookup(cookie));
       },
-      data: (cookie, flags, offset, length) => {
+      data: (cookie, _flags, offset, length) => {
         if (!structured) throw new ProtocolError('structured reply although structured replies were not negotiated');
         const p = this.lookup(cookie);
         if (p.cmd !== Cmd.READ) throw new ProtocolError(`data chunk in reply to ${cmdName(p.cmd)}`);
@@ -608,7 +612,7 @@ export class NbdClient extends EventEmitter implements Disk {
         if (rel < 0 || rel + length > p.length) {
           throw new ProtocolError(`data chunk ${offset}+${length} outside the request ${p.offset}+${p.length}`);
         }
-        if (!p.coverage.add(rel, rel + length)) throw new ProtocolError(`data chunk ${offset}+${length} overlaps an earlier chunk`);
+        if (!p.coverage!.add(rel, rel + length)) throw new ProtocolError(`data chunk ${offset}+${length} overlaps an earlier chunk`);
         return p.buf!.subarray(rel, rel + length);
       },
       dataDone: (cookie, flags) => {
@@ -638,7 +642,7 @@ export class NbdClient extends EventEmitter implements Disk {
         if (length === 0 || rel < 0 || rel + length > p.length) {
           throw new ProtocolError(`hole chunk ${offset}+${length} outside the request ${p.offset}+${p.length}`);
         }
-        if (!p.coverage.add(rel, rel + length)) throw new ProtocolError(`hole chunk ${offset}+${length} overlaps an earlier chunk`);
+        if (!p.coverage!.add(rel, rel + length)) throw new ProtocolError(`hole chunk ${offset}+${length} overlaps an earlier chunk`);
         p.buf!.fill(0, rel, rel + length);
         return;
       }
@@ -665,8 +669,8 @@ export class NbdClient extends EventEmitter implements Disk {
 
   private finishStructured(cookie: number, p: Pending): void {
     if (!p.error) {
-      if (p.cmd === Cmd.READ && p.coverage.covered !== p.length) {
-        throw new ProtocolError(`read ${p.offset}+${p.length} succeeded with only ${p.coverage.covered} bytes of data`);
+      if (p.cmd === Cmd.READ && p.coverage!.covered !== p.length) {
+        throw new ProtocolError(`read ${p.offset}+${p.length} succeeded with only ${p.coverage!.covered} bytes of data`);
       }
       if (p.cmd === Cmd.BLOCK_STATUS && !p.extents) throw new ProtocolError('block status reply without a status chunk');
     }

@@ -336,6 +336,20 @@ test('handshake: GO errors name the export; non-fixed-newstyle servers are refus
   await assert.rejects(NbdClient.connect(`unix:${join(tempDir(t), 'absent.sock')}`), (e: Error) => e instanceof IoError && /cannot connect/.test(e.message));
 });
 
+test('handshake: a server that never greets hits connectTimeoutMs', async (t) => {
+  const path = join(tempDir(t), 'mute.sock');
+  const held: Socket[] = [];
+  const mute = createServer((s) => held.push(s));
+  await new Promise<void>((r) => mute.listen(path, r));
+  t.after(() => {
+    for (const s of held) s.destroy();
+    mute.close();
+  });
+  const t0 = Date.now();
+  await assert.rejects(NbdClient.connect(`unix:${path}`, { connectTimeoutMs: 200 }), (e: Error) => e instanceof IoError && /timed out after 200 ms/.test(e.message));
+  assert.ok(Date.now() - t0 < 2000);
+});
+
 test('handshake: falls back to NBD_OPT_EXPORT_NAME when GO is unsupported (with and without NO_ZEROES)', async (t) => {
   for (const handshakeFlags of [1, 3]) {
     const f = await fakeServer(t, {
