@@ -1,0 +1,415 @@
+import type { Clock, TimerHandle } from '../util/clock.ts';
+import { ProtocolError, ShutdownError } from '../errors.ts';
+import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from './frame.ts';
+import { decodeMessage, encodeMessage, isSequenced, MsgType, type Message } from './messages.ts';
+
+/** A byte pipe between the agents: a TCP/TLS socket, or the simulator's modelled link. */
+export interface ByteTransport {
+  /** Queues bytes; false means the transport is full: wait for onDrain. */
+  write(parts: Buffer[]): boolean;
+  onDrain(fn: () => void): void;
+  onData(fn: (chunk: Buffer) => void): void;
+  onClose(fn: (err?: Error) => void): void;
+  /** Stop / restart delivering data (receive-side back-pressure). */
+  pause(): void;
+  resume(): void;
+  close(): void;
+}
+
+/** Send priorities: lower goes first. On-demand fetches overtake everything but control. */
+export const Priority = { CONTROL: 0, DEMAND: 1, PREFETCH: 2, BULK: 3 } as const;
+export type PriorityValue = (typeof Priority)[keyof typeof Priority];
+
+export interface ChannelOptions {
+  clock: Clock;
+  /** Called for each received message, in sequence order. The message is acked when the returned promise settles. */
+  onMessage: (m: Message) => void | Promise<void>;
+  /** The link failed or closed. The channel keeps unacked messages for a later attach(). */
+  onDisconnect?: (err?: Error) => void;
+  /** Bounds of the send window (unacked bulk/prefetch bytes on the link). */
+  minWindow?: number;
+  maxWindow?: number;
+  initialWindow?: number;
+  /** Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks. */
+  bulkQueueLimit?: number;
+  pingIntervalMs?: number;
+}
+
+interface Outgoing {
+  type: number;
+  prio: PriorityValue;
+  parts: Buffer[];
+  bytes: number;
+  /** Sequence number once transmitted (sequenced messages only). */
+  seq: number;
+  /** For delivery-rate samples (BBR-style). */
+  deliveredAtSend: number;
+  deliveredTimeAtSend: number;
+  frame?: Buffer[];
+}
+
+export interface ChannelStats {
+  bytesSent: number;
+  bytesReceived: number;
+  framesSent: number;
+  framesReceived: number;
+  /** Bytes sent per message type name, framing included. */
+  sentByType: Record<string, number>;
+  retransmittedBytes: number;
+  window: number;
+  inFlight: number;
+  minRttMs: number | undefined;
+  deliveryRateBps: number | undefined;
+}
+
+const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<number, string>;
+
+/**
+ * The agents' message link: priority queues, a congestion-sized send window
+ * for bulk traffic (so an on-demand fetch never waits behind a deep queue in
+ * the network), cumulative acks sent after the receiver has processed a
+ * message (so an ack means "applied", which makes resume exact), and a
+ * retransmit list of unacked messages for attach() after a reconnect.
+ */
+export class Channel {
+  private transport: ByteTransport | undefined;
+  private decoder = new FrameDecoder();
+  private readonly queues: Outgoing[][] = [[], [], [], []];
+  private queuedBulkBytes = 0;
+  private readonly unacked: Outgoing[] = [];
+  private inFlightBytes = 0;
+  private nextSeq = 1;
+  private writable = true;
+  private closed = false;
+
+  // receive side
+  private delivered = 0; // highest seq handed to onMessage
+  private processed = 0; // highest seq whose handler (and all before it) finished
+  private readonly pendingDone = new Set<number>();
+  private ackTimer: TimerHandle | undefined;
+  private lastAckSent = 0;
+
+  // estimators
+  private deliveredBytes = 0;
+  private deliveredTime = 0;
+  private rateSamples: Array<{ at: number; bps: number }> = [];
+  private rttSamples: Array<{ at: number; ms: number }> = [];
+  private window: number;
+  private pingTimer: TimerHandle | undefined;
+
+  private bulkWaiters: Array<() => void> = [];
+  private idleWaiters: Array<() => void> = [];
+  readonly stats: ChannelStats;
+
+  constructor(private readonly opts: ChannelOptions) {
+    this.window = opts.initialWindow ?? 4 * 1024 * 1024;
+    this.stats = {
+      bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, retransmittedBytes: 0,
+      window: this.window, inFlight: 0, minRttMs: undefined, deliveryRateBps: undefined,
+    };
+  }
+
+  get connected(): boolean {
+    return this.transport !== undefined;
+  }
+
+  /** Highest sequence number this side has fully processed (sent to the peer in HELLO/WELCOME on resume). */
+  get processedSeq(): number {
+    return this.processed;
+  }
+
+  /**
+   * Starts using a transport. `peerProcessed` is the highest of our seqs the
+   * peer has processed (from its HELLO/WELCOME); everything after it is sent again.
+   */
+  attach(transport: ByteTransport, peerProcessed = 0): void {
+    if (this.closed) throw new ShutdownError('channel is closed');
+    // Acks first, with no transport set, so nothing new goes out ahead of the retransmissions.
+    this.transport = undefined;
+    this.ackUpTo(peerProcessed);
+    this.transport = transport;
+    this.decoder = new FrameDecoder();
+    this.writable = true;
+    // Go-back-N: requeue what the peer has not processed, ahead of anything new, in order.
+    const resend = this.unacked.splice(0);
+    this.inFlightBytes = 0;
+    for (const o of resend) this.stats.retransmittedBytes += o.bytes;
+    transport.onData((chunk) => this.receive(chunk));
+    transport.onDrain(() => {
+      this.writable = true;
+      this.pump();
+    });
+    transport.onClose((err) => this.lost(transport, err));
+    for (const o of resend) this.transmit(o, true);
+    this.pingTimer?.cancel();
+    this.schedulePing();
+    this.pump();
+  }
+
+  /** Queues a message. Never blocks; bulk producers pace themselves with waitBulkRoom(). */
+  send(m: Message, prio: PriorityValue = Priority.CONTROL): void {
+    if (this.closed) throw new ShutdownError('channel is closed');
+    const parts = encodeMessage(m);
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
+    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0, deliveredAtSend: 0, deliveredTimeAtSend: 0 };
+    this.queues[prio]!.push(o);
+    if (prio >= Priority.PREFETCH) this.queuedBulkBytes += bytes;
+    this.pump();
+  }
+
+  /** Resolves when the bulk/prefetch queue has room (back-pressure for background transfer loops). */
+  waitBulkRoom(): Promise<void> {
+    if (this.queuedBulkBytes < (this.opts.bulkQueueLimit ?? 1024 * 1024) || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.bulkWaiters.push(resolve));
+  }
+
+  /** Resolves when every sequenced message sent so far has been processed by the peer. */
+  waitAllAcked(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Removes queued, not yet transmitted messages of a priority that match; returns them. */
+  purge(prio: PriorityValue, match: (m: { type: number; parts: Buffer[] }) => boolean): Array<{ type: number; parts: Buffer[] }> {
+    const q = this.queues[prio]!;
+    const kept: Outgoing[] = [];
+    const removed: Outgoing[] = [];
+    for (const o of q) (match(o) ? removed : kept).push(o);
+    this.queues[prio] = kept;
+    if (prio >= Priority.PREFETCH) for (const o of removed) this.queuedBulkBytes -= o.bytes;
+    this.wakeBulk();
+    return removed;
+  }
+
+  /** Bytes queued but not yet transmitted, per priority. */
+  queuedBytes(prio: PriorityValue): number {
+    let n = 0;
+    for (const o of this.queues[prio]!) n += o.bytes;
+    return n;
+  }
+
+  /** Closes for good: pending sends are dropped, waiters released. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pingTimer?.cancel();
+    this.ackTimer?.cancel();
+    const t = this.transport;
+    this.transport = undefined;
+    t?.close();
+    this.wakeBulk(true);
+    for (const f of this.idleWaiters.splice(0)) f();
+  }
+
+  /** Flushes a pending ack now (before a graceful close). */
+  flushAck(): void {
+    if (this.processed > this.lastAckSent) this.sendAck();
+  }
+
+  private isIdle(): boolean {
+    return this.unacked.length === 0 && this.queues.every((q) => q.every((o) => !isSequenced(o.type)));
+  }
+
+  private pump(): void {
+    const t = this.transport;
+    if (!t) return;
+    while (this.writable) {
+      const o = this.nextToSend();
+      if (!o) break;
+      this.transmit(o, false);
+    }
+    this.wakeBulk();
+  }
+
+  private nextToSend(): Outgoing | undefined {
+    for (let p = 0; p < this.queues.length; p++) {
+      const q = this.queues[p]!;
+      if (q.length === 0) continue;
+      // Bulk and prefetch wait for window; control and demand never do (they are what must not wait).
+      if (p >= Priority.PREFETCH && this.inFlightBytes >= this.window) return undefined;
+      const o = q.shift()!;
+      if (p >= Priority.PREFETCH) this.queuedBulkBytes -= o.bytes;
+      return o;
+    }
+    return undefined;
+  }
+
+  private transmit(o: Outgoing, retransmit: boolean): void {
+    const t = this.transport!;
+    if (!o.frame || !retransmit) {
+      if (isSequenced(o.type)) o.seq = this.nextSeq++;
+      o.frame = encodeFrame(o.type, 0, o.seq, o.parts);
+    }
+    if (isSequenced(o.type)) {
+      o.deliveredAtSend = this.deliveredBytes;
+      o.deliveredTimeAtSend = this.deliveredTime || this.opts.clock.now();
+      this.unacked.push(o);
+      this.inFlightBytes += o.bytes;
+    }
+    const n = o.bytes + FRAME_HEADER_SIZE;
+    this.stats.bytesSent += n;
+    this.stats.framesSent++;
+    const name = TYPE_NAMES[o.type] ?? String(o.type);
+    this.stats.sentByType[name] = (this.stats.sentByType[name] ?? 0) + n;
+    this.stats.inFlight = this.inFlightBytes;
+    if (!t.write(o.frame)) this.writable = false;
+  }
+
+  private receive(chunk: Buffer): void {
+    this.stats.bytesReceived += chunk.length;
+    let frames;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      return this.fail(e as Error);
+    }
+    for (const f of frames) {
+      this.stats.framesReceived++;
+      let m: Message;
+      try {
+        m = decodeMessage(f.type, f.payload);
+      } catch (e) {
+        return this.fail(e as Error);
+      }
+      if (m.type === MsgType.ACK) {
+        this.ackUpTo(m.seq);
+        continue;
+      }
+      if (m.type === MsgType.PING) {
+        this.sendRaw({ type: MsgType.PONG, t: m.t });
+        continue;
+      }
+      if (m.type === MsgType.PONG) {
+        this.addRtt(this.opts.clock.now() - m.t);
+        continue;
+      }
+      if (isSequenced(m.type)) {
+        if (f.seq <= this.delivered) continue; // a retransmission we already applied
+        if (f.seq !== this.delivered + 1) return this.fail(new ProtocolError(`sequence gap: expected ${this.delivered + 1}, got ${f.seq}`));
+        this.delivered = f.seq;
+      }
+      this.dispatch(m, f.seq);
+    }
+  }
+
+  private dispatch(m: Message, seq: number): void {
+    let r: void | Promise<void>;
+    try {
+      r = this.opts.onMessage(m);
+    } catch (e) {
+      return this.fail(e as Error);
+    }
+    if (!isSequenced(m.type)) return;
+    if (r && typeof (r as Promise<void>).then === 'function') {
+      (r as Promise<void>).then(() => this.done(seq), (e) => this.fail(e as Error));
+    } else this.done(seq);
+  }
+
+  private done(seq: number): void {
+    this.pendingDone.add(seq);
+    while (this.pendingDone.has(this.processed + 1)) {
+      this.pendingDone.delete(this.processed + 1);
+      this.processed++;
+    }
+    // Coalesce acks: one per millisecond, or at once when a lot is unacknowledged.
+    if (this.processed - this.lastAckSent >= 64) this.sendAck();
+    else if (!this.ackTimer) this.ackTimer = this.opts.clock.setTimer(1, () => { this.ackTimer = undefined; this.sendAck(); });
+  }
+
+  private sendAck(): void {
+    this.ackTimer?.cancel();
+    this.ackTimer = undefined;
+    if (this.processed === this.lastAckSent) return;
+    this.lastAckSent = this.processed;
+    this.sendRaw({ type: MsgType.ACK, seq: this.processed });
+  }
+
+  /** Unsequenced control frames (acks, pings) go straight out, ahead of queues. */
+  private sendRaw(m: Message): void {
+    const t = this.transport;
+    if (!t) return;
+    const frame = encodeFrame(m.type, 0, 0, encodeMessage(m));
+    const n = frame.reduce((s, b) => s + b.length, 0);
+    this.stats.bytesSent += n;
+    this.stats.framesSent++;
+    const name = TYPE_NAMES[m.type]!;
+    this.stats.sentByType[name] = (this.stats.sentByType[name] ?? 0) + n;
+    if (!t.write(frame)) this.writable = false;
+  }
+
+  private ackUpTo(seq: number): void {
+    const now = this.opts.clock.now();
+    while (this.unacked.length && this.unacked[0]!.seq <= seq) {
+      const o = this.unacked.shift()!;
+      this.inFlightBytes -= o.bytes;
+      this.deliveredBytes += o.bytes;
+      this.deliveredTime = now;
+      const dt = now - o.deliveredTimeAtSend;
+      if (dt > 0 && o.prio >= Priority.PREFETCH) this.addRate(((this.deliveredBytes - o.deliveredAtSend) * 8 * 1000) / dt, now);
+    }
+    this.stats.inFlight = this.inFlightBytes;
+    if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
+    this.pump();
+  }
+
+  private addRate(bps: number, now: number): void {
+    this.rateSamples.push({ at: now, bps });
+    while (this.rateSamples.length && (now - this.rateSamples[0]!.at > 10_000 || this.rateSamples.length > 4096)) this.rateSamples.shift();
+    let max = 0;
+    for (const s of this.rateSamples) max = Math.max(max, s.bps);
+    this.stats.deliveryRateBps = max;
+    this.resize();
+  }
+
+  private addRtt(ms: number): void {
+    const now = this.opts.clock.now();
+    this.rttSamples.push({ at: now, ms: Math.max(0, ms) });
+    while (this.rttSamples.length && (now - this.rttSamples[0]!.at > 30_000 || this.rttSamples.length > 1024)) this.rttSamples.shift();
+    let min = Infinity;
+    for (const s of this.rttSamples) min = Math.min(min, s.ms);
+    this.stats.minRttMs = min;
+    this.resize();
+  }
+
+  /** Window = 1.5 × bandwidth-delay product: the link stays full, the queue in front of it stays short. */
+  private resize(): void {
+    const rate = this.stats.deliveryRateBps;
+    const rtt = this.stats.minRttMs;
+    if (rate === undefined || rtt === undefined) return;
+    const bdp = (rate / 8) * (Math.max(rtt, 1) / 1000);
+    const min = this.opts.minWindow ?? 512 * 1024;
+    const max = this.opts.maxWindow ?? 256 * 1024 * 1024;
+    // While window-limited the rate sample equals window/RTT, so growing by 1.5 per round probes for more.
+    this.window = Math.min(max, Math.max(min, 1.5 * bdp));
+    this.stats.window = this.window;
+    this.pump();
+  }
+
+  private schedulePing(): void {
+    const every = this.opts.pingIntervalMs ?? 1000;
+    this.sendRaw({ type: MsgType.PING, t: this.opts.clock.now() });
+    this.pingTimer = this.opts.clock.setTimer(every, () => {
+      if (this.transport && !this.closed) this.schedulePing();
+    });
+  }
+
+  private wakeBulk(all = false): void {
+    if (!all && this.queuedBulkBytes >= (this.opts.bulkQueueLimit ?? 1024 * 1024)) return;
+    for (const f of this.bulkWaiters.splice(0)) f();
+  }
+
+  private fail(err: Error): void {
+    const t = this.transport;
+    if (t) this.lost(t, err);
+    t?.close();
+  }
+
+  private lost(t: ByteTransport, err?: Error): void {
+    if (this.transport !== t) return;
+    this.transport = undefined;
+    this.pingTimer?.cancel();
+    // Unacked messages stay for attach(); queued ones stay queued.
+    this.opts.onDisconnect?.(err);
+  }
+}

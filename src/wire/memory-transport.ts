@@ -1,0 +1,89 @@
+import type { Clock } from '../util/clock.ts';
+import type { ByteTransport } from './channel.ts';
+
+/**
+ * A pair of connected in-process transports on a clock, with optional one-way
+ * delay and bandwidth: for tests of the channel and for the simulator's link.
+ * Bytes are delivered in order; a direction's capacity is serialised, so a
+ * deep queue shows up as delay exactly as it would on a real bottleneck.
+ */
+export interface LinkModel {
+  /** Bits per second; Infinity for unlimited. */
+  bandwidthBps: number;
+  /** One-way delay in ms. */
+  delayMs: number;
+  /** Bytes a sender may queue before write() returns false. */
+  sendBuffer?: number;
+}
+
+class End implements ByteTransport {
+  peer!: End;
+  private dataFn: (b: Buffer) => void = () => {};
+  private drainFn: () => void = () => {};
+  private closeFns: Array<(err?: Error) => void> = [];
+  private paused = false;
+  private held: Buffer[] = [];
+  queued = 0;
+  busyUntil = 0;
+  closed = false;
+  bytesSent = 0;
+
+  constructor(private readonly clock: Clock, private readonly model: LinkModel) {}
+
+  write(parts: Buffer[]): boolean {
+    if (this.closed) return false;
+    for (const p of parts) {
+      const n = p.length;
+      const copy = Buffer.from(p); // the sender may reuse its buffers
+      const now = this.clock.now();
+      const tx = Number.isFinite(this.model.bandwidthBps) ? (n * 8 * 1000) / this.model.bandwidthBps : 0;
+      this.busyUntil = Math.max(this.busyUntil, now) + tx;
+      this.queued += n;
+      this.bytesSent += n;
+      const leaveAt = this.busyUntil;
+      this.clock.setTimer(leaveAt - now, () => {
+        this.queued -= n;
+        if (this.queued <= (this.model.sendBuffer ?? 256 * 1024) / 2) this.drainFn();
+      });
+      this.clock.setTimer(leaveAt - now + this.model.delayMs, () => this.peer.deliver(copy));
+    }
+    return this.queued < (this.model.sendBuffer ?? 256 * 1024);
+  }
+
+  deliver(b: Buffer): void {
+    if (this.closed) return;
+    if (this.paused) this.held.push(b);
+    else this.dataFn(b);
+  }
+
+  onDrain(fn: () => void): void { this.drainFn = fn; }
+  onData(fn: (chunk: Buffer) => void): void { this.dataFn = fn; }
+  onClose(fn: (err?: Error) => void): void { this.closeFns.push(fn); }
+  pause(): void { this.paused = true; }
+  resume(): void {
+    this.paused = false;
+    for (const b of this.held.splice(0)) this.dataFn(b);
+  }
+
+  close(): void {
+    this.cut();
+  }
+
+  /** Both ends learn the link is gone; bytes in flight are lost (as with a cut cable). */
+  cut(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.peer.closed = true;
+    for (const f of this.closeFns) f(err);
+    for (const f of this.peer.closeFns) f(err);
+  }
+}
+
+export function memoryLink(clock: Clock, model: LinkModel = { bandwidthBps: Infinity, delayMs: 0 }): [End, End] {
+  const a = new End(clock, model);
+  const b = new End(clock, model);
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+export type MemoryTransport = End;

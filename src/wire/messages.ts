@@ -1,0 +1,209 @@
+import { z } from 'zod';
+import { ProtocolError } from '../errors.ts';
+
+/** Protocol version spoken in HELLO; a peer with another major version is refused. */
+export const WIRE_VERSION = 1;
+
+export const MsgType = {
+  HELLO: 1,
+  WELCOME: 2,
+  ERROR: 3,
+  ACK: 4,
+  PING: 5,
+  PONG: 6,
+  DATA: 10,
+  ZERO: 11,
+  FETCH: 12,
+  CANCEL: 13,
+  CUTOVER: 20,
+  CUTOVER_DONE: 21,
+  VERIFY: 30,
+  DONE: 31,
+  ABORT: 32,
+} as const;
+
+/** Why a block travels; the target counts them separately and the report shows the split. */
+export const DataReason = {
+  BULK: 0,
+  DIRTY: 1,
+  STOP_COPY: 2,
+  DEMAND: 3,
+  PREFETCH: 4,
+  PUSH: 5,
+} as const;
+export type DataReasonValue = (typeof DataReason)[keyof typeof DataReason];
+
+export const HelloSchema = z.object({
+  version: z.number().int(),
+  session: z.string().min(1).max(128),
+  imageSize: z.number().int().nonnegative(),
+  blockSize: z.number().int().min(4096).max(1 << 20),
+  algorithm: z.string().max(32),
+  features: z.array(z.string().max(64)).max(64),
+  /** Highest seq the source has processed from the target (resume). */
+  processedSeq: z.number().int().nonnegative(),
+});
+export type Hello = z.infer<typeof HelloSchema>;
+
+export const WelcomeSchema = z.object({
+  version: z.number().int(),
+  session: z.string(),
+  features: z.array(z.string().max(64)).max(64),
+  processedSeq: z.number().int().nonnegative(),
+});
+export type Welcome = z.infer<typeof WelcomeSchema>;
+
+export const ErrorSchema = z.object({ code: z.string().max(64), message: z.string().max(4096) });
+
+export const CutoverSchema = z.object({
+  /** Source-side timestamp (ms on the source's clock) when VM I/O stopped, for the report. */
+  frozenAt: z.number(),
+  /** Number of blocks in the missing bitmap that are set. */
+  missing: z.number().int().nonnegative(),
+  /** Read heat per area (issue 5 fills it); area size in blocks. */
+  heat: z.object({ areaBlocks: z.number().int().positive(), reads: z.array(z.tuple([z.number().int(), z.number()])).max(1 << 20) }).optional(),
+});
+export type Cutover = z.infer<typeof CutoverSchema>;
+
+export const VerifySchema = z.object({
+  /** Hex Merkle root over block content ids. */
+  root: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Blocks the VM wrote at the target after cut-over, with their content ids (hex). */
+  targetWrites: z.array(z.tuple([z.number().int().nonnegative(), z.string().regex(/^[0-9a-f]{64}$/)])).max(1 << 24),
+});
+export type Verify = z.infer<typeof VerifySchema>;
+
+export const DoneSchema = z.object({ verified: z.boolean(), root: z.string(), report: z.record(z.string(), z.unknown()).optional() });
+export type Done = z.infer<typeof DoneSchema>;
+
+export const AbortSchema = z.object({ reason: z.string().max(4096) });
+
+export type Message =
+  | { type: typeof MsgType.HELLO; hello: Hello }
+  | { type: typeof MsgType.WELCOME; welcome: Welcome }
+  | { type: typeof MsgType.ERROR; code: string; message: string }
+  | { type: typeof MsgType.ACK; seq: number }
+  | { type: typeof MsgType.PING; t: number }
+  | { type: typeof MsgType.PONG; t: number }
+  | { type: typeof MsgType.DATA; block: number; reason: DataReasonValue; data: Buffer }
+  | { type: typeof MsgType.ZERO; first: number; count: number; reason: DataReasonValue }
+  | { type: typeof MsgType.FETCH; prefetch: boolean; blocks: number[] }
+  | { type: typeof MsgType.CANCEL; blocks: number[] }
+  | { type: typeof MsgType.CUTOVER; cutover: Cutover; missing: Uint8Array }
+  | { type: typeof MsgType.CUTOVER_DONE; servingAt: number }
+  | { type: typeof MsgType.VERIFY; verify: Verify }
+  | { type: typeof MsgType.DONE; done: Done }
+  | { type: typeof MsgType.ABORT; reason: string };
+
+/** Messages that are acked and retransmitted after a reconnect; the rest are link-local. */
+export function isSequenced(type: number): boolean {
+  return type !== MsgType.ACK && type !== MsgType.PING && type !== MsgType.PONG && type !== MsgType.HELLO && type !== MsgType.WELCOME;
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8');
+
+/** Encodes a message body as frame parts (block data stays a separate part: never copied). */
+export function encodeMessage(m: Message): Buffer[] {
+  switch (m.type) {
+    case MsgType.HELLO: return [json(m.hello)];
+    case MsgType.WELCOME: return [json(m.welcome)];
+    case MsgType.ERROR: return [json({ code: m.code, message: m.message })];
+    case MsgType.ACK: { const b = Buffer.allocUnsafe(4); b.writeUInt32BE(m.seq >>> 0); return [b]; }
+    case MsgType.PING:
+    case MsgType.PONG: { const b = Buffer.allocUnsafe(8); b.writeDoubleBE(m.t); return [b]; }
+    case MsgType.DATA: {
+      const h = Buffer.allocUnsafe(5);
+      h.writeUInt32BE(m.block, 0);
+      h.writeUInt8(m.reason, 4);
+      return [h, m.data];
+    }
+    case MsgType.ZERO: {
+      const b = Buffer.allocUnsafe(9);
+      b.writeUInt32BE(m.first, 0);
+      b.writeUInt32BE(m.count, 4);
+      b.writeUInt8(m.reason, 8);
+      return [b];
+    }
+    case MsgType.FETCH:
+    case MsgType.CANCEL: {
+      const b = Buffer.allocUnsafe(1 + 4 * m.blocks.length);
+      b.writeUInt8(m.type === MsgType.FETCH && m.prefetch ? 1 : 0, 0);
+      m.blocks.forEach((x, i) => b.writeUInt32BE(x, 1 + 4 * i));
+      return [b];
+    }
+    case MsgType.CUTOVER: {
+      const j = json(m.cutover);
+      const h = Buffer.allocUnsafe(4);
+      h.writeUInt32BE(j.length);
+      return [h, j, Buffer.from(m.missing.buffer, m.missing.byteOffset, m.missing.byteLength)];
+    }
+    case MsgType.CUTOVER_DONE: return [json({ servingAt: m.servingAt })];
+    case MsgType.VERIFY: return [json(m.verify)];
+    case MsgType.DONE: return [json(m.done)];
+    case MsgType.ABORT: return [json({ reason: m.reason })];
+  }
+}
+
+function parseJson<T>(schema: z.ZodType<T>, payload: Buffer, what: string): T {
+  let v: unknown;
+  try {
+    v = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new ProtocolError(`${what}: payload is not JSON`);
+  }
+  const r = schema.safeParse(v);
+  if (!r.success) throw new ProtocolError(`${what}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+function need(payload: Buffer, n: number, what: string): void {
+  if (payload.length < n) throw new ProtocolError(`${what}: payload of ${payload.length} bytes is too short`);
+}
+
+/** Decodes and validates one message; anything malformed is a ProtocolError (the link drops, nothing else happens). */
+export function decodeMessage(type: number, payload: Buffer): Message {
+  switch (type) {
+    case MsgType.HELLO: return { type, hello: parseJson(HelloSchema, payload, 'HELLO') };
+    case MsgType.WELCOME: return { type, welcome: parseJson(WelcomeSchema, payload, 'WELCOME') };
+    case MsgType.ERROR: { const e = parseJson(ErrorSchema, payload, 'ERROR'); return { type, code: e.code, message: e.message }; }
+    case MsgType.ACK: need(payload, 4, 'ACK'); return { type, seq: payload.readUInt32BE(0) };
+    case MsgType.PING:
+    case MsgType.PONG: need(payload, 8, 'PING'); return { type, t: payload.readDoubleBE(0) };
+    case MsgType.DATA: {
+      need(payload, 5, 'DATA');
+      const reason = payload.readUInt8(4);
+      if (reason > DataReason.PUSH) throw new ProtocolError(`DATA: unknown reason ${reason}`);
+      return { type, block: payload.readUInt32BE(0), reason: reason as DataReasonValue, data: payload.subarray(5) };
+    }
+    case MsgType.ZERO: {
+      need(payload, 9, 'ZERO');
+      const reason = payload.readUInt8(8);
+      if (reason > DataReason.PUSH) throw new ProtocolError(`ZERO: unknown reason ${reason}`);
+      return { type, first: payload.readUInt32BE(0), count: payload.readUInt32BE(4), reason: reason as DataReasonValue };
+    }
+    case MsgType.FETCH:
+    case MsgType.CANCEL: {
+      need(payload, 1, 'FETCH/CANCEL');
+      if ((payload.length - 1) % 4 !== 0) throw new ProtocolError('FETCH/CANCEL: block list is not a whole number of u32');
+      const blocks: number[] = [];
+      for (let p = 1; p < payload.length; p += 4) blocks.push(payload.readUInt32BE(p));
+      return type === MsgType.FETCH ? { type, prefetch: payload[0] === 1, blocks } : { type, blocks };
+    }
+    case MsgType.CUTOVER: {
+      need(payload, 4, 'CUTOVER');
+      const jl = payload.readUInt32BE(0);
+      need(payload, 4 + jl, 'CUTOVER');
+      const cutover = parseJson(CutoverSchema, payload.subarray(4, 4 + jl), 'CUTOVER');
+      return { type, cutover, missing: new Uint8Array(payload.subarray(4 + jl)) };
+    }
+    case MsgType.CUTOVER_DONE: {
+      const v = parseJson(z.object({ servingAt: z.number() }), payload, 'CUTOVER_DONE');
+      return { type, servingAt: v.servingAt };
+    }
+    case MsgType.VERIFY: return { type, verify: parseJson(VerifySchema, payload, 'VERIFY') };
+    case MsgType.DONE: return { type, done: parseJson(DoneSchema, payload, 'DONE') };
+    case MsgType.ABORT: return { type, reason: parseJson(AbortSchema, payload, 'ABORT').reason };
+    default:
+      throw new ProtocolError(`unknown message type ${type}`);
+  }
+}

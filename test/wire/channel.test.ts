@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { VirtualClock } from '../../src/util/clock.ts';
+import { Channel, Priority } from '../../src/wire/channel.ts';
+import { memoryLink } from '../../src/wire/memory-transport.ts';
+import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
+import { FrameDecoder, encodeFrame } from '../../src/wire/frame.ts';
+
+function run(clock: VirtualClock, until: number) {
+  clock.advanceTo(until);
+}
+
+function pair(clock: VirtualClock, model = { bandwidthBps: 100e6, delayMs: 20 }) {
+  const got: Message[] = [];
+  const [a, b] = memoryLink(clock, model);
+  const src = new Channel({ clock, onMessage: () => {} });
+  const dst = new Channel({ clock, onMessage: (m) => { got.push(m); } });
+  src.attach(a);
+  dst.attach(b);
+  return { src, dst, got, a, b };
+}
+
+const data = (block: number, size = 65536) => ({ type: MsgType.DATA, block, reason: DataReason.BULK, data: Buffer.alloc(size, block & 0xff) }) as const;
+
+test('messages arrive in order and intact; acks empty the retransmit list', () => {
+  const clock = new VirtualClock();
+  const { src, got } = pair(clock);
+  for (let i = 0; i < 50; i++) src.send(data(i), Priority.BULK);
+  run(clock, 5000);
+  assert.deepEqual(got.map((m) => (m.type === MsgType.DATA ? m.block : -1)), [...Array(50).keys()]);
+  for (const m of got) if (m.type === MsgType.DATA) assert.ok(m.data.every((x) => x === (m.block & 0xff)));
+  assert.equal(src.stats.inFlight, 0);
+  let idle = false;
+  void src.waitAllAcked().then(() => (idle = true));
+  run(clock, 5100);
+  return Promise.resolve().then(() => assert.ok(idle));
+});
+
+test('a demand message overtakes queued bulk data, and bulk is limited by the window', () => {
+  const clock = new VirtualClock();
+  const { src, got } = pair(clock, { bandwidthBps: 10e6, delayMs: 25 });
+  for (let i = 0; i < 200; i++) src.send(data(i), Priority.BULK); // 13 MB: 10 s at 10 Mbit
+  run(clock, 100);
+  src.send({ ...data(9999), reason: DataReason.DEMAND }, Priority.DEMAND);
+  const sentAt = clock.now();
+  let arrived = -1;
+  for (let t = sentAt; t < sentAt + 20000 && arrived < 0; t += 5) {
+    run(clock, t);
+    if (got.some((m) => m.type === MsgType.DATA && m.block === 9999)) arrived = clock.now();
+  }
+  assert.ok(arrived > 0, 'demand data arrived');
+  const latency = arrived - sentAt;
+  // Behind it at most the initial window (4 MiB ≈ 3.4 s at 10 Mbit), never the 13 MB bulk queue.
+  assert.ok(latency < 3600, `demand latency ${latency} ms`);
+  assert.ok(got.filter((m) => m.type === MsgType.DATA && m.block !== 9999).length < 80, 'bulk did not all go first');
+});
+
+test('the window adapts to about 1.5 × BDP, keeping demand latency low after warm-up', () => {
+  const clock = new VirtualClock();
+  const { src, got } = pair(clock, { bandwidthBps: 20e6, delayMs: 20 });
+  let next = 0;
+  const feed = () => { while (src.queuedBytes(Priority.BULK) < 1 << 20) src.send(data(next++), Priority.BULK); };
+  for (let t = 0; t < 8000; t += 10) { feed(); run(clock, t); }
+  const bdp = (20e6 / 8) * 0.04;
+  assert.ok(src.stats.window <= 2.5 * bdp + 512 * 1024, `window ${src.stats.window} vs BDP ${bdp}`);
+  assert.ok(src.stats.deliveryRateBps! > 15e6, `rate ${src.stats.deliveryRateBps}`);
+  const sentAt = clock.now();
+  src.send({ ...data(77777), reason: DataReason.DEMAND }, Priority.DEMAND);
+  let arrived = -1;
+  for (let t = sentAt; t < sentAt + 5000 && arrived < 0; t += 2) {
+    feed();
+    run(clock, t);
+    if (got.some((m) => m.type === MsgType.DATA && m.block === 77777)) arrived = clock.now();
+  }
+  assert.ok(arrived - sentAt < 400, `demand latency after warm-up ${arrived - sentAt} ms`);
+  // Throughput stays near the link rate.
+  const bytes = got.filter((m) => m.type === MsgType.DATA).length * 65536;
+  assert.ok((bytes * 8) / (clock.now() / 1000) > 14e6, 'link kept busy');
+});
+
+test('resume after a cut: nothing lost, nothing applied twice', () => {
+  const clock = new VirtualClock();
+  const [a, b] = memoryLink(clock, { bandwidthBps: 50e6, delayMs: 10 });
+  const got: number[] = [];
+  const src = new Channel({ clock, onMessage: () => {} });
+  const dst = new Channel({ clock, onMessage: (m) => { if (m.type === MsgType.DATA) got.push(m.block); } });
+  src.attach(a);
+  dst.attach(b);
+  for (let i = 0; i < 100; i++) src.send(data(i, 16384), Priority.BULK);
+  run(clock, 60);
+  a.cut();
+  assert.equal(src.connected, false);
+  const before = got.length;
+  assert.ok(before > 0 && before < 100, `cut mid-transfer (${before})`);
+  for (let i = 100; i < 120; i++) src.send(data(i, 16384), Priority.BULK);
+  const [a2, b2] = memoryLink(clock, { bandwidthBps: 50e6, delayMs: 10 });
+  src.attach(a2, dst.processedSeq);
+  dst.attach(b2, src.processedSeq);
+  run(clock, 5000);
+  assert.deepEqual(got, [...Array(120).keys()]);
+});
+
+test('a corrupted frame is refused and the link drops', () => {
+  const frame = Buffer.concat(encodeFrame(MsgType.PING, 0, 0, [Buffer.alloc(8)]));
+  frame[frame.length - 1]! ^= 1;
+  assert.throws(() => new FrameDecoder().push(frame), /checksum/);
+  const clock = new VirtualClock();
+  const [a, b] = memoryLink(clock);
+  let lost: Error | undefined;
+  const dst = new Channel({ clock, onMessage: () => {}, onDisconnect: (e) => (lost = e) });
+  dst.attach(b);
+  a.write([frame]);
+  run(clock, 10);
+  assert.match(String(lost), /checksum/);
+});
+
+test('frame decoder reassembles frames split at every byte boundary', () => {
+  const frames = [0, 1, 2].map((i) => Buffer.concat(encodeFrame(MsgType.DATA, 0, i + 1, [Buffer.from([0, 0, 0, i, 0]), Buffer.alloc(1000 + i, i)])));
+  const all = Buffer.concat(frames);
+  for (const step of [1, 7, 16, 999, all.length]) {
+    const d = new FrameDecoder();
+    const out = [];
+    for (let p = 0; p < all.length; p += step) out.push(...d.push(all.subarray(p, p + step)));
+    assert.deepEqual(out.map((f) => f.seq), [1, 2, 3]);
+    assert.equal(out[2]!.payload.length, 5 + 1002);
+  }
+});
