@@ -55,6 +55,7 @@ export interface ChannelStats {
   framesReceived: number;
   /** Bytes sent per message type name, framing included. */
   sentByType: Record<string, number>;
+  receivedByType: Record<string, number>;
   retransmittedBytes: number;
   window: number;
   inFlight: number;
@@ -104,7 +105,7 @@ export class Channel {
   constructor(private readonly opts: ChannelOptions) {
     this.window = opts.initialWindow ?? 4 * 1024 * 1024;
     this.stats = {
-      bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, retransmittedBytes: 0,
+      bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, receivedByType: {}, retransmittedBytes: 0,
       window: this.window, inFlight: 0, minRttMs: undefined, deliveryRateBps: undefined,
     };
   }
@@ -266,6 +267,8 @@ export class Channel {
     }
     for (const f of frames) {
       this.stats.framesReceived++;
+      const tn = TYPE_NAMES[f.type] ?? String(f.type);
+      this.stats.receivedByType[tn] = (this.stats.receivedByType[tn] ?? 0) + FRAME_HEADER_SIZE + f.payload.length;
       let m: Message;
       try {
         m = decodeMessage(f.type, f.payload);

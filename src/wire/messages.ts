@@ -70,6 +70,10 @@ export const VerifySchema = z.object({
   root: z.string().regex(/^[0-9a-f]{64}$/),
   /** Blocks the VM wrote at the target after cut-over, with their content ids (hex). */
   targetWrites: z.array(z.tuple([z.number().int().nonnegative(), z.string().regex(/^[0-9a-f]{64}$/)])).max(1 << 24),
+  /** Time the target spent hashing after the last block arrived (subtracted from time_total). */
+  hashMs: z.number().nonnegative(),
+  /** Target-side counters for the report (misses, latencies, blocks by reason). */
+  stats: z.record(z.string(), z.unknown()),
 });
 export type Verify = z.infer<typeof VerifySchema>;
 

@@ -1,0 +1,284 @@
+import { FilterDisk } from '../filter.ts';
+import type { Disk, Extent, WriteOptions, ZeroOptions } from '../disk.ts';
+import { Bitmap } from '../../util/bitmap.ts';
+import { IoError } from '../../errors.ts';
+import type { Clock } from '../../util/clock.ts';
+import { LatencyRecorder } from '../../util/latency.ts';
+
+/** How the post-copy disk asks for blocks and tells the source which blocks it no longer needs. */
+export interface BlockSource {
+  /** Ask for blocks on demand (ahead of all background traffic). */
+  fetch(blocks: number[]): void;
+  /** The VM overwrote these blocks entirely here: the source may skip them. */
+  cancel(blocks: number[]): void;
+}
+
+interface Waiter {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** When a demand fetch for it was first issued (for miss latency), or undefined. */
+  fetchedAt: number | undefined;
+}
+
+export interface PostcopyStats {
+  /** Blocks touched by VM reads since post-copy began. */
+  readBlocks: number;
+  /** Of those, blocks absent when read. */
+  missBlocks: number;
+  /** Blocks the VM wrote whole here (no fetch needed). */
+  claimedByWrite: number;
+  /** Blocks fetched first because a partial write touched them. */
+  partialWriteFetches: number;
+  /** DATA that arrived for blocks already present (dropped). */
+  droppedData: number;
+  fetchRequests: number;
+}
+
+/**
+ * The target's VM-facing disk during post-copy. A block is either present
+ * (local data is current) or missing. Every VM request first waits for any
+ * block it touches that is missing or being filled; a read of a missing block
+ * fetches it on demand; a whole-block write claims the block (later data from
+ * the source is dropped) and a partial write fetches first. Data arriving from
+ * the source is applied only to blocks still missing, so nothing the VM wrote
+ * here is ever overwritten and nothing stale is ever read.
+ */
+export class PostcopyDisk extends FilterDisk {
+  readonly missing: Bitmap;
+  /** Blocks the VM wrote here after cut-over (their content ids go into verification). */
+  readonly writtenHere: Bitmap;
+  private readonly waiters = new Map<number, Waiter>();
+  private active = false;
+  private failure: Error | undefined;
+  readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0 };
+  readonly missLatency = new LatencyRecorder();
+  private completeWaiters: Array<() => void> = [];
+
+  constructor(
+    inner: Disk,
+    readonly unit: number,
+    private readonly source: BlockSource,
+    private readonly clock: Clock,
+  ) {
+    super(inner);
+    const n = Math.ceil(inner.size / unit);
+    this.missing = new Bitmap(n);
+    this.writtenHere = new Bitmap(n);
+  }
+
+  get blockCount(): number {
+    return this.missing.size;
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  /** Post-copy begins: these blocks are stale or absent here. */
+  start(missing: Bitmap): void {
+    this.missing.assign(missing);
+    this.active = true;
+    this.checkComplete();
+  }
+
+  /** Resolves when no block is missing (immediately before start()). */
+  whenComplete(): Promise<void> {
+    if (this.active && this.missing.count === 0 && this.waiters.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.completeWaiters.push(resolve));
+  }
+
+  /** Fails every waiting and future request that needs a missing block (the source is gone for good). */
+  fail(err: Error): void {
+    this.failure = err;
+    for (const w of this.waiters.values()) w.reject(err);
+  }
+
+  /**
+   * Data from the source for one block. Before post-copy it is written as is;
+   * during post-copy only if the block is still missing. Returns whether it was applied.
+   */
+  async applyData(block: number, data: Uint8Array): Promise<boolean> {
+    const offset = block * this.unit;
+    if (!this.active) {
+      await this.inner.write(offset, data);
+      return true;
+    }
+    const pending = this.waiters.get(block);
+    if (!this.missing.get(block)) {
+      this.stats.droppedData++;
+      return false;
+    }
+    this.missing.clear(block);
+    const w = pending ?? this.newWaiter(block);
+    try {
+      await this.inner.write(offset, data);
+    } catch (e) {
+      this.missing.set(block);
+      this.settle(block, w, e as Error);
+      throw e;
+    }
+    if (w.fetchedAt !== undefined) this.missLatency.record(this.clock.now() - w.fetchedAt);
+    this.settle(block, w);
+    return true;
+  }
+
+  /** A range of zero blocks from the source (holes): same rules as applyData. */
+  async applyZero(first: number, count: number): Promise<number> {
+    let applied = 0;
+    for (let b = first; b < first + count; b++) {
+      if (this.active && !this.missing.get(b)) continue;
+      const len = Math.min(this.unit, this.inner.size - b * this.unit);
+      if (!this.active) {
+        await this.inner.writeZeroes(b * this.unit, len);
+        applied++;
+        continue;
+      }
+      const w = this.waiters.get(b) ?? this.newWaiter(b);
+      this.missing.clear(b);
+      try {
+        await this.inner.writeZeroes(b * this.unit, len);
+      } catch (e) {
+        this.missing.set(b);
+        this.settle(b, w, e as Error);
+        throw e;
+      }
+      this.settle(b, w);
+      applied++;
+    }
+    return applied;
+  }
+
+  override async read(offset: number, into: Uint8Array): Promise<void> {
+    if (this.active && into.length) await this.prepare(offset, into.length, 'read');
+    return this.inner.read(offset, into);
+  }
+
+  override async write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+    if (!this.active || data.length === 0) return this.inner.write(offset, data, opts);
+    const claimed = await this.prepare(offset, data.length, 'write');
+    return this.finishWrite(claimed, () => this.inner.write(offset, data, opts), offset, data.length);
+  }
+
+  override async trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    if (!this.active || length === 0) return this.inner.trim(offset, length, opts);
+    const claimed = await this.prepare(offset, length, 'write');
+    return this.finishWrite(claimed, () => this.inner.trim(offset, length, opts), offset, length);
+  }
+
+  override async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    if (!this.active || length === 0) return this.inner.writeZeroes(offset, length, opts);
+    const claimed = await this.prepare(offset, length, 'write');
+    return this.finishWrite(claimed, () => this.inner.writeZeroes(offset, length, opts), offset, length);
+  }
+
+  override async extents(offset: number, length: number, max?: number): Promise<Extent[]> {
+    // Local allocation says nothing about blocks still at the source: report those ranges as data.
+    if (this.active && this.missing.count > 0) {
+      const a = Math.floor(offset / this.unit);
+      const b = Math.floor((offset + length - 1) / this.unit);
+      const m = this.missing.nextSet(a);
+      if (m >= 0 && m <= b) return [{ offset, length, flags: 0 }];
+    }
+    return this.inner.extents(offset, length, max);
+  }
+
+  private async finishWrite(claimed: Array<[number, Waiter]>, op: () => Promise<void>, offset: number, length: number): Promise<void> {
+    try {
+      await op();
+    } catch (e) {
+      // The write failed: the claimed blocks' local content is unknown, so they are missing again.
+      for (const [b, w] of claimed) {
+        this.missing.set(b);
+        this.settle(b, w, e as Error);
+      }
+      throw e;
+    }
+    for (const [b, w] of claimed) this.settle(b, w);
+    const a = Math.floor(offset / this.unit);
+    const z = Math.floor((offset + length - 1) / this.unit);
+    for (let b = a; b <= z; b++) this.writtenHere.set(b);
+  }
+
+  /**
+   * Makes the blocks of a request usable. Reads and partial writes wait for
+   * missing blocks (fetching them); whole-block writes claim missing blocks
+   * that nobody is filling yet. Returns the claimed blocks.
+   */
+  private async prepare(offset: number, length: number, kind: 'read' | 'write'): Promise<Array<[number, Waiter]>> {
+    if (this.failure && this.missing.count > 0) throw new IoError(`post-copy cannot complete: ${this.failure.message}`);
+    const a = Math.floor(offset / this.unit);
+    const z = Math.floor((offset + length - 1) / this.unit);
+    const end = offset + length;
+    const toFetch: number[] = [];
+    const waits: Array<Promise<void>> = [];
+    const claimed: Array<[number, Waiter]> = [];
+    for (let b = a; b <= z; b++) {
+      if (kind === 'read') this.stats.readBlocks++;
+      const existing = this.waiters.get(b);
+      const missing = this.missing.get(b);
+      if (kind === 'read' && missing) this.stats.missBlocks++;
+      if (existing) {
+        waits.push(existing.promise);
+        continue;
+      }
+      if (!missing) continue;
+      const bStart = b * this.unit;
+      const bEnd = Math.min(bStart + this.unit, this.inner.size);
+      if (kind === 'write' && offset <= bStart && end >= bEnd) {
+        this.missing.clear(b);
+        claimed.push([b, this.newWaiter(b)]);
+        this.stats.claimedByWrite++;
+        continue;
+      }
+      if (kind === 'write') this.stats.partialWriteFetches++;
+      const w = this.newWaiter(b);
+      w.fetchedAt = this.clock.now();
+      toFetch.push(b);
+      waits.push(w.promise);
+    }
+    if (toFetch.length) {
+      this.stats.fetchRequests++;
+      this.source.fetch(toFetch);
+    }
+    if (claimed.length) this.source.cancel(claimed.map(([b]) => b));
+    if (waits.length) {
+      try {
+        await Promise.all(waits);
+      } catch (e) {
+        for (const [b, w] of claimed) {
+          this.missing.set(b);
+          this.settle(b, w, e as Error);
+        }
+        throw e;
+      }
+      // A block can have become missing again only through a failed write; re-check once.
+      if (kind === 'read') for (let b = a; b <= z; b++) if (this.missing.get(b)) return this.prepare(offset, length, kind);
+    }
+    return claimed;
+  }
+
+  private newWaiter(block: number): Waiter {
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {}); // rejections are delivered to the requests that await it
+    const w: Waiter = { promise, resolve, reject, fetchedAt: undefined };
+    this.waiters.set(block, w);
+    return w;
+  }
+
+  private settle(block: number, w: Waiter, err?: Error): void {
+    if (this.waiters.get(block) === w) this.waiters.delete(block);
+    if (err) w.reject(err);
+    else w.resolve();
+    this.checkComplete();
+  }
+
+  private checkComplete(): void {
+    if (this.active && this.missing.count === 0 && this.waiters.size === 0) for (const f of this.completeWaiters.splice(0)) f();
+  }
+}

@@ -1,0 +1,46 @@
+import { blake3 } from '@napi-rs/blake-hash';
+
+/** BLAKE3-256 of a block's bytes: the block's content id. */
+export function contentId(block: Uint8Array): Buffer {
+  return blake3(Buffer.from(block.buffer, block.byteOffset, block.byteLength));
+}
+
+const zeroIds = new Map<number, Buffer>();
+
+/** Content id of an all-zero block of this length (computed once per length). */
+export function zeroContentId(length: number): Buffer {
+  let id = zeroIds.get(length);
+  if (!id) {
+    id = contentId(new Uint8Array(length));
+    zeroIds.set(length, id);
+  }
+  return id;
+}
+
+/** True if every byte is zero; word-wise, much cheaper than hashing. */
+export function isZero(b: Uint8Array): boolean {
+  const words = b.byteOffset % 8 === 0 ? Math.floor(b.length / 8) : 0;
+  if (words) {
+    const w = new BigUint64Array(b.buffer, b.byteOffset, words);
+    for (let i = 0; i < words; i++) if (w[i] !== 0n) return false;
+  }
+  for (let i = words * 8; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** Content id, recognising zero blocks without hashing. */
+export function blockId(block: Uint8Array): Buffer {
+  return isZero(block) ? zeroContentId(block.length) : contentId(block);
+}
+
+/**
+ * Merkle root over the content ids of all blocks, in block order: a two-level
+ * tree with fan-out 256 (leaf groups hashed, then the group hashes). Both
+ * sides compute it the same way; equal roots mean equal images.
+ */
+export function merkleRoot(ids: Buffer[]): Buffer {
+  const FAN = 256;
+  const groups: Buffer[] = [];
+  for (let i = 0; i < ids.length; i += FAN) groups.push(blake3(Buffer.concat(ids.slice(i, i + FAN))));
+  return blake3(Buffer.concat([Buffer.from(`flimcd-merkle-v1:${ids.length}:`), ...groups]));
+}

@@ -1,0 +1,93 @@
+/** A fixed-size bit set over block numbers, with a population count kept current. */
+export class Bitmap {
+  readonly bits: Uint8Array;
+  private ones = 0;
+
+  constructor(readonly size: number, fill = false) {
+    this.bits = new Uint8Array(Math.ceil(size / 8));
+    if (fill) this.setAll();
+  }
+
+  static from(size: number, bytes: Uint8Array): Bitmap {
+    const b = new Bitmap(size);
+    b.bits.set(bytes.subarray(0, b.bits.length));
+    // Bits past `size` in the last byte are ignored.
+    const tail = size % 8;
+    if (tail) b.bits[b.bits.length - 1]! &= (1 << tail) - 1;
+    let n = 0;
+    for (const x of b.bits) n += POP[x]!;
+    b.ones = n;
+    return b;
+  }
+
+  get count(): number {
+    return this.ones;
+  }
+
+  get(i: number): boolean {
+    return (this.bits[i >> 3]! & (1 << (i & 7))) !== 0;
+  }
+
+  /** Sets bit i; returns true if it was clear. */
+  set(i: number): boolean {
+    const m = 1 << (i & 7);
+    const byte = this.bits[i >> 3]!;
+    if (byte & m) return false;
+    this.bits[i >> 3] = byte | m;
+    this.ones++;
+    return true;
+  }
+
+  /** Clears bit i; returns true if it was set. */
+  clear(i: number): boolean {
+    const m = 1 << (i & 7);
+    const byte = this.bits[i >> 3]!;
+    if (!(byte & m)) return false;
+    this.bits[i >> 3] = byte & ~m;
+    this.ones--;
+    return true;
+  }
+
+  setAll(): void {
+    this.bits.fill(0xff);
+    const tail = this.size % 8;
+    if (tail) this.bits[this.bits.length - 1] = (1 << tail) - 1;
+    this.ones = this.size;
+  }
+
+  clearAll(): void {
+    this.bits.fill(0);
+    this.ones = 0;
+  }
+
+  /** Next set bit at or after `from`, or -1. Skips empty bytes quickly. */
+  nextSet(from: number): number {
+    for (let i = from; i < this.size; ) {
+      const byte = this.bits[i >> 3]!;
+      if (byte === 0) {
+        i = ((i >> 3) + 1) << 3;
+        continue;
+      }
+      if (byte & (1 << (i & 7))) return i;
+      i++;
+    }
+    return -1;
+  }
+
+  *setBits(): Generator<number> {
+    for (let i = this.nextSet(0); i >= 0; i = this.nextSet(i + 1)) yield i;
+  }
+
+  /** Takes the bits of another bitmap of the same size. */
+  assign(other: Bitmap): void {
+    this.bits.set(other.bits);
+    this.ones = other.count;
+  }
+
+  clone(): Bitmap {
+    return Bitmap.from(this.size, this.bits);
+  }
+}
+
+const POP = new Uint8Array(256);
+for (let i = 0; i < 256; i++) POP[i] = (i & 1) + POP[i >> 1]!;
