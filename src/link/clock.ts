@@ -17,13 +17,14 @@ export interface Clock {
 
 /**
  * Wall-clock time from performance.now() and setTimeout. Node's timers have
- * 1 ms resolution and are measured from the loop's cached time, so they can
- * fire slightly early or late; callers compare against now() when they wake.
+ * 1 ms resolution and count from the event loop's cached time, so a timer
+ * can fire up to about a millisecond early (or late, on a busy loop); callers
+ * compare against now() when they wake and set a new timer if it was early.
  */
 export const realClock: Clock = {
   now: () => performance.now(),
   setTimer(ms, fn) {
-    const t = setTimeout(fn, Math.max(0, Math.ceil(ms)));
+    const t = setTimeout(fn, Math.max(0, ms));
     return { cancel: () => clearTimeout(t) };
   },
 };

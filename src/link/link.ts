@@ -28,6 +28,12 @@ export interface WanLinkOptions<T> extends LinkSettings {
   queueBytes?: number;
   /** Fixed segment size (tests); default about 1 ms of serialisation. */
   segmentBytes?: number;
+  /**
+   * A wake-up delivers segments due up to this many ms in the future
+   * (default 0, exact). Real timers fire within about ±1 ms of their target;
+   * the proxy uses 0.5 so departures are centred on the target instead of late.
+   */
+  toleranceMs?: number;
   /** Receives the segments that left the far end, in order, per direction. */
   deliver: (dir: Direction, segments: Array<Segment<T>>) => void;
   /** Called when a direction that refused more (send() returned false) has drained to its low-water mark. */
@@ -91,6 +97,7 @@ export class WanLink<T> {
   private timer: Timer | null = null;
   private timerAt = Infinity;
   private closed = false;
+  private readonly tolerance: number;
 
   constructor(opts: WanLinkOptions<T>) {
     checkLinkSettings(opts);
@@ -102,6 +109,7 @@ export class WanLink<T> {
     this.onDrain = opts.onDrain;
     this.settings = { bandwidthBps: opts.bandwidthBps, rttMs: opts.rttMs };
     this.fixedQueue = opts.queueBytes;
+    this.tolerance = opts.toleranceMs ?? 0;
     this.queue = opts.queueBytes ?? defaultQueueBytes(this.settings);
     const side = (): Side<T> => ({
       model: new LinkDirection<T>({ bandwidthBps: opts.bandwidthBps, delayMs: opts.rttMs / 2, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) }),
@@ -209,7 +217,7 @@ export class WanLink<T> {
     if (next === Infinity || (this.timer && this.timerAt <= next)) return;
     this.timer?.cancel();
     this.timerAt = next;
-    this.timer = this.clock.setTimer(next - this.clock.now(), () => this.wake());
+    this.timer = this.clock.setTimer(Math.max(0, next - this.clock.now()), () => this.wake());
   }
 
   /** Like arm() but also moves the timer later when the next departure moved later (after a stall or drop). */
@@ -227,7 +235,7 @@ export class WanLink<T> {
     const now = this.clock.now();
     for (const d of DIRECTIONS) {
       const s = this.sides[d];
-      const due = s.model.takeDue(now);
+      const due = s.model.takeDue(now, now + this.tolerance);
       if (due.length === 0) continue;
       for (const seg of due) s.bytesOut += seg.length;
       this.deliver(d, due);

@@ -32,7 +32,10 @@ export interface WanProxyOptions extends LinkSettings {
   to: Address;
   /** Per-direction queue beyond the one-way BDP (see WanLinkOptions.queueBytes). */
   queueBytes?: number;
+  /** Clock (default: real time). */
   clock?: Clock;
+  /** See WanLinkOptions.toleranceMs; default 0.5 ms with the real clock, 0 with another. */
+  toleranceMs?: number;
   /** Called with a short description of connection-level events worth a debug line. */
   onEvent?: (event: string, detail: Record<string, unknown>) => void;
 }
@@ -126,6 +129,7 @@ export class WanProxy {
       bandwidthBps: opts.bandwidthBps,
       rttMs: opts.rttMs,
       ...(opts.queueBytes !== undefined ? { queueBytes: opts.queueBytes } : {}),
+      toleranceMs: opts.toleranceMs ?? (this.clock === realClock ? 0.5 : 0),
       deliver: (dir, segs) => this.deliver(dir, segs),
       onDrain: (dir) => this.drained(dir),
     });

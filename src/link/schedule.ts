@@ -176,11 +176,15 @@ export class LinkDirection<T> {
     this.waitingBytes += length;
   }
 
-  /** Removes and returns every segment that has left the far end by `now`, in order. */
-  takeDue(now: number): Array<Segment<T>> {
+  /**
+   * Removes and returns every segment that has left the far end by `now`, in
+   * order. With `upTo` > now, also those due by then (a real timer's wake-up
+   * tolerance: better a fraction of a millisecond early than a whole one late).
+   */
+  takeDue(now: number, upTo = now): Array<Segment<T>> {
     this.advance(now);
     const out: Array<Segment<T>> = [];
-    for (let s = this.inflight.peek(); s && s.departAt <= now; s = this.inflight.peek()) {
+    for (let s = this.inflight.peek(); s && s.departAt <= upTo; s = this.inflight.peek()) {
       this.inflight.shift();
       this.inflightBytes -= s.length;
       out.push(s);
