@@ -132,6 +132,9 @@ export interface ExecutorResult {
   error: FlimcdError | undefined;
 }
 
+/** How long a failed request waits to see whether the primary's connection is closing (a hang-up). */
+const CLOSE_GRACE_MS = 250;
+
 interface Slot {
   offset: number;
   end: number;
@@ -333,7 +336,7 @@ export class WorkloadExecutor {
         else await disk.read(r.offset, buf);
         break;
       } catch (e) {
-        if (!this.retryable(e, disk)) throw e;
+        if (!(await this.retryable(e, disk))) throw e;
         await this.switchFrom(disk, e);
         if (this.switchStats) this.switchStats.reissued++;
         issued = this.clock.now();
@@ -375,13 +378,22 @@ export class WorkloadExecutor {
     }
   }
 
-  /** Whether a failure on `disk` means "continue on the secondary". */
-  private retryable(e: unknown, disk: Disk): boolean {
+  /**
+   * Whether a failure on `disk` means "continue on the secondary": ESHUTDOWN,
+   * or the primary's connection is gone (an NbdClient's `closed` settles; the
+   * request may fail a moment before the socket reports closed, so wait briefly).
+   */
+  private async retryable(e: unknown, disk: Disk): Promise<boolean> {
     if (!this.opts.switchTo) return false;
     if (disk !== this.primary) return false;
     if (this.current !== this.primary || this.switchBegan) return true; // already switching or switched away
     if (e instanceof FlimcdError && e.nbdErrno === NbdErrno.ESHUTDOWN) return true;
-    return (disk as { isClosed?: unknown }).isClosed === true;
+    const conn = disk as { isClosed?: unknown; closed?: unknown };
+    if (conn.isClosed === true) return true;
+    if (conn.closed instanceof Promise) {
+      return Promise.race([conn.closed.then(() => true), this.clock.sleep(CLOSE_GRACE_MS).then(() => false)]);
+    }
+    return false;
   }
 
   private switchFrom(disk: Disk, cause: unknown): Promise<void> {
