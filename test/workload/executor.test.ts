@@ -2,7 +2,7 @@
 // caught (the check can fail), requests never overlap a write in flight, and a
 // cut-over from a source NBD server to a target one (ESHUTDOWN, or the source
 // hanging up) is followed with every read still verified.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { FilterDisk } from '../../src/block/filter.ts';
 import { MemoryDisk } from '../../src/block/memory.ts';
@@ -310,7 +310,7 @@ async function copyDisk(from: Disk, to: Disk): Promise<void> {
   }
 }
 
-async function switchOverRun(t: Parameters<Parameters<typeof test>[1]>[0] & object, mode: 'eshutdown' | 'hang') {
+async function switchOverRun(t: TestContext, mode: 'eshutdown' | 'hang') {
   const dir = tempDir(t);
   const size = 64 * MiB;
   // Some pre-existing content, kept as the base image for verifying never-written pages.
