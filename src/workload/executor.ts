@@ -11,9 +11,11 @@
  * as a guest's queue would). So no read ever races a write and the model
  * has one correct answer for every page read (see expected.ts).
  *
- * Latency is measured two ways: `latency` from the scheduled arrival to
- * completion (what the guest sees, including time queued behind a full queue
- * or a stall) and `service` from issue to completion (what the disk took).
+ * Latency is measured two ways: `latency` from issue to completion (what the
+ * disk took) and `response` from the scheduled arrival to completion (what
+ * the guest sees, including time queued behind a full queue, behind a
+ * conflicting request, or in a stall; on the real clock it also includes up
+ * to ~1 ms of timer granularity, since arrivals are released by setTimeout).
  *
  * Switch-over. With `switchTo`, a request that fails on the primary with
  * ESHUTDOWN (nbdErrno 108, how a source agent tells the VM it has cut over)
@@ -78,7 +80,7 @@ export interface SecondStats {
   writes: number;
   bytesRead: number;
   bytesWritten: number;
-  /** Mean and max latency (arrival → completion) of requests completed in this second. */
+  /** Mean and max response time (scheduled arrival → completion) of requests completed in this second. */
   meanLatencyMs: number;
   maxLatencyMs: number;
   /** Distinct bytes newly dirtied in this second (64 KiB blocks). */
@@ -119,8 +121,10 @@ export interface ExecutorResult {
   iops: number;
   /** Megabytes (10^6) per second, reads and writes. */
   mbPerSecond: number;
+  /** Issue → completion. */
   latency: { read: LatencySummary; write: LatencySummary };
-  service: { read: LatencySummary; write: LatencySummary };
+  /** Scheduled arrival → completion. */
+  response: { read: LatencySummary; write: LatencySummary };
   /** Achieved distinct bytes newly dirtied per second (dirty-meter.ts definition, by completion time). */
   dirtiedBytesPerSecond: number;
   perSecond: SecondStats[];
@@ -459,8 +463,8 @@ export class WorkloadExecutor {
       ops, reads: c.reads, writes: c.writes, dupWrites: c.dupWrites, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten,
       iops: secs > 0 ? ops / secs : 0,
       mbPerSecond: secs > 0 ? (c.bytesRead + c.bytesWritten) / 1e6 / secs : 0,
-      latency: { read: this.latRead.summary(), write: this.latWrite.summary() },
-      service: { read: this.svcRead.summary(), write: this.svcWrite.summary() },
+      latency: { read: this.svcRead.summary(), write: this.svcWrite.summary() },
+      response: { read: this.latRead.summary(), write: this.latWrite.summary() },
       dirtiedBytesPerSecond: secs > 0 ? dirtied / secs : 0,
       perSecond: this.buckets.map((_, k) => this.secondStats(k)),
       switchOver: this.switchStats ? { ...this.switchStats } : undefined,

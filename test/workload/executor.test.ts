@@ -73,7 +73,7 @@ test('a run against a memory disk verifies cleanly, keeps the queue bound and ne
   assert.equal(res.verify.mismatches, 0);
   assert.ok(res.verify.pagesChecked > 0, 'some reads hit written pages');
   assert.ok(res.latency.read.p99Ms >= res.latency.read.p50Ms && res.latency.read.p50Ms > 0);
-  assert.ok(res.latency.read.p50Ms >= res.service.read.p50Ms * 0.98);
+  assert.ok(res.response.read.p50Ms >= res.latency.read.p50Ms * 0.98);
   assert.ok(res.dirtiedBytesPerSecond > 0);
   assert.deepEqual(seconds, [0]);
   assert.ok(res.perSecond.length >= 2);

@@ -2,10 +2,12 @@ import type { Command } from 'commander';
 import { registerExport } from './export.ts';
 import { registerWan } from './wan.ts';
 import { registerDemo } from './demo.ts';
+import { registerLoad } from './load.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
   registerExport(program);
   registerWan(program);
   registerDemo(program);
+  registerLoad(program);
 }
