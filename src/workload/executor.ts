@@ -175,6 +175,8 @@ export class WorkloadExecutor {
   private t0 = 0;
   private started = false;
   private finished = false;
+  private markFinished: () => void = () => {};
+  private readonly finishedPromise = new Promise<void>((resolve) => (this.markFinished = resolve));
   private stopped = false;
   private pausedAt: number | undefined;
   private pausedTotal = 0;
@@ -253,7 +255,8 @@ export class WorkloadExecutor {
         const due = this.t0 + this.pausedTotal + next.atMs;
         const now = clock.now();
         if (now < due) {
-          await Promise.race([clock.sleep(Math.min(due - now, 100)), this.changed()]);
+          // Completions cannot make a request due sooner; stop() and pause() are seen within 100 ms.
+          await clock.sleep(Math.min(due - now, 100));
           continue;
         }
         if (this.inflight.length >= this.qd || this.conflicts(next)) {
@@ -270,7 +273,7 @@ export class WorkloadExecutor {
     const ranOut = !this.stopped;
     while (this.inflight.length > 0) await this.changed();
     this.finished = true;
-    this.signal();
+    this.markFinished();
     await ticker;
     return this.result(!ranOut);
   }
@@ -431,7 +434,7 @@ export class WorkloadExecutor {
       const due = this.t0 + (k + 1) * 1000;
       const now = this.clock.now();
       if (now < due) {
-        await Promise.race([this.clock.sleep(Math.min(due - now, 250)), this.changed()]);
+        await Promise.race([this.clock.sleep(Math.min(due - now, 250)), this.finishedPromise]);
         continue;
       }
       this.bucket(due - 1).backlog = this.inflight.length + this.waiting;
