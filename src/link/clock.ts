@@ -17,14 +17,20 @@ export interface Clock {
 
 /**
  * Wall-clock time from performance.now() and setTimeout. Node's timers have
- * 1 ms resolution and count from the event loop's cached time, so a timer
- * can fire up to about a millisecond early (or late, on a busy loop); callers
- * compare against now() when they wake and set a new timer if it was early.
+ * 1 ms resolution and count from the event loop's cached, truncated time, so
+ * a bare setTimeout(ms) fires anywhere from about 1 ms early to a little late;
+ * asking for ms + 0.5 centres that spread on the target. A timer for 0 or
+ * less runs at setImmediate (a setTimeout would wait at least 1 ms). Callers
+ * still compare against now() when they wake (and wait again if early).
  */
 export const realClock: Clock = {
   now: () => performance.now(),
   setTimer(ms, fn) {
-    const t = setTimeout(fn, Math.max(0, ms));
+    if (!(ms > 0)) {
+      const i = setImmediate(fn);
+      return { cancel: () => clearImmediate(i) };
+    }
+    const t = setTimeout(fn, ms + 0.5);
     return { cancel: () => clearTimeout(t) };
   },
 };

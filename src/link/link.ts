@@ -51,7 +51,11 @@ export interface DirectionStats {
   maxHeldBytes: number;
   /** Bytes not yet serialised. */
   backlogBytes: number;
-  /** send() says stop above this many held bytes: one-way BDP + queueBytes. */
+  /**
+   * send() says stop above this many held bytes: one-way BDP + queueBytes.
+   * Each sender may overshoot it by the one send() that crossed it (for the
+   * proxy: one socket read, at most 64 KiB, per connection sending).
+   */
   boundBytes: number;
   /** True while the direction is over its bound and waiting to drain. */
   blocked: boolean;
@@ -187,7 +191,7 @@ export class WanLink<T> {
     const dir = (d: Direction): DirectionStats => {
       const s = this.sides[d];
       s.model.advance(now);
-      return { bytesIn: s.bytesIn, bytesOut: s.bytesOut, heldBytes: s.model.heldBytes, maxHeldBytes: s.maxHeld, backlogBytes: s.model.backlogBytes, boundBytes: bound, blocked: s.blocked };
+      return { bytesIn: s.bytesIn, bytesOut: s.bytesOut, heldBytes: s.model.heldBytes, maxHeldBytes: s.maxHeld, backlogBytes: Math.round(s.model.backlogBytes), boundBytes: bound, blocked: s.blocked };
     };
     return {
       ...this.settings,
@@ -217,7 +221,9 @@ export class WanLink<T> {
     if (next === Infinity || (this.timer && this.timerAt <= next)) return;
     this.timer?.cancel();
     this.timerAt = next;
-    this.timer = this.clock.setTimer(Math.max(0, next - this.clock.now()), () => this.wake());
+    const wait = next - this.clock.now();
+    // Due within the tolerance: wake as soon as possible rather than a whole timer tick later.
+    this.timer = this.clock.setTimer(wait <= this.tolerance ? 0 : wait, () => this.wake());
   }
 
   /** Like arm() but also moves the timer later when the next departure moved later (after a stall or drop). */

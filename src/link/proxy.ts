@@ -41,6 +41,12 @@ export interface WanProxyOptions extends LinkSettings {
 }
 
 export interface WanStats extends LinkStats {
+  /**
+   * Bytes that left the link and were written to a destination socket that
+   * has not taken them yet (a receiver slower than the link), per direction.
+   * Held + buffered is all the proxy keeps in memory for a direction.
+   */
+  buffered: Record<Direction, number>;
   connections: {
     /** Open now. */
     active: number;
@@ -70,8 +76,10 @@ class Conn {
   readonly upstream: net.Socket;
   /** Cut or torn down: no more bytes are moved for it. */
   dead = false;
-  /** The source of a direction has sent its end (FIN) or reset. */
-  readonly readDone: Record<Direction, boolean> = { forward: false, reverse: false };
+  /** How the source of a direction finished: a clean end (FIN) or a reset/error; undefined while open. */
+  readonly readEnd: Record<Direction, 'end' | 'reset' | undefined> = { forward: undefined, reverse: undefined };
+  /** The end-of-stream marker of a direction has been delivered (dst.end() called). */
+  readonly endDelivered: Record<Direction, boolean> = { forward: false, reverse: false };
   readonly paused: Record<Direction, Set<PauseReason>> = { forward: new Set(), reverse: new Set() };
   readonly closed: Record<Direction, boolean> = { forward: false, reverse: false };
 
@@ -184,8 +192,13 @@ export class WanProxy {
   }
 
   stats(): WanStats {
+    const buffered: Record<Direction, number> = { forward: 0, reverse: 0 };
+    for (const c of this.conns) {
+      for (const d of DIRECTIONS) buffered[d] += c.dst(d).writableLength;
+    }
     return {
       ...this.link.stats(),
+      buffered,
       connections: { active: this.conns.size, ...this.counts },
       refusingForMs: Math.max(0, this.refuseUntil - this.clock.now()),
     };
@@ -251,15 +264,20 @@ export class WanProxy {
     this.refuseUntil = until;
     void this.closeListener();
     this.refuseTimer?.cancel();
-    this.refuseTimer = this.clock.setTimer(ms, () => {
-      this.refuseTimer = null;
-      if (this.closing || !this.bound) return;
-      this.openListener(this.bound).catch((e: Error) => {
+    this.refuseTimer = this.clock.setTimer(ms, () => this.relisten());
+  }
+
+  /** Opens the listener again after a refusal period; retries every 100 ms if the address is not free yet. */
+  private relisten(): void {
+    this.refuseTimer = null;
+    if (this.closing || !this.bound || this.server) return;
+    this.openListener(this.bound).then(
+      () => this.opts.onEvent?.('accepting', { address: formatAddress(this.bound!) }),
+      (e: Error) => {
         this.opts.onEvent?.('relisten-failed', { error: e.message });
-        // Try again shortly: the port may be in TIME_WAIT hands for a moment.
-        if (!this.closing) this.refuseTimer = this.clock.setTimer(100, () => void this.openListener(this.bound!).catch(() => {}));
-      });
-    });
+        if (!this.closing) this.refuseTimer = this.clock.setTimer(100, () => this.relisten());
+      },
+    );
   }
 
   // --- connections ----------------------------------------------------------
@@ -296,8 +314,8 @@ export class WanProxy {
       }
     });
     src.on('end', () => {
-      if (conn.dead || conn.readDone[dir]) return;
-      conn.readDone[dir] = true;
+      if (conn.dead || conn.readEnd[dir]) return;
+      conn.readEnd[dir] = 'end';
       this.link.send(dir, { conn, dir, kind: 'end' }, 0);
     });
     src.on('error', () => {
@@ -306,13 +324,15 @@ export class WanProxy {
     src.on('close', () => {
       conn.closed[dir] = true;
       if (!conn.dead) {
-        // Closed without a clean end: the peer gets a reset, behind the data already on the link.
-        if (!conn.readDone[dir]) {
-          conn.readDone[dir] = true;
+        const toward = other(dir);
+        // Gracefully closed: its end came through, and ours was delivered to it. Anything else
+        // (a reset, an error, a failed connect) resets the peer, behind the bytes already on the link.
+        const graceful = conn.readEnd[dir] === 'end' && conn.endDelivered[toward];
+        if (!graceful && conn.readEnd[dir] !== 'reset') {
+          conn.readEnd[dir] = 'reset';
           this.link.send(dir, { conn, dir, kind: 'reset' }, 0);
         }
         // Nothing can be written to this socket any more: drop what travels toward it.
-        const toward = other(dir);
         this.link.drop((ch) => ch.conn === conn && ch.dir === toward);
       }
       if (conn.closed.forward && conn.closed.reverse) this.finish(conn);
@@ -347,6 +367,7 @@ export class WanProxy {
         }
       } else if (ch.kind === 'end') {
         if (corked.delete(dst)) dst.uncork();
+        conn.endDelivered[dir] = true;
         dst.end();
       } else {
         corked.delete(dst);
