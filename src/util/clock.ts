@@ -16,12 +16,11 @@ export function sleep(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimer(ms, resolve));
 }
 
-/** The real clock: performance.now() and Node timers (unref'd so they never keep a finished process alive). */
+/** The real clock: performance.now() and Node timers. Owners cancel their timers on close. */
 export const realClock: Clock = {
   now: () => performance.now(),
   setTimer(ms, fn) {
     const t = setTimeout(fn, Math.max(0, ms));
-    t.unref?.();
     return { cancel: () => clearTimeout(t) };
   },
 };

@@ -26,7 +26,7 @@ export function parseSize(text: string, what = 'size'): number {
 
 /** Returns bits per second. */
 export function parseBitRate(text: string, what = 'bandwidth'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(bit|bps|b\/s|B\/s|Bps|B)?\s*(\/s)?\s*$/.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)(bit|bps|b\/s|B\/s|Bps|B)?\s*(\/s)?\s*$/.exec(text);
   if (!m || m[1] === undefined) {
     throw new UsageError(`${what}: cannot read "${text}" as a rate (examples: 100Mbit, 1Gbit, 12.5MB/s)`);
   }

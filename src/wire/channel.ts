@@ -348,21 +348,35 @@ export class Channel {
       this.inFlightBytes -= o.bytes;
       this.deliveredBytes += o.bytes;
       this.deliveredTime = now;
-      const dt = now - o.deliveredTimeAtSend;
-      if (dt > 0 && o.prio >= Priority.PREFETCH) this.addRate(((this.deliveredBytes - o.deliveredAtSend) * 8 * 1000) / dt, now);
+      this.addRate(o.bytes, now);
     }
     this.stats.inFlight = this.inFlightBytes;
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
     this.pump();
   }
 
-  private addRate(bps: number, now: number): void {
-    this.rateSamples.push({ at: now, bps });
-    while (this.rateSamples.length && (now - this.rateSamples[0]!.at > 10_000 || this.rateSamples.length > 4096)) this.rateSamples.shift();
+  /**
+   * Delivery rate: acked bytes per 250 ms bucket, max over the last 10 s.
+   * Buckets smooth out coalesced acks (which inflate per-ack samples); the max
+   * ignores buckets where the sender had nothing to send.
+   */
+  private addRate(bytes: number, now: number): void {
+    const BUCKET = 250;
+    const slot = Math.floor(now / BUCKET);
+    const last = this.rateSamples.at(-1);
+    if (last && last.at === slot) last.bps += bytes;
+    else {
+      this.rateSamples.push({ at: slot, bps: bytes });
+      while (this.rateSamples.length && slot - this.rateSamples[0]!.at > 40) this.rateSamples.shift();
+    }
     let max = 0;
-    for (const s of this.rateSamples) max = Math.max(max, s.bps);
-    this.stats.deliveryRateBps = max;
-    this.resize();
+    // The current bucket is still filling: use only complete ones (or it if it is the only one).
+    const complete = this.rateSamples.length > 1 ? this.rateSamples.slice(0, -1) : this.rateSamples;
+    for (const s of complete) max = Math.max(max, (s.bps * 8 * 1000) / BUCKET);
+    if (this.rateSamples.length > 1 || now - slot * BUCKET > BUCKET / 2) {
+      this.stats.deliveryRateBps = max;
+      this.resize();
+    }
   }
 
   private addRtt(ms: number): void {
@@ -381,7 +395,7 @@ export class Channel {
     const rtt = this.stats.minRttMs;
     if (rate === undefined || rtt === undefined) return;
     const bdp = (rate / 8) * (Math.max(rtt, 1) / 1000);
-    const min = this.opts.minWindow ?? 512 * 1024;
+    const min = this.opts.minWindow ?? 256 * 1024;
     const max = this.opts.maxWindow ?? 256 * 1024 * 1024;
     // While window-limited the rate sample equals window/RTT, so growing by 1.5 per round probes for more.
     this.window = Math.min(max, Math.max(min, 1.5 * bdp));

@@ -32,22 +32,64 @@ class End implements ByteTransport {
 
   write(parts: Buffer[]): boolean {
     if (this.closed) return false;
+    const now = this.clock.now();
     for (const p of parts) {
       const n = p.length;
-      const copy = Buffer.from(p); // the sender may reuse its buffers
-      const now = this.clock.now();
       const tx = Number.isFinite(this.model.bandwidthBps) ? (n * 8 * 1000) / this.model.bandwidthBps : 0;
       this.busyUntil = Math.max(this.busyUntil, now) + tx;
       this.queued += n;
       this.bytesSent += n;
-      const leaveAt = this.busyUntil;
-      this.clock.setTimer(leaveAt - now, () => {
-        this.queued -= n;
-        if (this.queued <= (this.model.sendBuffer ?? 256 * 1024) / 2) this.drainFn();
-      });
-      this.clock.setTimer(leaveAt - now + this.model.delayMs, () => this.peer.deliver(copy));
+      // One FIFO per direction and a single timer: order never depends on timer tie-breaking.
+      this.pipe.push({ leaveAt: this.busyUntil, arriveAt: this.busyUntil + this.model.delayMs, buf: Buffer.from(p), n, left: false });
     }
+    this.schedule();
     return this.queued < (this.model.sendBuffer ?? 256 * 1024);
+  }
+
+  private pipe: Array<{ leaveAt: number; arriveAt: number; buf: Buffer; n: number; left: boolean }> = [];
+  private timer: { cancel(): void } | undefined;
+  private timerAt = Infinity;
+
+  private schedule(): void {
+    const next = this.nextEventAt();
+    if (next === undefined || next >= this.timerAt) return;
+    this.timer?.cancel();
+    this.timerAt = next;
+    this.timer = this.clock.setTimer(Math.max(0, next - this.clock.now()), () => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.tick();
+    });
+  }
+
+  private nextEventAt(): number | undefined {
+    let next: number | undefined;
+    for (const e of this.pipe) {
+      const t = e.left ? e.arriveAt : e.leaveAt;
+      if (next === undefined || t < next) next = t;
+      if (!e.left) break; // later entries leave later still
+    }
+    return next;
+  }
+
+  private tick(): void {
+    const now = this.clock.now();
+    let drained = false;
+    for (const e of this.pipe) {
+      if (e.left || e.leaveAt > now) {
+        if (!e.left) break;
+        continue;
+      }
+      e.left = true;
+      this.queued -= e.n;
+      drained = true;
+    }
+    while (this.pipe.length && this.pipe[0]!.left && this.pipe[0]!.arriveAt <= now) {
+      const e = this.pipe.shift()!;
+      if (!this.closed) this.peer.deliver(e.buf);
+    }
+    if (drained && this.queued <= (this.model.sendBuffer ?? 256 * 1024) / 2) this.drainFn();
+    this.schedule();
   }
 
   deliver(b: Buffer): void {

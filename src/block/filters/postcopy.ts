@@ -149,6 +149,11 @@ export class PostcopyDisk extends FilterDisk {
     return applied;
   }
 
+  /** Reads local data without post-copy accounting (verification, once every block is present). */
+  readLocal(offset: number, into: Uint8Array): Promise<void> {
+    return this.inner.read(offset, into);
+  }
+
   override async read(offset: number, into: Uint8Array): Promise<void> {
     if (this.active && into.length) await this.prepare(offset, into.length, 'read');
     return this.inner.read(offset, into);

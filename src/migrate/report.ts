@@ -1,0 +1,108 @@
+import type { ChannelStats } from '../wire/channel.ts';
+import type { Algorithm } from '../policy/algorithm.ts';
+
+export type Phase = 'starting' | 'precopy' | 'cutover' | 'postcopy' | 'verify' | 'done' | 'failed';
+
+export interface SourceStatus {
+  phase: Phase;
+  round: number;
+  blocks: number;
+  blockSize: number;
+  remainingBlocks: number;
+  elapsedMs: number;
+  wireBytes: number;
+  linkRateBps: number | undefined;
+  rttMs: number | undefined;
+  counts: Record<string, number>;
+}
+
+/** The final report (design.md "Measures"); field names are a contract with benchmarks and tests. */
+export interface MigrationReport {
+  algorithm: Algorithm;
+  image_bytes: number;
+  block_size: number;
+  verified: boolean;
+  merkle_root: string;
+  time_total_s: number;
+  time_precopy_s: number;
+  time_postcopy_s: number;
+  downtime_ms: number;
+  wire_bytes: number;
+  wire_bytes_breakdown: { data: number; reference: number; zero: number; control: number };
+  blocks: { sent_data: number; sent_reference: number; from_replica: number; zero: number; resent_dirty: number; demand: number; prefetch: number; push: number; stop_copy: number; canceled_by_target_write: number };
+  rounds: number;
+  cutover_reason: string;
+  block_miss_rate: number;
+  misses: number;
+  blocks_read_postcopy: number;
+  miss_latency_ms: { p50: number | null; p99: number | null; mean: number | null };
+  link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
+  retransmitted_bytes: number;
+}
+
+export interface ReportInput {
+  algorithm: Algorithm;
+  imageBytes: number;
+  blockSize: number;
+  verified: boolean;
+  root: string;
+  totalMs: number;
+  precopyMs: number;
+  downtimeMs: number;
+  channel: ChannelStats;
+  counts: Record<string, number>;
+  rounds: number;
+  cutoverReason: string;
+  targetStats: Record<string, unknown>;
+  bandwidthBps: number | undefined;
+}
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+export function buildReport(i: ReportInput): MigrationReport {
+  const sent = i.channel.sentByType;
+  const recv = i.channel.receivedByType;
+  const both = (k: string) => (sent[k] ?? 0) + (recv[k] ?? 0);
+  const wire = i.channel.bytesSent + i.channel.bytesReceived;
+  const data = both('DATA');
+  const zero = both('ZERO');
+  const ts = i.targetStats;
+  const readBlocks = num(ts.readBlocks);
+  const misses = num(ts.missBlocks);
+  const postcopyMs = Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
+  return {
+    algorithm: i.algorithm,
+    image_bytes: i.imageBytes,
+    block_size: i.blockSize,
+    verified: i.verified,
+    merkle_root: i.root,
+    time_total_s: r3(i.totalMs / 1000),
+    time_precopy_s: r3(i.precopyMs / 1000),
+    time_postcopy_s: r3(postcopyMs / 1000),
+    downtime_ms: Math.round(i.downtimeMs * 10) / 10,
+    wire_bytes: wire,
+    wire_bytes_breakdown: { data, reference: 0, zero, control: wire - data - zero },
+    blocks: {
+      sent_data: num(i.counts.dataBlocks),
+      sent_reference: 0,
+      from_replica: 0,
+      zero: num(i.counts.zeroBlocks),
+      resent_dirty: num(i.counts.resentBlocks),
+      demand: num(i.counts.demandBlocks),
+      prefetch: num(i.counts.prefetchBlocks),
+      push: num(i.counts.pushBlocks),
+      stop_copy: num(i.counts.stopCopyBlocks),
+      canceled_by_target_write: num(i.counts.canceledBlocks),
+    },
+    rounds: i.rounds,
+    cutover_reason: i.cutoverReason,
+    block_miss_rate: readBlocks ? Math.round((misses / readBlocks) * 1e6) / 1e6 : 0,
+    misses,
+    blocks_read_postcopy: readBlocks,
+    miss_latency_ms: { p50: numOrNull(ts.missP50), p99: numOrNull(ts.missP99), mean: numOrNull(ts.missMean) },
+    link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), measured_rate_bps: numOrNull(i.channel.deliveryRateBps) },
+    retransmitted_bytes: i.channel.retransmittedBytes,
+  };
+}

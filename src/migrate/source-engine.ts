@@ -1,0 +1,427 @@
+import type { Logger } from 'pino';
+import type { Disk } from '../block/disk.ts';
+import { ExtentFlags } from '../block/disk.ts';
+import type { GateDisk } from '../block/filters/gate.ts';
+import type { TrackingDisk } from '../block/filters/tracking.ts';
+import { Bitmap } from '../util/bitmap.ts';
+import { sleep, type Clock } from '../util/clock.ts';
+import { Channel, Priority } from '../wire/channel.ts';
+import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
+import { blockId, isZero, merkleRoot } from './content-id.ts';
+import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
+import { hasPostcopy, type Algorithm } from '../policy/algorithm.ts';
+import { FlimcdError, IoError } from '../errors.ts';
+import type { MigrationReport, Phase, SourceStatus } from './report.ts';
+import { buildReport } from './report.ts';
+
+export interface SourceEngineOptions {
+  /** The source image, read for sending (below the VM's tracking filter). */
+  image: Disk;
+  /** The VM's I/O path: tells which blocks writes change. */
+  tracking: TrackingDisk;
+  /** Stops the VM's I/O at cut-over. */
+  gate: GateDisk;
+  channel: Channel;
+  clock: Clock;
+  algorithm: Algorithm;
+  blockSize: number;
+  /** Configured link bandwidth (bits/s) for the policy until a rate is measured. */
+  bandwidthBps?: number;
+  cutover?: Partial<CutoverConfig>;
+  /** Wait for an operator's cut-over instead of the automatic policy. */
+  manualCutover?: boolean;
+  log: Logger;
+  onPhase?: (phase: Phase) => void;
+}
+
+/**
+ * The source side of a migration: bulk pass and dirty rounds (pre-copy), the
+ * cut-over hand-off, then on-demand service and background push (post-copy),
+ * and the final Merkle comparison. Time and the link come in from outside
+ * (clock, channel), so the simulator runs this same code.
+ */
+export class SourceEngine {
+  private readonly n: number;
+  /** Blocks whose current content the target does not have and that are not on their way. */
+  private readonly needSend: Bitmap;
+  /** Blocks sent at least once (a second send counts as "resent after dirtying"). */
+  private readonly sentOnce: Bitmap;
+  /** Post-copy: blocks the target still misses that the push has not covered. */
+  private pushPending: Bitmap | undefined;
+  private phase: Phase = 'starting';
+  private cutoverRequested = false;
+  private aborted: Error | undefined;
+  private readonly t0: number;
+  private frozenAt: number | undefined;
+  private cutoverDoneAt: number | undefined;
+  private round = 0;
+  private dirtiedInRound = 0;
+  private roundStartedAt = 0;
+  private readonly history: number[] = [];
+  private cutoverReason = '';
+  private readonly counts = { dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, dirtyEvents: 0 };
+  private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
+  private readonly inbox = new Map<number, Message>();
+  private readonly config: CutoverConfig;
+
+  constructor(private readonly o: SourceEngineOptions) {
+    this.n = Math.ceil(o.image.size / o.blockSize);
+    this.needSend = new Bitmap(this.n, true);
+    this.sentOnce = new Bitmap(this.n);
+    this.t0 = o.clock.now();
+    this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
+    o.tracking.onDirty((a, b) => {
+      for (let i = a; i <= b; i++) {
+        if (this.needSend.set(i)) this.dirtiedInRound++;
+        this.counts.dirtyEvents++;
+      }
+    });
+  }
+
+  get blockCount(): number {
+    return this.n;
+  }
+
+  /** Operator or hypervisor asks for cut-over now. */
+  requestCutover(): void {
+    this.cutoverRequested = true;
+  }
+
+  abort(reason: string): void {
+    if (this.aborted) return;
+    this.aborted = new FlimcdError(`migration aborted: ${reason}`, 'FLIMCD_ERR_ABORTED');
+    try {
+      this.o.channel.send({ type: MsgType.ABORT, reason });
+    } catch { /* link already down */ }
+    for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
+    this.waits.clear();
+    // Whatever happened, the VM keeps its disk at the source.
+    if (this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
+  }
+
+  status(): SourceStatus {
+    const ch = this.o.channel.stats;
+    return {
+      phase: this.phase,
+      round: this.round,
+      blocks: this.n,
+      blockSize: this.o.blockSize,
+      remainingBlocks: this.phase === 'postcopy' ? this.pushPending?.count ?? 0 : this.needSend.count,
+      elapsedMs: this.o.clock.now() - this.t0,
+      wireBytes: ch.bytesSent + ch.bytesReceived,
+      linkRateBps: ch.deliveryRateBps,
+      rttMs: ch.minRttMs,
+      counts: { ...this.counts },
+    };
+  }
+
+  /** Message handler: the agent's channel delivers everything from the target here. */
+  handle(m: Message): void | Promise<void> {
+    switch (m.type) {
+      case MsgType.FETCH:
+        return this.serveFetch(m.blocks, m.prefetch);
+      case MsgType.CANCEL:
+        for (const b of m.blocks) {
+          if (b < this.n && this.pushPending?.clear(b)) this.counts.canceledBlocks++;
+        }
+        return;
+      case MsgType.ABORT:
+        this.abort(`target aborted: ${m.reason}`);
+        return;
+      case MsgType.ERROR:
+        this.abort(`target error ${m.code}: ${m.message}`);
+        return;
+      default:
+        this.deliver(m);
+    }
+  }
+
+  async run(): Promise<MigrationReport> {
+    const { channel, clock, log } = this.o;
+    this.setPhase('precopy');
+    this.roundStartedAt = clock.now();
+    await this.sendHoles();
+
+    if (this.o.algorithm !== 'postcopy') {
+      for (;;) {
+        const stopped = await this.sendRound();
+        this.checkAborted();
+        if (stopped) break;
+        const decision = this.decide();
+        if (decision) break;
+        this.round++;
+        // Waiting for an operator with nothing left to send: poll instead of spinning.
+        if (this.o.manualCutover && this.needSend.count === 0) await sleep(clock, 100);
+      }
+    } else {
+      this.cutoverReason = 'post-copy cuts over at once';
+    }
+
+    await this.cutover();
+    if (hasPostcopy(this.o.algorithm)) {
+      this.setPhase('postcopy');
+      await this.push();
+    }
+    const verify = (await this.expect(MsgType.VERIFY)) as { type: typeof MsgType.VERIFY; verify: Verify };
+    const verifyAt = clock.now();
+    this.setPhase('verify');
+    const { root, verified } = await this.verify(verify.verify);
+    channel.send({ type: MsgType.DONE, done: { verified, root } });
+    await channel.waitAllAcked();
+    this.setPhase('done');
+    log.info({ verified, root }, verified ? 'migration verified' : 'VERIFICATION FAILED: target image differs');
+    const rtt = channel.stats.minRttMs ?? 0;
+    const totalMs = Math.max(0, verifyAt - this.t0 - verify.verify.hashMs - rtt / 2);
+    const downtimeMs = Math.max(0, (this.cutoverDoneAt ?? this.frozenAt ?? this.t0) - (this.frozenAt ?? this.t0) - rtt / 2);
+    return buildReport({
+      algorithm: this.o.algorithm,
+      imageBytes: this.o.image.size,
+      blockSize: this.o.blockSize,
+      verified,
+      root,
+      totalMs,
+      precopyMs: (this.frozenAt ?? this.t0) - this.t0,
+      downtimeMs,
+      channel: channel.stats,
+      counts: this.counts,
+      rounds: this.round + (this.o.algorithm === 'postcopy' ? 0 : 1),
+      cutoverReason: this.cutoverReason,
+      targetStats: verify.verify.stats,
+      bandwidthBps: this.o.bandwidthBps,
+    });
+  }
+
+  /** Holes at the source need no data: the target learns them as zero ranges. */
+  private async sendHoles(): Promise<void> {
+    const { image, blockSize } = this.o;
+    if (!image.capabilities.canExtents) return;
+    let pos = 0;
+    while (pos < image.size) {
+      const ext = await image.extents(pos, Math.min(image.size - pos, 1 << 30), 4096);
+      if (ext.length === 0) break;
+      for (const e of ext) {
+        if ((e.flags & ExtentFlags.ZERO) !== 0) {
+          const first = Math.ceil(e.offset / blockSize);
+          const endBlock = Math.floor((e.offset + e.length) / blockSize);
+          const lastFull = e.offset + e.length >= image.size ? this.n : endBlock;
+          let run = 0;
+          let runStart = first;
+          for (let b = first; b < lastFull; b++) {
+            if (this.needSend.clear(b)) {
+              this.sentOnce.set(b);
+              this.counts.zeroBlocks++;
+              if (run === 0) runStart = b;
+              run++;
+            } else if (run) {
+              await this.sendZero(runStart, run);
+              run = 0;
+            }
+          }
+          if (run) await this.sendZero(runStart, run);
+        }
+        pos = e.offset + e.length;
+      }
+    }
+  }
+
+  private async sendZero(first: number, count: number): Promise<void> {
+    await this.o.channel.waitBulkRoom();
+    this.o.channel.send({ type: MsgType.ZERO, first, count, reason: DataReason.BULK }, Priority.BULK);
+  }
+
+  /**
+   * One pass over the blocks that need sending, in order. Blocks dirtied ahead
+   * of the cursor are sent in this pass; behind it, in the next. Returns true
+   * when the pass stopped for a cut-over request.
+   */
+  private async sendRound(): Promise<boolean> {
+    const { channel, image, blockSize } = this.o;
+    const reason = this.round === 0 ? DataReason.BULK : DataReason.DIRTY;
+    for (let b = this.needSend.nextSet(0); b >= 0; b = this.needSend.nextSet(b + 1)) {
+      await channel.waitBulkRoom();
+      this.checkAborted();
+      if (this.cutoverRequested) return true;
+      if (!this.needSend.clear(b)) continue;
+      // Cleared before the read: a write that completes during the read marks it again.
+      const len = Math.min(blockSize, image.size - b * blockSize);
+      const data = Buffer.allocUnsafe(len);
+      try {
+        await image.read(b * blockSize, data);
+      } catch (e) {
+        this.needSend.set(b);
+        throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
+      }
+      this.sendBlock(b, data, reason, Priority.BULK);
+    }
+    return false;
+  }
+
+  private sendBlock(b: number, data: Buffer, reason: (typeof DataReason)[keyof typeof DataReason], prio: (typeof Priority)[keyof typeof Priority]): void {
+    if (this.sentOnce.get(b) && (reason === DataReason.DIRTY || reason === DataReason.STOP_COPY || reason === DataReason.BULK)) this.counts.resentBlocks++;
+    this.sentOnce.set(b);
+    if (isZero(data)) {
+      this.counts.zeroBlocks++;
+      this.o.channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio);
+      return;
+    }
+    this.counts.dataBlocks++;
+    if (reason === DataReason.DEMAND) this.counts.demandBlocks++;
+    else if (reason === DataReason.PREFETCH) this.counts.prefetchBlocks++;
+    else if (reason === DataReason.PUSH) this.counts.pushBlocks++;
+    else if (reason === DataReason.STOP_COPY) this.counts.stopCopyBlocks++;
+    this.o.channel.send({ type: MsgType.DATA, block: b, reason, data }, prio);
+  }
+
+  /** End of a round: ask the policy. Returns true to cut over. */
+  private decide(): boolean {
+    const now = this.o.clock.now();
+    const secs = Math.max(0.001, (now - this.roundStartedAt) / 1000);
+    const ch = this.o.channel.stats;
+    const linkBytesPerSec = (ch.deliveryRateBps ?? this.o.bandwidthBps ?? 100e6) / 8;
+    const remainingBytes = this.needSend.count * this.o.blockSize;
+    const dirtyBytesPerSec = (this.dirtiedInRound * this.o.blockSize) / secs;
+    if (this.cutoverRequested) {
+      this.cutoverReason ||= 'requested by the operator';
+      return true;
+    }
+    if (this.o.manualCutover) {
+      this.history.push(remainingBytes);
+      this.dirtiedInRound = 0;
+      this.roundStartedAt = now;
+      return false;
+    }
+    const d = decideCutover({
+      algorithm: this.o.algorithm,
+      roundsDone: this.round,
+      remainingBytes,
+      history: this.history,
+      linkBytesPerSec,
+      dirtyBytesPerSec,
+      config: this.config,
+    });
+    this.o.log.info({ round: this.round, remainingBytes, dirtyBytesPerSec: Math.round(dirtyBytesPerSec), linkBytesPerSec: Math.round(linkBytesPerSec), decision: d }, 'pre-copy round done');
+    this.history.push(remainingBytes);
+    this.dirtiedInRound = 0;
+    this.roundStartedAt = now;
+    if (d.cutover) this.cutoverReason = d.reason;
+    return d.cutover;
+  }
+
+  /**
+   * Stops the VM's I/O here, hands the target the list of blocks it lacks
+   * (after stop-and-copy for precopy), waits until the target serves, then
+   * turns the VM away from this side for good.
+   */
+  private async cutover(): Promise<void> {
+    const { channel, gate, clock, image, blockSize } = this.o;
+    if (this.cutoverRequested && !this.cutoverReason) this.cutoverReason = 'requested by the operator';
+    this.setPhase('cutover');
+    await gate.hold();
+    this.frozenAt = clock.now();
+    // Frames not yet on the wire are taken back: their blocks are listed as missing instead.
+    const purged = channel.purge(Priority.BULK, (m) => m.type === MsgType.DATA || m.type === MsgType.ZERO);
+    for (const m of purged) {
+      const first = m.parts[0]!.readUInt32BE(0);
+      const count = m.type === MsgType.ZERO ? m.parts[0]!.readUInt32BE(4) : 1;
+      for (let b = first; b < first + count; b++) this.needSend.set(b);
+    }
+    if (!hasPostcopy(this.o.algorithm)) {
+      // Stop-and-copy: everything, then the hand-off.
+      for (let b = this.needSend.nextSet(0); b >= 0; b = this.needSend.nextSet(b + 1)) {
+        await channel.waitBulkRoom();
+        this.checkAborted();
+        this.needSend.clear(b);
+        const len = Math.min(blockSize, image.size - b * blockSize);
+        const data = Buffer.allocUnsafe(len);
+        await image.read(b * blockSize, data);
+        this.sendBlock(b, data, DataReason.STOP_COPY, Priority.BULK);
+      }
+      await channel.waitAllAcked();
+      this.checkAborted();
+    }
+    this.pushPending = this.needSend.clone();
+    this.o.log.info({ missingBlocks: this.pushPending.count, reason: this.cutoverReason }, 'cut-over: VM I/O held at the source');
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count }, missing: this.pushPending.bits });
+    await this.expect(MsgType.CUTOVER_DONE);
+    this.cutoverDoneAt = clock.now();
+    // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
+    gate.shut('this disk has moved to the migration target');
+  }
+
+  /** Post-copy background push of everything the target still misses, in block order. */
+  private async push(): Promise<void> {
+    const pending = this.pushPending!;
+    const { image, blockSize, channel } = this.o;
+    for (let b = pending.nextSet(0); b >= 0; b = pending.nextSet(b + 1)) {
+      await channel.waitBulkRoom();
+      this.checkAborted();
+      if (!pending.clear(b)) continue; // fetched or canceled meanwhile
+      const len = Math.min(blockSize, image.size - b * blockSize);
+      const data = Buffer.allocUnsafe(len);
+      await image.read(b * blockSize, data);
+      this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
+    }
+  }
+
+  private async serveFetch(blocks: number[], prefetch: boolean): Promise<void> {
+    const { image, blockSize } = this.o;
+    for (const b of blocks) {
+      if (b >= this.n) continue;
+      this.pushPending?.clear(b);
+      const len = Math.min(blockSize, image.size - b * blockSize);
+      const data = Buffer.allocUnsafe(len);
+      await image.read(b * blockSize, data);
+      this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
+    }
+  }
+
+  /** Source root over its (frozen) image, with the blocks the VM wrote at the target taken from the target's ids. */
+  private async verify(v: Verify): Promise<{ root: string; verified: boolean }> {
+    const { image, blockSize } = this.o;
+    const written = new Map(v.targetWrites.map(([b, id]) => [b, Buffer.from(id, 'hex')]));
+    const ids: Buffer[] = new Array(this.n);
+    const buf = Buffer.allocUnsafe(blockSize);
+    for (let b = 0; b < this.n; b++) {
+      const w = written.get(b);
+      if (w) {
+        ids[b] = w;
+        continue;
+      }
+      const len = Math.min(blockSize, image.size - b * blockSize);
+      const view = len === blockSize ? buf : buf.subarray(0, len);
+      await image.read(b * blockSize, view);
+      ids[b] = blockId(view);
+    }
+    const root = merkleRoot(ids).toString('hex');
+    return { root, verified: root === v.root };
+  }
+
+  private setPhase(p: Phase): void {
+    this.phase = p;
+    this.o.onPhase?.(p);
+  }
+
+  private checkAborted(): void {
+    if (this.aborted) throw this.aborted;
+  }
+
+  private deliver(m: Message): void {
+    const list = this.waits.get(m.type);
+    if (list && list.length) list.shift()!.resolve(m);
+    else this.inbox.set(m.type, m);
+  }
+
+  private expect(type: number): Promise<Message> {
+    this.checkAborted();
+    const m = this.inbox.get(type);
+    if (m) {
+      this.inbox.delete(type);
+      return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.waits.get(type) ?? [];
+      list.push({ resolve, reject });
+      this.waits.set(type, list);
+    });
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * An in-process migration: source and target engines over a memory link, each
+ * side's VM-facing disk exposed, and a small VM that writes and reads through
+ * every phase, switching to the target when the source turns it away. The VM
+ * keeps a byte-exact model of what the disk must hold.
+ */
+import { MemoryDisk } from '../../src/block/memory.ts';
+import { TrackingDisk } from '../../src/block/filters/tracking.ts';
+import { GateDisk } from '../../src/block/filters/gate.ts';
+import { PostcopyDisk } from '../../src/block/filters/postcopy.ts';
+import type { Disk } from '../../src/block/disk.ts';
+import { Channel } from '../../src/wire/channel.ts';
+import { memoryLink } from '../../src/wire/memory-transport.ts';
+import { realClock } from '../../src/util/clock.ts';
+import { SourceEngine } from '../../src/migrate/source-engine.ts';
+import { TargetEngine } from '../../src/migrate/target-engine.ts';
+import type { Algorithm } from '../../src/policy/algorithm.ts';
+import { Prng } from '../../src/workload/prng.ts';
+import { log } from '../../src/util/log.ts';
+import type { MigrationReport } from '../../src/migrate/report.ts';
+import { FlimcdError } from '../../src/errors.ts';
+import { NbdErrno } from '../../src/nbd/errno.ts';
+
+export interface RigOptions {
+  algorithm: Algorithm;
+  size: number;
+  blockSize?: number;
+  bandwidthBps?: number;
+  delayMs?: number;
+  seed?: number;
+}
+
+export async function fillImage(disk: Disk, seed: number): Promise<void> {
+  const rng = new Prng(seed);
+  const chunk = Buffer.alloc(1 << 20);
+  for (let off = 0; off < disk.size; off += chunk.length) {
+    // Every third MiB stays a hole, as unallocated parts of a real image would.
+    if ((off >> 20) % 3 === 2) continue;
+    rng.fill(chunk);
+    await disk.write(off, chunk.subarray(0, Math.min(chunk.length, disk.size - off)));
+  }
+}
+
+export function buildRig(o: RigOptions) {
+  const bs = o.blockSize ?? 65536;
+  const clock = realClock;
+  const srcImage = new MemoryDisk(o.size);
+  const tracking = new TrackingDisk(srcImage, bs);
+  const srcGate = new GateDisk(tracking);
+  const tgtImage = new MemoryDisk(o.size);
+  const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
+  let source!: SourceEngine;
+  let target!: TargetEngine;
+  const lostErrors: Error[] = [];
+  const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); source.abort(e.message); } } });
+  const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); target.abort(e.message); } } });
+  const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
+  const tgtGate = new GateDisk(postcopy, 'held');
+  const quiet = log.child({ rig: o.algorithm });
+  source = new SourceEngine({ image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet });
+  target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet });
+  srcCh.attach(a);
+  tgtCh.attach(b);
+  return { lostErrors, srcImage, tgtImage, srcGate, tgtGate, postcopy, source, target, srcCh, tgtCh, blockSize: bs };
+}
+
+/** A VM doing random reads and writes, switching to the target on ESHUTDOWN, checking every read. */
+export class TestVm {
+  readonly model: Buffer;
+  private disk: Disk;
+  private stopped = false;
+  switchedAt: number | undefined;
+  reads = 0;
+  writes = 0;
+  targetWrites = 0;
+  targetReads = 0;
+  readonly mismatches: string[] = [];
+
+  constructor(private readonly source: Disk, private readonly target: Disk, initial: Buffer, private readonly seed: number) {
+    this.model = Buffer.from(initial);
+    this.disk = source;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Runs `workers` concurrent request loops on disjoint address ranges until stop(). */
+  async run(workers = 4, thinkMs = 1): Promise<void> {
+    const span = Math.floor(this.model.length / workers / 4096) * 4096;
+    await Promise.all(Array.from({ length: workers }, (_, w) => this.loop(w * span, span, new Prng(this.seed * 100 + w), thinkMs)));
+  }
+
+  private async loop(base: number, span: number, rng: Prng, thinkMs: number): Promise<void> {
+    while (!this.stopped) {
+      const len = [512, 4096, 65536, 100000][rng.int(4)]!;
+      const off = base + Math.min(span - len, rng.int(Math.max(1, span - len)));
+      const write = rng.next() < 0.4;
+      if (write) {
+        const data = Buffer.allocUnsafe(len);
+        rng.fill(data);
+        await this.io((d) => d.write(off, data));
+        data.copy(this.model, off);
+        this.writes++;
+        if (this.disk === this.target) this.targetWrites++;
+      } else {
+        const got = Buffer.alloc(len);
+        await this.io((d) => d.read(off, got));
+        this.reads++;
+        if (this.disk === this.target) this.targetReads++;
+        if (!got.equals(this.model.subarray(off, off + len))) {
+          let i = 0;
+          while (got[i] === this.model[off + i]) i++;
+          this.mismatches.push(`read ${off}+${len} on ${this.disk === this.target ? 'target' : 'source'} differs at byte ${off + i}`);
+        }
+      }
+      if (thinkMs) await new Promise((r) => setTimeout(r, thinkMs));
+    }
+  }
+
+  private async io(op: (d: Disk) => Promise<void>): Promise<void> {
+    for (;;) {
+      const d = this.disk;
+      try {
+        return await op(d);
+      } catch (e) {
+        if (d === this.source && e instanceof FlimcdError && e.nbdErrno === NbdErrno.ESHUTDOWN) {
+          if (this.disk === this.source) {
+            this.disk = this.target;
+            this.switchedAt = performance.now();
+          }
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+}
+
+export async function migrate(o: RigOptions & { vm?: boolean; workers?: number }): Promise<{ report: MigrationReport; rig: ReturnType<typeof buildRig>; vm: TestVm | undefined }> {
+  const rig = buildRig(o);
+  await fillImage(rig.srcImage, o.seed ?? 1);
+  const initial = Buffer.alloc(o.size);
+  await rig.srcImage.read(0, initial);
+  const vm = o.vm === false ? undefined : new TestVm(rig.srcGate, rig.tgtGate, initial, o.seed ?? 1);
+  const vmRun = vm?.run(o.workers ?? 4);
+  const report = await rig.source.run();
+  await rig.target.result;
+  vm?.stop();
+  await vmRun;
+  rig.srcCh.close();
+  rig.tgtCh.close();
+  return { report, rig, vm };
+}
