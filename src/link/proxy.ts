@@ -104,13 +104,13 @@ const other = (d: Direction): Direction => (d === 'forward' ? 'reverse' : 'forwa
 /** Destroys a socket abruptly: a TCP reset where possible, so the peer sees ECONNRESET at once. */
 function abort(s: net.Socket): void {
   if (s.destroyed) return;
-  try {
-    if (!s.connecting && (s as unknown as { _handle?: { constructor?: { name?: string } } })._handle?.constructor?.name === 'TCP') {
+  if (!s.connecting) {
+    try {
       s.resetAndDestroy();
       return;
+    } catch {
+      /* a unix socket has no reset: a plain close is as abrupt as it gets */
     }
-  } catch {
-    /* fall through */
   }
   s.destroy();
 }

@@ -315,7 +315,8 @@ test('(e) set changes the rate and the rtt live', async (t) => {
   const fast = await sendToSink(toSink, randomBytes(2_000_000)); // 200 ms + 20
   t.diagnostic(`1 MB at 20 Mbit/s: ${slow.ms.toFixed(0)} ms; 2 MB after set 80 Mbit/s: ${fast.ms.toFixed(0)} ms`);
   assert.ok(Math.abs(slow.ms - 420) <= 42, `slow ${slow.ms.toFixed(0)}`);
-  assert.ok(Math.abs(fast.ms - 220) <= 30, `fast ${fast.ms.toFixed(0)}`);
+  // 2 MB in ~220 ms: 80 Mbit/s (at the old 20 Mbit/s it would take 820 ms). Short transfers are noisier on a busy machine.
+  assert.ok(fast.ms >= 215 && fast.ms <= 220 * 1.25, `fast ${fast.ms.toFixed(0)}`);
   assert.equal(p1.stats().bandwidthBps, 80e6);
 
   const { proxy: p2, address: toEcho } = await startProxy(t, echo.address, { bandwidthBps: 100e6, rttMs: 20 });

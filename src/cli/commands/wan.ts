@@ -84,6 +84,25 @@ Examples:
         await proxy.close();
         throw e;
       }
+      // The signal handler goes in before the ready line: a supervisor that signals as soon as it
+      // reads the line must not find the default action (death by signal) still in place.
+      const stopped = new Promise<void>((resolve) => {
+        onShutdownSignal(async (signal) => {
+          log.info({ signal }, 'wan: shutting down');
+          const stats = proxy.stats();
+          await ctl?.close();
+          await proxy.close();
+          if (opts.json) {
+            process.stdout.write(JSON.stringify({ event: 'stopped', signal, stats }) + '\n');
+          } else {
+            process.stdout.write(
+              `flimcd: stopped; forwarded ${formatBytes(stats.forward.bytesOut)} forward, ${formatBytes(stats.reverse.bytesOut)} reverse, ` +
+                `${stats.connections.total} connection(s)\n`,
+            );
+          }
+          resolve();
+        });
+      });
       const queue = proxy.stats().queueBytes;
       if (opts.json) {
         process.stdout.write(
@@ -103,22 +122,6 @@ Examples:
             `queue ${formatBytes(queue)}${ctl ? `; control at ${formatAddress(ctl.address)}` : ''}\n`,
         );
       }
-      await new Promise<void>((resolve) => {
-        onShutdownSignal(async (signal) => {
-          log.info({ signal }, 'wan: shutting down');
-          const stats = proxy.stats();
-          await ctl?.close();
-          await proxy.close();
-          if (opts.json) {
-            process.stdout.write(JSON.stringify({ event: 'stopped', signal, stats }) + '\n');
-          } else {
-            process.stdout.write(
-              `flimcd: stopped; forwarded ${formatBytes(stats.forward.bytesOut)} forward, ${formatBytes(stats.reverse.bytesOut)} reverse, ` +
-                `${stats.connections.total} connection(s)\n`,
-            );
-          }
-          resolve();
-        });
-      });
+      await stopped;
     });
 }
