@@ -158,3 +158,34 @@ test('with a wake-up tolerance, segments due within it leave at the earlier wake
   clock.runAll();
   assert.deepEqual(times, [11, 11]);
 });
+
+test('ManualClock: timers run at their own time, in order, ties by creation; cancel works', () => {
+  const clock = new ManualClock(100);
+  const ran: string[] = [];
+  const at = (name: string) => () => ran.push(`${name}@${clock.now()}`);
+  clock.setTimer(5, at('b'));
+  clock.setTimer(1, at('a'));
+  const c = clock.setTimer(3, at('cancelled'));
+  clock.setTimer(5, at('b2'));
+  clock.setTimer(2, () => {
+    ran.push(`x@${clock.now()}`);
+    clock.setTimer(0, at('x-now'));
+  });
+  c.cancel();
+  c.cancel();
+  assert.equal(clock.pending, 4);
+  assert.equal(clock.nextAt(), 101);
+  clock.advance(4);
+  assert.deepEqual(ran, ['a@101', 'x@102', 'x-now@102']);
+  assert.equal(clock.now(), 104);
+  clock.runAll();
+  assert.deepEqual(ran.slice(3), ['b@105', 'b2@105']);
+  assert.equal(clock.pending, 0);
+  assert.equal(clock.nextAt(), Infinity);
+  // Many timers in random order come out sorted.
+  const times: number[] = [];
+  for (let i = 0; i < 2000; i++) clock.setTimer((i * 7919) % 1000, () => times.push(clock.now()));
+  clock.runAll();
+  assert.equal(times.length, 2000);
+  assert.ok(times.every((x, i) => i === 0 || x >= times[i - 1]!));
+});
