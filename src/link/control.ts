@@ -16,8 +16,7 @@ import http from 'node:http';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { parseDuration } from '../util/units.ts';
-import { parseLinkRate } from './rate.ts';
+import { parseBitRate, parseDuration } from '../util/units.ts';
 import { FlimcdError, UsageError } from '../errors.ts';
 import type { WanProxy } from './proxy.ts';
 
@@ -83,7 +82,7 @@ function handle(proxy: WanProxy, method: string, path: string, body: Record<stri
       } else if (text !== undefined) {
         if (typeof text !== 'string') throw new BadRequest('bandwidth must be a string such as "100Mbit"');
         try {
-          change.bandwidthBps = parseLinkRate(text, 'bandwidth');
+          change.bandwidthBps = parseBitRate(text, 'bandwidth');
         } catch (e) {
           throw new BadRequest((e as Error).message);
         }

@@ -9,8 +9,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { parseLinkRate } from '../../src/link/rate.ts';
-import { parseDuration } from '../../src/util/units.ts';
+import { parseBitRate, parseDuration } from '../../src/util/units.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
 const args = process.argv.slice(2);
@@ -19,7 +18,7 @@ const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds
 const wanted = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--seconds');
 const settings = (wanted.length ? wanted : ['10Mbit/50ms', '20Mbit/40ms', '100Mbit/10ms', '100Mbit/50ms', '500Mbit/20ms', '1Gbit/10ms', '1Gbit/50ms', '100Mbit/150ms']).map((s) => {
   const [rate, rtt] = s.split('/');
-  return { label: s, bps: parseLinkRate(rate!), rttMs: parseDuration(rtt!) };
+  return { label: s, bps: parseBitRate(rate!), rttMs: parseDuration(rtt!) };
 });
 
 async function listen(server: net.Server): Promise<number> {

@@ -182,13 +182,13 @@ test('control endpoint in-process: numbers or human units, validation, loopback 
 });
 
 test('rates as operators write them: upper-case prefixes, bits or bytes', async () => {
-  const { parseLinkRate } = await import('../../src/link/rate.ts');
-  assert.equal(parseLinkRate('100Mbit'), 100e6);
-  assert.equal(parseLinkRate('1Gbit'), 1e9);
-  assert.equal(parseLinkRate('1gbit'), 1e9);
-  assert.equal(parseLinkRate('12.5MB/s'), 100e6);
-  assert.equal(parseLinkRate('500kbit'), 500e3);
-  assert.equal(parseLinkRate('1Mibit'), 1024 * 1024);
-  assert.throws(() => parseLinkRate('0Mbit', '--bandwidth'), /--bandwidth: "0Mbit" must be a positive rate/);
-  assert.throws(() => parseLinkRate('fast', '--bandwidth'), /cannot read "fast"/);
+  const { parseBitRate } = await import('../../src/util/units.ts');
+  assert.equal(parseBitRate('100Mbit'), 100e6);
+  assert.equal(parseBitRate('1Gbit'), 1e9);
+  assert.equal(parseBitRate('1gbit'), 1e9);
+  assert.equal(parseBitRate('12.5MB/s'), 100e6);
+  assert.equal(parseBitRate('500kbit'), 500e3);
+  assert.equal(parseBitRate('1Mibit'), 1024 * 1024);
+  assert.throws(() => parseBitRate('0Mbit', '--bandwidth'), /--bandwidth: "0Mbit" must be a positive rate/);
+  assert.throws(() => parseBitRate('fast', '--bandwidth'), /cannot read "fast"/);
 });

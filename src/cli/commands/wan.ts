@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { WanProxy } from '../../link/proxy.ts';
 import { startControlServer, type ControlServer } from '../../link/control.ts';
 import { parseAddress, formatAddress } from '../../util/address.ts';
-import { parseDuration, parseSize, formatBitRate, formatBytes, formatDuration } from '../../util/units.ts';
-import { parseLinkRate } from '../../link/rate.ts';
+import { parseBitRate, parseDuration, parseSize, formatBitRate, formatBytes, formatDuration } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { onShutdownSignal } from '../signals.ts';
@@ -57,7 +56,7 @@ Examples:
       const listen = parseAddress(opts.listen, '--listen');
       const to = parseAddress(opts.to, '--to');
       if (formatAddress(listen) === formatAddress(to)) throw new UsageError('--listen and --to are the same address; the proxy would connect to itself');
-      const bandwidthBps = parseLinkRate(opts.bandwidth, '--bandwidth');
+      const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
       if (bandwidthBps < MIN_BPS) throw new UsageError(`--bandwidth: ${opts.bandwidth} is below the minimum of 8kbit`);
       const rttMs = parseDuration(opts.rtt, '--rtt');
       if (rttMs > MAX_RTT_MS) throw new UsageError(`--rtt: ${opts.rtt} is more than ${MAX_RTT_MS / 1000} s`);
