@@ -71,7 +71,8 @@ export function buildReport(i: ReportInput): MigrationReport {
   const ts = i.targetStats;
   const readBlocks = num(ts.readBlocks);
   const misses = num(ts.missBlocks);
-  const postcopyMs = Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
+  // Pre-copy has no post-copy phase: the target has everything when it starts serving.
+  const postcopyMs = i.algorithm === 'precopy' ? 0 : Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
   return {
     algorithm: i.algorithm,
     image_bytes: i.imageBytes,

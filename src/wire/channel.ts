@@ -123,7 +123,7 @@ export class Channel {
    * Starts using a transport. `peerProcessed` is the highest of our seqs the
    * peer has processed (from its HELLO/WELCOME); everything after it is sent again.
    */
-  attach(transport: ByteTransport, peerProcessed = 0): void {
+  attach(transport: ByteTransport, peerProcessed = 0, initialData?: Buffer): void {
     if (this.closed) throw new ShutdownError('channel is closed');
     // Acks first, with no transport set, so nothing new goes out ahead of the retransmissions.
     this.transport = undefined;
@@ -142,6 +142,8 @@ export class Channel {
     });
     transport.onClose((err) => this.lost(transport, err));
     for (const o of resend) this.transmit(o, true);
+    // Bytes that arrived with the handshake reply belong to this channel.
+    if (initialData?.length) this.receive(initialData);
     this.pingTimer?.cancel();
     this.schedulePing();
     this.pump();

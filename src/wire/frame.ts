@@ -75,6 +75,14 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** Removes and returns the bytes of an incomplete frame still buffered. */
+  drain(): Buffer {
+    const out = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.buffered = 0;
+    return out;
+  }
+
   /** The first n bytes, copying only when they straddle chunks (n is a header: small). */
   private peek(n: number): Buffer {
     const first = this.chunks[0]!;

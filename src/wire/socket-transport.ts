@@ -23,6 +23,8 @@ export class SocketTransport implements ByteTransport {
 
   onData(fn: (chunk: Buffer) => void): void {
     this.socket.on('data', fn);
+    // The handshake reader leaves the socket explicitly paused; a listener alone would not restart it.
+    this.socket.resume();
   }
 
   onClose(fn: (err?: Error) => void): void {

@@ -1,147 +1,81 @@
 import type { Command } from 'commander';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { FileDisk } from '../../block/file.ts';
-import { StatsDisk } from '../../block/filters/stats.ts';
-import { NbdServer } from '../../nbd/server.ts';
-import { nbdUri } from '../../util/address.ts';
-import { parseSize, formatBytes, formatDuration } from '../../util/units.ts';
-import { generateImage } from '../../workload/image-gen.ts';
-import { Prng } from '../../workload/prng.ts';
-import { FlimcdError, UsageError } from '../../errors.ts';
+import { runLocalMigration } from '../../demo/local-migration.ts';
+import { parseBitRate, parseDuration, parseSize, formatBytes, formatBitRate, formatDuration } from '../../util/units.ts';
+import { parseAlgorithm } from '../../policy/algorithm.ts';
+import { PROFILE_NAMES } from '../../workload/profiles.ts';
+import { log } from '../../util/log.ts';
+import { UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
+import { formatReport } from '../report-format.ts';
 
 interface DemoOptions {
   size: string;
+  bandwidth: string;
+  rtt: string;
+  workload: string;
+  algorithm: string;
+  blockSize: string;
   seed: string;
   json?: boolean;
   keep?: boolean;
 }
 
-/** Peer tools the demo drives; /usr/bin first so nbdsh-style python lookups find Debian's modules. */
-const PEER_ENV = { ...process.env, PATH: `/usr/bin:/usr/sbin:/bin:${process.env.PATH ?? ''}` };
-
-function runTool(cmd: string, args: string[]): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { env: PEER_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new FlimcdError(`${cmd} is not installed (the demo drives real NBD clients: apt-get install qemu-utils libnbd-bin)`, 'FLIMCD_ERR_MISSING_TOOL') : e));
-    child.on('close', (code) => {
-      if (code === 0) resolve({ ms: performance.now() - t0, stdout });
-      else reject(new FlimcdError(`${cmd} exited ${code}: ${stderr.trim() || stdout.trim()}`, 'FLIMCD_ERR_PEER_FAILED'));
-    });
-  });
-}
-
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path, { highWaterMark: 1 << 20 }).on('data', (d) => h.update(d)).on('end', () => resolve(h.digest('hex'))).on('error', reject);
-  });
-}
-
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('Serve a generated, realistic disk image over flimcd\'s NBD server and drive real clients (nbdinfo, nbdcopy, qemu-io, qemu-img) against it, ending in a verified report.')
+    .description('A live migration on this machine: a generated disk image moves from a source agent to a target agent through an emulated WAN while a workload writes to it, ending in a verified report.')
     .option('--size <size>', 'image size', '1GiB')
-    .option('--seed <n>', 'content seed', '1')
-    .option('--json', 'print the report as JSON')
-    .option('--keep', 'keep the work directory')
-    .action(async (opts: DemoOptions) => {
-      const size = parseSize(opts.size, '--size');
+    .option('--bandwidth <rate>', 'emulated link bandwidth', '100Mbit')
+    .option('--rtt <duration>', 'emulated round-trip time', '40ms')
+    .option('--workload <profile>', `workload during the migration (${PROFILE_NAMES.join(', ')})`, 'moderate')
+    .option('--algorithm <name>', 'precopy, postcopy, hybrid or flimcd', 'flimcd')
+    .option('--block-size <size>', 'migration block size', '64KiB')
+    .option('--seed <n>', 'seed for image content and workload', '1')
+    .option('--json', 'print the final report as one JSON object')
+    .option('--keep', 'keep the work directory (images) afterwards')
+    .addHelpText('after', '\nExamples:\n  flimcd demo\n  flimcd demo --size 256MiB --bandwidth 20Mbit --rtt 20ms --algorithm precopy --json')
+    .action(async (o: DemoOptions) => {
+      const size = parseSize(o.size, '--size');
       if (size < 16 * 1024 * 1024) throw new UsageError('--size must be at least 16MiB');
-      const seed = Number(opts.seed);
-      if (!Number.isInteger(seed)) throw new UsageError(`--seed: "${opts.seed}" is not an integer`);
-      const say = (s: string) => { if (!opts.json) process.stdout.write(s + '\n'); };
+      const bandwidthBps = parseBitRate(o.bandwidth, '--bandwidth');
+      const rttMs = parseDuration(o.rtt, '--rtt');
+      const algorithm = parseAlgorithm(o.algorithm);
+      const blockSize = parseSize(o.blockSize, '--block-size');
+      if (blockSize < 4096 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0) throw new UsageError('--block-size must be a power of two from 4KiB to 1MiB');
+      if (!(PROFILE_NAMES as readonly string[]).includes(o.workload)) throw new UsageError(`--workload: "${o.workload}" is not one of ${PROFILE_NAMES.join(', ')}`);
+      const seed = Number(o.seed);
+      if (!Number.isInteger(seed)) throw new UsageError(`--seed: "${o.seed}" is not an integer`);
+      const say = (s: string) => { if (!o.json) process.stdout.write(s); };
       const dir = mkdtempSync(join(tmpdir(), 'flimcd-demo-'));
-      const img = join(dir, 'vm.img');
-      const copy = join(dir, 'copy.img');
-      const server = { s: undefined as NbdServer | undefined };
+      const started = performance.now();
+      say(`flimcd demo: ${formatBytes(size)} image, ${o.workload} workload, ${algorithm}, link ${formatBitRate(bandwidthBps)} / ${formatDuration(rttMs)} RTT\n`);
+      const quiet = log.child({ demo: true });
+      if (!process.env.FLIMCD_LOG_LEVEL) quiet.level = 'warn';
       try {
-        say(`flimcd demo: generating a ${formatBytes(size)} disk image with realistic content…`);
-        const t0 = performance.now();
-        const stats = await generateImage(img, size, { seed });
-        const genMs = performance.now() - t0;
-        const disk = new StatsDisk(await FileDisk.open(img, {}));
-        server.s = new NbdServer({ exports: [{ name: 'vm', description: 'flimcd demo disk', disk }] });
-        const addr = await server.s.listen({ kind: 'unix', path: join(dir, 'vm.sock') });
-        const uri = nbdUri(addr, 'vm');
-        say(`serving it at ${uri}`);
-
-        const map = JSON.parse((await runTool('nbdinfo', ['--map', '--json', uri])).stdout) as Array<{ length: number; type: number }>;
-        const dataBytes = map.filter((m) => m.type === 0).reduce((s, m) => s + m.length, 0);
-        say(`nbdinfo --map: ${formatBytes(dataBytes)} data, ${formatBytes(size - dataBytes)} holes`);
-
-        const copyRun = await runTool('nbdcopy', ['--request-size=1048576', uri, copy]);
-        say(`nbdcopy export → file: ${formatDuration(copyRun.ms)}`);
-
-        // A write workload from QEMU's own client: patterns at random offsets, then read back and verified.
-        const rng = new Prng(seed + 1);
-        const writes: string[] = [];
-        const reads: string[] = [];
-        const blocks = Math.floor(size / 65536);
-        const used = new Set<number>();
-        while (writes.length < 200) {
-          const b = rng.int(blocks);
-          if (used.has(b)) continue;
-          used.add(b);
-          const pat = 1 + rng.int(254);
-          writes.push(`write -P ${pat} ${b * 65536} 64k`);
-          reads.push(`read -P ${pat} ${b * 65536} 64k`);
-        }
-        const ioRun = await runTool('qemu-io', ['-f', 'raw', uri, ...[...writes, 'flush', ...reads].flatMap((c) => ['-c', c])]);
-        if (/fail/i.test(ioRun.stdout)) throw new FlimcdError(`qemu-io verification failed:\n${ioRun.stdout}`, 'FLIMCD_ERR_VERIFY');
-        say(`qemu-io: 200 × 64 KiB pattern writes read back and verified (${formatDuration(ioRun.ms)})`);
-
-        const copy2 = await runTool('nbdcopy', ['--request-size=1048576', uri, copy]);
-        const cmp = await runTool('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'raw', uri, copy]);
-        await disk.flush();
-        const [a, b] = await Promise.all([sha256File(img), sha256File(copy)]);
-        const verified = a === b;
-        const s = disk.snapshot();
-        const report = {
-          image_bytes: size,
-          data_bytes: dataBytes,
-          content: stats,
-          generate_ms: Math.round(genMs),
-          nbdcopy_ms: Math.round(copyRun.ms),
-          nbdcopy_mib_per_s: +(size / 1048576 / (copyRun.ms / 1000)).toFixed(1),
-          recopy_ms: Math.round(copy2.ms),
-          qemu_img_compare_ms: Math.round(cmp.ms),
-          server_ops: s,
-          sha256: a,
-          verified,
-        };
-        if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
-        else {
-          const rows: Array<[string, string]> = [
-            ['image', `${formatBytes(size)} (${formatBytes(dataBytes)} data; blocks: ${stats.textBlocks} text, ${stats.randomBlocks} random, ${stats.duplicateBlocks} duplicate, ${stats.zeroBlocks} hole)`],
-            ['nbdcopy export → file', `${formatDuration(copyRun.ms)} (${report.nbdcopy_mib_per_s} MiB/s)`],
-            ['qemu-io writes verified', '200 × 64 KiB'],
-            ['re-copy + qemu-img compare', `${formatDuration(copy2.ms)} + ${formatDuration(cmp.ms)}`],
-            ['server reads / writes', `${s.read.count} ops ${formatBytes(s.read.bytes)} / ${s.write.count} ops ${formatBytes(s.write.bytes)}`],
-            ['sha256 image = copy', a.slice(0, 16) + '…'],
-            ['verified', String(verified)],
-          ];
-          const w = Math.max(...rows.map((r) => r[0].length));
-          say('');
-          for (const [k, v] of rows) say(`  ${k.padEnd(w)}  ${v}`);
-        }
-        if (!verified) process.exitCode = ExitCode.VERIFY_FAILED;
+        const r = await runLocalMigration({
+          dir, size, bandwidthBps, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
+          onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
+          onStatus: process.stdout.isTTY && !o.json ? (s) => {
+            const rem = Number(s.remainingBlocks ?? 0) * blockSize;
+            process.stdout.write(`\r    ${s.phase} round ${s.round ?? 0}: ${formatBytes(rem)} to go, ${formatBytes(Number(s.wireBytes ?? 0))} on the wire   `);
+          } : undefined,
+        });
+        const wl = r.workload;
+        const extra: Array<[string, string]> = [
+          ['workload', `${wl.ops} ops (${wl.reads} reads, ${wl.writes} writes), ${wl.iops.toFixed(0)} IOPS, read p50/p99 ${wl.latency.read.p50Ms.toFixed(1)}/${wl.latency.read.p99Ms.toFixed(1)} ms`],
+          ['VM moved', wl.switchOver ? `at ${formatDuration(wl.switchOver.atMs)}, I/O stall ${formatDuration(wl.switchOver.stallMs)}` : 'no'],
+          ['workload check', `${r.finalVerify.pagesChecked} pages re-read at the target (${r.finalVerify.scope}), ${r.finalVerify.mismatches + (wl.verify.mismatches ?? 0)} mismatches`],
+        ];
+        const ok = r.report.verified && r.workloadVerified;
+        if (o.json) process.stdout.write(JSON.stringify({ ...r.report, workload: { ops: wl.ops, iops: wl.iops, latency: wl.latency, switch_over: wl.switchOver, mismatches: r.finalVerify.mismatches + wl.verify.mismatches, verified: r.workloadVerified }, image_content: r.image, wall_s: (performance.now() - started) / 1000 }) + '\n');
+        else say('\n' + formatReport(r.report, extra));
+        if (!ok) process.exitCode = ExitCode.VERIFY_FAILED;
       } finally {
-        await server.s?.close().catch(() => {});
-        if (!opts.keep) rmSync(dir, { recursive: true, force: true });
-        else say(`work directory kept: ${dir}`);
+        if (o.keep) say(`work directory kept: ${dir}\n`);
+        else rmSync(dir, { recursive: true, force: true });
       }
     });
 }

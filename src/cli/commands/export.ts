@@ -42,6 +42,10 @@ export function registerExport(program: Command): void {
       }
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);
       const server = new NbdServer({ exports: [{ name: opts.name, description: opts.description ?? opts.image, disk }] });
+      // Signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
+      let stop!: (signal: NodeJS.Signals) => void;
+      const stopped = new Promise<NodeJS.Signals>((r) => (stop = r));
+      onShutdownSignal(async (signal) => stop(signal));
       const bound = await server.listen(addr);
       const uri = nbdUri(bound, opts.name);
       if (opts.json) {
@@ -49,15 +53,11 @@ export function registerExport(program: Command): void {
       } else {
         process.stdout.write(`flimcd: serving ${opts.image} (${formatBytes(disk.size)}${opts.readOnly ? ', read-only' : ''}) at ${uri}\n`);
       }
-      await new Promise<void>((resolve) => {
-        onShutdownSignal(async (signal) => {
-          log.info({ signal }, 'shutting down: finishing in-flight requests');
-          await server.close();
-          await disk.flush().catch(() => {});
-          await disk.close();
-          if (opts.json) process.stdout.write(JSON.stringify({ event: 'stopped', signal }) + '\n');
-          resolve();
-        });
-      });
+      const signal = await stopped;
+      log.info({ signal }, 'shutting down: finishing in-flight requests');
+      await server.close();
+      await disk.flush().catch(() => {});
+      await disk.close();
+      if (opts.json) process.stdout.write(JSON.stringify({ event: 'stopped', signal }) + '\n');
     });
 }

@@ -3,6 +3,7 @@ import { registerExport } from './export.ts';
 import { registerWan } from './wan.ts';
 import { registerDemo } from './demo.ts';
 import { registerLoad } from './load.ts';
+import { registerAgents } from './agents.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerWan(program);
   registerDemo(program);
   registerLoad(program);
+  registerAgents(program);
 }

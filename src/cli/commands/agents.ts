@@ -1,0 +1,129 @@
+import type { Command } from 'commander';
+import { SourceAgent } from '../../migrate/source-agent.ts';
+import { TargetAgent } from '../../migrate/target-agent.ts';
+import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
+import { parseBitRate, parseSize } from '../../util/units.ts';
+import { parseAlgorithm } from '../../policy/algorithm.ts';
+import { log } from '../../util/log.ts';
+import { UsageError } from '../../errors.ts';
+import { ExitCode } from '../exit-codes.ts';
+import { formatReport } from '../report-format.ts';
+import { onShutdownSignal } from '../signals.ts';
+import { attachControl } from './agent-control.ts';
+
+interface SourceOptions {
+  image: string;
+  nbd: string;
+  name: string;
+  to: string;
+  algorithm: string;
+  bandwidth?: string;
+  blockSize: string;
+  control?: string;
+  manualCutover?: boolean;
+  json?: boolean;
+}
+
+interface TargetOptions {
+  image: string;
+  listen: string;
+  nbd: string;
+  name: string;
+  control?: string;
+  exitWhenDone?: boolean;
+  json?: boolean;
+}
+
+function parseBlockSize(s: string): number {
+  const v = parseSize(s, '--block-size');
+  if (v < 4096 || v > 1 << 20 || (v & (v - 1)) !== 0) throw new UsageError('--block-size must be a power of two from 4KiB to 1MiB');
+  return v;
+}
+
+const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string) => {
+  if (json) process.stdout.write(JSON.stringify(event) + '\n');
+  else process.stdout.write(human + '\n');
+};
+
+export function registerAgents(program: Command): void {
+  program
+    .command('source')
+    .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
+    .requiredOption('--image <file>', 'the VM\'s raw disk image')
+    .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
+    .option('--nbd <addr>', 'where the VM reaches its disk: unix:PATH or tcp:HOST:PORT', 'unix:/tmp/flimcd-source.sock')
+    .option('--name <name>', 'NBD export name', '')
+    .option('--algorithm <name>', 'precopy, postcopy, hybrid or flimcd', 'flimcd')
+    .option('--bandwidth <rate>', 'link bandwidth hint for the cut-over policy until measured, e.g. 100Mbit')
+    .option('--block-size <size>', 'unit of tracking and transfer (4KiB-1MiB)', '64KiB')
+    .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, cutover, abort and /metrics')
+    .option('--manual-cutover', 'keep pre-copying until `flimcd cutover` instead of the automatic policy')
+    .option('--json', 'print events and the final report as JSON lines')
+    .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
+    .action(async (o: SourceOptions) => {
+      const nbd = parseAddress(o.nbd, '--nbd');
+      const to = parseAddress(o.to, '--to');
+      const algorithm = parseAlgorithm(o.algorithm);
+      const blockSize = parseBlockSize(o.blockSize);
+      const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
+      const agent = await SourceAgent.start({
+        image: o.image, nbd, exportName: o.name, to, algorithm, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
+        onPhase: (phase) => emit(o.json, { event: 'phase', phase }, `flimcd source: ${phase}`),
+      });
+      emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
+      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
+      onShutdownSignal(async (sig) => {
+        agent.abort(`interrupted by ${sig}`);
+      });
+      try {
+        const report = await agent.migrate();
+        if (o.json) process.stdout.write(JSON.stringify({ event: 'report', ...report }) + '\n');
+        else process.stdout.write(formatReport(report));
+        if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
+      } finally {
+        await control?.close();
+        await agent.close();
+      }
+    });
+
+  program
+    .command('target')
+    .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
+    .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
+    .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
+    .option('--nbd <addr>', 'where the VM reaches its disk once the migration starts', 'unix:/tmp/flimcd-target.sock')
+    .option('--name <name>', 'NBD export name', '')
+    .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, abort and /metrics')
+    .option('--exit-when-done', 'exit after the migration completes instead of serving the VM on')
+    .option('--json', 'print events and the result as JSON lines')
+    .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
+    .action(async (o: TargetOptions) => {
+      const listen = parseAddress(o.listen, '--listen');
+      const nbd = parseAddress(o.nbd, '--nbd');
+      const agent = new TargetAgent({
+        image: o.image, listen, nbd, exportName: o.name, log,
+        onPhase: (phase) => emit(o.json, { event: 'phase', phase }, `flimcd target: ${phase}`),
+        onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
+      });
+      const bound = await agent.listen();
+      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
+      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'target', agent) : undefined;
+      let stop!: () => void;
+      const stopped = new Promise<void>((r) => (stop = r));
+      onShutdownSignal(async () => stop());
+      try {
+        const result = await Promise.race([agent.result(), stopped.then(() => undefined)]);
+        if (result) {
+          emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`);
+          if (!result.verified) process.exitCode = ExitCode.VERIFY_FAILED;
+          if (!o.exitWhenDone) {
+            emit(o.json, { event: 'serving' }, 'flimcd target: still serving the VM; stop with SIGTERM');
+            await stopped;
+          }
+        }
+      } finally {
+        await control?.close();
+        await agent.close();
+      }
+    });
+}

@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { generateImage, type ImageStats } from '../workload/image-gen.ts';
+import { SourceAgent } from '../migrate/source-agent.ts';
+import { TargetAgent } from '../migrate/target-agent.ts';
+import { WanProxy } from '../link/proxy.ts';
+import { NbdClient } from '../nbd/client.ts';
+import type { Disk } from '../block/disk.ts';
+import { resolveProfile, PROFILE_NAMES } from '../workload/profiles.ts';
+import { RequestGenerator } from '../workload/generator.ts';
+import { ExpectedDisk, finalVerify, type FinalVerifyResult } from '../workload/expected.ts';
+import { WorkloadExecutor, type ExecutorResult } from '../workload/executor.ts';
+import type { Algorithm } from '../policy/algorithm.ts';
+import type { MigrationReport, Phase } from '../migrate/report.ts';
+import type { Address } from '../util/address.ts';
+
+export interface LocalMigrationOptions {
+  dir: string;
+  size: number;
+  bandwidthBps: number;
+  rttMs: number;
+  workload: (typeof PROFILE_NAMES)[number];
+  algorithm: Algorithm;
+  blockSize: number;
+  seed: number;
+  log: Logger;
+  onPhase?: (p: Phase) => void;
+  onStatus?: (s: Record<string, unknown>) => void;
+}
+
+export interface LocalMigrationResult {
+  report: MigrationReport;
+  image: ImageStats;
+  workload: ExecutorResult;
+  finalVerify: FinalVerifyResult;
+  /** The target image equals what the workload wrote over the original, everywhere. */
+  workloadVerified: boolean;
+}
+
+/**
+ * A whole migration on this machine: a generated image, a source and a target
+ * agent, the WAN emulator between them, and a workload that writes and checks
+ * through the source export and moves to the target export at cut-over, as a
+ * VM would. Used by `flimcd demo` and by the end-to-end test.
+ */
+export async function runLocalMigration(o: LocalMigrationOptions): Promise<LocalMigrationResult> {
+  const src = join(o.dir, 'source.img');
+  const dst = join(o.dir, 'target.img');
+  const image = await generateImage(src, o.size, { seed: o.seed });
+
+  const target = new TargetAgent({ image: dst, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }) });
+  const targetLink = await target.listen();
+  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
+  const wanAddr = await wan.listen();
+  const source = await SourceAgent.start({
+    image: src, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
+    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase,
+  });
+  const opened: Disk[] = [];
+  let expected: ExpectedDisk | undefined;
+  const timer = o.onStatus ? setInterval(() => o.onStatus!(source.status()), 1000) : undefined;
+  try {
+    const primary = await NbdClient.connect(source.nbdAddress);
+    opened.push(primary);
+    // Never-written pages are checked against the source image: frozen at cut-over, equal to the original there.
+    expected = await ExpectedDisk.create(o.size, o.seed, { base: src });
+    const resolved = resolveProfile(o.workload, { linkBitsPerSecond: o.bandwidthBps, imageBytes: o.size, blockSize: o.blockSize });
+    const exec = new WorkloadExecutor({
+      disk: primary,
+      switchTo: async () => {
+        const d = await NbdClient.connect(target.nbdAddress as Address);
+        opened.push(d);
+        return d;
+      },
+      requests: new RequestGenerator(resolved.params, o.seed),
+      durationMs: 24 * 3600 * 1000,
+      expected,
+      blockSize: o.blockSize,
+    });
+    const running = exec.run();
+    let report: MigrationReport;
+    try {
+      report = await source.migrate();
+      await target.result();
+    } finally {
+      exec.stop();
+    }
+    const workload = await running;
+    if (workload.error) throw workload.error;
+    const fin = await finalVerify(exec.disk, expected, { queueDepth: 16 });
+    const workloadVerified = fin.mismatches === 0 && expected.stats.mismatches === 0;
+    return { report, image, workload, finalVerify: fin, workloadVerified };
+  } finally {
+    if (timer) clearInterval(timer);
+    await Promise.all(opened.map((d) => d.close().catch(() => {})));
+    await expected?.close();
+    await source.close().catch(() => {});
+    await wan.close().catch(() => {});
+    await target.close().catch(() => {});
+  }
+}

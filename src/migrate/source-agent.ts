@@ -1,0 +1,161 @@
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { FileDisk } from '../block/file.ts';
+import { TrackingDisk } from '../block/filters/tracking.ts';
+import { GateDisk } from '../block/filters/gate.ts';
+import { NbdServer } from '../nbd/server.ts';
+import { formatAddress, type Address } from '../util/address.ts';
+import { realClock } from '../util/clock.ts';
+import { Channel } from '../wire/channel.ts';
+import { SocketTransport } from '../wire/socket-transport.ts';
+import { readMessage, writeMessage } from '../wire/handshake.ts';
+import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
+import { SourceEngine } from './source-engine.ts';
+import type { Algorithm } from '../policy/algorithm.ts';
+import type { CutoverConfig } from '../policy/cutover.ts';
+import type { MigrationReport, Phase } from './report.ts';
+import { FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+
+export interface SourceAgentOptions {
+  image: string;
+  /** Where the VM's NBD export listens. */
+  nbd: Address;
+  exportName?: string;
+  /** The target agent's link address. */
+  to: Address;
+  algorithm: Algorithm;
+  blockSize: number;
+  bandwidthBps?: number;
+  cutover?: Partial<CutoverConfig>;
+  manualCutover?: boolean;
+  connectTimeoutMs?: number;
+  log: Logger;
+  onPhase?: (p: Phase) => void;
+}
+
+/**
+ * The source agent: serves the running VM's disk over NBD (through dirty
+ * tracking and the cut-over gate) and migrates it to the target agent.
+ */
+export class SourceAgent {
+  private engine: SourceEngine | undefined;
+  private channel: Channel | undefined;
+  private constructor(
+    private readonly o: SourceAgentOptions,
+    readonly image: FileDisk,
+    readonly tracking: TrackingDisk,
+    readonly gate: GateDisk,
+    readonly nbd: NbdServer,
+    readonly nbdAddress: Address,
+  ) {}
+
+  static async start(o: SourceAgentOptions): Promise<SourceAgent> {
+    let image: FileDisk;
+    try {
+      image = await FileDisk.open(o.image, {});
+    } catch (e) {
+      if (systemErrorCode(e) === 'ENOENT') throw new UsageError(`--image: ${o.image} does not exist`);
+      throw e;
+    }
+    const tracking = new TrackingDisk(image, o.blockSize);
+    const gate = new GateDisk(tracking);
+    const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
+    const bound = await nbd.listen(o.nbd);
+    o.log.info({ nbd: formatAddress(bound), image: o.image, size: image.size }, 'source agent serving the VM');
+    return new SourceAgent(o, image, tracking, gate, nbd, bound);
+  }
+
+  /** Connects to the target and runs the migration to the end. */
+  async migrate(): Promise<MigrationReport> {
+    const { o } = this;
+    const socket = await connectWithRetry(o.to, o.connectTimeoutMs ?? 30_000, o.log);
+    const session = randomBytes(8).toString('hex');
+    writeMessage(socket, {
+      type: MsgType.HELLO,
+      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: [], processedSeq: 0 },
+    });
+    const { message, rest } = await readMessage(socket, 30_000);
+    if (message.type === MsgType.ERROR) {
+      socket.destroy();
+      throw new FlimcdError(`target refused the migration: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
+    }
+    if (message.type !== MsgType.WELCOME) throw new IoError(`target answered HELLO with message type ${message.type}`);
+    let engine!: SourceEngine;
+    const channel = new Channel({
+      clock: realClock,
+      onMessage: (m) => engine.handle(m),
+      onDisconnect: (err) => {
+        // Resume after link loss is a later issue; until then a lost link aborts and the VM stays here.
+        if (engine) engine.abort(`link to the target lost${err ? `: ${err.message}` : ''}`);
+      },
+    });
+    this.channel = channel;
+    engine = new SourceEngine({
+      image: this.image,
+      tracking: this.tracking,
+      gate: this.gate,
+      channel,
+      clock: realClock,
+      algorithm: o.algorithm,
+      blockSize: o.blockSize,
+      bandwidthBps: o.bandwidthBps,
+      cutover: o.cutover,
+      manualCutover: o.manualCutover,
+      log: o.log,
+      onPhase: o.onPhase,
+    });
+    this.engine = engine;
+    channel.attach(new SocketTransport(socket), message.welcome.processedSeq, rest);
+    try {
+      return await engine.run();
+    } finally {
+      channel.flushAck();
+      channel.close();
+    }
+  }
+
+  status(): Record<string, unknown> {
+    return this.engine ? { role: 'source', ...this.engine.status() } : { role: 'source', phase: 'starting' };
+  }
+
+  cutover(): void {
+    if (!this.engine) throw new UsageError('the migration has not started yet');
+    this.engine.requestCutover();
+  }
+
+  abort(reason: string): void {
+    this.engine?.abort(reason);
+  }
+
+  async close(): Promise<void> {
+    this.channel?.close();
+    await this.nbd.close();
+    await this.image.close();
+  }
+}
+
+async function connectWithRetry(addr: Address, timeoutMs: number, log: Logger): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const s = addr.kind === 'unix' ? net.connect(addr.path) : net.connect(addr.port, addr.host);
+        s.once('connect', () => {
+          s.off('error', reject);
+          s.setNoDelay(true);
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+    } catch (e) {
+      if (Date.now() + delay > deadline) {
+        throw new IoError(`cannot reach the target agent at ${formatAddress(addr)} (${systemErrorCode(e) ?? (e as Error).message}) after ${attempt} attempts`);
+      }
+      if (attempt === 1) log.info({ to: formatAddress(addr) }, 'waiting for the target agent');
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import type { Socket } from 'node:net';
+import { ProtocolError } from '../errors.ts';
+import { FrameDecoder, encodeFrame, type Frame } from './frame.ts';
+import { decodeMessage, encodeMessage, type Message } from './messages.ts';
+
+/** Writes one unsequenced message (HELLO, WELCOME, ERROR) straight to a socket. */
+export function writeMessage(socket: Socket, m: Message): void {
+  socket.cork();
+  for (const p of encodeFrame(m.type, 0, 0, encodeMessage(m))) socket.write(p);
+  socket.uncork();
+}
+
+/**
+ * Reads exactly one message from a socket before a Channel takes it over.
+ * Returns the message and any bytes that arrived after it (they belong to the
+ * channel). Bounded by a timeout and by the frame size limit.
+ */
+export function readMessage(socket: Socket, timeoutMs: number): Promise<{ message: Message; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const decoder = new FrameDecoder();
+    let got: Frame | undefined;
+    const cleanup = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onError);
+      socket.pause();
+    };
+    const fail = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onData = (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        return fail(e as Error);
+      }
+      if (frames.length === 0) return;
+      got = frames[0]!;
+      cleanup();
+      let message: Message;
+      try {
+        message = decodeMessage(got.type, got.payload);
+      } catch (e) {
+        return reject(e);
+      }
+      // The decoder consumed whole frames from the stream; re-serialise the extra ones for the channel.
+      const extra = frames.slice(1).map((f) => Buffer.concat(encodeFrame(f.type, f.flags, f.seq, [f.payload])));
+      resolve({ message, rest: Buffer.concat([...extra, decoder.drain()]) });
+    };
+    const onClose = () => fail(new ProtocolError('peer closed the connection during the handshake'));
+    const onError = (e: Error) => fail(new ProtocolError(`handshake failed: ${e.message}`, { cause: e }));
+    const timer = setTimeout(() => fail(new ProtocolError(`no handshake reply within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('error', onError);
+    socket.resume();
+  });
+}
