@@ -62,3 +62,14 @@ export function flimcdBackground(args: string[], ready: RegExp, opts: { timeoutM
     });
   });
 }
+
+/** Starts flimcd without waiting for anything; `exited` settles with its output. */
+export function flimcdSpawn(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; exited: Promise<CliResult> } {
+  const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
+  return { child, exited };
+}

@@ -1,5 +1,6 @@
 import type { Address } from '../../util/address.ts';
-import { UsageError } from '../../errors.ts';
+import { ControlServer } from '../../control/server.ts';
+import { log } from '../../util/log.ts';
 
 export interface ControllableAgent {
   status(): Record<string, unknown>;
@@ -7,8 +8,18 @@ export interface ControllableAgent {
   cutover?(): void;
 }
 
-/** Serves an agent's control endpoint (status, cutover, abort, /metrics). */
+/** Serves an agent's control endpoint: GET /status, POST /cutover, POST /abort, GET /metrics. */
 export async function attachControl(addr: Address, role: 'source' | 'target', agent: ControllableAgent): Promise<{ close(): Promise<void> }> {
-  void addr; void role; void agent;
-  throw new UsageError('--control is not available in this build yet');
+  const server = new ControlServer({
+    address: addr,
+    log: log.child({ component: 'control' }),
+    control: {
+      role,
+      status: () => agent.status(),
+      cutover: agent.cutover ? () => agent.cutover!() : undefined,
+      abort: (reason: string) => agent.abort(reason),
+    },
+  });
+  await server.listen();
+  return server;
 }
