@@ -13,13 +13,15 @@ export function formatPercent(fraction: unknown): string {
   return finite(fraction) ? `${(fraction * 100).toFixed(fraction >= 0.9995 && fraction < 1 ? 2 : 1)} %` : '–';
 }
 
+/** An ETA rounded as a person reads it: "0 s", "3 s", "4m05s", "1h02m"; "–" when unknown. */
 export function formatEta(seconds: unknown): string {
-  if (!finite(seconds)) return '–';
+  if (!finite(seconds) || seconds < 0) return '–';
   if (seconds >= 3600) {
     const h = Math.floor(seconds / 3600);
     return `${h}h${Math.round((seconds - h * 3600) / 60).toString().padStart(2, '0')}m`;
   }
-  return formatDuration(seconds * 1000);
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  return formatDuration(Math.round(seconds) * 1000);
 }
 
 export function formatRate(bps: unknown): string {

@@ -74,7 +74,7 @@ test('plain (non-TTY) mode: one line per phase change and per event, the report 
   await flush();
   const lines = stream.text().trim().split('\n');
   assert.equal(lines.length, 4, stream.text());
-  assert.match(lines[0]!, /^flimcd source: phase precopy \| source precopy 60\.0 % \| 400 blocks, 25\.0 MiB left \| 80\.0 Mbit\/s \| ETA 2\.60 s \| wire 977 KiB$/);
+  assert.match(lines[0]!, /^flimcd source: phase precopy \| source precopy 60\.0 % \| 400 blocks, 25\.0 MiB left \| 80\.0 Mbit\/s \| ETA 3 s \| wire 977 KiB$/);
   assert.equal(lines[1], 'flimcd source: connected peer=tcp:10.0.0.2:7000 rttMs=51');
   assert.equal(lines[2], 'flimcd source: cut-over requested by the operator');
   assert.match(lines[3]!, /^flimcd source: phase postcopy \(was precopy\) \| source postcopy 99\.0 %/);
@@ -128,7 +128,7 @@ test('tty mode draws a bar with phase, percentage, rate and ETA, and logs phase 
   const text = stream.text();
   assert.match(text, /flimcd source: phase precopy/);
   assert.match(text, /flimcd source: phase postcopy \(was precopy\)/);
-  assert.match(text, /flimcd source postcopy \|[█░]+\| 75\.0 % \| 80\.0 Mbit\/s \| ETA 1\.60 s \| wire 977 KiB/);
+  assert.match(text, /flimcd source postcopy \|[█░]+\| 75\.0 % \| 80\.0 Mbit\/s \| ETA 2 s \| wire 977 KiB/);
   assert.equal(out.text(), 'migration verified\n');
 });
 

@@ -4,6 +4,7 @@ import { registerWan } from './wan.ts';
 import { registerDemo } from './demo.ts';
 import { registerLoad } from './load.ts';
 import { registerAgents } from './agents.ts';
+import { registerControl } from './control.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerDemo(program);
   registerLoad(program);
   registerAgents(program);
+  registerControl(program);
 }
