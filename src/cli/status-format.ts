@@ -40,7 +40,7 @@ function remainingText(s: AgentStatus): string | undefined {
 function missText(s: AgentStatus): string | undefined {
   const reads = s.readBlocks;
   const misses = s.missBlocks;
-  if (finite(reads) && finite(misses)) {
+  if (finite(reads) && finite(misses) && reads > 0) {
     return `${int(misses)} of ${int(reads)} blocks read (${finite(s.blockMissRate) ? (s.blockMissRate * 100).toFixed(2) : reads ? ((misses / reads) * 100).toFixed(2) : '0.00'} %)`;
   }
   const demand = s.counts?.demandBlocks;

@@ -12,7 +12,8 @@
  *   remaining_blocks, missing_blocks, image_blocks, block_size_bytes, precopy_round
  *   progress_ratio, eta_seconds, elapsed_seconds
  *   transfer_rate_bits_per_second, link_rate_bits_per_second, rtt_seconds
- *   block_miss_rate, read_blocks_total, miss_blocks_total
+ *   block_miss_rate, read_blocks_total, miss_blocks_total, fetch_requests_total,
+ *   claimed_by_write_blocks_total, partial_write_fetches_total, dropped_data_total (target post-copy)
  *   miss_latency_seconds{quantile="0.5"|"0.99"}, miss_latency_mean_seconds
  *   blocks_total{kind}                 counter, from status.counts.<kind>Blocks (data, zero, resent, demand, …)
  *   <name>_total                       counter, other status.counts entries (dirty_events_total)
@@ -67,6 +68,10 @@ const KNOWN: Record<string, Known> = {
   blockMissRate: { name: 'block_miss_rate', help: 'Post-copy: blocks read at the target that were absent / blocks read' },
   readBlocks: { name: 'read_blocks_total', help: 'Blocks read by the VM at the target (post-copy)', type: 'counter' },
   missBlocks: { name: 'miss_blocks_total', help: 'Blocks read by the VM at the target that were absent', type: 'counter' },
+  claimedByWrite: { name: 'claimed_by_write_blocks_total', help: 'Blocks the VM wrote whole at the target (no fetch needed)', type: 'counter' },
+  partialWriteFetches: { name: 'partial_write_fetches_total', help: 'Blocks fetched first because a write at the target covered them partly', type: 'counter' },
+  droppedData: { name: 'dropped_data_total', help: 'Blocks that arrived already present at the target (dropped)', type: 'counter' },
+  fetchRequests: { name: 'fetch_requests_total', help: 'On-demand fetch requests sent to the source', type: 'counter' },
   missP50: { name: 'miss_latency_seconds', help: 'Latency of post-copy misses', scale: 1e-3, labels: { quantile: '0.5' } },
   missP99: { name: 'miss_latency_seconds', help: 'Latency of post-copy misses', scale: 1e-3, labels: { quantile: '0.99' } },
   missMean: { name: 'miss_latency_mean_seconds', help: 'Mean latency of post-copy misses', scale: 1e-3 },
