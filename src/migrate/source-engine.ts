@@ -99,10 +99,11 @@ export class SourceEngine {
     if (this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
   }
 
-  status(): SourceStatus {
+  status(): SourceStatus & { algorithm: string } {
     const ch = this.o.channel.stats;
     return {
       phase: this.phase,
+      algorithm: this.o.algorithm,
       round: this.round,
       blocks: this.n,
       blockSize: this.o.blockSize,

@@ -64,6 +64,7 @@ export class TargetEngine {
     return {
       phase: this.phase,
       blocks: this.n,
+      blockSize: d.unit,
       missingBlocks: d.isActive ? d.missing.count : undefined,
       receivedBlocks: { ...this.received },
       receivedBytes: this.receivedBytes,

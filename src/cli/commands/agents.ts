@@ -10,6 +10,8 @@ import { ExitCode } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { attachControl } from './agent-control.ts';
+import { createProgress } from '../progress.ts';
+import type { MigrationReport } from '../../migrate/report.ts';
 
 interface SourceOptions {
   image: string;
@@ -66,21 +68,25 @@ export function registerAgents(program: Command): void {
       const algorithm = parseAlgorithm(o.algorithm);
       const blockSize = parseBlockSize(o.blockSize);
       const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
+      const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
+      let agentRef: SourceAgent | undefined;
       const agent = await SourceAgent.start({
         image: o.image, nbd, exportName: o.name, to, algorithm, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
-        onPhase: (phase) => emit(o.json, { event: 'phase', phase }, `flimcd source: ${phase}`),
+        onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
+      agentRef = agent;
       emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
+      progress.watch(() => agent.status());
       const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
       onShutdownSignal(async (sig) => {
         agent.abort(`interrupted by ${sig}`);
       });
       try {
         const report = await agent.migrate();
-        if (o.json) process.stdout.write(JSON.stringify({ event: 'report', ...report }) + '\n');
-        else process.stdout.write(formatReport(report));
+        progress.done(report as unknown as Record<string, unknown>);
         if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
       } finally {
+        progress.stop();
         await control?.close();
         await agent.close();
       }
@@ -100,12 +106,16 @@ export function registerAgents(program: Command): void {
     .action(async (o: TargetOptions) => {
       const listen = parseAddress(o.listen, '--listen');
       const nbd = parseAddress(o.nbd, '--nbd');
+      const progress = createProgress({ json: o.json, role: 'target' });
+      let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
         image: o.image, listen, nbd, exportName: o.name, log,
-        onPhase: (phase) => emit(o.json, { event: 'phase', phase }, `flimcd target: ${phase}`),
+        onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });
+      agentRef = agent;
       const bound = await agent.listen();
+      progress.watch(() => agent.status());
       emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
       const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'target', agent) : undefined;
       let stop!: () => void;
@@ -113,6 +123,7 @@ export function registerAgents(program: Command): void {
       onShutdownSignal(async () => stop());
       try {
         const result = await Promise.race([agent.result(), stopped.then(() => undefined)]);
+        progress.stop();
         if (result) {
           emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`);
           if (!result.verified) process.exitCode = ExitCode.VERIFY_FAILED;
@@ -122,6 +133,7 @@ export function registerAgents(program: Command): void {
           }
         }
       } finally {
+        progress.stop();
         await control?.close();
         await agent.close();
       }
