@@ -54,23 +54,14 @@ import { RequestGenerator, validateParams, type GeneratorParams, type SizeWeight
 export const PROFILE_NAMES = ['idle', 'light', 'moderate', 'heavy', 'mail'] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];
 
-export interface ProfileSpec {
+/** A named profile: the generator's shape parameters; size, block size and rate come at resolution. */
+export interface ProfileSpec extends Omit<GeneratorParams, 'imageBytes' | 'blockSize' | 'iops'> {
   name: string;
   description: string;
   /** Distinct bytes newly dirtied per second as a share of link bandwidth; 0 for read-only profiles. */
   dirtyShareOfLink: number;
   /** Request rate for profiles with no dirtying target (idle). */
   fixedIops?: number;
-  readShare: number;
-  randomShare: number;
-  sizes: SizeWeight[];
-  hotAreaShare: number;
-  hotWriteShare: number;
-  readFollowsWriteShare: number;
-  dupWriteShare: number;
-  dupPoolSize: number;
-  sequentialStreams: number;
-  arrival: 'poisson' | 'fixed';
 }
 
 const KiB = 1024;
