@@ -24,6 +24,13 @@ export function parseSize(text: string, what = 'size'): number {
   return v;
 }
 
+/** A migration block size: a power of two from 4 KiB to 1 MiB. */
+export function parseBlockSize(text: string, what = '--block-size'): number {
+  const v = parseSize(text, what);
+  if (v < 4096 || v > 1 << 20 || (v & (v - 1)) !== 0) throw new UsageError(`${what}: ${text} must be a power of two from 4KiB to 1MiB`);
+  return v;
+}
+
 /** Returns bits per second. */
 export function parseBitRate(text: string, what = 'bandwidth'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)(bit|bps|b\/s|B\/s|Bps|B)?\s*(\/s)?\s*$/.exec(text);

@@ -42,9 +42,6 @@ interface Outgoing {
   bytes: number;
   /** Sequence number once transmitted (sequenced messages only). */
   seq: number;
-  /** For delivery-rate samples (BBR-style). */
-  deliveredAtSend: number;
-  deliveredTimeAtSend: number;
   frame?: Buffer[];
 }
 
@@ -91,8 +88,6 @@ export class Channel {
   private lastAckSent = 0;
 
   // estimators
-  private deliveredBytes = 0;
-  private deliveredTime = 0;
   private rateSamples: Array<{ at: number; bps: number }> = [];
   private rttSamples: Array<{ at: number; ms: number }> = [];
   private window: number;
@@ -155,7 +150,7 @@ export class Channel {
     const parts = encodeMessage(m);
     let bytes = 0;
     for (const p of parts) bytes += p.length;
-    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0, deliveredAtSend: 0, deliveredTimeAtSend: 0 };
+    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0 };
     this.queues[prio]!.push(o);
     if (prio >= Priority.PREFETCH) this.queuedBulkBytes += bytes;
     this.pump();
@@ -245,8 +240,6 @@ export class Channel {
       o.frame = encodeFrame(o.type, 0, o.seq, o.parts);
     }
     if (isSequenced(o.type)) {
-      o.deliveredAtSend = this.deliveredBytes;
-      o.deliveredTimeAtSend = this.deliveredTime || this.opts.clock.now();
       this.unacked.push(o);
       this.inFlightBytes += o.bytes;
     }
@@ -348,8 +341,6 @@ export class Channel {
     while (this.unacked.length && this.unacked[0]!.seq <= seq) {
       const o = this.unacked.shift()!;
       this.inFlightBytes -= o.bytes;
-      this.deliveredBytes += o.bytes;
-      this.deliveredTime = now;
       this.addRate(o.bytes, now);
     }
     this.stats.inFlight = this.inFlightBytes;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
-import { parseBitRate, parseSize } from '../../util/units.ts';
+import { parseBitRate, parseBlockSize } from '../../util/units.ts';
 import { parseAlgorithm } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
@@ -34,12 +34,6 @@ interface TargetOptions {
   control?: string;
   exitWhenDone?: boolean;
   json?: boolean;
-}
-
-function parseBlockSize(s: string): number {
-  const v = parseSize(s, '--block-size');
-  if (v < 4096 || v > 1 << 20 || (v & (v - 1)) !== 0) throw new UsageError('--block-size must be a power of two from 4KiB to 1MiB');
-  return v;
 }
 
 const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string) => {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLocalMigration } from '../../demo/local-migration.ts';
-import { parseBitRate, parseDuration, parseSize, formatBytes, formatBitRate, formatDuration } from '../../util/units.ts';
+import { parseBitRate, parseBlockSize, parseDuration, parseSize, formatBytes, formatBitRate, formatDuration } from '../../util/units.ts';
 import { parseAlgorithm } from '../../policy/algorithm.ts';
 import { PROFILE_NAMES } from '../../workload/profiles.ts';
 import { log } from '../../util/log.ts';
@@ -43,8 +43,7 @@ export function registerDemo(program: Command): void {
       const bandwidthBps = parseBitRate(o.bandwidth, '--bandwidth');
       const rttMs = parseDuration(o.rtt, '--rtt');
       const algorithm = parseAlgorithm(o.algorithm);
-      const blockSize = parseSize(o.blockSize, '--block-size');
-      if (blockSize < 4096 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0) throw new UsageError('--block-size must be a power of two from 4KiB to 1MiB');
+      const blockSize = parseBlockSize(o.blockSize);
       if (!(PROFILE_NAMES as readonly string[]).includes(o.workload)) throw new UsageError(`--workload: "${o.workload}" is not one of ${PROFILE_NAMES.join(', ')}`);
       const seed = Number(o.seed);
       if (!Number.isInteger(seed)) throw new UsageError(`--seed: "${o.seed}" is not an integer`);

@@ -3,7 +3,7 @@ import type { Disk } from '../../block/disk.ts';
 import { NbdClient } from '../../nbd/client.ts';
 import { FlimcdError, UsageError } from '../../errors.ts';
 import { formatAddress, nbdUri, parseAddress, type Address } from '../../util/address.ts';
-import { formatBitRate, formatBytes, formatDuration, parseBitRate, parseDuration, parseSize } from '../../util/units.ts';
+import { formatBitRate, formatBytes, formatDuration, parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { ExpectedDisk, finalVerify, type FinalVerifyResult, type Mismatch } from '../../workload/expected.ts';
 import { WorkloadExecutor, type ExecutorResult, type SecondStats } from '../../workload/executor.ts';
 import { RequestGenerator } from '../../workload/generator.ts';
@@ -53,10 +53,7 @@ function parseOptions(o: LoadOptions): Parsed {
   if (!/^\d+$/.test(o.seed) || Number(o.seed) > 0xffffffff) throw new UsageError(`--seed: "${o.seed}" is not an integer from 0 to 4294967295`);
   // parseBitRate only takes lower-case prefixes ("100mbit"); accept the "100Mbit" everyone writes.
   const bandwidth = parseBitRate(o.bandwidth.replace(/^(\s*[\d.]+\s*)([KMGT])/, (_, n: string, p: string) => n + p.toLowerCase()), '--bandwidth');
-  const blockSize = parseSize(o.blockSize, '--block-size');
-  if (blockSize < 4096 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0) {
-    throw new UsageError(`--block-size: ${o.blockSize} must be a power of two from 4KiB to 1MiB`);
-  }
+  const blockSize = parseBlockSize(o.blockSize);
   if (!/^\d+$/.test(o.queueDepth) || Number(o.queueDepth) < 1 || Number(o.queueDepth) > 1024) {
     throw new UsageError(`--queue-depth: "${o.queueDepth}" must be an integer from 1 to 1024`);
   }
