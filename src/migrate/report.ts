@@ -38,6 +38,10 @@ export interface MigrationReport {
   miss_latency_ms: { p50: number | null; p99: number | null; mean: number | null };
   link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;
+  /** zstd on DATA frames: block bytes before and after (equal when compression is off). */
+  compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
+  /** Content-id offers and what the target made from local content. */
+  dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: Record<string, unknown> | null };
 }
 
 export interface ReportInput {
@@ -55,6 +59,7 @@ export interface ReportInput {
   cutoverReason: string;
   targetStats: Record<string, unknown>;
   bandwidthBps: number | undefined;
+  compressionLevel?: number | undefined;
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
@@ -68,6 +73,7 @@ export function buildReport(i: ReportInput): MigrationReport {
   const wire = i.channel.bytesSent + i.channel.bytesReceived;
   const data = both('DATA');
   const zero = both('ZERO');
+  const reference = both('REF') + both('OFFER') + both('HAVE');
   const ts = i.targetStats;
   const readBlocks = num(ts.readBlocks);
   const misses = num(ts.missBlocks);
@@ -84,11 +90,11 @@ export function buildReport(i: ReportInput): MigrationReport {
     time_postcopy_s: r3(postcopyMs / 1000),
     downtime_ms: Math.round(i.downtimeMs * 10) / 10,
     wire_bytes: wire,
-    wire_bytes_breakdown: { data, reference: 0, zero, control: wire - data - zero },
+    wire_bytes_breakdown: { data, reference, zero, control: wire - data - zero - reference },
     blocks: {
       sent_data: num(i.counts.dataBlocks),
-      sent_reference: 0,
-      from_replica: 0,
+      sent_reference: num(i.counts.refBlocks),
+      from_replica: num(i.counts.replicaBlocks),
       zero: num(i.counts.zeroBlocks),
       resent_dirty: num(i.counts.resentBlocks),
       demand: num(i.counts.demandBlocks),
@@ -105,5 +111,17 @@ export function buildReport(i: ReportInput): MigrationReport {
     miss_latency_ms: { p50: numOrNull(ts.missP50), p99: numOrNull(ts.missP99), mean: numOrNull(ts.missMean) },
     link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), measured_rate_bps: numOrNull(i.channel.deliveryRateBps) },
     retransmitted_bytes: i.channel.retransmittedBytes,
+    compression: {
+      level: i.compressionLevel ?? null,
+      raw_bytes: num(i.counts.dataRawBytes),
+      wire_bytes: num(i.counts.dataWireBytes),
+      compressed_blocks: num(i.counts.compressedBlocks),
+    },
+    dedup: {
+      offered_blocks: num(i.counts.offeredBlocks),
+      replica_blocks: num(i.counts.replicaBlocks),
+      reference_blocks: num(i.counts.refBlocks),
+      target: (ts.dedup as Record<string, unknown> | undefined) ?? null,
+    },
   };
 }

@@ -12,7 +12,7 @@ import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
-import type { Algorithm } from '../policy/algorithm.ts';
+import { featureNames, resolveFeatures, type Algorithm, type FeatureSwitches } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport, Phase } from './report.ts';
 import { FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
@@ -25,6 +25,8 @@ export interface SourceAgentOptions {
   /** The target agent's link address. */
   to: Address;
   algorithm: Algorithm;
+  /** Switch single optimizations of `flimcd` off (ablation). */
+  switches?: FeatureSwitches;
   blockSize: number;
   bandwidthBps?: number;
   cutover?: Partial<CutoverConfig>;
@@ -71,9 +73,10 @@ export class SourceAgent {
     const { o } = this;
     const socket = await connectWithRetry(o.to, o.connectTimeoutMs ?? 30_000, o.log);
     const session = randomBytes(8).toString('hex');
+    const features = resolveFeatures(o.algorithm, o.switches);
     writeMessage(socket, {
       type: MsgType.HELLO,
-      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: [], processedSeq: 0 },
+      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureNames(features), processedSeq: 0 },
     });
     const { message, rest } = await readMessage(socket, 30_000);
     if (message.type === MsgType.ERROR) {
@@ -104,6 +107,9 @@ export class SourceAgent {
       manualCutover: o.manualCutover,
       log: o.log,
       onPhase: o.onPhase,
+      dedup: features.dedup,
+      compress: features.compress,
+      targetHasReplicas: message.welcome.features.includes('offer'),
     });
     this.engine = engine;
     channel.attach(new SocketTransport(socket), message.welcome.processedSeq, rest);

@@ -7,7 +7,8 @@ import { Bitmap } from '../util/bitmap.ts';
 import { sleep, type Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
-import { blockId, isZero, merkleRoot } from './content-id.ts';
+import { blockId, merkleRoot } from './content-id.ts';
+import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { hasPostcopy, type Algorithm } from '../policy/algorithm.ts';
 import { FlimcdError, IoError } from '../errors.ts';
@@ -32,6 +33,12 @@ export interface SourceEngineOptions {
   manualCutover?: boolean;
   log: Logger;
   onPhase?: (phase: Phase) => void;
+  /** Dirty-block dedup: content the target holds travels as ids (REF/OFFER). */
+  dedup?: boolean;
+  /** zstd-compress DATA frames. */
+  compress?: boolean;
+  /** The target has local content (old image, replica index) worth offering ids for. */
+  targetHasReplicas?: boolean;
 }
 
 /**
@@ -59,7 +66,11 @@ export class SourceEngine {
   private roundStartedAt = 0;
   private readonly history: number[] = [];
   private cutoverReason = '';
-  private readonly counts = { dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, dirtyEvents: 0 };
+  private readonly counts = {
+    dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, dirtyEvents: 0,
+    refBlocks: 0, replicaBlocks: 0, offeredBlocks: 0, compressedBlocks: 0, dataRawBytes: 0, dataWireBytes: 0,
+  };
+  private readonly sender: ContentSender;
   private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
   private readonly inbox = new Map<number, Message>();
   private readonly config: CutoverConfig;
@@ -70,9 +81,21 @@ export class SourceEngine {
     this.sentOnce = new Bitmap(this.n);
     this.t0 = o.clock.now();
     this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
+    this.sender = new ContentSender({
+      channel: o.channel,
+      image: o.image,
+      blockSize: o.blockSize,
+      clock: o.clock,
+      dedup: o.dedup ?? false,
+      compress: o.compress ?? false,
+      counts: this.counts,
+      linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
+    });
+    this.sender.offersEnabled = (o.dedup ?? false) && (o.targetHasReplicas ?? false);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         if (this.needSend.set(i)) this.dirtiedInRound++;
+        this.sender.markDirty(i);
         this.counts.dirtyEvents++;
       }
     });
@@ -93,6 +116,7 @@ export class SourceEngine {
     try {
       this.o.channel.send({ type: MsgType.ABORT, reason });
     } catch { /* link already down */ }
+    this.sender.abort(this.aborted);
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
@@ -126,6 +150,9 @@ export class SourceEngine {
           if (b < this.n && this.pushPending?.clear(b)) this.counts.canceledBlocks++;
         }
         return;
+      case MsgType.HAVE:
+        this.sender.handleHave(m);
+        return;
       case MsgType.ABORT:
         this.abort(`target aborted: ${m.reason}`);
         return;
@@ -148,6 +175,9 @@ export class SourceEngine {
         const stopped = await this.sendRound();
         this.checkAborted();
         if (stopped) break;
+        // The round is only over when every offer is answered and what the target lacks is sent.
+        await this.sender.drain();
+        this.checkAborted();
         const decision = this.decide();
         if (decision) break;
         this.round++;
@@ -189,6 +219,7 @@ export class SourceEngine {
       cutoverReason: this.cutoverReason,
       targetStats: verify.verify.stats,
       bandwidthBps: this.o.bandwidthBps,
+      compressionLevel: this.sender.compressionLevel,
     });
   }
 
@@ -252,25 +283,16 @@ export class SourceEngine {
         this.needSend.set(b);
         throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
       }
-      this.sendBlock(b, data, reason, Priority.BULK);
+      await this.sendBlock(b, data, reason, Priority.BULK);
     }
     return false;
   }
 
-  private sendBlock(b: number, data: Buffer, reason: (typeof DataReason)[keyof typeof DataReason], prio: (typeof Priority)[keyof typeof Priority]): void {
+  private sendBlock(b: number, data: Buffer, reason: (typeof DataReason)[keyof typeof DataReason], prio: (typeof Priority)[keyof typeof Priority]): Promise<void> {
     if (this.sentOnce.get(b) && (reason === DataReason.DIRTY || reason === DataReason.STOP_COPY || reason === DataReason.BULK)) this.counts.resentBlocks++;
     this.sentOnce.set(b);
-    if (isZero(data)) {
-      this.counts.zeroBlocks++;
-      this.o.channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio);
-      return;
-    }
-    this.counts.dataBlocks++;
-    if (reason === DataReason.DEMAND) this.counts.demandBlocks++;
-    else if (reason === DataReason.PREFETCH) this.counts.prefetchBlocks++;
-    else if (reason === DataReason.PUSH) this.counts.pushBlocks++;
-    else if (reason === DataReason.STOP_COPY) this.counts.stopCopyBlocks++;
-    this.o.channel.send({ type: MsgType.DATA, block: b, reason, data }, prio);
+    const fetched = reason === DataReason.DEMAND || reason === DataReason.PREFETCH;
+    return this.sender.send(b, data, reason, prio, !fetched);
   }
 
   /** End of a round: ask the policy. Returns true to cut over. */
@@ -320,8 +342,11 @@ export class SourceEngine {
     await gate.hold();
     this.frozenAt = clock.now();
     // Frames not yet on the wire are taken back: their blocks are listed as missing instead.
-    const purged = channel.purge(Priority.BULK, (m) => m.type === MsgType.DATA || m.type === MsgType.ZERO);
+    // Offers not yet answered, and blocks answered "lacking" but not yet sent, are missing too.
+    for (const b of this.sender.abandonPending()) this.needSend.set(b);
+    const purged = channel.purge(Priority.BULK, (m) => m.type === MsgType.DATA || m.type === MsgType.ZERO || m.type === MsgType.REF || m.type === MsgType.OFFER);
     for (const m of purged) {
+      if (m.type === MsgType.OFFER) continue; // its blocks came back from abandonPending
       const first = m.parts[0]!.readUInt32BE(0);
       const count = m.type === MsgType.ZERO ? m.parts[0]!.readUInt32BE(4) : 1;
       for (let b = first; b < first + count; b++) this.needSend.set(b);
@@ -335,7 +360,7 @@ export class SourceEngine {
         const len = Math.min(blockSize, image.size - b * blockSize);
         const data = Buffer.allocUnsafe(len);
         await image.read(b * blockSize, data);
-        this.sendBlock(b, data, DataReason.STOP_COPY, Priority.BULK);
+        await this.sendBlock(b, data, DataReason.STOP_COPY, Priority.BULK);
       }
       await channel.waitAllAcked();
       this.checkAborted();
@@ -360,7 +385,7 @@ export class SourceEngine {
       const len = Math.min(blockSize, image.size - b * blockSize);
       const data = Buffer.allocUnsafe(len);
       await image.read(b * blockSize, data);
-      this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
+      await this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
     }
   }
 
@@ -372,7 +397,7 @@ export class SourceEngine {
       const len = Math.min(blockSize, image.size - b * blockSize);
       const data = Buffer.allocUnsafe(len);
       await image.read(b * blockSize, data);
-      this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
+      await this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
     }
   }
 

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { resolve } from 'node:path';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FileDisk } from '../block/file.ts';
@@ -12,6 +13,8 @@ import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
 import { TargetEngine, type TargetResult } from './target-engine.ts';
+import { LocalContent } from './local-content.ts';
+import { ReplicaIndex } from '../index/replica-index.ts';
 import type { Phase } from './report.ts';
 import { ProtocolError, UsageError } from '../errors.ts';
 
@@ -22,6 +25,8 @@ export interface TargetAgentOptions {
   /** Where the VM's NBD export listens once the image size is known. */
   nbd: Address;
   exportName?: string;
+  /** Replica index (content id → local location) to build blocks from and to record received blocks in. */
+  indexDir?: string;
   log: Logger;
   onPhase?: (p: Phase) => void;
   /** Called once the VM export is listening (after the source's HELLO). */
@@ -39,6 +44,8 @@ export class TargetAgent {
   private engine: TargetEngine | undefined;
   private channel: Channel | undefined;
   private disk: FileDisk | undefined;
+  private local: LocalContent | undefined;
+  private index: ReplicaIndex | undefined;
   private nbd: NbdServer | undefined;
   private busy = false;
   private resultPromise: Promise<TargetResult>;
@@ -123,8 +130,13 @@ export class TargetAgent {
         throw new UsageError(`${o.image} exists with ${size} bytes but the source image has ${hello.imageSize}; refusing to overwrite a different disk`);
       }
     }
+    const preexisting = existsSync(o.image) && lstatSync(o.image).size === hello.imageSize;
     const disk = await FileDisk.open(o.image, { create: true, size: hello.imageSize });
     this.disk = disk;
+    const dedup = hello.features.includes('dedup');
+    if (dedup && o.indexDir) this.index = ReplicaIndex.open(o.indexDir);
+    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting, index: this.index, log: o.log });
+    this.local = local;
     let engine!: TargetEngine;
     const channel = new Channel({
       clock: realClock,
@@ -136,14 +148,15 @@ export class TargetAgent {
     this.channel = channel;
     const postcopy = new PostcopyDisk(disk, hello.blockSize, { fetch: (b) => engine.blockSource().fetch(b), cancel: (b) => engine.blockSource().cancel(b) }, realClock);
     const gate = new GateDisk(postcopy, 'held');
-    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase });
+    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, local: dedup ? local : undefined, dedup });
     this.engine = engine;
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     this.nbdAddress = await nbd.listen(o.nbd);
     this.nbd = nbd;
     o.onNbdListening?.(this.nbdAddress);
-    o.log.info({ session: hello.session, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, nbd: formatAddress(this.nbdAddress) }, 'migration accepted');
-    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [], processedSeq: 0 } });
+    const offer = dedup && local.hasCandidates;
+    o.log.info({ session: hello.session, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, features: hello.features, localContent: offer, nbd: formatAddress(this.nbdAddress) }, 'migration accepted');
+    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: offer ? ['offer'] : [], processedSeq: 0 } });
     channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
     engine.result.then(
       (r) => {
@@ -159,6 +172,8 @@ export class TargetAgent {
     this.channel?.close();
     await new Promise<void>((r) => this.server.close(() => r()));
     await this.nbd?.close();
+    await this.local?.close();
+    await this.index?.close();
     await this.disk?.close();
     const a = this.o.listen;
     if (a.kind === 'unix' && existsSync(a.path)) {

@@ -5,9 +5,12 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Clock } from '../util/clock.ts';
 import { Channel } from '../wire/channel.ts';
 import { DataReason, MsgType, type Message } from '../wire/messages.ts';
-import { blockId, merkleRoot } from './content-id.ts';
+import { blockId, contentId, merkleRoot } from './content-id.ts';
 import { FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
+import type { LocalContent, Found } from './local-content.ts';
+import { BlockDecompressor } from '../wire/block-codec.ts';
+import { Semaphore } from '../util/semaphore.ts';
 
 export interface TargetEngineOptions {
   /** The target image wrapped for post-copy; the VM's export serves it (through `gate`). */
@@ -18,6 +21,10 @@ export interface TargetEngineOptions {
   clock: Clock;
   log: Logger;
   onPhase?: (phase: Phase) => void;
+  /** Content the target can produce locally (dedup); without it OFFER and REF cannot be served. */
+  local?: LocalContent;
+  /** The source sends content ids (REF/OFFER): hash received blocks so later references resolve. */
+  dedup?: boolean;
 }
 
 export interface TargetResult {
@@ -45,6 +52,12 @@ export class TargetEngine {
   private failed: ((e: Error) => void) | undefined;
   readonly result: Promise<TargetResult>;
   private readonly n: number;
+  private decompressor: BlockDecompressor | undefined;
+  /** Local reads and hashes for OFFER/REF run at most this many at once (each holds a block buffer). */
+  private readonly localWork = new Semaphore(8);
+  /** Blocks re-asked from the source because a reference could not be resolved here (pre-copy). */
+  private readonly refetching = new Map<number, () => void>();
+  private readonly dedupStats = { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 };
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
@@ -68,6 +81,7 @@ export class TargetEngine {
       missingBlocks: d.isActive ? d.missing.count : undefined,
       receivedBlocks: { ...this.received },
       receivedBytes: this.receivedBytes,
+      dedup: { ...this.dedupStats, local: this.o.local?.stats },
       ...d.stats,
       missP50: d.missLatency.percentile(50),
       missP99: d.missLatency.percentile(99),
@@ -92,14 +106,38 @@ export class TargetEngine {
 
   handle(m: Message): void | Promise<void> {
     switch (m.type) {
-      case MsgType.DATA:
+      case MsgType.DATA: {
         this.count(m.reason, m.data.length);
         if (m.block >= this.n) throw new ProtocolError(`DATA for block ${m.block} beyond the image (${this.n} blocks)`);
-        return this.track(m.block, () => this.o.disk.applyData(m.block, m.data));
+        const len = this.blockLength(m.block);
+        let data = m.data;
+        if (m.compressed) {
+          this.dedupStats.compressedBlocks++;
+          data = (this.decompressor ??= new BlockDecompressor()).decompress(m.data, len);
+        } else if (data.length !== len) {
+          throw new ProtocolError(`DATA for block ${m.block} has ${data.length} bytes, expected ${len}`);
+        }
+        const b = m.block;
+        const p = this.track(b, async () => {
+          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.dedup ? contentId(data) : undefined);
+        });
+        if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
+        return p;
+      }
       case MsgType.ZERO:
         this.count(m.reason, 0, m.count);
         if (m.first + m.count > this.n) throw new ProtocolError(`ZERO range ${m.first}+${m.count} beyond the image`);
-        return this.trackRange(m.first, m.count, () => this.o.disk.applyZero(m.first, m.count));
+        return this.trackRange(m.first, m.count, async () => {
+          await this.o.disk.applyZero(m.first, m.count);
+          for (let b = m.first; b < m.first + m.count; b++) this.o.local?.noteWritten(b, undefined);
+        });
+      case MsgType.REF:
+        if (m.block >= this.n) throw new ProtocolError(`REF for block ${m.block} beyond the image (${this.n} blocks)`);
+        this.dedupStats.refBlocks++;
+        this.count(m.reason, 0);
+        return this.handleRef(m.block, m.id);
+      case MsgType.OFFER:
+        return this.handleOffer(m.batch, m.blocks, m.ids);
       case MsgType.CUTOVER:
         return this.cutover(Bitmap.from(this.n, m.missing));
       case MsgType.DONE:
@@ -123,9 +161,9 @@ export class TargetEngine {
     this.receivedBytes += bytes;
   }
 
-  private track(block: number, fn: () => Promise<unknown>): Promise<void> {
+  private track<T>(block: number, fn: () => Promise<T>): Promise<T> {
     const prev = this.chains.get(block);
-    const p = (prev ? prev.then(fn, fn) : fn()).then(() => undefined);
+    const p = prev ? prev.then(fn, fn) : fn();
     this.chains.set(block, p);
     this.outstanding.add(p);
     void p.finally(() => {
@@ -149,6 +187,85 @@ export class TargetEngine {
       for (let b = first; b < first + count; b++) if (this.chains.get(b) === p) this.chains.delete(b);
     }).catch(() => {});
     return p;
+  }
+
+  private blockLength(b: number): number {
+    const bs = this.o.disk.unit;
+    return Math.min(bs, this.o.disk.size - b * bs);
+  }
+
+  /**
+   * Produces content `id` for block `b` without the WAN, in message order:
+   * from a block received earlier (read in that block's own order, so a later
+   * overwrite cannot race it), else from the target's old image or the replica
+   * index. Resolves to where it came from, or undefined if nothing local has it.
+   */
+  private materialise(b: number, id: Buffer): Promise<Found | undefined> {
+    const local = this.o.local;
+    if (!local) return this.track(b, async () => undefined);
+    const buf = Buffer.allocUnsafe(this.blockLength(b));
+    const c = local.receivedBlock(id);
+    let fromReceived: Promise<boolean> | undefined;
+    if (c !== undefined && c !== b && this.blockLength(c) === buf.length) {
+      fromReceived = this.track(c, () => this.localWork.run(() => local.readReceived(c, id, buf)));
+    }
+    return this.track(b, async () => {
+      let found: Found | undefined;
+      if (fromReceived && (await fromReceived.catch(() => false))) found = 'received';
+      else if (c === b && (await this.localWork.run(() => local.readReceived(b, id, buf)))) found = 'received';
+      else found = await this.localWork.run(() => local.findLocal(b, id, buf));
+      if (!found) return undefined;
+      // 'same': block b already holds it; during pre-copy nothing needs writing.
+      if (found !== 'same' || this.o.disk.isActive) {
+        if (!(await this.o.disk.applyData(b, buf))) return found;
+      }
+      local.noteWritten(b, id);
+      return found;
+    });
+  }
+
+  private handleRef(b: number, id: Buffer): Promise<void> {
+    return this.materialise(b, id).then((found) => {
+      if (found) {
+        if (found === 'received') this.dedupStats.refFromReceived++;
+        else this.dedupStats.refFromLocal++;
+        return;
+      }
+      // Referenced content is not here after all (overwritten, or a file changed): ask the source.
+      this.dedupStats.refFallback++;
+      this.o.log.debug({ block: b }, 'reference could not be resolved locally; fetching the block');
+      this.refetch(b);
+    });
+  }
+
+  private refetch(b: number): void {
+    if (!this.o.disk.isActive && !this.refetching.has(b)) {
+      // Cut-over must wait for the answer: the source counts this block as delivered.
+      let done!: () => void;
+      const p = new Promise<void>((r) => (done = r));
+      this.refetching.set(b, () => {
+        this.refetching.delete(b);
+        done();
+      });
+      this.outstanding.add(p);
+      void p.then(() => this.outstanding.delete(p));
+    }
+    this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks: [b] }, 1);
+  }
+
+  private async handleOffer(batch: number, blocks: Uint32Array, ids: Buffer): Promise<void> {
+    for (const b of blocks) if (b >= this.n) throw new ProtocolError(`OFFER for block ${b} beyond the image (${this.n} blocks)`);
+    this.dedupStats.offered += blocks.length;
+    const results = Array.from(blocks, (b, i) => this.materialise(b, ids.subarray(32 * i, 32 * i + 32)).catch(() => undefined));
+    const have = new Uint8Array(Math.ceil(blocks.length / 8));
+    const found = await Promise.all(results);
+    found.forEach((f, i) => {
+      if (f) {
+        have[i >> 3]! |= 1 << (i & 7);
+        this.dedupStats.offerHave++;
+      }
+    });
+    this.o.channel.send({ type: MsgType.HAVE, batch, count: blocks.length, have }, 0);
   }
 
   /** Everything sent before CUTOVER is applied first; then the VM is served here. */

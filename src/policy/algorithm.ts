@@ -17,3 +17,30 @@ export function hasPostcopy(a: Algorithm): boolean {
 export function hasPrecopy(a: Algorithm): boolean {
   return a !== 'postcopy';
 }
+
+/** What an algorithm turns on; each can be switched off alone for ablation. */
+export interface Features {
+  /** Dirty-block dedup: content ids instead of data for content the target holds (REF, OFFER). */
+  dedup: boolean;
+  /** zstd per DATA frame. */
+  compress: boolean;
+}
+
+export interface FeatureSwitches {
+  noDedup?: boolean;
+  noCompress?: boolean;
+}
+
+/** Only `flimcd` has the optimizations; the baselines stay faithful to what they model. */
+export function resolveFeatures(a: Algorithm, off: FeatureSwitches = {}): Features {
+  const on = a === 'flimcd';
+  return { dedup: on && !off.noDedup, compress: on && !off.noCompress };
+}
+
+/** HELLO feature names for the wire. */
+export function featureNames(f: Features): string[] {
+  const out: string[] = [];
+  if (f.dedup) out.push('dedup');
+  if (f.compress) out.push('zstd');
+  return out;
+}

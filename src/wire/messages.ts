@@ -15,6 +15,12 @@ export const MsgType = {
   ZERO: 11,
   FETCH: 12,
   CANCEL: 13,
+  /** Source → target: content ids of blocks it is about to send; "which of these can you make locally?" */
+  OFFER: 14,
+  /** Target → source: which blocks of an OFFER it has materialised from local content. */
+  HAVE: 15,
+  /** Source → target: this block's content is the content with this id (sent earlier, or in the target's index). */
+  REF: 16,
   CUTOVER: 20,
   CUTOVER_DONE: 21,
   VERIFY: 30,
@@ -32,6 +38,12 @@ export const DataReason = {
   PUSH: 5,
 } as const;
 export type DataReasonValue = (typeof DataReason)[keyof typeof DataReason];
+
+/** Set in a DATA frame's reason byte when the block travels zstd-compressed. */
+export const DATA_COMPRESSED = 0x80;
+/** Most blocks one OFFER carries (bounds the target's work per message). */
+export const MAX_OFFER_BLOCKS = 4096;
+export const CONTENT_ID_BYTES = 32;
 
 export const HelloSchema = z.object({
   version: z.number().int(),
@@ -89,10 +101,13 @@ export type Message =
   | { type: typeof MsgType.ACK; seq: number }
   | { type: typeof MsgType.PING; t: number }
   | { type: typeof MsgType.PONG; t: number }
-  | { type: typeof MsgType.DATA; block: number; reason: DataReasonValue; data: Buffer }
+  | { type: typeof MsgType.DATA; block: number; reason: DataReasonValue; data: Buffer; compressed?: boolean }
   | { type: typeof MsgType.ZERO; first: number; count: number; reason: DataReasonValue }
   | { type: typeof MsgType.FETCH; prefetch: boolean; blocks: number[] }
   | { type: typeof MsgType.CANCEL; blocks: number[] }
+  | { type: typeof MsgType.OFFER; batch: number; blocks: Uint32Array; ids: Buffer }
+  | { type: typeof MsgType.HAVE; batch: number; count: number; have: Uint8Array }
+  | { type: typeof MsgType.REF; block: number; reason: DataReasonValue; id: Buffer }
   | { type: typeof MsgType.CUTOVER; cutover: Cutover; missing: Uint8Array }
   | { type: typeof MsgType.CUTOVER_DONE; servingAt: number }
   | { type: typeof MsgType.VERIFY; verify: Verify }
@@ -118,8 +133,27 @@ export function encodeMessage(m: Message): Buffer[] {
     case MsgType.DATA: {
       const h = Buffer.allocUnsafe(5);
       h.writeUInt32BE(m.block, 0);
-      h.writeUInt8(m.reason, 4);
+      h.writeUInt8(m.reason | (m.compressed ? DATA_COMPRESSED : 0), 4);
       return [h, m.data];
+    }
+    case MsgType.OFFER: {
+      const h = Buffer.allocUnsafe(8 + 4 * m.blocks.length);
+      h.writeUInt32BE(m.batch >>> 0, 0);
+      h.writeUInt32BE(m.blocks.length, 4);
+      for (let i = 0; i < m.blocks.length; i++) h.writeUInt32BE(m.blocks[i]!, 8 + 4 * i);
+      return [h, m.ids];
+    }
+    case MsgType.HAVE: {
+      const h = Buffer.allocUnsafe(8);
+      h.writeUInt32BE(m.batch >>> 0, 0);
+      h.writeUInt32BE(m.count, 4);
+      return [h, Buffer.from(m.have.buffer, m.have.byteOffset, m.have.byteLength)];
+    }
+    case MsgType.REF: {
+      const h = Buffer.allocUnsafe(5);
+      h.writeUInt32BE(m.block, 0);
+      h.writeUInt8(m.reason, 4);
+      return [h, m.id];
     }
     case MsgType.ZERO: {
       const b = Buffer.allocUnsafe(9);
@@ -175,9 +209,35 @@ export function decodeMessage(type: number, payload: Buffer): Message {
     case MsgType.PONG: need(payload, 8, 'PING'); return { type, t: payload.readDoubleBE(0) };
     case MsgType.DATA: {
       need(payload, 5, 'DATA');
-      const reason = payload.readUInt8(4);
+      const flags = payload.readUInt8(4);
+      const reason = flags & ~DATA_COMPRESSED;
       if (reason > DataReason.PUSH) throw new ProtocolError(`DATA: unknown reason ${reason}`);
-      return { type, block: payload.readUInt32BE(0), reason: reason as DataReasonValue, data: payload.subarray(5) };
+      const compressed = (flags & DATA_COMPRESSED) !== 0;
+      return { type, block: payload.readUInt32BE(0), reason: reason as DataReasonValue, data: payload.subarray(5), ...(compressed ? { compressed } : {}) };
+    }
+    case MsgType.OFFER: {
+      need(payload, 8, 'OFFER');
+      const batch = payload.readUInt32BE(0);
+      const count = payload.readUInt32BE(4);
+      if (count === 0 || count > MAX_OFFER_BLOCKS) throw new ProtocolError(`OFFER: ${count} blocks (1-${MAX_OFFER_BLOCKS} allowed)`);
+      if (payload.length !== 8 + count * (4 + CONTENT_ID_BYTES)) throw new ProtocolError(`OFFER: ${payload.length} bytes do not hold ${count} blocks and ids`);
+      const blocks = new Uint32Array(count);
+      for (let i = 0; i < count; i++) blocks[i] = payload.readUInt32BE(8 + 4 * i);
+      return { type, batch, blocks, ids: payload.subarray(8 + 4 * count) };
+    }
+    case MsgType.HAVE: {
+      need(payload, 8, 'HAVE');
+      const batch = payload.readUInt32BE(0);
+      const count = payload.readUInt32BE(4);
+      if (count === 0 || count > MAX_OFFER_BLOCKS) throw new ProtocolError(`HAVE: ${count} blocks (1-${MAX_OFFER_BLOCKS} allowed)`);
+      if (payload.length !== 8 + Math.ceil(count / 8)) throw new ProtocolError(`HAVE: ${payload.length} bytes do not hold a bitmap of ${count}`);
+      return { type, batch, count, have: new Uint8Array(payload.subarray(8)) };
+    }
+    case MsgType.REF: {
+      if (payload.length !== 5 + CONTENT_ID_BYTES) throw new ProtocolError(`REF: payload of ${payload.length} bytes (expected ${5 + CONTENT_ID_BYTES})`);
+      const reason = payload.readUInt8(4);
+      if (reason > DataReason.PUSH) throw new ProtocolError(`REF: unknown reason ${reason}`);
+      return { type, block: payload.readUInt32BE(0), reason: reason as DataReasonValue, id: payload.subarray(5) };
     }
     case MsgType.ZERO: {
       need(payload, 9, 'ZERO');

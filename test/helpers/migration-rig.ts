@@ -14,7 +14,9 @@ import { memoryLink } from '../../src/wire/memory-transport.ts';
 import { realClock } from '../../src/util/clock.ts';
 import { SourceEngine } from '../../src/migrate/source-engine.ts';
 import { TargetEngine } from '../../src/migrate/target-engine.ts';
-import type { Algorithm } from '../../src/policy/algorithm.ts';
+import { resolveFeatures, type Algorithm, type FeatureSwitches } from '../../src/policy/algorithm.ts';
+import { LocalContent } from '../../src/migrate/local-content.ts';
+import type { ReplicaIndex } from '../../src/index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
@@ -28,6 +30,14 @@ export interface RigOptions {
   bandwidthBps?: number;
   delayMs?: number;
   seed?: number;
+  /** Ablation switches for `flimcd` (dedup and compression follow the algorithm otherwise). */
+  switches?: FeatureSwitches;
+  /** The target image starts with this content (an old copy: migrate-back). */
+  targetInitial?: Buffer;
+  /** Replica index at the target. */
+  index?: ReplicaIndex;
+  /** Share of VM writes that copy an existing 64 KiB block elsewhere (mail-like duplicates). */
+  duplicateWrites?: number;
 }
 
 export async function fillImage(disk: Disk, seed: number): Promise<void> {
@@ -48,6 +58,7 @@ export function buildRig(o: RigOptions) {
   const tracking = new TrackingDisk(srcImage, bs);
   const srcGate = new GateDisk(tracking);
   const tgtImage = new MemoryDisk(o.size);
+  const features = resolveFeatures(o.algorithm, o.switches);
   const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
   let source!: SourceEngine;
   let target!: TargetEngine;
@@ -57,11 +68,19 @@ export function buildRig(o: RigOptions) {
   const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
   const tgtGate = new GateDisk(postcopy, 'held');
   const quiet = log.child({ rig: o.algorithm });
-  source = new SourceEngine({ image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet });
-  target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet });
-  srcCh.attach(a);
-  tgtCh.attach(b);
-  return { lostErrors, srcImage, tgtImage, srcGate, tgtGate, postcopy, source, target, srcCh, tgtCh, blockSize: bs };
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
+  const start = async () => {
+    if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
+    source = new SourceEngine({
+      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
+      dedup: features.dedup, compress: features.compress, targetHasReplicas: features.dedup && local.hasCandidates,
+    });
+    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, local: features.dedup ? local : undefined, dedup: features.dedup });
+    srcCh.attach(a);
+    tgtCh.attach(b);
+  };
+  const rig = { lostErrors, srcImage, tgtImage, srcGate, tgtGate, postcopy, get source() { return source; }, get target() { return target; }, srcCh, tgtCh, blockSize: bs, local, start };
+  return rig;
 }
 
 /** A VM doing random reads and writes, switching to the target on ESHUTDOWN, checking every read. */
@@ -74,9 +93,10 @@ export class TestVm {
   writes = 0;
   targetWrites = 0;
   targetReads = 0;
+  duplicates = 0;
   readonly mismatches: string[] = [];
 
-  constructor(private readonly source: Disk, private readonly target: Disk, initial: Buffer, private readonly seed: number) {
+  constructor(private readonly source: Disk, private readonly target: Disk, initial: Buffer, private readonly seed: number, private readonly duplicateWrites = 0) {
     this.model = Buffer.from(initial);
     this.disk = source;
   }
@@ -96,7 +116,17 @@ export class TestVm {
       const len = [512, 4096, 65536, 100000][rng.int(4)]!;
       const off = base + Math.min(span - len, rng.int(Math.max(1, span - len)));
       const write = rng.next() < 0.4;
-      if (write) {
+      if (write && this.duplicateWrites && rng.next() < this.duplicateWrites) {
+        // Copy an existing aligned 64 KiB block over another one inside this worker's range.
+        const blocks = Math.floor(span / 65536);
+        const from = Math.floor(rng.int(Math.floor(this.model.length / 65536))) * 65536;
+        const to = base + rng.int(blocks) * 65536;
+        const data = Buffer.from(this.model.subarray(from, from + 65536));
+        await this.io((d) => d.write(to, data));
+        data.copy(this.model, to);
+        this.writes++;
+        this.duplicates++;
+      } else if (write) {
         const data = Buffer.allocUnsafe(len);
         rng.fill(data);
         await this.io((d) => d.write(off, data));
@@ -137,12 +167,14 @@ export class TestVm {
   }
 }
 
-export async function migrate(o: RigOptions & { vm?: boolean; workers?: number }): Promise<{ report: MigrationReport; rig: ReturnType<typeof buildRig>; vm: TestVm | undefined }> {
+export async function migrate(o: RigOptions & { vm?: boolean; workers?: number; sourceInitial?: Buffer }): Promise<{ report: MigrationReport; rig: ReturnType<typeof buildRig>; vm: TestVm | undefined }> {
   const rig = buildRig(o);
-  await fillImage(rig.srcImage, o.seed ?? 1);
+  if (o.sourceInitial) await rig.srcImage.write(0, o.sourceInitial);
+  else await fillImage(rig.srcImage, o.seed ?? 1);
+  await rig.start();
   const initial = Buffer.alloc(o.size);
   await rig.srcImage.read(0, initial);
-  const vm = o.vm === false ? undefined : new TestVm(rig.srcGate, rig.tgtGate, initial, o.seed ?? 1);
+  const vm = o.vm === false ? undefined : new TestVm(rig.srcGate, rig.tgtGate, initial, o.seed ?? 1, o.duplicateWrites);
   const vmRun = vm?.run(o.workers ?? 4);
   const report = await rig.source.run();
   await rig.target.result;

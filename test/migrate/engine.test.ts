@@ -37,6 +37,7 @@ test('verification fails when the target image is corrupted behind the engine (t
   const { buildRig, fillImage } = await import('../helpers/migration-rig.ts');
   const rig = buildRig({ algorithm: 'hybrid', size: 8 * 1024 * 1024, seed: 3 });
   await fillImage(rig.srcImage, 3);
+  await rig.start();
   // Corrupt a block on the target right after it is applied.
   const orig = rig.postcopy.applyData.bind(rig.postcopy);
   rig.postcopy.applyData = async (block, data) => {

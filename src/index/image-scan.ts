@@ -1,0 +1,88 @@
+import { FileDisk } from '../block/file.ts';
+import { ExtentFlags, type Disk } from '../block/disk.ts';
+import { contentId, isZero } from '../migrate/content-id.ts';
+import type { ReplicaIndex } from './replica-index.ts';
+import { systemErrorCode, UsageError } from '../errors.ts';
+
+/** Bytes read per request while scanning (whole blocks). */
+const SCAN_CHUNK = 4 << 20;
+
+/**
+ * Calls `onBlock` with the content id of every non-zero block of a disk, in
+ * order. Holes are skipped without reading; zero blocks without hashing.
+ */
+export async function scanBlocks(disk: Disk, blockSize: number, onBlock: (block: number, id: Buffer) => void | Promise<void>, onProgress?: (done: number) => void): Promise<void> {
+  const chunk = Math.max(blockSize, Math.floor(SCAN_CHUNK / blockSize) * blockSize);
+  const buf = Buffer.allocUnsafe(chunk);
+  let pos = 0;
+  while (pos < disk.size) {
+    let len = Math.min(chunk, disk.size - pos);
+    if (disk.capabilities.canExtents) {
+      const [e] = await disk.extents(pos, len, 1);
+      if (e && (e.flags & ExtentFlags.ZERO) !== 0) {
+        // Skip whole blocks of the hole only; a partial block is read below.
+        const end = Math.min(e.offset + e.length, pos + len);
+        const skipTo = Math.max(pos, Math.floor(end / blockSize) * blockSize);
+        if (skipTo > pos) {
+          pos = skipTo;
+          onProgress?.(pos);
+          continue;
+        }
+      }
+    }
+    const view = buf.subarray(0, len);
+    await disk.read(pos, view);
+    for (let o = 0; o < len; o += blockSize) {
+      const b = view.subarray(o, Math.min(len, o + blockSize));
+      if (isZero(b)) continue;
+      await onBlock((pos + o) / blockSize, contentId(b));
+    }
+    pos += len;
+    onProgress?.(pos);
+  }
+}
+
+export interface IndexAddResult {
+  path: string;
+  size: number;
+  blockSize: number;
+  scannedBlocks: number;
+  newIds: number;
+  ms: number;
+}
+
+/** Registers a local image in the index: every non-zero block's id → (image, offset). */
+export async function indexImage(index: ReplicaIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
+  const t = performance.now();
+  let disk: FileDisk;
+  try {
+    disk = await FileDisk.open(path, { readOnly: true });
+  } catch (e) {
+    if (systemErrorCode(e) === 'ENOENT') throw new UsageError(`${path} does not exist`);
+    throw e;
+  }
+  try {
+    const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
+    let batch: Array<{ id: Buffer; offset: number }> = [];
+    let scanned = 0;
+    let added = 0;
+    await scanBlocks(
+      disk,
+      blockSize,
+      async (b, id) => {
+        scanned++;
+        batch.push({ id, offset: b * blockSize });
+        if (batch.length >= 4096) {
+          added += await index.addEntries(image, batch);
+          batch = [];
+        }
+      },
+      (done) => onProgress?.(done, disk.size),
+    );
+    if (batch.length) added += await index.addEntries(image, batch);
+    await index.flushed();
+    return { path: image.path, size: disk.size, blockSize, scannedBlocks: scanned, newIds: added, ms: performance.now() - t };
+  } finally {
+    await disk.close();
+  }
+}

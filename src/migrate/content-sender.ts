@@ -1,0 +1,280 @@
+import type { Disk } from '../block/disk.ts';
+import type { Clock } from '../util/clock.ts';
+import { Channel, Priority, type PriorityValue } from '../wire/channel.ts';
+import { DataReason, MAX_OFFER_BLOCKS, MsgType, type DataReasonValue, type Message } from '../wire/messages.ts';
+import { BlockCompressor } from '../wire/block-codec.ts';
+import { chooseCompressionLevel } from '../policy/compression-level.ts';
+import { contentId, isZero } from './content-id.ts';
+
+/** Ids offered per OFFER frame (36 bytes each on the wire). */
+const OFFER_BATCH = 512;
+/** A partly filled OFFER goes out after this long, so answers never wait on a slow scan. */
+const OFFER_MAX_AGE_MS = 20;
+/** Offered blocks awaiting an answer (ids only are held: ~40 bytes each). */
+const MAX_PENDING_OFFERS = 8192;
+/** Content ids the source remembers the target holding (about 100 bytes each). */
+const MAX_KNOWN_IDS = 4_000_000;
+/** Blocks between compression-level decisions. */
+const LEVEL_EVERY = 128;
+
+export interface SenderCounts {
+  dataBlocks: number;
+  zeroBlocks: number;
+  refBlocks: number;
+  replicaBlocks: number;
+  offeredBlocks: number;
+  compressedBlocks: number;
+  dataRawBytes: number;
+  dataWireBytes: number;
+  demandBlocks: number;
+  prefetchBlocks: number;
+  pushBlocks: number;
+  stopCopyBlocks: number;
+}
+
+export interface ContentSenderOptions {
+  channel: Channel;
+  image: Disk;
+  blockSize: number;
+  clock: Clock;
+  /** Send content ids instead of data when the target has the content (REF/OFFER). */
+  dedup: boolean;
+  /** zstd per DATA frame. */
+  compress: boolean;
+  counts: SenderCounts;
+  /** Link speed for the compression-level policy (bytes/s). */
+  linkBytesPerSec: () => number;
+}
+
+interface OfferBatch {
+  blocks: number[];
+  ids: Buffer[];
+}
+
+/**
+ * Puts blocks on the link in the cheapest correct form: ZERO for zero blocks,
+ * REF (32-byte id) for content the target already holds, OFFER for content it
+ * may hold locally (answered by HAVE; blocks it lacks follow as DATA), and DATA
+ * (zstd-compressed when that saves) for the rest. Everything that sets a
+ * block's content at the target goes through the bulk lane in send order, so
+ * a later send of a block always lands after an earlier one.
+ */
+export class ContentSender {
+  /** Set once the target says it has local content worth offering ids for. */
+  offersEnabled = false;
+  private readonly known = new Map<string, true>();
+  private batch: OfferBatch = { blocks: [], ids: [] };
+  private batchStartedAt = 0;
+  private nextBatch = 1;
+  private readonly pending = new Map<number, OfferBatch>();
+  private pendingCount = 0;
+  /** Offered block → batch; a write to it meanwhile makes the offer stale. */
+  private readonly offeredIn = new Map<number, number>();
+  private readonly stale = new Set<number>();
+  /** Answered "lacking": these blocks go out as DATA next. */
+  private ready: number[] = [];
+  private answered: (() => void) | undefined;
+  private readonly compressor: BlockCompressor | undefined;
+  private levelCountdown = LEVEL_EVERY;
+  private aborted: Error | undefined;
+
+  constructor(private readonly o: ContentSenderOptions) {
+    if (o.compress) this.compressor = new BlockCompressor(3);
+  }
+
+  get compressionLevel(): number | undefined {
+    return this.compressor?.level;
+  }
+
+  /** Offers or reads of these blocks are outdated: the VM wrote them. */
+  markDirty(b: number): void {
+    if (this.offeredIn.has(b)) this.stale.add(b);
+  }
+
+  /**
+   * Sends block `b` whose current bytes are `data`. Waits for room in the bulk
+   * lane when it sends bulk data. `allowRef` false forces bytes: the answer to
+   * a fetch must not be a reference (the target fetches when one fails).
+   */
+  async send(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, allowRef = true): Promise<void> {
+    const { channel, counts } = this.o;
+    if (prio === Priority.BULK && this.ready.length) await this.sendReady();
+    if (isZero(data)) {
+      counts.zeroBlocks++;
+      channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio);
+      return;
+    }
+    if (!this.o.dedup) return this.sendData(b, data, reason, prio);
+    const id = contentId(data);
+    const key = id.toString('base64');
+    if (allowRef && this.known.has(key)) {
+      counts.refBlocks++;
+      channel.send({ type: MsgType.REF, block: b, reason, id }, prio);
+      return;
+    }
+    if (this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY)) {
+      await this.offer(b, id);
+      return;
+    }
+    this.sendData(b, data, reason, prio);
+    this.remember(key);
+  }
+
+  /** The target's answer to an OFFER. */
+  handleHave(m: Extract<Message, { type: typeof MsgType.HAVE }>): void {
+    const batch = this.pending.get(m.batch);
+    if (!batch) return; // abandoned at cut-over
+    this.pending.delete(m.batch);
+    this.pendingCount -= batch.blocks.length;
+    batch.blocks.forEach((b, i) => {
+      if (this.offeredIn.get(b) === m.batch) this.offeredIn.delete(b);
+      const wasStale = this.stale.delete(b);
+      const has = i < m.count && (m.have[i >> 3]! & (1 << (i & 7))) !== 0;
+      if (has) {
+        this.o.counts.replicaBlocks++;
+        this.remember(batch.ids[i]!.toString('base64'));
+      } else if (!wasStale) {
+        this.ready.push(b);
+      }
+      // Stale and lacking: the dirty set already has it; the next round sends it.
+    });
+    this.answered?.();
+  }
+
+  /** Sends any partial OFFER and waits until every offered block is answered and every lacking one sent. */
+  async drain(): Promise<void> {
+    this.flushOffers();
+    while (this.pending.size || this.ready.length) {
+      this.checkAborted();
+      if (this.ready.length) await this.sendReady();
+      else await this.nextAnswer();
+    }
+  }
+
+  /** Cut-over: offers still unanswered, and lacking blocks not yet sent, are handed back as missing. */
+  abandonPending(): number[] {
+    this.flushOffers();
+    const out = [...this.ready];
+    for (const batch of this.pending.values()) out.push(...batch.blocks);
+    this.pending.clear();
+    this.pendingCount = 0;
+    this.offeredIn.clear();
+    this.stale.clear();
+    this.ready = [];
+    this.answered?.();
+    return out;
+  }
+
+  abort(err: Error): void {
+    this.aborted = err;
+    this.answered?.();
+  }
+
+  private async offer(b: number, id: Buffer): Promise<void> {
+    while (this.pendingCount + this.batch.blocks.length >= MAX_PENDING_OFFERS) {
+      this.flushOffers();
+      if (this.ready.length) await this.sendReady();
+      else await this.nextAnswer();
+      this.checkAborted();
+    }
+    if (this.batch.blocks.length === 0) this.batchStartedAt = this.o.clock.now();
+    // A block offered twice (dirtied while the first offer was out): the first offer is stale now.
+    if (this.offeredIn.has(b)) this.stale.add(b);
+    this.batch.blocks.push(b);
+    this.batch.ids.push(id);
+    this.o.counts.offeredBlocks++;
+    if (this.batch.blocks.length >= Math.min(OFFER_BATCH, MAX_OFFER_BLOCKS) || this.o.clock.now() - this.batchStartedAt >= OFFER_MAX_AGE_MS) this.flushOffers();
+  }
+
+  flushOffers(): void {
+    const batch = this.batch;
+    if (batch.blocks.length === 0) return;
+    this.batch = { blocks: [], ids: [] };
+    const no = this.nextBatch++;
+    this.pending.set(no, batch);
+    this.pendingCount += batch.blocks.length;
+    for (const b of batch.blocks) {
+      this.offeredIn.set(b, no);
+    }
+    // The later of two offers for one block is the one that counts; its staleness starts fresh.
+    for (const b of batch.blocks) this.stale.delete(b);
+    this.o.channel.send({ type: MsgType.OFFER, batch: no, blocks: Uint32Array.from(batch.blocks), ids: Buffer.concat(batch.ids) }, Priority.BULK);
+  }
+
+  private async sendReady(): Promise<void> {
+    const { image, blockSize, channel } = this.o;
+    while (this.ready.length) {
+      await channel.waitBulkRoom();
+      this.checkAborted();
+      const b = this.ready.shift()!;
+      if (this.offeredIn.has(b)) continue; // offered again since: that offer decides
+      const len = Math.min(blockSize, image.size - b * blockSize);
+      const data = Buffer.allocUnsafe(len);
+      await image.read(b * blockSize, data);
+      if (isZero(data)) {
+        this.o.counts.zeroBlocks++;
+        channel.send({ type: MsgType.ZERO, first: b, count: 1, reason: DataReason.BULK }, Priority.BULK);
+        continue;
+      }
+      this.sendData(b, data, DataReason.BULK, Priority.BULK);
+      // Hash what was read, not what was offered: a write may have raced the read.
+      this.remember(contentId(data).toString('base64'));
+    }
+  }
+
+  private sendData(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue): void {
+    const { counts, channel } = this.o;
+    counts.dataBlocks++;
+    if (reason === DataReason.DEMAND) counts.demandBlocks++;
+    else if (reason === DataReason.PREFETCH) counts.prefetchBlocks++;
+    else if (reason === DataReason.PUSH) counts.pushBlocks++;
+    else if (reason === DataReason.STOP_COPY) counts.stopCopyBlocks++;
+    counts.dataRawBytes += data.length;
+    const c = this.compressor;
+    if (!c) {
+      counts.dataWireBytes += data.length;
+      channel.send({ type: MsgType.DATA, block: b, reason, data }, prio);
+      return;
+    }
+    if (--this.levelCountdown <= 0) this.adjustLevel();
+    const r = c.compress(data);
+    counts.dataWireBytes += r.payload.length;
+    if (r.compressed) counts.compressedBlocks++;
+    channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio);
+  }
+
+  private adjustLevel(): void {
+    const c = this.compressor!;
+    this.levelCountdown = LEVEL_EVERY;
+    const st = c.stats;
+    const measured = st.ms > 0 ? (st.rawBytes / st.ms) * 1000 : undefined;
+    const ratio = st.wireBytes > 0 ? st.rawBytes / st.wireBytes : 1;
+    const level = chooseCompressionLevel({ linkBytesPerSec: this.o.linkBytesPerSec(), measuredBytesPerSec: measured, currentLevel: c.level, ratio });
+    if (level !== c.level) {
+      c.level = level;
+      // Speed samples belong to one level.
+      st.ms = 0;
+      st.rawBytes = 0;
+      st.wireBytes = 0;
+    }
+  }
+
+  private remember(key: string): void {
+    if (this.known.has(key)) return;
+    if (this.known.size >= MAX_KNOWN_IDS) this.known.delete(this.known.keys().next().value!);
+    this.known.set(key, true);
+  }
+
+  private nextAnswer(): Promise<void> {
+    return new Promise((r) => {
+      this.answered = () => {
+        this.answered = undefined;
+        r();
+      };
+    });
+  }
+
+  private checkAborted(): void {
+    if (this.aborted) throw this.aborted;
+  }
+}

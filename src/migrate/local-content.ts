@@ -1,0 +1,171 @@
+import type { Logger } from 'pino';
+import type { Disk } from '../block/disk.ts';
+import { FileDisk } from '../block/file.ts';
+import { Bitmap } from '../util/bitmap.ts';
+import type { ReplicaIndex, IndexedImage } from '../index/replica-index.ts';
+import { contentId } from './content-id.ts';
+
+/** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
+const MAX_RECEIVED_IDS = 4_000_000;
+/** Replica files kept open at once. */
+const MAX_OPEN_FILES = 16;
+/** Received-block entries written to the persistent index per transaction. */
+const RECORD_BATCH = 1024;
+
+export type Found = 'same' | 'received' | 'replica';
+
+export interface LocalContentOptions {
+  /** The target image (below the post-copy filter: raw local reads and writes). */
+  image: Disk;
+  imagePath: string;
+  blockSize: number;
+  /** The image existed before this migration with content: its blocks may already be right. */
+  preexisting: boolean;
+  index?: ReplicaIndex;
+  log: Logger;
+}
+
+/**
+ * What the target can produce without the WAN: its own image as it was before
+ * the migration (migrate-back onto an old copy), blocks received earlier in
+ * this migration, and the replica index. Every candidate is re-hashed before
+ * it is trusted; a wrong index entry is dropped.
+ */
+export class LocalContent {
+  /** Blocks written by this migration (their old content is gone). */
+  private readonly touched: Bitmap;
+  private readonly byId = new Map<string, number>();
+  private readonly idOf = new Map<number, string>();
+  private readonly files = new Map<string, FileDisk>();
+  private pendingRecords: Array<{ id: Uint8Array; offset: number }> = [];
+  private recordImage: Promise<IndexedImage> | undefined;
+  private recording: Promise<unknown> = Promise.resolve();
+  readonly stats = { same: 0, received: 0, replica: 0, lookups: 0, staleEntries: 0, misses: 0 };
+
+  constructor(private readonly o: LocalContentOptions) {
+    this.touched = new Bitmap(Math.ceil(o.image.size / o.blockSize));
+  }
+
+  /** Worth offering ids to this target at all? */
+  get hasCandidates(): boolean {
+    return this.o.preexisting || (this.o.index?.blockCount(this.o.blockSize) ?? 0) > 0;
+  }
+
+  /** Block `b` of the target image now holds content `id` (received or materialised). */
+  noteWritten(b: number, id: Uint8Array | undefined): void {
+    this.touched.set(b);
+    const old = this.idOf.get(b);
+    if (old !== undefined) {
+      if (this.byId.get(old) === b) this.byId.delete(old);
+      this.idOf.delete(b);
+    }
+    if (!id) return;
+    const key = Buffer.from(id.buffer, id.byteOffset, 32).toString('base64');
+    if (this.byId.size < MAX_RECEIVED_IDS && !this.byId.has(key)) {
+      this.byId.set(key, b);
+      this.idOf.set(b, key);
+    }
+    if (this.o.index) {
+      this.pendingRecords.push({ id: Buffer.from(id), offset: b * this.o.blockSize });
+      if (this.pendingRecords.length >= RECORD_BATCH) this.flushRecords();
+    }
+  }
+
+  /** The VM changed block `b` here: content remembered for it is no longer there. */
+  noteChanged(b: number): void {
+    this.noteWritten(b, undefined);
+  }
+
+  /** Which block of the target image holds this content (received earlier in this migration), if any. */
+  receivedBlock(id: Uint8Array): number | undefined {
+    return this.byId.get(Buffer.from(id.buffer, id.byteOffset, 32).toString('base64'));
+  }
+
+  /**
+   * Tries to produce content `id` for block `b` from local sources other than
+   * blocks received in this migration (those need ordering, see the engine).
+   * On success `into` holds the bytes and the return says where they came
+   * from; 'same' means block `b` already holds them (nothing to write).
+   */
+  async findLocal(b: number, id: Uint8Array, into: Buffer): Promise<Found | undefined> {
+    this.stats.lookups++;
+    const { image, blockSize } = this.o;
+    if (this.o.preexisting && !this.touched.get(b)) {
+      await image.read(b * blockSize, into);
+      if (contentId(into).equals(id)) {
+        this.stats.same++;
+        return 'same';
+      }
+    }
+    const index = this.o.index;
+    if (index) {
+      const loc = index.lookup(blockSize, id);
+      if (loc) {
+        const ok = await this.readReplica(loc.path, loc.offset, into).catch(() => false);
+        if (ok && contentId(into).equals(id)) {
+          this.stats.replica++;
+          return 'replica';
+        }
+        // The file changed (or vanished) since it was indexed.
+        this.stats.staleEntries++;
+        this.o.log.debug({ path: loc.path, offset: loc.offset }, 'replica index entry is stale; dropped');
+        await index.forget(blockSize, id);
+      }
+    }
+    this.stats.misses++;
+    return undefined;
+  }
+
+  /** Reads block `c` of the target image and checks it still holds `id`. */
+  async readReceived(c: number, id: Uint8Array, into: Buffer): Promise<boolean> {
+    await this.o.image.read(c * this.o.blockSize, into);
+    const ok = contentId(into).equals(id);
+    if (ok) this.stats.received++;
+    else this.stats.staleEntries++;
+    return ok;
+  }
+
+  private async readReplica(path: string, offset: number, into: Buffer): Promise<boolean> {
+    if (path === this.o.imagePath) {
+      // Our own image, indexed in an earlier run: only trust blocks this migration did not overwrite.
+      const c = offset / this.o.blockSize;
+      if (!Number.isInteger(c) || this.touched.get(c)) return false;
+      if (offset + into.length > this.o.image.size) return false;
+      await this.o.image.read(offset, into);
+      return true;
+    }
+    let f = this.files.get(path);
+    if (!f) {
+      if (this.files.size >= MAX_OPEN_FILES) {
+        const [oldPath, old] = this.files.entries().next().value as [string, FileDisk];
+        this.files.delete(oldPath);
+        await old.close();
+      }
+      f = await FileDisk.open(path, { readOnly: true });
+      this.files.set(path, f);
+    }
+    if (offset + into.length > f.size) return false;
+    await f.read(offset, into);
+    return true;
+  }
+
+  private flushRecords(): void {
+    const index = this.o.index;
+    if (!index || this.pendingRecords.length === 0) return;
+    const batch = this.pendingRecords;
+    this.pendingRecords = [];
+    this.recordImage ??= index.ensureImage(this.o.imagePath, { size: this.o.image.size, blockSize: this.o.blockSize, kind: 'received' });
+    const img = this.recordImage;
+    this.recording = this.recording
+      .then(async () => index.addEntries(await img, batch))
+      .catch((e) => this.o.log.warn({ err: (e as Error).message }, 'could not record received blocks in the replica index'));
+  }
+
+  /** Writes pending index records and closes replica files. */
+  async close(): Promise<void> {
+    this.flushRecords();
+    await this.recording;
+    for (const f of this.files.values()) await f.close().catch(() => {});
+    this.files.clear();
+  }
+}
