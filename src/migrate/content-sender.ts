@@ -49,6 +49,8 @@ export interface ContentSenderOptions {
 interface OfferBatch {
   blocks: number[];
   ids: Buffer[];
+  /** Send generation of each block when offered. */
+  gens: number[];
 }
 
 /**
@@ -62,8 +64,13 @@ interface OfferBatch {
 export class ContentSender {
   /** Set once the target says it has local content worth offering ids for. */
   offersEnabled = false;
-  private readonly known = new Map<string, true>();
-  private batch: OfferBatch = { blocks: [], ids: [] };
+  /** Content the target holds (acked), by id → the block that holds it there. */
+  private readonly known = new Map<string, number>();
+  /** Block → id it holds at the target, to forget an id when its block is overwritten. */
+  private readonly heldBy = new Map<number, string>();
+  /** Per-block send generation: an ack or answer for an older send must not register anything. */
+  private readonly gen: Uint32Array;
+  private batch: OfferBatch = { blocks: [], ids: [], gens: [] };
   private batchStartedAt = 0;
   private nextBatch = 1;
   private readonly pending = new Map<number, OfferBatch>();
@@ -80,6 +87,7 @@ export class ContentSender {
 
   constructor(private readonly o: ContentSenderOptions) {
     if (o.compress) this.compressor = new BlockCompressor(3);
+    this.gen = new Uint32Array(Math.ceil(o.image.size / o.blockSize));
   }
 
   get compressionLevel(): number | undefined {
@@ -99,6 +107,8 @@ export class ContentSender {
   async send(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, allowRef = true): Promise<void> {
     const { channel, counts } = this.o;
     if (prio === Priority.BULK && this.ready.length) await this.sendReady();
+    // Whatever block b held at the target is about to be replaced.
+    this.overwritten(b);
     if (isZero(data)) {
       counts.zeroBlocks++;
       channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio);
@@ -109,15 +119,14 @@ export class ContentSender {
     const key = id.toString('base64');
     if (allowRef && this.known.has(key)) {
       counts.refBlocks++;
-      channel.send({ type: MsgType.REF, block: b, reason, id }, prio);
+      channel.send({ type: MsgType.REF, block: b, reason, id }, prio, this.onApplied(b, key));
       return;
     }
     if (this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY)) {
       await this.offer(b, id);
       return;
     }
-    this.sendData(b, data, reason, prio);
-    this.remember(key);
+    this.sendData(b, data, reason, prio, key);
   }
 
   /** The target's answer to an OFFER. */
@@ -132,7 +141,7 @@ export class ContentSender {
       const has = i < m.count && (m.have[i >> 3]! & (1 << (i & 7))) !== 0;
       if (has) {
         this.o.counts.replicaBlocks++;
-        this.remember(batch.ids[i]!.toString('base64'));
+        if (!wasStale && this.gen[b] === batch.gens[i]) this.remember(b, batch.ids[i]!.toString('base64'));
       } else if (!wasStale) {
         this.ready.push(b);
       }
@@ -182,6 +191,7 @@ export class ContentSender {
     if (this.offeredIn.has(b)) this.stale.add(b);
     this.batch.blocks.push(b);
     this.batch.ids.push(id);
+    this.batch.gens.push(this.gen[b]!);
     this.o.counts.offeredBlocks++;
     if (this.batch.blocks.length >= Math.min(OFFER_BATCH, MAX_OFFER_BLOCKS) || this.o.clock.now() - this.batchStartedAt >= OFFER_MAX_AGE_MS) this.flushOffers();
   }
@@ -189,7 +199,7 @@ export class ContentSender {
   flushOffers(): void {
     const batch = this.batch;
     if (batch.blocks.length === 0) return;
-    this.batch = { blocks: [], ids: [] };
+    this.batch = { blocks: [], ids: [], gens: [] };
     const no = this.nextBatch++;
     this.pending.set(no, batch);
     this.pendingCount += batch.blocks.length;
@@ -216,13 +226,13 @@ export class ContentSender {
         channel.send({ type: MsgType.ZERO, first: b, count: 1, reason: DataReason.BULK }, Priority.BULK);
         continue;
       }
-      this.sendData(b, data, DataReason.BULK, Priority.BULK);
       // Hash what was read, not what was offered: a write may have raced the read.
-      this.remember(contentId(data).toString('base64'));
+      this.overwritten(b);
+      this.sendData(b, data, DataReason.BULK, Priority.BULK, contentId(data).toString('base64'));
     }
   }
 
-  private sendData(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue): void {
+  private sendData(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, key?: string): void {
     const { counts, channel } = this.o;
     counts.dataBlocks++;
     if (reason === DataReason.DEMAND) counts.demandBlocks++;
@@ -233,14 +243,14 @@ export class ContentSender {
     const c = this.compressor;
     if (!c) {
       counts.dataWireBytes += data.length;
-      channel.send({ type: MsgType.DATA, block: b, reason, data }, prio);
+      channel.send({ type: MsgType.DATA, block: b, reason, data }, prio, key ? this.onApplied(b, key) : undefined);
       return;
     }
     if (--this.levelCountdown <= 0) this.adjustLevel();
     const r = c.compress(data);
     counts.dataWireBytes += r.payload.length;
     if (r.compressed) counts.compressedBlocks++;
-    channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio);
+    channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio, key ? this.onApplied(b, key) : undefined);
   }
 
   private adjustLevel(): void {
@@ -259,10 +269,31 @@ export class ContentSender {
     }
   }
 
-  private remember(key: string): void {
-    if (this.known.has(key)) return;
-    if (this.known.size >= MAX_KNOWN_IDS) this.known.delete(this.known.keys().next().value!);
-    this.known.set(key, true);
+  /** A send for block b is under way: forget the content b held at the target, start a new generation. */
+  private overwritten(b: number): void {
+    this.gen[b] = (this.gen[b]! + 1) >>> 0;
+    const old = this.heldBy.get(b);
+    if (old === undefined) return;
+    this.heldBy.delete(b);
+    if (this.known.get(old) === b) this.known.delete(old);
+  }
+
+  /** Ack callback: once the target has applied this send (and nothing newer went out for b), it holds `key` at b. */
+  private onApplied(b: number, key: string): () => void {
+    const g = this.gen[b]!;
+    return () => {
+      if (this.gen[b] === g) this.remember(b, key);
+    };
+  }
+
+  private remember(b: number, key: string): void {
+    if (!this.known.has(key) && this.known.size >= MAX_KNOWN_IDS) {
+      const [oldKey, oldBlock] = this.known.entries().next().value!;
+      this.known.delete(oldKey);
+      if (this.heldBy.get(oldBlock) === oldKey) this.heldBy.delete(oldBlock);
+    }
+    if (!this.known.has(key)) this.known.set(key, b);
+    this.heldBy.set(b, key);
   }
 
   private nextAnswer(): Promise<void> {

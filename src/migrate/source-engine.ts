@@ -6,7 +6,7 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import { sleep, type Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
-import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
+import { DATA_COMPRESSED, DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
 import { blockId, merkleRoot } from './content-id.ts';
 import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
@@ -350,6 +350,15 @@ export class SourceEngine {
       const first = m.parts[0]!.readUInt32BE(0);
       const count = m.type === MsgType.ZERO ? m.parts[0]!.readUInt32BE(4) : 1;
       for (let b = first; b < first + count; b++) this.needSend.set(b);
+      // Counts say what crossed the link: these did not.
+      if (m.type === MsgType.ZERO) this.counts.zeroBlocks -= count;
+      else if (m.type === MsgType.REF) this.counts.refBlocks--;
+      else {
+        this.counts.dataBlocks--;
+        this.counts.dataWireBytes -= m.parts[1]!.length;
+        this.counts.dataRawBytes -= Math.min(blockSize, image.size - first * blockSize);
+        if ((m.parts[0]![4]! & DATA_COMPRESSED) !== 0) this.counts.compressedBlocks--;
+      }
     }
     if (!hasPostcopy(this.o.algorithm)) {
       // Stop-and-copy: everything, then the hand-off.

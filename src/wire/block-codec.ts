@@ -61,7 +61,12 @@ export class BlockDecompressor {
   private readonly dctx = new zstd.DCtx();
 
   decompress(payload: Uint8Array, length: number): Buffer {
-    const size = zstd.getFrameContentSize(payload);
+    let size: number | null;
+    try {
+      size = zstd.getFrameContentSize(payload);
+    } catch (e) {
+      throw new ProtocolError(`compressed block has no zstd frame header: ${(e as Error).message}`);
+    }
     if (size !== null && size !== length) throw new ProtocolError(`compressed block declares ${size} bytes, expected ${length}`);
     const out = Buffer.allocUnsafe(length);
     let n: number;

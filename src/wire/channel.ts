@@ -43,6 +43,8 @@ interface Outgoing {
   /** Sequence number once transmitted (sequenced messages only). */
   seq: number;
   frame?: Buffer[];
+  /** Called once the peer has processed it (never for a message purged before sending). */
+  onAck?: () => void;
 }
 
 export interface ChannelStats {
@@ -145,12 +147,12 @@ export class Channel {
   }
 
   /** Queues a message. Never blocks; bulk producers pace themselves with waitBulkRoom(). */
-  send(m: Message, prio: PriorityValue = Priority.CONTROL): void {
+  send(m: Message, prio: PriorityValue = Priority.CONTROL, onAck?: () => void): void {
     if (this.closed) throw new ShutdownError('channel is closed');
     const parts = encodeMessage(m);
     let bytes = 0;
     for (const p of parts) bytes += p.length;
-    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0 };
+    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0, onAck };
     this.queues[prio]!.push(o);
     if (prio >= Priority.PREFETCH) this.queuedBulkBytes += bytes;
     this.pump();
@@ -342,6 +344,7 @@ export class Channel {
       const o = this.unacked.shift()!;
       this.inFlightBytes -= o.bytes;
       this.addRate(o.bytes, now);
+      o.onAck?.();
     }
     this.stats.inFlight = this.inFlightBytes;
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
