@@ -13,6 +13,7 @@ export function formatReport(r: MigrationReport, extra: Array<[string, string]> 
     ['rounds', `${r.rounds} (cut-over: ${r.cutover_reason})`],
     ['wire bytes', `${formatBytes(r.wire_bytes)} (data ${formatBytes(r.wire_bytes_breakdown.data)}, references ${formatBytes(r.wire_bytes_breakdown.reference)}, zero ${formatBytes(r.wire_bytes_breakdown.zero)}, control ${formatBytes(r.wire_bytes_breakdown.control)})`],
     ['blocks', `${r.blocks.sent_data} data, ${r.blocks.sent_reference} references, ${r.blocks.from_replica} from replicas, ${r.blocks.zero} zero, ${r.blocks.resent_dirty} resent after dirtying`],
+    ['compression', r.compression.compressed_blocks ? `zstd level ${r.compression.level ?? '?'}: ${formatBytes(r.compression.raw_bytes)} of block data in ${formatBytes(r.compression.wire_bytes)} (${r.compression.compressed_blocks} blocks compressed)` : 'off'],
     ['post-copy', `${r.blocks.push} pushed, ${r.blocks.demand} fetched on demand, ${r.blocks.prefetch} prefetched, ${r.blocks.canceled_by_target_write} overwritten at the target`],
     ['block miss rate', `${(r.block_miss_rate * 100).toFixed(2)} % (${r.misses} of ${r.blocks_read_postcopy} blocks read; latency p50 ${ms(r.miss_latency_ms.p50)}, p99 ${ms(r.miss_latency_ms.p99)})`],
     ...extra,

@@ -10,7 +10,7 @@ import { resolveProfile, PROFILE_NAMES } from '../workload/profiles.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { ExpectedDisk, finalVerify, type FinalVerifyResult } from '../workload/expected.ts';
 import { WorkloadExecutor, type ExecutorResult } from '../workload/executor.ts';
-import type { Algorithm } from '../policy/algorithm.ts';
+import type { Algorithm, FeatureSwitches } from '../policy/algorithm.ts';
 import type { MigrationReport, Phase } from '../migrate/report.ts';
 import type { Address } from '../util/address.ts';
 
@@ -23,6 +23,10 @@ export interface LocalMigrationOptions {
   algorithm: Algorithm;
   blockSize: number;
   seed: number;
+  /** Switch single `flimcd` optimizations off (ablation). */
+  switches?: FeatureSwitches;
+  /** Replica index at the target. */
+  indexDir?: string;
   log: Logger;
   onPhase?: (p: Phase) => void;
   onStatus?: (s: Record<string, unknown>) => void;
@@ -48,13 +52,13 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const dst = join(o.dir, 'target.img');
   const image = await generateImage(src, o.size, { seed: o.seed });
 
-  const target = new TargetAgent({ image: dst, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }) });
+  const target = new TargetAgent({ image: dst, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }), indexDir: o.indexDir });
   const targetLink = await target.listen();
   const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
   const wanAddr = await wan.listen();
   const source = await SourceAgent.start({
     image: src, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
-    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase,
+    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase, switches: o.switches,
   });
   const opened: Disk[] = [];
   let expected: ExpectedDisk | undefined;

@@ -23,6 +23,8 @@ interface SourceOptions {
   blockSize: string;
   control?: string;
   manualCutover?: boolean;
+  dedup: boolean;
+  compress: boolean;
   json?: boolean;
 }
 
@@ -33,6 +35,7 @@ interface TargetOptions {
   name: string;
   control?: string;
   exitWhenDone?: boolean;
+  index?: string;
   json?: boolean;
 }
 
@@ -54,6 +57,8 @@ export function registerAgents(program: Command): void {
     .option('--block-size <size>', 'unit of tracking and transfer (4KiB-1MiB)', '64KiB')
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, cutover, abort and /metrics')
     .option('--manual-cutover', 'keep pre-copying until `flimcd cutover` instead of the automatic policy')
+    .option('--no-dedup', 'flimcd: send every block as data, never as a content id (ablation)')
+    .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
@@ -66,6 +71,7 @@ export function registerAgents(program: Command): void {
       let agentRef: SourceAgent | undefined;
       const agent = await SourceAgent.start({
         image: o.image, nbd, exportName: o.name, to, algorithm, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
+        switches: { noDedup: !o.dedup, noCompress: !o.compress },
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -95,6 +101,7 @@ export function registerAgents(program: Command): void {
     .option('--name <name>', 'NBD export name', '')
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, abort and /metrics')
     .option('--exit-when-done', 'exit after the migration completes instead of serving the VM on')
+    .option('--index <dir>', 'replica index (see `flimcd index`): blocks found there are copied locally instead of crossing the link')
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
     .action(async (o: TargetOptions) => {
@@ -103,7 +110,7 @@ export function registerAgents(program: Command): void {
       const progress = createProgress({ json: o.json, role: 'target' });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, listen, nbd, exportName: o.name, log,
+        image: o.image, listen, nbd, exportName: o.name, log, indexDir: o.index,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });

@@ -21,6 +21,8 @@ interface DemoOptions {
   seed: string;
   json?: boolean;
   keep?: boolean;
+  dedup: boolean;
+  compress: boolean;
 }
 
 export function registerDemo(program: Command): void {
@@ -36,6 +38,8 @@ export function registerDemo(program: Command): void {
     .option('--seed <n>', 'seed for image content and workload', '1')
     .option('--json', 'print the final report as one JSON object')
     .option('--keep', 'keep the work directory (images) afterwards')
+    .option('--no-dedup', 'flimcd: no content-id dedup (ablation)')
+    .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
     .addHelpText('after', '\nExamples:\n  flimcd demo\n  flimcd demo --size 256MiB --bandwidth 20Mbit --rtt 20ms --algorithm precopy --json')
     .action(async (o: DemoOptions) => {
       const size = parseSize(o.size, '--size');
@@ -56,6 +60,7 @@ export function registerDemo(program: Command): void {
       try {
         const r = await runLocalMigration({
           dir, size, bandwidthBps, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
+          switches: { noDedup: !o.dedup, noCompress: !o.compress },
           onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
           onStatus: process.stdout.isTTY && !o.json ? (s) => {
             const rem = Number(s.remainingBlocks ?? 0) * blockSize;

@@ -1,0 +1,88 @@
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { ReplicaIndex } from '../../index/replica-index.ts';
+import { indexImage } from '../../index/image-scan.ts';
+import { formatBytes, parseBlockSize } from '../../util/units.ts';
+
+interface IndexOptions {
+  index: string;
+  blockSize: string;
+  json?: boolean;
+}
+
+const print = (json: boolean | undefined, obj: unknown, human: string): void => {
+  process.stdout.write((json ? JSON.stringify(obj) : human) + '\n');
+};
+
+/** `flimcd index add|rm|ls`: the target datacenter's replica index of local images. */
+export function registerIndex(program: Command): void {
+  const index = program
+    .command('index')
+    .description('Manage the replica index at a target: local images (base images, older copies) whose blocks need not cross the link.')
+    .addHelpText('after', '\nExamples:\n  flimcd index add --index /var/lib/flimcd/index /images/debian-12-base.img /vm/old-copy.img\n  flimcd index ls --index /var/lib/flimcd/index\n  flimcd target --image vm.img --index /var/lib/flimcd/index …');
+
+  index
+    .command('add')
+    .description('Hash every non-zero block of each image and record where it lies (holes and zero blocks cost nothing).')
+    .argument('<image...>', 'raw image files')
+    .requiredOption('--index <dir>', 'index directory (created if missing)')
+    .option('--block-size <size>', 'must equal the block size migrations use (4KiB-1MiB)', '64KiB')
+    .option('--json', 'one JSON object per image')
+    .action(async (images: string[], o: IndexOptions) => {
+      const blockSize = parseBlockSize(o.blockSize, '--block-size');
+      const ix = ReplicaIndex.open(o.index);
+      try {
+        for (const path of images) {
+          const bar = !o.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${path} [{bar}] {percentage}% ETA {eta}s`, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+          let started = false;
+          const r = await indexImage(ix, path, blockSize, (done, total) => {
+            if (!bar) return;
+            if (!started) {
+              bar.start(total, 0);
+              started = true;
+            }
+            bar.update(done);
+          });
+          bar?.stop();
+          print(o.json, { event: 'added', ...r, ms: Math.round(r.ms) }, `added ${r.path}: ${r.scannedBlocks} non-zero blocks of ${formatBytes(blockSize)}, ${r.newIds} new ids (${formatBytes(r.size)} in ${(r.ms / 1000).toFixed(1)} s)`);
+        }
+      } finally {
+        await ix.close();
+      }
+    });
+
+  index
+    .command('rm')
+    .description('Forget images: remove every entry that points into them.')
+    .argument('<image...>', 'image files as they were added')
+    .requiredOption('--index <dir>', 'index directory')
+    .option('--json', 'one JSON object per image')
+    .action(async (images: string[], o: IndexOptions) => {
+      const ix = ReplicaIndex.open(o.index);
+      try {
+        for (const path of images) {
+          const n = await ix.removeImage(path);
+          print(o.json, { event: 'removed', path, entries: n }, `removed ${path}: ${n} entries`);
+        }
+      } finally {
+        await ix.close();
+      }
+    });
+
+  index
+    .command('ls')
+    .description('List the images in the index with their block size and block count.')
+    .requiredOption('--index <dir>', 'index directory')
+    .option('--json', 'a JSON array')
+    .action(async (o: IndexOptions) => {
+      const ix = ReplicaIndex.open(o.index);
+      try {
+        const list = ix.list();
+        if (o.json) return print(true, list, '');
+        if (list.length === 0) return print(false, null, `the index at ${ix.dir} is empty`);
+        for (const im of list) print(false, null, `${im.path}  ${formatBytes(im.size)}  blocks of ${formatBytes(im.blockSize)}: ${im.blocks} ids  (${im.kind}, ${im.addedAt})`);
+      } finally {
+        await ix.close();
+      }
+    });
+}
