@@ -22,13 +22,16 @@ export interface IndexedImage {
   kind: 'registered' | 'received';
 }
 
-const KEY_BYTES = 4 + 32;
+/** Keys hold the first 128 bits of a content id (enough to find; users re-hash what they find). */
+const ID_KEY_BYTES = 16;
+const KEY_BYTES = 4 + ID_KEY_BYTES;
 const VALUE_BYTES = 4 + 8;
 
 function idKey(blockSize: number, id: Uint8Array): Buffer {
   const k = Buffer.allocUnsafe(KEY_BYTES);
   k.writeUInt32BE(blockSize, 0);
-  k.set(id.subarray(0, 32), 4);
+  if (id.length < ID_KEY_BYTES) throw new RangeError(`content id of ${id.length} bytes`);
+  k.set(id.subarray(0, ID_KEY_BYTES), 4);
   return k;
 }
 

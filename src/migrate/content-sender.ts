@@ -1,7 +1,7 @@
 import type { Disk } from '../block/disk.ts';
 import type { Clock } from '../util/clock.ts';
 import { Channel, Priority, type PriorityValue } from '../wire/channel.ts';
-import { DataReason, MAX_OFFER_BLOCKS, MsgType, type DataReasonValue, type Message } from '../wire/messages.ts';
+import { DataReason, MAX_OFFER_BLOCKS, MsgType, OFFER_ID_BYTES, type DataReasonValue, type Message } from '../wire/messages.ts';
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { chooseCompressionLevel } from '../policy/compression-level.ts';
 import { contentId, isZero } from './content-id.ts';
@@ -51,6 +51,8 @@ interface OfferBatch {
   ids: Buffer[];
   /** Send generation of each block when offered. */
   gens: number[];
+  /** Full-id keys (the wire carries a prefix). */
+  keys: string[];
 }
 
 /**
@@ -70,7 +72,7 @@ export class ContentSender {
   private readonly heldBy = new Map<number, string>();
   /** Per-block send generation: an ack or answer for an older send must not register anything. */
   private readonly gen: Uint32Array;
-  private batch: OfferBatch = { blocks: [], ids: [], gens: [] };
+  private batch: OfferBatch = { blocks: [], ids: [], gens: [], keys: [] };
   private batchStartedAt = 0;
   private nextBatch = 1;
   private readonly pending = new Map<number, OfferBatch>();
@@ -123,7 +125,7 @@ export class ContentSender {
       return;
     }
     if (this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY)) {
-      await this.offer(b, id);
+      await this.offer(b, id, key);
       return;
     }
     this.sendData(b, data, reason, prio, key);
@@ -141,7 +143,7 @@ export class ContentSender {
       const has = i < m.count && (m.have[i >> 3]! & (1 << (i & 7))) !== 0;
       if (has) {
         this.o.counts.replicaBlocks++;
-        if (!wasStale && this.gen[b] === batch.gens[i]) this.remember(b, batch.ids[i]!.toString('base64'));
+        if (!wasStale && this.gen[b] === batch.gens[i]) this.remember(b, batch.keys[i]!);
       } else if (!wasStale) {
         this.ready.push(b);
       }
@@ -179,7 +181,7 @@ export class ContentSender {
     this.answered?.();
   }
 
-  private async offer(b: number, id: Buffer): Promise<void> {
+  private async offer(b: number, id: Buffer, key: string): Promise<void> {
     while (this.pendingCount + this.batch.blocks.length >= MAX_PENDING_OFFERS) {
       this.flushOffers();
       if (this.ready.length) await this.sendReady();
@@ -190,8 +192,9 @@ export class ContentSender {
     // A block offered twice (dirtied while the first offer was out): the first offer is stale now.
     if (this.offeredIn.has(b)) this.stale.add(b);
     this.batch.blocks.push(b);
-    this.batch.ids.push(id);
+    this.batch.ids.push(id.subarray(0, OFFER_ID_BYTES));
     this.batch.gens.push(this.gen[b]!);
+    this.batch.keys.push(key);
     this.o.counts.offeredBlocks++;
     if (this.batch.blocks.length >= Math.min(OFFER_BATCH, MAX_OFFER_BLOCKS) || this.o.clock.now() - this.batchStartedAt >= OFFER_MAX_AGE_MS) this.flushOffers();
   }
@@ -199,7 +202,7 @@ export class ContentSender {
   flushOffers(): void {
     const batch = this.batch;
     if (batch.blocks.length === 0) return;
-    this.batch = { blocks: [], ids: [], gens: [] };
+    this.batch = { blocks: [], ids: [], gens: [], keys: [] };
     const no = this.nextBatch++;
     this.pending.set(no, batch);
     this.pendingCount += batch.blocks.length;

@@ -14,6 +14,16 @@ const RECORD_BATCH = 1024;
 
 export type Found = 'same' | 'received' | 'replica';
 
+/** Lookups use the first 128 bits of an id (what OFFER carries); REF carries all 256. */
+export const LOOKUP_ID_BYTES = 16;
+const lookupKey = (id: Uint8Array) => Buffer.from(id.buffer, id.byteOffset, LOOKUP_ID_BYTES).toString('base64');
+
+/** Does this block's content have this id (or id prefix)? Always re-hashed: locations are hints. */
+function matches(block: Buffer, id: Uint8Array): boolean {
+  const full = contentId(block);
+  return full.subarray(0, id.length).equals(id);
+}
+
 export interface LocalContentOptions {
   /** The target image (below the post-copy filter: raw local reads and writes). */
   image: Disk;
@@ -60,7 +70,7 @@ export class LocalContent {
       this.idOf.delete(b);
     }
     if (!id) return;
-    const key = Buffer.from(id.buffer, id.byteOffset, 32).toString('base64');
+    const key = lookupKey(id);
     if (this.byId.size < MAX_RECEIVED_IDS && !this.byId.has(key)) {
       this.byId.set(key, b);
       this.idOf.set(b, key);
@@ -78,7 +88,7 @@ export class LocalContent {
 
   /** Which block of the target image holds this content (received earlier in this migration), if any. */
   receivedBlock(id: Uint8Array): number | undefined {
-    return this.byId.get(Buffer.from(id.buffer, id.byteOffset, 32).toString('base64'));
+    return this.byId.get(lookupKey(id));
   }
 
   /**
@@ -92,7 +102,7 @@ export class LocalContent {
     const { image, blockSize } = this.o;
     if (this.o.preexisting && !this.touched.get(b)) {
       await image.read(b * blockSize, into);
-      if (contentId(into).equals(id)) {
+      if (matches(into, id)) {
         this.stats.same++;
         return 'same';
       }
@@ -102,7 +112,7 @@ export class LocalContent {
       const loc = index.lookup(blockSize, id);
       if (loc) {
         const ok = await this.readReplica(loc.path, loc.offset, into).catch(() => false);
-        if (ok && contentId(into).equals(id)) {
+        if (ok && matches(into, id)) {
           this.stats.replica++;
           return 'replica';
         }
@@ -119,7 +129,7 @@ export class LocalContent {
   /** Reads block `c` of the target image and checks it still holds `id`. */
   async readReceived(c: number, id: Uint8Array, into: Buffer): Promise<boolean> {
     await this.o.image.read(c * this.o.blockSize, into);
-    const ok = contentId(into).equals(id);
+    const ok = matches(into, id);
     if (ok) this.stats.received++;
     else this.stats.staleEntries++;
     return ok;

@@ -4,7 +4,7 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Clock } from '../util/clock.ts';
 import { Channel } from '../wire/channel.ts';
-import { DataReason, MsgType, type Message } from '../wire/messages.ts';
+import { DataReason, MsgType, OFFER_ID_BYTES, type Message } from '../wire/messages.ts';
 import { blockId, contentId, merkleRoot } from './content-id.ts';
 import { FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
@@ -256,7 +256,7 @@ export class TargetEngine {
   private async handleOffer(batch: number, blocks: Uint32Array, ids: Buffer): Promise<void> {
     for (const b of blocks) if (b >= this.n) throw new ProtocolError(`OFFER for block ${b} beyond the image (${this.n} blocks)`);
     this.dedupStats.offered += blocks.length;
-    const results = Array.from(blocks, (b, i) => this.materialise(b, ids.subarray(32 * i, 32 * i + 32)).catch(() => undefined));
+    const results = Array.from(blocks, (b, i) => this.materialise(b, ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1))).catch(() => undefined));
     const have = new Uint8Array(Math.ceil(blocks.length / 8));
     const found = await Promise.all(results);
     found.forEach((f, i) => {

@@ -44,6 +44,20 @@ export const DATA_COMPRESSED = 0x80;
 /** Most blocks one OFFER carries (bounds the target's work per message). */
 export const MAX_OFFER_BLOCKS = 4096;
 export const CONTENT_ID_BYTES = 32;
+/**
+ * OFFER carries ids cut to 128 bits: enough to find a candidate (the target
+ * re-hashes what it finds and compares), at half the bytes on the wire.
+ */
+export const OFFER_ID_BYTES = 16;
+
+/** Zigzag varint of the step between consecutive offered blocks (mostly 1: one byte). */
+function writeVarint(out: number[], v: number): void {
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+}
 
 export const HelloSchema = z.object({
   version: z.number().int(),
@@ -137,10 +151,17 @@ export function encodeMessage(m: Message): Buffer[] {
       return [h, m.data];
     }
     case MsgType.OFFER: {
-      const h = Buffer.allocUnsafe(8 + 4 * m.blocks.length);
+      const steps: number[] = [];
+      let prev = -1;
+      for (const b of m.blocks) {
+        const d = b - prev - 1;
+        writeVarint(steps, d >= 0 ? d * 2 : -d * 2 - 1);
+        prev = b;
+      }
+      const h = Buffer.allocUnsafe(8 + steps.length);
       h.writeUInt32BE(m.batch >>> 0, 0);
       h.writeUInt32BE(m.blocks.length, 4);
-      for (let i = 0; i < m.blocks.length; i++) h.writeUInt32BE(m.blocks[i]!, 8 + 4 * i);
+      h.set(steps, 8);
       return [h, m.ids];
     }
     case MsgType.HAVE: {
@@ -220,10 +241,27 @@ export function decodeMessage(type: number, payload: Buffer): Message {
       const batch = payload.readUInt32BE(0);
       const count = payload.readUInt32BE(4);
       if (count === 0 || count > MAX_OFFER_BLOCKS) throw new ProtocolError(`OFFER: ${count} blocks (1-${MAX_OFFER_BLOCKS} allowed)`);
-      if (payload.length !== 8 + count * (4 + CONTENT_ID_BYTES)) throw new ProtocolError(`OFFER: ${payload.length} bytes do not hold ${count} blocks and ids`);
       const blocks = new Uint32Array(count);
-      for (let i = 0; i < count; i++) blocks[i] = payload.readUInt32BE(8 + 4 * i);
-      return { type, batch, blocks, ids: payload.subarray(8 + 4 * count) };
+      let p = 8;
+      let prev = -1;
+      for (let i = 0; i < count; i++) {
+        let v = 0;
+        let mul = 1;
+        for (let k = 0; ; k++) {
+          if (p >= payload.length || k > 5) throw new ProtocolError('OFFER: block list is truncated or malformed');
+          const byte = payload[p++]!;
+          v += (byte & 0x7f) * mul;
+          mul *= 128;
+          if (byte < 0x80) break;
+        }
+        const d = v % 2 === 0 ? v / 2 : -(v + 1) / 2;
+        const b = prev + 1 + d;
+        if (!Number.isInteger(b) || b < 0 || b > 0xffffffff) throw new ProtocolError(`OFFER: block number ${b} out of range`);
+        blocks[i] = b;
+        prev = b;
+      }
+      if (payload.length - p !== count * OFFER_ID_BYTES) throw new ProtocolError(`OFFER: ${payload.length - p} bytes of ids for ${count} blocks`);
+      return { type, batch, blocks, ids: payload.subarray(p) };
     }
     case MsgType.HAVE: {
       need(payload, 8, 'HAVE');

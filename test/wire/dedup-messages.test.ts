@@ -6,11 +6,11 @@ import { ProtocolError } from '../../src/errors.ts';
 const roundTrip = (m: Parameters<typeof encodeMessage>[0]) => decodeMessage(m.type, Buffer.concat(encodeMessage(m)));
 
 test('OFFER, HAVE, REF and compressed DATA round-trip', () => {
-  const ids = Buffer.alloc(32 * 3, 7);
-  const offer = roundTrip({ type: MsgType.OFFER, batch: 9, blocks: Uint32Array.from([1, 5, 4000000]), ids });
+  const ids = Buffer.alloc(16 * 5, 7);
+  const offer = roundTrip({ type: MsgType.OFFER, batch: 9, blocks: Uint32Array.from([1, 5, 4000000, 3, 4294967295]), ids });
   assert.equal(offer.type, MsgType.OFFER);
   if (offer.type === MsgType.OFFER) {
-    assert.deepEqual([...offer.blocks], [1, 5, 4000000]);
+    assert.deepEqual([...offer.blocks], [1, 5, 4000000, 3, 4294967295], 'any order, any u32');
     assert.ok(offer.ids.equals(ids));
     assert.equal(offer.batch, 9);
   }
@@ -26,12 +26,16 @@ test('OFFER, HAVE, REF and compressed DATA round-trip', () => {
 });
 
 test('malformed OFFER, HAVE and REF payloads are protocol errors', () => {
-  const bad = (type: number, payload: Buffer) => assert.throws(() => decodeMessage(type, payload), ProtocolError);
+  const bad = (type: number, payload: Buffer, _why?: string) => assert.throws(() => decodeMessage(type, payload), ProtocolError);
   const h = (batch: number, count: number) => { const b = Buffer.alloc(8); b.writeUInt32BE(batch); b.writeUInt32BE(count, 4); return b; };
   bad(MsgType.OFFER, Buffer.alloc(3));
   bad(MsgType.OFFER, h(1, 0));
   bad(MsgType.OFFER, h(1, MAX_OFFER_BLOCKS + 1));
-  bad(MsgType.OFFER, Buffer.concat([h(1, 2), Buffer.alloc(4 * 2 + 32 * 2 - 1)]));
+  bad(MsgType.OFFER, Buffer.concat([h(1, 2), Buffer.alloc(2 + 16 * 2 - 1)]));
+  bad(MsgType.OFFER, Buffer.concat([h(1, 2), Buffer.alloc(2 + 16 * 2 + 1)]));
+  bad(MsgType.OFFER, Buffer.concat([h(1, 1), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Buffer.alloc(16)]), 'varint too long');
+  bad(MsgType.OFFER, Buffer.concat([h(1, 1), Buffer.from([0x80])]), 'varint truncated');
+  bad(MsgType.OFFER, Buffer.concat([h(1, 1), Buffer.from([0x01]), Buffer.alloc(16)]), 'negative block');
   bad(MsgType.HAVE, Buffer.concat([h(1, 9), Buffer.alloc(1)]));
   bad(MsgType.HAVE, h(1, 0));
   bad(MsgType.REF, Buffer.alloc(5 + 31));
