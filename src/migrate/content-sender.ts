@@ -88,7 +88,11 @@ export class ContentSender {
   private aborted: Error | undefined;
 
   constructor(private readonly o: ContentSenderOptions) {
-    if (o.compress) this.compressor = new BlockCompressor(3);
+    if (o.compress) {
+      // Start at the level the link hint affords (prior CPU speed); measurements refine it.
+      const level = chooseCompressionLevel({ linkBytesPerSec: o.linkBytesPerSec(), measuredBytesPerSec: undefined, currentLevel: 1, ratio: 1 });
+      this.compressor = new BlockCompressor(level);
+    }
     this.gen = new Uint32Array(Math.ceil(o.image.size / o.blockSize));
   }
 
