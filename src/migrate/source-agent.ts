@@ -12,7 +12,7 @@ import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
-import type { Algorithm } from '../policy/algorithm.ts';
+import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport, Phase } from './report.ts';
 import { FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
@@ -25,6 +25,8 @@ export interface SourceAgentOptions {
   /** The target agent's link address. */
   to: Address;
   algorithm: Algorithm;
+  /** Optimizations on (default: the algorithm's). */
+  features?: Features;
   blockSize: number;
   bandwidthBps?: number;
   cutover?: Partial<CutoverConfig>;
@@ -41,6 +43,7 @@ export interface SourceAgentOptions {
 export class SourceAgent {
   private engine: SourceEngine | undefined;
   private channel: Channel | undefined;
+  readonly features: Features;
   private constructor(
     private readonly o: SourceAgentOptions,
     readonly image: FileDisk,
@@ -48,7 +51,9 @@ export class SourceAgent {
     readonly gate: GateDisk,
     readonly nbd: NbdServer,
     readonly nbdAddress: Address,
-  ) {}
+  ) {
+    this.features = o.features ?? resolveFeatures(o.algorithm);
+  }
 
   static async start(o: SourceAgentOptions): Promise<SourceAgent> {
     let image: FileDisk;
@@ -73,7 +78,7 @@ export class SourceAgent {
     const session = randomBytes(8).toString('hex');
     writeMessage(socket, {
       type: MsgType.HELLO,
-      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: [], processedSeq: 0 },
+      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), processedSeq: 0 },
     });
     const { message, rest } = await readMessage(socket, 30_000);
     if (message.type === MsgType.ERROR) {
@@ -98,6 +103,7 @@ export class SourceAgent {
       channel,
       clock: realClock,
       algorithm: o.algorithm,
+      features: this.features,
       blockSize: o.blockSize,
       bandwidthBps: o.bandwidthBps,
       cutover: o.cutover,

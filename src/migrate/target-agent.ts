@@ -13,6 +13,8 @@ import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
 import { TargetEngine, type TargetResult } from './target-engine.ts';
 import type { Phase } from './report.ts';
+import { featureList, featuresFromList } from '../policy/algorithm.ts';
+import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { ProtocolError, UsageError } from '../errors.ts';
 
 export interface TargetAgentOptions {
@@ -22,6 +24,9 @@ export interface TargetAgentOptions {
   /** Where the VM's NBD export listens once the image size is known. */
   nbd: Address;
   exportName?: string;
+  /** Take part in prefetch when the source asks for it (default true; false for ablation). */
+  prefetch?: boolean;
+  prefetchConfig?: Partial<PrefetchConfig>;
   log: Logger;
   onPhase?: (p: Phase) => void;
   /** Called once the VM export is listening (after the source's HELLO). */
@@ -136,14 +141,17 @@ export class TargetAgent {
     this.channel = channel;
     const postcopy = new PostcopyDisk(disk, hello.blockSize, { fetch: (b) => engine.blockSource().fetch(b), cancel: (b) => engine.blockSource().cancel(b) }, realClock);
     const gate = new GateDisk(postcopy, 'held');
-    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase });
+    // Prefetch needs this side; the source's other features need nothing from it.
+    const asked = featuresFromList(hello.features);
+    const features = { ...asked, prefetch: asked.prefetch && o.prefetch !== false };
+    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig });
     this.engine = engine;
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     this.nbdAddress = await nbd.listen(o.nbd);
     this.nbd = nbd;
     o.onNbdListening?.(this.nbdAddress);
     o.log.info({ session: hello.session, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, nbd: formatAddress(this.nbdAddress) }, 'migration accepted');
-    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [], processedSeq: 0 } });
+    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: featureList(features), processedSeq: 0 } });
     channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
     engine.result.then(
       (r) => {

@@ -3,8 +3,12 @@ import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Clock } from '../util/clock.ts';
-import { Channel } from '../wire/channel.ts';
-import { DataReason, MsgType, type Message } from '../wire/messages.ts';
+import { Channel, Priority } from '../wire/channel.ts';
+import { DataReason, MsgType, type Cutover, type Message } from '../wire/messages.ts';
+import type { Features } from '../policy/algorithm.ts';
+import type { PrefetchConfig } from '../policy/prefetch.ts';
+import { Prefetcher } from './prefetcher.ts';
+import { heatFromHandoff } from './heat-handoff.ts';
 import { blockId, merkleRoot } from './content-id.ts';
 import { FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
@@ -18,6 +22,9 @@ export interface TargetEngineOptions {
   clock: Clock;
   log: Logger;
   onPhase?: (phase: Phase) => void;
+  /** Optimizations the source asked for that this side takes part in (prefetch). */
+  features?: Partial<Features>;
+  prefetch?: Partial<PrefetchConfig>;
 }
 
 export interface TargetResult {
@@ -45,6 +52,7 @@ export class TargetEngine {
   private failed: ((e: Error) => void) | undefined;
   readonly result: Promise<TargetResult>;
   private readonly n: number;
+  private prefetcher: Prefetcher | undefined;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
@@ -71,14 +79,15 @@ export class TargetEngine {
       ...d.stats,
       missP50: d.missLatency.percentile(50),
       missP99: d.missLatency.percentile(99),
+      ...this.prefetcher?.stats(),
     };
   }
 
   /** The VM's reads and writes at the target ask the source through here. */
   blockSource() {
     return {
-      fetch: (blocks: number[]) => this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks }, 1),
-      cancel: (blocks: number[]) => this.o.channel.send({ type: MsgType.CANCEL, blocks }, 0),
+      fetch: (blocks: number[]) => this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks }, Priority.DEMAND),
+      cancel: (blocks: number[]) => this.o.channel.send({ type: MsgType.CANCEL, blocks }, Priority.CONTROL),
     };
   }
 
@@ -95,13 +104,15 @@ export class TargetEngine {
       case MsgType.DATA:
         this.count(m.reason, m.data.length);
         if (m.block >= this.n) throw new ProtocolError(`DATA for block ${m.block} beyond the image (${this.n} blocks)`);
+        this.prefetcher?.arrived(m.block, m.reason === DataReason.PREFETCH);
         return this.track(m.block, () => this.o.disk.applyData(m.block, m.data));
       case MsgType.ZERO:
         this.count(m.reason, 0, m.count);
         if (m.first + m.count > this.n) throw new ProtocolError(`ZERO range ${m.first}+${m.count} beyond the image`);
+        if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
         return this.trackRange(m.first, m.count, () => this.o.disk.applyZero(m.first, m.count));
       case MsgType.CUTOVER:
-        return this.cutover(Bitmap.from(this.n, m.missing));
+        return this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat);
       case MsgType.DONE:
         this.setPhase('done');
         this.done?.({ verified: m.done.verified, root: m.done.root, stats: this.status() });
@@ -152,11 +163,18 @@ export class TargetEngine {
   }
 
   /** Everything sent before CUTOVER is applied first; then the VM is served here. */
-  private async cutover(missing: Bitmap): Promise<void> {
+  private async cutover(missing: Bitmap, heat: Cutover['heat']): Promise<void> {
     const { disk, gate, channel, clock, log } = this.o;
     this.setPhase('cutover');
     while (this.outstanding.size) await Promise.allSettled([...this.outstanding]);
     await disk.flush();
+    if (this.o.features?.prefetch && missing.count > 0) {
+      const h = heatFromHandoff(heat, clock.now());
+      this.prefetcher = new Prefetcher({
+        disk, clock, heat: h.heat, co: h.co, areaBlocks: h.areaBlocks ?? Math.max(1, Math.round((1 << 20) / disk.unit)), config: this.o.prefetch,
+        send: (blocks) => channel.send({ type: MsgType.FETCH, prefetch: true, blocks }, Priority.PREFETCH),
+      });
+    }
     disk.start(missing);
     gate.open();
     this.servingAt = clock.now();
@@ -170,6 +188,7 @@ export class TargetEngine {
   private async finish(): Promise<void> {
     const { disk, channel, clock, log } = this.o;
     const started = clock.now();
+    this.prefetcher?.finish();
     this.setPhase('verify');
     await disk.flush();
     const bs = disk.unit;

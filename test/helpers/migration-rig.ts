@@ -14,7 +14,8 @@ import { memoryLink } from '../../src/wire/memory-transport.ts';
 import { realClock } from '../../src/util/clock.ts';
 import { SourceEngine } from '../../src/migrate/source-engine.ts';
 import { TargetEngine } from '../../src/migrate/target-engine.ts';
-import type { Algorithm } from '../../src/policy/algorithm.ts';
+import { resolveFeatures, type Algorithm, type Features } from '../../src/policy/algorithm.ts';
+import type { PrefetchConfig } from '../../src/policy/prefetch.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
@@ -28,6 +29,9 @@ export interface RigOptions {
   bandwidthBps?: number;
   delayMs?: number;
   seed?: number;
+  /** Default: the algorithm's. */
+  features?: Partial<Features>;
+  prefetch?: Partial<PrefetchConfig>;
 }
 
 export async function fillImage(disk: Disk, seed: number): Promise<void> {
@@ -45,7 +49,8 @@ export function buildRig(o: RigOptions) {
   const bs = o.blockSize ?? 65536;
   const clock = realClock;
   const srcImage = new MemoryDisk(o.size);
-  const tracking = new TrackingDisk(srcImage, bs);
+  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
+  const features = resolveFeatures(o.algorithm, o.features);
   const srcGate = new GateDisk(tracking);
   const tgtImage = new MemoryDisk(o.size);
   const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
@@ -57,11 +62,11 @@ export function buildRig(o: RigOptions) {
   const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
   const tgtGate = new GateDisk(postcopy, 'held');
   const quiet = log.child({ rig: o.algorithm });
-  source = new SourceEngine({ image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet });
-  target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet });
+  source = new SourceEngine({ image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet });
+  target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch });
   srcCh.attach(a);
   tgtCh.attach(b);
-  return { lostErrors, srcImage, tgtImage, srcGate, tgtGate, postcopy, source, target, srcCh, tgtCh, blockSize: bs };
+  return { lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, source, target, srcCh, tgtCh, blockSize: bs };
 }
 
 /** A VM doing random reads and writes, switching to the target on ESHUTDOWN, checking every read. */

@@ -3,7 +3,7 @@ import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize } from '../../util/units.ts';
-import { parseAlgorithm } from '../../policy/algorithm.ts';
+import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -23,6 +23,9 @@ interface SourceOptions {
   blockSize: string;
   control?: string;
   manualCutover?: boolean;
+  /** false with --no-prefetch / --no-hot-order. */
+  prefetch: boolean;
+  hotOrder: boolean;
   json?: boolean;
 }
 
@@ -33,6 +36,7 @@ interface TargetOptions {
   name: string;
   control?: string;
   exitWhenDone?: boolean;
+  prefetch: boolean;
   json?: boolean;
 }
 
@@ -54,6 +58,8 @@ export function registerAgents(program: Command): void {
     .option('--block-size <size>', 'unit of tracking and transfer (4KiB-1MiB)', '64KiB')
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, cutover, abort and /metrics')
     .option('--manual-cutover', 'keep pre-copying until `flimcd cutover` instead of the automatic policy')
+    .option('--no-prefetch', 'no prefetch around post-copy misses (ablation; flimcd has it on)')
+    .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
@@ -62,10 +68,11 @@ export function registerAgents(program: Command): void {
       const algorithm = parseAlgorithm(o.algorithm);
       const blockSize = parseBlockSize(o.blockSize);
       const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
+      const features = resolveFeatures(algorithm, { prefetch: o.prefetch === false ? false : undefined, hotOrder: o.hotOrder === false ? false : undefined });
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const agent = await SourceAgent.start({
-        image: o.image, nbd, exportName: o.name, to, algorithm, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
+        image: o.image, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -95,6 +102,7 @@ export function registerAgents(program: Command): void {
     .option('--name <name>', 'NBD export name', '')
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, abort and /metrics')
     .option('--exit-when-done', 'exit after the migration completes instead of serving the VM on')
+    .option('--no-prefetch', 'do not prefetch around post-copy misses even if the source asks (ablation)')
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
     .action(async (o: TargetOptions) => {
@@ -103,7 +111,7 @@ export function registerAgents(program: Command): void {
       const progress = createProgress({ json: o.json, role: 'target' });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, listen, nbd, exportName: o.name, log,
+        image: o.image, listen, nbd, exportName: o.name, prefetch: o.prefetch, log,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });
