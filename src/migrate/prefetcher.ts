@@ -13,6 +13,20 @@ export interface PrefetcherOptions {
   co: ReadonlyMap<number, readonly number[]>;
   areaBlocks: number;
   config?: Partial<PrefetchConfig>;
+  /**
+   * Without an explicit `config.hotAreaReads`, an area counts as hot when its
+   * read heat at cut-over is among the hottest this share of the areas in the
+   * heat map (default 0.1: the hot-spot share the workloads are pinned to).
+   */
+  hotAreaShare?: number;
+}
+
+/** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
+export function hotThreshold(heat: HeatMap, now: number, share: number): number {
+  const known = heat.size;
+  if (known === 0) return 2;
+  const top = heat.hottestReads(now, Math.max(1, Math.ceil(known * share)));
+  return Math.max(2, top.at(-1)?.reads ?? 2);
 }
 
 /**
@@ -27,7 +41,8 @@ export class Prefetcher {
 
   constructor(private readonly o: PrefetcherOptions) {
     const d = o.disk;
-    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config }, o.heat, o.co);
+    const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co);
     this.wanted = (b) => d.isWanted(b);
     d.observeReads((b, present) => this.read(b, present));
   }
