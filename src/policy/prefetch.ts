@@ -207,10 +207,11 @@ export class PrefetchPolicy {
     }
   }
 
+  /** The stream `b` continues: the block it last read, or one of the next two (random reads nearby do not count). */
   private findStream(b: number): Stream | undefined {
     for (let i = this.streams.length - 1; i >= 0; i--) {
       const s = this.streams[i]!;
-      if (b >= s.last && b <= Math.max(s.ahead, s.last + 1) + 1) return s;
+      if (b >= s.last && b <= s.last + 2) return s;
     }
     return undefined;
   }
