@@ -79,6 +79,13 @@ export class UsageError extends FlimcdError {
   }
 }
 
+/** A workload trace file that does not follow its format; `line` is 1-based. */
+export class TraceFormatError extends FlimcdError {
+  constructor(message: string, readonly line: number) {
+    super(`line ${line}: ${message}`, 'FLIMCD_ERR_TRACE_FORMAT', NbdErrno.EINVAL);
+  }
+}
+
 /** Map anything thrown (including Node system errors) to a FlimcdError. */
 export function toFlimcdError(err: unknown): FlimcdError {
   if (err instanceof FlimcdError) return err;

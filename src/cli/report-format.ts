@@ -5,7 +5,7 @@ import { formatBitRate, formatBytes } from '../util/units.ts';
 export function formatReport(r: MigrationReport, extra: Array<[string, string]> = []): string {
   const ms = (v: number | null) => (v === null ? '–' : `${v.toFixed(1)} ms`);
   const rows: Array<[string, string]> = [
-    ['algorithm', r.algorithm],
+    ['algorithm', `${r.algorithm}${r.features ? ` (hot order ${r.features.hot_order ? 'on' : 'off'}, prefetch ${r.features.prefetch ? 'on' : 'off'})` : ''}`],
     ['image', `${formatBytes(r.image_bytes)}, ${formatBytes(r.block_size)} blocks`],
     ['link', `${r.link.bandwidth_bps ? formatBitRate(r.link.bandwidth_bps) : '?'} configured, ${r.link.measured_rate_bps ? formatBitRate(r.link.measured_rate_bps) : '?'} measured, RTT ${r.link.rtt_ms === null ? '?' : r.link.rtt_ms.toFixed(1) + ' ms'}`],
     ['time total', `${r.time_total_s.toFixed(2)} s (pre-copy ${r.time_precopy_s.toFixed(2)} s, post-copy ${r.time_postcopy_s.toFixed(2)} s)`],
@@ -16,6 +16,7 @@ export function formatReport(r: MigrationReport, extra: Array<[string, string]> 
     ['compression', r.compression.compressed_blocks ? `zstd level ${r.compression.level ?? '?'}: ${formatBytes(r.compression.raw_bytes)} of block data in ${formatBytes(r.compression.wire_bytes)} (${r.compression.compressed_blocks} blocks compressed)` : 'off'],
     ['post-copy', `${r.blocks.push} pushed, ${r.blocks.demand} fetched on demand, ${r.blocks.prefetch} prefetched, ${r.blocks.canceled_by_target_write} overwritten at the target`],
     ['block miss rate', `${(r.block_miss_rate * 100).toFixed(2)} % (${r.misses} of ${r.blocks_read_postcopy} blocks read; latency p50 ${ms(r.miss_latency_ms.p50)}, p99 ${ms(r.miss_latency_ms.p99)})`],
+    ['prefetch', `${r.prefetch_hits ?? 0} hits of ${r.prefetch_requested ?? 0} blocks asked, ${formatBytes(r.prefetch_wasted_bytes ?? 0)} never read`],
     ...extra,
     ['merkle root', r.merkle_root.slice(0, 16) + '…'],
     ['verified', String(r.verified)],

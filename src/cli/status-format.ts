@@ -48,6 +48,19 @@ function missText(s: AgentStatus): string | undefined {
   return undefined;
 }
 
+/** Miss latency and prefetch effect (target in post-copy), or undefined when unknown. */
+function prefetchText(s: AgentStatus): string | undefined {
+  if (!finite(s.prefetchRequested)) return undefined;
+  const parts = [`${int(s.prefetchHits as number)} hits`, `${int(s.prefetchRequested)} blocks asked`];
+  if (finite(s.prefetchWastedBytes)) parts.push(`${formatBytes(s.prefetchWastedBytes)} wasted`);
+  return parts.join(', ');
+}
+
+function missLatencyText(s: AgentStatus): string | undefined {
+  if (!finite(s.missP50)) return undefined;
+  return `p50 ${s.missP50.toFixed(1)} ms, p99 ${finite(s.missP99) ? s.missP99.toFixed(1) : '–'} ms`;
+}
+
 /** The `flimcd status` table: only rows that are known. */
 export function formatStatus(s: AgentStatus): string {
   const rows: Array<[string, string]> = [];
@@ -67,6 +80,11 @@ export function formatStatus(s: AgentStatus): string {
   else if (finite(s.receivedBytes)) rows.push(['received', formatBytes(s.receivedBytes)]);
   const miss = missText(s);
   if (miss) rows.push(['misses', miss]);
+  const missLat = missLatencyText(s);
+  if (missLat) rows.push(['miss latency', missLat]);
+  const pf = prefetchText(s);
+  if (pf) rows.push(['prefetch', pf]);
+  if (Array.isArray(s.features)) rows.push(['features', s.features.length ? s.features.join(', ') : 'none']);
   if (finite(s.elapsedMs)) rows.push(['elapsed', formatDuration(s.elapsedMs)]);
   const counts = s.counts && typeof s.counts === 'object' ? Object.entries(s.counts).filter(([, v]) => finite(v) && v > 0) : [];
   if (counts.length) rows.push(['counts', counts.map(([k, v]) => `${k.replace(/Blocks$/, '')} ${int(v)}`).join(', ')]);

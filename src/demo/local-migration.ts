@@ -9,8 +9,8 @@ import type { Disk } from '../block/disk.ts';
 import { resolveProfile, PROFILE_NAMES } from '../workload/profiles.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { ExpectedDisk, finalVerify, type FinalVerifyResult } from '../workload/expected.ts';
-import { WorkloadExecutor, type ExecutorResult } from '../workload/executor.ts';
-import type { Algorithm, FeatureSwitches } from '../policy/algorithm.ts';
+import { WorkloadExecutor, type ExecutorResult, type RequestSource } from '../workload/executor.ts';
+import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { MigrationReport, Phase } from '../migrate/report.ts';
 import type { Address } from '../util/address.ts';
 
@@ -21,10 +21,14 @@ export interface LocalMigrationOptions {
   rttMs: number;
   workload: (typeof PROFILE_NAMES)[number];
   algorithm: Algorithm;
+  /** Overrides of the algorithm's feature defaults (ablation). */
+  features?: Partial<Features>;
+  /** The workload runs at the source this long before the migration starts (the heat map fills). */
+  warmupMs?: number;
+  /** Requests to run instead of the named profile's generator (e.g. a trace replay). */
+  requests?: RequestSource;
   blockSize: number;
   seed: number;
-  /** Switch single `flimcd` optimizations off (ablation). */
-  switches?: FeatureSwitches;
   /** Replica index at the target. */
   indexDir?: string;
   log: Logger;
@@ -58,7 +62,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const wanAddr = await wan.listen();
   const source = await SourceAgent.start({
     image: src, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
-    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase, switches: o.switches,
+    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase, features: resolveFeatures(o.algorithm, o.features),
   });
   const opened: Disk[] = [];
   let expected: ExpectedDisk | undefined;
@@ -68,7 +72,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
     opened.push(primary);
     // Never-written pages are checked against the source image: frozen at cut-over, equal to the original there.
     expected = await ExpectedDisk.create(o.size, o.seed, { base: src });
-    const resolved = resolveProfile(o.workload, { linkBitsPerSecond: o.bandwidthBps, imageBytes: o.size, blockSize: o.blockSize });
+    const requests = o.requests ?? new RequestGenerator(resolveProfile(o.workload, { linkBitsPerSecond: o.bandwidthBps, imageBytes: o.size, blockSize: o.blockSize }).params, o.seed);
     const exec = new WorkloadExecutor({
       disk: primary,
       switchTo: async () => {
@@ -76,7 +80,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
         opened.push(d);
         return d;
       },
-      requests: new RequestGenerator(resolved.params, o.seed),
+      requests,
       durationMs: 24 * 3600 * 1000,
       expected,
       blockSize: o.blockSize,
@@ -84,6 +88,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
     const running = exec.run();
     let report: MigrationReport;
     try {
+      if (o.warmupMs) await new Promise((r) => setTimeout(r, o.warmupMs));
       report = await source.migrate();
       await target.result();
     } finally {

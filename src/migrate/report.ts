@@ -1,5 +1,5 @@
 import type { ChannelStats } from '../wire/channel.ts';
-import type { Algorithm } from '../policy/algorithm.ts';
+import type { Algorithm, Features } from '../policy/algorithm.ts';
 
 export type Phase = 'starting' | 'precopy' | 'cutover' | 'postcopy' | 'verify' | 'done' | 'failed';
 
@@ -19,6 +19,8 @@ export interface SourceStatus {
 /** The final report (design.md "Measures"); field names are a contract with benchmarks and tests. */
 export interface MigrationReport {
   algorithm: Algorithm;
+  /** Optimizations that were on. */
+  features: { hot_order: boolean; prefetch: boolean };
   image_bytes: number;
   block_size: number;
   verified: boolean;
@@ -36,6 +38,12 @@ export interface MigrationReport {
   misses: number;
   blocks_read_postcopy: number;
   miss_latency_ms: { p50: number | null; p99: number | null; mean: number | null };
+  /** Blocks asked for by prefetch (on a miss: sequential streams, hot areas, co-access). */
+  prefetch_requested: number;
+  /** Reads at the target of blocks that prefetch brought in before they were read. */
+  prefetch_hits: number;
+  /** Bytes prefetch brought in that the VM had not read when post-copy ended. */
+  prefetch_wasted_bytes: number;
   link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;
   /** zstd on DATA frames: block bytes before and after (equal when compression is off). */
@@ -46,6 +54,7 @@ export interface MigrationReport {
 
 export interface ReportInput {
   algorithm: Algorithm;
+  features: Features;
   imageBytes: number;
   blockSize: number;
   verified: boolean;
@@ -81,6 +90,7 @@ export function buildReport(i: ReportInput): MigrationReport {
   const postcopyMs = i.algorithm === 'precopy' ? 0 : Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
   return {
     algorithm: i.algorithm,
+    features: { hot_order: i.features.hotOrder, prefetch: i.features.prefetch },
     image_bytes: i.imageBytes,
     block_size: i.blockSize,
     verified: i.verified,
@@ -109,6 +119,9 @@ export function buildReport(i: ReportInput): MigrationReport {
     misses,
     blocks_read_postcopy: readBlocks,
     miss_latency_ms: { p50: numOrNull(ts.missP50), p99: numOrNull(ts.missP99), mean: numOrNull(ts.missMean) },
+    prefetch_requested: num(ts.prefetchRequested),
+    prefetch_hits: num(ts.prefetchHits),
+    prefetch_wasted_bytes: num(ts.prefetchWastedBytes),
     link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), measured_rate_bps: numOrNull(i.channel.deliveryRateBps) },
     retransmitted_bytes: i.channel.retransmittedBytes,
     compression: {

@@ -12,7 +12,7 @@ import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
-import { featureNames, resolveFeatures, type Algorithm, type FeatureSwitches } from '../policy/algorithm.ts';
+import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport, Phase } from './report.ts';
 import { FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
@@ -25,8 +25,8 @@ export interface SourceAgentOptions {
   /** The target agent's link address. */
   to: Address;
   algorithm: Algorithm;
-  /** Switch single optimizations of `flimcd` off (ablation). */
-  switches?: FeatureSwitches;
+  /** Optimizations on (default: the algorithm's). */
+  features?: Features;
   blockSize: number;
   bandwidthBps?: number;
   cutover?: Partial<CutoverConfig>;
@@ -43,6 +43,7 @@ export interface SourceAgentOptions {
 export class SourceAgent {
   private engine: SourceEngine | undefined;
   private channel: Channel | undefined;
+  readonly features: Features;
   private constructor(
     private readonly o: SourceAgentOptions,
     readonly image: FileDisk,
@@ -50,7 +51,9 @@ export class SourceAgent {
     readonly gate: GateDisk,
     readonly nbd: NbdServer,
     readonly nbdAddress: Address,
-  ) {}
+  ) {
+    this.features = o.features ?? resolveFeatures(o.algorithm);
+  }
 
   static async start(o: SourceAgentOptions): Promise<SourceAgent> {
     let image: FileDisk;
@@ -73,10 +76,9 @@ export class SourceAgent {
     const { o } = this;
     const socket = await connectWithRetry(o.to, o.connectTimeoutMs ?? 30_000, o.log);
     const session = randomBytes(8).toString('hex');
-    const features = resolveFeatures(o.algorithm, o.switches);
     writeMessage(socket, {
       type: MsgType.HELLO,
-      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureNames(features), processedSeq: 0 },
+      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), processedSeq: 0 },
     });
     const { message, rest } = await readMessage(socket, 30_000);
     if (message.type === MsgType.ERROR) {
@@ -101,14 +103,15 @@ export class SourceAgent {
       channel,
       clock: realClock,
       algorithm: o.algorithm,
+      features: this.features,
       blockSize: o.blockSize,
       bandwidthBps: o.bandwidthBps,
       cutover: o.cutover,
       manualCutover: o.manualCutover,
       log: o.log,
       onPhase: o.onPhase,
-      dedup: features.dedup,
-      compress: features.compress,
+      dedup: this.features.dedup,
+      compress: this.features.compress,
       targetHasReplicas: message.welcome.features.includes('offer'),
     });
     this.engine = engine;

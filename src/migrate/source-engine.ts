@@ -10,7 +10,8 @@ import { DATA_COMPRESSED, DataReason, MsgType, type Message, type Verify } from 
 import { blockId, merkleRoot } from './content-id.ts';
 import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
-import { hasPostcopy, type Algorithm } from '../policy/algorithm.ts';
+import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
+import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
 import { FlimcdError, IoError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
@@ -25,6 +26,8 @@ export interface SourceEngineOptions {
   channel: Channel;
   clock: Clock;
   algorithm: Algorithm;
+  /** Optimizations on (default: the algorithm's). */
+  features?: Features;
   blockSize: number;
   /** Configured link bandwidth (bits/s) for the policy until a rate is measured. */
   bandwidthBps?: number;
@@ -74,8 +77,10 @@ export class SourceEngine {
   private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
   private readonly inbox = new Map<number, Message>();
   private readonly config: CutoverConfig;
+  readonly features: Features;
 
   constructor(private readonly o: SourceEngineOptions) {
+    this.features = o.features ?? resolveFeatures(o.algorithm);
     this.n = Math.ceil(o.image.size / o.blockSize);
     this.needSend = new Bitmap(this.n, true);
     this.sentOnce = new Bitmap(this.n);
@@ -123,11 +128,12 @@ export class SourceEngine {
     if (this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
   }
 
-  status(): SourceStatus & { algorithm: string } {
+  status(): SourceStatus & { algorithm: string; features: string[] } {
     const ch = this.o.channel.stats;
     return {
       phase: this.phase,
       algorithm: this.o.algorithm,
+      features: featureList(this.features),
       round: this.round,
       blocks: this.n,
       blockSize: this.o.blockSize,
@@ -206,6 +212,7 @@ export class SourceEngine {
     const downtimeMs = Math.max(0, (this.cutoverDoneAt ?? this.frozenAt ?? this.t0) - (this.frozenAt ?? this.t0) - rtt / 2);
     return buildReport({
       algorithm: this.o.algorithm,
+      features: this.features,
       imageBytes: this.o.image.size,
       blockSize: this.o.blockSize,
       verified,
@@ -269,7 +276,7 @@ export class SourceEngine {
   private async sendRound(): Promise<boolean> {
     const { channel, image, blockSize } = this.o;
     const reason = this.round === 0 ? DataReason.BULK : DataReason.DIRTY;
-    for (let b = this.needSend.nextSet(0); b >= 0; b = this.needSend.nextSet(b + 1)) {
+    for (const b of orderedBlocks(this.needSend, this.o.tracking, 'precopy', this.features.hotOrder, this.o.clock.now())) {
       await channel.waitBulkRoom();
       this.checkAborted();
       if (this.cutoverRequested) return true;
@@ -376,18 +383,19 @@ export class SourceEngine {
     }
     this.pushPending = this.needSend.clone();
     this.o.log.info({ missingBlocks: this.pushPending.count, reason: this.cutoverReason }, 'cut-over: VM I/O held at the source');
-    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count }, missing: this.pushPending.bits });
+    const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.bits });
     await this.expect(MsgType.CUTOVER_DONE);
     this.cutoverDoneAt = clock.now();
     // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
     gate.shut('this disk has moved to the migration target');
   }
 
-  /** Post-copy background push of everything the target still misses, in block order. */
+  /** Post-copy background push of everything the target still misses: read-hot areas first with hot order, else block order. */
   private async push(): Promise<void> {
     const pending = this.pushPending!;
     const { image, blockSize, channel } = this.o;
-    for (let b = pending.nextSet(0); b >= 0; b = pending.nextSet(b + 1)) {
+    for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
       await channel.waitBulkRoom();
       this.checkAborted();
       if (!pending.clear(b)) continue; // fetched or canceled meanwhile
@@ -402,6 +410,8 @@ export class SourceEngine {
     const { image, blockSize } = this.o;
     for (const b of blocks) {
       if (b >= this.n) continue;
+      // A prefetch of a block already pushed (or canceled) would only send it twice; its push is on the way.
+      if (prefetch && this.pushPending && !this.pushPending.get(b)) continue;
       this.pushPending?.clear(b);
       const len = Math.min(blockSize, image.size - b * blockSize);
       const data = Buffer.allocUnsafe(len);

@@ -16,6 +16,8 @@ import { TargetEngine, type TargetResult } from './target-engine.ts';
 import { LocalContent } from './local-content.ts';
 import { ReplicaIndex } from '../index/replica-index.ts';
 import type { Phase } from './report.ts';
+import { featureList, featuresFromList } from '../policy/algorithm.ts';
+import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { ProtocolError, UsageError } from '../errors.ts';
 
 export interface TargetAgentOptions {
@@ -27,6 +29,9 @@ export interface TargetAgentOptions {
   exportName?: string;
   /** Replica index (content id → local location) to build blocks from and to record received blocks in. */
   indexDir?: string;
+  /** Take part in prefetch when the source asks for it (default true; false for ablation). */
+  prefetch?: boolean;
+  prefetchConfig?: Partial<PrefetchConfig>;
   log: Logger;
   onPhase?: (p: Phase) => void;
   /** Called once the VM export is listening (after the source's HELLO). */
@@ -148,7 +153,10 @@ export class TargetAgent {
     this.channel = channel;
     const postcopy = new PostcopyDisk(disk, hello.blockSize, { fetch: (b) => engine.blockSource().fetch(b), cancel: (b) => engine.blockSource().cancel(b) }, realClock);
     const gate = new GateDisk(postcopy, 'held');
-    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, local: dedup ? local : undefined, dedup });
+    // Prefetch needs this side; the source's other features need nothing from it.
+    const asked = featuresFromList(hello.features);
+    const features = { ...asked, prefetch: asked.prefetch && o.prefetch !== false };
+    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined, dedup });
     this.engine = engine;
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     this.nbdAddress = await nbd.listen(o.nbd);
@@ -156,7 +164,7 @@ export class TargetAgent {
     o.onNbdListening?.(this.nbdAddress);
     const offer = dedup && local.hasCandidates;
     o.log.info({ session: hello.session, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, features: hello.features, localContent: offer, nbd: formatAddress(this.nbdAddress) }, 'migration accepted');
-    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: offer ? ['offer'] : [], processedSeq: 0 } });
+    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [...featureList(features), ...(offer ? ['offer'] : [])], processedSeq: 0 } });
     channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
     engine.result.then(
       (r) => {

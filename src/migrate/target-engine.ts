@@ -3,8 +3,12 @@ import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Clock } from '../util/clock.ts';
-import { Channel } from '../wire/channel.ts';
-import { DataReason, MsgType, OFFER_ID_BYTES, type Message } from '../wire/messages.ts';
+import { Channel, Priority } from '../wire/channel.ts';
+import { DataReason, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
+import type { Features } from '../policy/algorithm.ts';
+import type { PrefetchConfig } from '../policy/prefetch.ts';
+import { Prefetcher } from './prefetcher.ts';
+import { heatFromHandoff } from './heat-handoff.ts';
 import { blockId, contentId, merkleRoot } from './content-id.ts';
 import { FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
@@ -25,6 +29,9 @@ export interface TargetEngineOptions {
   local?: LocalContent;
   /** The source sends content ids (REF/OFFER): hash received blocks so later references resolve. */
   dedup?: boolean;
+  /** Optimizations the source asked for that this side takes part in (prefetch). */
+  features?: Partial<Features>;
+  prefetch?: Partial<PrefetchConfig>;
 }
 
 export interface TargetResult {
@@ -58,6 +65,7 @@ export class TargetEngine {
   /** Blocks re-asked from the source because a reference could not be resolved here (pre-copy). */
   private readonly refetching = new Map<number, () => void>();
   private readonly dedupStats = { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 };
+  private prefetcher: Prefetcher | undefined;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
@@ -85,14 +93,15 @@ export class TargetEngine {
       ...d.stats,
       missP50: d.missLatency.percentile(50),
       missP99: d.missLatency.percentile(99),
+      ...this.prefetcher?.stats(),
     };
   }
 
   /** The VM's reads and writes at the target ask the source through here. */
   blockSource() {
     return {
-      fetch: (blocks: number[]) => this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks }, 1),
-      cancel: (blocks: number[]) => this.o.channel.send({ type: MsgType.CANCEL, blocks }, 0),
+      fetch: (blocks: number[]) => this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks }, Priority.DEMAND),
+      cancel: (blocks: number[]) => this.o.channel.send({ type: MsgType.CANCEL, blocks }, Priority.CONTROL),
     };
   }
 
@@ -118,6 +127,7 @@ export class TargetEngine {
           throw new ProtocolError(`DATA for block ${m.block} has ${data.length} bytes, expected ${len}`);
         }
         const b = m.block;
+        this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH);
         const p = this.track(b, async () => {
           if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.dedup ? contentId(data) : undefined);
         });
@@ -127,6 +137,7 @@ export class TargetEngine {
       case MsgType.ZERO:
         this.count(m.reason, 0, m.count);
         if (m.first + m.count > this.n) throw new ProtocolError(`ZERO range ${m.first}+${m.count} beyond the image`);
+        if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
         return this.trackRange(m.first, m.count, async () => {
           await this.o.disk.applyZero(m.first, m.count);
           for (let b = m.first; b < m.first + m.count; b++) this.o.local?.noteWritten(b, undefined);
@@ -135,11 +146,12 @@ export class TargetEngine {
         if (m.block >= this.n) throw new ProtocolError(`REF for block ${m.block} beyond the image (${this.n} blocks)`);
         this.dedupStats.refBlocks++;
         this.count(m.reason, 0);
+        this.prefetcher?.arrived(m.block, m.reason === DataReason.PREFETCH);
         return this.handleRef(m.block, m.id);
       case MsgType.OFFER:
         return this.handleOffer(m.batch, m.blocks, m.ids);
       case MsgType.CUTOVER:
-        return this.cutover(Bitmap.from(this.n, m.missing));
+        return this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat);
       case MsgType.DONE:
         this.setPhase('done');
         this.done?.({ verified: m.done.verified, root: m.done.root, stats: this.status() });
@@ -269,11 +281,18 @@ export class TargetEngine {
   }
 
   /** Everything sent before CUTOVER is applied first; then the VM is served here. */
-  private async cutover(missing: Bitmap): Promise<void> {
+  private async cutover(missing: Bitmap, heat: Cutover['heat']): Promise<void> {
     const { disk, gate, channel, clock, log } = this.o;
     this.setPhase('cutover');
     while (this.outstanding.size) await Promise.allSettled([...this.outstanding]);
     await disk.flush();
+    if (this.o.features?.prefetch && missing.count > 0) {
+      const h = heatFromHandoff(heat, clock.now());
+      this.prefetcher = new Prefetcher({
+        disk, clock, heat: h.heat, co: h.co, areaBlocks: h.areaBlocks ?? Math.max(1, Math.round((1 << 20) / disk.unit)), config: this.o.prefetch,
+        send: (blocks) => channel.send({ type: MsgType.FETCH, prefetch: true, blocks }, Priority.PREFETCH),
+      });
+    }
     disk.start(missing);
     gate.open();
     this.servingAt = clock.now();
@@ -287,6 +306,7 @@ export class TargetEngine {
   private async finish(): Promise<void> {
     const { disk, channel, clock, log } = this.o;
     const started = clock.now();
+    this.prefetcher?.finish();
     this.setPhase('verify');
     await disk.flush();
     const bs = disk.unit;

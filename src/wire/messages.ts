@@ -86,8 +86,13 @@ export const CutoverSchema = z.object({
   frozenAt: z.number(),
   /** Number of blocks in the missing bitmap that are set. */
   missing: z.number().int().nonnegative(),
-  /** Read heat per area (issue 5 fills it); area size in blocks. */
-  heat: z.object({ areaBlocks: z.number().int().positive(), reads: z.array(z.tuple([z.number().int(), z.number()])).max(1 << 20) }).optional(),
+  /** The source's heat map (hottest areas, decayed read/write counts) and co-read area pairs; area size in blocks. */
+  heat: z.object({
+    areaBlocks: z.number().int().positive(),
+    reads: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20),
+    writes: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
+    co: z.array(z.tuple([z.number().int().nonnegative(), z.array(z.number().int().nonnegative()).max(16)])).max(1 << 16).optional(),
+  }).optional(),
 });
 export type Cutover = z.infer<typeof CutoverSchema>;
 

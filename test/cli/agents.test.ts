@@ -49,6 +49,9 @@ test('source, target, wan and load as separate processes: live migration verifie
   for (const k of ['algorithm', 'image_bytes', 'block_size', 'merkle_root', 'time_precopy_s', 'time_postcopy_s', 'downtime_ms', 'wire_bytes_breakdown', 'blocks', 'block_miss_rate', 'miss_latency_ms', 'link']) {
     assert.ok(k in report, `report has ${k}`);
   }
+  // flimcd has both optimizations on unless switched off (--no-prefetch, --no-hot-order), and the target took part.
+  assert.deepEqual(report.features, { hot_order: true, prefetch: true });
+  for (const k of ['misses', 'prefetch_hits', 'prefetch_wasted_bytes', 'prefetch_requested']) assert.equal(typeof report[k], 'number', k);
   // The VM keeps running at the target: stop it first, then the target's export.
   load.child.kill('SIGINT');
   const ld = await load.exited;

@@ -141,6 +141,10 @@ test('status text: table and line show only what is known', () => {
   assert.match(table, /^eta +1h02m$/m);
   assert.match(table, /^received +5\.00 MiB$/m);
   assert.match(table, /^misses +3 of 400 blocks read \(0\.75 %\)$/m);
+  const pf = formatStatus({ role: 'target', phase: 'postcopy', readBlocks: 400, missBlocks: 3, missP50: 31.25, missP99: 80, prefetchRequested: 120, prefetchHits: 90, prefetchWastedBytes: 2 << 20, features: ['hot-order', 'prefetch'] });
+  assert.match(pf, /^miss latency +p50 31\.3 ms, p99 80\.0 ms$/m);
+  assert.match(pf, /^prefetch +90 hits, 120 blocks asked, 2\.00 MiB wasted$/m);
+  assert.match(pf, /^features +hot-order, prefetch$/m);
   const bare = formatStatus({ role: 'source', phase: 'starting' });
   assert.equal(bare, 'role      source\nphase     starting\nprogress  –\neta       –\n');
   assert.equal(statusLine({ role: 'source', phase: 'done', progress: 1 }), 'source done 100.0 %');

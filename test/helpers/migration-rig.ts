@@ -14,7 +14,8 @@ import { memoryLink } from '../../src/wire/memory-transport.ts';
 import { realClock } from '../../src/util/clock.ts';
 import { SourceEngine } from '../../src/migrate/source-engine.ts';
 import { TargetEngine } from '../../src/migrate/target-engine.ts';
-import { resolveFeatures, type Algorithm, type FeatureSwitches } from '../../src/policy/algorithm.ts';
+import { resolveFeatures, type Algorithm, type Features } from '../../src/policy/algorithm.ts';
+import type { PrefetchConfig } from '../../src/policy/prefetch.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
 import type { ReplicaIndex } from '../../src/index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
@@ -30,8 +31,9 @@ export interface RigOptions {
   bandwidthBps?: number;
   delayMs?: number;
   seed?: number;
-  /** Ablation switches for `flimcd` (dedup and compression follow the algorithm otherwise). */
-  switches?: FeatureSwitches;
+  /** Default: the algorithm's. */
+  features?: Partial<Features>;
+  prefetch?: Partial<PrefetchConfig>;
   /** The target image starts with this content (an old copy: migrate-back). */
   targetInitial?: Buffer;
   /** Replica index at the target. */
@@ -55,10 +57,10 @@ export function buildRig(o: RigOptions) {
   const bs = o.blockSize ?? 65536;
   const clock = realClock;
   const srcImage = new MemoryDisk(o.size);
-  const tracking = new TrackingDisk(srcImage, bs);
+  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
+  const features = resolveFeatures(o.algorithm, o.features);
   const srcGate = new GateDisk(tracking);
   const tgtImage = new MemoryDisk(o.size);
-  const features = resolveFeatures(o.algorithm, o.switches);
   const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
   let source!: SourceEngine;
   let target!: TargetEngine;
@@ -72,14 +74,14 @@ export function buildRig(o: RigOptions) {
   const start = async () => {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
     source = new SourceEngine({
-      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
+      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
       dedup: features.dedup, compress: features.compress, targetHasReplicas: features.dedup && local.hasCandidates,
     });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, local: features.dedup ? local : undefined, dedup: features.dedup });
+    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, dedup: features.dedup });
     srcCh.attach(a);
     tgtCh.attach(b);
   };
-  const rig = { lostErrors, srcImage, tgtImage, srcGate, tgtGate, postcopy, get source() { return source; }, get target() { return target; }, srcCh, tgtCh, blockSize: bs, local, start };
+  const rig = { lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, get source() { return source; }, get target() { return target; }, srcCh, tgtCh, blockSize: bs, local, start };
   return rig;
 }
 

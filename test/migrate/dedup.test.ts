@@ -58,7 +58,7 @@ test('a target whose index holds a base image 90 % equal to the source receives 
   assert.ok(share > 0.09 && share < 0.115, `data share ${share}`);
   assert.ok(report.wire_bytes < SIZE * 0.12, `all wire bytes ${report.wire_bytes}`);
   // The same migration without dedup sends everything.
-  const plain = await migrate({ algorithm: 'flimcd', switches: { noDedup: true }, size: SIZE, sourceInitial: image, index, vm: false, seed: 3 });
+  const plain = await migrate({ algorithm: 'flimcd', features: { dedup: false }, size: SIZE, sourceInitial: image, index, vm: false, seed: 3 });
   assert.equal(plain.report.blocks.sent_data, BLOCKS);
   assert.equal(plain.report.verified, true);
 });
@@ -131,7 +131,7 @@ test('compression: text-like blocks travel compressed, random ones raw, and the 
   assert.ok((await targetBytes(rig)).equals(img));
   assert.equal(report.compression.compressed_blocks, BLOCKS / 2);
   assert.ok(report.compression.wire_bytes < report.compression.raw_bytes * 0.55, JSON.stringify(report.compression));
-  const off = await migrate({ algorithm: 'flimcd', switches: { noCompress: true }, size: SIZE, sourceInitial: img, vm: false, seed: 12 });
+  const off = await migrate({ algorithm: 'flimcd', features: { compress: false }, size: SIZE, sourceInitial: img, vm: false, seed: 12 });
   assert.equal(off.report.compression.compressed_blocks, 0);
   assert.ok(off.report.wire_bytes_breakdown.data > report.wire_bytes_breakdown.data * 1.8);
 });

@@ -54,6 +54,7 @@ export class PostcopyDisk extends FilterDisk {
   readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0 };
   readonly missLatency = new LatencyRecorder();
   private completeWaiters: Array<() => void> = [];
+  private readObserver: ((block: number, present: boolean) => void) | undefined;
 
   constructor(
     inner: Disk,
@@ -73,6 +74,20 @@ export class PostcopyDisk extends FilterDisk {
 
   get isActive(): boolean {
     return this.active;
+  }
+
+  /**
+   * Sees every block a VM read touches in post-copy, whether it was present,
+   * after any on-demand fetch for the read was issued (so what the observer
+   * asks for never goes out ahead of it). For prefetch.
+   */
+  observeReads(fn: ((block: number, present: boolean) => void) | undefined): void {
+    this.readObserver = fn;
+  }
+
+  /** Missing and nobody is filling it yet: worth asking the source for. */
+  isWanted(block: number): boolean {
+    return this.active && this.missing.get(block) && !this.waiters.has(block);
   }
 
   /** Post-copy begins: these blocks are stale or absent here. */
@@ -218,11 +233,13 @@ export class PostcopyDisk extends FilterDisk {
     const toFetch: number[] = [];
     const waits: Array<Promise<void>> = [];
     const claimed: Array<[number, Waiter]> = [];
+    const observed: Array<[number, boolean]> | undefined = kind === 'read' && this.readObserver ? [] : undefined;
     for (let b = a; b <= z; b++) {
       if (kind === 'read') this.stats.readBlocks++;
       const existing = this.waiters.get(b);
       const missing = this.missing.get(b);
       if (kind === 'read' && missing) this.stats.missBlocks++;
+      observed?.push([b, !missing]);
       if (existing) {
         waits.push(existing.promise);
         continue;
@@ -247,6 +264,7 @@ export class PostcopyDisk extends FilterDisk {
       this.source.fetch(toFetch);
     }
     if (claimed.length) this.source.cancel(claimed.map(([b]) => b));
+    if (observed) for (const [b, present] of observed) this.readObserver?.(b, present);
     if (waits.length) {
       try {
         await Promise.all(waits);

@@ -1,28 +1,50 @@
 import { FilterDisk } from '../filter.ts';
 import type { Disk, WriteOptions, ZeroOptions } from '../disk.ts';
+import { HeatMap, type HeatMapOptions } from '../../policy/heat-map.ts';
+import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
 
 /** Receives the blocks a completed write (or trim/zero) changed. */
 export type DirtyListener = (firstBlock: number, lastBlock: number) => void;
+
+const MAX_AREAS_PER_REQUEST = 64;
+
+export interface TrackingOptions {
+  /** Bytes per heat-map area (default 1 MiB; at least one block). */
+  areaBytes?: number;
+  /** Milliseconds clock for the heat map's decay (default performance.now). */
+  now?: () => number;
+  heat?: HeatMapOptions;
+  coAccess?: CoAccessOptions;
+}
 
 /**
  * Source-side filter on the VM's I/O path: reports which blocks each write
  * changed, after the write completed (so a block cleared before it is read for
  * sending, and written during that read, is always reported again), and keeps
- * per-area read and write counters for the heat map. O(1) per request.
+ * the heat map (decayed read/write counts per area, sparse and bounded) and
+ * which areas are read together. O(1) amortised per request (a request spans
+ * at most a few areas).
  */
 export class TrackingDisk extends FilterDisk {
   private listener: DirtyListener | undefined;
-  /** Reads and writes per area (area = `areaBlocks` blocks), as plain counters; decay lives in the heat map. */
-  readonly areaReads: Float64Array;
-  readonly areaWrites: Float64Array;
+  readonly heat: HeatMap;
+  readonly coAccess: CoAccess;
   readonly areaSize: number;
+  private readonly now: () => number;
 
-  constructor(inner: Disk, readonly trackBlockSize: number, areaBytes = 1024 * 1024) {
+  constructor(inner: Disk, readonly trackBlockSize: number, o: TrackingOptions = {}) {
     super(inner);
-    this.areaSize = Math.max(areaBytes, trackBlockSize);
-    const areas = Math.ceil(inner.size / this.areaSize);
-    this.areaReads = new Float64Array(areas);
-    this.areaWrites = new Float64Array(areas);
+    // An area is a whole number of blocks, so block → area is a division.
+    const blocks = Math.max(1, Math.round((o.areaBytes ?? 1024 * 1024) / trackBlockSize));
+    this.areaSize = blocks * trackBlockSize;
+    this.now = o.now ?? (() => performance.now());
+    this.heat = new HeatMap(o.heat);
+    this.coAccess = new CoAccess(o.coAccess);
+  }
+
+  /** Blocks per heat-map area. */
+  get areaBlocks(): number {
+    return this.areaSize / this.trackBlockSize;
   }
 
   onDirty(fn: DirtyListener | undefined): void {
@@ -31,7 +53,7 @@ export class TrackingDisk extends FilterDisk {
 
   override async read(offset: number, into: Uint8Array): Promise<void> {
     await this.inner.read(offset, into);
-    if (into.length) this.count(this.areaReads, offset, into.length);
+    if (into.length) this.count(true, offset, into.length);
   }
 
   override async write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
@@ -51,13 +73,21 @@ export class TrackingDisk extends FilterDisk {
 
   private dirty(offset: number, length: number): void {
     if (length === 0) return;
-    this.count(this.areaWrites, offset, length);
+    this.count(false, offset, length);
     this.listener?.(Math.floor(offset / this.trackBlockSize), Math.floor((offset + length - 1) / this.trackBlockSize));
   }
 
-  private count(arr: Float64Array, offset: number, length: number): void {
+  private count(read: boolean, offset: number, length: number): void {
     const a = Math.floor(offset / this.areaSize);
     const b = Math.floor((offset + length - 1) / this.areaSize);
-    for (let i = a; i <= b; i++) arr[i]! += 1;
+    // A whole-disk trim or zeroing is not heat; it would only flood the map.
+    if (b - a >= MAX_AREAS_PER_REQUEST) return;
+    const now = this.now();
+    for (let i = a; i <= b; i++) {
+      if (read) {
+        this.heat.recordRead(i, now);
+        this.coAccess.observe(i, now);
+      } else this.heat.recordWrite(i, now);
+    }
   }
 }

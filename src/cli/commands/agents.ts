@@ -3,7 +3,7 @@ import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize } from '../../util/units.ts';
-import { parseAlgorithm } from '../../policy/algorithm.ts';
+import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -25,6 +25,9 @@ interface SourceOptions {
   manualCutover?: boolean;
   dedup: boolean;
   compress: boolean;
+  /** false with --no-prefetch / --no-hot-order. */
+  prefetch: boolean;
+  hotOrder: boolean;
   json?: boolean;
 }
 
@@ -36,6 +39,7 @@ interface TargetOptions {
   control?: string;
   exitWhenDone?: boolean;
   index?: string;
+  prefetch: boolean;
   json?: boolean;
 }
 
@@ -59,6 +63,8 @@ export function registerAgents(program: Command): void {
     .option('--manual-cutover', 'keep pre-copying until `flimcd cutover` instead of the automatic policy')
     .option('--no-dedup', 'flimcd: send every block as data, never as a content id (ablation)')
     .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
+    .option('--no-prefetch', 'no prefetch around post-copy misses (ablation; flimcd has it on)')
+    .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
@@ -67,11 +73,12 @@ export function registerAgents(program: Command): void {
       const algorithm = parseAlgorithm(o.algorithm);
       const blockSize = parseBlockSize(o.blockSize);
       const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
+      const off = (on: boolean) => (on === false ? false : undefined);
+      const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const agent = await SourceAgent.start({
-        image: o.image, nbd, exportName: o.name, to, algorithm, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
-        switches: { noDedup: !o.dedup, noCompress: !o.compress },
+        image: o.image, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -101,6 +108,7 @@ export function registerAgents(program: Command): void {
     .option('--name <name>', 'NBD export name', '')
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, abort and /metrics')
     .option('--exit-when-done', 'exit after the migration completes instead of serving the VM on')
+    .option('--no-prefetch', 'do not prefetch around post-copy misses even if the source asks (ablation)')
     .option('--index <dir>', 'replica index (see `flimcd index`): blocks found there are copied locally instead of crossing the link')
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
@@ -110,7 +118,7 @@ export function registerAgents(program: Command): void {
       const progress = createProgress({ json: o.json, role: 'target' });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, listen, nbd, exportName: o.name, log, indexDir: o.index,
+        image: o.image, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });

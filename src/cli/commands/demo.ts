@@ -60,7 +60,7 @@ export function registerDemo(program: Command): void {
       try {
         const r = await runLocalMigration({
           dir, size, bandwidthBps, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
-          switches: { noDedup: !o.dedup, noCompress: !o.compress },
+          features: { dedup: o.dedup === false ? false : undefined, compress: o.compress === false ? false : undefined },
           onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
           onStatus: process.stdout.isTTY && !o.json ? (s) => {
             const rem = Number(s.remainingBlocks ?? 0) * blockSize;

@@ -1,0 +1,52 @@
+import type { TrackingDisk } from '../block/filters/tracking.ts';
+import type { Cutover } from '../wire/messages.ts';
+import type { Bitmap } from '../util/bitmap.ts';
+import { HeatMap } from '../policy/heat-map.ts';
+import { BLOCK_ORDER, precopyOrder, pushOrder } from '../policy/transfer-order.ts';
+import { walkAreas } from './area-walk.ts';
+
+/** Most areas whose heat travels at cut-over (about 20 bytes each on the wire: ~80 KB). */
+export const HANDOFF_AREAS = 4096;
+/** Most areas whose co-access partners travel with it. */
+export const HANDOFF_CO_AREAS = 1024;
+
+export type Heat = NonNullable<Cutover['heat']>;
+
+/** The source's blocks to send in hot-area order (or block order when off). */
+export function orderedBlocks(bits: Bitmap, tracking: TrackingDisk, phase: 'precopy' | 'push', hotOrder: boolean, now: number): Generator<number> {
+  if (!hotOrder) return walkAreas(bits, BLOCK_ORDER, tracking.areaBlocks);
+  const heat = tracking.heat.all(now);
+  return walkAreas(bits, phase === 'precopy' ? precopyOrder(heat) : pushOrder(heat), tracking.areaBlocks);
+}
+
+const sig = (x: number) => Number(x.toPrecision(3));
+
+/** The hottest part of the source's heat map and co-access pairs, bounded, for the CUTOVER message. */
+export function heatForHandoff(tracking: TrackingDisk, now: number): Heat {
+  const all = tracking.heat.all(now).filter((h) => h.reads > 1e-3 || h.writes > 1e-3);
+  all.sort((a, b) => b.reads + b.writes - (a.reads + a.writes) || a.area - b.area);
+  const top = all.slice(0, HANDOFF_AREAS);
+  return {
+    areaBlocks: tracking.areaBlocks,
+    reads: top.filter((h) => h.reads > 1e-3).map((h) => [h.area, sig(h.reads)] as [number, number]),
+    writes: top.filter((h) => h.writes > 1e-3).map((h) => [h.area, sig(h.writes)] as [number, number]),
+    co: tracking.coAccess.export(top.slice(0, HANDOFF_CO_AREAS).map((h) => h.area)),
+  };
+}
+
+/** The target's heat map seeded from the hand-off (heat as it stood at cut-over, decaying from `now`). */
+export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: number): { heat: HeatMap; co: Map<number, number[]>; areaBlocks: number | undefined } {
+  const heat = new HeatMap({ halfLifeMs, maxEntries: 4 * HANDOFF_AREAS });
+  const co = new Map<number, number[]>();
+  if (!h) return { heat, co, areaBlocks: undefined };
+  const byArea = new Map<number, { area: number; reads: number; writes: number }>();
+  for (const [area, r] of h.reads) byArea.set(area, { area, reads: r, writes: 0 });
+  for (const [area, w] of h.writes ?? []) {
+    const e = byArea.get(area) ?? { area, reads: 0, writes: 0 };
+    e.writes = w;
+    byArea.set(area, e);
+  }
+  heat.seed(byArea.values(), now);
+  for (const [area, partners] of h.co ?? []) co.set(area, partners);
+  return { heat, co, areaBlocks: h.areaBlocks };
+}

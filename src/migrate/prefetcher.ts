@@ -1,0 +1,85 @@
+import type { PostcopyDisk } from '../block/filters/postcopy.ts';
+import type { Clock } from '../util/clock.ts';
+import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
+import type { HeatMap } from '../policy/heat-map.ts';
+
+export interface PrefetcherOptions {
+  disk: PostcopyDisk;
+  clock: Clock;
+  /** Sends a prefetch request (FETCH with the prefetch flag, in the prefetch lane). */
+  send: (blocks: number[]) => void;
+  /** The source's heat handed over at cut-over; the target adds its own reads. */
+  heat: HeatMap;
+  co: ReadonlyMap<number, readonly number[]>;
+  areaBlocks: number;
+  config?: Partial<PrefetchConfig>;
+  /**
+   * Without an explicit `config.hotAreaReads`, an area counts as hot when its
+   * read heat at cut-over is among the hottest this share of the areas in the
+   * heat map (default 0.1: the hot-spot share the workloads are pinned to).
+   */
+  hotAreaShare?: number;
+}
+
+/** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
+export function hotThreshold(heat: HeatMap, now: number, share: number): number {
+  const known = heat.size;
+  if (known === 0) return 2;
+  const top = heat.hottestReads(now, Math.max(1, Math.ceil(known * share)));
+  return Math.max(2, top.at(-1)?.reads ?? 2);
+}
+
+/**
+ * The target's prefetch during post-copy: watches the VM's reads on the
+ * post-copy disk, keeps the heat map current with them, asks the prefetch
+ * policy what to fetch and sends it. Arrivals are reported by the engine.
+ */
+export class Prefetcher {
+  readonly policy: PrefetchPolicy;
+  private readonly wanted: (b: number) => boolean;
+  private lastArea = -1;
+
+  constructor(private readonly o: PrefetcherOptions) {
+    const d = o.disk;
+    const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co);
+    this.wanted = (b) => d.isWanted(b);
+    d.observeReads((b, present) => this.read(b, present));
+  }
+
+  /** Block `b` arrived from the source for `reason` ('prefetch' when it answers one). */
+  arrived(b: number, byPrefetch: boolean): void {
+    this.policy.onArrived(b, byPrefetch);
+  }
+
+  /** Post-copy is over: stop watching and settle the waste count. */
+  finish(): void {
+    this.o.disk.observeReads(undefined);
+    this.policy.finish();
+  }
+
+  stats(): Record<string, number> {
+    const s = this.policy.stats;
+    return {
+      prefetchRequested: s.requestedBlocks,
+      prefetchHits: s.hits,
+      prefetchLate: s.late,
+      prefetchWastedBytes: this.policy.wastedBytes,
+      prefetchDroppedForBudget: s.droppedForBudget,
+      prefetchOutstandingBytes: this.policy.outstandingBytes,
+      prefetchStreams: s.streams,
+      prefetchSequentialStreams: s.sequentialStreams,
+      prefetchWindow: s.window,
+    };
+  }
+
+  private read(b: number, present: boolean): void {
+    const now = this.o.clock.now();
+    // Consecutive blocks of one area count once, about as the source counts one per request and area.
+    const area = Math.floor(b / this.o.areaBlocks);
+    if (area !== this.lastArea) this.o.heat.recordRead(area, now);
+    this.lastArea = area;
+    const blocks = this.policy.onRead(b, present, now, this.wanted);
+    if (blocks.length) this.o.send(blocks);
+  }
+}

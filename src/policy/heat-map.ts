@@ -1,0 +1,128 @@
+/**
+ * Decayed read and write counters per area (design.md "heat"), sparse and
+ * bounded: only areas that saw I/O have an entry, and past `maxEntries` the
+ * coldest entries are evicted in one batch (amortised O(1) per record), so a
+ * terabyte image with a small hot set costs a few MB at most.
+ *
+ * Pure: no clock of its own, every call takes `now` (ms). Counters decay
+ * exponentially with `halfLifeMs` and are brought up to date lazily when an
+ * area is touched or read, so a record is O(1).
+ */
+
+export interface HeatMapOptions {
+  /** Counts halve every this many ms (default 60 s: the last minutes matter, not the last hour). */
+  halfLifeMs?: number;
+  /** Most areas kept (default 65 536, about 5 MB). */
+  maxEntries?: number;
+}
+
+export interface AreaHeat {
+  area: number;
+  reads: number;
+  writes: number;
+}
+
+interface Entry {
+  r: number;
+  w: number;
+  /** When r and w were last decayed (ms). */
+  t: number;
+}
+
+export class HeatMap {
+  readonly halfLifeMs: number;
+  readonly maxEntries: number;
+  private readonly entries = new Map<number, Entry>();
+  private evicted = 0;
+
+  constructor(o: HeatMapOptions = {}) {
+    this.halfLifeMs = o.halfLifeMs ?? 60_000;
+    this.maxEntries = Math.max(1, o.maxEntries ?? 65_536);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Entries dropped so far to stay within maxEntries. */
+  get evictions(): number {
+    return this.evicted;
+  }
+
+  recordRead(area: number, now: number, amount = 1): void {
+    this.touch(area, now).r += amount;
+    this.bound(now);
+  }
+
+  recordWrite(area: number, now: number, amount = 1): void {
+    this.touch(area, now).w += amount;
+    this.bound(now);
+  }
+
+  reads(area: number, now: number): number {
+    const e = this.entries.get(area);
+    return e ? e.r * this.factor(now - e.t) : 0;
+  }
+
+  writes(area: number, now: number): number {
+    const e = this.entries.get(area);
+    return e ? e.w * this.factor(now - e.t) : 0;
+  }
+
+  /** Every area with its heat at `now`, unordered. */
+  all(now: number): AreaHeat[] {
+    const out: AreaHeat[] = [];
+    for (const [area, e] of this.entries) {
+      const f = this.factor(now - e.t);
+      out.push({ area, reads: e.r * f, writes: e.w * f });
+    }
+    return out;
+  }
+
+  /** The `limit` areas with the most read heat (ties: lower area first), hottest first. */
+  hottestReads(now: number, limit: number): AreaHeat[] {
+    return this.all(now)
+      .filter((h) => h.reads > 0)
+      .sort((a, b) => b.reads - a.reads || a.area - b.area)
+      .slice(0, Math.max(0, limit));
+  }
+
+  /** Replaces nothing: adds `reads`/`writes` as they stood at `now` (heat received from the source). */
+  seed(list: Iterable<AreaHeat>, now: number): void {
+    for (const h of list) {
+      const e = this.touch(h.area, now);
+      e.r += Math.max(0, h.reads);
+      e.w += Math.max(0, h.writes);
+    }
+    this.bound(now);
+  }
+
+  private factor(ageMs: number): number {
+    return ageMs <= 0 ? 1 : Math.pow(0.5, ageMs / this.halfLifeMs);
+  }
+
+  private touch(area: number, now: number): Entry {
+    let e = this.entries.get(area);
+    if (!e) {
+      e = { r: 0, w: 0, t: now };
+      this.entries.set(area, e);
+    } else if (now > e.t) {
+      const f = this.factor(now - e.t);
+      e.r *= f;
+      e.w *= f;
+      e.t = now;
+    }
+    return e;
+  }
+
+  /** Over the cap: drop the coldest eighth (reads + writes at `now`), so eviction is rare. */
+  private bound(now: number): void {
+    if (this.entries.size <= this.maxEntries) return;
+    const keep = Math.max(1, this.maxEntries - Math.ceil(this.maxEntries / 8));
+    const ranked = this.all(now).sort((a, b) => a.reads + a.writes - (b.reads + b.writes) || b.area - a.area);
+    for (let i = 0; i < ranked.length - keep; i++) {
+      this.entries.delete(ranked[i]!.area);
+      this.evicted++;
+    }
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Prefetch on miss at the target during post-copy (design.md phase 4), as a
+ * pure decision: read and arrival events in, block lists to prefetch out.
+ * The caller says which blocks are worth asking for (`wanted`: missing and
+ * not on their way), sends the lists in the prefetch lane and reports arrivals.
+ *
+ * Three sources of prefetch, in this priority within one decision:
+ * 1. Sequential streams (as Linux readahead). A miss that continues no known
+ *    stream opens one and fetches the `window` blocks after it. A read that
+ *    continues a stream moves it on; once the reader has consumed half of
+ *    what the stream fetched ahead, the stream's window doubles (up to
+ *    `maxWindow`) and the next stretch is fetched. The window new streams
+ *    start with adapts: it doubles when a new stream's neighbours are read,
+ *    and halves when a stream goes stale (no read for `staleMs`, or pushed
+ *    out of the table) leaving prefetched blocks unread: waste.
+ * 2. Hot areas: a miss in an area whose read heat (the source's, handed over
+ *    at cut-over, plus what the target itself observes) is at least
+ *    `hotAreaReads` fetches the rest of that area.
+ * 3. Co-access: a miss in an area fetches the areas that were read together
+ *    with it at the source (up to `maxCoAreas`).
+ *
+ * Bounded: blocks requested and not yet arrived never exceed
+ * `maxOutstandingBytes` (what does not fit is dropped, the background push
+ * still brings it), the stream table holds `maxStreams` entries, and the
+ * per-block state is two bitmaps' worth of memory.
+ */
+import type { HeatMap } from './heat-map.ts';
+
+export interface PrefetchConfig {
+  blockCount: number;
+  blockSize: number;
+  /** Blocks per heat-map area. */
+  areaBlocks: number;
+  /** Window (blocks) new streams start with; adapts between min and max. */
+  initialWindow: number;
+  minWindow: number;
+  maxWindow: number;
+  /** Cap on requested-but-not-arrived prefetch bytes. */
+  maxOutstandingBytes: number;
+  maxStreams: number;
+  /** A stream with no read for this long is over. */
+  staleMs: number;
+  /** Read heat at which a missed area is fetched whole; Infinity turns area prefetch off. */
+  hotAreaReads: number;
+  /** Most co-accessed areas fetched per miss; 0 turns co-access prefetch off. */
+  maxCoAreas: number;
+}
+
+export const DEFAULT_PREFETCH = {
+  initialWindow: 4,
+  minWindow: 1,
+  maxWindow: 64,
+  maxOutstandingBytes: 4 * 1024 * 1024,
+  maxStreams: 32,
+  staleMs: 2000,
+  hotAreaReads: 2,
+  maxCoAreas: 2,
+} as const;
+
+export interface PrefetchStats {
+  /** Blocks asked for. */
+  requestedBlocks: number;
+  /** Reads of blocks that arrived by prefetch before the VM read them. */
+  hits: number;
+  /** Reads of blocks still on their way from a prefetch (misses, but shorter ones). */
+  late: number;
+  /** Prefetched blocks the VM had not read when finish() was called. */
+  wastedBlocks: number;
+  /** Blocks left out because the outstanding budget was full. */
+  droppedForBudget: number;
+  streams: number;
+  /** Streams that saw at least one read beyond their first miss. */
+  sequentialStreams: number;
+  /** The window new streams start with now. */
+  window: number;
+}
+
+interface Stream {
+  /** Last block the reader touched. */
+  last: number;
+  window: number;
+  /** Highest block fetched ahead for this stream (last if none). */
+  ahead: number;
+  touchedAt: number;
+  confirmed: boolean;
+}
+
+export class PrefetchPolicy {
+  readonly config: PrefetchConfig;
+  private readonly streams: Stream[] = []; // most recently used last
+  private readonly outstanding = new Set<number>();
+  /** Arrived by prefetch and not read yet. */
+  private readonly unread: Uint8Array;
+  private unreadCount = 0;
+  /** Requested by prefetch (so an arrival of it counts). */
+  private readonly requested: Uint8Array;
+  private window: number;
+  readonly stats: PrefetchStats;
+
+  constructor(
+    config: Partial<PrefetchConfig> & Pick<PrefetchConfig, 'blockCount' | 'blockSize' | 'areaBlocks'>,
+    private readonly heat?: HeatMap,
+    private readonly coAccess?: ReadonlyMap<number, readonly number[]>,
+  ) {
+    this.config = { ...DEFAULT_PREFETCH, ...config };
+    const c = this.config;
+    this.window = Math.min(c.maxWindow, Math.max(c.minWindow, c.initialWindow));
+    this.unread = new Uint8Array(c.blockCount);
+    this.requested = new Uint8Array(c.blockCount);
+    this.stats = { requestedBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
+  }
+
+  get outstandingBytes(): number {
+    return this.outstanding.size * this.config.blockSize;
+  }
+
+  get wastedBytes(): number {
+    return this.stats.wastedBlocks * this.config.blockSize;
+  }
+
+  /**
+   * The VM read block `b`, which was `present` or not (a miss). Returns the
+   * blocks to prefetch now, in priority order; only blocks `wanted` says yes to.
+   */
+  onRead(b: number, present: boolean, now: number, wanted: (b: number) => boolean): number[] {
+    if (b < 0 || b >= this.config.blockCount) return [];
+    this.expire(now);
+    if (this.unread[b]) {
+      this.unread[b] = 0;
+      this.unreadCount--;
+      this.stats.hits++;
+    } else if (this.outstanding.delete(b)) {
+      this.stats.late++;
+    }
+    const out = new Batch(this, wanted);
+    const s = this.findStream(b);
+    if (s) {
+      this.touch(s, now);
+      if (b > s.last) {
+        s.last = b;
+        if (!s.confirmed) {
+          s.confirmed = true;
+          this.stats.sequentialStreams++;
+          // The neighbours a miss fetched were read: new streams may start wider.
+          if (s.ahead > b - 1) this.setWindow(this.window * 2);
+        }
+        if (s.ahead - b < s.window / 2 || !present) {
+          if (s.ahead > s.last) s.window = Math.min(this.config.maxWindow, s.window * 2);
+          this.extend(s, out);
+        }
+      }
+    } else if (!present) {
+      const ns: Stream = { last: b, window: this.window, ahead: b, touchedAt: now, confirmed: false };
+      this.addStream(ns);
+      this.extend(ns, out);
+    }
+    if (!present) {
+      const area = Math.floor(b / this.config.areaBlocks);
+      if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads) out.area(area);
+      const partners = this.coAccess?.get(area);
+      if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) out.area(p);
+    }
+    return out.blocks;
+  }
+
+  /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch. */
+  onArrived(b: number, byPrefetch: boolean): void {
+    if (b < 0 || b >= this.config.blockCount) return;
+    const was = this.outstanding.delete(b);
+    if (byPrefetch && was && this.requested[b] && !this.unread[b]) {
+      this.unread[b] = 1;
+      this.unreadCount++;
+    }
+  }
+
+  /** Post-copy is over: prefetched blocks never read are waste. Returns wasted blocks. */
+  finish(): number {
+    this.stats.wastedBlocks += this.unreadCount;
+    this.unread.fill(0);
+    this.unreadCount = 0;
+    this.outstanding.clear();
+    return this.stats.wastedBlocks;
+  }
+
+  /** @internal Batch: try to take block `b` into a request. */
+  take(b: number, wanted: (b: number) => boolean, into: number[], seen: Set<number>): 'ok' | 'skip' | 'full' {
+    if (b < 0 || b >= this.config.blockCount || seen.has(b) || this.outstanding.has(b) || !wanted(b)) return 'skip';
+    if ((this.outstanding.size + 1) * this.config.blockSize > this.config.maxOutstandingBytes) {
+      this.stats.droppedForBudget++;
+      return 'full';
+    }
+    seen.add(b);
+    into.push(b);
+    this.outstanding.add(b);
+    this.requested[b] = 1;
+    this.stats.requestedBlocks++;
+    return 'ok';
+  }
+
+  private extend(s: Stream, out: Batch): void {
+    const to = Math.min(this.config.blockCount - 1, s.last + s.window);
+    for (let x = Math.max(s.ahead + 1, s.last + 1); x <= to; x++) {
+      const r = out.block(x);
+      if (r === 'full') break;
+      // A block we skip (present, already coming) still counts as covered.
+      s.ahead = x;
+    }
+  }
+
+  /** The stream `b` continues: the block it last read, or one of the next two (random reads nearby do not count). */
+  private findStream(b: number): Stream | undefined {
+    for (let i = this.streams.length - 1; i >= 0; i--) {
+      const s = this.streams[i]!;
+      if (b >= s.last && b <= s.last + 2) return s;
+    }
+    return undefined;
+  }
+
+  private touch(s: Stream, now: number): void {
+    s.touchedAt = now;
+    const i = this.streams.indexOf(s);
+    if (i !== this.streams.length - 1) {
+      this.streams.splice(i, 1);
+      this.streams.push(s);
+    }
+  }
+
+  private addStream(s: Stream): void {
+    this.streams.push(s);
+    this.stats.streams++;
+    if (this.streams.length > this.config.maxStreams) this.retire(this.streams.shift()!);
+  }
+
+  private expire(now: number): void {
+    while (this.streams.length && now - this.streams[0]!.touchedAt > this.config.staleMs) this.retire(this.streams.shift()!);
+  }
+
+  /** A stream ends: blocks it fetched ahead that were never read mean the window was too wide. */
+  private retire(s: Stream): void {
+    let unread = 0;
+    for (let x = s.last + 1; x <= s.ahead; x++) if (this.unread[x] || this.outstanding.has(x)) unread++;
+    if (unread > 0) this.setWindow(this.window / 2);
+  }
+
+  private setWindow(w: number): void {
+    this.window = Math.round(Math.min(this.config.maxWindow, Math.max(this.config.minWindow, w)));
+    this.stats.window = this.window;
+  }
+}
+
+/** One decision's request list: no duplicates, stops taking once the budget is full. */
+class Batch {
+  readonly blocks: number[] = [];
+  private readonly seen = new Set<number>();
+  private full = false;
+
+  constructor(private readonly p: PrefetchPolicy, private readonly wanted: (b: number) => boolean) {}
+
+  block(b: number): 'ok' | 'skip' | 'full' {
+    if (this.full) return 'full';
+    const r = this.p.take(b, this.wanted, this.blocks, this.seen);
+    if (r === 'full') this.full = true;
+    return r;
+  }
+
+  area(a: number): void {
+    const n = this.p.config.areaBlocks;
+    for (let b = a * n; b < (a + 1) * n && !this.full; b++) this.block(b);
+  }
+}

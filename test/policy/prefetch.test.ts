@@ -1,0 +1,129 @@
+// The prefetch policy on hand-made access sequences: stream detection and the
+// adaptive window, hot-area and co-access prefetch, the outstanding bound, and
+// hit / waste accounting.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PrefetchPolicy } from '../../src/policy/prefetch.ts';
+import { HeatMap } from '../../src/policy/heat-map.ts';
+
+const BS = 65536;
+
+/** A target disk model: which blocks are present; prefetched blocks "arrive" when deliver() runs. */
+function model(n: number) {
+  const present = new Uint8Array(n);
+  const inflight = new Set<number>();
+  return {
+    present,
+    wanted: (b: number) => !present[b] && !inflight.has(b),
+    request(p: PrefetchPolicy, blocks: number[]) {
+      for (const b of blocks) inflight.add(b);
+    },
+    deliver(p: PrefetchPolicy) {
+      for (const b of inflight) {
+        present[b] = 1;
+        p.onArrived(b, true);
+      }
+      inflight.clear();
+    },
+    /** A VM read: returns what the policy asked for. */
+    read(p: PrefetchPolicy, b: number, now: number) {
+      const was = present[b] === 1;
+      if (!was) {
+        present[b] = 1; // demand fetch
+        inflight.delete(b);
+      }
+      const got = p.onRead(b, was, now, this.wanted);
+      this.request(p, got);
+      return got;
+    },
+  };
+}
+
+test('a miss opens a stream with the initial window; a sequential reader makes it grow', () => {
+  const p = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, initialWindow: 4, maxWindow: 32, hotAreaReads: Infinity });
+  const m = model(1000);
+  assert.deepEqual(m.read(p, 100, 0), [101, 102, 103, 104], 'the neighbours after the miss');
+  m.deliver(p);
+  const asked: number[][] = [];
+  let misses = 0;
+  for (let b = 101; b < 400; b++) {
+    if (!m.present[b]) misses++;
+    asked.push(m.read(p, b, b));
+    m.deliver(p);
+  }
+  assert.equal(misses, 0, 'with arrivals keeping up, a sequential reader never misses again');
+  const sizes = asked.filter((a) => a.length).map((a) => a.length);
+  assert.ok(sizes.length >= 3);
+  assert.ok(Math.max(...sizes) >= 16, `the window grew: request sizes ${sizes.join(',')}`);
+  assert.ok(sizes.every((s) => s <= 32), 'never beyond maxWindow');
+  assert.equal(p.stats.sequentialStreams, 1);
+  assert.ok(p.stats.hits >= 290, `hits ${p.stats.hits}`);
+  assert.ok(p.stats.window > 4, 'a confirmed stream widens the window new streams start with');
+});
+
+test('random misses waste neighbour prefetches, and the window shrinks to the minimum', () => {
+  const p = new PrefetchPolicy({ blockCount: 100_000, blockSize: BS, areaBlocks: 16, initialWindow: 8, minWindow: 1, staleMs: 10, maxStreams: 4, hotAreaReads: Infinity });
+  const m = model(100_000);
+  let now = 0;
+  let x = 12345;
+  for (let i = 0; i < 40; i++) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    m.read(p, (x % 99_000) + 10, (now += 50));
+    m.deliver(p);
+  }
+  assert.equal(p.stats.window, 1, 'no stream ever continued: the window went to the minimum');
+  assert.equal(p.stats.sequentialStreams, 0);
+  assert.equal(p.stats.hits, 0);
+  const wasted = p.finish();
+  assert.ok(wasted >= 40, `unread prefetched blocks are waste: ${wasted}`);
+  assert.equal(p.wastedBytes, wasted * BS);
+});
+
+test('a miss in a hot area fetches the rest of the area; a cold area only neighbours', () => {
+  const heat = new HeatMap();
+  heat.recordRead(3, 0, 10);
+  const p = new PrefetchPolicy({ blockCount: 160, blockSize: BS, areaBlocks: 16, initialWindow: 2, hotAreaReads: 2 }, heat);
+  const m = model(160);
+  m.present[50] = 1; // one block of area 3 already there
+  const got = m.read(p, 52, 1);
+  assert.deepEqual(got.slice(0, 2), [53, 54], 'stream neighbours first');
+  assert.deepEqual(new Set(got), new Set([48, 49, 51, ...Array.from({ length: 11 }, (_, i) => 53 + i)]), 'then the rest of area 3, minus what is present or asked');
+  const cold = m.read(p, 100, 2);
+  assert.deepEqual(cold, [101, 102]);
+});
+
+test('co-access: a miss fetches the areas read together with it at the source', () => {
+  const co = new Map([[1, [7, 4]]]);
+  const p = new PrefetchPolicy({ blockCount: 160, blockSize: BS, areaBlocks: 16, initialWindow: 1, hotAreaReads: Infinity, maxCoAreas: 1 }, undefined, co);
+  const m = model(160);
+  const got = m.read(p, 20, 0);
+  assert.deepEqual(got, [21, ...Array.from({ length: 16 }, (_, i) => 7 * 16 + i)], 'neighbour, then partner area 7 only (maxCoAreas 1)');
+});
+
+test('outstanding prefetch never exceeds the byte bound, and arrivals free it', () => {
+  const heat = new HeatMap();
+  for (let a = 0; a < 10; a++) heat.recordRead(a, 0, 10);
+  const p = new PrefetchPolicy({ blockCount: 160, blockSize: BS, areaBlocks: 16, initialWindow: 4, maxOutstandingBytes: 10 * BS }, heat);
+  const m = model(160);
+  const a = m.read(p, 0, 0);
+  assert.equal(a.length, 10);
+  assert.equal(p.outstandingBytes, 10 * BS);
+  assert.deepEqual(m.read(p, 40, 1), [], 'budget full: nothing more is asked');
+  assert.ok(p.stats.droppedForBudget > 0);
+  m.deliver(p);
+  assert.equal(p.outstandingBytes, 0);
+  assert.equal(m.read(p, 80, 2).length, 10);
+});
+
+test('a read of a block still on its way is late, not a hit; its answer then is not counted unread', () => {
+  const p = new PrefetchPolicy({ blockCount: 100, blockSize: BS, areaBlocks: 16, initialWindow: 2, hotAreaReads: Infinity });
+  const m = model(100);
+  m.read(p, 10, 0); // asks 11, 12
+  m.read(p, 11, 1); // still on its way
+  assert.equal(p.stats.late, 1);
+  assert.equal(p.stats.hits, 0);
+  m.deliver(p);
+  m.read(p, 12, 2);
+  assert.equal(p.stats.hits, 1);
+  assert.equal(p.finish(), m.present.reduce((s, v) => s + v, 0) - 3, 'only blocks prefetched and never read are waste');
+});
