@@ -19,10 +19,12 @@ export interface QemuGuestOptions {
   initrd: string;
   append: string;
   memMiB?: number;
-  /** The disk: an NBD export. */
-  disk: { addr: Address; exportName?: string };
+  /** The disk: an NBD export, or a local raw file (the peer's setup: QEMU's own storage migration). */
+  disk: { addr: Address; exportName?: string } | { file: string };
   /** `defer` starts the destination side of a migration (`-incoming defer`). */
   incoming?: 'defer';
+  /** Disk size, for the explicit CHS geometry (see chsGeometry). */
+  diskBytes: number;
   binary?: string;
   extraArgs?: string[];
 }
@@ -31,6 +33,19 @@ export interface QemuGuestOptions {
 export function nbdBlockdev(addr: Address, nodeName: string, exportName?: string): string {
   const server = addr.kind === 'unix' ? `server.type=unix,server.path=${addr.path}` : `server.type=inet,server.host=${addr.host},server.port=${addr.port}`;
   return `driver=nbd,${server}${exportName ? `,export=${exportName}` : ''},node-name=${nodeName}`;
+}
+
+/**
+ * An explicit CHS geometry for virtio-blk. Without one, QEMU guesses it at
+ * start-up by reading sector 0 — and at the target that read is held by the
+ * flimcd export until cut-over, which blocks QEMU's main loop (and QMP) for
+ * good. Both sides must use the same geometry anyway (it is device state).
+ */
+export function chsGeometry(bytes: number): string {
+  const heads = 16;
+  const secs = 63;
+  const cyls = Math.max(1, Math.min(65535, Math.floor(bytes / 512 / heads / secs)));
+  return `cyls=${cyls},heads=${heads},secs=${secs}`;
 }
 
 /** The serial console: collects lines, waits for patterns, sends input. */
@@ -125,8 +140,10 @@ export class QemuGuest {
       '-chardev', `socket,id=ser0,path=${serialPath},server=on,wait=off`,
       '-serial', 'chardev:ser0',
       '-qmp', `unix:${qmpPath},server=on,wait=off`,
-      '-blockdev', nbdBlockdev(o.disk.addr, 'disk0', o.disk.exportName),
-      '-device', 'virtio-blk-pci,drive=disk0,id=vd0,addr=0x4',
+      ...('file' in o.disk
+        ? ['-blockdev', `driver=file,filename=${o.disk.file},node-name=file0,cache.direct=off`, '-blockdev', 'driver=raw,file=file0,node-name=disk0']
+        : ['-blockdev', nbdBlockdev(o.disk.addr, 'disk0', o.disk.exportName)]),
+      '-device', `virtio-blk-pci,drive=disk0,id=vd0,addr=0x4,${chsGeometry(o.diskBytes)}`,
       ...(o.incoming ? ['-incoming', o.incoming] : []),
       ...(o.extraArgs ?? []),
     ];
