@@ -85,7 +85,8 @@ export interface VmRigOptions {
 
 export interface VmRigResult {
   method: VmMethod;
-  guest: { verdict: 'PASS' | 'FAIL'; line: string; mismatches: string[]; writes: number };
+  /** writesAtTarget: writes the guest made after it resumed at the target (from its progress lines, ±25). */
+  guest: { verdict: 'PASS' | 'FAIL'; line: string; mismatches: string[]; writes: number; writesAtTarget: number };
   host: { checkedWritten: number; checkedOther: number; mismatches: number; firstMismatch: string | null };
   time_total_s: number;
   downtime_ms: number;
@@ -251,8 +252,13 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
     }
   }
   const stopped = lines.map((l) => /FLIMCD-GUEST STOPPED writes=(\d+)/.exec(l)).find(Boolean);
+  const firstAtTarget = lines.map((l) => /FLIMCD-GUEST PROGRESS writes=(\d+)/.exec(l)).find(Boolean);
+  const writes = stopped ? Number(stopped[1]) : 0;
   return {
-    guest: { verdict: m[1] as 'PASS' | 'FAIL', line: m[0], mismatches: lines.filter((l) => l.includes('FLIMCD-GUEST MISMATCH')), writes: stopped ? Number(stopped[1]) : 0 },
+    guest: {
+      verdict: m[1] as 'PASS' | 'FAIL', line: m[0], mismatches: lines.filter((l) => l.includes('FLIMCD-GUEST MISMATCH')), writes,
+      writesAtTarget: firstAtTarget ? writes - Number(firstAtTarget[1]) + 25 : 0,
+    },
     log,
   };
 }
