@@ -30,7 +30,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { buildInitramfs, guestCmdline, type GuestKernel } from './guest.ts';
 import { QemuGuest } from './process.ts';
-import { migrateVm, type VmMigrationResult, type VmProgress } from './vm-migrate.ts';
+import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from './vm-migrate.ts';
+import { QmpClient } from './qmp.ts';
 import { SourceAgent } from '../migrate/source-agent.ts';
 import { TargetAgent } from '../migrate/target-agent.ts';
 import { ControlServer } from '../control/server.ts';
@@ -79,6 +80,13 @@ export interface VmRigOptions {
    * final dirty set. The guest's check must then fail.
    */
   sabotage?: 'stale-handover';
+  /**
+   * Failure injection (flimcd only): `ram-link` sends QEMU's RAM stream to a
+   * closed port; `after-storage-cutover` fails once the disk has been handed
+   * over, before `migrate-continue`. Either way the VM must keep running at
+   * the source with its data intact: the guest is checked there.
+   */
+  failAt?: 'ram-link' | 'after-storage-cutover';
   log: Logger;
   onProgress?: (p: VmProgress) => void;
 }
@@ -96,6 +104,8 @@ export interface VmRigResult {
   vm: VmMigrationResult | null;
   flimcd: MigrationReport | null;
   peer: { mirror_ready_s: number; ram_s: number } | null;
+  /** With failAt: the error, and where the VM was afterwards. */
+  failure: { message: string; code: string; vmAt: string; sourceStatus: string; targetStatus: string } | null;
   serialTail: string[];
 }
 
@@ -231,6 +241,7 @@ export async function runVmMigration(o: VmRigOptions): Promise<VmRigResult> {
 async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number): Promise<{ guest: VmRigResult['guest']; log: Map<number, string> }> {
   // Keep writing at the target for a while (post-copy may still run), then check.
   const want = o.writesAtTarget ?? 25;
+  // (fromLine: only progress printed from there on counts as "at the target".)
   const at = guestWrites(target.serial.lines.slice(fromLine));
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
@@ -252,7 +263,7 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
     }
   }
   const stopped = lines.map((l) => /FLIMCD-GUEST STOPPED writes=(\d+)/.exec(l)).find(Boolean);
-  const firstAtTarget = lines.map((l) => /FLIMCD-GUEST PROGRESS writes=(\d+)/.exec(l)).find(Boolean);
+  const firstAtTarget = lines.slice(fromLine).map((l) => /FLIMCD-GUEST PROGRESS writes=(\d+)/.exec(l)).find(Boolean);
   const writes = stopped ? Number(stopped[1]) : 0;
   return {
     guest: {
@@ -327,13 +338,13 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   src.qmp.close();
   dst.qmp.close();
 
-  const vm = await migrateVm({
+  const migration = migrateVm({
     sourceQmp: { kind: 'unix', path: src.qmpPath },
     targetQmp: { kind: 'unix', path: dst.qmpPath },
     sourceControl: sctl.address!,
     targetControl: tctl.address!,
     incomingUri: `tcp:127.0.0.1:${ramPort}`,
-    migrateUri: `tcp:${ramWanAddr.host}:${ramWanAddr.port}`,
+    migrateUri: o.failAt === 'ram-link' ? `tcp:127.0.0.1:${await freePort()}` : `tcp:${ramWanAddr.host}:${ramWanAddr.port}`,
     ramMaxBandwidth: o.bandwidthBps / 8 * 2,
     log: o.log.child({ component: 'vm-migrate' }),
     onProgress: o.onProgress,
@@ -341,9 +352,38 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
       beforeRam: () => {
         if (o.sabotage === 'stale-handover') copyFileSync(targetImage, staleImage);
       },
-      atSwitchover: () => staleGate?.open(),
+      atSwitchover: () => {
+        staleGate?.open();
+        if (o.failAt === 'after-storage-cutover') throw new FlimcdError('injected failure after the storage cut-over', 'FLIMCD_ERR_TEST');
+      },
     },
   });
+  if (o.failAt) {
+    const err = await migration.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    if (!(err instanceof VmMigrationError)) throw err ?? new FlimcdError('the injected failure did not fail the migration', 'FLIMCD_ERR_TEST');
+    const t1 = Date.now();
+    const q = await QmpClient.connect({ kind: 'unix', path: src.qmpPath }, { name: 'source QEMU' });
+    const sourceStatus = (await q.execute<{ status: string }>('query-status')).status;
+    q.close();
+    const q2 = await QmpClient.connect({ kind: 'unix', path: dst.qmpPath }, { name: 'target QEMU' });
+    const targetStatus = (await q2.execute<{ status: string }>('query-status')).status;
+    q2.close();
+    await migrating.catch(() => {});
+    // The guest keeps writing at the source, then checks everything there.
+    const { guest, log } = await finishGuest(o, src, src.serial.lines.length);
+    const host = await hostCompare(vmDisk, original, log, o.diskBytes, BS);
+    return {
+      method: 'flimcd', guest, host, time_total_s: (t1 - t0) / 1000, downtime_ms: 0,
+      wire_bytes: linkBytes(diskWan) + linkBytes(ramWan), wire_bytes_disk_link: linkBytes(diskWan), wire_bytes_ram_link: linkBytes(ramWan),
+      vm: null, flimcd: null, peer: null,
+      failure: { message: err.message, code: err.code, vmAt: err.vmAt, sourceStatus, targetStatus },
+      serialTail: src.serial.lines.slice(-20),
+    };
+  }
+  const vm = await migration;
   const report = await migrating;
   const t1 = Date.now();
   const fromLine = dst.serial.lines.length;
@@ -362,6 +402,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     vm,
     flimcd: report,
     peer: null,
+    failure: null,
     serialTail: dst.serial.lines.slice(-20),
   };
 }
@@ -464,6 +505,7 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
     vm: null,
     flimcd: null,
     peer: { mirror_ready_s: (mirrorReady - t0) / 1000, ram_s: (t1 - mirrorReady) / 1000 },
+    failure: null,
     serialTail: dst.serial.lines.slice(-20),
   };
 }

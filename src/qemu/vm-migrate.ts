@@ -61,6 +61,8 @@ export interface VmMigrateOptions {
   /** Post-copy to the verified end (default 2 h). 0: return once the VM runs at the target. */
   postcopyTimeoutMs?: number;
   pollMs?: number;
+  /** Aborting it (e.g. on SIGINT) rolls the migration back while that is still possible. */
+  signal?: AbortSignal;
   log?: Logger;
   onProgress?: (p: VmProgress) => void;
   /** Test hooks. */
@@ -110,7 +112,12 @@ export class VmMigrationError extends FlimcdError {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let currentSignal: AbortSignal | undefined;
+const sleep = (ms: number) =>
+  new Promise<void>((resolve, reject) => {
+    if (currentSignal?.aborted) return reject(new FlimcdError('interrupted', 'FLIMCD_ERR_INTERRUPTED'));
+    setTimeout(resolve, ms);
+  });
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const SERVING = ['postcopy', 'verify', 'done'];
 
@@ -129,6 +136,7 @@ async function status(addr: Address): Promise<Record<string, unknown>> {
 /** Migrates the VM; see the module comment for the sequence and the failure semantics. */
 export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult> {
   const log = o.log;
+  currentSignal = o.signal;
   const poll = o.pollMs ?? 50;
   const t0 = Date.now();
   let stage: VmStage = 'precopy';
@@ -150,6 +158,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
   let ramStarted = false;
   let storageHandedOver = false;
   let vmAtTarget = false;
+  let continueSent = false;
   try {
     dst = await QmpClient.connect(o.targetQmp, { name: 'target QEMU', connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
     const ss = await src.execute<{ status: string }>('query-status');
@@ -231,6 +240,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     await o.hooks?.atSwitchover?.();
 
     // 5. Switch-over.
+    continueSent = true;
     await src.execute('migrate-continue', { state: 'pre-switchover' });
     for (;;) {
       lastRam = await src.execute<QueryMigrate>('query-migrate');
@@ -297,6 +307,11 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       verified: typeof lastDisk.verified === 'boolean' ? lastDisk.verified : null,
     };
   } catch (e) {
+    if (!vmAtTarget && continueSent) {
+      // Past migrate-continue QEMU may have completed anyway: then the VM is at the target.
+      const q = await src.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 5000 }).catch(() => undefined);
+      if (!q || q.status === 'completed') vmAtTarget = true;
+    }
     if (vmAtTarget) {
       stage = 'failed';
       progress();
@@ -312,7 +327,12 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
   }
 }
 
-/** Leaves the VM running at the source with its disk there. Best effort: every step is tried. */
+/**
+ * Leaves the VM running at the source with its disk there. Best effort: every
+ * step is tried. The disk is taken back before QEMU's migration is cancelled:
+ * cancelling lets the source VM run again at once, and its I/O must find the
+ * disk served, not shut.
+ */
 async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: boolean, o: VmMigrateOptions, log?: Logger): Promise<void> {
   const step = async (what: string, fn: () => Promise<unknown>) => {
     try {
@@ -321,20 +341,18 @@ async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: 
       log?.warn({ err: (e as Error).message }, `rollback: ${what} failed`);
     }
   };
+  // The source agent takes the disk back (after a hand-over too: the target VM never ran).
+  await step('abort the source agent', () => controlRequest(o.sourceControl, 'POST', '/abort', { reason: 'VM migration failed', ...(storageHandedOver ? { reclaim: true } : {}) }));
   if (ramStarted) {
     await step('migrate_cancel', () => src.execute('migrate_cancel', undefined, { timeoutMs: 10_000 }));
-    // Cancelling from pre-switchover needs the pause released too on some versions.
     await step('wait for the cancel', async () => {
-      for (let i = 0; i < 100; i++) {
+      for (let i = 0; i < 200; i++) {
         const q = await src.execute<QueryMigrate>('query-migrate');
-        if (q.status !== 'cancelling' && q.status !== 'pre-switchover' && q.status !== 'active' && q.status !== 'device') return;
-        if (q.status === 'pre-switchover') await src.execute('migrate-continue', { state: 'pre-switchover' }).catch(() => {});
-        await sleep(50);
+        if (q.status !== 'cancelling' && q.status !== 'pre-switchover' && q.status !== 'active' && q.status !== 'device' && q.status !== 'setup') return;
+        await new Promise((r) => setTimeout(r, 50));
       }
     });
   }
-  // The source agent takes the disk back (after a hand-over too: the target VM never ran).
-  await step('abort the source agent', () => controlRequest(o.sourceControl, 'POST', '/abort', { reason: 'VM migration failed', ...(storageHandedOver ? { reclaim: true } : {}) }));
   await step('abort the target agent', () => controlRequest(o.targetControl, 'POST', '/abort', { reason: 'VM migration failed' }));
   await step('resume the source VM', async () => {
     const s = await src.execute<{ status: string }>('query-status');

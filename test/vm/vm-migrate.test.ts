@@ -70,3 +70,20 @@ test('negative control: a storage hand-over without the final dirty set makes th
   assert.ok(r.guest.mismatches.length > 0);
   assert.ok(r.host.mismatches > 0, 'the host comparison must fail as well');
 });
+
+for (const failAt of ['ram-link', 'after-storage-cutover'] as const) {
+  test(`a failure (${failAt}) leaves the VM running at the source with its data intact`, { timeout: 150_000 }, async (t) => {
+    const kernel = guestKernel(t);
+    if (!kernel) return;
+    const r = await runVmMigration({ ...common(tempDir(t), kernel), failAt });
+    assert.ok(r.failure, 'the migration must fail');
+    assert.equal(r.failure.vmAt, 'source', r.failure.message);
+    assert.match(r.failure.message, /VM migration failed; the VM keeps running at the source/);
+    assert.equal(r.failure.sourceStatus, 'running');
+    assert.notEqual(r.failure.targetStatus, 'running');
+    // The guest kept writing at the source after the failure, then checked everything there.
+    assert.ok(r.guest.writesAtTarget >= 25, `writes after the failure: ${r.guest.writesAtTarget}`);
+    assert.equal(r.guest.verdict, 'PASS', `${r.guest.line}\n${r.serialTail.join('\n')}`);
+    assert.equal(r.host.mismatches, 0, r.host.firstMismatch ?? '');
+  });
+}
