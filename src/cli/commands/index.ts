@@ -5,6 +5,7 @@ import { registerDemo } from './demo.ts';
 import { registerLoad } from './load.ts';
 import { registerAgents } from './agents.ts';
 import { registerControl } from './control.ts';
+import { registerVm } from '../vm.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerLoad(program);
   registerAgents(program);
   registerControl(program);
+  registerVm(program);
 }
