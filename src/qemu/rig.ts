@@ -28,7 +28,8 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { buildInitramfs, guestCmdline, type GuestKernel } from './guest.ts';
+import { spawnSync } from 'node:child_process';
+import { buildInitramfs, guestCmdline, REPO_ROOT, type GuestKernel } from './guest.ts';
 import { QemuGuest } from './process.ts';
 import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from './vm-migrate.ts';
 import { QmpClient } from './qmp.ts';
@@ -51,6 +52,12 @@ export interface GuestWorkload {
   reads?: number;
   hot?: number;
   pause?: number;
+}
+
+/** Is the replica index (`flimcd index`, TargetAgent `indexDir`) in this tree? */
+export function replicaIndexAvailable(): boolean {
+  const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', '--help'], { encoding: 'utf8', timeout: 30_000 });
+  return r.status === 0 && /Usage: flimcd index/.test(r.stdout);
 }
 
 export interface VmRigOptions {
@@ -104,6 +111,8 @@ export interface VmRigResult {
   vm: VmMigrationResult | null;
   flimcd: MigrationReport | null;
   peer: { mirror_ready_s: number; ram_s: number } | null;
+  /** The guest's write rate over the whole run, bytes/s (writes × write size / guest uptime until STOP). */
+  guest_write_Bps?: number;
   /** With failAt: the error, and where the VM was afterwards. */
   failure: { message: string; code: string; vmAt: string; sourceStatus: string; targetStatus: string } | null;
   serialTail: string[];
@@ -238,7 +247,7 @@ export async function runVmMigration(o: VmRigOptions): Promise<VmRigResult> {
   }
 }
 
-async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number): Promise<{ guest: VmRigResult['guest']; log: Map<number, string> }> {
+async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number): Promise<{ guest: VmRigResult['guest']; log: Map<number, string>; stopSentAt: number }> {
   // Keep writing at the target for a while (post-copy may still run), then check.
   const want = o.writesAtTarget ?? 25;
   // (fromLine: only progress printed from there on counts as "at the target".)
@@ -250,6 +259,7 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
     await new Promise((r) => setTimeout(r, 100));
   }
   target.serial.send('STOP');
+  const stopSentAt = Date.now();
   const m = await target.serial.waitFor(/FLIMCD-GUEST VERIFY (PASS|FAIL).*/, 120_000);
   const lines = target.serial.lines;
   const log = new Map<number, string>();
@@ -271,6 +281,7 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
       writesAtTarget: firstAtTarget ? writes - Number(firstAtTarget[1]) + 25 : 0,
     },
     log,
+    stopSentAt,
   };
 }
 
@@ -278,6 +289,13 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const d = o.dir;
   const targetImage = join(d, 'target.img');
   if (base) copyFileSync(base, targetImage);
+  if (base && o.base?.indexAvailable) {
+    // The target datacenter's replica index holds the base image.
+    const baseAtTarget = join(d, 'base-at-target.img');
+    copyFileSync(base, baseAtTarget);
+    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', 'add', '--index', join(d, 'index'), baseAtTarget], { encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, 'FLIMCD_ERR_TEST');
+  }
   const target = new TargetAgent({
     image: targetImage, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(d, 't.nbd') }, log: o.log.child({ agent: 'target' }),
     ...(o.base?.indexAvailable ? ({ indexDir: join(d, 'index') } as object) : {}),
@@ -301,6 +319,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const src = await QemuGuest.start({ name: 'source', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { addr: source.nbdAddress } });
   cleanups.push(() => src.stop());
   await src.serial.waitFor(/FLIMCD-GUEST READY/, 60_000);
+  const readyAt = Date.now();
   await new Promise((r) => setTimeout(r, o.warmupMs ?? 2000));
 
   const t0 = Date.now();
@@ -387,8 +406,9 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const report = await migrating;
   const t1 = Date.now();
   const fromLine = dst.serial.lines.length;
-  const { guest, log } = await finishGuest(o, dst, 0);
+  const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
   void fromLine;
+  const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
   const host = await hostCompare(o.sabotage ? staleImage : targetImage, original, log, o.diskBytes, BS);
   return {
     method: 'flimcd',
@@ -402,6 +422,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     vm,
     flimcd: report,
     peer: null,
+    guest_write_Bps: guestWriteBps,
     failure: null,
     serialTail: dst.serial.lines.slice(-20),
   };
@@ -418,6 +439,7 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   const src = await QemuGuest.start({ name: 'source', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: vmDisk } });
   cleanups.push(() => src.stop());
   await src.serial.waitFor(/FLIMCD-GUEST READY/, 60_000);
+  const readyAt = Date.now();
   await new Promise((r) => setTimeout(r, o.warmupMs ?? 2000));
   const dst = await QemuGuest.start({ name: 'target', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: targetImage }, incoming: 'defer' });
   cleanups.push(() => dst.stop());
@@ -491,7 +513,8 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   const resumed = await D.waitEvent('RESUME', { since: dstSince, timeoutMs: 10_000 });
   const stopped = await S.waitEvent('STOP', { since: srcSince, timeoutMs: 1000 });
   const t1 = Date.now();
-  const { guest, log } = await finishGuest(o, dst, 0);
+  const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
+  const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
   const host = await hostCompare(targetImage, original, log, o.diskBytes, BS);
   return {
     method: 'qemu-mirror',
@@ -505,6 +528,7 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
     vm: null,
     flimcd: null,
     peer: { mirror_ready_s: (mirrorReady - t0) / 1000, ram_s: (t1 - mirrorReady) / 1000 },
+    guest_write_Bps: guestWriteBps,
     failure: null,
     serialTail: dst.serial.lines.slice(-20),
   };
