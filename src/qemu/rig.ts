@@ -120,15 +120,20 @@ export interface VmRigResult {
 
 const BS = 65536;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+/** `n` distinct free loopback ports (held open together, so they differ, then released). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<net.Server>((resolve, reject) => {
+        const s = net.createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => resolve(s));
+      }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 function linkBytes(p: WanProxy): number {
@@ -349,8 +354,8 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const dst = await QemuGuest.start({ name: 'target', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { addr: targetDisk }, incoming: 'defer' });
   cleanups.push(() => dst.stop());
 
-  const ramPort = await freePort();
-  const ramWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: { kind: 'tcp', host: '127.0.0.1', port: ramPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
+  const [ramPort, ramWanPort, deadPort] = (await freePorts(3)) as [number, number, number];
+  const ramWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: ramWanPort }, to: { kind: 'tcp', host: '127.0.0.1', port: ramPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
   cleanups.push(() => ramWan.close());
   const ramWanAddr = (await ramWan.listen()) as { host: string; port: number };
   // Leave the QMP connections to migrateVm, as `flimcd vm migrate` would find them.
@@ -363,7 +368,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     sourceControl: sctl.address!,
     targetControl: tctl.address!,
     incomingUri: `tcp:127.0.0.1:${ramPort}`,
-    migrateUri: o.failAt === 'ram-link' ? `tcp:127.0.0.1:${await freePort()}` : `tcp:${ramWanAddr.host}:${ramWanAddr.port}`,
+    migrateUri: o.failAt === 'ram-link' ? `tcp:127.0.0.1:${deadPort}` : `tcp:${ramWanAddr.host}:${ramWanAddr.port}`,
     ramMaxBandwidth: o.bandwidthBps / 8 * 2,
     log: o.log.child({ component: 'vm-migrate' }),
     onProgress: o.onProgress,
@@ -443,10 +448,9 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   await new Promise((r) => setTimeout(r, o.warmupMs ?? 2000));
   const dst = await QemuGuest.start({ name: 'target', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: targetImage }, incoming: 'defer' });
   cleanups.push(() => dst.stop());
-  const nbdPort = await freePort();
-  const ramPort = await freePort();
-  const diskWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: { kind: 'tcp', host: '127.0.0.1', port: nbdPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
-  const ramWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: { kind: 'tcp', host: '127.0.0.1', port: ramPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
+  const [nbdPort, ramPort, diskWanPort, ramWanPort] = (await freePorts(4)) as [number, number, number, number];
+  const diskWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: diskWanPort }, to: { kind: 'tcp', host: '127.0.0.1', port: nbdPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
+  const ramWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: ramWanPort }, to: { kind: 'tcp', host: '127.0.0.1', port: ramPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
   cleanups.push(() => diskWan.close(), () => ramWan.close());
   const diskWanAddr = (await diskWan.listen()) as { host: string; port: number };
   const ramWanAddr = (await ramWan.listen()) as { host: string; port: number };
@@ -464,13 +468,17 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   await S.execute('migrate-set-parameters', { 'max-bandwidth': Math.round((o.bandwidthBps / 8) * 2) });
   await S.execute('blockdev-add', { driver: 'nbd', 'node-name': 'mig-target', server: { type: 'inet', host: diskWanAddr.host, port: String(diskWanAddr.port) }, export: 'disk0' });
   await S.execute('blockdev-mirror', { 'job-id': 'mirror0', device: 'disk0', target: 'mig-target', sync: 'full' });
-  const readyDeadline = Date.now() + 30 * 60_000;
+  // Bounded: ten times the time the link needs for the whole disk, at least two minutes.
+  const readyDeadline = Date.now() + Math.max(120_000, ((o.diskBytes * 8) / o.bandwidthBps) * 10_000);
   for (;;) {
     const jobs = await S.execute<Array<{ device: string; ready: boolean; offset: number; len: number }>>('query-block-jobs');
     const j = jobs.find((x) => x.device === 'mirror0');
     if (!j) throw new FlimcdError('the mirror job vanished', 'FLIMCD_ERR_QEMU');
     if (j.ready) break;
-    if (Date.now() > readyDeadline) throw new FlimcdError('mirror not ready in time', 'FLIMCD_ERR_TIMEOUT');
+    if (Date.now() > readyDeadline) {
+      const ws = { disk: diskWan.stats(), ram: ramWan.stats() };
+      throw new FlimcdError(`mirror not ready in time (job at ${j.offset} of ${j.len}; disk link forward held ${ws.disk.forward.heldBytes} B, buffered ${ws.disk.buffered.forward} B, connections ${ws.disk.connections.active})`, 'FLIMCD_ERR_TIMEOUT');
+    }
     await poll(100);
   }
   const mirrorReady = Date.now();
