@@ -108,3 +108,16 @@ export function systemErrorCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * QMP failures (src/qemu/qmp.ts). Codes: FLIMCD_ERR_QMP (QEMU answered a command
+ * with an error; `qmpClass` holds QEMU's error class), FLIMCD_ERR_QMP_TIMEOUT
+ * (no answer or event in time), FLIMCD_ERR_QMP_CLOSED (the socket closed
+ * unexpectedly), FLIMCD_ERR_QMP_CONNECT (cannot reach the QMP socket),
+ * FLIMCD_ERR_QMP_PROTOCOL (not QMP on the other end).
+ */
+export class QmpError extends FlimcdError {
+  constructor(message: string, code = 'FLIMCD_ERR_QMP', readonly qmpClass?: string, options?: { cause?: unknown }) {
+    super(message, code, NbdErrno.EIO, options);
+  }
+}

@@ -7,7 +7,8 @@
  *
  *   GET  /status    200 AgentStatus JSON
  *   POST /cutover   202 {"accepted":true,"phase":…}; 409 {"error","code"} when this role/phase cannot cut over
- *   POST /abort     body {"reason":"…"} optional; 202 {"accepted":true,"reason","phase"}; 409 when already done/failed
+ *   POST /abort     body {"reason":"…","reclaim":true} optional (reclaim: the source takes the VM's
+ *                   disk back even after cut-over, for a hypervisor switch-over that failed); 202 {"accepted":true,"reason","phase"}; 409 when already done/failed
  *   GET  /metrics   200 Prometheus text exposition (per-server prom-client Registry)
  *
  * Errors are JSON {"error": "...", "code": "FLIMCD_ERR_…"}: 400 malformed body,
@@ -257,7 +258,9 @@ export class ControlServer {
         if (FINAL_PHASES.includes(phase)) {
           throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, 'FLIMCD_ERR_ABORT_REFUSED', { phase });
         }
-        await this.o.control.abort(reason);
+        if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', 'FLIMCD_ERR_CONTROL_BODY');
+        if (body.reclaim) await this.o.control.abort(reason, { reclaim: true });
+        else await this.o.control.abort(reason);
         this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');
         return { status: 202, json: { accepted: true, reason, phase } };
       }

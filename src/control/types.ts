@@ -72,7 +72,7 @@ export interface AgentControl {
    */
   cutover?(): void | Promise<void>;
   /** Abort the migration; the VM keeps running where it is safe (engine semantics). */
-  abort(reason: string): void | Promise<void>;
+  abort(reason: string, opts?: { reclaim?: boolean }): void | Promise<void>;
   /** Extra samples for GET /metrics beyond those derived from status(). */
   metrics?: () => MetricsSnapshot;
 }

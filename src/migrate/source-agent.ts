@@ -133,8 +133,19 @@ export class SourceAgent {
     this.engine.requestCutover();
   }
 
-  abort(reason: string): void {
+  /**
+   * Aborts the migration. Before cut-over the VM keeps its disk here anyway.
+   * `reclaim` also takes the disk back after a cut-over (the gate opens again):
+   * only safe while the VM has not run at the target (e.g. QEMU's RAM
+   * migration failed after the storage hand-over, before the switch-over), so
+   * this image is still the VM's current disk.
+   */
+  abort(reason: string, o: { reclaim?: boolean } = {}): void {
     this.engine?.abort(reason);
+    if (o.reclaim && this.gate.status !== 'open') {
+      this.gate.open();
+      this.o.log.warn({ reason }, 'migration aborted: the VM\'s disk is served here again');
+    }
   }
 
   async close(): Promise<void> {

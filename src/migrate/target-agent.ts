@@ -56,6 +56,7 @@ export class TargetAgent {
   private resultPromise: Promise<TargetResult>;
   private resolveResult!: (r: TargetResult) => void;
   private rejectResult!: (e: Error) => void;
+  private finished: TargetResult | undefined;
   listenAddress: Address | undefined;
   nbdAddress: Address | undefined;
 
@@ -88,7 +89,9 @@ export class TargetAgent {
   }
 
   status(): Record<string, unknown> {
-    return this.engine ? { role: 'target', ...this.engine.status() } : { role: 'target', phase: 'waiting' };
+    if (!this.engine) return { role: 'target', phase: 'waiting' };
+    const r = this.finished;
+    return { role: 'target', ...this.engine.status(), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}) };
   }
 
   abort(reason: string): void {
@@ -169,6 +172,7 @@ export class TargetAgent {
     engine.result.then(
       (r) => {
         channel.flushAck();
+        this.finished = r;
         this.resolveResult(r);
       },
       (e) => this.rejectResult(e as Error),

@@ -4,7 +4,7 @@ import { log } from '../../util/log.ts';
 
 export interface ControllableAgent {
   status(): Record<string, unknown>;
-  abort(reason: string): void;
+  abort(reason: string, opts?: { reclaim?: boolean }): void;
   cutover?(): void;
 }
 
@@ -17,7 +17,7 @@ export async function attachControl(addr: Address, role: 'source' | 'target', ag
       role,
       status: () => agent.status(),
       cutover: agent.cutover ? () => agent.cutover!() : undefined,
-      abort: (reason: string) => agent.abort(reason),
+      abort: (reason: string, opts?: { reclaim?: boolean }) => (opts ? agent.abort(reason, opts) : agent.abort(reason)),
     },
   });
   await server.listen();

@@ -28,6 +28,7 @@ interface SourceOptions {
   /** false with --no-prefetch / --no-hot-order. */
   prefetch: boolean;
   hotOrder: boolean;
+  keepServing?: boolean;
   json?: boolean;
 }
 
@@ -65,6 +66,7 @@ export function registerAgents(program: Command): void {
     .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
     .option('--no-prefetch', 'no prefetch around post-copy misses (ablation; flimcd has it on)')
     .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
+    .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM (for `flimcd vm migrate`)')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
@@ -85,13 +87,24 @@ export function registerAgents(program: Command): void {
       emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
       progress.watch(() => agent.status());
       const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
+      let stop!: () => void;
+      const stopped = new Promise<void>((r) => (stop = r));
       onShutdownSignal(async (sig) => {
         agent.abort(`interrupted by ${sig}`);
+        stop();
       });
       try {
         const report = await agent.migrate();
         progress.done(report as unknown as Record<string, unknown>);
         if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
+      } catch (e) {
+        if (o.keepServing && agent.gate.status === 'open') {
+          progress.stop();
+          const msg = (e as Error).message;
+          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`);
+          await stopped;
+        }
+        throw e;
       } finally {
         progress.stop();
         await control?.close();

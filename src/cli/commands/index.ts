@@ -6,6 +6,7 @@ import { registerLoad } from './load.ts';
 import { registerAgents } from './agents.ts';
 import { registerControl } from './control.ts';
 import { registerIndex } from './index-cmd.ts';
+import { registerVm } from '../vm.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerAgents(program);
   registerControl(program);
   registerIndex(program);
+  registerVm(program);
 }

@@ -1,0 +1,141 @@
+/**
+ * `flimcd vm migrate`: live-migrates a QEMU VM whose disk a flimcd source agent
+ * serves, to a target QEMU whose disk the target agent serves. flimcd moves
+ * the disk, QEMU the RAM; the storage cut-over happens at QEMU's switch-over.
+ * See src/qemu/vm-migrate.ts for the QMP sequence and failure semantics.
+ */
+import type { Command } from 'commander';
+import { parseAddress } from '../util/address.ts';
+import { parseBitRate, parseDuration, parseSize, formatBytes } from '../util/units.ts';
+import { log } from '../util/log.ts';
+import { UsageError } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
+import { migrateVm, VmMigrationError, type VmProgress } from '../qemu/vm-migrate.ts';
+
+interface VmMigrateCliOptions {
+  sourceQmp: string;
+  targetQmp: string;
+  sourceControl: string;
+  targetControl: string;
+  incoming: string;
+  migrateUri?: string;
+  ramBandwidth?: string;
+  precopyThreshold?: string;
+  precopyTimeout: string;
+  postcopyTimeout: string;
+  waitPostcopy: boolean;
+  json?: boolean;
+}
+
+const HELP = `
+The VM's disk must already be served by flimcd on both sides:
+
+  # datacenter B
+  flimcd target --image vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm-dst.sock --control unix:/run/flimcd-dst.ctl
+  # datacenter A: the source agent (pre-copy starts at once; cut-over waits for this command)
+  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b:7000 --manual-cutover --keep-serving --control unix:/run/flimcd-src.ctl
+  qemu-system-x86_64 ... -blockdev driver=nbd,server.type=unix,server.path=/run/vm.sock,node-name=d0 \\
+      -device virtio-blk-pci,drive=d0,cyls=C,heads=16,secs=63 -qmp unix:/run/vm-src.qmp,server=on,wait=off
+  # datacenter B, once the target agent prints nbd-listening:
+  qemu-system-x86_64 ... (same devices) -blockdev driver=nbd,server.type=unix,server.path=/run/vm-dst.sock,node-name=d0 \\
+      -qmp unix:/run/vm-dst.qmp,server=on,wait=off -incoming defer
+
+  flimcd vm migrate --source-qmp unix:/run/vm-src.qmp --target-qmp unix:/run/vm-dst.qmp \\
+      --source-control unix:/run/flimcd-src.ctl --target-control unix:/run/flimcd-dst.ctl --incoming tcp:0.0.0.0:4444 --migrate-uri tcp:dc-b:4444
+
+Give virtio-blk an explicit geometry (cyls/heads/secs): otherwise the target QEMU
+reads sector 0 at start-up to guess one, and that read waits for the cut-over.
+
+Sequence: pre-copy until the dirty set is small; QEMU's RAM migration with
+pause-before-switchover; at the pause the storage cut-over (the guest is stopped,
+its I/O drained); migrate-continue; post-copy while the VM runs at the target.
+
+Exit codes: 0 migrated and verified; 1 failed — before the switch-over the VM keeps
+running at the source with its disk there (migration cancelled, agents aborted);
+after it the VM runs at the target and the error says so; 2 bad input;
+3 the disk did not verify; 130 interrupted (rolled back when still possible).`;
+
+function progressLine(p: VmProgress): string {
+  const d = p.disk;
+  const disk = d.progress !== null ? `disk ${(d.progress * 100).toFixed(1)}%${d.remainingBlocks !== null ? ` (${d.remainingBlocks} blocks left)` : ''}` : `disk ${d.phase}`;
+  const ram = p.ram ? ` | RAM ${p.ram.status} ${formatBytes(p.ram.transferred)} of ${formatBytes(p.ram.total)}` : '';
+  return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${ram}`;
+}
+
+export function registerVm(program: Command): void {
+  const vm = program.command('vm').description('Whole-VM operations with QEMU (QMP).');
+  vm.command('migrate')
+    .description('Live-migrate a QEMU VM: flimcd moves its disk, QEMU its RAM; the storage cut-over happens at QEMU\'s switch-over.')
+    .requiredOption('--source-qmp <addr>', 'the source QEMU\'s QMP socket: unix:PATH or tcp:HOST:PORT')
+    .requiredOption('--target-qmp <addr>', 'the target QEMU\'s QMP socket (QEMU started with -incoming defer)')
+    .requiredOption('--source-control <addr>', 'the source agent\'s control endpoint (its --control)')
+    .requiredOption('--target-control <addr>', 'the target agent\'s control endpoint')
+    .requiredOption('--incoming <uri>', 'where the target QEMU listens for the RAM stream, e.g. tcp:0.0.0.0:4444')
+    .option('--migrate-uri <uri>', 'where the source QEMU sends the RAM stream (default: --incoming)')
+    .option('--ram-bandwidth <rate>', 'QEMU\'s RAM migration limit, e.g. 1Gbit (QEMU\'s default is 32 MiB/s)')
+    .option('--precopy-threshold <size>', 'start the RAM migration once the disk\'s dirty set is at most this (default 8MiB or 1 s of link)')
+    .option('--precopy-timeout <duration>', 'start the RAM migration anyway after this long; post-copy moves the rest', '30m')
+    .option('--postcopy-timeout <duration>', 'give up waiting for the post-copy end after this long', '2h')
+    .option('--no-wait-postcopy', 'return once the VM runs at the target (post-copy carries on in the agents)')
+    .option('--json', 'print progress events and the result as JSON lines')
+    .addHelpText('after', HELP)
+    .action(async (o: VmMigrateCliOptions) => {
+      const sourceQmp = parseAddress(o.sourceQmp, '--source-qmp');
+      const targetQmp = parseAddress(o.targetQmp, '--target-qmp');
+      const sourceControl = parseAddress(o.sourceControl, '--source-control');
+      const targetControl = parseAddress(o.targetControl, '--target-control');
+      for (const [name, uri] of [['--incoming', o.incoming], ['--migrate-uri', o.migrateUri]] as const) {
+        if (uri !== undefined && !/^(tcp|unix|exec|fd|rdma):/.test(uri)) throw new UsageError(`${name}: "${uri}" is not a QEMU migration URI (e.g. tcp:0.0.0.0:4444, unix:/run/mig.sock)`);
+      }
+      const ramMaxBandwidth = o.ramBandwidth ? parseBitRate(o.ramBandwidth, '--ram-bandwidth') / 8 : undefined;
+      const precopyThresholdBytes = o.precopyThreshold ? parseSize(o.precopyThreshold, '--precopy-threshold') : undefined;
+      const precopyTimeoutMs = parseDuration(o.precopyTimeout, '--precopy-timeout');
+      const postcopyTimeoutMs = o.waitPostcopy ? parseDuration(o.postcopyTimeout, '--postcopy-timeout') : 0;
+      if (o.waitPostcopy && !(postcopyTimeoutMs > 0)) throw new UsageError('--postcopy-timeout must be more than 0');
+      const ac = new AbortController();
+      let interrupted = false;
+      const onSignal = () => {
+        interrupted = true;
+        ac.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      let lastStage = '';
+      let lastPrint = 0;
+      try {
+        const r = await migrateVm({
+          sourceQmp, targetQmp, sourceControl, targetControl,
+          incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, precopyTimeoutMs, postcopyTimeoutMs,
+          signal: ac.signal, log,
+          onProgress: (p) => {
+            const now = Date.now();
+            if (p.stage === lastStage && now - lastPrint < 1000) return;
+            lastStage = p.stage;
+            lastPrint = now;
+            if (o.json) process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
+            else process.stderr.write(progressLine(p) + '\n');
+          },
+        });
+        if (o.json) process.stdout.write(JSON.stringify({ event: 'result', ...r }) + '\n');
+        else {
+          process.stdout.write(
+            `flimcd vm migrate: the VM runs at the target; total ${r.time_total_s.toFixed(1)} s (pre-copy ${r.time_precopy_s.toFixed(1)} s, RAM ${r.time_ram_s.toFixed(1)} s, post-copy ${r.time_postcopy_s.toFixed(1)} s), ` +
+              `downtime ${r.downtime_ms} ms (storage cut-over ${r.storage_cutover_ms} ms), RAM ${formatBytes(r.ram.transferred_bytes)} sent, ` +
+              `disk ${r.verified === null ? 'still in post-copy' : r.verified ? 'verified' : 'NOT verified'}\n`,
+          );
+        }
+        if (r.verified === false) process.exitCode = ExitCode.VERIFY_FAILED;
+      } catch (e) {
+        if (o.json) process.stdout.write(JSON.stringify({ event: 'failed', error: (e as Error).message, code: (e as { code?: string }).code, vm_at: e instanceof VmMigrationError ? e.vmAt : null }) + '\n');
+        if (interrupted) {
+          process.stderr.write(`flimcd: ${(e as Error).message}\n`);
+          process.exitCode = ExitCode.INTERRUPTED;
+          return;
+        }
+        throw e;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}

@@ -1,0 +1,195 @@
+/**
+ * A tiny Linux test guest: Debian's cloud kernel (scripts/fetch-guest-kernel.sh),
+ * an initramfs built here (cpio newc, no external tool) from busybox-static,
+ * the virtio modules and an init script that runs a self-checking write
+ * workload on /dev/vda.
+ *
+ * The workload (init script below) writes whole blocks of random content at
+ * random offsets with O_DIRECT, and after each completed write appends
+ * "BLOCK MD5" to a log in the initramfs' tmpfs — guest RAM, so the log
+ * migrates with the VM. It also does O_DIRECT reads. When the host sends a
+ * line "STOP" on the serial console, it finishes the write in progress, drops
+ * the page cache, re-reads every block it ever wrote (O_DIRECT) and compares
+ * it with the last checksum logged for it, then prints the final log and one
+ * verdict line:
+ *
+ *   FLIMCD-GUEST VERIFY PASS blocks=N writes=W
+ *   FLIMCD-GUEST VERIFY FAIL bad=B blocks=N ioerrors=E writes=W
+ *
+ * Parameters come from the kernel command line: flimcd.bs (bytes per write,
+ * default 65536), flimcd.reads (reads per write, default 2), flimcd.hot
+ * (per cent of writes that go to the hot tenth of the disk, default 80),
+ * flimcd.pause (seconds of sleep between writes, default 0).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FlimcdError } from '../errors.ts';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const GUEST_CACHE_DIR = process.env.FLIMCD_GUEST_DIR ?? join(REPO_ROOT, '.cache', 'guest');
+export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'virtio_blk'] as const;
+
+export interface GuestKernel {
+  vmlinuz: string;
+  modulesDir: string;
+  package: string;
+}
+
+/** The cached kernel, if present. */
+export function findGuestKernel(dir = GUEST_CACHE_DIR): GuestKernel | undefined {
+  const vmlinuz = join(dir, 'vmlinuz');
+  const modulesDir = join(dir, 'modules');
+  if (!existsSync(vmlinuz) || !GUEST_MODULES.every((m) => existsSync(join(modulesDir, `${m}.ko`)))) return undefined;
+  const pkgFile = join(dir, 'package');
+  return { vmlinuz, modulesDir, package: existsSync(pkgFile) ? readFileSync(pkgFile, 'utf8').trim() : 'unknown' };
+}
+
+/** The cached kernel, fetched with scripts/fetch-guest-kernel.sh when missing. Throws with the script's output on failure. */
+export function ensureGuestKernel(dir = GUEST_CACHE_DIR): GuestKernel {
+  const have = findGuestKernel(dir);
+  if (have) return have;
+  const r = spawnSync(join(REPO_ROOT, 'scripts', 'fetch-guest-kernel.sh'), [dir], { encoding: 'utf8', timeout: 300_000 });
+  const got = findGuestKernel(dir);
+  if (!got) throw new FlimcdError(`cannot get a guest kernel (scripts/fetch-guest-kernel.sh exited ${r.status}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim().slice(-500)}`, 'FLIMCD_ERR_GUEST_KERNEL');
+  return got;
+}
+
+export const BUSYBOX = '/bin/busybox';
+
+export const INIT_SCRIPT = String.raw`#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /proc /sys /dev /tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+  insmod /lib/modules/$m.ko || echo "FLIMCD-GUEST FAIL insmod $m"
+done
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+if [ ! -b /dev/vda ]; then echo "FLIMCD-GUEST VERIFY FAIL no /dev/vda"; while true; do sleep 3600; done; fi
+arg() { v=$(sed -n "s/.*flimcd\.$1=\([0-9.]*\).*/\1/p" /proc/cmdline); echo "${"$"}{v:-$2}"; }
+BS=$(arg bs 65536)
+READS=$(arg reads 2)
+HOT=$(arg hot 80)
+PAUSE=$(arg pause 0)
+SECTORS=$(cat /sys/block/vda/size)
+NB=$((SECTORS * 512 / BS))
+HOTN=$((NB / 10)); [ $HOTN -gt 0 ] || HOTN=1
+HOT0=$((NB / 3))
+rnd() { echo $(( (RANDOM * 32768 + RANDOM) % $1 )); }
+workload() {
+  seq=0; err=0
+  while [ ! -e /tmp/stop ]; do
+    seq=$((seq+1))
+    if [ $((RANDOM % 100)) -lt $HOT ]; then b=$((HOT0 + $(rnd $HOTN))); else b=$(rnd $NB); fi
+    dd if=/dev/urandom of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
+    sum=$(md5sum </tmp/blk); sum=${"$"}{sum%% *}
+    if dd if=/tmp/blk of=/dev/vda bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>/dev/null; then
+      echo "$b $sum" >>/tmp/log
+    else
+      err=$((err+1)); echo "FLIMCD-GUEST IOERROR write block=$b seq=$seq"
+      echo "$b ?" >>/tmp/log
+    fi
+    r=0
+    while [ $r -lt $READS ]; do
+      dd if=/dev/vda of=/dev/null bs=$BS skip=$(rnd $NB) count=1 iflag=direct 2>/dev/null || { err=$((err+1)); echo "FLIMCD-GUEST IOERROR read seq=$seq"; }
+      r=$((r+1))
+    done
+    [ $((seq % 25)) -eq 0 ] && echo "FLIMCD-GUEST PROGRESS writes=$seq"
+    [ "$PAUSE" = 0 ] || sleep $PAUSE
+  done
+  echo "$seq $err" >/tmp/wrote
+}
+: >/tmp/log
+echo "FLIMCD-GUEST READY blocks=$NB bs=$BS"
+workload &
+WPID=$!
+while read -r line; do
+  case "$line" in *STOP*) break ;; esac
+done
+touch /tmp/stop
+wait $WPID
+read -r WRITES ERR </tmp/wrote
+echo "FLIMCD-GUEST STOPPED writes=$WRITES"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+awk '{ last[$1] = $2 } END { for (k in last) print k, last[k] }' /tmp/log >/tmp/final
+n=0; bad=0
+while read -r b sum; do
+  n=$((n+1))
+  got=$(dd if=/dev/vda bs=$BS skip=$b count=1 iflag=direct 2>/dev/null | md5sum); got=${"$"}{got%% *}
+  if [ "$got" != "$sum" ]; then bad=$((bad+1)); echo "FLIMCD-GUEST MISMATCH block=$b want=$sum got=$got"; fi
+done </tmp/final
+echo "FLIMCD-LOG-BEGIN"
+while read -r b sum; do echo "FLIMCD-LOG $b $sum"; done </tmp/final
+echo "FLIMCD-LOG-END"
+if [ $bad -eq 0 ] && [ "$ERR" = 0 ]; then
+  echo "FLIMCD-GUEST VERIFY PASS blocks=$n writes=$WRITES"
+else
+  echo "FLIMCD-GUEST VERIFY FAIL bad=$bad blocks=$n ioerrors=$ERR writes=$WRITES"
+fi
+while true; do sleep 3600; done
+`;
+
+interface CpioEntry {
+  name: string;
+  mode: number;
+  data?: Buffer;
+  rdev?: [number, number];
+}
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFCHR = 0o020000;
+
+/** Builds a cpio archive in the "newc" format the kernel unpacks as initramfs. */
+export function cpioNewc(entries: CpioEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  const pad4 = (n: number) => (4 - (n % 4)) % 4;
+  const hex = (v: number) => v.toString(16).padStart(8, '0');
+  let ino = 1;
+  const push = (e: CpioEntry) => {
+    const data = e.data ?? Buffer.alloc(0);
+    const name = Buffer.from(e.name + '\0');
+    const fields = [ino++, e.mode, 0, 0, e.mode & S_IFDIR ? 2 : 1, 0, data.length, 0, 0, e.rdev?.[0] ?? 0, e.rdev?.[1] ?? 0, name.length, 0];
+    const header = Buffer.from('070701' + fields.map(hex).join(''), 'ascii');
+    parts.push(header, name, Buffer.alloc(pad4(header.length + name.length)), data, Buffer.alloc(pad4(data.length)));
+  };
+  for (const e of entries) push(e);
+  push({ name: 'TRAILER!!!', mode: 0 });
+  const out = Buffer.concat(parts);
+  return Buffer.concat([out, Buffer.alloc((512 - (out.length % 512)) % 512)]);
+}
+
+/** Writes the test guest's initramfs to `out`. */
+export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: string; init?: string } = {}): void {
+  const busybox = o.busybox ?? BUSYBOX;
+  if (!existsSync(busybox)) throw new FlimcdError(`${busybox} is missing (install busybox-static)`, 'FLIMCD_ERR_GUEST_KERNEL');
+  const dirs = ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib', 'lib/modules'];
+  const mods = readdirSync(kernel.modulesDir).filter((f) => f.endsWith('.ko'));
+  writeFileSync(
+    out,
+    cpioNewc([
+      ...dirs.map((d) => ({ name: d, mode: S_IFDIR | 0o755 })),
+      { name: 'dev/console', mode: S_IFCHR | 0o600, rdev: [5, 1] },
+      { name: 'bin/busybox', mode: S_IFREG | 0o755, data: readFileSync(busybox) },
+      { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(o.init ?? INIT_SCRIPT) },
+      ...mods.map((m) => ({ name: `lib/modules/${m}`, mode: S_IFREG | 0o644, data: readFileSync(join(kernel.modulesDir, m)) })),
+    ]),
+  );
+}
+
+/** Kernel command line for the test guest with workload parameters. */
+export function guestCmdline(p: { bs?: number; reads?: number; hot?: number; pause?: number } = {}): string {
+  const parts = ['console=ttyS0', 'quiet', 'panic=-1', 'rdinit=/init'];
+  if (p.bs !== undefined) parts.push(`flimcd.bs=${p.bs}`);
+  if (p.reads !== undefined) parts.push(`flimcd.reads=${p.reads}`);
+  if (p.hot !== undefined) parts.push(`flimcd.hot=${p.hot}`);
+  if (p.pause !== undefined) parts.push(`flimcd.pause=${p.pause}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,364 @@
+/**
+ * Whole-VM live migration of a QEMU guest whose disk is served by flimcd:
+ * flimcd moves the disk, QEMU moves RAM and device state, and the storage
+ * cut-over happens inside QEMU's switch-over, while the VM is paused.
+ *
+ * Preconditions (what `flimcd vm migrate --help` tells the operator):
+ * - source QEMU runs with its disk on the flimcd source agent's export
+ *   (`-blockdev driver=nbd,…`), the agent started with `--manual-cutover`;
+ * - the target agent runs, and the target QEMU was started with
+ *   `-incoming defer` and its disk on the target agent's export (which
+ *   listens once the source agent has connected, and holds I/O until cut-over).
+ *
+ * QMP sequence:
+ *  1. wait until flimcd's pre-copy converged: first pass done and the dirty
+ *     set small (≤ `precopyThresholdBytes`), or `precopyTimeoutMs` passed;
+ *  2. target: `migrate-incoming {uri}`;
+ *     source: `migrate-set-capabilities` pause-before-switchover (+ `events`),
+ *     optional `migrate-set-parameters {max-bandwidth}`, `migrate {uri}`;
+ *  3. poll `query-migrate` (RAM progress) until `pre-switchover`: QEMU has
+ *     stopped the guest and drained and flushed its disk I/O;
+ *  4. storage cut-over: `POST /cutover` to the source agent, then wait until
+ *     the target agent serves (phase postcopy, verify or done);
+ *  5. source: `migrate-continue {state: pre-switchover}`; poll until
+ *     `completed`; target: wait until `query-status` leaves `inmigrate`,
+ *     `cont` if it is paused;
+ *  6. post-copy carries on while the VM runs at the target; wait until the
+ *     target agent reports `done` (and `verified`).
+ *
+ * Failure before step 5 completes leaves the VM at the source: `migrate_cancel`,
+ * both agents aborted (the source with `reclaim` once its disk was handed over:
+ * the target VM never ran, so the source image is still current), and `cont`
+ * at the source if it is still paused. A failure after the VM runs at the
+ * target cannot be rolled back and is reported as such.
+ */
+import type { Logger } from 'pino';
+import type { Address } from '../util/address.ts';
+import { formatAddress } from '../util/address.ts';
+import { controlRequest } from '../control/client.ts';
+import { QmpClient, type QmpEvent } from './qmp.ts';
+import { FlimcdError, QmpError } from '../errors.ts';
+
+export interface VmMigrateOptions {
+  sourceQmp: Address;
+  targetQmp: Address;
+  sourceControl: Address;
+  targetControl: Address;
+  /** Where the target QEMU listens for the RAM stream (`migrate-incoming`), e.g. tcp:0.0.0.0:4444. */
+  incomingUri: string;
+  /** Where the source QEMU sends it (default `incomingUri`): e.g. through a WAN link. */
+  migrateUri?: string;
+  /** QEMU's RAM migration bandwidth limit, bytes/s (`max-bandwidth`); QEMU's default is 32 MiB/s. */
+  ramMaxBandwidth?: number;
+  /** Start the RAM migration once the disk's dirty set is at most this (default 8 MiB or 1 s of link). */
+  precopyThresholdBytes?: number;
+  /** Start the RAM migration anyway after this long (default 30 min): post-copy moves the rest. */
+  precopyTimeoutMs?: number;
+  /** RAM migration up to the switch-over (default 30 min). */
+  ramTimeoutMs?: number;
+  /** Storage cut-over (default 60 s). */
+  cutoverTimeoutMs?: number;
+  /** Post-copy to the verified end (default 2 h). 0: return once the VM runs at the target. */
+  postcopyTimeoutMs?: number;
+  pollMs?: number;
+  /** Aborting it (e.g. on SIGINT) rolls the migration back while that is still possible. */
+  signal?: AbortSignal;
+  log?: Logger;
+  onProgress?: (p: VmProgress) => void;
+  /** Test hooks. */
+  hooks?: {
+    /** Just before the RAM migration starts. */
+    beforeRam?: () => Promise<void> | void;
+    /** After the storage cut-over, before `migrate-continue`. */
+    atSwitchover?: () => Promise<void> | void;
+  };
+}
+
+export type VmStage = 'precopy' | 'ram' | 'switchover' | 'postcopy' | 'done' | 'rollback' | 'failed';
+
+export interface VmProgress {
+  stage: VmStage;
+  elapsedMs: number;
+  disk: { phase: string; progress: number | null; remainingBlocks: number | null; blockSize: number | null; wireBytes: number | null };
+  ram: { status: string; transferred: number; total: number; remaining: number } | null;
+}
+
+export interface VmMigrationResult {
+  /** Start until every block is present at the target (or until the VM runs there with postcopyTimeoutMs 0). */
+  time_total_s: number;
+  /** Pre-copy before the RAM migration started. */
+  time_precopy_s: number;
+  /** RAM migration start to completion. */
+  time_ram_s: number;
+  /** Post-copy after the VM resumed at the target. */
+  time_postcopy_s: number;
+  /** Guest downtime: the source's STOP event to the target's RESUME event (host clock). */
+  downtime_ms: number;
+  /** QEMU's own `downtime` figure from query-migrate (source side). */
+  qemu_downtime_ms: number | null;
+  /** The storage cut-over inside the switch-over pause. */
+  storage_cutover_ms: number;
+  ram: { transferred_bytes: number; total_bytes: number; duplicate_pages: number; normal_pages: number; dirty_sync_count: number };
+  /** The target agent's last status (phase, verified, counters). */
+  disk: Record<string, unknown>;
+  /** Blocks the target lacked at cut-over (moved in post-copy). */
+  missing_at_cutover: number | null;
+  verified: boolean | null;
+}
+
+export class VmMigrationError extends FlimcdError {
+  constructor(message: string, readonly vmAt: 'source' | 'target', options?: { cause?: unknown }) {
+    super(message, vmAt === 'source' ? 'FLIMCD_ERR_VM_MIGRATION' : 'FLIMCD_ERR_VM_POSTCOPY', undefined, options);
+  }
+}
+
+let currentSignal: AbortSignal | undefined;
+const sleep = (ms: number) =>
+  new Promise<void>((resolve, reject) => {
+    if (currentSignal?.aborted) return reject(new FlimcdError('interrupted', 'FLIMCD_ERR_INTERRUPTED'));
+    setTimeout(resolve, ms);
+  });
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const SERVING = ['postcopy', 'verify', 'done'];
+
+interface QueryMigrate {
+  status?: string;
+  'error-desc'?: string;
+  downtime?: number;
+  'total-time'?: number;
+  ram?: { transferred?: number; total?: number; remaining?: number; duplicate?: number; normal?: number; 'dirty-sync-count'?: number };
+}
+
+async function status(addr: Address): Promise<Record<string, unknown>> {
+  return controlRequest<Record<string, unknown>>(addr, 'GET', '/status', undefined, { timeoutMs: 5000 });
+}
+
+/** Migrates the VM; see the module comment for the sequence and the failure semantics. */
+export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult> {
+  const log = o.log;
+  currentSignal = o.signal;
+  const poll = o.pollMs ?? 50;
+  const t0 = Date.now();
+  let stage: VmStage = 'precopy';
+  let lastDisk: Record<string, unknown> = {};
+  let lastRam: QueryMigrate | undefined;
+  const progress = () => {
+    if (!o.onProgress) return;
+    const ram = lastRam?.ram;
+    o.onProgress({
+      stage,
+      elapsedMs: Date.now() - t0,
+      disk: { phase: String(lastDisk.phase ?? 'unknown'), progress: num(lastDisk.progress), remainingBlocks: num(lastDisk.remainingBlocks), blockSize: num(lastDisk.blockSize), wireBytes: num(lastDisk.wireBytes) },
+      ram: lastRam ? { status: lastRam.status ?? 'none', transferred: ram?.transferred ?? 0, total: ram?.total ?? 0, remaining: ram?.remaining ?? 0 } : null,
+    });
+  };
+
+  const src = await QmpClient.connect(o.sourceQmp, { name: 'source QEMU', connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
+  let dst: QmpClient | undefined;
+  let ramStarted = false;
+  let storageHandedOver = false;
+  let vmAtTarget = false;
+  let continueSent = false;
+  try {
+    dst = await QmpClient.connect(o.targetQmp, { name: 'target QEMU', connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
+    const ss = await src.execute<{ status: string }>('query-status');
+    if (ss.status !== 'running' && ss.status !== 'paused') throw new FlimcdError(`the source VM is ${ss.status}, not running`, 'FLIMCD_ERR_VM_STATE');
+    const ds = await dst.execute<{ status: string }>('query-status');
+    if (ds.status !== 'inmigrate') throw new FlimcdError(`the target QEMU is ${ds.status}; start it with -incoming defer`, 'FLIMCD_ERR_VM_STATE');
+
+    // 1. Pre-copy until the dirty set is small.
+    const precopyDeadline = t0 + (o.precopyTimeoutMs ?? 30 * 60_000);
+    for (;;) {
+      lastDisk = await status(o.sourceControl);
+      progress();
+      const phase = String(lastDisk.phase);
+      if (phase === 'failed') throw new FlimcdError('the source agent reports the migration failed', 'FLIMCD_ERR_VM_MIGRATION');
+      if (phase !== 'starting' && phase !== 'precopy') throw new FlimcdError(`the source agent is already in phase ${phase}; start it with --manual-cutover`, 'FLIMCD_ERR_VM_STATE');
+      const round = num(lastDisk.round) ?? 0;
+      const remaining = (num(lastDisk.remainingBlocks) ?? Infinity) * (num(lastDisk.blockSize) ?? 65536);
+      const rate = num(lastDisk.linkRateBps);
+      const threshold = o.precopyThresholdBytes ?? Math.max(8 << 20, rate ? rate / 8 : 0);
+      if (phase === 'precopy' && round >= 1 && remaining <= threshold) break;
+      if (Date.now() > precopyDeadline) {
+        log?.warn({ remainingBytes: remaining }, 'pre-copy did not converge in time; moving on, post-copy carries the rest');
+        break;
+      }
+      await sleep(Math.max(poll, 200));
+    }
+    const precopyEnd = Date.now();
+
+    // 2. RAM migration with a pause before the switch-over.
+    await o.hooks?.beforeRam?.();
+    stage = 'ram';
+    await dst.execute('migrate-incoming', { uri: o.incomingUri });
+    await src.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: true }, { capability: 'events', state: true }] });
+    if (o.ramMaxBandwidth) await src.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(o.ramMaxBandwidth) });
+    const srcSince = src.lastEventSeq;
+    const dstSince = dst.lastEventSeq;
+    const ramStart = Date.now();
+    await src.execute('migrate', { uri: o.migrateUri ?? o.incomingUri });
+    ramStarted = true;
+    log?.info({ uri: o.migrateUri ?? o.incomingUri }, 'RAM migration started');
+
+    // 3. Until QEMU pauses before the switch-over.
+    const ramDeadline = Date.now() + (o.ramTimeoutMs ?? 30 * 60_000);
+    let tick = 0;
+    for (;;) {
+      lastRam = await src.execute<QueryMigrate>('query-migrate');
+      const st = lastRam.status;
+      if (st === 'pre-switchover') break;
+      if (st === 'failed' || st === 'cancelled' || st === 'cancelling' || st === 'completed' || !st) {
+        throw new FlimcdError(`QEMU's RAM migration ended as ${st ?? 'nothing'}${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, 'FLIMCD_ERR_VM_MIGRATION');
+      }
+      if (Date.now() > ramDeadline) throw new FlimcdError(`QEMU's RAM migration did not reach the switch-over within ${o.ramTimeoutMs ?? 30 * 60_000} ms`, 'FLIMCD_ERR_VM_TIMEOUT');
+      if (tick++ % 10 === 0) {
+        lastDisk = await status(o.sourceControl);
+        if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', 'FLIMCD_ERR_VM_MIGRATION');
+      }
+      progress();
+      await sleep(poll);
+    }
+
+    // 4. Storage cut-over while the guest is paused and its disk quiet.
+    stage = 'switchover';
+    const swStart = Date.now();
+    storageHandedOver = true;
+    await controlRequest(o.sourceControl, 'POST', '/cutover', {});
+    const cutDeadline = Date.now() + (o.cutoverTimeoutMs ?? 60_000);
+    for (;;) {
+      lastDisk = await status(o.targetControl);
+      const phase = String(lastDisk.phase);
+      if (SERVING.includes(phase)) break;
+      if (phase === 'failed') throw new FlimcdError('the target agent failed during the storage cut-over', 'FLIMCD_ERR_VM_MIGRATION');
+      if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, 'FLIMCD_ERR_VM_TIMEOUT');
+      await sleep(Math.min(poll, 20));
+    }
+    const missingAtCutover = num(lastDisk.missingBlocks);
+    const storageCutoverMs = Date.now() - swStart;
+    log?.info({ storageCutoverMs, missingAtCutover }, 'storage cut over; continuing the switch-over');
+    progress();
+    await o.hooks?.atSwitchover?.();
+
+    // 5. Switch-over.
+    continueSent = true;
+    await src.execute('migrate-continue', { state: 'pre-switchover' });
+    for (;;) {
+      lastRam = await src.execute<QueryMigrate>('query-migrate');
+      if (lastRam.status === 'completed') break;
+      if (lastRam.status === 'failed' || lastRam.status === 'cancelled') {
+        throw new FlimcdError(`QEMU's migration failed at the switch-over${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, 'FLIMCD_ERR_VM_MIGRATION');
+      }
+      if (Date.now() > ramDeadline) throw new FlimcdError('QEMU did not complete the switch-over in time', 'FLIMCD_ERR_VM_TIMEOUT');
+      await sleep(Math.min(poll, 20));
+    }
+    // Behind a buffering link the source says completed before the target has loaded.
+    const loadDeadline = Date.now() + 120_000;
+    for (;;) {
+      const s = await dst.execute<{ status: string }>('query-status');
+      if (s.status === 'running') break;
+      if (s.status === 'paused' || s.status === 'prelaunch') {
+        await dst.execute('cont');
+        break;
+      }
+      if (s.status !== 'inmigrate') throw new FlimcdError(`the target VM is ${s.status} after the migration`, 'FLIMCD_ERR_VM_MIGRATION');
+      if (Date.now() > loadDeadline) throw new FlimcdError('the target QEMU did not finish loading the VM state within 120 s', 'FLIMCD_ERR_VM_TIMEOUT');
+      await sleep(Math.min(poll, 20));
+    }
+    vmAtTarget = true;
+    const resumed: QmpEvent = await dst.waitEvent('RESUME', { since: dstSince, timeoutMs: 10_000 });
+    const stopped: QmpEvent = await src.waitEvent('STOP', { since: srcSince, timeoutMs: 1000 });
+    const ramEnd = Date.now();
+    const ramInfo = lastRam.ram ?? {};
+    log?.info({ downtimeMs: Math.round(resumed.timeMs - stopped.timeMs) }, 'the VM runs at the target; post-copy carries on');
+
+    // 6. Post-copy.
+    stage = 'postcopy';
+    const postDeadline = Date.now() + (o.postcopyTimeoutMs ?? 2 * 3600_000);
+    if (o.postcopyTimeoutMs !== 0) {
+      for (;;) {
+        lastDisk = await status(o.targetControl);
+        progress();
+        if (lastDisk.phase === 'done') break;
+        if (lastDisk.phase === 'failed') throw new FlimcdError('post-copy failed at the target agent', 'FLIMCD_ERR_VM_POSTCOPY');
+        if (Date.now() > postDeadline) throw new FlimcdError(`post-copy did not finish within ${o.postcopyTimeoutMs} ms`, 'FLIMCD_ERR_VM_TIMEOUT');
+        await sleep(Math.max(poll, 100));
+      }
+    }
+    stage = o.postcopyTimeoutMs === 0 ? 'postcopy' : 'done';
+    progress();
+    const end = Date.now();
+    return {
+      time_total_s: (end - t0) / 1000,
+      time_precopy_s: (precopyEnd - t0) / 1000,
+      time_ram_s: (ramEnd - ramStart) / 1000,
+      time_postcopy_s: (end - ramEnd) / 1000,
+      downtime_ms: Math.round((resumed.timeMs - stopped.timeMs) * 10) / 10,
+      qemu_downtime_ms: num(lastRam.downtime),
+      storage_cutover_ms: storageCutoverMs,
+      ram: {
+        transferred_bytes: ramInfo.transferred ?? 0,
+        total_bytes: ramInfo.total ?? 0,
+        duplicate_pages: ramInfo.duplicate ?? 0,
+        normal_pages: ramInfo.normal ?? 0,
+        dirty_sync_count: ramInfo['dirty-sync-count'] ?? 0,
+      },
+      disk: lastDisk,
+      missing_at_cutover: missingAtCutover,
+      verified: typeof lastDisk.verified === 'boolean' ? lastDisk.verified : null,
+    };
+  } catch (e) {
+    if (!vmAtTarget && continueSent) {
+      // Past migrate-continue QEMU may have completed anyway: then the VM is at the target.
+      const q = await src.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 5000 }).catch(() => undefined);
+      if (!q || q.status === 'completed') vmAtTarget = true;
+    }
+    if (vmAtTarget) {
+      stage = 'failed';
+      progress();
+      throw new VmMigrationError(`the VM runs at the target, but: ${(e as Error).message}`, 'target', { cause: e });
+    }
+    stage = 'rollback';
+    progress();
+    await rollback(src, ramStarted, storageHandedOver, o, log);
+    throw new VmMigrationError(`VM migration failed; the VM keeps running at the source: ${(e as Error).message}`, 'source', { cause: e });
+  } finally {
+    src.close();
+    dst?.close();
+  }
+}
+
+/**
+ * Leaves the VM running at the source with its disk there. Best effort: every
+ * step is tried. The disk is taken back before QEMU's migration is cancelled:
+ * cancelling lets the source VM run again at once, and its I/O must find the
+ * disk served, not shut.
+ */
+async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: boolean, o: VmMigrateOptions, log?: Logger): Promise<void> {
+  const step = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (e) {
+      log?.warn({ err: (e as Error).message }, `rollback: ${what} failed`);
+    }
+  };
+  // The source agent takes the disk back (after a hand-over too: the target VM never ran).
+  await step('abort the source agent', () => controlRequest(o.sourceControl, 'POST', '/abort', { reason: 'VM migration failed', ...(storageHandedOver ? { reclaim: true } : {}) }));
+  if (ramStarted) {
+    await step('migrate_cancel', () => src.execute('migrate_cancel', undefined, { timeoutMs: 10_000 }));
+    await step('wait for the cancel', async () => {
+      for (let i = 0; i < 200; i++) {
+        const q = await src.execute<QueryMigrate>('query-migrate');
+        if (q.status !== 'cancelling' && q.status !== 'pre-switchover' && q.status !== 'active' && q.status !== 'device' && q.status !== 'setup') return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+  }
+  await step('abort the target agent', () => controlRequest(o.targetControl, 'POST', '/abort', { reason: 'VM migration failed' }));
+  await step('resume the source VM', async () => {
+    const s = await src.execute<{ status: string }>('query-status');
+    if (s.status !== 'running') await src.execute('cont');
+  });
+  log?.warn({ source: formatAddress(o.sourceQmp) }, 'VM migration rolled back: the VM runs at the source');
+}
+
+export { QmpError };
