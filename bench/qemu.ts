@@ -52,6 +52,10 @@ import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult 
 import { parseSize, parseBitRate, parseDuration, formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 
+// Agent and orchestration logs would drown the table; FLIMCD_LOG_LEVEL brings them back.
+const benchLog = log.child({ bench: 'qemu' });
+benchLog.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
+
 const { values: a } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
@@ -102,7 +106,7 @@ for (let run = 0; run < runs; run++) {
         const r: VmRigResult = await runVmMigration({
           dir, kernel, method, mirrorCopyMode: a['mirror-mode'] as 'background' | 'write-blocking', diskBytes: size, memMiB, bandwidthBps, rttMs, warmupMs: 2000, writesAtTarget: 25, seed: 11 + run,
           ...(c === 'base' ? { base: { changedShare: 0.3, indexAvailable } } : {}),
-          log: log.child({ bench: 'qemu' }),
+          log: benchLog,
         });
         const ok = r.guest.verdict === 'PASS' && r.host.mismatches === 0 && (method !== 'flimcd' || r.flimcd?.verified === true);
         if (!ok) failures.push(`${c}/${method} run ${run + 1}: guest ${r.guest.line}; host mismatches ${r.host.mismatches}`);
