@@ -45,6 +45,7 @@ import type { MigrationReport } from '../src/migrate/report.ts';
 import { parseBitRate, parseDuration, formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { Prng } from '../src/workload/prng.ts';
+import { median } from './stats.ts';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
 const BS = 65536;
@@ -164,10 +165,6 @@ async function migrate(dir: string, src: string, dst: string, algorithm: Algorit
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   for (const tool of ['mke2fs', 'debugfs']) {

@@ -55,6 +55,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseSize, formatBytes } from '../src/util/units.ts';
 import { nbdUri } from '../src/util/address.ts';
+import { median } from './stats.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Distribution tools first: the peers live in /usr/bin, and pyenv shims must not shadow them. */
@@ -381,11 +382,6 @@ export function parseFio(text: string): { jobs: FioJob[] } {
   return JSON.parse(text.slice(start, end + 1)) as { jobs: FioJob[] };
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 // ---------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ import { log } from '../src/util/log.ts';
 import { synthesizeFiuTrace } from '../src/workload/fiu-synth.ts';
 import { FiuReplay, parseFiuTrace } from '../src/workload/fiu-trace.ts';
 import type { Features } from '../src/policy/algorithm.ts';
+import { median } from './stats.ts';
 
 const VARIANTS = ['postcopy', 'hot', 'prefetch', 'both'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -154,11 +155,6 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 

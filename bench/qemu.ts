@@ -51,6 +51,7 @@ import { ensureGuestKernel } from '../src/qemu/guest.ts';
 import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult } from '../src/qemu/rig.ts';
 import { parseSize, parseBitRate, parseDuration, formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
+import { median } from './stats.ts';
 
 // Agent and orchestration logs would drown the table; FLIMCD_LOG_LEVEL brings them back.
 const benchLog = log.child({ bench: 'qemu' });
@@ -119,11 +120,6 @@ for (let run = 0; run < runs; run++) {
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const result: Record<string, unknown> = {};
 for (const c of cases) {

@@ -110,8 +110,6 @@ export class SourceAgent {
       manualCutover: o.manualCutover,
       log: o.log,
       onPhase: o.onPhase,
-      dedup: this.features.dedup,
-      compress: this.features.compress,
       targetHasReplicas: message.welcome.features.includes('offer'),
     });
     this.engine = engine;

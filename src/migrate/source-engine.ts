@@ -36,10 +36,6 @@ export interface SourceEngineOptions {
   manualCutover?: boolean;
   log: Logger;
   onPhase?: (phase: Phase) => void;
-  /** Dirty-block dedup: content the target holds travels as ids (REF/OFFER). */
-  dedup?: boolean;
-  /** zstd-compress DATA frames. */
-  compress?: boolean;
   /** The target has local content (old image, replica index) worth offering ids for. */
   targetHasReplicas?: boolean;
 }
@@ -91,12 +87,12 @@ export class SourceEngine {
       image: o.image,
       blockSize: o.blockSize,
       clock: o.clock,
-      dedup: o.dedup ?? false,
-      compress: o.compress ?? false,
+      dedup: this.features.dedup,
+      compress: this.features.compress,
       counts: this.counts,
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
-    this.sender.offersEnabled = (o.dedup ?? false) && (o.targetHasReplicas ?? false);
+    this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         if (this.needSend.set(i)) this.dirtiedInRound++;

@@ -159,7 +159,7 @@ export class TargetAgent {
     // Prefetch needs this side; the source's other features need nothing from it.
     const asked = featuresFromList(hello.features);
     const features = { ...asked, prefetch: asked.prefetch && o.prefetch !== false };
-    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined, dedup });
+    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined });
     this.engine = engine;
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     this.nbdAddress = await nbd.listen(o.nbd);

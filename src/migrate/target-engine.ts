@@ -27,8 +27,6 @@ export interface TargetEngineOptions {
   onPhase?: (phase: Phase) => void;
   /** Content the target can produce locally (dedup); without it OFFER and REF cannot be served. */
   local?: LocalContent;
-  /** The source sends content ids (REF/OFFER): hash received blocks so later references resolve. */
-  dedup?: boolean;
   /** Optimizations the source asked for that this side takes part in (prefetch). */
   features?: Partial<Features>;
   prefetch?: Partial<PrefetchConfig>;
@@ -129,7 +127,7 @@ export class TargetEngine {
         const b = m.block;
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH);
         const p = this.track(b, async () => {
-          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.dedup ? contentId(data) : undefined);
+          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? contentId(data) : undefined);
         });
         if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
         return p;

@@ -75,9 +75,9 @@ export function buildRig(o: RigOptions) {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
     source = new SourceEngine({
       image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
-      dedup: features.dedup, compress: features.compress, targetHasReplicas: features.dedup && local.hasCandidates,
+      targetHasReplicas: features.dedup && local.hasCandidates,
     });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, dedup: features.dedup });
+    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined });
     srcCh.attach(a);
     tgtCh.attach(b);
   };
