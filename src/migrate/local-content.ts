@@ -46,7 +46,8 @@ export class LocalContent {
   private readonly touched: Bitmap;
   private readonly byId = new Map<string, number>();
   private readonly idOf = new Map<number, string>();
-  private readonly files = new Map<string, FileDisk>();
+  /** Open replica files; concurrent readers of one path share one open, and an evicted file closes after its last reader. */
+  private readonly files = new Map<string, ReplicaFile>();
   private pendingRecords: Array<{ id: Uint8Array; offset: number }> = [];
   private recordImage: Promise<IndexedImage> | undefined;
   private recording: Promise<unknown> = Promise.resolve();
@@ -147,16 +148,28 @@ export class LocalContent {
     let f = this.files.get(path);
     if (!f) {
       if (this.files.size >= MAX_OPEN_FILES) {
-        const [oldPath, old] = this.files.entries().next().value as [string, FileDisk];
+        const [oldPath, old] = this.files.entries().next().value as [string, ReplicaFile];
         this.files.delete(oldPath);
-        await old.close();
+        old.evicted = true;
+        if (old.readers === 0) await closeReplica(old);
       }
-      f = await FileDisk.open(path, { readOnly: true });
+      f = { disk: FileDisk.open(path, { readOnly: true }), readers: 0, evicted: false };
       this.files.set(path, f);
     }
-    if (offset + into.length > f.size) return false;
-    await f.read(offset, into);
-    return true;
+    f.readers++;
+    try {
+      const disk = await f.disk.catch((e: unknown) => {
+        // A missing or unreadable replica must not stay cached as a failure.
+        if (this.files.get(path) === f) this.files.delete(path);
+        throw e;
+      });
+      if (offset + into.length > disk.size) return false;
+      await disk.read(offset, into);
+      return true;
+    } finally {
+      f.readers--;
+      if (f.evicted && f.readers === 0) await closeReplica(f);
+    }
   }
 
   private flushRecords(): void {
@@ -175,7 +188,17 @@ export class LocalContent {
   async close(): Promise<void> {
     this.flushRecords();
     await this.recording;
-    for (const f of this.files.values()) await f.close().catch(() => {});
+    for (const f of this.files.values()) await closeReplica(f);
     this.files.clear();
   }
+}
+
+interface ReplicaFile {
+  disk: Promise<FileDisk>;
+  readers: number;
+  evicted: boolean;
+}
+
+async function closeReplica(f: ReplicaFile): Promise<void> {
+  await f.disk.then((d) => d.close()).catch(() => {});
 }
