@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     ['slowdown', 'guest_slowdown', 'guest I/O slowdown (x)', true],
   ];
   for (const [name, field, yTitle, log] of charts) {
-    const rows = cells.filter((c) => c[field] !== null && Number.isFinite(c[field] as number));
+    const rows = cells.filter((c) => c[field] !== null && Number.isFinite(c[field] as number)).map((c) => ({ ...c }) as Record<string, unknown>);
     const { svg, png } = await renderChart({ title: `${yTitle} — ${formatBytes(size)} image`, field, yTitle, rows, x: 'workload', bar: 'algorithm', column: 'link', barOrder: variants.map((x) => x.name), xOrder: [...WORKLOADS], columnOrder: linkNames, logScale: log });
     writeFileSync(join(out, `${name}.svg`), svg);
     writeFileSync(join(out, `${name}.png`), png);
