@@ -8,6 +8,7 @@ import { registerControl } from './control.ts';
 import { registerIndex } from './index-cmd.ts';
 import { registerVm } from '../vm.ts';
 import { registerSimulate } from './simulate.ts';
+import { registerPlan } from './plan.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerIndex(program);
   registerVm(program);
   registerSimulate(program);
+  registerPlan(program);
 }
