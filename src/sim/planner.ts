@@ -57,14 +57,19 @@ async function blockIds(path: string, blockSize: number): Promise<Float64Array> 
   }
 }
 
-/** Watches the image file: ids now, wait, ids again; the difference is what the VM dirtied. */
-export async function observeImage(path: string, blockSize: number, watchMs: number, first?: Float64Array): Promise<Observation> {
+/**
+ * Watches the image file: ids now, wait, ids again; the difference is what the
+ * VM dirtied. Each block is sampled at the same offset into both scans, so the
+ * window is the time between the scans' starts.
+ */
+export async function observeImage(path: string, blockSize: number, watchMs: number): Promise<Observation> {
   const t0 = performance.now();
-  const a = first ?? (await blockIds(path, blockSize));
+  const a = await blockIds(path, blockSize);
   const left = watchMs - (performance.now() - t0);
   if (left > 0) await new Promise((r) => setTimeout(r, left));
+  const t1 = performance.now();
   const b = await blockIds(path, blockSize);
-  const secs = Math.max(0.001, (performance.now() - t0) / 1000);
+  const secs = Math.max(0.001, (t1 - t0) / 1000);
   const perArea = new Map<number, number>();
   let changed = 0;
   const blocksPerArea = Math.max(1, AREA_SIZE / blockSize);

@@ -4,7 +4,7 @@
  * Shared by `flimcd simulate`, `flimcd plan` and `npm run bench:paper`.
  */
 import { readFileSync } from 'node:fs';
-import { UsageError } from '../errors.ts';
+import { TraceFormatError, UsageError } from '../errors.ts';
 import { ALGORITHMS, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { RequestSource } from '../workload/executor.ts';
 import { RequestGenerator } from '../workload/generator.ts';
@@ -37,7 +37,13 @@ export function parseWorkload(w: WorkloadSpec): Workload {
       throw new UsageError(`--workload: cannot read trace ${file}: ${(e as Error).message}`);
     }
     // Parsed up front: a malformed line fails here with its line number, not mid-simulation.
-    const records: FiuRecord[] = [...parseFiuTrace(text)];
+    let records: FiuRecord[];
+    try {
+      records = [...parseFiuTrace(text)];
+    } catch (e) {
+      if (e instanceof TraceFormatError) throw new UsageError(`--workload: trace ${file}: ${e.message}`);
+      throw e;
+    }
     if (records.length === 0) throw new UsageError(`--workload: trace ${file} has no requests`);
     return { name: `trace:${file}`, requests: () => new FiuReplay(records, { imageBytes: w.imageBytes, speed: w.timeScale ?? 1 }) };
   }

@@ -52,7 +52,7 @@ export function registerPlan(program: Command): void {
         const workload = parseWorkload({ spec: opts.workload, imageBytes: image.size, bandwidthBps, blockSize, seed: 1 });
         p = await plan({ image, targetImage, bandwidthBps, rttMs, workload, algorithms });
       } else {
-        observation = await observeImage(opts.image, blockSize, watchMs, image.ids.slice());
+        observation = await observeImage(opts.image, blockSize, watchMs);
         p = await plan({ image, targetImage, bandwidthBps, rttMs, profile: observedProfile(observation, bandwidthBps), algorithms });
       }
       const out = { ...p, observation: observation ?? null };
