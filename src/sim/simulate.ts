@@ -2,7 +2,7 @@
  * One simulated migration: the real SourceEngine and TargetEngine, the real
  * filters (tracking, gate, post-copy), the real Channel and message encoders,
  * and the real policies, on a VirtualClock, over a modelled link
- * (wire/memory-transport.ts: per-direction serialisation at the bandwidth,
+ * (sim-link.ts: per-direction serialisation at the bandwidth,
  * one-way delay RTT/2, bounded send buffer), with a modelled disk
  * (sim-disk.ts: content identity, no bytes) and a modelled VM (sim-vm.ts).
  *
@@ -21,7 +21,7 @@
  * engines' async code runs unchanged.
  */
 import { Channel } from '../wire/channel.ts';
-import { memoryLink } from '../wire/memory-transport.ts';
+import { simLink } from './sim-link.ts';
 import { VirtualClock } from '../util/clock.ts';
 import { TrackingDisk } from '../block/filters/tracking.ts';
 import { GateDisk } from '../block/filters/gate.ts';
@@ -102,7 +102,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   if (o.targetImage) tgtImage.copyFrom(o.targetImage);
   const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
   const srcGate = new GateDisk(tracking);
-  const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps, delayMs: o.rttMs / 2 });
+  const [a, b] = simLink(clock, { bandwidthBps: o.bandwidthBps, delayMs: o.rttMs / 2 });
   let source!: SourceEngine;
   let target!: TargetEngine;
   const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) source.abort(e.message); } });
