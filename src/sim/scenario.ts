@@ -93,12 +93,13 @@ export interface RunSpec {
   variant: Variant;
   bandwidthBps: number;
   rttMs: number;
+  lossRate?: number;
   warmupMs?: number;
 }
 
 export function runScenario(r: RunSpec): Promise<SimulationResult> {
   return simulate({
-    image: r.image, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs,
+    image: r.image, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs, lossRate: r.lossRate,
     warmupMs: r.warmupMs, requests: r.workload.requests(),
   });
 }

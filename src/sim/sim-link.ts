@@ -132,6 +132,18 @@ class Direction implements ByteTransport {
   }
 }
 
+/**
+ * Loss, as the rate it leaves a TCP flow (Mathis et al. 1997:
+ * rate ≈ 1.22 · MSS / (RTT · √p)), capped at the link's bandwidth. The
+ * simulator models loss this way, as a slower clean link, not as dropped frames.
+ */
+export function lossLimitedRate(bandwidthBps: number, rttMs: number, lossRate: number): number {
+  if (!(lossRate >= 0 && lossRate < 1)) throw new RangeError(`loss rate must be from 0 to below 1 (got ${lossRate})`);
+  if (lossRate === 0) return bandwidthBps;
+  const mss = 1460;
+  return Math.min(bandwidthBps, (1.22 * mss * 8) / (Math.max(rttMs, 1) / 1000 * Math.sqrt(lossRate)));
+}
+
 export function simLink(clock: Clock, model: SimLinkModel): [ByteTransport, ByteTransport] {
   if (!(model.bandwidthBps > 0) || !Number.isFinite(model.bandwidthBps)) throw new RangeError(`link bandwidth must be a positive finite rate (got ${model.bandwidthBps})`);
   if (!(model.delayMs >= 0)) throw new RangeError(`link delay must not be negative (got ${model.delayMs})`);

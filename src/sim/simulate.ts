@@ -13,7 +13,8 @@
  * - hashing and zstd: replaced by the token's id and modelled size (the
  *   image model measured them, or uses image-gen's ratios). CPU time for
  *   hashing, compression and disk I/O is zero on the virtual clock.
- * - the link: no loss, no TCP slow start; bandwidth and delay only.
+ * - the link: bandwidth and delay; loss only as the lower rate it leaves a
+ *   TCP flow (Mathis); no TCP slow start.
  * - the disk: a fixed device time per VM request; engine reads are free.
  *
  * Virtual time moves only when nothing else can: the loop lets every pending
@@ -21,7 +22,7 @@
  * engines' async code runs unchanged.
  */
 import { Channel } from '../wire/channel.ts';
-import { simLink } from './sim-link.ts';
+import { lossLimitedRate, simLink } from './sim-link.ts';
 import { VirtualClock } from '../util/clock.ts';
 import { TrackingDisk } from '../block/filters/tracking.ts';
 import { GateDisk } from '../block/filters/gate.ts';
@@ -49,6 +50,8 @@ export interface SimulationOptions {
   features?: Partial<Features>;
   bandwidthBps: number;
   rttMs: number;
+  /** Packet loss rate 0..1: modelled as the rate it leaves a TCP flow (sim-link.ts lossLimitedRate). */
+  lossRate?: number;
   /** A fresh request source for this run (generator or trace replay); none = an idle VM. */
   requests?: RequestSource;
   /** Virtual time the VM runs before the migration starts (heat map fills); default 10 s. */
@@ -102,7 +105,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   if (o.targetImage) tgtImage.copyFrom(o.targetImage);
   const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
   const srcGate = new GateDisk(tracking);
-  const [a, b] = simLink(clock, { bandwidthBps: o.bandwidthBps, delayMs: o.rttMs / 2 });
+  const [a, b] = simLink(clock, { bandwidthBps: lossLimitedRate(o.bandwidthBps, o.rttMs, o.lossRate ?? 0), delayMs: o.rttMs / 2 });
   let source!: SourceEngine;
   let target!: TargetEngine;
   const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) source.abort(e.message); } });

@@ -11,6 +11,7 @@ interface SimulateOptions {
   image?: string;
   bandwidth: string;
   rtt: string;
+  loss: string;
   algorithm: string;
   blockSize: string;
   seed: string;
@@ -40,6 +41,7 @@ export function registerSimulate(program: Command): void {
     .option('--image <file>', 'model this raw image file instead of a synthetic one (scanned: zero blocks, content ids, zstd sizes)')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
     .option('--rtt <duration>', 'link round-trip time', '50ms')
+    .option('--loss <percent>', 'packet loss, e.g. 0.1% (modelled as the rate it leaves TCP)', '0%')
     .option('--algorithm <list>', 'all, ablation, or comma-separated: precopy, postcopy, hybrid, flimcd, flimcd-no-dedup, flimcd-no-zstd, flimcd-no-hot-order, flimcd-no-prefetch', 'all')
     .option('--block-size <size>', 'migration block size', '64KiB')
     .option('--seed <n>', 'workload seed', '1')
@@ -51,6 +53,9 @@ export function registerSimulate(program: Command): void {
       const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
       const rttMs = parseDuration(opts.rtt, '--rtt');
       if (!(rttMs >= 0) || rttMs > 10_000) throw new UsageError('--rtt must be from 0 to 10s');
+      const lossM = /^\s*(\d+(?:\.\d+)?)\s*%?\s*$/.exec(opts.loss);
+      const lossRate = lossM ? Number(lossM[1]) / 100 : NaN;
+      if (!(lossRate >= 0 && lossRate < 1)) throw new UsageError(`--loss: "${opts.loss}" must be a percentage from 0% to below 100%`);
       const blockSize = parseBlockSize(opts.blockSize);
       if (!/^\d+$/.test(opts.seed) || Number(opts.seed) > 0xffffffff) throw new UsageError(`--seed: "${opts.seed}" is not an integer from 0 to 4294967295`);
       const warmupMs = parseDuration(opts.warmup, '--warmup');
@@ -62,11 +67,11 @@ export function registerSimulate(program: Command): void {
       const workload = parseWorkload({ spec: opts.workload, imageBytes: image.size, bandwidthBps, blockSize, seed: Number(opts.seed), timeScale });
       const rows: SummaryRow[] = [];
       for (const variant of variants) {
-        const res = await runScenario({ image, workload, variant, bandwidthBps, rttMs, warmupMs });
+        const res = await runScenario({ image, workload, variant, bandwidthBps, rttMs, lossRate, warmupMs });
         rows.push(summarize(variant.name, res));
         if (!opts.json) process.stderr.write(`  ${variant.name}: done in ${res.wall_s.toFixed(1)} s\n`);
       }
-      const setup = { workload: workload.name, image_bytes: image.size, block_size: blockSize, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, warmup_ms: warmupMs, seed: Number(opts.seed) };
+      const setup = { workload: workload.name, image_bytes: image.size, block_size: blockSize, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, loss_rate: lossRate, warmup_ms: warmupMs, seed: Number(opts.seed) };
       if (opts.json) process.stdout.write(JSON.stringify({ ...setup, results: rows }, null, 2) + '\n');
       else {
         process.stdout.write(`Simulated ${workload.name} on ${formatBytes(image.size)} over ${formatBitRate(bandwidthBps)}, ${rttMs} ms RTT\n\n${formatRows(rows)}\n`);
