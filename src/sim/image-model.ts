@@ -26,7 +26,8 @@ function compressedSize(c: BlockCompressor, block: Buffer): number {
   return r.compressed ? r.payload.length : 0;
 }
 
-export async function scanImage(path: string, blockSize: number): Promise<SimDisk> {
+/** `onBlock` sees each non-zero block's full BLAKE3 id (e.g. to ask a replica index about it). */
+export async function scanImage(path: string, blockSize: number, onBlock?: (b: number, id: Buffer) => void): Promise<SimDisk> {
   const fh = await open(path, 'r').catch((e: Error) => {
     throw new UsageError(`cannot open image ${path}: ${e.message}`);
   });
@@ -42,6 +43,7 @@ export async function scanImage(path: string, blockSize: number): Promise<SimDis
         const block = chunk.subarray(p, Math.min(bytesRead, p + blockSize));
         if (isZero(block)) continue;
         const h = blake3(block);
+        onBlock?.(b, h);
         disk.ids[b] = (h.readUInt32LE(0) & 0xfffff) * 2 ** 32 + h.readUInt32LE(4) || 1;
         disk.zsizes[b] = compressedSize(c, Buffer.from(block));
       }

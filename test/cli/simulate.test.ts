@@ -87,3 +87,24 @@ test('plan: watches the live image, sees the writes, simulates the algorithms an
   assert.equal(e.code, 2);
   assert.match(e.stderr, /cannot open image/);
 });
+
+test('plan --index: blocks the target\'s replica index holds are planned as local, so flimcd predicts far fewer wire bytes', async (t) => {
+  const dir = tempDir(t);
+  const img = join(dir, 'vm.img');
+  await generateImage(img, 16 * 2 ** 20, { seed: 6 });
+  const base = join(dir, 'base.img');
+  writeFileSync(base, readFileSync(img));
+  const idx = join(dir, 'index');
+  const add = await flimcd(['index', 'add', '--index', idx, base]);
+  assert.equal(add.code, 0, add.stderr);
+  const args = ['plan', '--image', img, '--bandwidth', '50Mbit', '--rtt', '20ms', '--workload', 'light', '--algorithm', 'precopy,flimcd', '--json'];
+  const without = JSON.parse((await flimcd(args)).stdout);
+  const r = await flimcd([...args, '--index', idx]);
+  assert.equal(r.code, 0, r.stderr);
+  const withIdx = JSON.parse(r.stdout);
+  assert.ok(withIdx.index_blocks > 0);
+  const wire = (p: { rows: Array<{ algorithm: string; wire_bytes: number }> }, a: string) => p.rows.find((x) => x.algorithm === a)!.wire_bytes;
+  assert.ok(wire(withIdx, 'flimcd') < 0.3 * wire(without, 'flimcd'), `${wire(withIdx, 'flimcd')} vs ${wire(without, 'flimcd')}`);
+  // precopy has no dedup: the index does not help it.
+  assert.ok(wire(withIdx, 'precopy') > 0.8 * wire(without, 'precopy'));
+});
