@@ -7,7 +7,7 @@ import { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { realClock } from '../util/clock.ts';
-import { predictedStatus, type Prediction } from '../sim/plan-file.ts';
+import { predictedStatus, type Prediction } from './prediction.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';

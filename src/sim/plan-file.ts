@@ -7,17 +7,14 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import type { Algorithm } from '../policy/algorithm.ts';
+import type { Prediction } from '../migrate/prediction.ts';
+
+export { predictedStatus, type Prediction } from '../migrate/prediction.ts';
 
 const PlanFile = z.object({
   image_bytes: z.number().positive(),
   rows: z.array(z.object({ algorithm: z.string(), time_total_s: z.number().nonnegative(), wire_bytes: z.number().nonnegative() })).min(1),
 });
-
-export interface Prediction {
-  algorithm: Algorithm;
-  time_total_s: number;
-  wire_bytes: number;
-}
 
 /** The plan's prediction for `algorithm`; a clear error when the file is not a plan or lacks it. */
 export function readPrediction(path: string, algorithm: Algorithm, imageBytes: number): Prediction {
@@ -33,11 +30,4 @@ export function readPrediction(path: string, algorithm: Algorithm, imageBytes: n
   const row = p.data.rows.find((r) => r.algorithm === algorithm);
   if (!row) throw new UsageError(`--plan: ${path} has no prediction for ${algorithm} (it has ${p.data.rows.map((r) => r.algorithm).join(', ')})`);
   return { algorithm, time_total_s: row.time_total_s, wire_bytes: row.wire_bytes };
-}
-
-/** Status fields: the prediction, and the ETA it gives after `elapsedMs`. */
-export function predictedStatus(p: Prediction, elapsedMs: number, phase: string): { prediction: Prediction; etaSeconds: number | null } {
-  if (phase === 'failed') return { prediction: p, etaSeconds: null };
-  if (phase === 'done') return { prediction: p, etaSeconds: 0 };
-  return { prediction: p, etaSeconds: Math.round(Math.max(0, p.time_total_s - elapsedMs / 1000) * 10) / 10 };
 }

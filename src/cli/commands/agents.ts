@@ -13,6 +13,7 @@ import { attachControl } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { statSync } from 'node:fs';
+import type { MigrationReport } from '../../migrate/report.ts';
 
 function imageSize(path: string): number {
   try {
@@ -21,7 +22,6 @@ function imageSize(path: string): number {
     throw new UsageError(`--image: cannot read ${path}: ${(e as Error).message}`);
   }
 }
-import type { MigrationReport } from '../../migrate/report.ts';
 
 interface SourceOptions {
   image: string;
