@@ -177,7 +177,8 @@ async function main(): Promise<void> {
   md.push(`| miss rate flimcd / postcopy (median over cells) | ${headline.miss_flimcd_over_postcopy ?? 'n/a'} | ≤ ${PAPER.miss} | ≤ ${GOAL.miss} |`);
   md.push('', `Image ${formatBytes(size)} (synthetic, image-gen mix), block 64 KiB, ${runs} seed(s) per cell (medians), 10 s warm-up; every migration ${allVerified ? 'verified (Merkle roots agree)' : '**did NOT all verify**'}. Simulated in ${setup.wall_s} s.`, '');
   md.push('Guest I/O slowdown = mean response time of VM requests arriving during the migration / during the warm-up before it.', '');
-  md.push('Charts: ' + charts.map(([n]) => `[${n}](${n}.svg) ([png](${n}.png))`).join(', '), '');
+  md.push('Every cell is a simulated migration: the real engines, filters, channel and policies on a virtual clock with a modelled link and disk (`flimcd simulate`; validated against real agents through the WAN emulator by test/sim/validation.test.ts).', '');
+  for (const [n, , title] of charts) md.push(`### ${title}`, '', `![${title}](${n}.png)`, '', `SVG: [${n}.svg](${n}.svg)`, '');
   for (const l of linkNames) {
     md.push(`## ${l}`, '', '| workload | algorithm | time s | pre-copy s | post-copy s | downtime ms | wire | miss rate | slowdown |', '|---|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of cells.filter((x) => x.link === l)) {
