@@ -14,8 +14,32 @@ export function blake3(data: Uint8Array): Buffer {
   return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
 }
 
+/**
+ * The simulator's seam (src/sim/content-model.ts): its modelled disk hands out
+ * blocks that carry a small content token instead of real bytes, and this
+ * model names their content without hashing. Only the simulator installs one;
+ * agents never do, so real bytes are always hashed.
+ */
+export interface ContentModel {
+  /** The block's content id, or undefined when the bytes are not a modelled block. */
+  id(block: Uint8Array): Buffer | undefined;
+  /** Whether a modelled block is all zero, or undefined when the bytes are not a modelled block. */
+  zero(block: Uint8Array): boolean | undefined;
+}
+
+let model: ContentModel | undefined;
+
+/** Installs (or with undefined removes) the simulator's content model for this process. */
+export function setContentModel(m: ContentModel | undefined): void {
+  model = m;
+}
+
 /** BLAKE3-256 of a block's bytes: the block's content id. */
 export function contentId(block: Uint8Array): Buffer {
+  if (model) {
+    const id = model.id(block);
+    if (id) return id;
+  }
   return blake3(block);
 }
 
@@ -33,6 +57,10 @@ export function zeroContentId(length: number): Buffer {
 
 /** True if every byte is zero; word-wise, much cheaper than hashing. */
 export function isZero(b: Uint8Array): boolean {
+  if (model) {
+    const z = model.zero(b);
+    if (z !== undefined) return z;
+  }
   const words = b.byteOffset % 8 === 0 ? Math.floor(b.length / 8) : 0;
   if (words) {
     const w = new BigUint64Array(b.buffer, b.byteOffset, words);

@@ -7,6 +7,7 @@ import { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { realClock } from '../util/clock.ts';
+import { predictedStatus, type Prediction } from './prediction.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
@@ -34,6 +35,8 @@ export interface SourceAgentOptions {
   connectTimeoutMs?: number;
   log: Logger;
   onPhase?: (p: Phase) => void;
+  /** A planner's prediction (`flimcd plan`): status shows it, and the ETA it gives. */
+  prediction?: Prediction;
 }
 
 /**
@@ -123,7 +126,9 @@ export class SourceAgent {
   }
 
   status(): Record<string, unknown> {
-    return this.engine ? { role: 'source', ...this.engine.status() } : { role: 'source', phase: 'starting' };
+    const st: Record<string, unknown> = this.engine ? { role: 'source', ...this.engine.status() } : { role: 'source', phase: 'starting' };
+    if (this.o.prediction) Object.assign(st, predictedStatus(this.o.prediction, (st.elapsedMs as number | undefined) ?? 0, st.phase as string));
+    return st;
   }
 
   cutover(): void {

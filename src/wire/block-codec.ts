@@ -18,6 +18,26 @@ export interface CompressResult {
 }
 
 /**
+ * The simulator's seam (src/sim/content-model.ts): blocks of its modelled disk
+ * carry a content token and their modelled compressed size, so the sender puts
+ * a payload of exactly that size on the link without running zstd. Only the
+ * simulator installs one.
+ */
+export interface CodecModel {
+  /** The modelled result, or undefined when the bytes are not a modelled block. */
+  compress(data: Buffer, room: number): { payload: Buffer; compressed: boolean } | undefined;
+  /** The block a modelled payload stands for, or undefined when it is not one. */
+  decompress(payload: Uint8Array, length: number): Buffer | undefined;
+}
+
+let codecModel: CodecModel | undefined;
+
+/** Installs (or with undefined removes) the simulator's codec model for this process. */
+export function setCodecModel(m: CodecModel | undefined): void {
+  codecModel = m;
+}
+
+/**
  * Per-block zstd compression for DATA frames. Each frame is a complete zstd
  * frame, so it decodes on its own: retransmission after a reconnect needs no
  * shared stream state.
@@ -35,6 +55,8 @@ export class BlockCompressor {
     const t = performance.now();
     // Room for a result worth sending; zstd fails with "dstSize too small" otherwise.
     const room = data.length - (data.length >> MIN_SAVING_SHIFT);
+    const modelled = codecModel?.compress(data, room);
+    if (modelled) return this.account(data.length, modelled.payload, modelled.compressed, 0);
     const out = Buffer.allocUnsafe(room);
     let n = -1;
     try {
@@ -43,16 +65,16 @@ export class BlockCompressor {
       n = -1; // did not fit: incompressible
     }
     const ms = performance.now() - t;
+    return n < 0 ? this.account(data.length, data, false, ms) : this.account(data.length, out.subarray(0, n), true, ms);
+  }
+
+  private account(rawBytes: number, payload: Buffer, compressed: boolean, ms: number): CompressResult {
     this.stats.ms += ms;
-    this.stats.rawBytes += data.length;
-    if (n < 0) {
-      this.stats.rawBlocks++;
-      this.stats.wireBytes += data.length;
-      return { payload: data, compressed: false, ms };
-    }
-    this.stats.compressedBlocks++;
-    this.stats.wireBytes += n;
-    return { payload: out.subarray(0, n), compressed: true, ms };
+    this.stats.rawBytes += rawBytes;
+    this.stats.wireBytes += payload.length;
+    if (compressed) this.stats.compressedBlocks++;
+    else this.stats.rawBlocks++;
+    return { payload, compressed, ms };
   }
 }
 
@@ -61,6 +83,8 @@ export class BlockDecompressor {
   private readonly dctx = new zstd.DCtx();
 
   decompress(payload: Uint8Array, length: number): Buffer {
+    const modelled = codecModel?.decompress(payload, length);
+    if (modelled) return modelled;
     let size: number | null;
     try {
       size = zstd.getFrameContentSize(payload);

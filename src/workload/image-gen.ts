@@ -35,7 +35,8 @@ const WORDS = (
   'packet socket buffer memory page table process thread signal handler error warning info debug trace'
 ).split(' ');
 
-function fillText(buf: Buffer, rng: Prng): void {
+/** Text-like, compressible filler (words and spaces), as the generated images hold. */
+export function fillText(buf: Buffer, rng: Prng): void {
   let p = 0;
   while (p < buf.length) {
     const w = WORDS[rng.int(WORDS.length)]!;

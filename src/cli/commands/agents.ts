@@ -11,7 +11,17 @@ import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { attachControl } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
+import { readPrediction } from '../../sim/plan-file.ts';
+import { statSync } from 'node:fs';
 import type { MigrationReport } from '../../migrate/report.ts';
+
+function imageSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    throw new UsageError(`--image: cannot read ${path}: ${(e as Error).message}`);
+  }
+}
 
 interface SourceOptions {
   image: string;
@@ -29,6 +39,7 @@ interface SourceOptions {
   prefetch: boolean;
   hotOrder: boolean;
   keepServing?: boolean;
+  plan?: string;
   json?: boolean;
 }
 
@@ -67,6 +78,7 @@ export function registerAgents(program: Command): void {
     .option('--no-prefetch', 'no prefetch around post-copy misses (ablation; flimcd has it on)')
     .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
     .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM (for `flimcd vm migrate`)')
+    .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
@@ -79,8 +91,9 @@ export function registerAgents(program: Command): void {
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
+      const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize(o.image)) : undefined;
       const agent = await SourceAgent.start({
-        image: o.image, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log,
+        image: o.image, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;

@@ -7,6 +7,8 @@ import { registerAgents } from './agents.ts';
 import { registerControl } from './control.ts';
 import { registerIndex } from './index-cmd.ts';
 import { registerVm } from '../vm.ts';
+import { registerSimulate } from './simulate.ts';
+import { registerPlan } from './plan.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -18,4 +20,6 @@ export function registerCommands(program: Command): void {
   registerControl(program);
   registerIndex(program);
   registerVm(program);
+  registerSimulate(program);
+  registerPlan(program);
 }

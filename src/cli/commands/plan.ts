@@ -1,0 +1,101 @@
+import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { UsageError } from '../../errors.ts';
+import { ALGORITHMS, parseAlgorithm } from '../../policy/algorithm.ts';
+import { formatBitRate, formatBytes, parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
+import { scanImage } from '../../sim/image-model.ts';
+import { observeImage, observedProfile, plan } from '../../sim/planner.ts';
+import { parseWorkload } from '../../sim/scenario.ts';
+import { SimDisk } from '../../sim/sim-disk.ts';
+import { ReplicaIndex } from '../../index/replica-index.ts';
+
+function openIndex(dir: string): ReplicaIndex {
+  try {
+    return ReplicaIndex.open(dir, { readOnly: true });
+  } catch (e) {
+    throw new UsageError(`--index: cannot open the replica index at ${dir}: ${(e as Error).message}`);
+  }
+}
+
+interface PlanCliOptions {
+  image: string;
+  targetImage?: string;
+  index?: string;
+  bandwidth: string;
+  rtt: string;
+  watch: string;
+  workload?: string;
+  algorithm: string;
+  blockSize: string;
+  out?: string;
+  json?: boolean;
+}
+
+export function registerPlan(program: Command): void {
+  program
+    .command('plan')
+    .description('Before migrating: watch the live source image, simulate every algorithm on this image, workload and link, and recommend one (with the predicted time and wire bytes behind the choice).')
+    .requiredOption('--image <file>', 'the source VM\'s raw image (the file the source agent serves the VM from)')
+    .option('--target-image <file>', 'an old copy of the image already at the target (its content need not cross the link)')
+    .option('--index <dir>', 'the target\'s replica index (`flimcd index`): blocks it holds need not cross the link (asked per block during the scan)')
+    .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
+    .option('--rtt <duration>', 'link round-trip time', '50ms')
+    .option('--watch <duration>', 'how long to watch the image for the VM\'s writes (dirty rate, write-hot areas)', '10s')
+    .option('--workload <spec>', 'plan for this workload instead of watching: a profile or trace:FILE')
+    .option('--algorithm <list>', 'algorithms to compare, comma-separated', ALGORITHMS.join(','))
+    .option('--block-size <size>', 'migration block size', '64KiB')
+    .option('--out <file>', 'also write the plan as JSON (for `flimcd source --plan FILE`: its status shows the prediction as ETA)')
+    .option('--json', 'print the plan as one JSON object')
+    .addHelpText('after', '\nExamples:\n  flimcd plan --image /var/lib/vm.img --bandwidth 100Mbit --rtt 50ms --watch 30s\n  flimcd plan --image vm.img --workload heavy --bandwidth 1Gbit --rtt 10ms --json --out plan.json')
+    .action(async (opts: PlanCliOptions) => {
+      const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
+      const rttMs = parseDuration(opts.rtt, '--rtt');
+      if (!(rttMs >= 0) || rttMs > 10_000) throw new UsageError('--rtt must be from 0 to 10s');
+      const watchMs = parseDuration(opts.watch, '--watch');
+      if (!(watchMs >= 0)) throw new UsageError('--watch must not be negative');
+      const blockSize = parseBlockSize(opts.blockSize);
+      const algorithms = opts.algorithm.split(',').map((s) => parseAlgorithm(s.trim()));
+      const index = opts.index ? openIndex(opts.index) : undefined;
+      const inIndex: number[] = [];
+      let image;
+      try {
+        image = await scanImage(opts.image, blockSize, index ? (b, id) => { if (index.lookup(blockSize, id)) inIndex.push(b); } : undefined);
+      } finally {
+        await index?.close();
+      }
+      let targetImage = opts.targetImage ? await scanImage(opts.targetImage, blockSize) : undefined;
+      if (targetImage && targetImage.size !== image.size) throw new UsageError(`--target-image has ${targetImage.size} bytes, the image ${image.size}`);
+      if (inIndex.length) {
+        // The index's answer: these contents the target can materialise locally, modelled as already in place.
+        targetImage ??= new SimDisk(image.size, blockSize);
+        for (const b of inIndex) {
+          targetImage.ids[b] = image.ids[b]!;
+          targetImage.zsizes[b] = image.zsizes[b]!;
+        }
+      }
+      let observation;
+      let p;
+      if (opts.workload) {
+        const workload = parseWorkload({ spec: opts.workload, imageBytes: image.size, bandwidthBps, blockSize, seed: 1 });
+        p = await plan({ image, targetImage, bandwidthBps, rttMs, workload, algorithms });
+      } else {
+        observation = await observeImage(opts.image, blockSize, watchMs);
+        p = await plan({ image, targetImage, bandwidthBps, rttMs, profile: observedProfile(observation, bandwidthBps), algorithms });
+      }
+      const out = { ...p, observation: observation ?? null, index_blocks: index ? inIndex.length : null };
+      if (opts.out) writeFileSync(opts.out, JSON.stringify(out, null, 2) + '\n');
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+        return;
+      }
+      const lines = [`Plan for ${opts.image} (${formatBytes(image.size)}) over ${formatBitRate(bandwidthBps)}, ${rttMs} ms RTT`];
+      if (observation) lines.push(`Observed for ${(observation.watchMs / 1000).toFixed(1)} s: ${observation.changedBlocks} blocks changed, ${(observation.dirtyBytesPerSec / 1e6).toFixed(2)} MB/s dirtied (${((observation.dirtyBytesPerSec * 8 / bandwidthBps) * 100).toFixed(1)} % of the link)`);
+      else lines.push(`Workload: ${p.workload}`);
+      if (index) lines.push(`The target's index holds ${inIndex.length} of the image's blocks.`);
+      if (p.scale > 1) lines.push(`Simulated on a 1/${p.scale} scale model of the image and link.`);
+      lines.push('', `${'algorithm'.padEnd(10)} ${'time'.padStart(9)} ${'wire'.padStart(10)} ${'downtime'.padStart(9)} ${'miss rate'.padStart(9)}`);
+      for (const r of p.rows) lines.push(`${r.algorithm.padEnd(10)} ${(r.time_total_s.toFixed(1) + ' s').padStart(9)} ${formatBytes(r.wire_bytes).padStart(10)} ${(r.downtime_ms.toFixed(0) + ' ms').padStart(9)} ${r.block_miss_rate.toFixed(3).padStart(9)}`);
+      lines.push('', `Recommended: ${p.recommended} (${p.reason})`);
+      process.stdout.write(lines.join('\n') + '\n');
+    });
+}

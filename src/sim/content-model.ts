@@ -1,0 +1,131 @@
+/**
+ * Content identity without content: how the simulator moves 20 GiB through
+ * the real engines in seconds.
+ *
+ * A modelled block is a buffer of the block's real length (so every frame,
+ * window and queue carries exactly the bytes the real wire would) whose first
+ * TOKEN_BYTES hold a token: magic, kind, a 52-bit content id and the block's
+ * modelled zstd size. The rest of the buffer is never read. Installed models
+ * (content-id.ts, block-codec.ts) let the engines' own code name the content
+ * (content id = f(token id); all-zero = id 0) and "compress" it (a payload of
+ * the modelled size, token first) without hashing or running zstd. Equal ids
+ * are equal content, so dedup, REF, OFFER and the final Merkle root work
+ * unchanged.
+ *
+ * Writes by the modelled VM carry a write token (kind WRITE) holding the
+ * workload's content tag; the disk derives the new block ids from it.
+ *
+ * Only the simulator installs these models, and only while a simulation runs:
+ * never run one in a process that also runs real agents at the same time.
+ */
+import { setContentModel, zeroContentId, type ContentModel } from '../migrate/content-id.ts';
+import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
+
+export const TOKEN_BYTES = 24;
+const MAGIC = 0x4d495346; // "FSIM" little-endian
+export const Kind = { BLOCK: 1, WRITE: 2 } as const;
+
+export interface Token {
+  kind: number;
+  /** Block: content id (0 = all zero). Write: the workload's content tag. */
+  id: number;
+  /** Block: modelled zstd size, 0 = incompressible. */
+  zsize: number;
+}
+
+export function stamp(into: Uint8Array, at: number, kind: number, id: number, zsize: number): void {
+  if (at + TOKEN_BYTES > into.length) return;
+  const v = new DataView(into.buffer, into.byteOffset + at, TOKEN_BYTES);
+  v.setUint32(0, MAGIC, true);
+  v.setUint32(4, kind, true);
+  v.setFloat64(8, id, true);
+  v.setUint32(16, zsize, true);
+  v.setUint32(20, 0, true);
+}
+
+export function readToken(b: Uint8Array, at = 0): Token | undefined {
+  if (at + TOKEN_BYTES > b.length) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset + at, TOKEN_BYTES);
+  if (v.getUint32(0, true) !== MAGIC) return undefined;
+  return { kind: v.getUint32(4, true), id: v.getFloat64(8, true), zsize: v.getUint32(16, true) };
+}
+
+/** 32-bit mix (murmur3 finaliser). */
+function fmix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * A 52-bit id from a list of numbers (each up to 2^53): two independent
+ * 32-bit hash lanes, 20 + 32 bits kept. Never 0 (0 is the zero block).
+ */
+export function mixId(...xs: number[]): number {
+  let a = 0x9e3779b9;
+  let b = 0x7f4a7c15;
+  for (const x of xs) {
+    const lo = x >>> 0;
+    const hi = Math.floor(x / 2 ** 32) >>> 0;
+    a = fmix(a ^ lo) ^ fmix(hi + 0x632be5ab);
+    b = fmix(b ^ Math.imul(lo, 0x27d4eb2d)) ^ fmix(hi ^ 0x165667b1);
+  }
+  const id = (a & 0xfffff) * 2 ** 32 + (b >>> 0);
+  return id === 0 ? 1 : id;
+}
+
+function idBytes(id: number): Buffer {
+  const out = Buffer.alloc(32);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeDoubleLE(id, 4);
+  // A fixed tail: these ids never equal a real BLAKE3 digest of interest.
+  out.write('flimcd-sim-content-id', 12, 'latin1');
+  return out;
+}
+
+const contentModel: ContentModel = {
+  id(block) {
+    const t = readToken(block);
+    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    return t.id === 0 ? zeroContentId(block.length) : idBytes(t.id);
+  },
+  zero(block) {
+    const t = readToken(block);
+    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    return t.id === 0;
+  },
+};
+
+const codecModel: CodecModel = {
+  compress(data, room) {
+    const t = readToken(data);
+    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    if (t.zsize === 0 || t.zsize > room) return { payload: data, compressed: false };
+    return { payload: data.subarray(0, Math.max(TOKEN_BYTES, t.zsize)), compressed: true };
+  },
+  decompress(payload, length) {
+    const t = readToken(payload);
+    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    const out = Buffer.allocUnsafe(length);
+    stamp(out, 0, Kind.BLOCK, t.id, t.zsize);
+    return out;
+  },
+};
+
+let installs = 0;
+
+/** Installs the models for the duration of a simulation; returns the uninstaller. */
+export function installContentModels(): () => void {
+  installs++;
+  setContentModel(contentModel);
+  setCodecModel(codecModel);
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    if (--installs === 0) {
+      setContentModel(undefined);
+      setCodecModel(undefined);
+    }
+  };
+}

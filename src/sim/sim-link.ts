@@ -1,0 +1,155 @@
+/**
+ * The simulator's modelled link: a pair of ByteTransports on a clock. Each
+ * direction is a FIFO bottleneck — a write (one frame) leaves when the
+ * previous one has, after its serialisation time at the bandwidth, and
+ * arrives one-way delay later; the sender's buffer is bounded (write()
+ * returns false above it, onDrain when it has half emptied), as a socket's
+ * is. No loss, no reordering.
+ *
+ * Same model as wire/memory-transport.ts, built for millions of frames: one
+ * entry per write rather than per buffer, O(1) per event (leave and arrive
+ * times are both monotonic along the FIFO), and no copy of what is written
+ * (the channel never reuses a frame's buffers; the receiver gets one
+ * concatenation per frame).
+ */
+import type { ByteTransport } from '../wire/channel.ts';
+import type { Clock, TimerHandle } from '../util/clock.ts';
+
+export interface SimLinkModel {
+  bandwidthBps: number;
+  /** One-way delay (RTT / 2). */
+  delayMs: number;
+  /** Bytes a sender may have queued before write() returns false (default 256 KiB, as memory-transport). */
+  sendBuffer?: number;
+}
+
+interface Entry {
+  leaveAt: number;
+  arriveAt: number;
+  parts: Buffer[];
+  n: number;
+}
+
+class Direction implements ByteTransport {
+  peer!: Direction;
+  private readonly fifo: Entry[] = [];
+  /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left. */
+  private head = 0;
+  private leftUpTo = 0;
+  private busyUntil = 0;
+  private queued = 0;
+  private timer: TimerHandle | undefined;
+  private timerAt = Infinity;
+  private closed = false;
+  private paused = false;
+  private held: Buffer[] = [];
+  private dataFn: (b: Buffer) => void = () => {};
+  private drainFn: () => void = () => {};
+  private readonly closeFns: Array<(err?: Error) => void> = [];
+  private readonly limit: number;
+
+  constructor(private readonly clock: Clock, private readonly model: SimLinkModel) {
+    this.limit = model.sendBuffer ?? 256 * 1024;
+  }
+
+  write(parts: Buffer[]): boolean {
+    if (this.closed) return false;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const now = this.clock.now();
+    this.busyUntil = Math.max(this.busyUntil, now) + (n * 8 * 1000) / this.model.bandwidthBps;
+    this.fifo.push({ leaveAt: this.busyUntil, arriveAt: this.busyUntil + this.model.delayMs, parts, n });
+    this.queued += n;
+    this.schedule();
+    return this.queued < this.limit;
+  }
+
+  private nextEventAt(): number {
+    let t = Infinity;
+    if (this.leftUpTo < this.fifo.length) t = this.fifo[this.leftUpTo]!.leaveAt;
+    if (this.head < this.leftUpTo) t = Math.min(t, this.fifo[this.head]!.arriveAt);
+    return t;
+  }
+
+  private schedule(): void {
+    const next = this.nextEventAt();
+    if (next === Infinity || next >= this.timerAt) return;
+    this.timer?.cancel();
+    this.timerAt = next;
+    this.timer = this.clock.setTimer(Math.max(0, next - this.clock.now()), () => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.tick();
+    });
+  }
+
+  private tick(): void {
+    const now = this.clock.now();
+    let drained = false;
+    while (this.leftUpTo < this.fifo.length && this.fifo[this.leftUpTo]!.leaveAt <= now) {
+      this.queued -= this.fifo[this.leftUpTo]!.n;
+      this.leftUpTo++;
+      drained = true;
+    }
+    while (this.head < this.leftUpTo && this.fifo[this.head]!.arriveAt <= now) {
+      const e = this.fifo[this.head]!;
+      this.fifo[this.head++] = undefined as unknown as Entry;
+      if (!this.closed) this.peer.deliver(e.parts.length === 1 ? e.parts[0]! : Buffer.concat(e.parts, e.n));
+    }
+    // Compact now and then: the FIFO holds at most a window's worth of frames.
+    if (this.head > 4096 && this.head * 2 > this.fifo.length) {
+      this.fifo.splice(0, this.head);
+      this.leftUpTo -= this.head;
+      this.head = 0;
+    }
+    if (drained && this.queued <= this.limit / 2) this.drainFn();
+    this.schedule();
+  }
+
+  deliver(b: Buffer): void {
+    if (this.closed) return;
+    if (this.paused) this.held.push(b);
+    else this.dataFn(b);
+  }
+
+  onDrain(fn: () => void): void { this.drainFn = fn; }
+  onData(fn: (chunk: Buffer) => void): void { this.dataFn = fn; }
+  onClose(fn: (err?: Error) => void): void { this.closeFns.push(fn); }
+  pause(): void { this.paused = true; }
+  resume(): void {
+    this.paused = false;
+    for (const b of this.held.splice(0)) this.dataFn(b);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.peer.closed = true;
+    this.timer?.cancel();
+    this.peer.timer?.cancel();
+    for (const f of this.closeFns) f();
+    for (const f of this.peer.closeFns) f();
+  }
+}
+
+/**
+ * Loss, as the rate it leaves a TCP flow (Mathis et al. 1997:
+ * rate ≈ 1.22 · MSS / (RTT · √p)), capped at the link's bandwidth. The
+ * simulator models loss this way, as a slower clean link, not as dropped frames.
+ */
+export function lossLimitedRate(bandwidthBps: number, rttMs: number, lossRate: number): number {
+  if (!(lossRate >= 0 && lossRate < 1)) throw new RangeError(`loss rate must be from 0 to below 1 (got ${lossRate})`);
+  if (lossRate === 0) return bandwidthBps;
+  const mss = 1460;
+  return Math.min(bandwidthBps, (1.22 * mss * 8) / (Math.max(rttMs, 1) / 1000 * Math.sqrt(lossRate)));
+}
+
+export function simLink(clock: Clock, model: SimLinkModel): [ByteTransport, ByteTransport] {
+  if (!(model.bandwidthBps > 0) || !Number.isFinite(model.bandwidthBps)) throw new RangeError(`link bandwidth must be a positive finite rate (got ${model.bandwidthBps})`);
+  if (!(model.delayMs >= 0)) throw new RangeError(`link delay must not be negative (got ${model.delayMs})`);
+  const a = new Direction(clock, model);
+  const b = new Direction(clock, model);
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}

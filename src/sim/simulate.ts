@@ -1,0 +1,145 @@
+/**
+ * One simulated migration: the real SourceEngine and TargetEngine, the real
+ * filters (tracking, gate, post-copy), the real Channel and message encoders,
+ * and the real policies, on a VirtualClock, over a modelled link
+ * (sim-link.ts: per-direction serialisation at the bandwidth,
+ * one-way delay RTT/2, bounded send buffer), with a modelled disk
+ * (sim-disk.ts: content identity, no bytes) and a modelled VM (sim-vm.ts).
+ *
+ * What is modelled, and how:
+ * - bytes: none are stored; every block buffer has its real length and
+ *   carries a token (content-model.ts), so frame sizes, windows and queues are
+ *   the real ones, and wire bytes are counted by the real channel.
+ * - hashing and zstd: replaced by the token's id and modelled size (the
+ *   image model measured them, or uses image-gen's ratios). CPU time for
+ *   hashing, compression and disk I/O is zero on the virtual clock.
+ * - the link: bandwidth and delay; loss only as the lower rate it leaves a
+ *   TCP flow (Mathis); no TCP slow start.
+ * - the disk: a fixed device time per VM request; engine reads are free.
+ *
+ * Virtual time moves only when nothing else can: the loop lets every pending
+ * promise and callback run (setImmediate), then fires the next timer. The
+ * engines' async code runs unchanged.
+ */
+import { Channel } from '../wire/channel.ts';
+import { lossLimitedRate, simLink } from './sim-link.ts';
+import { VirtualClock } from '../util/clock.ts';
+import { TrackingDisk } from '../block/filters/tracking.ts';
+import { GateDisk } from '../block/filters/gate.ts';
+import { PostcopyDisk } from '../block/filters/postcopy.ts';
+import { SourceEngine } from '../migrate/source-engine.ts';
+import { TargetEngine } from '../migrate/target-engine.ts';
+import { LocalContent } from '../migrate/local-content.ts';
+import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
+import type { PrefetchConfig } from '../policy/prefetch.ts';
+import type { CutoverConfig } from '../policy/cutover.ts';
+import type { MigrationReport } from '../migrate/report.ts';
+import type { RequestSource } from '../workload/executor.ts';
+import { log as rootLog } from '../util/log.ts';
+import { FlimcdError } from '../errors.ts';
+import { installContentModels } from './content-model.ts';
+import { SimDisk } from './sim-disk.ts';
+import { SimVm } from './sim-vm.ts';
+
+export interface SimulationOptions {
+  /** The source image's content (modelled); not modified. */
+  image: SimDisk;
+  /** The target image's starting content (an old copy), if any. */
+  targetImage?: SimDisk;
+  algorithm: Algorithm;
+  features?: Partial<Features>;
+  bandwidthBps: number;
+  rttMs: number;
+  /** Packet loss rate 0..1: modelled as the rate it leaves a TCP flow (sim-link.ts lossLimitedRate). */
+  lossRate?: number;
+  /** A fresh request source for this run (generator or trace replay); none = an idle VM. */
+  requests?: RequestSource;
+  /** Virtual time the VM runs before the migration starts (heat map fills); default 10 s. */
+  warmupMs?: number;
+  prefetch?: Partial<PrefetchConfig>;
+  cutover?: Partial<CutoverConfig>;
+  /** Give up after this much virtual time (default 48 h). */
+  limitMs?: number;
+  queueDepth?: number;
+}
+
+export interface SimulationResult {
+  report: MigrationReport;
+  guest: ReturnType<SimVm['stats']>;
+  /** Wall-clock seconds the simulation took. */
+  wall_s: number;
+  /** Timer events fired. */
+  events: number;
+}
+
+/** Runs `until` to completion on `clock`: callbacks first, then the next timer. */
+export async function runVirtual<T>(clock: VirtualClock, until: Promise<T>, limitMs: number): Promise<{ value: T; events: number }> {
+  let settled = false;
+  void until.then(() => (settled = true), () => (settled = true));
+  let events = 0;
+  const end = clock.now() + limitMs;
+  while (!settled) {
+    await new Promise<void>((r) => setImmediate(r));
+    if (settled) break;
+    const at = clock.nextAt();
+    if (at === undefined) throw new FlimcdError('simulation stalled: nothing is pending and the migration has not finished', 'FLIMCD_ERR_SIM_STALLED');
+    if (at > end) throw new FlimcdError(`simulation did not finish within ${(limitMs / 3.6e6).toFixed(1)} h of simulated time`, 'FLIMCD_ERR_SIM_LIMIT');
+    clock.step();
+    events++;
+  }
+  return { value: await until, events };
+}
+
+export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
+  const uninstall = installContentModels();
+  const wall0 = performance.now();
+  const clock = new VirtualClock();
+  const bs = o.image.unit;
+  const features = resolveFeatures(o.algorithm, o.features);
+  const quiet = rootLog.child({ sim: o.algorithm });
+  quiet.level = 'silent';
+
+  const srcImage = new SimDisk(o.image.size, bs);
+  srcImage.copyFrom(o.image);
+  const tgtImage = new SimDisk(o.image.size, bs);
+  if (o.targetImage) tgtImage.copyFrom(o.targetImage);
+  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
+  const srcGate = new GateDisk(tracking);
+  const [a, b] = simLink(clock, { bandwidthBps: lossLimitedRate(o.bandwidthBps, o.rttMs, o.lossRate ?? 0), delayMs: o.rttMs / 2 });
+  let source!: SourceEngine;
+  let target!: TargetEngine;
+  const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) source.abort(e.message); } });
+  const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) target.abort(e.message); } });
+  const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
+  const tgtGate = new GateDisk(postcopy, 'held');
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, log: quiet });
+  const vm = o.requests ? new SimVm({ clock, source: srcGate, target: tgtGate, requests: o.requests, queueDepth: o.queueDepth }) : undefined;
+  let events = 0;
+  try {
+    vm?.start();
+    const warm = runVirtual(clock, new Promise<void>((r) => clock.setTimer(o.warmupMs ?? 10_000, r)), o.limitMs ?? 48 * 3.6e6);
+    events += (await warm).events;
+    source = new SourceEngine({
+      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs,
+      bandwidthBps: o.bandwidthBps, cutover: o.cutover, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates,
+    });
+    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined });
+    srcCh.attach(a);
+    tgtCh.attach(b);
+    vm?.migrationStarted();
+    const run = source.run().then(async (report) => {
+      await target.result;
+      return report;
+    });
+    const done = await runVirtual(clock, run, o.limitMs ?? 48 * 3.6e6);
+    events += done.events;
+    vm?.migrationEnded();
+    const stopping = vm?.stop() ?? Promise.resolve();
+    events += (await runVirtual(clock, stopping, 60_000)).events;
+    return { report: done.value, guest: vm?.stats() ?? new SimVm({ clock, source: srcGate, target: tgtGate, requests: { next: () => undefined } }).stats(), wall_s: (performance.now() - wall0) / 1000, events };
+  } finally {
+    srcCh.close();
+    tgtCh.close();
+    uninstall();
+  }
+}

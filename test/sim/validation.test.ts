@@ -1,0 +1,32 @@
+// The simulator against reality (issue 6 "Validation"): the same image and the
+// same requests migrated by real agents through the WAN emulator and by the
+// simulator; time_total_s, wire_bytes and block_miss_rate must agree within
+// 15 %. 64 MiB at 20 Mbit/s and 20 ms RTT keeps the real runs near 20 s each
+// (the 256 MiB form of the issue is `npm run sim:validate`, ~2 min).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { validate, COMPARED } from '../../src/sim/validation.ts';
+import { log } from '../../src/util/log.ts';
+
+const MiB = 2 ** 20;
+const base = { size: 64 * MiB, bandwidthBps: 20e6, rttMs: 20, seed: 1, warmupMs: 5000, log };
+
+test('postcopy, heavy: time, wire bytes and miss rate within 15 % of the real agents', async () => {
+  const r = await validate({ ...base, algorithm: 'postcopy', workload: 'heavy' });
+  assert.equal(r.sim.verified, true);
+  // Enough post-copy reads for the miss rate to be a measurement, not noise.
+  assert.ok(r.real.blocks_read_postcopy >= 300, `real run read ${r.real.blocks_read_postcopy} blocks in post-copy`);
+  assert.ok(r.real.misses >= 30);
+  for (const k of COMPARED) assert.ok(r.relError[k] <= 0.15, `${k}: sim ${r.sim[k]} vs real ${r.real[k]} (${(r.relError[k] * 100).toFixed(1)} %)`);
+});
+
+test('flimcd, moderate (dedup, zstd, pre-copy rounds, cut-over policy): time and wire bytes within 15 %', async () => {
+  const r = await validate({ ...base, algorithm: 'flimcd', workload: 'moderate' });
+  assert.equal(r.sim.verified, true);
+  assert.ok(r.real.blocks.sent_reference > 0 && r.sim.blocks.sent_reference > 0, 'dedup took part on both sides');
+  assert.ok(r.sim.compression.compressed_blocks > 0);
+  // Its post-copy is a few blocks long and sees ~10-20 reads: a miss rate over so few reads is not compared.
+  for (const k of ['time_total_s', 'wire_bytes'] as const) {
+    assert.ok(r.relError[k] <= 0.15, `${k}: sim ${r.sim[k]} vs real ${r.real[k]} (${(r.relError[k] * 100).toFixed(1)} %)`);
+  }
+});
