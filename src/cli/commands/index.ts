@@ -7,6 +7,7 @@ import { registerAgents } from './agents.ts';
 import { registerControl } from './control.ts';
 import { registerIndex } from './index-cmd.ts';
 import { registerVm } from '../vm.ts';
+import { registerCerts } from './certs.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerControl(program);
   registerIndex(program);
   registerVm(program);
+  registerCerts(program);
 }
