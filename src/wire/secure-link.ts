@@ -68,15 +68,29 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       const t = tls.connect(opts);
       s = t;
       t.once('connect', () => (tcpUp = true));
-      t.once('secureConnect', () => done());
+      // In TLS 1.3 the client finishes its handshake before the server has
+      // checked the client's certificate; the server's session ticket, sent
+      // after that check, is the sign we were accepted (a refusal arrives as
+      // an alert instead), so wait for it and fail here with the real reason.
+      t.once('secureConnect', () => (accepted = true));
+      // Resolve outside OpenSSL's callback: a write made inside it would be lost.
+      t.once('session', () => setImmediate(done));
     }
-    const timer = setTimeout(() => fail(new Error(`no ${security.mode === 'insecure' ? 'connection' : 'TLS handshake'} within ${timeoutMs} ms`)), timeoutMs);
+    let accepted = false;
+    const timer = setTimeout(() => {
+      // Accepted by a server that sends no tickets: the link works all the same.
+      if (accepted) done();
+      else fail(new Error(`no ${security.mode === 'insecure' ? 'connection' : 'TLS handshake'} within ${timeoutMs} ms`));
+    }, timeoutMs);
     const onError = (e: Error) => fail(e);
     s.once('error', onError);
     // A TLS server that rejects our credentials may just close the socket.
     const onClose = () => fail(new Error('peer closed the connection during the TLS handshake'));
     s.once('close', onClose);
+    let settled = false;
     function done(): void {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       s.off('error', onError);
       s.off('close', onClose);
@@ -84,6 +98,8 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       resolve(s);
     }
     function fail(e: Error): void {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       s.off('close', onClose);
       s.destroy();
