@@ -10,6 +10,11 @@ export class FuzzSocket extends Duplex {
   written = 0;
   readonly remoteAddress = undefined;
 
+  constructor() {
+    // As a net.Socket: the peer's EOF ends our side too, so 'close' follows.
+    super({ allowHalfOpen: false });
+  }
+
   _read(): void {}
 
   _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {

@@ -32,7 +32,7 @@ function watchingLogger(findings: string[]): Logger {
 }
 
 test('NBD server: generated malformed handshakes and requests cost only their own connection', async (t) => {
-  const cfg = fuzzConfig({ inputs: 20_000 });
+  const cfg = fuzzConfig({ inputs: 5000 });
   t.diagnostic(`seed ${cfg.seed}, ${cfg.only !== undefined ? `replaying input ${cfg.only}` : `${cfg.inputs} inputs`}`);
   const rw = new MemoryDisk(FUZZ_EXPORT_SIZE);
   const exports: NbdExport[] = [{ name: '', disk: rw, description: 'fuzz' }, { name: 'ro', disk: new MemoryDisk(FUZZ_EXPORT_SIZE, { readOnly: true }) }];
