@@ -15,9 +15,9 @@ export class FuzzSocket extends Duplex {
     super({ allowHalfOpen: false });
   }
 
-  _read(): void {}
+  override _read(): void {}
 
-  _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     this.written += chunk.length;
     cb();
   }
