@@ -35,6 +35,8 @@ export type LinkRole = 'source' | 'target';
 export const ROLE_CERT_NAME: Record<LinkRole, string> = { source: 'flimcd-source', target: 'flimcd-target' };
 
 const PSK_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+/** Most simultaneous connections a link listener holds (one migration needs one; bounds file descriptors under a connection flood). */
+export const MAX_LINK_CONNECTIONS = 256;
 /** A TLS handshake that has not finished by then is dropped (slow-loris bound). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -104,7 +106,8 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       s.off('close', onClose);
       s.destroy();
       const code = systemErrorCode(e);
-      if (security.mode !== 'insecure' && (tcpUp || !code || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))) {
+      // Once TCP is up, a failure is the TLS peer's verdict (or not a TLS peer at all).
+      if (security.mode !== 'insecure' && tcpUp) {
         reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message}`, { cause: e }));
       } else {
         reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
@@ -120,7 +123,9 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
 export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socket) => void, log: Logger): net.Server {
   if (security.mode === 'insecure') {
     log.warn('link is plaintext and unauthenticated (--insecure)');
-    return net.createServer({ noDelay: true }, onSocket);
+    const plain = net.createServer({ noDelay: true }, onSocket);
+    plain.maxConnections = MAX_LINK_CONNECTIONS;
+    return plain;
   }
   const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, log) }, (s) => {
     if (security.mode === 'cert') {
@@ -134,6 +139,8 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
     s.setNoDelay(true);
     onSocket(s);
   });
+  // Unauthenticated connections cost a handshake each: bound how many are open at once.
+  server.maxConnections = MAX_LINK_CONNECTIONS;
   server.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
     log.warn({ peer: peerOf(s), reason: e.code ? `${e.code}: ${e.message}` : e.message }, 'refused a link connection: TLS authentication failed');
   });
