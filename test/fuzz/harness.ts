@@ -2,13 +2,20 @@
  * Runs N generated inputs through a target with bounds: each input must
  * settle within `perInputMs` (no hang), every failure must be one of ours
  * (`accept`), no uncaught exception or unhandled rejection may occur, and the
- * heap after GC may not grow past `maxHeapGrowthBytes` (no leak per input).
+ * heap and Buffer memory after GC may not grow past `maxHeapGrowthBytes` (no
+ * leak per input).
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
+
+/** JS heap plus Buffer memory (which lives outside the heap). */
+function heldBytes(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
 
 export interface FuzzConfig {
   seed: number;
@@ -59,7 +66,7 @@ export async function fuzz(cfg: FuzzConfig & { only?: number }, name: string, ru
       while (!finding && next < total) {
         const i = indices ? indices[next++]! : next++;
         current = i;
-        if (i === warm) { gc(); baseline = process.memoryUsage().heapUsed; }
+        if (i === warm) { gc(); baseline = heldBytes(); }
         let timer: NodeJS.Timeout | undefined;
         try {
           const label = await Promise.race([
@@ -83,7 +90,7 @@ export async function fuzz(cfg: FuzzConfig & { only?: number }, name: string, ru
   }
   if (finding) throw finding;
   gc();
-  const heapGrowthBytes = baseline ? process.memoryUsage().heapUsed - baseline : 0;
+  const heapGrowthBytes = baseline ? heldBytes() - baseline : 0;
   if (heapGrowthBytes > cfg.maxHeapGrowthBytes) throw new FuzzFailure(`${name}: heap grew by ${(heapGrowthBytes / 1048576).toFixed(1)} MiB over ${total} inputs (limit ${cfg.maxHeapGrowthBytes / 1048576} MiB)`);
   return { inputs: total, seconds: (performance.now() - started) / 1000, heapGrowthBytes, outcomes };
 }
