@@ -41,7 +41,7 @@ export function fuzzConfig(defaults: { inputs: number }): FuzzConfig & { only?: 
   const inputs = Number(process.env.FLIMCD_FUZZ_INPUTS ?? defaults.inputs);
   const seed = Number(process.env.FLIMCD_FUZZ_SEED ?? 1);
   const only = process.env.FLIMCD_FUZZ_INDEX !== undefined ? Number(process.env.FLIMCD_FUZZ_INDEX) : undefined;
-  return { seed, inputs, only, concurrency: Number(process.env.FLIMCD_FUZZ_CONCURRENCY ?? 64), perInputMs: 5000, maxHeapGrowthBytes: 48 * 1024 * 1024 };
+  return { seed, inputs, only, concurrency: Number(process.env.FLIMCD_FUZZ_CONCURRENCY ?? 64), perInputMs: 60_000, maxHeapGrowthBytes: 48 * 1024 * 1024 };
 }
 
 /**
