@@ -104,6 +104,7 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       settled = true;
       clearTimeout(timer);
       s.off('close', onClose);
+      s.on('error', () => {}); // a late second error of a dead socket must not go uncaught
       s.destroy();
       const code = systemErrorCode(e);
       // Once TCP is up, a failure is the TLS peer's verdict (or not a TLS peer at all).
