@@ -35,6 +35,7 @@ import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { SourceAgent } from '../src/migrate/source-agent.ts';
+import { ephemeralPsk } from '../src/wire/secure-link.ts';
 import { TargetAgent } from '../src/migrate/target-agent.ts';
 import { WanProxy } from '../src/link/proxy.ts';
 import { ReplicaIndex } from '../src/index/replica-index.ts';
@@ -148,11 +149,12 @@ interface RunResult {
 
 async function migrate(dir: string, src: string, dst: string, algorithm: Algorithm, indexDir?: string): Promise<RunResult> {
   const t0 = performance.now();
-  const target = new TargetAgent({ image: dst, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 't.sock') }, log: quiet, indexDir });
+  const security = ephemeralPsk();
+  const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 't.sock') }, log: quiet, indexDir });
   const tl = await target.listen();
   const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: tl, bandwidthBps, rttMs });
   const wa = await wan.listen();
-  const source = await SourceAgent.start({ image: src, nbd: { kind: 'unix', path: join(dir, 's.sock') }, to: wa, algorithm, blockSize: BS, bandwidthBps, log: quiet });
+  const source = await SourceAgent.start({ image: src, security, nbd: { kind: 'unix', path: join(dir, 's.sock') }, to: wa, algorithm, blockSize: BS, bandwidthBps, log: quiet });
   try {
     const report = await source.migrate();
     await target.result();

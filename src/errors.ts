@@ -72,6 +72,13 @@ export class ProtocolError extends FlimcdError {
   }
 }
 
+/** The peer agent failed (or refused) mutual authentication on the link. Not worth retrying. */
+export class AuthError extends FlimcdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'FLIMCD_ERR_AUTH', NbdErrno.EPERM, options);
+  }
+}
+
 /** Bad command-line input or configuration. The CLI exits 2 on it. */
 export class UsageError extends FlimcdError {
   constructor(message: string) {

@@ -13,6 +13,7 @@ import { WorkloadExecutor, type ExecutorResult, type RequestSource } from '../wo
 import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { MigrationReport, Phase } from '../migrate/report.ts';
 import type { Address } from '../util/address.ts';
+import { ephemeralPsk, type LinkSecurity } from '../wire/secure-link.ts';
 
 export interface LocalMigrationOptions {
   dir: string;
@@ -31,6 +32,8 @@ export interface LocalMigrationOptions {
   seed: number;
   /** Replica index at the target. */
   indexDir?: string;
+  /** Link credentials; default a fresh PSK, so the demo's link is TLS. */
+  security?: LinkSecurity;
   log: Logger;
   onPhase?: (p: Phase) => void;
   onStatus?: (s: Record<string, unknown>) => void;
@@ -56,12 +59,13 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const dst = join(o.dir, 'target.img');
   const image = await generateImage(src, o.size, { seed: o.seed });
 
-  const target = new TargetAgent({ image: dst, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }), indexDir: o.indexDir });
+  const security = o.security ?? ephemeralPsk();
+  const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }), indexDir: o.indexDir });
   const targetLink = await target.listen();
   const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
   const wanAddr = await wan.listen();
   const source = await SourceAgent.start({
-    image: src, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
+    image: src, security, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
     bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase, features: resolveFeatures(o.algorithm, o.features),
   });
   const opened: Disk[] = [];

@@ -10,13 +10,14 @@ import { realClock } from '../util/clock.ts';
 import { predictedStatus, type Prediction } from './prediction.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
+import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure-link.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
 import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport, Phase } from './report.ts';
-import { FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
 
 export interface SourceAgentOptions {
   image: string;
@@ -25,6 +26,8 @@ export interface SourceAgentOptions {
   exportName?: string;
   /** The target agent's link address. */
   to: Address;
+  /** Link credentials (TLS certificates, PSK) or an explicit `{ mode: 'insecure' }`. */
+  security: LinkSecurity;
   algorithm: Algorithm;
   /** Optimizations on (default: the algorithm's). */
   features?: Features;
@@ -77,7 +80,7 @@ export class SourceAgent {
   /** Connects to the target and runs the migration to the end. */
   async migrate(): Promise<MigrationReport> {
     const { o } = this;
-    const socket = await connectWithRetry(o.to, o.connectTimeoutMs ?? 30_000, o.log);
+    const socket = await connectWithRetry(o.to, o.security, o.connectTimeoutMs ?? 30_000, o.log);
     const session = randomBytes(8).toString('hex');
     writeMessage(socket, {
       type: MsgType.HELLO,
@@ -158,21 +161,17 @@ export class SourceAgent {
   }
 }
 
-async function connectWithRetry(addr: Address, timeoutMs: number, log: Logger): Promise<net.Socket> {
+async function connectWithRetry(addr: Address, security: LinkSecurity, timeoutMs: number, log: Logger): Promise<net.Socket> {
   const deadline = Date.now() + timeoutMs;
   let delay = 100;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await new Promise<net.Socket>((resolve, reject) => {
-        const s = addr.kind === 'unix' ? net.connect(addr.path) : net.connect(addr.port, addr.host);
-        s.once('connect', () => {
-          s.off('error', reject);
-          s.setNoDelay(true);
-          resolve(s);
-        });
-        s.once('error', reject);
-      });
+      const s = await connectLink(addr, security);
+      log.info({ to: formatAddress(addr), link: describeSecurity(security) }, 'link to the target established');
+      return s;
     } catch (e) {
+      // Wrong credentials stay wrong: fail now, naming the reason.
+      if (e instanceof AuthError) throw e;
       if (Date.now() + delay > deadline) {
         throw new IoError(`cannot reach the target agent at ${formatAddress(addr)} (${systemErrorCode(e) ?? (e as Error).message}) after ${attempt} attempts`);
       }

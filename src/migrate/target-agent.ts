@@ -10,6 +10,7 @@ import { formatAddress, type Address } from '../util/address.ts';
 import { realClock } from '../util/clock.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
+import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
 import { TargetEngine, type TargetResult } from './target-engine.ts';
@@ -24,6 +25,8 @@ export interface TargetAgentOptions {
   image: string;
   /** Where the source agent connects. */
   listen: Address;
+  /** Link credentials (TLS certificates, PSK) or an explicit `{ mode: 'insecure' }`. */
+  security: LinkSecurity;
   /** Where the VM's NBD export listens once the image size is known. */
   nbd: Address;
   exportName?: string;
@@ -61,7 +64,7 @@ export class TargetAgent {
   nbdAddress: Address | undefined;
 
   constructor(private readonly o: TargetAgentOptions) {
-    this.server = net.createServer({ noDelay: true }, (s) => void this.accept(s));
+    this.server = createLinkServer(o.security, (s) => void this.accept(s), o.log);
     this.resultPromise = new Promise((res, rej) => {
       this.resolveResult = res;
       this.rejectResult = rej;

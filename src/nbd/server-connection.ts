@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ByteReader } from '../util/byte-reader.ts';
-import { toFlimcdError, ProtocolError } from '../errors.ts';
+import { toFlimcdError, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Disk } from '../block/disk.ts';
 import { negotiate, type ExportDirectory, type Negotiated } from './server-handshake.ts';
 import { decodeRequest, validateRequest, type NbdRequest, type ValidationContext } from './request.ts';
@@ -91,7 +91,8 @@ export class NbdConnection {
       await this.transmit(this.negotiated);
     } catch (e) {
       if (!this.reader.isEnded || !(e instanceof ProtocolError)) {
-        this.log.warn({ err: (e as Error).message }, 'NBD connection dropped');
+        // The code tells our typed refusals (FLIMCD_ERR_*) from a bug (TypeError, RangeError...).
+        this.log.warn({ err: (e as Error).message, code: e instanceof FlimcdError ? e.code : (e as Error).name, ...(e instanceof FlimcdError ? {} : { stack: (e as Error).stack }) }, 'NBD connection dropped');
       }
       this.socket.destroy();
     } finally {

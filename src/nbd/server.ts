@@ -66,6 +66,9 @@ export class NbdServer implements ExportDirectory {
         this.server.off('error', onError);
         this.server.on('error', (e) => this.log.error({ err: e.message }, 'NBD listener error'));
         if (addr.kind === 'unix') return resolve(addr);
+        if (!isLoopbackHost(addr.host)) {
+          this.log.warn({ listen: describe(addr) }, 'NBD export reachable from the network: NBD has no authentication, prefer a unix socket or loopback');
+        }
         const a = this.server.address() as net.AddressInfo;
         resolve({ kind: 'tcp', host: addr.host, port: a.port });
       };
@@ -107,6 +110,11 @@ export class NbdServer implements ExportDirectory {
     this.connections.add(conn);
     void conn.done.finally(() => this.connections.delete(conn));
   }
+}
+
+/** Loopback names and addresses (127/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || /^::ffff:127\./.test(host);
 }
 
 function describe(a: Address): string {

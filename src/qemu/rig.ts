@@ -34,6 +34,7 @@ import { QemuGuest } from './process.ts';
 import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from './vm-migrate.ts';
 import { QmpClient } from './qmp.ts';
 import { SourceAgent } from '../migrate/source-agent.ts';
+import { ephemeralPsk } from '../wire/secure-link.ts';
 import { TargetAgent } from '../migrate/target-agent.ts';
 import { ControlServer } from '../control/server.ts';
 import { WanProxy } from '../link/proxy.ts';
@@ -303,8 +304,10 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', 'add', '--index', join(d, 'index'), baseAtTarget], { encoding: 'utf8', timeout: 300_000 });
     if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, 'FLIMCD_ERR_TEST');
   }
+  // Both agents share an ephemeral PSK: the link is TLS as in production.
+  const security = ephemeralPsk();
   const target = new TargetAgent({
-    image: targetImage, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(d, 't.nbd') }, log: o.log.child({ agent: 'target' }),
+    image: targetImage, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(d, 't.nbd') }, log: o.log.child({ agent: 'target' }),
     ...(o.base?.indexAvailable ? ({ indexDir: join(d, 'index') } as object) : {}),
   });
   cleanups.push(() => target.close());
@@ -313,7 +316,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   cleanups.push(() => diskWan.close());
   const diskWanAddr = await diskWan.listen();
   const source = await SourceAgent.start({
-    image: vmDisk, nbd: { kind: 'unix', path: join(d, 's.nbd') }, to: diskWanAddr, algorithm: 'flimcd', blockSize: BS,
+    image: vmDisk, security, nbd: { kind: 'unix', path: join(d, 's.nbd') }, to: diskWanAddr, algorithm: 'flimcd', blockSize: BS,
     bandwidthBps: o.bandwidthBps, manualCutover: true, log: o.log.child({ agent: 'source' }),
   });
   cleanups.push(() => source.close());

@@ -81,6 +81,8 @@ export class ByteReader {
   }
 
   private take(n: number): Buffer {
+    // Zero bytes (a zero-length write's payload) may be asked for when nothing is buffered.
+    if (n === 0) return Buffer.alloc(0);
     this.buffered -= n;
     const first = this.chunks[0]!;
     const firstLeft = first.length - this.head;

@@ -15,7 +15,11 @@ test('source, target, wan and load as separate processes: live migration verifie
   const kids: Array<{ kill: (s?: NodeJS.Signals) => boolean }> = [];
   t.after(() => { for (const k of kids) k.kill('SIGKILL'); });
 
-  const target = await flimcdBackground(['target', '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--json'], /"event":"listening"/);
+  // The link is TLS with mutual certificate authentication, credentials from `flimcd certs`.
+  const pki = join(dir, 'pki');
+  assert.equal((await flimcd(['certs', '--out', pki])).code, 0);
+  const tls = (role: string) => ['--tls-ca', join(pki, 'ca.crt'), '--tls-cert', join(pki, `${role}.crt`), '--tls-key', join(pki, `${role}.key`)];
+  const target = await flimcdBackground(['target', ...tls('target'), '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--json'], /"event":"listening"/);
   kids.push(target.child);
   const targetAddr = JSON.parse(target.line).listen as string;
   const wan = await flimcdBackground(['wan', '--listen', 'tcp:127.0.0.1:0', '--to', targetAddr, '--bandwidth', '40Mbit', '--rtt', '10ms', '--json'], /"event":"listening"/);
@@ -24,7 +28,7 @@ test('source, target, wan and load as separate processes: live migration verifie
   const wanAddr = (wanEvent.listen ?? wanEvent.address) as string;
   assert.match(wanAddr, /^tcp:127\.0\.0\.1:\d+$/);
   const ctl = `unix:${join(dir, 'ctl.sock')}`;
-  const source = await flimcdBackground(['source', '--image', src, '--to', wanAddr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--bandwidth', '40Mbit', '--control', ctl, '--json'], /"event":"listening"/);
+  const source = await flimcdBackground(['source', ...tls('source'), '--image', src, '--to', wanAddr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--bandwidth', '40Mbit', '--control', ctl, '--json'], /"event":"listening"/);
   kids.push(source.child);
   const load = flimcdSpawn(['load', '--nbd', `unix:${join(dir, 'src.sock')}`, '--then', `unix:${join(dir, 'dst.sock')}`, '--profile', 'moderate', '--bandwidth', '40Mbit', '--duration', '120s', '--json', '--final-verify', '--verify-base', src]);
   kids.push(load.child);

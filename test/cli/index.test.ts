@@ -47,10 +47,12 @@ test('index add/ls/rm, and a migration to a target process with --index sends on
 
   const kids: Array<{ kill: (s?: NodeJS.Signals) => boolean }> = [];
   t.after(() => { for (const k of kids) k.kill('SIGKILL'); });
-  const target = await flimcdBackground(['target', '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--index', ix, '--exit-when-done', '--json'], /"event":"listening"/);
+  const psk = join(dir, 'link.psk');
+  assert.equal((await flimcd(['certs', '--psk', psk])).code, 0);
+  const target = await flimcdBackground(['target', '--psk-file', psk, '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--index', ix, '--exit-when-done', '--json'], /"event":"listening"/);
   kids.push(target.child);
   const addr = JSON.parse(target.line).listen as string;
-  const source = await flimcd(['source', '--image', vm, '--to', addr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--json'], { timeoutMs: 60000 });
+  const source = await flimcd(['source', '--psk-file', psk, '--image', vm, '--to', addr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--json'], { timeoutMs: 60000 });
   assert.equal(source.code, 0, source.stderr.slice(-2000));
   const report = JSON.parse(source.stdout.split('\n').find((l) => l.includes('"event":"report"'))!);
   assert.equal(report.verified, true);

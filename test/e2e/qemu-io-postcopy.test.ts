@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { openSync, writeSync, closeSync, ftruncateSync, readFileSync } from 'node:fs';
 import { SourceAgent } from '../../src/migrate/source-agent.ts';
+import { ephemeralPsk } from '../../src/wire/secure-link.ts';
 import { TargetAgent } from '../../src/migrate/target-agent.ts';
 import { WanProxy } from '../../src/link/proxy.ts';
 import { nbdUri } from '../../src/util/address.ts';
@@ -25,12 +26,13 @@ test('qemu-io reads correct data at the target during post-copy, and its writes 
   for (let i = 0; i < 64; i++) writeSync(fd, Buffer.alloc(MiB, 0x10 + i), 0, MiB, i * MiB);
   closeSync(fd);
 
-  const target = new TargetAgent({ image: join(dir, 'dst.img'), listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 'dst.sock') }, log });
+  const security = ephemeralPsk();
+  const target = new TargetAgent({ image: join(dir, 'dst.img'), security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 'dst.sock') }, log });
   const link = await target.listen();
   // A slow link: post-copy takes ~25 s, so qemu-io's reads mostly hit missing blocks.
   const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: link, bandwidthBps: 20e6, rttMs: 20 });
   const wanAddr = await wan.listen();
-  const source = await SourceAgent.start({ image: src, nbd: { kind: 'unix', path: join(dir, 'src.sock') }, to: wanAddr, algorithm: 'postcopy', blockSize: 65536, bandwidthBps: 20e6, log });
+  const source = await SourceAgent.start({ image: src, security, nbd: { kind: 'unix', path: join(dir, 'src.sock') }, to: wanAddr, algorithm: 'postcopy', blockSize: 65536, bandwidthBps: 20e6, log });
   t.after(async () => { await source.close(); await wan.close(); await target.close(); });
 
   let postcopy!: () => void;

@@ -300,3 +300,22 @@ test('graceful shutdown: in-flight writes complete, are answered and flushed bef
     assert.ok(b.every((x) => x === i + 1));
   }
 });
+
+// Found by the fuzzer (test/fuzz/nbd-server.test.ts, seed 1 input 4656): a
+// zero-length WRITE whose header ended the bytes received so far made the
+// reader take 0 bytes from an empty buffer and crash the connection.
+test('a zero-length WRITE as the last bytes received is answered, and the connection lives', async (t) => {
+  const { addr } = await serve(t);
+  for (const structured of [false, true]) {
+    const p = await enterTransmission(addr, structured);
+    p.sendRequest(Cmd.WRITE, 4096, 0, { cookie: 41n });
+    const w = await p.reader.read(16);
+    assert.equal(w.readUInt32BE(0), SIMPLE_REPLY_MAGIC);
+    assert.equal(w.readUInt32BE(4), 0, 'no error');
+    assert.equal(w.readBigUInt64BE(8), 41n);
+    p.sendRequest(Cmd.FLUSH, 0, 0, { cookie: 42n });
+    const f = await p.reader.read(16);
+    assert.equal(f.readBigUInt64BE(8), 42n);
+    p.close();
+  }
+});

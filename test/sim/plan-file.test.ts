@@ -38,7 +38,7 @@ test('the source agent\'s status shows the prediction and its ETA', async (t) =>
   const img = join(dir, 'vm.img');
   writeFileSync(img, Buffer.alloc(4 * 2 ** 20));
   const agent = await SourceAgent.start({
-    image: img, nbd: { kind: 'unix', path: join(dir, 'nbd.sock') }, to: { kind: 'tcp', host: '127.0.0.1', port: 9 }, algorithm: 'flimcd', blockSize: 65536, log,
+    image: img, security: { mode: 'insecure' }, nbd: { kind: 'unix', path: join(dir, 'nbd.sock') }, to: { kind: 'tcp', host: '127.0.0.1', port: 9 }, algorithm: 'flimcd', blockSize: 65536, log,
     prediction: { algorithm: 'flimcd', time_total_s: 12.5, wire_bytes: 4e6 },
   });
   try {

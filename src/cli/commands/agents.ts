@@ -13,6 +13,8 @@ import { attachControl } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { statSync } from 'node:fs';
+import { addSecurityOptions } from '../security-options.ts';
+import { securityFromFlags, type SecurityFlags } from '../../wire/secure-link.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
 
 function imageSize(path: string): number {
@@ -23,7 +25,7 @@ function imageSize(path: string): number {
   }
 }
 
-interface SourceOptions {
+interface SourceOptions extends SecurityFlags {
   image: string;
   nbd: string;
   name: string;
@@ -43,7 +45,7 @@ interface SourceOptions {
   json?: boolean;
 }
 
-interface TargetOptions {
+interface TargetOptions extends SecurityFlags {
   image: string;
   listen: string;
   nbd: string;
@@ -61,8 +63,8 @@ const emit = (json: boolean | undefined, event: Record<string, unknown>, human: 
 };
 
 export function registerAgents(program: Command): void {
-  program
-    .command('source')
+  addSecurityOptions(program
+    .command('source'), 'target')
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
     .requiredOption('--image <file>', 'the VM\'s raw disk image')
     .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
@@ -80,10 +82,11 @@ export function registerAgents(program: Command): void {
     .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM (for `flimcd vm migrate`)')
     .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
     .option('--json', 'print events and the final report as JSON lines')
-    .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
+    .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
     .action(async (o: SourceOptions) => {
       const nbd = parseAddress(o.nbd, '--nbd');
       const to = parseAddress(o.to, '--to');
+      const security = securityFromFlags(o);
       const algorithm = parseAlgorithm(o.algorithm);
       const blockSize = parseBlockSize(o.blockSize);
       const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
@@ -93,7 +96,7 @@ export function registerAgents(program: Command): void {
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize(o.image)) : undefined;
       const agent = await SourceAgent.start({
-        image: o.image, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction,
+        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -125,8 +128,8 @@ export function registerAgents(program: Command): void {
       }
     });
 
-  program
-    .command('target')
+  addSecurityOptions(program
+    .command('target'), 'source')
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
@@ -137,14 +140,15 @@ export function registerAgents(program: Command): void {
     .option('--no-prefetch', 'do not prefetch around post-copy misses even if the source asks (ablation)')
     .option('--index <dir>', 'replica index (see `flimcd index`): blocks found there are copied locally instead of crossing the link')
     .option('--json', 'print events and the result as JSON lines')
-    .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
+    .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock \\\n      --tls-ca ca.crt --tls-cert target.crt --tls-key target.key\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
     .action(async (o: TargetOptions) => {
       const listen = parseAddress(o.listen, '--listen');
       const nbd = parseAddress(o.nbd, '--nbd');
+      const security = securityFromFlags(o);
       const progress = createProgress({ json: o.json, role: 'target' });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index,
+        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });

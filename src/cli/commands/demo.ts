@@ -23,6 +23,7 @@ interface DemoOptions {
   keep?: boolean;
   dedup: boolean;
   compress: boolean;
+  insecure?: boolean;
 }
 
 export function registerDemo(program: Command): void {
@@ -40,6 +41,7 @@ export function registerDemo(program: Command): void {
     .option('--keep', 'keep the work directory (images) afterwards')
     .option('--no-dedup', 'flimcd: no content-id dedup (ablation)')
     .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
+    .option('--insecure', 'plaintext link between the agents (default: TLS 1.3 with a fresh pre-shared key)')
     .addHelpText('after', '\nExamples:\n  flimcd demo\n  flimcd demo --size 256MiB --bandwidth 20Mbit --rtt 20ms --algorithm precopy --json')
     .action(async (o: DemoOptions) => {
       const size = parseSize(o.size, '--size');
@@ -59,7 +61,7 @@ export function registerDemo(program: Command): void {
       if (!process.env.FLIMCD_LOG_LEVEL) quiet.level = 'warn';
       try {
         const r = await runLocalMigration({
-          dir, size, bandwidthBps, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
+          dir, size, bandwidthBps, security: o.insecure ? { mode: 'insecure' } : undefined, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
           features: { dedup: o.dedup === false ? false : undefined, compress: o.compress === false ? false : undefined },
           onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
           onStatus: process.stdout.isTTY && !o.json ? (s) => {

@@ -9,6 +9,7 @@ import { registerIndex } from './index-cmd.ts';
 import { registerVm } from '../vm.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerPlan } from './plan.ts';
+import { registerCerts } from './certs.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerVm(program);
   registerSimulate(program);
   registerPlan(program);
+  registerCerts(program);
 }

@@ -1,0 +1,269 @@
+/**
+ * The agents' link seam: connect to / listen for the peer agent with TLS and
+ * mutual authentication (certificates from one CA, or a pre-shared key), or in
+ * plaintext only when explicitly asked for (`insecure`).
+ *
+ * Choices:
+ * - TLS 1.3 only, for both modes. Node 20's OpenSSL 3 does external TLS 1.3
+ *   PSKs (psk_dhe_ke, so sessions still get forward secrecy) when the cipher's
+ *   hash is SHA-256, hence the PSK cipher list below.
+ * - Certificates: both sides present one and verify the other's against the
+ *   given CA (requestCert + rejectUnauthorized). The peer's name is pinned to
+ *   its role (`flimcd-target` / `flimcd-source`, the CNs `flimcd certs`
+ *   writes) rather than to the dialled host, which behind NAT or a WAN proxy
+ *   is often not the target's own name; `peerName` overrides it for an
+ *   existing PKI.
+ * - A refused peer is logged with its address and reason; the listener keeps
+ *   accepting (one bad peer must not take the target agent down).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { formatAddress, type Address } from '../util/address.ts';
+import { AuthError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+
+export type LinkSecurity =
+  | { mode: 'cert'; ca: Buffer; cert: Buffer; key: Buffer; /** Expected CN/SAN of the peer's certificate (default: its role name). */ peerName?: string }
+  | { mode: 'psk'; identity: string; key: Buffer }
+  | { mode: 'insecure' };
+
+export type LinkRole = 'source' | 'target';
+
+/** The certificate name each role carries (what `flimcd certs` writes). */
+export const ROLE_CERT_NAME: Record<LinkRole, string> = { source: 'flimcd-source', target: 'flimcd-target' };
+
+const PSK_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+/** Most simultaneous connections a link listener holds (one migration needs one; bounds file descriptors under a connection flood). */
+export const MAX_LINK_CONNECTIONS = 256;
+/** A TLS handshake that has not finished by then is dropped (slow-loris bound). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** A short description for logs and reports. */
+export function describeSecurity(s: LinkSecurity): string {
+  return s.mode === 'cert' ? 'tls-cert' : s.mode === 'psk' ? `tls-psk(${s.identity})` : 'insecure';
+}
+
+/** A fresh random pre-shared key (for the demo and tests). */
+export function ephemeralPsk(identity = 'flimcd'): LinkSecurity {
+  return { mode: 'psk', identity, key: randomBytes(32) };
+}
+
+/**
+ * Connects to the peer agent once (no retry) and resolves when the link is
+ * usable: TCP connected, and for TLS the handshake done and the peer verified.
+ * TCP-level failures reject with IoError (worth retrying); a peer that fails
+ * authentication rejects with AuthError (not worth retrying).
+ */
+export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutMs?: number } = {}): Promise<net.Socket> {
+  const timeoutMs = o.timeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS;
+  return new Promise<net.Socket>((resolve, reject) => {
+    const where = addr.kind === 'unix' ? { path: addr.path } : { port: addr.port, host: addr.host };
+    let tcpUp = false;
+    let s: net.Socket;
+    if (security.mode === 'insecure') {
+      s = net.connect(where);
+      s.once('connect', () => done());
+    } else {
+      const opts: tls.ConnectionOptions = { ...where, minVersion: 'TLSv1.3', ...clientTlsOptions(security) };
+      const t = tls.connect(opts);
+      s = t;
+      t.once('connect', () => (tcpUp = true));
+      // In TLS 1.3 the client finishes its handshake before the server has
+      // checked the client's certificate; the server's session ticket, sent
+      // after that check, is the sign we were accepted (a refusal arrives as
+      // an alert instead), so wait for it and fail here with the real reason.
+      t.once('secureConnect', () => (accepted = true));
+      // Resolve outside OpenSSL's callback: a write made inside it would be lost.
+      t.once('session', () => setImmediate(done));
+    }
+    let accepted = false;
+    const timer = setTimeout(() => {
+      // Accepted by a server that sends no tickets: the link works all the same.
+      if (accepted) done();
+      else fail(new Error(`no ${security.mode === 'insecure' ? 'connection' : 'TLS handshake'} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (e: Error) => fail(e);
+    s.once('error', onError);
+    // A TLS server that rejects our credentials may just close the socket.
+    const onClose = () => fail(new Error('peer closed the connection during the TLS handshake'));
+    s.once('close', onClose);
+    let settled = false;
+    function done(): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      s.off('error', onError);
+      s.off('close', onClose);
+      s.setNoDelay(true);
+      resolve(s);
+    }
+    function fail(e: Error): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      s.off('close', onClose);
+      s.on('error', () => {}); // a late second error of a dead socket must not go uncaught
+      s.destroy();
+      const code = systemErrorCode(e);
+      // Once TCP is up, a failure is the TLS peer's verdict (or not a TLS peer at all).
+      if (security.mode !== 'insecure' && tcpUp) {
+        reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message}`, { cause: e }));
+      } else {
+        reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
+      }
+    }
+  });
+}
+
+/**
+ * A listener for the peer agent. `onSocket` gets only authenticated links
+ * (or every connection when insecure). Refusals are logged, never thrown.
+ */
+export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socket) => void, log: Logger): net.Server {
+  if (security.mode === 'insecure') {
+    log.warn('link is plaintext and unauthenticated (--insecure)');
+    const plain = net.createServer({ noDelay: true }, onSocket);
+    plain.maxConnections = MAX_LINK_CONNECTIONS;
+    return plain;
+  }
+  const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, log) }, (s) => {
+    if (security.mode === 'cert') {
+      const why = checkPeerName(s.getPeerCertificate(), security.peerName ?? ROLE_CERT_NAME.source);
+      if (why) {
+        log.warn({ peer: peerOf(s), reason: why }, 'refused a link connection: peer certificate');
+        s.destroy();
+        return;
+      }
+    }
+    s.setNoDelay(true);
+    onSocket(s);
+  });
+  // Unauthenticated connections cost a handshake each: bound how many are open at once.
+  server.maxConnections = MAX_LINK_CONNECTIONS;
+  server.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
+    log.warn({ peer: peerOf(s), reason: e.code ? `${e.code}: ${e.message}` : e.message }, 'refused a link connection: TLS authentication failed');
+  });
+  return server;
+}
+
+function peerOf(s: net.Socket): string {
+  return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unix';
+}
+
+function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls.ConnectionOptions {
+  if (sec.mode === 'psk') {
+    return {
+      ciphers: PSK_CIPHERS,
+      pskCallback: () => ({ identity: sec.identity, psk: sec.key }),
+      // No certificate in PSK mode: knowing the key is the server's proof.
+      checkServerIdentity: () => undefined,
+    };
+  }
+  const expected = sec.peerName ?? ROLE_CERT_NAME.target;
+  return {
+    ca: sec.ca, cert: sec.cert, key: sec.key, rejectUnauthorized: true,
+    checkServerIdentity: (_host, cert) => {
+      const why = checkPeerName(cert, expected);
+      return why ? new Error(why) : undefined;
+    },
+  };
+}
+
+function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, log: Logger): tls.TlsOptions {
+  if (sec.mode === 'psk') {
+    return {
+      ciphers: PSK_CIPHERS,
+      pskCallback: (socket, identity) => {
+        if (identity === sec.identity) return sec.key;
+        log.warn({ peer: peerOf(socket), identity: identity.slice(0, 64) }, 'refused a link connection: unknown PSK identity');
+        return null;
+      },
+    };
+  }
+  return { ca: sec.ca, cert: sec.cert, key: sec.key, requestCert: true, rejectUnauthorized: true };
+}
+
+/** Why the certificate does not name `expected` (CN or a DNS SAN), or undefined if it does. */
+function checkPeerName(cert: tls.PeerCertificate | undefined, expected: string): string | undefined {
+  if (!cert || !cert.subject) return 'peer presented no certificate';
+  const names = new Set<string>();
+  const cn = cert.subject.CN;
+  for (const c of Array.isArray(cn) ? cn : [cn]) if (c) names.add(c);
+  for (const part of (cert.subjectaltname ?? '').split(',')) {
+    const m = /^\s*DNS:(.+)$/.exec(part);
+    if (m) names.add(m[1]!.trim());
+  }
+  if (names.has(expected)) return undefined;
+  return `peer certificate names ${[...names].join(', ') || 'nothing'}, expected ${expected}`;
+}
+
+/** CLI credential options, shared by every command that starts an agent. */
+export interface SecurityFlags {
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsPeerName?: string;
+  pskFile?: string;
+  insecure?: boolean;
+}
+
+export const SECURITY_HELP = 'the link needs credentials: --tls-ca FILE --tls-cert FILE --tls-key FILE (make them with `flimcd certs --out DIR`), or --psk-file FILE (`flimcd certs --psk FILE`), or --insecure for a plaintext link on a trusted network';
+
+/** Turns the CLI flags into a LinkSecurity; missing or mixed credentials are a UsageError. */
+export function securityFromFlags(f: SecurityFlags): LinkSecurity {
+  const tls = f.tlsCa !== undefined || f.tlsCert !== undefined || f.tlsKey !== undefined;
+  const chosen = [tls, f.pskFile !== undefined, f.insecure === true].filter(Boolean).length;
+  if (chosen === 0) throw new UsageError(SECURITY_HELP);
+  if (chosen > 1) throw new UsageError('choose one of --tls-ca/--tls-cert/--tls-key, --psk-file and --insecure');
+  if (f.insecure) return { mode: 'insecure' };
+  if (f.pskFile !== undefined) return readPskFile(f.pskFile);
+  const missing = (['tlsCa', 'tlsCert', 'tlsKey'] as const).filter((k) => f[k] === undefined);
+  if (missing.length) throw new UsageError(`certificate mode needs ${missing.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(' and ')} too`);
+  return { mode: 'cert', ca: readCredential(f.tlsCa!, '--tls-ca'), cert: readCredential(f.tlsCert!, '--tls-cert'), key: readCredential(f.tlsKey!, '--tls-key', true), peerName: f.tlsPeerName };
+}
+
+function readCredential(path: string, flag: string, secret = false): Buffer {
+  let data: Buffer;
+  try {
+    if (secret) checkPrivate(path, flag);
+    data = readFileSync(path);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${flag}: cannot read ${path} (${systemErrorCode(e) ?? (e as Error).message})`);
+  }
+  if (!data.includes('-----BEGIN ')) throw new UsageError(`${flag}: ${path} is not a PEM file`);
+  return data;
+}
+
+function checkPrivate(path: string, flag: string): void {
+  const mode = statSync(path).mode;
+  if (mode & 0o077) throw new UsageError(`${flag}: ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+}
+
+/**
+ * Reads a PSK file in the `identity:hexkey` format of GnuTLS psktool (which
+ * qemu-nbd and nbdkit also use); the first entry is taken.
+ */
+export function readPskFile(path: string): LinkSecurity {
+  let text: string;
+  try {
+    checkPrivate(path, '--psk-file');
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--psk-file: cannot read ${path} (${systemErrorCode(e) ?? (e as Error).message})`);
+  }
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+  const m = line ? /^([^:]{1,128}):([0-9a-fA-F]+)$/.exec(line) : null;
+  if (!m || m[2]!.length % 2 !== 0) throw new UsageError(`--psk-file: ${path} must hold a line IDENTITY:HEXKEY (as \`flimcd certs --psk\` writes)`);
+  const key = Buffer.from(m[2]!, 'hex');
+  if (key.length < 16) throw new UsageError(`--psk-file: the key in ${path} has ${key.length} bytes; at least 16 are needed`);
+  return { mode: 'psk', identity: m[1]!, key };
+}
+
+/** The PSK file line for a key. */
+export function formatPskFile(identity: string, key: Buffer): string {
+  return `${identity}:${key.toString('hex')}\n`;
+}
