@@ -3,7 +3,7 @@
 // exit code 3 when verification fails, and --then following a source that dies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { flimcd, flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -118,7 +118,11 @@ test('--then: when the source dies mid-run the load continues on the second expo
   const a = await exportImage(t, img, join(dir, 'a.sock'));
   await exportImage(t, img, join(dir, 'b.sock'));
   const running = flimcd(['load', '--nbd', `unix:${join(dir, 'a.sock')}`, '--then', `unix:${join(dir, 'b.sock')}`, '--profile', 'heavy', '--duration', '2500ms', '--json']);
-  await new Promise((r) => setTimeout(r, 1200));
+  // Kill the first export once the load is writing through it (process start-up time varies with machine load).
+  const before = statSync(img).mtimeMs;
+  const deadline = Date.now() + 30_000;
+  while (statSync(img).mtimeMs === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 600));
   a.child.kill('SIGKILL');
   const r = await running;
   assert.equal(r.code, 0, r.stderr);
