@@ -2,6 +2,7 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import type { Clock } from '../util/clock.ts';
 import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
 import type { HeatMap } from '../policy/heat-map.ts';
+import { PushFrontier } from '../policy/push-frontier.ts';
 
 export interface PrefetcherOptions {
   disk: PostcopyDisk;
@@ -19,6 +20,8 @@ export interface PrefetcherOptions {
    * heat map (default 0.1: the hot-spot share the workloads are pinned to).
    */
   hotAreaShare?: number;
+  /** The source pushes read-hot areas first (hot order): whole-area prefetch yields to that push. */
+  hotOrderPush?: boolean;
 }
 
 /** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
@@ -38,17 +41,21 @@ export class Prefetcher {
   readonly policy: PrefetchPolicy;
   private readonly wanted: (b: number) => boolean;
   private lastArea = -1;
+  private readonly frontier: PushFrontier | undefined;
 
   constructor(private readonly o: PrefetcherOptions) {
     const d = o.disk;
     const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
-    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co);
+    // The heat map holds exactly the source's hand-off at this point: the push order is derived from it.
+    this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now())) : undefined;
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier);
     this.wanted = (b) => d.isWanted(b);
     d.observeReads((b, present) => this.read(b, present));
   }
 
-  /** Block `b` arrived from the source for `reason` ('prefetch' when it answers one). */
-  arrived(b: number, byPrefetch: boolean): void {
+  /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
+  arrived(b: number, byPrefetch: boolean, byPush = false): void {
+    if (byPush) this.frontier?.onPushed(Math.floor(b / this.o.areaBlocks));
     this.policy.onArrived(b, byPrefetch);
   }
 

@@ -6,18 +6,25 @@
  *
  * Three sources of prefetch, in this priority within one decision:
  * 1. Sequential streams (as Linux readahead). A miss that continues no known
- *    stream opens one and fetches the `window` blocks after it. A read that
- *    continues a stream moves it on; once the reader has consumed half of
- *    what the stream fetched ahead, the stream's window doubles (up to
- *    `maxWindow`) and the next stretch is fetched. The window new streams
- *    start with adapts: it doubles when a new stream's neighbours are read,
- *    and halves when a stream goes stale (no read for `staleMs`, or pushed
- *    out of the table) leaving prefetched blocks unread: waste.
+ *    stream opens one and fetches the `window` blocks after it (possibly
+ *    none). A read that continues a stream moves it on and confirms it (a
+ *    confirmed stream reads ahead at least one block); once the reader has
+ *    consumed half of what the stream fetched ahead, the stream's window
+ *    doubles (up to `maxWindow`) and the next stretch is fetched. The window
+ *    new streams start with adapts: it doubles when a stream is confirmed, and
+ *    halves (down to `minWindow`, 0 by default: random misses then fetch no
+ *    neighbours at all) when a stream goes stale (no read for `staleMs`, or
+ *    pushed out of the table) leaving prefetched blocks unread: waste.
+ *    Neighbours of a random miss are rarely read, and each one fetched takes
+ *    the link from the push, so new streams start small.
  * 2. Hot areas: a miss in an area whose read heat (the source's, handed over
  *    at cut-over, plus what the target itself observes) is at least
  *    `hotAreaReads` fetches the rest of that area.
  * 3. Co-access: a miss in an area fetches the areas that were read together
  *    with it at the source (up to `maxCoAreas`).
+ * With a read-hot-first push (a `PushFrontier`), 2 and 3 yield to it: an area
+ * is fetched whole only if it is hotter than what the push sends next and the
+ * push will not reach it soon anyway (push-frontier.ts).
  *
  * Bounded: blocks requested and not yet arrived never exceed
  * `maxOutstandingBytes` (what does not fit is dropped, the background push
@@ -25,6 +32,7 @@
  * per-block state is two bitmaps' worth of memory.
  */
 import type { HeatMap } from './heat-map.ts';
+import type { PushFrontier } from './push-frontier.ts';
 
 export interface PrefetchConfig {
   blockCount: number;
@@ -47,8 +55,8 @@ export interface PrefetchConfig {
 }
 
 export const DEFAULT_PREFETCH = {
-  initialWindow: 4,
-  minWindow: 1,
+  initialWindow: 1,
+  minWindow: 0,
   maxWindow: 64,
   maxOutstandingBytes: 4 * 1024 * 1024,
   maxStreams: 32,
@@ -101,6 +109,8 @@ export class PrefetchPolicy {
     config: Partial<PrefetchConfig> & Pick<PrefetchConfig, 'blockCount' | 'blockSize' | 'areaBlocks'>,
     private readonly heat?: HeatMap,
     private readonly coAccess?: ReadonlyMap<number, readonly number[]>,
+    /** The read-hot-first push, when there is one: whole-area prefetch yields to it. */
+    private readonly frontier?: PushFrontier,
   ) {
     this.config = { ...DEFAULT_PREFETCH, ...config };
     const c = this.config;
@@ -141,11 +151,13 @@ export class PrefetchPolicy {
         if (!s.confirmed) {
           s.confirmed = true;
           this.stats.sequentialStreams++;
-          // The neighbours a miss fetched were read: new streams may start wider.
-          if (s.ahead > b - 1) this.setWindow(this.window * 2);
+          // A sequential reader: new streams may start wider, and this one reads ahead from now on.
+          this.setWindow(Math.max(1, this.window * 2));
+          s.window = Math.max(1, s.window);
         }
         if (s.ahead - b < s.window / 2 || !present) {
-          if (s.ahead > s.last) s.window = Math.min(this.config.maxWindow, s.window * 2);
+          // The reader is catching up with what was fetched ahead (or overtook it): read further ahead.
+          s.window = Math.min(this.config.maxWindow, Math.max(1, s.window * 2));
           this.extend(s, out);
         }
       }
@@ -156,11 +168,16 @@ export class PrefetchPolicy {
     }
     if (!present) {
       const area = Math.floor(b / this.config.areaBlocks);
-      if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads) out.area(area);
+      if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads && this.aheadOfPush(area, now)) out.area(area);
       const partners = this.coAccess?.get(area);
-      if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) out.area(p);
+      if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) if (this.aheadOfPush(p, now)) out.area(p);
     }
     return out.blocks;
+  }
+
+  /** Without a hot-ordered push every area is worth fetching ahead; with one, only those hotter than its frontier. */
+  private aheadOfPush(area: number, now: number): boolean {
+    return !this.frontier || this.frontier.worthPrefetching(area, this.heat?.reads(area, now) ?? 0);
   }
 
   /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch. */
@@ -239,11 +256,11 @@ export class PrefetchPolicy {
   private retire(s: Stream): void {
     let unread = 0;
     for (let x = s.last + 1; x <= s.ahead; x++) if (this.unread[x] || this.outstanding.has(x)) unread++;
-    if (unread > 0) this.setWindow(this.window / 2);
+    if (unread > 0) this.setWindow(Math.floor(this.window / 2));
   }
 
   private setWindow(w: number): void {
-    this.window = Math.round(Math.min(this.config.maxWindow, Math.max(this.config.minWindow, w)));
+    this.window = Math.floor(Math.min(this.config.maxWindow, Math.max(this.config.minWindow, w)));
     this.stats.window = this.window;
   }
 }
