@@ -3,6 +3,7 @@ import type { Clock } from '../util/clock.ts';
 import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
 import type { HeatMap } from '../policy/heat-map.ts';
 import { PushFrontier } from '../policy/push-frontier.ts';
+import { ReadContinuity } from '../policy/read-continuity.ts';
 
 export interface PrefetcherOptions {
   disk: PostcopyDisk;
@@ -41,6 +42,7 @@ export class Prefetcher {
   readonly policy: PrefetchPolicy;
   private readonly wanted: (b: number) => boolean;
   private lastArea = -1;
+  private readonly continuity = new ReadContinuity();
   private readonly frontier: PushFrontier | undefined;
 
   constructor(private readonly o: PrefetcherOptions) {
@@ -50,7 +52,7 @@ export class Prefetcher {
     this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now())) : undefined;
     this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier);
     this.wanted = (b) => d.isWanted(b);
-    d.observeReads((b, present) => this.read(b, present));
+    d.observeReads((offset, length, blocks) => this.read(offset, length, blocks));
   }
 
   /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
@@ -69,6 +71,9 @@ export class Prefetcher {
     const s = this.policy.stats;
     return {
       prefetchRequested: s.requestedBlocks,
+      prefetchStreamBlocks: s.streamBlocks,
+      prefetchAreaBlocks: s.areaBlocks,
+      prefetchCoAccessBlocks: s.coAccessBlocks,
       prefetchHits: s.hits,
       prefetchLate: s.late,
       prefetchWastedBytes: this.policy.wastedBytes,
@@ -80,13 +85,16 @@ export class Prefetcher {
     };
   }
 
-  private read(b: number, present: boolean): void {
+  private read(offset: number, length: number, touched: ReadonlyArray<[number, boolean]>): void {
     const now = this.o.clock.now();
-    // Consecutive blocks of one area count once, about as the source counts one per request and area.
-    const area = Math.floor(b / this.o.areaBlocks);
-    if (area !== this.lastArea) this.o.heat.recordRead(area, now);
-    this.lastArea = area;
-    const blocks = this.policy.onRead(b, present, now, this.wanted);
-    if (blocks.length) this.o.send(blocks);
+    const sequential = this.continuity.read(offset, length);
+    for (const [b, present] of touched) {
+      // Consecutive blocks of one area count once, about as the source counts one per request and area.
+      const area = Math.floor(b / this.o.areaBlocks);
+      if (area !== this.lastArea) this.o.heat.recordRead(area, now);
+      this.lastArea = area;
+      const blocks = this.policy.onRead(b, present, now, this.wanted, sequential);
+      if (blocks.length) this.o.send(blocks);
+    }
   }
 }

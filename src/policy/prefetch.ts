@@ -68,6 +68,10 @@ export const DEFAULT_PREFETCH = {
 export interface PrefetchStats {
   /** Blocks asked for. */
   requestedBlocks: number;
+  /** Of those, asked for by sequential streams, by whole-area prefetch, by co-access. */
+  streamBlocks: number;
+  areaBlocks: number;
+  coAccessBlocks: number;
   /** Reads of blocks that arrived by prefetch before the VM read them. */
   hits: number;
   /** Reads of blocks still on their way from a prefetch (misses, but shorter ones). */
@@ -117,7 +121,7 @@ export class PrefetchPolicy {
     this.window = Math.min(c.maxWindow, Math.max(c.minWindow, c.initialWindow));
     this.unread = new Uint8Array(c.blockCount);
     this.requested = new Uint8Array(c.blockCount);
-    this.stats = { requestedBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
+    this.stats = { requestedBlocks: 0, streamBlocks: 0, areaBlocks: 0, coAccessBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
   }
 
   get outstandingBytes(): number {
@@ -131,8 +135,13 @@ export class PrefetchPolicy {
   /**
    * The VM read block `b`, which was `present` or not (a miss). Returns the
    * blocks to prefetch now, in priority order; only blocks `wanted` says yes to.
+   * `sequential`, when the caller knows (read-continuity.ts), says whether the
+   * read began exactly where an earlier one ended: only such reads move or
+   * confirm a stream, and one opens a confirmed stream even over present
+   * blocks (so the stream is read ahead before it reaches missing ones).
+   * Without it, a read within two blocks after a stream's last counts.
    */
-  onRead(b: number, present: boolean, now: number, wanted: (b: number) => boolean): number[] {
+  onRead(b: number, present: boolean, now: number, wanted: (b: number) => boolean, sequential?: boolean): number[] {
     if (b < 0 || b >= this.config.blockCount) return [];
     this.expire(now);
     if (this.unread[b]) {
@@ -143,7 +152,7 @@ export class PrefetchPolicy {
       this.stats.late++;
     }
     const out = new Batch(this, wanted);
-    const s = this.findStream(b);
+    const s = sequential === false ? undefined : this.findStream(b);
     if (s) {
       this.touch(s, now);
       if (b > s.last) {
@@ -161,16 +170,26 @@ export class PrefetchPolicy {
           this.extend(s, out);
         }
       }
+    } else if (sequential) {
+      const ns: Stream = { last: b, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true };
+      this.addStream(ns);
+      this.stats.sequentialStreams++;
+      this.extend(ns, out);
     } else if (!present) {
       const ns: Stream = { last: b, window: this.window, ahead: b, touchedAt: now, confirmed: false };
       this.addStream(ns);
       this.extend(ns, out);
     }
+    const fromStream = out.blocks.length;
+    this.stats.streamBlocks += fromStream;
     if (!present) {
       const area = Math.floor(b / this.config.areaBlocks);
       if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads && this.aheadOfPush(area, now)) out.area(area);
+      const fromArea = out.blocks.length;
+      this.stats.areaBlocks += fromArea - fromStream;
       const partners = this.coAccess?.get(area);
       if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) if (this.aheadOfPush(p, now)) out.area(p);
+      this.stats.coAccessBlocks += out.blocks.length - fromArea;
     }
     return out.blocks;
   }
