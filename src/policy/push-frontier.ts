@@ -22,8 +22,8 @@ export class PushFrontier {
   private readonly rank = new Map<number, number>();
   /** Source read heat of each rank's area, hottest first. */
   private readonly heatAt: number[];
-  /** Highest rank seen arriving by push (-1: none yet). */
-  private reached = -1;
+  /** Rank of the area the push is sending now: the highest seen arriving by push (0 before any has). */
+  private at = 0;
 
   /** `heat`: the source's heat at cut-over; `lookahead`: areas ahead of the frontier counted as "pushed soon". */
   constructor(heat: readonly AreaHeat[], readonly lookahead = 2) {
@@ -36,18 +36,18 @@ export class PushFrontier {
   /** A block of `area` arrived as part of the push. */
   onPushed(area: number): void {
     const r = this.rank.get(area);
-    if (r !== undefined && r > this.reached) this.reached = r;
+    if (r !== undefined && r > this.at) this.at = r;
   }
 
-  /** Read heat of the next area the push will send (0 once it is past every area with heat). */
+  /** Source read heat of the area the push sends after the current one (0 once past every area with heat). */
   get frontierHeat(): number {
-    return this.heatAt[this.reached + 1] ?? 0;
+    return this.heatAt[this.at + 1] ?? 0;
   }
 
-  /** The push has sent `area` already, or will within `lookahead` areas. */
+  /** The push has sent `area` already, is sending it, or will within `lookahead` more areas. */
   pushedSoon(area: number): boolean {
     const r = this.rank.get(area);
-    return r !== undefined && r <= this.reached + this.lookahead;
+    return r !== undefined && r <= this.at + this.lookahead;
   }
 
   /** Fetching `area` (read heat now `readsNow`) ahead of the push beats leaving it to the push. */
