@@ -55,7 +55,7 @@ export interface PrefetchConfig {
 }
 
 export const DEFAULT_PREFETCH = {
-  initialWindow: 1,
+  initialWindow: 0,
   minWindow: 0,
   maxWindow: 64,
   maxOutstandingBytes: 4 * 1024 * 1024,
