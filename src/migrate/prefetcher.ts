@@ -2,6 +2,7 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import type { Clock } from '../util/clock.ts';
 import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
 import type { HeatMap } from '../policy/heat-map.ts';
+import type { BlockHeat } from '../policy/transfer-order.ts';
 import { PushFrontier } from '../policy/push-frontier.ts';
 import { ReadContinuity } from '../policy/read-continuity.ts';
 
@@ -23,6 +24,8 @@ export interface PrefetcherOptions {
   hotAreaShare?: number;
   /** The source pushes read-hot areas first (hot order): whole-area prefetch yields to that push. */
   hotOrderPush?: boolean;
+  /** The source's per-block read heat from the hand-off (its push plan uses it). */
+  blockHeat?: readonly BlockHeat[];
 }
 
 /** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
@@ -49,7 +52,7 @@ export class Prefetcher {
     const d = o.disk;
     const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
     // The heat map holds exactly the source's hand-off at this point: the push order is derived from it.
-    this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now())) : undefined;
+    this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now()), o.blockHeat ?? [], o.areaBlocks) : undefined;
     this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier);
     this.wanted = (b) => d.isWanted(b);
     d.observeReads((offset, length, blocks) => this.read(offset, length, blocks));
@@ -57,7 +60,7 @@ export class Prefetcher {
 
   /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
   arrived(b: number, byPrefetch: boolean, byPush = false): void {
-    if (byPush) this.frontier?.onPushed(Math.floor(b / this.o.areaBlocks));
+    if (byPush) this.frontier?.onPushed(b);
     this.policy.onArrived(b, byPrefetch);
   }
 

@@ -289,6 +289,7 @@ export class TargetEngine {
       this.prefetcher = new Prefetcher({
         disk, clock, heat: h.heat, co: h.co, areaBlocks: h.areaBlocks ?? Math.max(1, Math.round((1 << 20) / disk.unit)), config: this.o.prefetch,
         hotOrderPush: this.o.features?.hotOrder,
+        blockHeat: h.blocks,
         send: (blocks) => channel.send({ type: MsgType.FETCH, prefetch: true, blocks }, Priority.PREFETCH),
       });
     }

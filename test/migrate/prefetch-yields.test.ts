@@ -57,5 +57,7 @@ test('random reads after cut-over: hot areas mostly hit, and prefetch takes noth
   assert.ok(both.hotMisses * 5 <= both.hotReads, `hot order + prefetch: ${both.hotMisses} of ${both.hotReads} reads of hot areas missed`);
   assert.equal(both.report.prefetch_by.stream, 0, 'random reads open no read-ahead');
   assert.equal(both.report.prefetch_by.area, 0, 'the hot areas were next in the push: none fetched whole');
-  assert.ok(both.report.misses <= hot.report.misses + 3, `prefetch on: ${both.report.misses} misses, hot order alone: ${hot.report.misses}`);
+  assert.equal(both.report.prefetch_requested, 0, 'nothing at all was asked ahead of the push');
+  // Timing on a shared machine moves a few reads either way; the point is that nothing is taken from the push.
+  assert.ok(both.report.misses <= hot.report.misses * 1.5 + 5, `prefetch on: ${both.report.misses} misses, hot order alone: ${hot.report.misses}; prefetch ${JSON.stringify(both.report.prefetch_by)}`);
 });

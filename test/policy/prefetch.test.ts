@@ -172,14 +172,14 @@ test('with a read-hot-first push, a miss fetches a hot area whole only when it i
   heat.recordRead(2, 0, 20);
   heat.recordRead(3, 0, 5);
   heat.recordRead(6, 0, 5);
-  const frontier = new PushFrontier(heat.all(0), 0);
+  const frontier = new PushFrontier(heat.all(0), [], 16, 0);
   const p = new PrefetchPolicy({ blockCount: 160, blockSize: BS, areaBlocks: 16, initialWindow: 0, hotAreaReads: 2 }, heat, undefined, frontier);
   const m = model(160);
   assert.deepEqual(m.read(p, 40, 0, false), [], 'area 2 (heat 20) is what the push sends next: no hotter than the frontier');
   heat.recordRead(2, 1, 5); // the target sees area 2 read more
   const whole = m.read(p, 41, 1, false);
   assert.deepEqual(whole, [32, 33, 34, 35, 36, 37, 38, 39, 42, 43, 44, 45, 46, 47], 'now hotter than the frontier: the rest of area 2');
-  frontier.onPushed(2);
+  frontier.onPushed(2 * 16);
   assert.deepEqual(m.read(p, 100, 2, false), [], 'area 6 (heat 5) is no hotter than area 3 (heat 5), next in the push');
   heat.recordRead(6, 3, 1);
   assert.equal(m.read(p, 101, 3, false).length, 14, 'one read more at the target and area 6 beats the frontier');
