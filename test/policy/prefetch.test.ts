@@ -159,7 +159,7 @@ test('a sequential reader over present blocks is read ahead before it reaches mi
   const asked: number[] = [];
   for (let b = 1; b < 10; b++) {
     const was = m.present[b] === 1;
-    asked.push(...p.onRead(b, was, b, m.wanted, true));
+    asked.push(...p.onRead(b, was, b * 100, m.wanted, true)); // 100 ms a block: slower than a fetch
   }
   assert.ok(asked.includes(10), `block 10 asked before the reader got there: ${asked.join(',')}`);
   assert.equal(p.stats.sequentialStreams, 1);
@@ -186,4 +186,20 @@ test('with a read-hot-first push, a miss fetches a hot area whole only when it i
   assert.deepEqual(m.read(p, 150, 4, false), [], 'an area without heat is left to the push');
   assert.equal(p.stats.areaBlocks, 28);
   assert.equal(p.stats.streamBlocks, 0, 'random reads (not byte-continuous) start no read-ahead with window 0');
+});
+
+test('a reader that gets through its run faster than a fetch lands is not read ahead (it fetches on demand anyway)', () => {
+  const run = (msPerBlock: number) => {
+    const p = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, fetchLatencyMs: 50, hotAreaReads: Infinity });
+    const m = model(1000);
+    // A 16-block file read in 32 KiB requests: two reads a block, each continuing the last.
+    for (let b = 200; b < 216; b++) {
+      for (let half = 0; half < 2; half++) m.read(p, b, (b - 200) * msPerBlock + half * 0.3, b > 200 || half > 0);
+      if (msPerBlock > 50) m.deliver(p); // read-ahead lands before the reader gets there
+    }
+    return p.stats.streamBlocks;
+  };
+  assert.equal(run(0.6), 0, 'a burst (10 ms for the file, a fetch takes 50): nothing read ahead');
+  const slow = run(100);
+  assert.ok(slow > 0 && slow <= 16 + 16, `a reader slower than fetches is read ahead, never further than it has come: ${slow}`);
 });
