@@ -12,14 +12,13 @@
  *    time its read-ahead is read in time or nearly (a hit or a late read)
  *    and halves each time the reader overtakes a read-ahead asked for less
  *    than half a fetch latency before (a burst far faster than the link);
- *    whenever the reader comes within half
- *    a window of the end of what was fetched ahead, the next stretch goes out.
- *    The window misses start with adapts: it doubles when a miss's neighbours
- *    are read, and halves (down to `minWindow`, 0 by default) when a stream
- *    goes stale (no read for `staleMs`, or pushed out of the table) leaving
- *    prefetched blocks unread: waste.
- *    Neighbours of a random miss are rarely read, and each one fetched takes
- *    the link from the push, so new streams start small. A stream reads ahead
+ *    whenever the reader comes within half a window of the end of what was
+ *    fetched ahead, the next stretch goes out. The window misses start with
+ *    adapts: it doubles when a miss's neighbours are read, and halves (down
+ *    to `minWindow`, 0 by default) when a stream goes stale (no read for
+ *    `staleMs`, or pushed out of the table) leaving prefetched blocks unread:
+ *    waste. Neighbours of a random miss are rarely read, and each one fetched
+ *    takes the link from the push, so misses fetch none. A stream reads ahead
  *    only once it has run for `fetchLatencyMs` (a faster burst has fetched
  *    all it reads on demand before any prefetch could land), and never
  *    further ahead than it has come so far (short runs end soon).
