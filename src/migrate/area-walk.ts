@@ -1,5 +1,5 @@
 import type { Bitmap } from '../util/bitmap.ts';
-import type { AreaOrder } from '../policy/transfer-order.ts';
+import type { AreaOrder, PushItem } from '../policy/transfer-order.ts';
 
 /**
  * The set blocks of a live bitmap in an area order: the `first` areas, then
@@ -35,4 +35,22 @@ export function* walkAreas(bits: Bitmap, order: AreaOrder, areaBlocks: number): 
     done.add(a);
     yield* area(a);
   }
+}
+
+/**
+ * The set blocks of a live bitmap in plan order (transfer-order.ts pushPlan):
+ * each item's block, or an area's set blocks, then every block still set in
+ * block order. As walkAreas, the caller claims each block with `clear()`, so
+ * a block an earlier item yielded is not yielded again. O(blocks + plan).
+ */
+export function* walkPlan(bits: Bitmap, plan: readonly PushItem[], areaBlocks: number): Generator<number> {
+  for (const it of plan) {
+    if (it.block !== undefined) {
+      if (it.block >= 0 && it.block < bits.size && bits.get(it.block)) yield it.block;
+      continue;
+    }
+    const end = Math.min(bits.size, (it.area + 1) * areaBlocks);
+    for (let b = Math.max(0, it.area * areaBlocks); b < end; b++) if (bits.get(b)) yield b;
+  }
+  for (let b = bits.nextSet(0); b >= 0; b = bits.nextSet(b + 1)) yield b;
 }

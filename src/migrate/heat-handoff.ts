@@ -2,21 +2,28 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { Cutover } from '../wire/messages.ts';
 import type { Bitmap } from '../util/bitmap.ts';
 import { HeatMap } from '../policy/heat-map.ts';
-import { BLOCK_ORDER, precopyOrder, pushOrder } from '../policy/transfer-order.ts';
-import { walkAreas } from './area-walk.ts';
+import { BLOCK_ORDER, precopyOrder, pushPlan, type BlockHeat } from '../policy/transfer-order.ts';
+import { walkAreas, walkPlan } from './area-walk.ts';
 
 /** Most areas whose heat travels at cut-over (about 20 bytes each on the wire: ~80 KB). */
 export const HANDOFF_AREAS = 4096;
 /** Most areas whose co-access partners travel with it. */
 export const HANDOFF_CO_AREAS = 1024;
+/** Most single blocks whose read heat travels (about 15 bytes each: ~60 KB). */
+export const HANDOFF_BLOCKS = 4096;
 
 export type Heat = NonNullable<Cutover['heat']>;
 
-/** The source's blocks to send in hot-area order (or block order when off). */
+/** The source's blocks to send in hot order (or block order when off): pre-copy by area, the post-copy push by block and area read heat. */
 export function orderedBlocks(bits: Bitmap, tracking: TrackingDisk, phase: 'precopy' | 'push', hotOrder: boolean, now: number): Generator<number> {
   if (!hotOrder) return walkAreas(bits, BLOCK_ORDER, tracking.areaBlocks);
   const heat = tracking.heat.all(now);
-  return walkAreas(bits, phase === 'precopy' ? precopyOrder(heat) : pushOrder(heat), tracking.areaBlocks);
+  if (phase === 'precopy') return walkAreas(bits, precopyOrder(heat), tracking.areaBlocks);
+  return walkPlan(bits, pushPlan(heat, blockHeat(tracking, now), tracking.areaBlocks), tracking.areaBlocks);
+}
+
+function blockHeat(tracking: TrackingDisk, now: number): BlockHeat[] {
+  return tracking.blockHeat.all(now).map((h) => ({ block: h.area, reads: h.reads }));
 }
 
 const sig = (x: number) => Number(x.toPrecision(3));
@@ -30,15 +37,20 @@ export function heatForHandoff(tracking: TrackingDisk, now: number): Heat {
     areaBlocks: tracking.areaBlocks,
     reads: top.filter((h) => h.reads > 1e-3).map((h) => [h.area, sig(h.reads)] as [number, number]),
     writes: top.filter((h) => h.writes > 1e-3).map((h) => [h.area, sig(h.writes)] as [number, number]),
+    blocks: blockHeat(tracking, now)
+      .filter((h) => h.reads > 1e-3)
+      .sort((a, b) => b.reads - a.reads || a.block - b.block)
+      .slice(0, HANDOFF_BLOCKS)
+      .map((h) => [h.block, sig(h.reads)] as [number, number]),
     co: tracking.coAccess.export(top.slice(0, HANDOFF_CO_AREAS).map((h) => h.area)),
   };
 }
 
 /** The target's heat map seeded from the hand-off (heat as it stood at cut-over, decaying from `now`). */
-export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: number): { heat: HeatMap; co: Map<number, number[]>; areaBlocks: number | undefined } {
+export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: number): { heat: HeatMap; co: Map<number, number[]>; areaBlocks: number | undefined; blocks: BlockHeat[] } {
   const heat = new HeatMap({ halfLifeMs, maxEntries: 4 * HANDOFF_AREAS });
   const co = new Map<number, number[]>();
-  if (!h) return { heat, co, areaBlocks: undefined };
+  if (!h) return { heat, co, areaBlocks: undefined, blocks: [] };
   const byArea = new Map<number, { area: number; reads: number; writes: number }>();
   for (const [area, r] of h.reads) byArea.set(area, { area, reads: r, writes: 0 });
   for (const [area, w] of h.writes ?? []) {
@@ -48,5 +60,5 @@ export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: n
   }
   heat.seed(byArea.values(), now);
   for (const [area, partners] of h.co ?? []) co.set(area, partners);
-  return { heat, co, areaBlocks: h.areaBlocks };
+  return { heat, co, areaBlocks: h.areaBlocks, blocks: (h.blocks ?? []).map(([block, reads]) => ({ block, reads })) };
 }

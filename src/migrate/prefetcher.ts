@@ -2,6 +2,9 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import type { Clock } from '../util/clock.ts';
 import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
 import type { HeatMap } from '../policy/heat-map.ts';
+import type { BlockHeat } from '../policy/transfer-order.ts';
+import { PushFrontier } from '../policy/push-frontier.ts';
+import { ReadContinuity } from '../policy/read-continuity.ts';
 
 export interface PrefetcherOptions {
   disk: PostcopyDisk;
@@ -19,6 +22,10 @@ export interface PrefetcherOptions {
    * heat map (default 0.1: the hot-spot share the workloads are pinned to).
    */
   hotAreaShare?: number;
+  /** The source pushes read-hot areas first (hot order): whole-area prefetch yields to that push. */
+  hotOrderPush?: boolean;
+  /** The source's per-block read heat from the hand-off (its push plan uses it). */
+  blockHeat?: readonly BlockHeat[];
 }
 
 /** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
@@ -38,17 +45,22 @@ export class Prefetcher {
   readonly policy: PrefetchPolicy;
   private readonly wanted: (b: number) => boolean;
   private lastArea = -1;
+  private readonly continuity = new ReadContinuity();
+  private readonly frontier: PushFrontier | undefined;
 
   constructor(private readonly o: PrefetcherOptions) {
     const d = o.disk;
     const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
-    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co);
+    // The heat map holds exactly the source's hand-off at this point: the push order is derived from it.
+    this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now()), o.blockHeat ?? [], o.areaBlocks) : undefined;
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier);
     this.wanted = (b) => d.isWanted(b);
-    d.observeReads((b, present) => this.read(b, present));
+    d.observeReads((offset, length, blocks) => this.read(offset, length, blocks));
   }
 
-  /** Block `b` arrived from the source for `reason` ('prefetch' when it answers one). */
-  arrived(b: number, byPrefetch: boolean): void {
+  /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
+  arrived(b: number, byPrefetch: boolean, byPush = false): void {
+    if (byPush) this.frontier?.onPushed(b);
     this.policy.onArrived(b, byPrefetch);
   }
 
@@ -62,6 +74,9 @@ export class Prefetcher {
     const s = this.policy.stats;
     return {
       prefetchRequested: s.requestedBlocks,
+      prefetchStreamBlocks: s.streamBlocks,
+      prefetchAreaBlocks: s.areaBlocks,
+      prefetchCoAccessBlocks: s.coAccessBlocks,
       prefetchHits: s.hits,
       prefetchLate: s.late,
       prefetchWastedBytes: this.policy.wastedBytes,
@@ -73,13 +88,19 @@ export class Prefetcher {
     };
   }
 
-  private read(b: number, present: boolean): void {
+  private read(offset: number, length: number, touched: ReadonlyArray<[number, boolean]>): void {
     const now = this.o.clock.now();
-    // Consecutive blocks of one area count once, about as the source counts one per request and area.
-    const area = Math.floor(b / this.o.areaBlocks);
-    if (area !== this.lastArea) this.o.heat.recordRead(area, now);
-    this.lastArea = area;
-    const blocks = this.policy.onRead(b, present, now, this.wanted);
-    if (blocks.length) this.o.send(blocks);
+    const sequential = this.continuity.read(offset, length);
+    // What a fetch takes here, as measured (until the first miss lands: the configured guess).
+    const latency = this.o.disk.missLatency.mean;
+    if (latency !== undefined && this.o.config?.fetchLatencyMs === undefined) this.policy.fetchLatencyMs = latency;
+    for (const [b, present] of touched) {
+      // Consecutive blocks of one area count once, about as the source counts one per request and area.
+      const area = Math.floor(b / this.o.areaBlocks);
+      if (area !== this.lastArea) this.o.heat.recordRead(area, now);
+      this.lastArea = area;
+      const blocks = this.policy.onRead(b, present, now, this.wanted, sequential);
+      if (blocks.length) this.o.send(blocks);
+    }
   }
 }

@@ -40,6 +40,8 @@ export interface MigrationReport {
   miss_latency_ms: { p50: number | null; p99: number | null; mean: number | null };
   /** Blocks asked for by prefetch (on a miss: sequential streams, hot areas, co-access). */
   prefetch_requested: number;
+  /** prefetch_requested by what asked: sequential streams, whole hot areas, co-accessed areas. */
+  prefetch_by: { stream: number; area: number; co_access: number };
   /** Reads at the target of blocks that prefetch brought in before they were read. */
   prefetch_hits: number;
   /** Bytes prefetch brought in that the VM had not read when post-copy ended. */
@@ -120,6 +122,7 @@ export function buildReport(i: ReportInput): MigrationReport {
     blocks_read_postcopy: readBlocks,
     miss_latency_ms: { p50: numOrNull(ts.missP50), p99: numOrNull(ts.missP99), mean: numOrNull(ts.missMean) },
     prefetch_requested: num(ts.prefetchRequested),
+    prefetch_by: { stream: num(ts.prefetchStreamBlocks), area: num(ts.prefetchAreaBlocks), co_access: num(ts.prefetchCoAccessBlocks) },
     prefetch_hits: num(ts.prefetchHits),
     prefetch_wasted_bytes: num(ts.prefetchWastedBytes),
     link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), measured_rate_bps: numOrNull(i.channel.deliveryRateBps) },

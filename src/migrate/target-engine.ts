@@ -125,7 +125,7 @@ export class TargetEngine {
           throw new ProtocolError(`DATA for block ${m.block} has ${data.length} bytes, expected ${len}`);
         }
         const b = m.block;
-        this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH);
+        this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
           if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? contentId(data) : undefined);
         });
@@ -144,7 +144,7 @@ export class TargetEngine {
         if (m.block >= this.n) throw new ProtocolError(`REF for block ${m.block} beyond the image (${this.n} blocks)`);
         this.dedupStats.refBlocks++;
         this.count(m.reason, 0);
-        this.prefetcher?.arrived(m.block, m.reason === DataReason.PREFETCH);
+        this.prefetcher?.arrived(m.block, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         return this.handleRef(m.block, m.id);
       case MsgType.OFFER:
         return this.handleOffer(m.batch, m.blocks, m.ids);
@@ -288,6 +288,8 @@ export class TargetEngine {
       const h = heatFromHandoff(heat, clock.now());
       this.prefetcher = new Prefetcher({
         disk, clock, heat: h.heat, co: h.co, areaBlocks: h.areaBlocks ?? Math.max(1, Math.round((1 << 20) / disk.unit)), config: this.o.prefetch,
+        hotOrderPush: this.o.features?.hotOrder,
+        blockHeat: h.blocks,
         send: (blocks) => channel.send({ type: MsgType.FETCH, prefetch: true, blocks }, Priority.PREFETCH),
       });
     }

@@ -6,18 +6,30 @@
  *
  * Three sources of prefetch, in this priority within one decision:
  * 1. Sequential streams (as Linux readahead). A miss that continues no known
- *    stream opens one and fetches the `window` blocks after it. A read that
- *    continues a stream moves it on; once the reader has consumed half of
- *    what the stream fetched ahead, the stream's window doubles (up to
- *    `maxWindow`) and the next stretch is fetched. The window new streams
- *    start with adapts: it doubles when a new stream's neighbours are read,
- *    and halves when a stream goes stale (no read for `staleMs`, or pushed
- *    out of the table) leaving prefetched blocks unread: waste.
+ *    stream opens one and fetches the `window` blocks after it (none by
+ *    default). A read that continues a stream moves it on and confirms it; a
+ *    confirmed stream reads ahead one block, and its own window doubles each
+ *    time its read-ahead is read in time or nearly (a hit or a late read)
+ *    and halves each time the reader overtakes a read-ahead asked for less
+ *    than half a fetch latency before (a burst far faster than the link);
+ *    whenever the reader comes within half a window of the end of what was
+ *    fetched ahead, the next stretch goes out. The window misses start with
+ *    adapts: it doubles when a miss's neighbours are read, and halves (down
+ *    to `minWindow`, 0 by default) when a stream goes stale (no read for
+ *    `staleMs`, or pushed out of the table) leaving prefetched blocks unread:
+ *    waste. Neighbours of a random miss are rarely read, and each one fetched
+ *    takes the link from the push, so misses fetch none. A stream reads ahead
+ *    only once it has run for `fetchLatencyMs` (a faster burst has fetched
+ *    all it reads on demand before any prefetch could land), and never
+ *    further ahead than it has come so far (short runs end soon).
  * 2. Hot areas: a miss in an area whose read heat (the source's, handed over
  *    at cut-over, plus what the target itself observes) is at least
  *    `hotAreaReads` fetches the rest of that area.
  * 3. Co-access: a miss in an area fetches the areas that were read together
  *    with it at the source (up to `maxCoAreas`).
+ * With a read-hot-first push (a `PushFrontier`), 2 and 3 yield to it: an area
+ * is fetched whole only if it is hotter than what the push sends next and the
+ * push will not reach it soon anyway (push-frontier.ts).
  *
  * Bounded: blocks requested and not yet arrived never exceed
  * `maxOutstandingBytes` (what does not fit is dropped, the background push
@@ -25,6 +37,7 @@
  * per-block state is two bitmaps' worth of memory.
  */
 import type { HeatMap } from './heat-map.ts';
+import type { PushFrontier } from './push-frontier.ts';
 
 export interface PrefetchConfig {
   blockCount: number;
@@ -40,6 +53,14 @@ export interface PrefetchConfig {
   maxStreams: number;
   /** A stream with no read for this long is over. */
   staleMs: number;
+  /**
+   * About how long a fetch takes to land (ms). A stream reads ahead only once
+   * it has run this long: a reader that gets through its run faster (a file
+   * read in one burst) has demand-fetched every block before a prefetch of it
+   * could land, so reading ahead would only send blocks twice and past its end.
+   * The caller may update it (`fetchLatencyMs`) as it measures.
+   */
+  fetchLatencyMs: number;
   /** Read heat at which a missed area is fetched whole; Infinity turns area prefetch off. */
   hotAreaReads: number;
   /** Most co-accessed areas fetched per miss; 0 turns co-access prefetch off. */
@@ -47,8 +68,9 @@ export interface PrefetchConfig {
 }
 
 export const DEFAULT_PREFETCH = {
-  initialWindow: 4,
-  minWindow: 1,
+  initialWindow: 0,
+  fetchLatencyMs: 50,
+  minWindow: 0,
   maxWindow: 64,
   maxOutstandingBytes: 4 * 1024 * 1024,
   maxStreams: 32,
@@ -60,6 +82,10 @@ export const DEFAULT_PREFETCH = {
 export interface PrefetchStats {
   /** Blocks asked for. */
   requestedBlocks: number;
+  /** Of those, asked for by sequential streams, by whole-area prefetch, by co-access. */
+  streamBlocks: number;
+  areaBlocks: number;
+  coAccessBlocks: number;
   /** Reads of blocks that arrived by prefetch before the VM read them. */
   hits: number;
   /** Reads of blocks still on their way from a prefetch (misses, but shorter ones). */
@@ -78,6 +104,9 @@ export interface PrefetchStats {
 interface Stream {
   /** Last block the reader touched. */
   last: number;
+  /** When the stream began, and how many blocks it has moved on since. */
+  startedAt: number;
+  advanced: number;
   window: number;
   /** Highest block fetched ahead for this stream (last if none). */
   ahead: number;
@@ -88,26 +117,33 @@ interface Stream {
 export class PrefetchPolicy {
   readonly config: PrefetchConfig;
   private readonly streams: Stream[] = []; // most recently used last
-  private readonly outstanding = new Set<number>();
+  /** Requested and not arrived: block → when it was asked for. */
+  private readonly outstanding = new Map<number, number>();
+  private now = 0;
   /** Arrived by prefetch and not read yet. */
   private readonly unread: Uint8Array;
   private unreadCount = 0;
   /** Requested by prefetch (so an arrival of it counts). */
   private readonly requested: Uint8Array;
   private window: number;
+  /** Current estimate of config.fetchLatencyMs. */
+  fetchLatencyMs: number;
   readonly stats: PrefetchStats;
 
   constructor(
     config: Partial<PrefetchConfig> & Pick<PrefetchConfig, 'blockCount' | 'blockSize' | 'areaBlocks'>,
     private readonly heat?: HeatMap,
     private readonly coAccess?: ReadonlyMap<number, readonly number[]>,
+    /** The read-hot-first push, when there is one: whole-area prefetch yields to it. */
+    private readonly frontier?: PushFrontier,
   ) {
     this.config = { ...DEFAULT_PREFETCH, ...config };
     const c = this.config;
     this.window = Math.min(c.maxWindow, Math.max(c.minWindow, c.initialWindow));
+    this.fetchLatencyMs = c.fetchLatencyMs;
     this.unread = new Uint8Array(c.blockCount);
     this.requested = new Uint8Array(c.blockCount);
-    this.stats = { requestedBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
+    this.stats = { requestedBlocks: 0, streamBlocks: 0, areaBlocks: 0, coAccessBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
   }
 
   get outstandingBytes(): number {
@@ -121,46 +157,80 @@ export class PrefetchPolicy {
   /**
    * The VM read block `b`, which was `present` or not (a miss). Returns the
    * blocks to prefetch now, in priority order; only blocks `wanted` says yes to.
+   * `sequential`, when the caller knows (read-continuity.ts), says whether the
+   * read began exactly where an earlier one ended: only such reads move or
+   * confirm a stream, and one opens a confirmed stream even over present
+   * blocks (so the stream is read ahead before it reaches missing ones).
+   * Without it, a read within two blocks after a stream's last counts.
    */
-  onRead(b: number, present: boolean, now: number, wanted: (b: number) => boolean): number[] {
+  onRead(b: number, present: boolean, now: number, wanted: (b: number) => boolean, sequential?: boolean): number[] {
     if (b < 0 || b >= this.config.blockCount) return [];
     this.expire(now);
+    this.now = now;
+    let hit = false;
+    /** The reader overtook a read-ahead that had been on its way for less than half a fetch: far too fast for it. */
+    let overtook = false;
+    const askedAt = this.outstanding.get(b);
     if (this.unread[b]) {
       this.unread[b] = 0;
       this.unreadCount--;
       this.stats.hits++;
-    } else if (this.outstanding.delete(b)) {
+      hit = true;
+    } else if (askedAt !== undefined) {
+      this.outstanding.delete(b);
       this.stats.late++;
+      overtook = now - askedAt < this.fetchLatencyMs / 2;
     }
     const out = new Batch(this, wanted);
-    const s = this.findStream(b);
+    const s = sequential === false ? undefined : this.findStream(b);
     if (s) {
       this.touch(s, now);
       if (b > s.last) {
+        s.advanced += b - s.last;
         s.last = b;
         if (!s.confirmed) {
           s.confirmed = true;
           this.stats.sequentialStreams++;
-          // The neighbours a miss fetched were read: new streams may start wider.
-          if (s.ahead > b - 1) this.setWindow(this.window * 2);
+          // The neighbours a miss fetched were read: misses may fetch more of them.
+          if (this.window > 0 && s.ahead >= b) this.setWindow(this.window * 2);
+          // A sequential reader: it tries reading ahead by one block.
+          s.window = Math.max(1, s.window);
         }
-        if (s.ahead - b < s.window / 2 || !present) {
-          if (s.ahead > s.last) s.window = Math.min(this.config.maxWindow, s.window * 2);
-          this.extend(s, out);
+        if (overtook) {
+          // The reader is far faster than read-ahead lands: it fetches on demand before any could, so read ahead less.
+          s.window = Math.floor(s.window / 2);
+        } else if (askedAt !== undefined || hit) {
+          // Read-ahead landed in time, or nearly: read further ahead, but no further than the stream has come (short runs end soon).
+          s.window = Math.min(this.config.maxWindow, Math.max(1, s.window * 2), Math.max(1, s.advanced));
         }
+        if (s.window > 0 && s.ahead - b < s.window / 2 + 1 && now - s.startedAt >= this.fetchLatencyMs) this.extend(s, out);
       }
+    } else if (sequential) {
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true };
+      this.addStream(ns);
+      this.stats.sequentialStreams++;
     } else if (!present) {
-      const ns: Stream = { last: b, window: this.window, ahead: b, touchedAt: now, confirmed: false };
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: this.window, ahead: b, touchedAt: now, confirmed: false };
       this.addStream(ns);
       this.extend(ns, out);
     }
+    const fromStream = out.blocks.length;
+    this.stats.streamBlocks += fromStream;
     if (!present) {
       const area = Math.floor(b / this.config.areaBlocks);
-      if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads) out.area(area);
+      if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads && this.aheadOfPush(area, now)) out.area(area);
+      const fromArea = out.blocks.length;
+      this.stats.areaBlocks += fromArea - fromStream;
       const partners = this.coAccess?.get(area);
-      if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) out.area(p);
+      if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) if (this.aheadOfPush(p, now)) out.area(p);
+      this.stats.coAccessBlocks += out.blocks.length - fromArea;
     }
     return out.blocks;
+  }
+
+  /** Without a hot-ordered push every area is worth fetching ahead; with one, only those hotter than its frontier. */
+  private aheadOfPush(area: number, now: number): boolean {
+    return !this.frontier || this.frontier.worthPrefetching(area, this.heat?.reads(area, now) ?? 0);
   }
 
   /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch. */
@@ -191,7 +261,7 @@ export class PrefetchPolicy {
     }
     seen.add(b);
     into.push(b);
-    this.outstanding.add(b);
+    this.outstanding.set(b, this.now);
     this.requested[b] = 1;
     this.stats.requestedBlocks++;
     return 'ok';
@@ -239,11 +309,11 @@ export class PrefetchPolicy {
   private retire(s: Stream): void {
     let unread = 0;
     for (let x = s.last + 1; x <= s.ahead; x++) if (this.unread[x] || this.outstanding.has(x)) unread++;
-    if (unread > 0) this.setWindow(this.window / 2);
+    if (unread > 0) this.setWindow(Math.floor(this.window / 2));
   }
 
   private setWindow(w: number): void {
-    this.window = Math.round(Math.min(this.config.maxWindow, Math.max(this.config.minWindow, w)));
+    this.window = Math.floor(Math.min(this.config.maxWindow, Math.max(this.config.minWindow, w)));
     this.stats.window = this.window;
   }
 }

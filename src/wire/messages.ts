@@ -91,6 +91,8 @@ export const CutoverSchema = z.object({
     areaBlocks: z.number().int().positive(),
     reads: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20),
     writes: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
+    /** Read heat of the hottest single blocks (block, reads): the source pushes by block grain too. */
+    blocks: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
     co: z.array(z.tuple([z.number().int().nonnegative(), z.array(z.number().int().nonnegative()).max(16)])).max(1 << 16).optional(),
   }).optional(),
 });

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PrefetchPolicy } from '../../src/policy/prefetch.ts';
 import { HeatMap } from '../../src/policy/heat-map.ts';
+import { PushFrontier } from '../../src/policy/push-frontier.ts';
 
 const BS = 65536;
 
@@ -26,13 +27,13 @@ function model(n: number) {
       inflight.clear();
     },
     /** A VM read: returns what the policy asked for. */
-    read(p: PrefetchPolicy, b: number, now: number) {
+    read(p: PrefetchPolicy, b: number, now: number, sequential?: boolean) {
       const was = present[b] === 1;
       if (!was) {
         present[b] = 1; // demand fetch
         inflight.delete(b);
       }
-      const got = p.onRead(b, was, now, this.wanted);
+      const got = p.onRead(b, was, now, this.wanted, sequential);
       this.request(p, got);
       return got;
     },
@@ -126,4 +127,79 @@ test('a read of a block still on its way is late, not a hit; its answer then is 
   m.read(p, 12, 2);
   assert.equal(p.stats.hits, 1);
   assert.equal(p.finish(), m.present.reduce((s, v) => s + v, 0) - 3, 'only blocks prefetched and never read are waste');
+});
+
+test('with byte continuity known, random reads next to a miss never pass for a stream', () => {
+  const run = (sequential: boolean | undefined) => {
+    const p = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, initialWindow: 1, hotAreaReads: Infinity });
+    const m = model(1000);
+    // Random reads all over one hot area, each block missing at its first read: some land just after an earlier one.
+    let x = 7;
+    for (let i = 0; i < 200; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      const b = 160 + (x % 16);
+      const was = m.present[b] === 1;
+      m.present[b] = 1;
+      p.onRead(b, was, i, m.wanted, sequential);
+    }
+    return p.stats;
+  };
+  assert.ok(run(undefined).sequentialStreams > 0, 'by block numbers alone, some random reads look sequential');
+  const s = run(false);
+  assert.equal(s.sequentialStreams, 0);
+  assert.ok(s.window <= 1, 'the window new streams start with never grew');
+});
+
+test('a sequential reader over present blocks is read ahead before it reaches missing ones', () => {
+  const p = new PrefetchPolicy({ blockCount: 100, blockSize: BS, areaBlocks: 16, initialWindow: 0, hotAreaReads: Infinity });
+  const m = model(100);
+  for (let b = 0; b < 10; b++) m.present[b] = 1;
+  m.read(p, 0, 0); // present, continues nothing: no stream
+  assert.equal(p.stats.streams, 0);
+  const asked: number[] = [];
+  for (let b = 1; b < 10; b++) {
+    const was = m.present[b] === 1;
+    asked.push(...p.onRead(b, was, b * 100, m.wanted, true)); // 100 ms a block: slower than a fetch
+  }
+  assert.ok(asked.includes(10), `block 10 asked before the reader got there: ${asked.join(',')}`);
+  assert.equal(p.stats.sequentialStreams, 1);
+});
+
+test('with a read-hot-first push, a miss fetches a hot area whole only when it is hotter than the push frontier', () => {
+  const heat = new HeatMap();
+  // Source heat (areas of 16 blocks): push order 1, 2, 3, 6.
+  heat.recordRead(1, 0, 40);
+  heat.recordRead(2, 0, 20);
+  heat.recordRead(3, 0, 5);
+  heat.recordRead(6, 0, 5);
+  const frontier = new PushFrontier(heat.all(0), [], 16, 0);
+  const p = new PrefetchPolicy({ blockCount: 160, blockSize: BS, areaBlocks: 16, initialWindow: 0, hotAreaReads: 2 }, heat, undefined, frontier);
+  const m = model(160);
+  assert.deepEqual(m.read(p, 40, 0, false), [], 'area 2 (heat 20) is what the push sends next: no hotter than the frontier');
+  heat.recordRead(2, 1, 5); // the target sees area 2 read more
+  const whole = m.read(p, 41, 1, false);
+  assert.deepEqual(whole, [32, 33, 34, 35, 36, 37, 38, 39, 42, 43, 44, 45, 46, 47], 'now hotter than the frontier: the rest of area 2');
+  frontier.onPushed(2 * 16);
+  assert.deepEqual(m.read(p, 100, 2, false), [], 'area 6 (heat 5) is no hotter than area 3 (heat 5), next in the push');
+  heat.recordRead(6, 3, 1);
+  assert.equal(m.read(p, 101, 3, false).length, 14, 'one read more at the target and area 6 beats the frontier');
+  assert.deepEqual(m.read(p, 150, 4, false), [], 'an area without heat is left to the push');
+  assert.equal(p.stats.areaBlocks, 28);
+  assert.equal(p.stats.streamBlocks, 0, 'random reads (not byte-continuous) start no read-ahead with window 0');
+});
+
+test('a reader that gets through its run faster than a fetch lands is not read ahead (it fetches on demand anyway)', () => {
+  const run = (msPerBlock: number) => {
+    const p = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, fetchLatencyMs: 50, hotAreaReads: Infinity });
+    const m = model(1000);
+    // A 16-block file read in 32 KiB requests: two reads a block, each continuing the last.
+    for (let b = 200; b < 216; b++) {
+      for (let half = 0; half < 2; half++) m.read(p, b, (b - 200) * msPerBlock + half * 0.3, b > 200 || half > 0);
+      if (msPerBlock > 50) m.deliver(p); // read-ahead lands before the reader gets there
+    }
+    return p.stats.streamBlocks;
+  };
+  assert.equal(run(0.6), 0, 'a burst (10 ms for the file, a fetch takes 50): nothing read ahead');
+  const slow = run(100);
+  assert.ok(slow > 0 && slow <= 16 + 16, `a reader slower than fetches is read ahead, never further than it has come: ${slow}`);
 });

@@ -13,6 +13,9 @@ export interface BlockSource {
   cancel(blocks: number[]): void;
 }
 
+/** A VM read of `length` bytes at `offset`, and per block it touched whether the block was present. */
+export type ReadObserver = (offset: number, length: number, blocks: ReadonlyArray<[block: number, present: boolean]>) => void;
+
 interface Waiter {
   promise: Promise<void>;
   resolve: () => void;
@@ -54,7 +57,7 @@ export class PostcopyDisk extends FilterDisk {
   readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0 };
   readonly missLatency = new LatencyRecorder();
   private completeWaiters: Array<() => void> = [];
-  private readObserver: ((block: number, present: boolean) => void) | undefined;
+  private readObserver: ReadObserver | undefined;
 
   constructor(
     inner: Disk,
@@ -77,11 +80,12 @@ export class PostcopyDisk extends FilterDisk {
   }
 
   /**
-   * Sees every block a VM read touches in post-copy, whether it was present,
-   * after any on-demand fetch for the read was issued (so what the observer
-   * asks for never goes out ahead of it). For prefetch.
+   * Sees every VM read in post-copy: its byte range and, per block it touches,
+   * whether that block was present; called after any on-demand fetch for the
+   * read was issued (so what the observer asks for never goes out ahead of
+   * it). For prefetch.
    */
-  observeReads(fn: ((block: number, present: boolean) => void) | undefined): void {
+  observeReads(fn: ReadObserver | undefined): void {
     this.readObserver = fn;
   }
 
@@ -233,7 +237,7 @@ export class PostcopyDisk extends FilterDisk {
     const toFetch: number[] = [];
     const waits: Array<Promise<void>> = [];
     const claimed: Array<[number, Waiter]> = [];
-    const observed: Array<[number, boolean]> | undefined = kind === 'read' && this.readObserver ? [] : undefined;
+    const observed: Array<[block: number, present: boolean]> | undefined = kind === 'read' && this.readObserver ? [] : undefined;
     for (let b = a; b <= z; b++) {
       if (kind === 'read') this.stats.readBlocks++;
       const existing = this.waiters.get(b);
@@ -264,7 +268,7 @@ export class PostcopyDisk extends FilterDisk {
       this.source.fetch(toFetch);
     }
     if (claimed.length) this.source.cancel(claimed.map(([b]) => b));
-    if (observed) for (const [b, present] of observed) this.readObserver?.(b, present);
+    if (observed) this.readObserver?.(offset, length, observed);
     if (waits.length) {
       try {
         await Promise.all(waits);

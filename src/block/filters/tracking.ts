@@ -7,6 +7,8 @@ import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
 export type DirtyListener = (firstBlock: number, lastBlock: number) => void;
 
 const MAX_AREAS_PER_REQUEST = 64;
+/** Reads spanning more blocks than this (a backup, a scan) say nothing about which blocks are hot. */
+const MAX_BLOCKS_PER_READ = 64;
 
 export interface TrackingOptions {
   /** Bytes per heat-map area (default 1 MiB; at least one block). */
@@ -14,6 +16,8 @@ export interface TrackingOptions {
   /** Milliseconds clock for the heat map's decay (default performance.now). */
   now?: () => number;
   heat?: HeatMapOptions;
+  /** Per-block read heat (default: as `heat`, at most 65 536 blocks kept). */
+  blockHeat?: HeatMapOptions;
   coAccess?: CoAccessOptions;
 }
 
@@ -21,13 +25,16 @@ export interface TrackingOptions {
  * Source-side filter on the VM's I/O path: reports which blocks each write
  * changed, after the write completed (so a block cleared before it is read for
  * sending, and written during that read, is always reported again), and keeps
- * the heat map (decayed read/write counts per area, sparse and bounded) and
- * which areas are read together. O(1) amortised per request (a request spans
+ * the heat map (decayed read/write counts per area, sparse and bounded), a
+ * per-block read heat (same map, keyed by block: which blocks of an area are
+ * the read ones, e.g. the hot files in it) and which areas are read together. O(1) amortised per request (a request spans
  * at most a few areas).
  */
 export class TrackingDisk extends FilterDisk {
   private listener: DirtyListener | undefined;
   readonly heat: HeatMap;
+  /** Read heat per tracking block (sparse, bounded: only blocks read recently enough to be among the hottest). */
+  readonly blockHeat: HeatMap;
   readonly coAccess: CoAccess;
   readonly areaSize: number;
   private readonly now: () => number;
@@ -39,6 +46,7 @@ export class TrackingDisk extends FilterDisk {
     this.areaSize = blocks * trackBlockSize;
     this.now = o.now ?? (() => performance.now());
     this.heat = new HeatMap(o.heat);
+    this.blockHeat = new HeatMap({ maxEntries: 65_536, ...o.heat, ...o.blockHeat });
     this.coAccess = new CoAccess(o.coAccess);
   }
 
@@ -83,6 +91,11 @@ export class TrackingDisk extends FilterDisk {
     // A whole-disk trim or zeroing is not heat; it would only flood the map.
     if (b - a >= MAX_AREAS_PER_REQUEST) return;
     const now = this.now();
+    if (read) {
+      const first = Math.floor(offset / this.trackBlockSize);
+      const last = Math.floor((offset + length - 1) / this.trackBlockSize);
+      if (last - first < MAX_BLOCKS_PER_READ) for (let x = first; x <= last; x++) this.blockHeat.recordRead(x, now);
+    }
     for (let i = a; i <= b; i++) {
       if (read) {
         this.heat.recordRead(i, now);
