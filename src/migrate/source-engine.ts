@@ -38,6 +38,20 @@ export interface SourceEngineOptions {
   onPhase?: (phase: Phase) => void;
   /** The target has local content (old image, replica index) worth offering ids for. */
   targetHasReplicas?: boolean;
+  /**
+   * After the VM's I/O is held, before CUTOVER goes out: the agent records
+   * durably that a cut-over has begun (a restarted source must not let the VM
+   * write here until it knows whether the target took over).
+   */
+  beforeCutover?: () => Promise<void>;
+  /**
+   * The session continues on a new channel after a side restarted (its
+   * in-flight messages are lost). 'precopy': what the target lacks is
+   * re-derived by offering every block's content id (the target compares with
+   * what its image holds). 'postcopy': the target's durable missing map says
+   * exactly what to push; the VM already runs there.
+   */
+  resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
 }
 
 /**
@@ -93,6 +107,7 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
+    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', 'FLIMCD_ERR_RESUME');
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         if (this.needSend.set(i)) this.dirtiedInRound++;
@@ -168,6 +183,24 @@ export class SourceEngine {
 
   async run(): Promise<MigrationReport> {
     const { channel, clock, log } = this.o;
+    const resume = this.o.resume;
+    if (resume?.mode === 'postcopy') {
+      // The VM already runs at the target; the gate here stays shut.
+      this.frozenAt = this.cutoverDoneAt = this.t0;
+      this.cutoverReason = 'resumed in post-copy';
+      this.needSend.clearAll();
+      this.pushPending = resume.missing;
+      log.info({ missingBlocks: resume.missing.count }, 'post-copy resumed: pushing what the target still lacks');
+      this.setPhase('postcopy');
+      await this.push();
+    } else {
+      await this.preAndCutover();
+    }
+    return this.finishRun();
+  }
+
+  private async preAndCutover(): Promise<void> {
+    const { clock } = this.o;
     this.setPhase('precopy');
     this.roundStartedAt = clock.now();
     await this.sendHoles();
@@ -195,6 +228,10 @@ export class SourceEngine {
       this.setPhase('postcopy');
       await this.push();
     }
+  }
+
+  private async finishRun(): Promise<MigrationReport> {
+    const { channel, clock, log } = this.o;
     const verify = (await this.expect(MsgType.VERIFY)) as { type: typeof MsgType.VERIFY; verify: Verify };
     const verifyAt = clock.now();
     this.setPhase('verify');
@@ -344,6 +381,7 @@ export class SourceEngine {
     this.setPhase('cutover');
     await gate.hold();
     this.frozenAt = clock.now();
+    await this.o.beforeCutover?.();
     // Frames not yet on the wire are taken back: their blocks are listed as missing instead.
     // Offers not yet answered, and blocks answered "lacking" but not yet sent, are missing too.
     for (const b of this.sender.abandonPending()) this.needSend.set(b);
