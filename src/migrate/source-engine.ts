@@ -126,17 +126,24 @@ export class SourceEngine {
     this.cutoverRequested = true;
   }
 
-  abort(reason: string): void {
+  /**
+   * Stops the migration. `keepGate`: leave the VM's disk as it is (a cut-over
+   * may have happened; or a successor engine decides). `quiet`: do not tell the
+   * target (the session goes on with a successor engine).
+   */
+  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: string } = {}): void {
     if (this.aborted) return;
-    this.aborted = new FlimcdError(`migration aborted: ${reason}`, 'FLIMCD_ERR_ABORTED');
-    try {
-      this.o.channel.send({ type: MsgType.ABORT, reason });
-    } catch { /* link already down */ }
+    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? 'FLIMCD_ERR_ABORTED');
+    if (!opts.quiet) {
+      try {
+        this.o.channel.send({ type: MsgType.ABORT, reason });
+      } catch { /* link already down */ }
+    }
     this.sender.abort(this.aborted);
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
-    if (this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
+    if (!opts.keepGate && this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
   }
 
   status(): SourceStatus & { algorithm: string; features: string[] } {

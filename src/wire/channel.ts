@@ -122,8 +122,11 @@ export class Channel {
    */
   attach(transport: ByteTransport, peerProcessed = 0, initialData?: Buffer): void {
     if (this.closed) throw new ShutdownError('channel is closed');
+    // A half-open old link (the peer already reconnected) is dropped; its close is then ignored.
+    const old = this.transport;
     // Acks first, with no transport set, so nothing new goes out ahead of the retransmissions.
     this.transport = undefined;
+    old?.close();
     this.ackUpTo(peerProcessed);
     this.transport = transport;
     this.decoder = new FrameDecoder();

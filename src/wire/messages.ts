@@ -89,7 +89,7 @@ export const WelcomeSchema = z.object({
    * content id), 'postcopy' (a side restarted after cut-over: `missing` is the
    * target's durable presence map, the source pushes exactly those blocks).
    */
-  resume: z.enum(['new', 'attach', 'precopy', 'postcopy']).optional(),
+  resume: z.enum(['new', 'attach', 'precopy', 'postcopy', 'done']).optional(),
   /** Base64 bitmap of the blocks the target still lacks (resume 'postcopy'). */
   missing: z.string().max(2_000_000).optional(),
 });
