@@ -136,6 +136,11 @@ export class TargetAgent {
     this.engine?.abort(reason);
   }
 
+  /** The VM-facing post-copy disk (presence map), once the image is open. */
+  get postcopyDisk(): PostcopyDisk | undefined {
+    return this.postcopy;
+  }
+
   private async accept(socket: net.Socket): Promise<void> {
     socket.on('error', () => {});
     socket.setNoDelay(true);

@@ -1,0 +1,139 @@
+// Link loss in each phase: the agents reconnect and resume where they stopped
+// (the channels resend only what the peer had not processed), and post-copy
+// reads wait for the link up to --fetch-timeout, then fail with EIO.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { tempDir } from '../helpers/tmp.ts';
+import { startAgentPair } from '../helpers/agent-pair.ts';
+import { NbdClient } from '../../src/nbd/client.ts';
+import { NbdErrno } from '../../src/nbd/errno.ts';
+import { FlimcdError } from '../../src/errors.ts';
+import type { Address } from '../../src/util/address.ts';
+import type { Phase } from '../../src/migrate/report.ts';
+
+const MiB = 1024 * 1024;
+
+/** Resolves when `cond` holds, polling (bounded). */
+async function until(cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('pre-copy: a link cut a third of the way through resumes; nothing is sent again beyond what was in flight', async (t) => {
+  const size = 16 * MiB;
+  const pair = await startAgentPair({ dir: tempDir(t), size, algorithm: 'hybrid', bandwidthBps: 100e6 });
+  t.after(pair.close);
+  const n = size / pair.blockSize;
+  const run = pair.source.migrate();
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 3);
+  const cut = pair.wan.cut({ refuseMs: 300 });
+  assert.equal(cut.connections, 1);
+  const report = await run;
+  await pair.target.result();
+  assert.equal(report.verified, true);
+  assert.ok(pair.source.resumes.reattached >= 1, 'the source reattached its channel');
+  assert.equal(pair.source.resumes.resynced, 0, 'no side restarted, so nothing was re-derived');
+  assert.equal(report.blocks.resent_dirty, 0, 'no block was sent twice by the engine');
+  assert.ok(report.blocks.sent_data + report.blocks.zero <= n, 'each block at most once');
+  assert.ok(report.retransmitted_bytes > 0, 'what was in flight at the cut was resent');
+  assert.ok(report.retransmitted_bytes < size / 2, `resent ${report.retransmitted_bytes} bytes: the in-flight window, not the image`);
+  assert.ok(report.wire_bytes < 1.6 * size, `wire ${report.wire_bytes} bytes for a ${size}-byte image: not restarted from zero`);
+  assert.ok(pair.imagesEqual(), 'target image byte-exact');
+});
+
+test('cut-over: a link cut as the hand-off starts resumes and the target takes over', async (t) => {
+  const size = 8 * MiB;
+  let pair!: Awaited<ReturnType<typeof startAgentPair>>;
+  let cuts = 0;
+  pair = await startAgentPair({
+    dir: tempDir(t), size, algorithm: 'hybrid', bandwidthBps: 200e6,
+    onPhase: (p: Phase) => { if (p === 'cutover' && cuts++ === 0) pair.wan.cut({ refuseMs: 200 }); },
+  });
+  t.after(pair.close);
+  const report = await pair.source.migrate();
+  const result = await pair.target.result();
+  assert.equal(cuts, 1);
+  assert.equal(report.verified, true);
+  assert.equal(result.verified, true);
+  assert.ok(pair.source.resumes.reattached >= 1);
+  assert.ok(report.wire_bytes < 1.6 * size);
+  assert.ok(pair.imagesEqual());
+});
+
+test('post-copy: a link cut during the push resumes; the push continues where it stopped', async (t) => {
+  const size = 16 * MiB;
+  let pair!: Awaited<ReturnType<typeof startAgentPair>>;
+  pair = await startAgentPair({
+    dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 100e6,
+    onPhase: (p: Phase) => { if (p === 'postcopy') setTimeout(() => pair.wan.cut({ refuseMs: 300 }), 400); },
+  });
+  t.after(pair.close);
+  const n = size / pair.blockSize;
+  const report = await pair.source.migrate();
+  await pair.target.result();
+  assert.equal(report.verified, true);
+  assert.ok(pair.source.resumes.reattached >= 1);
+  assert.ok(report.blocks.push + report.blocks.demand + report.blocks.zero <= n, 'each block pushed at most once');
+  assert.ok(report.retransmitted_bytes > 0 && report.retransmitted_bytes < size / 2, `resent ${report.retransmitted_bytes} bytes`);
+  assert.ok(pair.imagesEqual());
+});
+
+test('post-copy: a read of a missing block fails with EIO after --fetch-timeout while the link is down, and the migration still completes', async (t) => {
+  const size = 16 * MiB;
+  let pair!: Awaited<ReturnType<typeof startAgentPair>>;
+  let cutAt = 0;
+  pair = await startAgentPair({
+    dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 40e6,
+    target: { fetchTimeoutMs: 400 },
+    onPhase: (p: Phase) => { if (p === 'postcopy' && !cutAt) { cutAt = Date.now(); pair.wan.cut({ refuseMs: 1500 }); } },
+  });
+  t.after(pair.close);
+  const run = pair.source.migrate();
+  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true);
+  const disk = pair.target.postcopyDisk!;
+  const last = disk.missing.size - 1;
+  assert.ok(disk.missing.get(last), 'the last block is still missing (the push goes in block order)');
+  const client = await NbdClient.connect(pair.target.nbdAddress as Address);
+  t.after(() => client.close());
+  const t0 = Date.now();
+  await assert.rejects(client.read(last * pair.blockSize, Buffer.alloc(4096)), (e: unknown) => e instanceof FlimcdError && e.nbdErrno === NbdErrno.EIO);
+  const waited = Date.now() - t0;
+  assert.ok(waited >= 350 && waited < 1400, `EIO after ${waited} ms (timeout 400 ms, link still down)`);
+  const report = await run;
+  assert.equal(report.verified, true, 'the failed read did not break the migration');
+  assert.ok(pair.source.resumes.reattached >= 1);
+  const got = Buffer.alloc(pair.blockSize);
+  await client.read(last * pair.blockSize, got);
+  assert.ok(got.equals(readFileSync(pair.src).subarray(last * pair.blockSize, (last + 1) * pair.blockSize)));
+});
+
+test('post-copy: a read of a missing block waits through a link cut and returns the right data once the link is back', async (t) => {
+  const size = 16 * MiB;
+  let pair!: Awaited<ReturnType<typeof startAgentPair>>;
+  let cutAt = 0;
+  pair = await startAgentPair({
+    dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 40e6,
+    target: { fetchTimeoutMs: 20_000 },
+    onPhase: (p: Phase) => { if (p === 'postcopy' && !cutAt) { cutAt = Date.now(); pair.wan.cut({ refuseMs: 700 }); } },
+  });
+  t.after(pair.close);
+  const run = pair.source.migrate();
+  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true);
+  const disk = pair.target.postcopyDisk!;
+  const last = disk.missing.size - 1;
+  assert.ok(disk.missing.get(last));
+  const client = await NbdClient.connect(pair.target.nbdAddress as Address);
+  t.after(() => client.close());
+  const got = Buffer.alloc(pair.blockSize);
+  await client.read(last * pair.blockSize, got);
+  const waited = Date.now() - cutAt;
+  assert.ok(waited >= 500, `the read waited for the link (${waited} ms after the cut)`);
+  assert.ok(got.equals(readFileSync(pair.src).subarray(last * pair.blockSize, (last + 1) * pair.blockSize)), 'the data is the source\'s');
+  const report = await run;
+  assert.equal(report.verified, true);
+  assert.ok(pair.imagesEqual());
+});
