@@ -109,6 +109,11 @@ export class TargetAgent {
     this.saved = this.state.readJson<TargetState>(STATE_FILE);
     // A restart in post-copy: the VM's disk is served again at once from durable state.
     if (this.saved?.phase === 'postcopy') await this.restorePostcopy(this.saved);
+    // A restart after the end: every block is here; the VM's disk is simply served.
+    if (this.saved?.phase === 'done') {
+      await this.openImage(this.saved.imageSize, this.saved.blockSize, true);
+      this.gate!.open();
+    }
     if (a.kind === 'unix' && existsSync(a.path) && lstatSync(a.path).isSocket()) unlinkSync(a.path);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? new UsageError(`--listen: ${formatAddress(a)} is already in use`) : e));
@@ -345,7 +350,7 @@ export class TargetAgent {
     await this.index?.close();
     await this.disk?.close();
     // A completed migration leaves no state behind.
-    if (this.finished) this.state.remove();
+    if (this.finished || this.saved?.phase === 'done') this.state.remove();
     const a = this.o.listen;
     if (a.kind === 'unix' && existsSync(a.path)) {
       try { unlinkSync(a.path); } catch { /* gone */ }
