@@ -32,13 +32,15 @@ export interface FaultRunResult {
   fired: string[];
   missed: string[];
   verified: boolean | undefined;
+  /** The final report of the source process that finished (covers that process's session only). */
+  report: Record<string, unknown> | undefined;
   mismatches: number;
   restarts: { source: number; target: number };
   elapsedMs: number;
   dir: string;
 }
 
-const SIZE = 16 * 1024 * 1024;
+const DEFAULT_SIZE = 16 * 1024 * 1024;
 const BLOCK = 65536;
 
 /** A flimcd agent as a child process that can be killed and started again with the same arguments. */
@@ -114,7 +116,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { timeoutMs?: number } = {}): Promise<FaultRunResult> {
+export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { timeoutMs?: number; size?: number } = {}): Promise<FaultRunResult> {
+  const SIZE = opts.size ?? DEFAULT_SIZE;
   const started = Date.now();
   const problems: string[] = [];
   const fired: string[] = [];
@@ -259,12 +262,12 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
       if (existsSync(`${dst}.flimcd`)) problems.push('target state dir left behind');
     }
     return {
-      ok: problems.length === 0, problems, fired, missed, verified, mismatches,
+      ok: problems.length === 0, problems, fired, missed, verified, report, mismatches,
       restarts: { source: source.starts - 1, target: target.starts - 1 }, elapsedMs: Date.now() - started, dir,
     };
   } catch (e) {
     problems.push(`harness error: ${(e as Error).stack ?? String(e)}`);
-    return { ok: false, problems, fired, missed, verified: undefined, mismatches: -1, restarts: { source: source.starts - 1, target: target.starts - 1 }, elapsedMs: Date.now() - started, dir };
+    return { ok: false, problems, fired, missed, verified: undefined, report, mismatches: -1, restarts: { source: source.starts - 1, target: target.starts - 1 }, elapsedMs: Date.now() - started, dir };
   } finally {
     exec?.stop();
     await running?.catch(() => {});
