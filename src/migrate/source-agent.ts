@@ -139,6 +139,7 @@ export class SourceAgent {
     for (;;) {
       try {
         const report = await this.runSession(link);
+        report.resumes = { ...this.resumes };
         if (report.verified) this.state.remove();
         return report;
       } catch (e) {

@@ -51,6 +51,9 @@ class AgentProcess {
   /** Processes this harness killed (their exit is not the migration's end). */
   readonly killed = new Set<ChildProcess>();
   private readonly logFile: WriteStream;
+  /** Kill-and-restart faults on this agent run one after another (never two copies of it at once). */
+  private bouncing: Promise<void> = Promise.resolve();
+  private readonly all: ChildProcess[] = [];
   private lineFns: Array<(line: string, obj: Record<string, unknown> | undefined) => void> = [];
 
   constructor(readonly name: string, private readonly args: string[], logPath: string) {
@@ -68,6 +71,7 @@ class AgentProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    this.all.push(child);
     this.logFile.write(`--- start ${this.starts} pid ${child.pid} at ${new Date().toISOString()}\n`);
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -90,6 +94,22 @@ class AgentProcess {
     this.killed.add(this.child);
     this.child.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** kill -9, stay down `downMs`, start again with the same arguments. */
+  bounce(downMs: number, wanted: () => boolean = () => true): Promise<void> {
+    this.bouncing = this.bouncing.then(async () => {
+      if (!wanted()) return;
+      await this.kill9();
+      await new Promise((r) => setTimeout(r, downMs));
+      this.start();
+    });
+    return this.bouncing;
+  }
+
+  /** Safety net at the end: no process of this agent outlives the run. */
+  killAll(): void {
+    for (const c of this.all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
 
   async stop(): Promise<void> {
@@ -220,15 +240,9 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
           return;
         }
         case 'kill-source':
-          await source.kill9();
-          await new Promise((r) => setTimeout(r, e.ms));
-          source.start();
-          return;
+          return source.bounce(e.ms, () => !sourceDone);
         case 'kill-target':
-          await target.kill9();
-          await new Promise((r) => setTimeout(r, e.ms));
-          target.start();
-          return;
+          return target.bounce(e.ms);
       }
     }
 
@@ -275,6 +289,8 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
     await expected?.close().catch(() => {});
     await source.kill9();
     await target.kill9();
+    source.killAll();
+    target.killAll();
     await wan.close().catch(() => {});
     source.close();
     target.close();

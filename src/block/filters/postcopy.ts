@@ -239,15 +239,20 @@ export class PostcopyDisk extends FilterDisk {
     const a = Math.floor(offset / this.unit);
     const z = Math.floor((offset + length - 1) / this.unit);
     try {
-      if (this.opts.persist) {
-        // Intent first: a block recorded as written whose write never landed only costs
-        // verification a target-side id; a landed write not recorded would fail verification.
-        const fresh: number[] = [];
-        for (let b = a; b <= z; b++) if (!this.writtenHere.get(b)) fresh.push(b);
-        if (fresh.length) await this.opts.persist(1, fresh);
+      const persist = this.opts.persist;
+      const freshClaimed: number[] = [];
+      if (persist) {
+        // A present block's first write here is recorded before it lands: a block recorded as
+        // written whose write never landed only costs verification a target-side id; a landed
+        // write not recorded would fail verification. A claimed block is recorded after, with
+        // its presence: until then a crash leaves it missing, and the source's copy replaces it.
+        const freshPresent: number[] = [];
+        const isClaimed = new Set(claimed.map(([b]) => b));
+        for (let b = a; b <= z; b++) if (!this.writtenHere.get(b)) (isClaimed.has(b) ? freshClaimed : freshPresent).push(b);
+        if (freshPresent.length) await persist(1, freshPresent);
       }
       await op();
-      if (claimed.length) await this.opts.persist?.(0, claimed.map(([b]) => b));
+      if (persist && claimed.length) await Promise.all([persist(0, claimed.map(([b]) => b)), freshClaimed.length ? persist(1, freshClaimed) : undefined]);
     } catch (e) {
       // The write failed: the claimed blocks' local content is unknown, so they are missing again.
       for (const [b, w] of claimed) {
