@@ -37,7 +37,7 @@ export interface SourceAgentOptions {
   connectTimeoutMs?: number;
   /** Durable migration state (default IMAGE.flimcd next to the image). */
   stateDir?: string;
-  /** After a link loss, give up reconnecting after this long (default 10 minutes); restarting the agent resumes. */
+  /** After a link loss (and for the first connection, unless connectTimeoutMs), give up reconnecting after this long (default 10 minutes); restarting the agent resumes. */
   linkTimeoutMs?: number;
   log: Logger;
   onPhase?: (p: Phase) => void;
@@ -130,7 +130,7 @@ export class SourceAgent {
       this.saved = { session: randomBytes(8).toString('hex'), imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, phase: 'precopy' };
       this.state.writeJson(STATE_FILE, this.saved);
     }
-    let link = await this.openLink(o.connectTimeoutMs ?? 30_000);
+    let link = await this.openLink(o.connectTimeoutMs ?? o.linkTimeoutMs ?? 600_000);
     if (link.welcome.resume === 'done') {
       link.socket.destroy();
       this.state.remove();

@@ -137,3 +137,33 @@ test('post-copy: a read of a missing block waits through a link cut and returns 
   assert.equal(report.verified, true);
   assert.ok(pair.imagesEqual());
 });
+
+test('a link down longer than the link timeout: the source gives up (VM disk still served, state kept), and a restarted source resumes', async (t) => {
+  const size = 16 * MiB;
+  const dir = tempDir(t);
+  const pair = await startAgentPair({ dir, size, algorithm: 'hybrid', bandwidthBps: 100e6, source: { linkTimeoutMs: 800 } });
+  t.after(pair.close);
+  const n = size / pair.blockSize;
+  const run = pair.source.migrate();
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 2);
+  pair.wan.cut({ refuseMs: 2500 });
+  await assert.rejects(run, (e: unknown) => e instanceof FlimcdError && e.code === 'FLIMCD_ERR_LINK_LOST');
+  assert.equal(pair.source.gate.status, 'open', 'before cut-over the VM keeps its disk at the source');
+  const { existsSync } = await import('node:fs');
+  assert.ok(existsSync(`${pair.src}.flimcd/source.json`), 'the source kept its state');
+  await pair.source.close();
+  // Same arguments, new process (here: a new agent object): it finds the state and the session continues.
+  const { SourceAgent } = await import('../../src/migrate/source-agent.ts');
+  const { log } = await import('../../src/util/log.ts');
+  const { join } = await import('node:path');
+  const again = await SourceAgent.start({
+    image: pair.src, nbd: { kind: 'unix', path: join(dir, 'source.sock') }, to: pair.wan.address!, algorithm: 'hybrid', blockSize: pair.blockSize, bandwidthBps: 100e6, log: log.child({ agent: 'source-2' }),
+  });
+  t.after(() => again.close());
+  const report = await again.migrate();
+  assert.equal(report.verified, true);
+  assert.equal(report.resumes?.resynced, 1, 'the target continued the session from its state');
+  assert.ok(report.blocks.sent_data < 0.75 * n, `${report.blocks.sent_data} of ${n} blocks sent as data after the restart: not from zero`);
+  assert.ok(pair.imagesEqual());
+  assert.ok(!existsSync(`${pair.src}.flimcd`), 'a completed migration removes the source state');
+});
