@@ -11,6 +11,8 @@ import { NbdErrno } from '../../src/nbd/errno.ts';
 import { FlimcdError } from '../../src/errors.ts';
 import type { Address } from '../../src/util/address.ts';
 import type { Phase } from '../../src/migrate/report.ts';
+import { hasPeer, run as runPeer } from '../helpers/peers.ts';
+import { nbdUri } from '../../src/util/address.ts';
 
 const MiB = 1024 * 1024;
 
@@ -89,7 +91,7 @@ test('post-copy: a read of a missing block fails with EIO after --fetch-timeout 
   pair = await startAgentPair({
     dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 40e6,
     target: { fetchTimeoutMs: 400 },
-    onPhase: (p: Phase) => { if (p === 'postcopy' && !cutAt) { cutAt = Date.now(); pair.wan.cut({ refuseMs: 1500 }); } },
+    onPhase: (p: Phase) => { if (p === 'postcopy' && !cutAt) { cutAt = Date.now(); pair.wan.cut({ refuseMs: 2500 }); } },
   });
   t.after(pair.close);
   const run = pair.source.migrate();
@@ -103,6 +105,12 @@ test('post-copy: a read of a missing block fails with EIO after --fetch-timeout 
   await assert.rejects(client.read(last * pair.blockSize, Buffer.alloc(4096)), (e: unknown) => e instanceof FlimcdError && e.nbdErrno === NbdErrno.EIO);
   const waited = Date.now() - t0;
   assert.ok(waited >= 350 && waited < 1400, `EIO after ${waited} ms (timeout 400 ms, link still down)`);
+  if (hasPeer('qemu-io')) {
+    assert.ok(disk.missing.get(last - 1) && Date.now() - cutAt < 1200, 'still missing, link still down');
+    // QEMU's own NBD client sees the same: the guest would get an I/O error, not a hang.
+    const q = await runPeer('qemu-io', ['-f', 'raw', nbdUri(pair.target.nbdAddress as Address, ''), '-c', `read ${(last - 1) * pair.blockSize} 4096`], { timeoutMs: 10_000 });
+    assert.match(q.stdout + q.stderr, /read failed: Input\/output error/);
+  }
   const report = await run;
   assert.equal(report.verified, true, 'the failed read did not break the migration');
   assert.ok(pair.source.resumes.reattached >= 1);
