@@ -37,6 +37,8 @@ export interface SourceAgentOptions {
   connectTimeoutMs?: number;
   /** Durable migration state (default IMAGE.flimcd next to the image). */
   stateDir?: string;
+  /** The link counts as lost after this long without a byte from the target (default 15 s). */
+  silenceTimeoutMs?: number;
   /** After a link loss (and for the first connection, unless connectTimeoutMs), give up reconnecting after this long (default 10 minutes); restarting the agent resumes. */
   linkTimeoutMs?: number;
   log: Logger;
@@ -183,6 +185,7 @@ export class SourceAgent {
       clock: realClock,
       onMessage: (m) => engine.handle(m),
       onDisconnect: (err) => this.linkLost(engine, channel, err),
+      silenceTimeoutMs: o.silenceTimeoutMs,
     });
     this.channel = channel;
     const features = resume?.mode === 'precopy' ? { ...this.features, dedup: true } : this.features;

@@ -245,6 +245,8 @@ export class SourceEngine {
     const { root, verified } = await this.verify(verify.verify);
     channel.send({ type: MsgType.DONE, done: { verified, root } });
     await channel.waitAllAcked();
+    // A closed channel releases the wait too: only an ack from the target means it has the result.
+    this.checkAborted();
     this.setPhase('done');
     log.info({ verified, root }, verified ? 'migration verified' : 'VERIFICATION FAILED: target image differs');
     const rtt = channel.stats.minRttMs ?? 0;

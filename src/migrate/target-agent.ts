@@ -37,6 +37,8 @@ export interface TargetAgentOptions {
   prefetchConfig?: Partial<PrefetchConfig>;
   /** Durable migration state (default IMAGE.flimcd next to the image). */
   stateDir?: string;
+  /** The link counts as lost after this long without a byte from the source (default 15 s). */
+  silenceTimeoutMs?: number;
   /** Post-copy: a VM request waits this long for missing blocks (the link may be down) before it fails with EIO. Default 60 s. */
   fetchTimeoutMs?: number;
   log: Logger;
@@ -295,6 +297,7 @@ export class TargetAgent {
           o.log.warn({ err: err?.message, phase: engine.currentPhase }, 'link to the source lost; waiting for it to reconnect');
         }
       },
+      silenceTimeoutMs: o.silenceTimeoutMs,
     });
     this.channel = channel;
     const asked = featuresFromList(hello.features);

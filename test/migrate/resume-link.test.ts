@@ -68,14 +68,14 @@ test('cut-over: a link cut as the hand-off starts resumes and the target takes o
 
 test('post-copy: a link cut during the push resumes; the push continues where it stopped', async (t) => {
   const size = 16 * MiB;
-  let pair!: Awaited<ReturnType<typeof startAgentPair>>;
-  pair = await startAgentPair({
-    dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 100e6,
-    onPhase: (p: Phase) => { if (p === 'postcopy') setTimeout(() => pair.wan.cut({ refuseMs: 300 }), 400); },
-  });
+  const pair = await startAgentPair({ dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 60e6 });
   t.after(pair.close);
   const n = size / pair.blockSize;
-  const report = await pair.source.migrate();
+  const run = pair.source.migrate();
+  // Mid-push: a third of the blocks arrived.
+  await until(() => pair.target.postcopyDisk?.isActive === true && pair.target.postcopyDisk.missing.count < (2 * n) / 3);
+  pair.wan.cut({ refuseMs: 300 });
+  const report = await run;
   await pair.target.result();
   assert.equal(report.verified, true);
   assert.ok(pair.source.resumes.reattached >= 1);
@@ -174,4 +174,19 @@ test('a link down longer than the link timeout: the source gives up (VM disk sti
   assert.ok(report.blocks.sent_data < 0.75 * n, `${report.blocks.sent_data} of ${n} blocks sent as data after the restart: not from zero`);
   assert.ok(pair.imagesEqual());
   assert.ok(!existsSync(`${pair.src}.flimcd`), 'a completed migration removes the source state');
+});
+
+test('a stalled link (no close, no RST) is declared lost after the silence timeout and reconnected', async (t) => {
+  const size = 8 * MiB;
+  const pair = await startAgentPair({ dir: tempDir(t), size, algorithm: 'hybrid', bandwidthBps: 50e6, source: { silenceTimeoutMs: 700 }, target: { silenceTimeoutMs: 700 } });
+  t.after(pair.close);
+  const n = size / pair.blockSize;
+  const run = pair.source.migrate();
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 4);
+  pair.wan.stall(2500);
+  const report = await run;
+  assert.equal(report.verified, true);
+  assert.ok(pair.source.resumes.reattached >= 1, 'the silent link was replaced by a new connection');
+  assert.ok(report.wire_bytes < 1.6 * size);
+  assert.ok(pair.imagesEqual());
 });
