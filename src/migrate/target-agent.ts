@@ -172,11 +172,8 @@ export class TargetAgent {
     if (hello.imageSize % 512 !== 0) return refuse('GEOMETRY', `image size ${hello.imageSize} is not a multiple of 512`);
     const saved = this.saved;
     if (saved && saved.session !== hello.session) {
-      if (saved.phase === 'done' && !this.hello) {
-        // A finished migration's marker: this image is the VM's disk now, a new migration may overwrite it.
-        this.state.remove();
-        this.saved = undefined;
-      } else if (this.hello) {
+      if (saved.phase === 'done' || this.hello) {
+        // Finished or running: this image is the VM's disk now; another migration must not write into it.
         return refuse('BUSY', 'this target agent is already receiving a migration');
       } else {
         return refuse('STALE_STATE', `${this.state.path} holds unfinished migration session ${saved.session}, not ${hello.session}; resume that one, or remove the directory to start over`);
