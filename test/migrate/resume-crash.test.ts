@@ -10,8 +10,10 @@ const MiB = 1024 * 1024;
 
 test('source killed -9 in pre-copy and restarted: resumes without resending what the target already has', async (t) => {
   const size = 16 * MiB;
-  const r = await runFaultSchedule({ seed: 11, algorithm: 'hybrid', bandwidthBps: 40e6, events: [{ phase: 'precopy', afterMs: 1800, kind: 'kill-source', ms: 200 }] }, tempDir(t), { size });
+  // A slow link, so the kill lands well inside pre-copy even when the machine is busy.
+  const r = await runFaultSchedule({ seed: 11, algorithm: 'hybrid', bandwidthBps: 15e6, events: [{ phase: 'precopy', afterMs: 900, kind: 'kill-source', ms: 200 }] }, tempDir(t), { size });
   assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.fired, ['kill-source@precopy(now precopy)'], 'the kill came during pre-copy');
   assert.equal(r.restarts.source, 1);
   assert.equal(r.verified, true);
   const report = r.report as { blocks: { sent_data: number }; dedup: { offered_blocks: number } };
