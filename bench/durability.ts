@@ -34,12 +34,14 @@ async function runOnce(mode: Mode, writes: number, depth: number, seed: number):
     const n = writes * 2;
     const disk = await FileDisk.open(join(dir, 'img'), { create: true, size: n * BLOCK });
     let logf: PresenceLog | undefined;
+    let closeLog: (() => Promise<void>) | undefined;
     let persist: ((kind: 0 | 1, blocks: number[]) => Promise<void>) | undefined;
     if (mode === 'group_commit') {
       logf = await PresenceLog.open(join(dir, 'presence.log'), () => disk.flush());
       persist = (k, b) => logf!.append(k, b);
     } else if (mode === 'per_record') {
       const fh = await open(join(dir, 'presence.log'), 'a');
+      closeLog = () => fh.close();
       let chain = Promise.resolve();
       // One record, one data sync and one log fsync at a time: no batching.
       persist = (k, b) => (chain = chain.then(async () => {
@@ -69,6 +71,7 @@ async function runOnce(mode: Mode, writes: number, depth: number, seed: number):
     }));
     const ms = performance.now() - t0;
     await logf?.close();
+    await closeLog?.();
     await disk.close();
     return ms;
   } finally {
