@@ -7,6 +7,8 @@ export const ExitCode = {
   USAGE: 2,
   /** A verification (data check or Merkle root) failed. */
   VERIFY_FAILED: 3,
+  /** The link to the peer agent stayed down past --link-timeout; the state dir is kept: restart with the same arguments to resume. */
+  LINK_LOST: 4,
   /** Stopped by SIGINT. */
   INTERRUPTED: 130,
 } as const;

@@ -22,9 +22,12 @@ try {
   } else if (err instanceof UsageError) {
     process.stderr.write(`flimcd: ${err.message}\n`);
     process.exitCode = ExitCode.USAGE;
+  } else if (err instanceof FlimcdError && err.code === 'FLIMCD_ERR_ALREADY_DONE') {
+    process.stderr.write(`flimcd: ${err.message}\n`);
+    process.exitCode = ExitCode.OK;
   } else if (err instanceof FlimcdError) {
     process.stderr.write(`flimcd: ${err.message} [${err.code}]\n`);
-    process.exitCode = ExitCode.FAILURE;
+    process.exitCode = err.code === 'FLIMCD_ERR_LINK_LOST' ? ExitCode.LINK_LOST : ExitCode.FAILURE;
   } else {
     process.stderr.write(`flimcd: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = ExitCode.FAILURE;

@@ -48,6 +48,8 @@ export interface MigrationReport {
   prefetch_wasted_bytes: number;
   link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;
+  /** Link losses survived by reattaching the channel, and sessions continued from durable state after an agent restart (set by the source agent). */
+  resumes?: { reattached: number; resynced: number };
   /** zstd on DATA frames: block bytes before and after (equal when compression is off). */
   compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
   /** Content-id offers and what the target made from local content. */

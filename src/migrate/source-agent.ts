@@ -14,6 +14,9 @@ import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
+import { StateDir } from './state-dir.ts';
+import { Bitmap } from '../util/bitmap.ts';
+import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport, Phase } from './report.ts';
@@ -36,6 +39,12 @@ export interface SourceAgentOptions {
   cutover?: Partial<CutoverConfig>;
   manualCutover?: boolean;
   connectTimeoutMs?: number;
+  /** Durable migration state (default IMAGE.flimcd next to the image). */
+  stateDir?: string;
+  /** The link counts as lost after this long without a byte from the target (default 15 s). */
+  silenceTimeoutMs?: number;
+  /** After a link loss (and for the first connection, unless connectTimeoutMs), give up reconnecting after this long (default 10 minutes); restarting the agent resumes. */
+  linkTimeoutMs?: number;
   log: Logger;
   onPhase?: (p: Phase) => void;
   /** A planner's prediction (`flimcd plan`): status shows it, and the ETA it gives. */
@@ -46,10 +55,41 @@ export interface SourceAgentOptions {
  * The source agent: serves the running VM's disk over NBD (through dirty
  * tracking and the cut-over gate) and migrates it to the target agent.
  */
+/** What the source keeps durable: enough to rejoin its session and never let the VM write here after a cut-over began. */
+interface SourceState {
+  session: string;
+  imageSize: number;
+  blockSize: number;
+  algorithm: string;
+  /** 'cutover' once the VM's I/O was held for the hand-off (written before CUTOVER goes out). */
+  phase: 'precopy' | 'cutover';
+}
+
+const STATE_FILE = 'source.json';
+
+/** Ends a session attempt whose engine was replaced (the target restarted). */
+class Superseded extends Error {}
+
+/** An open link to the target: the socket, its WELCOME, and bytes that came after it. */
+interface Link {
+  socket: net.Socket;
+  welcome: Welcome;
+  rest: Buffer;
+}
+
 export class SourceAgent {
   private engine: SourceEngine | undefined;
   private channel: Channel | undefined;
   readonly features: Features;
+  /** This process: lets the target tell a reconnect (channel intact) from a restart. */
+  private readonly incarnation = randomBytes(8).toString('hex');
+  private peerIncarnation: string | undefined;
+  private reconnecting: Promise<void> | undefined;
+  private nextLink: Link | undefined;
+  private closed = false;
+  private gaveUp: Error | undefined;
+  /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
+  readonly resumes = { reattached: 0, resynced: 0 };
   private constructor(
     private readonly o: SourceAgentOptions,
     readonly image: FileDisk,
@@ -57,6 +97,8 @@ export class SourceAgent {
     readonly gate: GateDisk,
     readonly nbd: NbdServer,
     readonly nbdAddress: Address,
+    private readonly state: StateDir,
+    private saved: SourceState | undefined,
   ) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
   }
@@ -69,39 +111,90 @@ export class SourceAgent {
       if (systemErrorCode(e) === 'ENOENT') throw new UsageError(`--image: ${o.image} does not exist`);
       throw e;
     }
+    const state = StateDir.forImage(o.image, o.stateDir);
+    const saved = state.readJson<SourceState>(STATE_FILE);
+    if (saved && (saved.imageSize !== image.size || saved.blockSize !== o.blockSize)) {
+      await image.close();
+      throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
+    }
     const tracking = new TrackingDisk(image, o.blockSize);
-    const gate = new GateDisk(tracking);
+    // A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
+    const gate = new GateDisk(tracking, saved?.phase === 'cutover' ? 'held' : 'open');
+    if (saved) o.log.info({ session: saved.session, phase: saved.phase, state: state.path }, 'found migration state: resuming the session');
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
     o.log.info({ nbd: formatAddress(bound), image: o.image, size: image.size }, 'source agent serving the VM');
-    return new SourceAgent(o, image, tracking, gate, nbd, bound);
+    return new SourceAgent(o, image, tracking, gate, nbd, bound, state, saved);
   }
 
-  /** Connects to the target and runs the migration to the end. */
+  /**
+   * Connects to the target and runs the migration to the end, across link
+   * losses (reattach: the channels resend what the peer has not processed) and
+   * restarts of either agent (a new engine re-derives what the target lacks).
+   */
   async migrate(): Promise<MigrationReport> {
     const { o } = this;
-    const socket = await connectWithRetry(o.to, o.security, o.connectTimeoutMs ?? 30_000, o.log);
-    const session = randomBytes(8).toString('hex');
-    writeMessage(socket, {
-      type: MsgType.HELLO,
-      hello: { version: WIRE_VERSION, session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), processedSeq: 0 },
-    });
-    const { message, rest } = await readMessage(socket, 30_000);
-    if (message.type === MsgType.ERROR) {
-      socket.destroy();
-      throw new FlimcdError(`target refused the migration: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
+    if (!this.saved) {
+      this.saved = { session: randomBytes(8).toString('hex'), imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, phase: 'precopy' };
+      this.state.writeJson(STATE_FILE, this.saved);
     }
-    if (message.type !== MsgType.WELCOME) throw new IoError(`target answered HELLO with message type ${message.type}`);
+    let link = await this.openLink(o.connectTimeoutMs ?? o.linkTimeoutMs ?? 600_000);
+    if (link.welcome.resume === 'done') {
+      link.socket.destroy();
+      this.state.remove();
+      throw new FlimcdError(`the target reports session ${this.saved.session} already completed (this agent restarted after the end); nothing left to do`, 'FLIMCD_ERR_ALREADY_DONE');
+    }
+    for (;;) {
+      try {
+        const report = await this.runSession(link);
+        report.resumes = { ...this.resumes };
+        if (report.verified) this.state.remove();
+        return report;
+      } catch (e) {
+        if (!(e instanceof Superseded) || !this.nextLink) throw e;
+        link = this.nextLink;
+        this.nextLink = undefined;
+      }
+    }
+  }
+
+  /** One engine on one channel, from a WELCOME to the end (or until a restarted target makes it obsolete). */
+  private async runSession(link: Link): Promise<MigrationReport> {
+    const { o } = this;
+    const saved = this.saved!;
+    const { welcome } = link;
+    const mode = welcome.resume ?? 'new';
+    let resume: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap } | undefined;
+    const n = Math.ceil(this.image.size / o.blockSize);
+    if (mode === 'postcopy') {
+      this.gate.shut('this disk has moved to the migration target');
+      resume = { mode: 'postcopy', missing: Bitmap.from(n, Buffer.from(welcome.missing ?? '', 'base64')) };
+    } else if (mode === 'new' && saved.phase === 'cutover') {
+      link.socket.destroy();
+      throw new FlimcdError(`the target does not know session ${saved.session} although a cut-over had begun: the VM may be running there, so its disk stays shut here; check the target, then remove ${this.state.path} to migrate again`, 'FLIMCD_ERR_RESUME');
+    } else if (mode === 'precopy' || mode === 'new') {
+      if (saved.phase === 'cutover') {
+        // The target never took over: the VM's disk is here again.
+        this.saved = { ...saved, phase: 'precopy' };
+        this.state.writeJson(STATE_FILE, this.saved);
+        o.log.warn('the target had not taken over: the VM\'s disk is served here again');
+      }
+      if (this.gate.status !== 'open') this.gate.open();
+      if (mode === 'precopy') resume = { mode: 'precopy' };
+    } else {
+      throw new IoError(`target answered a new session with resume mode ${mode}`);
+    }
+    if (resume) this.resumes.resynced++;
+    this.peerIncarnation = welcome.incarnation;
     let engine!: SourceEngine;
     const channel = new Channel({
       clock: realClock,
       onMessage: (m) => engine.handle(m),
-      onDisconnect: (err) => {
-        // Resume after link loss is a later issue; until then a lost link aborts and the VM stays here.
-        if (engine) engine.abort(`link to the target lost${err ? `: ${err.message}` : ''}`);
-      },
+      onDisconnect: (err) => this.linkLost(engine, channel, err),
+      silenceTimeoutMs: o.silenceTimeoutMs,
     });
     this.channel = channel;
+    const features = resume?.mode === 'precopy' ? { ...this.features, dedup: true } : this.features;
     engine = new SourceEngine({
       image: this.image,
       tracking: this.tracking,
@@ -109,22 +202,103 @@ export class SourceAgent {
       channel,
       clock: realClock,
       algorithm: o.algorithm,
-      features: this.features,
+      features,
       blockSize: o.blockSize,
       bandwidthBps: o.bandwidthBps,
       cutover: o.cutover,
       manualCutover: o.manualCutover,
       log: o.log,
       onPhase: o.onPhase,
-      targetHasReplicas: message.welcome.features.includes('offer'),
+      targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
+      resume,
+      beforeCutover: async () => {
+        this.saved = { ...this.saved!, phase: 'cutover' };
+        this.state.writeJson(STATE_FILE, this.saved);
+      },
     });
     this.engine = engine;
-    channel.attach(new SocketTransport(socket), message.welcome.processedSeq, rest);
+    if (mode !== 'new') o.log.info({ mode, missingBlocks: resume?.mode === 'postcopy' ? resume.missing.count : undefined }, 'target restarted or this agent did: session continues from durable state');
+    channel.attach(new SocketTransport(link.socket), welcome.processedSeq, link.rest);
     try {
       return await engine.run();
+    } catch (e) {
+      if (this.nextLink) throw new Superseded();
+      throw this.gaveUp ?? e;
     } finally {
       channel.flushAck();
       channel.close();
+    }
+  }
+
+  /** The link failed: reconnect in the background; the engine keeps its state and waits. */
+  private linkLost(engine: SourceEngine, channel: Channel, err?: Error): void {
+    if (this.closed || this.reconnecting || this.channel !== channel) return;
+    if (engine.status().phase === 'done') return;
+    this.o.log.warn({ err: err?.message }, 'link to the target lost; reconnecting');
+    this.reconnecting = (async () => {
+      try {
+        const link = await this.openLink(this.o.linkTimeoutMs ?? 600_000);
+        if (this.channel !== channel) {
+          link.socket.destroy();
+          return;
+        }
+        if (link.welcome.resume === 'attach' || link.welcome.resume === 'done') {
+          this.resumes.reattached++;
+          this.o.log.info({ processedByTarget: link.welcome.processedSeq }, 'link to the target restored; resending what it has not processed');
+          channel.attach(new SocketTransport(link.socket), link.welcome.processedSeq, link.rest);
+        } else {
+          // The target restarted: what was in flight is gone. A new engine takes over from durable state.
+          this.nextLink = link;
+          engine.abort('the target restarted; continuing the session from durable state', { keepGate: true, quiet: true });
+          channel.close();
+        }
+      } catch (e) {
+        const cut = engine.status().phase;
+        // Once a cut-over has begun the VM may already run at the target: never reopen the disk here.
+        this.gaveUp = e instanceof FlimcdError ? e : new FlimcdError((e as Error).message, 'FLIMCD_ERR_LINK_LOST');
+        this.o.log.error({ err: (e as Error).message, state: this.state.path }, 'giving up on the link to the target; restart the agent with the same arguments to resume');
+        engine.abort((e as Error).message, { keepGate: cut !== 'precopy' && cut !== 'starting', code: 'FLIMCD_ERR_LINK_LOST' });
+        channel.close();
+      } finally {
+        this.reconnecting = undefined;
+      }
+    })();
+  }
+
+  /** Opens a link to the target and introduces this agent (the TLS layer wraps dialTarget). */
+  private async openLink(timeoutMs: number): Promise<Link> {
+    const { o } = this;
+    const saved = this.saved!;
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const socket = await dialWithBackoff(o.to, o.security, deadline, o.log, attempt === 1);
+      writeMessage(socket, {
+        type: MsgType.HELLO,
+        hello: {
+          version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features),
+          processedSeq: this.channel?.processedSeq ?? 0, incarnation: this.incarnation, peerIncarnation: this.channel ? this.peerIncarnation : undefined,
+        },
+      });
+      let reply;
+      try {
+        reply = await readMessage(socket, 30_000);
+      } catch (e) {
+        socket.destroy();
+        if (Date.now() > deadline) throw new IoError(`the target agent at ${formatAddress(o.to)} did not answer: ${(e as Error).message}`, { cause: e });
+        o.log.warn({ err: (e as Error).message }, 'handshake with the target failed; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      const { message, rest } = reply;
+      if (message.type === MsgType.ERROR) {
+        socket.destroy();
+        throw new FlimcdError(`target refused the migration: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
+      }
+      if (message.type !== MsgType.WELCOME) {
+        socket.destroy();
+        throw new IoError(`target answered HELLO with message type ${message.type}`);
+      }
+      return { socket, welcome: message.welcome, rest };
     }
   }
 
@@ -155,29 +329,38 @@ export class SourceAgent {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.channel?.close();
     await this.nbd.close();
     await this.image.close();
   }
 }
 
-async function connectWithRetry(addr: Address, security: LinkSecurity, timeoutMs: number, log: Logger): Promise<net.Socket> {
-  const deadline = Date.now() + timeoutMs;
+/** Opens a link to the target agent (the one place a link is dialed): TLS or plaintext as `security` says. */
+export function dialTarget(addr: Address, security: LinkSecurity): Promise<net.Socket> {
+  return connectLink(addr, security);
+}
+
+/** Dials until it connects, with capped exponential backoff and jitter, until `deadline`. Wrong credentials are not retried. */
+async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: number, log: Logger, first: boolean): Promise<net.Socket> {
   let delay = 100;
   for (let attempt = 1; ; attempt++) {
     try {
-      const s = await connectLink(addr, security);
+      const s = await dialTarget(addr, security);
       log.info({ to: formatAddress(addr), link: describeSecurity(security) }, 'link to the target established');
       return s;
     } catch (e) {
       // Wrong credentials stay wrong: fail now, naming the reason.
       if (e instanceof AuthError) throw e;
+      const why = systemErrorCode(e) ?? (e as Error).message;
       if (Date.now() + delay > deadline) {
-        throw new IoError(`cannot reach the target agent at ${formatAddress(addr)} (${systemErrorCode(e) ?? (e as Error).message}) after ${attempt} attempts`);
+        throw new FlimcdError(`cannot reach the target agent at ${formatAddress(addr)} (${why}) after ${attempt} attempts`, 'FLIMCD_ERR_LINK_LOST');
       }
-      if (attempt === 1) log.info({ to: formatAddress(addr) }, 'waiting for the target agent');
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
+      if (!first || attempt > 1) log.info({ to: formatAddress(addr), attempt, retryInMs: Math.round(delay), err: why }, 'target agent unreachable; retrying');
+      else log.info({ to: formatAddress(addr) }, 'waiting for the target agent');
+      // Jitter (±25 %) keeps many agents from reconnecting in lockstep.
+      await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
+      delay = Math.min(delay * 2, 5000);
     }
   }
 }

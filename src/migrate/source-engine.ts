@@ -38,6 +38,20 @@ export interface SourceEngineOptions {
   onPhase?: (phase: Phase) => void;
   /** The target has local content (old image, replica index) worth offering ids for. */
   targetHasReplicas?: boolean;
+  /**
+   * After the VM's I/O is held, before CUTOVER goes out: the agent records
+   * durably that a cut-over has begun (a restarted source must not let the VM
+   * write here until it knows whether the target took over).
+   */
+  beforeCutover?: () => Promise<void>;
+  /**
+   * The session continues on a new channel after a side restarted (its
+   * in-flight messages are lost). 'precopy': what the target lacks is
+   * re-derived by offering every block's content id (the target compares with
+   * what its image holds). 'postcopy': the target's durable missing map says
+   * exactly what to push; the VM already runs there.
+   */
+  resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
 }
 
 /**
@@ -93,6 +107,7 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
+    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', 'FLIMCD_ERR_RESUME');
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         if (this.needSend.set(i)) this.dirtiedInRound++;
@@ -111,17 +126,24 @@ export class SourceEngine {
     this.cutoverRequested = true;
   }
 
-  abort(reason: string): void {
+  /**
+   * Stops the migration. `keepGate`: leave the VM's disk as it is (a cut-over
+   * may have happened; or a successor engine decides). `quiet`: do not tell the
+   * target (the session goes on with a successor engine).
+   */
+  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: string } = {}): void {
     if (this.aborted) return;
-    this.aborted = new FlimcdError(`migration aborted: ${reason}`, 'FLIMCD_ERR_ABORTED');
-    try {
-      this.o.channel.send({ type: MsgType.ABORT, reason });
-    } catch { /* link already down */ }
+    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? 'FLIMCD_ERR_ABORTED');
+    if (!opts.quiet) {
+      try {
+        this.o.channel.send({ type: MsgType.ABORT, reason });
+      } catch { /* link already down */ }
+    }
     this.sender.abort(this.aborted);
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
-    if (this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
+    if (!opts.keepGate && this.phase !== 'postcopy' && this.phase !== 'verify' && this.phase !== 'done') this.o.gate.open();
   }
 
   status(): SourceStatus & { algorithm: string; features: string[] } {
@@ -168,6 +190,24 @@ export class SourceEngine {
 
   async run(): Promise<MigrationReport> {
     const { channel, clock, log } = this.o;
+    const resume = this.o.resume;
+    if (resume?.mode === 'postcopy') {
+      // The VM already runs at the target; the gate here stays shut.
+      this.frozenAt = this.cutoverDoneAt = this.t0;
+      this.cutoverReason = 'resumed in post-copy';
+      this.needSend.clearAll();
+      this.pushPending = resume.missing;
+      log.info({ missingBlocks: resume.missing.count }, 'post-copy resumed: pushing what the target still lacks');
+      this.setPhase('postcopy');
+      await this.push();
+    } else {
+      await this.preAndCutover();
+    }
+    return this.finishRun();
+  }
+
+  private async preAndCutover(): Promise<void> {
+    const { clock } = this.o;
     this.setPhase('precopy');
     this.roundStartedAt = clock.now();
     await this.sendHoles();
@@ -195,12 +235,18 @@ export class SourceEngine {
       this.setPhase('postcopy');
       await this.push();
     }
+  }
+
+  private async finishRun(): Promise<MigrationReport> {
+    const { channel, clock, log } = this.o;
     const verify = (await this.expect(MsgType.VERIFY)) as { type: typeof MsgType.VERIFY; verify: Verify };
     const verifyAt = clock.now();
     this.setPhase('verify');
     const { root, verified } = await this.verify(verify.verify);
     channel.send({ type: MsgType.DONE, done: { verified, root } });
     await channel.waitAllAcked();
+    // A closed channel releases the wait too: only an ack from the target means it has the result.
+    this.checkAborted();
     this.setPhase('done');
     log.info({ verified, root }, verified ? 'migration verified' : 'VERIFICATION FAILED: target image differs');
     const rtt = channel.stats.minRttMs ?? 0;
@@ -344,6 +390,7 @@ export class SourceEngine {
     this.setPhase('cutover');
     await gate.hold();
     this.frozenAt = clock.now();
+    await this.o.beforeCutover?.();
     // Frames not yet on the wire are taken back: their blocks are listed as missing instead.
     // Offers not yet answered, and blocks answered "lacking" but not yet sent, are missing too.
     for (const b of this.sender.abandonPending()) this.needSend.set(b);

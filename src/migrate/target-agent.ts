@@ -20,6 +20,9 @@ import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { ProtocolError, UsageError } from '../errors.ts';
+import { randomBytes } from 'node:crypto';
+import { Bitmap } from '../util/bitmap.ts';
+import { PresenceLog, StateDir } from './state-dir.ts';
 
 export interface TargetAgentOptions {
   image: string;
@@ -35,36 +38,71 @@ export interface TargetAgentOptions {
   /** Take part in prefetch when the source asks for it (default true; false for ablation). */
   prefetch?: boolean;
   prefetchConfig?: Partial<PrefetchConfig>;
+  /** Durable migration state (default IMAGE.flimcd next to the image). */
+  stateDir?: string;
+  /** The link counts as lost after this long without a byte from the source (default 15 s). */
+  silenceTimeoutMs?: number;
+  /** Post-copy: a VM request waits this long for missing blocks (the link may be down) before it fails with EIO. Default 60 s. */
+  fetchTimeoutMs?: number;
   log: Logger;
   onPhase?: (p: Phase) => void;
-  /** Called once the VM export is listening (after the source's HELLO). */
+  /** Called once the VM export is listening (after the source's HELLO, or at start when resuming post-copy). */
   onNbdListening?: (addr: Address) => void;
 }
+
+/** What the target keeps durable. In post-copy also `missing.bin` (cut-over snapshot) and `presence.log` (changes since). */
+interface TargetState {
+  session: string;
+  imageSize: number;
+  blockSize: number;
+  phase: 'precopy' | 'postcopy' | 'done';
+}
+
+const STATE_FILE = 'target.json';
+const MISSING_FILE = 'missing.bin';
+const LOG_FILE = 'presence.log';
 
 /**
  * The target agent: accepts one migration from a source agent, writes the
  * image, and from cut-over on serves the VM over NBD with post-copy semantics.
  * After the migration it keeps serving the VM (the VM runs on this disk now)
- * until closed.
+ * until closed. Survives link losses (the source reconnects and the channel is
+ * reattached) and restarts of either agent (its durable state says where the
+ * session stands; a new engine continues from there).
  */
 export class TargetAgent {
   private readonly server: net.Server;
   private engine: TargetEngine | undefined;
   private channel: Channel | undefined;
   private disk: FileDisk | undefined;
+  private postcopy: PostcopyDisk | undefined;
+  private gate: GateDisk | undefined;
   private local: LocalContent | undefined;
   private index: ReplicaIndex | undefined;
   private nbd: NbdServer | undefined;
-  private busy = false;
+  private presence: PresenceLog | undefined;
+  private readonly state: StateDir;
+  private saved: TargetState | undefined;
+  /** This process: lets the source tell a reconnect (channel intact) from a restart. */
+  private readonly incarnation = randomBytes(8).toString('hex');
+  private sourceIncarnation: string | undefined;
+  private hello: Hello | undefined;
+  /** Connections are handled one at a time (a reconnect may race the old link's close). */
+  private accepting: Promise<void> = Promise.resolve();
   private resultPromise: Promise<TargetResult>;
   private resolveResult!: (r: TargetResult) => void;
   private rejectResult!: (e: Error) => void;
   private finished: TargetResult | undefined;
+  readonly resumes = { reattached: 0, resynced: 0 };
   listenAddress: Address | undefined;
   nbdAddress: Address | undefined;
 
   constructor(private readonly o: TargetAgentOptions) {
-    this.server = createLinkServer(o.security, (s) => void this.accept(s), o.log);
+    // Links are taken one at a time: a reconnect must not race the link it replaces.
+    this.server = createLinkServer(o.security, (s) => {
+      this.accepting = this.accepting.then(() => this.accept(s)).catch((e) => o.log.error({ err: (e as Error).message }, 'link connection failed'));
+    }, o.log);
+    this.state = StateDir.forImage(o.image, o.stateDir);
     this.resultPromise = new Promise((res, rej) => {
       this.resolveResult = res;
       this.rejectResult = rej;
@@ -74,6 +112,14 @@ export class TargetAgent {
 
   async listen(): Promise<Address> {
     const a = this.o.listen;
+    this.saved = this.state.readJson<TargetState>(STATE_FILE);
+    // A restart in post-copy: the VM's disk is served again at once from durable state.
+    if (this.saved?.phase === 'postcopy') await this.restorePostcopy(this.saved);
+    // A restart after the end: every block is here; the VM's disk is simply served.
+    if (this.saved?.phase === 'done') {
+      await this.openImage(this.saved.imageSize, this.saved.blockSize, true);
+      this.gate!.open();
+    }
     if (a.kind === 'unix' && existsSync(a.path) && lstatSync(a.path).isSocket()) unlinkSync(a.path);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? new UsageError(`--listen: ${formatAddress(a)} is already in use`) : e));
@@ -82,7 +128,7 @@ export class TargetAgent {
     });
     const ad = this.server.address();
     this.listenAddress = a.kind === 'unix' ? a : { kind: 'tcp', host: a.host, port: (ad as net.AddressInfo).port };
-    this.o.log.info({ listen: formatAddress(this.listenAddress) }, 'target agent waiting for the source');
+    this.o.log.info({ listen: formatAddress(this.listenAddress), resuming: this.saved?.session }, 'target agent waiting for the source');
     return this.listenAddress;
   }
 
@@ -92,13 +138,18 @@ export class TargetAgent {
   }
 
   status(): Record<string, unknown> {
-    if (!this.engine) return { role: 'target', phase: 'waiting' };
+    if (!this.engine) return { role: 'target', phase: this.postcopy?.isActive ? 'postcopy' : 'waiting' };
     const r = this.finished;
     return { role: 'target', ...this.engine.status(), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}) };
   }
 
   abort(reason: string): void {
     this.engine?.abort(reason);
+  }
+
+  /** The VM-facing post-copy disk (presence map), once the image is open. */
+  get postcopyDisk(): PostcopyDisk | undefined {
+    return this.postcopy;
   }
 
   private async accept(socket: net.Socket): Promise<void> {
@@ -121,64 +172,175 @@ export class TargetAgent {
       writeMessage(socket, { type: MsgType.ERROR, code, message });
       socket.end();
     };
-    if (this.busy) return refuse('BUSY', 'this target agent is already receiving a migration');
     if (Math.floor(hello.version) !== WIRE_VERSION) return refuse('VERSION', `wire version ${hello.version} is not supported (this agent speaks ${WIRE_VERSION})`);
     if (hello.imageSize % 512 !== 0) return refuse('GEOMETRY', `image size ${hello.imageSize} is not a multiple of 512`);
-    this.busy = true;
+    const saved = this.saved;
+    if (saved && saved.session !== hello.session) {
+      if (saved.phase === 'done' || this.hello) {
+        // Finished or running: this image is the VM's disk now; another migration must not write into it.
+        return refuse('BUSY', 'this target agent is already receiving a migration');
+      } else {
+        return refuse('STALE_STATE', `${this.state.path} holds unfinished migration session ${saved.session}, not ${hello.session}; resume that one, or remove the directory to start over`);
+      }
+    }
+    if (this.saved && (this.saved.imageSize !== hello.imageSize || this.saved.blockSize !== hello.blockSize)) {
+      return refuse('GEOMETRY', `${this.state.path} holds a migration of a ${this.saved.imageSize}-byte image with ${this.saved.blockSize}-byte blocks; the source now says ${hello.imageSize} bytes, ${hello.blockSize}-byte blocks; refusing to mix them`);
+    }
+    if (this.saved?.phase === 'done' || this.finished) {
+      // Everything is applied and the source's DONE was processed: tell it so.
+      this.o.log.info({ session: hello.session }, 'the source reconnected after the migration completed');
+      writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [], processedSeq: Number.MAX_SAFE_INTEGER, incarnation: this.incarnation, resume: 'done' } });
+      socket.end();
+      return;
+    }
     try {
-      await this.begin(socket, hello, rest);
+      if (this.channel && this.engine && hello.peerIncarnation === this.incarnation && hello.incarnation === this.sourceIncarnation) {
+        this.reattach(socket, hello, rest);
+      } else {
+        await this.begin(socket, hello, rest);
+      }
     } catch (e) {
-      this.busy = false;
       refuse('SETUP', (e as Error).message);
     }
   }
 
-  private async begin(socket: net.Socket, hello: Hello, rest: Buffer): Promise<void> {
+  /** Both sides kept their channels: only the link changed. */
+  private reattach(socket: net.Socket, hello: Hello, rest: Buffer): void {
+    const channel = this.channel!;
+    this.resumes.reattached++;
+    this.o.log.info({ session: hello.session, processedBySource: hello.processedSeq }, 'source reconnected; resending what it has not processed');
+    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: this.welcomeFeatures(), processedSeq: channel.processedSeq, incarnation: this.incarnation, resume: 'attach' } });
+    channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
+  }
+
+  private welcomeFeatures(): string[] {
+    return this.lastFeatures;
+  }
+
+  private lastFeatures: string[] = [];
+
+  /** Opens the image and the VM's export (once per process). */
+  private async openImage(size: number, blockSize: number, preexistingHint: boolean): Promise<boolean> {
     const { o } = this;
+    if (this.disk) return true;
     if (existsSync(o.image)) {
-      const size = lstatSync(o.image).size;
-      if (size !== 0 && size !== hello.imageSize) {
-        throw new UsageError(`${o.image} exists with ${size} bytes but the source image has ${hello.imageSize}; refusing to overwrite a different disk`);
+      const have = lstatSync(o.image).size;
+      if (have !== 0 && have !== size) {
+        throw new UsageError(`${o.image} exists with ${have} bytes but the source image has ${size}; refusing to overwrite a different disk`);
       }
     }
-    const preexisting = existsSync(o.image) && lstatSync(o.image).size === hello.imageSize;
-    const disk = await FileDisk.open(o.image, { create: true, size: hello.imageSize });
+    const preexisting = preexistingHint || (existsSync(o.image) && lstatSync(o.image).size === size);
+    const disk = await FileDisk.open(o.image, { create: true, size });
     this.disk = disk;
-    const dedup = hello.features.includes('dedup');
-    if (dedup && o.indexDir) this.index = ReplicaIndex.open(o.indexDir);
-    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting, index: this.index, log: o.log });
+    const postcopy = new PostcopyDisk(disk, blockSize, { fetch: (b) => this.engine?.blockSource().fetch(b), cancel: (b) => this.engine?.blockSource().cancel(b) }, realClock, {
+      fetchTimeoutMs: o.fetchTimeoutMs ?? 60_000,
+      onFetchTimeout: (blocks, ms) => o.log.error({ blocks: blocks.slice(0, 16), waitedMs: ms, linkUp: this.channel?.connected ?? false }, 'post-copy read gave up waiting for the source: failing it with EIO'),
+      persist: (kind, blocks) => (this.presence ? this.presence.append(kind, blocks) : Promise.resolve()),
+    });
+    this.postcopy = postcopy;
+    this.gate = new GateDisk(postcopy, 'held');
+    const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: this.gate }], log: o.log.child({ component: 'nbd' }) });
+    this.nbdAddress = await nbd.listen(o.nbd);
+    this.nbd = nbd;
+    o.onNbdListening?.(this.nbdAddress);
+    return preexisting;
+  }
+
+  /** Restart in post-copy: presence map = cut-over snapshot + log; the VM is served at once. */
+  private async restorePostcopy(saved: TargetState): Promise<void> {
+    const n = Math.ceil(saved.imageSize / saved.blockSize);
+    const snap = this.state.readBytes(MISSING_FILE);
+    if (!snap) throw new UsageError(`${this.state.path} says post-copy but has no ${MISSING_FILE}; the state is damaged`);
+    const missing = Bitmap.from(n, snap);
+    const written = new Bitmap(n);
+    PresenceLog.replay(this.state.readBytes(LOG_FILE), missing, written);
+    await this.openImage(saved.imageSize, saved.blockSize, true);
+    this.presence = await PresenceLog.open(this.state.file(LOG_FILE), () => this.disk!.flush());
+    this.postcopy!.restore(missing, written);
+    this.gate!.open();
+    this.o.log.info({ session: saved.session, missingBlocks: missing.count, writtenHere: written.count }, 'resumed post-copy from durable state: serving the VM; waiting for the source');
+  }
+
+  /** A new engine (and channel) for the session: the first connection, or after either side restarted. */
+  private async begin(socket: net.Socket, hello: Hello, rest: Buffer): Promise<void> {
+    const { o } = this;
+    const first = !this.hello;
+    const previous = this.engine;
+    if (previous) {
+      // The source restarted: its old in-flight messages are gone. Let the old engine's writes settle first.
+      this.channel?.close();
+      await previous.supersede();
+    }
+    const resumed = this.saved !== undefined;
+    const preexisting = await this.openImage(hello.imageSize, hello.blockSize, resumed);
+    const disk = this.disk!;
+    const postcopy = this.postcopy!;
+    const gate = this.gate!;
+    const mode: 'new' | 'precopy' | 'postcopy' = postcopy.isActive ? 'postcopy' : resumed ? 'precopy' : 'new';
+    if (!this.saved) {
+      this.saved = { session: hello.session, imageSize: hello.imageSize, blockSize: hello.blockSize, phase: 'precopy' };
+      this.state.writeJson(STATE_FILE, this.saved);
+    }
+    this.hello = hello;
+    this.sourceIncarnation = hello.incarnation;
+    // A pre-copy resume re-derives what is missing by content id: it always compares with the image.
+    const dedup = hello.features.includes('dedup') || mode === 'precopy';
+    if (first && dedup && o.indexDir) this.index = ReplicaIndex.open(o.indexDir);
+    await this.local?.close();
+    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
     this.local = local;
     let engine!: TargetEngine;
     const channel = new Channel({
       clock: realClock,
       onMessage: (m) => engine.handle(m),
       onDisconnect: (err) => {
-        if (engine.currentPhase !== 'done') engine.abort(`link to the source lost${err ? `: ${err.message}` : ''}`);
+        if (this.channel === channel && engine.currentPhase !== 'done' && engine.currentPhase !== 'failed') {
+          o.log.warn({ err: err?.message, phase: engine.currentPhase }, 'link to the source lost; waiting for it to reconnect');
+        }
       },
+      silenceTimeoutMs: o.silenceTimeoutMs,
     });
     this.channel = channel;
-    const postcopy = new PostcopyDisk(disk, hello.blockSize, { fetch: (b) => engine.blockSource().fetch(b), cancel: (b) => engine.blockSource().cancel(b) }, realClock);
-    const gate = new GateDisk(postcopy, 'held');
-    // Prefetch needs this side; the source's other features need nothing from it.
     const asked = featuresFromList(hello.features);
-    const features = { ...asked, prefetch: asked.prefetch && o.prefetch !== false };
-    engine = new TargetEngine({ disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined });
+    const features = { ...asked, dedup, prefetch: asked.prefetch && o.prefetch !== false && mode !== 'postcopy' };
+    engine = new TargetEngine({
+      disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined,
+      resumePostcopy: mode === 'postcopy',
+      onCutover: async (missing) => {
+        // Durable before the VM is served here: the snapshot of what is missing, then the phase.
+        this.state.writeAtomic(MISSING_FILE, missing.bits);
+        this.state.writeAtomic(LOG_FILE, new Uint8Array(0));
+        this.presence = await PresenceLog.open(this.state.file(LOG_FILE), () => disk.flush());
+        this.saved = { ...this.saved!, phase: 'postcopy' };
+        this.state.writeJson(STATE_FILE, this.saved);
+      },
+    });
     this.engine = engine;
-    const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
-    this.nbdAddress = await nbd.listen(o.nbd);
-    this.nbd = nbd;
-    o.onNbdListening?.(this.nbdAddress);
     const offer = dedup && local.hasCandidates;
-    o.log.info({ session: hello.session, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, features: hello.features, localContent: offer, nbd: formatAddress(this.nbdAddress) }, 'migration accepted');
-    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [...featureList(features), ...(offer ? ['offer'] : [])], processedSeq: 0 } });
-    channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
+    this.lastFeatures = [...featureList(features), ...(offer ? ['offer'] : [])];
+    if (mode !== 'new') this.resumes.resynced++;
+    o.log.info({ session: hello.session, mode, size: hello.imageSize, blockSize: hello.blockSize, algorithm: hello.algorithm, features: hello.features, localContent: offer, nbd: this.nbdAddress && formatAddress(this.nbdAddress) }, mode === 'new' ? 'migration accepted' : 'session continues from durable state');
+    writeMessage(socket, {
+      type: MsgType.WELCOME,
+      welcome: {
+        version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode,
+        missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
+      },
+    });
+    channel.attach(new SocketTransport(socket), 0, rest);
     engine.result.then(
-      (r) => {
+      async (r) => {
+        if (this.engine !== engine) return;
         channel.flushAck();
         this.finished = r;
+        // Nothing left to resume; a small marker answers a source that reconnects to learn it.
+        this.saved = { ...this.saved!, phase: 'done' };
+        this.state.writeJson(STATE_FILE, this.saved);
         this.resolveResult(r);
       },
-      (e) => this.rejectResult(e as Error),
+      (e) => {
+        if (this.engine === engine) this.rejectResult(e as Error);
+      },
     );
   }
 
@@ -187,9 +349,12 @@ export class TargetAgent {
     this.channel?.close();
     await new Promise<void>((r) => this.server.close(() => r()));
     await this.nbd?.close();
+    await this.presence?.close();
     await this.local?.close();
     await this.index?.close();
     await this.disk?.close();
+    // A completed migration leaves no state behind.
+    if (this.finished || this.saved?.phase === 'done') this.state.remove();
     const a = this.o.listen;
     if (a.kind === 'unix' && existsSync(a.path)) {
       try { unlinkSync(a.path); } catch { /* gone */ }

@@ -30,6 +30,16 @@ export interface TargetEngineOptions {
   /** Optimizations the source asked for that this side takes part in (prefetch). */
   features?: Partial<Features>;
   prefetch?: Partial<PrefetchConfig>;
+  /**
+   * Called at cut-over once everything sent before it is applied and flushed,
+   * before the VM is served here: the agent makes the missing-block map durable.
+   */
+  onCutover?: (missing: Bitmap) => Promise<void>;
+  /**
+   * The session continues in post-copy on a new channel (a side restarted):
+   * `disk` is already active; fetches still awaited are asked again.
+   */
+  resumePostcopy?: boolean;
 }
 
 export interface TargetResult {
@@ -64,6 +74,8 @@ export class TargetEngine {
   private readonly refetching = new Map<number, () => void>();
   private readonly dedupStats = { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 };
   private prefetcher: Prefetcher | undefined;
+  private cutoverRunning: Promise<void> | undefined;
+  private superseded = false;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
@@ -72,6 +84,25 @@ export class TargetEngine {
       this.failed = reject;
     });
     this.result.catch(() => {});
+    if (o.resumePostcopy) {
+      this.phase = 'postcopy';
+      this.servingAt = o.clock.now();
+      const again = o.disk.pendingFetches();
+      if (again.length) this.blockSource().fetch(again);
+      void o.disk.whenComplete().then(() => this.finish()).catch((e) => this.failed?.(e as Error));
+    }
+  }
+
+  /**
+   * A new engine takes over the session (the peer restarted): this one stops
+   * acting. Resolves when its pending block writes and any cut-over have settled,
+   * so nothing it applies can land after what its successor applies.
+   */
+  async supersede(): Promise<void> {
+    this.superseded = true;
+    this.prefetcher?.finish();
+    await this.cutoverRunning?.catch(() => {});
+    while (this.outstanding.size) await Promise.allSettled([...this.outstanding]);
   }
 
   get currentPhase(): Phase {
@@ -112,6 +143,7 @@ export class TargetEngine {
   }
 
   handle(m: Message): void | Promise<void> {
+    if (this.superseded) return;
     switch (m.type) {
       case MsgType.DATA: {
         this.count(m.reason, m.data.length);
@@ -149,7 +181,7 @@ export class TargetEngine {
       case MsgType.OFFER:
         return this.handleOffer(m.batch, m.blocks, m.ids);
       case MsgType.CUTOVER:
-        return this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat);
+        return (this.cutoverRunning = this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat));
       case MsgType.DONE:
         this.setPhase('done');
         this.done?.({ verified: m.done.verified, root: m.done.root, stats: this.status() });
@@ -284,6 +316,7 @@ export class TargetEngine {
     this.setPhase('cutover');
     while (this.outstanding.size) await Promise.allSettled([...this.outstanding]);
     await disk.flush();
+    await this.o.onCutover?.(missing);
     if (this.o.features?.prefetch && missing.count > 0) {
       const h = heatFromHandoff(heat, clock.now());
       this.prefetcher = new Prefetcher({
@@ -304,6 +337,7 @@ export class TargetEngine {
 
   /** All blocks present: hash the image as it is on disk and send the root for comparison. */
   private async finish(): Promise<void> {
+    if (this.superseded) return;
     const { disk, channel, clock, log } = this.o;
     const started = clock.now();
     this.prefetcher?.finish();
@@ -324,6 +358,7 @@ export class TargetEngine {
     for (let b = written.nextSet(0); b >= 0; b = written.nextSet(b + 1)) targetWrites.push([b, ids[b]!.toString('hex')]);
     const root = merkleRoot(ids).toString('hex');
     const hashMs = clock.now() - started;
+    if (this.superseded) return;
     log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
     const st = this.status();
     channel.send({

@@ -33,6 +33,12 @@ export interface ChannelOptions {
   /** Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks. */
   bulkQueueLimit?: number;
   pingIntervalMs?: number;
+  /**
+   * Declare the link lost when nothing arrived for this long (default 15 s):
+   * both sides ping every second, so silence means a dead path that TCP
+   * itself would only notice after many minutes.
+   */
+  silenceTimeoutMs?: number;
 }
 
 interface Outgoing {
@@ -94,6 +100,7 @@ export class Channel {
   private rttSamples: Array<{ at: number; ms: number }> = [];
   private window: number;
   private pingTimer: TimerHandle | undefined;
+  private lastHeard = 0;
 
   private bulkWaiters: Array<() => void> = [];
   private idleWaiters: Array<() => void> = [];
@@ -122,8 +129,11 @@ export class Channel {
    */
   attach(transport: ByteTransport, peerProcessed = 0, initialData?: Buffer): void {
     if (this.closed) throw new ShutdownError('channel is closed');
+    // A half-open old link (the peer already reconnected) is dropped; its close is then ignored.
+    const old = this.transport;
     // Acks first, with no transport set, so nothing new goes out ahead of the retransmissions.
     this.transport = undefined;
+    old?.close();
     this.ackUpTo(peerProcessed);
     this.transport = transport;
     this.decoder = new FrameDecoder();
@@ -132,12 +142,18 @@ export class Channel {
     const resend = this.unacked.splice(0);
     this.inFlightBytes = 0;
     for (const o of resend) this.stats.retransmittedBytes += o.bytes;
-    transport.onData((chunk) => this.receive(chunk));
+    // Only the current link counts: a replaced one (half-closed, or stalled and late) may still
+    // deliver bytes, and they must never reach the new link's decoder.
+    transport.onData((chunk) => {
+      if (this.transport === transport) this.receive(chunk);
+    });
     transport.onDrain(() => {
+      if (this.transport !== transport) return;
       this.writable = true;
       this.pump();
     });
     transport.onClose((err) => this.lost(transport, err));
+    this.lastHeard = this.opts.clock.now();
     for (const o of resend) this.transmit(o, true);
     // Bytes that arrived with the handshake reply belong to this channel.
     if (initialData?.length) this.receive(initialData);
@@ -256,6 +272,7 @@ export class Channel {
 
   private receive(chunk: Buffer): void {
     this.stats.bytesReceived += chunk.length;
+    this.lastHeard = this.opts.clock.now();
     let frames;
     try {
       frames = this.decoder.push(chunk);
@@ -403,7 +420,11 @@ export class Channel {
     const every = this.opts.pingIntervalMs ?? 1000;
     this.sendRaw({ type: MsgType.PING, t: this.opts.clock.now() });
     this.pingTimer = this.opts.clock.setTimer(every, () => {
-      if (this.transport && !this.closed) this.schedulePing();
+      if (!this.transport || this.closed) return;
+      const silent = this.opts.clock.now() - this.lastHeard;
+      const limit = this.opts.silenceTimeoutMs ?? 15_000;
+      if (silent > limit) return this.fail(new ProtocolError(`nothing heard from the peer for ${Math.round(silent)} ms (limit ${limit} ms): link presumed dead`));
+      this.schedulePing();
     });
   }
 

@@ -68,6 +68,10 @@ export const HelloSchema = z.object({
   features: z.array(z.string().max(64)).max(64),
   /** Highest seq the source has processed from the target (resume). */
   processedSeq: z.number().int().nonnegative(),
+  /** Random id of the source process: a different one after a restart means its channel state is gone. */
+  incarnation: z.string().max(64).optional(),
+  /** The target process the source's channel last talked to (reattach only if it is still the same one). */
+  peerIncarnation: z.string().max(64).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -76,6 +80,18 @@ export const WelcomeSchema = z.object({
   session: z.string(),
   features: z.array(z.string().max(64)).max(64),
   processedSeq: z.number().int().nonnegative(),
+  /** Random id of the target process. */
+  incarnation: z.string().max(64).optional(),
+  /**
+   * How the session continues: 'new' (first connection), 'attach' (both
+   * channels intact: resend what the peer has not processed), 'precopy'
+   * (a side restarted before cut-over: re-derive what the target lacks by
+   * content id), 'postcopy' (a side restarted after cut-over: `missing` is the
+   * target's durable presence map, the source pushes exactly those blocks).
+   */
+  resume: z.enum(['new', 'attach', 'precopy', 'postcopy', 'done']).optional(),
+  /** Base64 bitmap of the blocks the target still lacks (resume 'postcopy'). */
+  missing: z.string().max(2_000_000).optional(),
 });
 export type Welcome = z.infer<typeof WelcomeSchema>;
 

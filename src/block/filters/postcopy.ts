@@ -24,6 +24,22 @@ interface Waiter {
   fetchedAt: number | undefined;
 }
 
+export interface PostcopyOptions {
+  /**
+   * How long a request waits for missing blocks (the link may be down and
+   * reconnecting) before it fails with EIO. Default: no bound.
+   */
+  fetchTimeoutMs?: number;
+  /** Called when a request gives up waiting (for a log line). */
+  onFetchTimeout?: (blocks: number[], waitedMs: number) => void;
+  /**
+   * Makes presence records durable (with the image data written before the
+   * call): kind 0 = block present, 1 = the VM wrote the block here. Awaited
+   * before data from the source is acknowledged and before a VM write completes.
+   */
+  persist?: (kind: 0 | 1, blocks: number[]) => Promise<void>;
+}
+
 export interface PostcopyStats {
   /** Blocks touched by VM reads since post-copy began. */
   readBlocks: number;
@@ -64,6 +80,7 @@ export class PostcopyDisk extends FilterDisk {
     readonly unit: number,
     private readonly source: BlockSource,
     private readonly clock: Clock,
+    private readonly opts: PostcopyOptions = {},
   ) {
     super(inner);
     const n = Math.ceil(inner.size / unit);
@@ -101,6 +118,19 @@ export class PostcopyDisk extends FilterDisk {
     this.checkComplete();
   }
 
+  /** Post-copy resumes from durable state after a restart: `missing` still lacking, `written` written by the VM here. */
+  restore(missing: Bitmap, written: Bitmap): void {
+    this.writtenHere.assign(written);
+    this.start(missing);
+  }
+
+  /** Blocks fetched on demand and still awaited (asked again on a new link after the old one's requests were lost). */
+  pendingFetches(): number[] {
+    const out: number[] = [];
+    for (const [b, w] of this.waiters) if (w.fetchedAt !== undefined && this.missing.get(b)) out.push(b);
+    return out;
+  }
+
   /** Resolves when no block is missing (immediately before start()). */
   whenComplete(): Promise<void> {
     if (this.active && this.missing.count === 0 && this.waiters.size === 0) return Promise.resolve();
@@ -132,6 +162,7 @@ export class PostcopyDisk extends FilterDisk {
     const w = pending ?? this.newWaiter(block);
     try {
       await this.inner.write(offset, data);
+      await this.opts.persist?.(0, [block]);
     } catch (e) {
       this.missing.set(block);
       this.settle(block, w, e as Error);
@@ -157,6 +188,7 @@ export class PostcopyDisk extends FilterDisk {
       this.missing.clear(b);
       try {
         await this.inner.writeZeroes(b * this.unit, len);
+        await this.opts.persist?.(0, [b]);
       } catch (e) {
         this.missing.set(b);
         this.settle(b, w, e as Error);
@@ -208,8 +240,23 @@ export class PostcopyDisk extends FilterDisk {
   }
 
   private async finishWrite(claimed: Array<[number, Waiter]>, op: () => Promise<void>, offset: number, length: number): Promise<void> {
+    const a = Math.floor(offset / this.unit);
+    const z = Math.floor((offset + length - 1) / this.unit);
     try {
+      const persist = this.opts.persist;
+      const freshClaimed: number[] = [];
+      if (persist) {
+        // A present block's first write here is recorded before it lands: a block recorded as
+        // written whose write never landed only costs verification a target-side id; a landed
+        // write not recorded would fail verification. A claimed block is recorded after, with
+        // its presence: until then a crash leaves it missing, and the source's copy replaces it.
+        const freshPresent: number[] = [];
+        const isClaimed = new Set(claimed.map(([b]) => b));
+        for (let b = a; b <= z; b++) if (!this.writtenHere.get(b)) (isClaimed.has(b) ? freshClaimed : freshPresent).push(b);
+        if (freshPresent.length) await persist(1, freshPresent);
+      }
       await op();
+      if (persist && claimed.length) await Promise.all([persist(0, claimed.map(([b]) => b)), freshClaimed.length ? persist(1, freshClaimed) : undefined]);
     } catch (e) {
       // The write failed: the claimed blocks' local content is unknown, so they are missing again.
       for (const [b, w] of claimed) {
@@ -219,8 +266,6 @@ export class PostcopyDisk extends FilterDisk {
       throw e;
     }
     for (const [b, w] of claimed) this.settle(b, w);
-    const a = Math.floor(offset / this.unit);
-    const z = Math.floor((offset + length - 1) / this.unit);
     for (let b = a; b <= z; b++) this.writtenHere.set(b);
   }
 
@@ -271,7 +316,7 @@ export class PostcopyDisk extends FilterDisk {
     if (observed) this.readObserver?.(offset, length, observed);
     if (waits.length) {
       try {
-        await Promise.all(waits);
+        await this.bounded(Promise.all(waits), a, z);
       } catch (e) {
         for (const [b, w] of claimed) {
           this.missing.set(b);
@@ -283,6 +328,21 @@ export class PostcopyDisk extends FilterDisk {
       if (kind === 'read') for (let b = a; b <= z; b++) if (this.missing.get(b)) return this.prepare(offset, length, kind);
     }
     return claimed;
+  }
+
+  /** Waits for missing blocks at most fetchTimeoutMs; then the request fails with EIO (the fetch itself stays pending). */
+  private bounded(p: Promise<unknown>, a: number, z: number): Promise<unknown> {
+    const ms = this.opts.fetchTimeoutMs;
+    if (ms === undefined || !Number.isFinite(ms)) return p;
+    return new Promise((resolve, reject) => {
+      const timer = this.clock.setTimer(ms, () => {
+        const blocks: number[] = [];
+        for (let b = a; b <= z; b++) if (this.missing.get(b) || this.waiters.has(b)) blocks.push(b);
+        this.opts.onFetchTimeout?.(blocks, ms);
+        reject(new IoError(`block${blocks.length === 1 ? '' : 's'} ${blocks.join(',')} not received from the source within ${ms} ms (fetch timeout; is the link down?)`));
+      });
+      p.then((v) => { timer.cancel(); resolve(v); }, (e) => { timer.cancel(); reject(e as Error); });
+    });
   }
 
   private newWaiter(block: number): Waiter {

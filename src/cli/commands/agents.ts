@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
-import { parseBitRate, parseBlockSize } from '../../util/units.ts';
+import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
@@ -42,6 +42,8 @@ interface SourceOptions extends SecurityFlags {
   hotOrder: boolean;
   keepServing?: boolean;
   plan?: string;
+  stateDir?: string;
+  linkTimeout: string;
   json?: boolean;
 }
 
@@ -54,6 +56,8 @@ interface TargetOptions extends SecurityFlags {
   exitWhenDone?: boolean;
   index?: string;
   prefetch: boolean;
+  stateDir?: string;
+  fetchTimeout: string;
   json?: boolean;
 }
 
@@ -79,10 +83,12 @@ export function registerAgents(program: Command): void {
     .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
     .option('--no-prefetch', 'no prefetch around post-copy misses (ablation; flimcd has it on)')
     .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
+    .option('--state-dir <dir>', 'durable migration state, for resuming after a crash (default IMAGE.flimcd)')
+    .option('--link-timeout <duration>', 'after a link loss, keep reconnecting this long before giving up (exit code 4; restart to resume)', '10min')
     .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM (for `flimcd vm migrate`)')
     .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
     .option('--json', 'print events and the final report as JSON lines')
-    .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed.')
+    .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nA lost link is reconnected with backoff; a restarted agent (same arguments) resumes from its state dir.\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed,\n4 link down longer than --link-timeout (restart with the same arguments to resume).')
     .action(async (o: SourceOptions) => {
       const nbd = parseAddress(o.nbd, '--nbd');
       const to = parseAddress(o.to, '--to');
@@ -90,13 +96,14 @@ export function registerAgents(program: Command): void {
       const algorithm = parseAlgorithm(o.algorithm);
       const blockSize = parseBlockSize(o.blockSize);
       const bandwidthBps = o.bandwidth ? parseBitRate(o.bandwidth, '--bandwidth') : undefined;
+      const linkTimeoutMs = parseDuration(o.linkTimeout, '--link-timeout');
       const off = (on: boolean) => (on === false ? false : undefined);
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize(o.image)) : undefined;
       const agent = await SourceAgent.start({
-        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction,
+        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -138,6 +145,8 @@ export function registerAgents(program: Command): void {
     .option('--control <addr>', 'control endpoint (unix:PATH or tcp:127.0.0.1:PORT) for status, abort and /metrics')
     .option('--exit-when-done', 'exit after the migration completes instead of serving the VM on')
     .option('--no-prefetch', 'do not prefetch around post-copy misses even if the source asks (ablation)')
+    .option('--state-dir <dir>', 'durable migration state (presence map), for resuming after a crash (default IMAGE.flimcd)')
+    .option('--fetch-timeout <duration>', 'post-copy: a VM read waits this long for a missing block (e.g. while the link reconnects), then fails with EIO', '60s')
     .option('--index <dir>', 'replica index (see `flimcd index`): blocks found there are copied locally instead of crossing the link')
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock \\\n      --tls-ca ca.crt --tls-cert target.crt --tls-key target.key\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
@@ -145,10 +154,11 @@ export function registerAgents(program: Command): void {
       const listen = parseAddress(o.listen, '--listen');
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
+      const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
       const progress = createProgress({ json: o.json, role: 'target' });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index,
+        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });
