@@ -11,7 +11,7 @@ import { predictedStatus, type Prediction } from './prediction.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure-link.ts';
-import { readMessage, writeMessage } from '../wire/handshake.ts';
+import { readMessage, SilentCloseError, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import { SourceEngine } from './source-engine.ts';
 import { StateDir } from './state-dir.ts';
@@ -270,6 +270,7 @@ export class SourceAgent {
     const { o } = this;
     const saved = this.saved!;
     const deadline = Date.now() + timeoutMs;
+    let silentCloses = 0;
     for (let attempt = 1; ; attempt++) {
       const socket = await dialWithBackoff(o.to, o.security, deadline, o.log, attempt === 1);
       writeMessage(socket, {
@@ -285,6 +286,12 @@ export class SourceAgent {
       } catch (e) {
         socket.destroy();
         if (Date.now() > deadline) throw new IoError(`the target agent at ${formatAddress(o.to)} did not answer: ${(e as Error).message}`, { cause: e });
+        // A plaintext HELLO to a TLS target is dropped without a word. Before any link of this process
+        // came up, repeated silent closes mean that, not a flaky network: say so instead of retrying for minutes.
+        silentCloses = e instanceof SilentCloseError ? silentCloses + 1 : 0;
+        if (o.security.mode === 'insecure' && !this.channel && silentCloses >= 3) {
+          throw new AuthError(`the target agent at ${formatAddress(o.to)} closed the link ${silentCloses} times without answering HELLO: it probably requires TLS (this source runs --insecure); pass the same --psk-file or --tls-* credentials as the target`);
+        }
         o.log.warn({ err: (e as Error).message }, 'handshake with the target failed; retrying');
         await new Promise((r) => setTimeout(r, 500));
         continue;

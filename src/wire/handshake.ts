@@ -3,6 +3,9 @@ import { ProtocolError } from '../errors.ts';
 import { FrameDecoder, encodeFrame, type Frame } from './frame.ts';
 import { decodeMessage, encodeMessage, type Message } from './messages.ts';
 
+/** The peer closed the connection without sending a byte (a TLS listener drops a plaintext HELLO this way). */
+export class SilentCloseError extends ProtocolError {}
+
 /** Writes one unsequenced message (HELLO, WELCOME, ERROR) straight to a socket. */
 export function writeMessage(socket: Socket, m: Message): void {
   socket.cork();
@@ -19,6 +22,7 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
   return new Promise((resolve, reject) => {
     const decoder = new FrameDecoder();
     let got: Frame | undefined;
+    let bytesSeen = 0;
     const cleanup = () => {
       clearTimeout(timer);
       socket.off('data', onData);
@@ -31,6 +35,7 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
       reject(e);
     };
     const onData = (chunk: Buffer) => {
+      bytesSeen += chunk.length;
       let frames: Frame[];
       try {
         frames = decoder.push(chunk);
@@ -50,7 +55,7 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
       const extra = frames.slice(1).map((f) => Buffer.concat(encodeFrame(f.type, f.flags, f.seq, [f.payload])));
       resolve({ message, rest: Buffer.concat([...extra, decoder.drain()]) });
     };
-    const onClose = () => fail(new ProtocolError('peer closed the connection during the handshake'));
+    const onClose = () => fail(bytesSeen === 0 ? new SilentCloseError('peer closed the connection during the handshake without a reply') : new ProtocolError('peer closed the connection during the handshake'));
     const onError = (e: Error) => fail(new ProtocolError(`handshake failed: ${e.message}`, { cause: e }));
     const timer = setTimeout(() => fail(new ProtocolError(`no handshake reply within ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', onData);

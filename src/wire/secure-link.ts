@@ -40,6 +40,9 @@ export const MAX_LINK_CONNECTIONS = 256;
 /** A TLS handshake that has not finished by then is dropped (slow-loris bound). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** Socket error codes that say nothing about the peer's credentials. */
+const NETWORK_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN']);
+
 /** A short description for logs and reports. */
 export function describeSecurity(s: LinkSecurity): string {
   return s.mode === 'cert' ? 'tls-cert' : s.mode === 'psk' ? `tls-psk(${s.identity})` : 'insecure';
@@ -107,8 +110,11 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       s.on('error', () => {}); // a late second error of a dead socket must not go uncaught
       s.destroy();
       const code = systemErrorCode(e);
-      // Once TCP is up, a failure is the TLS peer's verdict (or not a TLS peer at all).
-      if (security.mode !== 'insecure' && tcpUp) {
+      // A verdict needs the peer to have spoken TLS: an alert or a certificate error, or a close after
+      // the handshake got through our side. A close or reset before any TLS reply is the network (or a
+      // proxy whose far side is down, as during a reconnect) and is worth retrying.
+      const networkOnly = !accepted && (code === undefined || NETWORK_ERRORS.has(code));
+      if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
         reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message}`, { cause: e }));
       } else {
         reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
