@@ -27,7 +27,10 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+// --test-force-exit: a test file whose tests have all finished ends even if something it started
+// still holds the event loop (in one CI run the fault suite's process kept spinning after its
+// test passed, and the whole run hung); such leaks are bugs to find, not reasons to hang CI.
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-force-exit', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
   env: { ...process.env, FLIMCD_LOG_LEVEL: process.env.FLIMCD_LOG_LEVEL ?? 'silent' },
 });
