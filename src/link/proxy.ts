@@ -230,6 +230,11 @@ export class WanProxy {
       server.once('error', onError);
       const done = () => {
         server.off('error', onError);
+        // close() ran while this (re)listen was under way: do not leave a listener behind it.
+        if (this.closing) {
+          server.close();
+          return resolve(addr);
+        }
         server.on('error', (e) => this.opts.onEvent?.('listener-error', { error: e.message }));
         this.server = server;
         if (addr.kind === 'unix') return resolve(addr);
