@@ -13,6 +13,7 @@
  * concatenation per frame).
  */
 import type { ByteTransport } from '../wire/channel.ts';
+import { TransportEnd } from '../wire/transport-end.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
 
 export interface SimLinkModel {
@@ -30,7 +31,7 @@ interface Entry {
   n: number;
 }
 
-class Direction implements ByteTransport {
+class Direction extends TransportEnd {
   peer!: Direction;
   private readonly fifo: Entry[] = [];
   /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left. */
@@ -40,15 +41,10 @@ class Direction implements ByteTransport {
   private queued = 0;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
-  private closed = false;
-  private paused = false;
-  private held: Buffer[] = [];
-  private dataFn: (b: Buffer) => void = () => {};
-  private drainFn: () => void = () => {};
-  private readonly closeFns: Array<(err?: Error) => void> = [];
   private readonly limit: number;
 
   constructor(private readonly clock: Clock, private readonly model: SimLinkModel) {
+    super();
     this.limit = model.sendBuffer ?? 256 * 1024;
   }
 
@@ -102,33 +98,15 @@ class Direction implements ByteTransport {
       this.leftUpTo -= this.head;
       this.head = 0;
     }
-    if (drained && this.queued <= this.limit / 2) this.drainFn();
+    if (drained && this.queued <= this.limit / 2) this.drained();
     this.schedule();
-  }
-
-  deliver(b: Buffer): void {
-    if (this.closed) return;
-    if (this.paused) this.held.push(b);
-    else this.dataFn(b);
-  }
-
-  onDrain(fn: () => void): void { this.drainFn = fn; }
-  onData(fn: (chunk: Buffer) => void): void { this.dataFn = fn; }
-  onClose(fn: (err?: Error) => void): void { this.closeFns.push(fn); }
-  pause(): void { this.paused = true; }
-  resume(): void {
-    this.paused = false;
-    for (const b of this.held.splice(0)) this.dataFn(b);
   }
 
   close(): void {
     if (this.closed) return;
-    this.closed = true;
-    this.peer.closed = true;
     this.timer?.cancel();
     this.peer.timer?.cancel();
-    for (const f of this.closeFns) f();
-    for (const f of this.peer.closeFns) f();
+    this.closeBoth(this.peer);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Clock } from '../util/clock.ts';
-import type { ByteTransport } from './channel.ts';
+import { TransportEnd } from './transport-end.ts';
 
 /**
  * A pair of connected in-process transports on a clock, with optional one-way
@@ -16,19 +16,15 @@ export interface LinkModel {
   sendBuffer?: number;
 }
 
-class End implements ByteTransport {
+class End extends TransportEnd {
   peer!: End;
-  private dataFn: (b: Buffer) => void = () => {};
-  private drainFn: () => void = () => {};
-  private closeFns: Array<(err?: Error) => void> = [];
-  private paused = false;
-  private held: Buffer[] = [];
   queued = 0;
   busyUntil = 0;
-  closed = false;
   bytesSent = 0;
 
-  constructor(private readonly clock: Clock, private readonly model: LinkModel) {}
+  constructor(private readonly clock: Clock, private readonly model: LinkModel) {
+    super();
+  }
 
   write(parts: Buffer[]): boolean {
     if (this.closed) return false;
@@ -88,23 +84,8 @@ class End implements ByteTransport {
       const e = this.pipe.shift()!;
       if (!this.closed) this.peer.deliver(e.buf);
     }
-    if (drained && this.queued <= (this.model.sendBuffer ?? 256 * 1024) / 2) this.drainFn();
+    if (drained && this.queued <= (this.model.sendBuffer ?? 256 * 1024) / 2) this.drained();
     this.schedule();
-  }
-
-  deliver(b: Buffer): void {
-    if (this.closed) return;
-    if (this.paused) this.held.push(b);
-    else this.dataFn(b);
-  }
-
-  onDrain(fn: () => void): void { this.drainFn = fn; }
-  onData(fn: (chunk: Buffer) => void): void { this.dataFn = fn; }
-  onClose(fn: (err?: Error) => void): void { this.closeFns.push(fn); }
-  pause(): void { this.paused = true; }
-  resume(): void {
-    this.paused = false;
-    for (const b of this.held.splice(0)) this.dataFn(b);
   }
 
   close(): void {
@@ -113,11 +94,7 @@ class End implements ByteTransport {
 
   /** Both ends learn the link is gone; bytes in flight are lost (as with a cut cable). */
   cut(err?: Error): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.peer.closed = true;
-    for (const f of this.closeFns) f(err);
-    for (const f of this.peer.closeFns) f(err);
+    this.closeBoth(this.peer, err);
   }
 }
 
