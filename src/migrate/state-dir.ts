@@ -1,5 +1,5 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Bitmap } from '../util/bitmap.ts';
 import { UsageError } from '../errors.ts';
@@ -37,6 +37,31 @@ export class StateDir {
 
   writeJson(name: string, value: unknown): void {
     this.writeAtomic(name, Buffer.from(JSON.stringify(value) + '\n'));
+  }
+
+  /** writeAtomic off the event loop: for records written while the VM waits (cut-over). */
+  async writeAtomicAsync(name: string, data: Uint8Array): Promise<void> {
+    await mkdir(this.path, { recursive: true });
+    const f = this.file(name);
+    const tmp = `${f}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, f);
+    const dir = await open(this.path, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  writeJsonAsync(name: string, value: unknown): Promise<void> {
+    return this.writeAtomicAsync(name, Buffer.from(JSON.stringify(value) + '\n'));
   }
 
   writeAtomic(name: string, data: Uint8Array): void {

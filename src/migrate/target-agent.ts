@@ -306,13 +306,14 @@ export class TargetAgent {
     engine = new TargetEngine({
       disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined,
       resumePostcopy: mode === 'postcopy',
-      onCutover: async (missing) => {
-        // Durable before the VM is served here: the snapshot of what is missing, then the phase.
-        this.state.writeAtomic(MISSING_FILE, missing.bits);
-        this.state.writeAtomic(LOG_FILE, new Uint8Array(0));
+      onCutover: async (missing, flushImage) => {
+        // Durable before the VM is served here: the image and the snapshot of what is
+        // missing (independent, so overlapped), an empty presence log, and only then
+        // the phase that makes a restart trust them.
+        await Promise.all([flushImage(), this.state.writeAtomicAsync(MISSING_FILE, missing.bits), this.state.writeAtomicAsync(LOG_FILE, new Uint8Array(0))]);
         this.presence = await PresenceLog.open(this.state.file(LOG_FILE), () => disk.flush());
         this.saved = { ...this.saved!, phase: 'postcopy' };
-        this.state.writeJson(STATE_FILE, this.saved);
+        await this.state.writeJsonAsync(STATE_FILE, this.saved);
       },
     });
     this.engine = engine;

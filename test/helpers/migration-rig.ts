@@ -40,6 +40,8 @@ export interface RigOptions {
   index?: ReplicaIndex;
   /** Share of VM writes that copy an existing 64 KiB block elsewhere (mail-like duplicates). */
   duplicateWrites?: number;
+  /** TargetEngine's backgroundFlushBytes (default: the engine's). */
+  backgroundFlushBytes?: number;
 }
 
 export async function fillImage(disk: Disk, seed: number): Promise<void> {
@@ -77,7 +79,7 @@ export function buildRig(o: RigOptions) {
       image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
       targetHasReplicas: features.dedup && local.hasCandidates,
     });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined });
+    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, backgroundFlushBytes: o.backgroundFlushBytes });
     srcCh.attach(a);
     tgtCh.attach(b);
   };
