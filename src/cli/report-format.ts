@@ -17,6 +17,9 @@ export function formatReport(r: MigrationReport, extra: Array<[string, string]> 
     ['post-copy', `${r.blocks.push} pushed, ${r.blocks.demand} fetched on demand, ${r.blocks.prefetch} prefetched, ${r.blocks.canceled_by_target_write} overwritten at the target`],
     ['block miss rate', `${(r.block_miss_rate * 100).toFixed(2)} % (${r.misses} of ${r.blocks_read_postcopy} blocks read; latency p50 ${ms(r.miss_latency_ms.p50)}, p99 ${ms(r.miss_latency_ms.p99)})`],
     ['prefetch', `${r.prefetch_hits ?? 0} hits of ${r.prefetch_requested ?? 0} blocks asked, ${formatBytes(r.prefetch_wasted_bytes ?? 0)} never read`],
+    ...(r.resumes && (r.resumes.reattached || r.resumes.resynced || (r.resumes.sessions ?? 1) > 1)
+      ? [['resumes', `${r.resumes.reattached} link reattaches, ${r.resumes.resynced} restarts resynced${(r.resumes.sessions ?? 1) > 1 ? `; ${r.resumes.sessions} sessions, times from the first start, wire bytes summed${r.resumes.wire_bytes_exact === false ? ' (a killed source\'s last seconds not counted)' : ''}` : ''}`] as [string, string]]
+      : []),
     ...extra,
     ['merkle root', r.merkle_root.slice(0, 16) + '…'],
     ['verified', String(r.verified)],

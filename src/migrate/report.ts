@@ -48,8 +48,14 @@ export interface MigrationReport {
   prefetch_wasted_bytes: number;
   link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;
-  /** Link losses survived by reattaching the channel, and sessions continued from durable state after an agent restart (set by the source agent). */
-  resumes?: { reattached: number; resynced: number };
+  /**
+   * Link losses survived by reattaching the channel, and sessions continued from durable state after an agent restart (set by the source agent).
+   * When there were earlier sessions (an agent restarted), the times and wire bytes above cover the whole migration:
+   * times from its first start, wire bytes as the sum over sessions; `earlier_wire_bytes` is what the earlier sessions
+   * moved, and `wire_bytes_exact` is false when a source process was killed (its bytes since its last checkpoint, at most
+   * 2 s of transfer, are not counted). Block counts and the breakdown by reason cover the last session only.
+   */
+  resumes?: { reattached: number; resynced: number; sessions?: number; earlier_wire_bytes?: number; wire_bytes_exact?: boolean };
   /** zstd on DATA frames: block bytes before and after (equal when compression is off). */
   compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
   /** Content-id offers and what the target made from local content. */
@@ -79,14 +85,65 @@ const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v)
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-export function buildReport(i: ReportInput): MigrationReport {
-  const sent = i.channel.sentByType;
-  const recv = i.channel.receivedByType;
-  const both = (k: string) => (sent[k] ?? 0) + (recv[k] ?? 0);
-  const wire = i.channel.bytesSent + i.channel.bytesReceived;
+export type WireBreakdown = MigrationReport['wire_bytes_breakdown'];
+
+/** A channel's bytes both ways by what they carried (control is everything else: acks, pings, handshakes). */
+export function wireBreakdown(ch: ChannelStats): WireBreakdown {
+  const both = (k: string) => (ch.sentByType[k] ?? 0) + (ch.receivedByType[k] ?? 0);
+  const wire = ch.bytesSent + ch.bytesReceived;
   const data = both('DATA');
   const zero = both('ZERO');
   const reference = both('REF') + both('OFFER') + both('HAVE');
+  return { data, reference, zero, control: wire - data - zero - reference };
+}
+
+export function addWire(a: WireBreakdown, b: WireBreakdown): WireBreakdown {
+  return { data: a.data + b.data, reference: a.reference + b.reference, zero: a.zero + b.zero, control: a.control + b.control };
+}
+
+export const wireTotal = (w: WireBreakdown): number => w.data + w.reference + w.zero + w.control;
+
+/** What sessions before the last one (an agent restarted) spent, to fold into the last session's report. */
+export interface EarlierSessions {
+  /** Sessions before this one. */
+  sessions: number;
+  /** From the migration's first start to this session's start. */
+  elapsedMs: number;
+  /** Their wire bytes. */
+  wire: WireBreakdown;
+  /** False when a process ended without a final count (killed): its last checkpoint was used. */
+  exact: boolean;
+  /** Set when the cut-over happened in an earlier session: its pre-copy time (from the first start) and downtime. */
+  cutover?: { precopyMs: number; downtimeMs: number };
+}
+
+/** The last session's report made to cover the whole migration (see MigrationReport.resumes). */
+export function withEarlierSessions(r: MigrationReport, e: EarlierSessions): MigrationReport {
+  const wire = addWire(r.wire_bytes_breakdown, e.wire);
+  const total = r.time_total_s + e.elapsedMs / 1000;
+  let precopy = r.time_precopy_s + e.elapsedMs / 1000;
+  let downtime = r.downtime_ms;
+  if (e.cutover) {
+    precopy = e.cutover.precopyMs / 1000;
+    downtime = e.cutover.downtimeMs;
+  }
+  const postcopy = r.algorithm === 'precopy' ? 0 : Math.max(0, total - precopy - downtime / 1000);
+  return {
+    ...r,
+    time_total_s: r3(total),
+    time_precopy_s: r3(precopy),
+    time_postcopy_s: r3(postcopy),
+    downtime_ms: Math.round(downtime * 10) / 10,
+    wire_bytes: wireTotal(wire),
+    wire_bytes_breakdown: wire,
+    resumes: { reattached: r.resumes?.reattached ?? 0, resynced: r.resumes?.resynced ?? 0, sessions: e.sessions + 1, earlier_wire_bytes: wireTotal(e.wire), wire_bytes_exact: e.exact },
+  };
+}
+
+export function buildReport(i: ReportInput): MigrationReport {
+  const breakdown = wireBreakdown(i.channel);
+  const { data, zero, reference } = breakdown;
+  const wire = wireTotal(breakdown);
   const ts = i.targetStats;
   const readBlocks = num(ts.readBlocks);
   const misses = num(ts.missBlocks);
@@ -104,7 +161,7 @@ export function buildReport(i: ReportInput): MigrationReport {
     time_postcopy_s: r3(postcopyMs / 1000),
     downtime_ms: Math.round(i.downtimeMs * 10) / 10,
     wire_bytes: wire,
-    wire_bytes_breakdown: { data, reference, zero, control: wire - data - zero - reference },
+    wire_bytes_breakdown: breakdown,
     blocks: {
       sent_data: num(i.counts.dataBlocks),
       sent_reference: num(i.counts.refBlocks),

@@ -19,7 +19,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
-import type { MigrationReport, Phase } from './report.ts';
+import { addWire, wireBreakdown, withEarlierSessions, type EarlierSessions, type MigrationReport, type Phase, type WireBreakdown } from './report.ts';
 import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
 
 export interface SourceAgentOptions {
@@ -63,7 +63,16 @@ interface SourceState {
   algorithm: string;
   /** 'cutover' once the VM's I/O was held for the hand-off (written before CUTOVER goes out). */
   phase: 'precopy' | 'cutover';
+  /** When the migration first started (epoch ms), so a resumed session reports the whole migration's time. */
+  startedAt?: number;
+  /** When the VM's I/O was held for the cut-over (epoch ms), and how long until it was served at the target. */
+  cutover?: { at: number; downtimeMs?: number };
+  /** Sessions so far and their wire bytes, checkpointed every few seconds; `final` when a process wrote it on its way out. */
+  spent?: { sessions: number; wire: WireBreakdown; exact: boolean; final: boolean };
 }
+
+/** How often a running session checkpoints its wire bytes into the state (lost on kill -9 since the last one). */
+const CHECKPOINT_MS = 2000;
 
 const STATE_FILE = 'source.json';
 
@@ -90,6 +99,11 @@ export class SourceAgent {
   private gaveUp: Error | undefined;
   /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
   readonly resumes = { reattached: 0, resynced: 0 };
+  /** Sessions before the current one (this process's superseded ones and earlier processes'), for the final report. */
+  private before: { sessions: number; wire: WireBreakdown; exact: boolean } = { sessions: 0, wire: { data: 0, reference: 0, zero: 0, control: 0 }, exact: true };
+  /** State writes during sessions go one after another (a checkpoint must never overwrite a newer phase). */
+  private persisting: Promise<void> = Promise.resolve();
+  private stateRemoved = false;
   private constructor(
     private readonly o: SourceAgentOptions,
     readonly image: FileDisk,
@@ -101,6 +115,37 @@ export class SourceAgent {
     private saved: SourceState | undefined,
   ) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
+    // State found: an earlier process ran sessions of this migration. Without a checkpoint (killed within
+    // seconds) there was at least one, and its bytes are unknown.
+    if (saved) this.before = saved.spent ? { sessions: Math.max(1, saved.spent.sessions), wire: saved.spent.wire, exact: saved.spent.exact && saved.spent.final } : { ...this.before, sessions: 1, exact: false };
+  }
+
+  /** Writes the state as it is now, after any write already under way. */
+  private persist(): Promise<void> {
+    this.persisting = this.persisting.then(async () => {
+      if (this.stateRemoved || !this.saved) return;
+      try {
+        await this.state.writeJsonAsync(STATE_FILE, this.saved);
+      } catch (e) {
+        this.o.log.warn({ err: (e as Error).message, state: this.state.path }, 'could not write the migration state');
+        throw e;
+      }
+    });
+    const p = this.persisting;
+    this.persisting = p.catch(() => {});
+    return p;
+  }
+
+  /** The wire bytes of every session so far, the current channel's included. */
+  private spentNow(final: boolean): NonNullable<SourceState['spent']> {
+    const current = this.channel ? wireBreakdown(this.channel.stats) : { data: 0, reference: 0, zero: 0, control: 0 };
+    return { sessions: this.before.sessions + 1, wire: addWire(this.before.wire, current), exact: this.before.exact, final };
+  }
+
+  private async removeState(): Promise<void> {
+    await this.persisting;
+    this.stateRemoved = true;
+    this.state.remove();
   }
 
   static async start(o: SourceAgentOptions): Promise<SourceAgent> {
@@ -135,28 +180,50 @@ export class SourceAgent {
   async migrate(): Promise<MigrationReport> {
     const { o } = this;
     if (!this.saved) {
-      this.saved = { session: randomBytes(8).toString('hex'), imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, phase: 'precopy' };
+      this.saved = { session: randomBytes(8).toString('hex'), imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, phase: 'precopy', startedAt: Date.now() };
       this.state.writeJson(STATE_FILE, this.saved);
     }
     let link = await this.openLink(o.connectTimeoutMs ?? o.linkTimeoutMs ?? 600_000);
     if (link.welcome.resume === 'done') {
       link.socket.destroy();
-      this.state.remove();
+      await this.removeState();
       throw new FlimcdError(`the target reports session ${this.saved.session} already completed (this agent restarted after the end); nothing left to do`, 'FLIMCD_ERR_ALREADY_DONE');
     }
     for (;;) {
       try {
-        const report = await this.runSession(link);
+        let report = await this.runSession(link);
         report.resumes = { ...this.resumes };
-        if (report.verified) this.state.remove();
+        if (this.before.sessions > 0) report = withEarlierSessions(report, this.earlierSessions());
+        if (report.verified) await this.removeState();
         return report;
       } catch (e) {
-        if (!(e instanceof Superseded) || !this.nextLink) throw e;
+        if (!(e instanceof Superseded) || !this.nextLink) {
+          // On the way out: what this process moved, exactly, for the report of the session that resumes.
+          if (this.saved && !this.stateRemoved) {
+            this.saved = { ...this.saved, spent: this.spentNow(true) };
+            await this.persist().catch(() => {});
+          }
+          throw e;
+        }
+        // The superseded session's bytes are exact: its channel is closed.
+        const spent = this.spentNow(false);
+        this.before = { sessions: spent.sessions, wire: spent.wire, exact: spent.exact };
         link = this.nextLink;
         this.nextLink = undefined;
       }
     }
   }
+
+  /** What the sessions before the current one spent, as the report folds it in. */
+  private earlierSessions(): EarlierSessions {
+    const saved = this.saved!;
+    const startedAt = saved.startedAt ?? this.sessionStartedAt;
+    const cut = this.sessionResumedAfterCutover && saved.cutover ? { precopyMs: saved.cutover.at - startedAt, downtimeMs: saved.cutover.downtimeMs ?? 0 } : undefined;
+    return { sessions: this.before.sessions, elapsedMs: Math.max(0, this.sessionStartedAt - startedAt), wire: this.before.wire, exact: this.before.exact, cutover: cut };
+  }
+
+  private sessionStartedAt = Date.now();
+  private sessionResumedAfterCutover = false;
 
   /** One engine on one channel, from a WELCOME to the end (or until a restarted target makes it obsolete). */
   private async runSession(link: Link): Promise<MigrationReport> {
@@ -175,8 +242,8 @@ export class SourceAgent {
     } else if (mode === 'precopy' || mode === 'new') {
       if (saved.phase === 'cutover') {
         // The target never took over: the VM's disk is here again.
-        this.saved = { ...saved, phase: 'precopy' };
-        this.state.writeJson(STATE_FILE, this.saved);
+        this.saved = { ...saved, phase: 'precopy', cutover: undefined };
+        await this.persist();
         o.log.warn('the target had not taken over: the VM\'s disk is served here again');
       }
       if (this.gate.status !== 'open') this.gate.open();
@@ -208,23 +275,41 @@ export class SourceAgent {
       cutover: o.cutover,
       manualCutover: o.manualCutover,
       log: o.log,
-      onPhase: o.onPhase,
+      onPhase: (p) => {
+        // Downtime as the source saw it, kept for the report of a session that resumes after the cut-over.
+        if (p === 'postcopy' && this.saved?.cutover && mode !== 'postcopy') {
+          this.saved = { ...this.saved, cutover: { ...this.saved.cutover, downtimeMs: Date.now() - this.saved.cutover.at }, spent: this.spentNow(false) };
+          void this.persist().catch(() => {});
+        }
+        o.onPhase?.(p);
+      },
       targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
       resume,
       beforeCutover: async () => {
-        this.saved = { ...this.saved!, phase: 'cutover' };
-        this.state.writeJson(STATE_FILE, this.saved);
+        this.saved = { ...this.saved!, phase: 'cutover', cutover: { at: Date.now() } };
+        await this.persist();
       },
     });
     this.engine = engine;
     if (mode !== 'new') o.log.info({ mode, missingBlocks: resume?.mode === 'postcopy' ? resume.missing.count : undefined }, 'target restarted or this agent did: session continues from durable state');
     channel.attach(new SocketTransport(link.socket), welcome.processedSeq, link.rest);
+    this.sessionStartedAt = Date.now();
+    this.sessionResumedAfterCutover = mode === 'postcopy';
+    // Bounded: one state write every CHECKPOINT_MS, never two at once.
+    const checkpoint = setInterval(() => {
+      if (this.saved && !this.stateRemoved) {
+        this.saved = { ...this.saved, spent: this.spentNow(false) };
+        void this.persist().catch(() => {});
+      }
+    }, CHECKPOINT_MS);
+    checkpoint.unref();
     try {
       return await engine.run();
     } catch (e) {
       if (this.nextLink) throw new Superseded();
       throw this.gaveUp ?? e;
     } finally {
+      clearInterval(checkpoint);
       channel.flushAck();
       channel.close();
     }
