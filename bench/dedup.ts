@@ -31,7 +31,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, openSync, readSync, closeSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './bench-args.ts';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { SourceAgent } from '../src/migrate/source-agent.ts';
@@ -43,7 +43,7 @@ import { indexImage } from '../src/index/image-scan.ts';
 import { contentId, isZero } from '../src/migrate/content-id.ts';
 import type { Algorithm } from '../src/policy/algorithm.ts';
 import type { MigrationReport } from '../src/migrate/report.ts';
-import { parseBitRate, parseDuration, formatBytes } from '../src/util/units.ts';
+import { formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { Prng } from '../src/workload/prng.ts';
 import { median } from './stats.ts';
@@ -53,19 +53,18 @@ const BS = 65536;
 const BOUND_LEVEL = 9;
 const GOAL = 1.03;
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    runs: { type: 'string' },
-    bandwidth: { type: 'string', default: '100Mbit' },
-    rtt: { type: 'string', default: '20ms' },
-    keep: { type: 'boolean', default: false },
-  },
+const parsed = benchArgs('dedup', 'usage: npm run -s bench:dedup [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 20ms] [--keep]\n', {
+  json: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  runs: { type: 'string' },
+  bandwidth: { type: 'string', default: '100Mbit' },
+  rtt: { type: 'string', default: '20ms' },
+  keep: { type: 'boolean', default: false },
 });
-const runs = Number(args.runs ?? (args.quick ? 1 : 3));
-const bandwidthBps = parseBitRate(args.bandwidth!, '--bandwidth');
-const rttMs = parseDuration(args.rtt!, '--rtt');
+const args = parsed.values;
+const runs = parsed.int(args.runs, args.quick ? 1 : 3, '--runs');
+const bandwidthBps = parsed.rate(args.bandwidth, 100e6, '--bandwidth');
+const rttMs = parsed.duration(args.rtt, 20, '--rtt');
 const say = (s: string) => process.stderr.write(s + '\n');
 const quiet = log.child({ bench: 'dedup' });
 quiet.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';

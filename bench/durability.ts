@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
+import { benchArgs } from './bench-args.ts';
 import { FileDisk } from '../src/block/file.ts';
 import { PostcopyDisk } from '../src/block/filters/postcopy.ts';
 import { PresenceLog } from '../src/migrate/state-dir.ts';
@@ -79,17 +79,20 @@ async function runOnce(mode: Mode, writes: number, depth: number, seed: number):
   }
 }
 
-const program = new Command()
-  .name('bench:durability')
-  .option('--runs <n>', 'runs per mode (median reported)', '5')
-  .option('--writes <n>', 'first writes per run (64 KiB each, distinct blocks)', '4000')
-  .option('--depth <n>', 'concurrent VM writes', '16')
-  .option('--json', 'one JSON object')
-  .parse();
-const o = program.opts<{ runs: string; writes: string; depth: string; json?: boolean }>();
-const runs = Number(o.runs);
-const writes = Number(o.writes);
-const depth = Number(o.depth);
+const args = benchArgs('durability', `usage: npm run -s bench:durability [-- --json] [--runs N] [--writes N] [--depth N]
+  --runs N    runs per mode, median reported (default 5)
+  --writes N  first writes per run, 64 KiB each, distinct blocks (default 4000)
+  --depth N   concurrent VM writes (default 16)
+`, {
+  json: { type: 'boolean', default: false },
+  runs: { type: 'string' },
+  writes: { type: 'string' },
+  depth: { type: 'string' },
+});
+const o = args.values;
+const runs = args.int(o.runs, 5, '--runs');
+const writes = args.int(o.writes, 4000, '--writes');
+const depth = args.int(o.depth, 16, '--depth');
 const modes: Mode[] = ['none', 'group_commit', 'per_record'];
 const samples: Record<Mode, number[]> = { none: [], group_commit: [], per_record: [] };
 for (let r = 0; r < runs; r++) for (const m of modes) samples[m].push(await runOnce(m, m === 'per_record' ? Math.min(writes, 1000) : writes, depth, r + 1));

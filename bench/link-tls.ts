@@ -19,14 +19,16 @@ import { connectLink, createLinkServer, ephemeralPsk, type LinkSecurity } from '
 import { makeCertificates } from '../src/cli/commands/certs.ts';
 import type { Address } from '../src/util/address.ts';
 import { median } from './stats.ts';
+import { benchArgs } from './bench-args.ts';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const MIB = arg('mib', 256);
-const RUNS = arg('runs', 5);
-const JSON_OUT = process.argv.includes('--json');
+const args = benchArgs('link-tls', 'usage: npm run -s bench:tls [-- --json] [--mib N] [--runs N]\n', {
+  json: { type: 'boolean', default: false },
+  mib: { type: 'string' },
+  runs: { type: 'string' },
+});
+const MIB = args.int(args.values.mib, 256, '--mib');
+const RUNS = args.int(args.values.runs, 5, '--runs');
+const JSON_OUT = args.values.json ?? false;
 const quiet = pino({ level: 'silent' });
 
 /** Seconds to push MIB MiB from client to server and have the server receive all of it. */

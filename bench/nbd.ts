@@ -52,8 +52,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { parseSize, formatBytes } from '../src/util/units.ts';
+import { benchArgs } from './bench-args.ts';
+import { formatBytes } from '../src/util/units.ts';
 import { nbdUri } from '../src/util/address.ts';
 import { median } from './stats.ts';
 
@@ -80,8 +80,7 @@ interface Options {
   quick: boolean;
 }
 
-function usage(): never {
-  process.stderr.write(`usage: tsx bench/nbd.ts [--json] [--runs N] [--size SIZE] [--quick]
+const USAGE = `usage: tsx bench/nbd.ts [--json] [--runs N] [--size SIZE] [--quick]
                      [--rand-seconds S] [--connections C] [--only seq_read,seq_write,rand4k_read]
                      [--profile DIR]
   --quick        256 MiB, 3 runs, 3 s random reads (smoke run)
@@ -89,64 +88,31 @@ function usage(): never {
   --size SIZE    image size (default 1GiB)
   --connections  nbdcopy connections/threads (default 4; both servers advertise multi-conn)
   --profile DIR  run our servers under node --cpu-prof, profiles into DIR
-`);
-  process.exit(2);
-}
+`;
 
 function parseOptions(argv: string[]): Options {
-  let v;
-  try {
-    v = parseArgs({
-      args: argv,
-      options: {
-        json: { type: 'boolean', default: false },
-        quick: { type: 'boolean', default: false },
-        runs: { type: 'string' },
-        size: { type: 'string' },
-        'rand-seconds': { type: 'string' },
-        connections: { type: 'string' },
-        only: { type: 'string' },
-        profile: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    process.stderr.write(`bench/nbd: ${(e as Error).message}\n`);
-    usage();
-  }
-  if (v.help) usage();
+  const a = benchArgs('nbd', USAGE, {
+    json: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    size: { type: 'string' },
+    'rand-seconds': { type: 'string' },
+    connections: { type: 'string' },
+    only: { type: 'string' },
+    profile: { type: 'string' },
+  }, argv);
+  const v = a.values;
   const quick = v.quick ?? false;
-  const int = (s: string | undefined, def: number, what: string, min = 1): number => {
-    if (s === undefined) return def;
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < min) {
-      process.stderr.write(`bench/nbd: ${what} must be an integer >= ${min}\n`);
-      usage();
-    }
-    return n;
-  };
-  const size = v.size !== undefined ? parseSize(v.size, '--size') : quick ? 256 * 1024 ** 2 : 1024 ** 3;
-  if (size < 16 * 1024 ** 2 || size % (1024 * 1024) !== 0) {
-    process.stderr.write('bench/nbd: --size must be a multiple of 1 MiB and at least 16 MiB\n');
-    usage();
-  }
-  const metrics = v.only ? v.only.split(',').map((s) => s.trim()) : [...METRICS];
-  for (const m of metrics) {
-    if (!(METRICS as readonly string[]).includes(m)) {
-      process.stderr.write(`bench/nbd: unknown metric ${m} (known: ${METRICS.join(', ')})\n`);
-      usage();
-    }
-  }
+  const size = a.size(v.size, quick ? 256 * 1024 ** 2 : 1024 ** 3, '--size');
+  if (size < 16 * 1024 ** 2 || size % (1024 * 1024) !== 0) a.fail('--size must be a multiple of 1 MiB and at least 16 MiB');
   return {
     json: v.json ?? false,
     quick,
-    runs: int(v.runs, quick ? 3 : 5, '--runs'),
+    runs: a.int(v.runs, quick ? 3 : 5, '--runs'),
     size,
-    randSeconds: int(v['rand-seconds'], quick ? 3 : 5, '--rand-seconds'),
-    connections: int(v.connections, 4, '--connections'),
-    metrics: metrics as Metric[],
+    randSeconds: a.int(v['rand-seconds'], quick ? 3 : 5, '--rand-seconds'),
+    connections: a.int(v.connections, 4, '--connections'),
+    metrics: a.list(v.only, METRICS, '--only'),
     profileDir: v.profile ? resolve(v.profile) : undefined,
   };
 }

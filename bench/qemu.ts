@@ -46,10 +46,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './bench-args.ts';
 import { ensureGuestKernel } from '../src/qemu/guest.ts';
 import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult } from '../src/qemu/rig.ts';
-import { parseSize, parseBitRate, parseDuration, formatBytes } from '../src/util/units.ts';
+import { formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { median } from './stats.ts';
 
@@ -57,31 +57,26 @@ import { median } from './stats.ts';
 const benchLog = log.child({ bench: 'qemu' });
 benchLog.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
 
-const { values: a } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    runs: { type: 'string' },
-    size: { type: 'string' },
-    mem: { type: 'string' },
-    bandwidth: { type: 'string', default: '100Mbit' },
-    rtt: { type: 'string', default: '40ms' },
-    cases: { type: 'string', default: 'base,nobase' },
-    'mirror-mode': { type: 'string', default: 'write-blocking' },
-    help: { type: 'boolean', default: false },
-  },
+const args = benchArgs('qemu', 'usage: npm run -s bench:qemu [-- --json] [--quick] [--runs N] [--size 256MiB] [--mem 128] [--bandwidth 100Mbit] [--rtt 40ms] [--cases base,nobase] [--mirror-mode write-blocking|background]\n', {
+  json: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  runs: { type: 'string' },
+  size: { type: 'string' },
+  mem: { type: 'string' },
+  bandwidth: { type: 'string', default: '100Mbit' },
+  rtt: { type: 'string', default: '40ms' },
+  cases: { type: 'string' },
+  'mirror-mode': { type: 'string', default: 'write-blocking' },
 });
-if (a.help) {
-  process.stdout.write('npm run -s bench:qemu [-- --json] [--quick] [--runs N] [--size 256MiB] [--mem 128] [--bandwidth 100Mbit] [--rtt 40ms] [--cases base,nobase]\n');
-  process.exit(0);
-}
+const a = args.values;
 const quick = a.quick!;
-const runs = Number(a.runs ?? (quick ? 1 : 3));
-const size = parseSize(a.size ?? (quick ? '64MiB' : '256MiB'), '--size');
-const memMiB = Number(a.mem ?? 128);
-const bandwidthBps = parseBitRate(a.bandwidth!, '--bandwidth');
-const rttMs = parseDuration(a.rtt!, '--rtt');
-const cases = a.cases!.split(',').filter(Boolean) as Array<'base' | 'nobase'>;
+const runs = args.int(a.runs, quick ? 1 : 3, '--runs');
+const size = args.size(a.size, quick ? 64 * 1024 ** 2 : 256 * 1024 ** 2, '--size');
+const memMiB = args.int(a.mem, 128, '--mem', 64);
+const bandwidthBps = args.rate(a.bandwidth, 100e6, '--bandwidth');
+const rttMs = args.duration(a.rtt, 40, '--rtt');
+const cases = args.list(a.cases, ['base', 'nobase'] as const, '--cases');
+if (a['mirror-mode'] !== 'write-blocking' && a['mirror-mode'] !== 'background') args.fail(`--mirror-mode must be write-blocking or background, got "${a['mirror-mode']}"`);
 const indexAvailable = replicaIndexAvailable();
 const say = (s: string) => process.stderr.write(s + '\n');
 
