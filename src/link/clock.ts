@@ -4,16 +4,10 @@
  * time moves only when told to. Times are milliseconds as floats.
  */
 
-export interface Timer {
-  cancel(): void;
-}
+import type { Clock, TimerHandle } from '../util/clock.ts';
 
-export interface Clock {
-  /** Current time in ms (any origin; only differences matter). */
-  now(): number;
-  /** Runs `fn` once, `ms` from now (at the earliest). */
-  setTimer(ms: number, fn: () => void): Timer;
-}
+/** One Clock interface for the engines and the link (util/clock.ts); this file adds the link's own clocks. */
+export type { Clock, TimerHandle as Timer };
 
 /**
  * Wall-clock time from performance.now() and setTimeout. Node's timers have
@@ -55,7 +49,7 @@ export class ManualClock implements Clock {
     return this.t;
   }
 
-  setTimer(ms: number, fn: () => void): Timer {
+  setTimer(ms: number, fn: () => void): TimerHandle {
     const entry = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, live: true };
     this.push(entry);
     this.live++;
