@@ -13,16 +13,15 @@ import { SocketTransport } from '../wire/socket-transport.ts';
 import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure-link.ts';
 import { readMessage, SilentCloseError, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
-import { SourceEngine } from './source-engine.ts';
+import { SourceEngine, type SourceMigrationOptions } from './source-engine.ts';
 import { StateDir } from './state-dir.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
-import { featureList, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
-import type { CutoverConfig } from '../policy/cutover.ts';
-import { addWire, wireBreakdown, withEarlierSessions, type EarlierSessions, type MigrationReport, type Phase, type WireBreakdown } from './report.ts';
+import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
+import { addWire, wireBreakdown, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
 import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
 
-export interface SourceAgentOptions {
+export interface SourceAgentOptions extends SourceMigrationOptions {
   image: string;
   /** Where the VM's NBD export listens. */
   nbd: Address;
@@ -31,13 +30,6 @@ export interface SourceAgentOptions {
   to: Address;
   /** Link credentials (TLS certificates, PSK) or an explicit `{ mode: 'insecure' }`. */
   security: LinkSecurity;
-  algorithm: Algorithm;
-  /** Optimizations on (default: the algorithm's). */
-  features?: Features;
-  blockSize: number;
-  bandwidthBps?: number;
-  cutover?: Partial<CutoverConfig>;
-  manualCutover?: boolean;
   connectTimeoutMs?: number;
   /** Durable migration state (default IMAGE.flimcd next to the image). */
   stateDir?: string;
@@ -45,8 +37,6 @@ export interface SourceAgentOptions {
   silenceTimeoutMs?: number;
   /** After a link loss (and for the first connection, unless connectTimeoutMs), give up reconnecting after this long (default 10 minutes); restarting the agent resumes. */
   linkTimeoutMs?: number;
-  log: Logger;
-  onPhase?: (p: Phase) => void;
   /** A planner's prediction (`flimcd plan`): status shows it, and the ETA it gives. */
   prediction?: Prediction;
 }

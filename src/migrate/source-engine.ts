@@ -54,6 +54,9 @@ export interface SourceEngineOptions {
   resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
 }
 
+/** What an agent passes straight through to its engine: the algorithm and how it runs. */
+export type SourceMigrationOptions = Pick<SourceEngineOptions, 'algorithm' | 'features' | 'blockSize' | 'bandwidthBps' | 'cutover' | 'manualCutover' | 'log' | 'onPhase'>;
+
 /**
  * The source side of a migration: bulk pass and dirty rounds (pre-copy), the
  * cut-over hand-off, then on-demand service and background push (post-copy),
