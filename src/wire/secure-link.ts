@@ -15,6 +15,10 @@
  *   existing PKI.
  * - A refused peer is logged with its address and reason; the listener keeps
  *   accepting (one bad peer must not take the target agent down).
+ * - The listener reads each connection's first bytes: a plaintext HELLO to a
+ *   TLS target gets a plaintext ERROR frame saying TLS is required, a TLS
+ *   ClientHello to an --insecure target a TLS protocol_version alert. Either
+ *   way the source stops at once with a reason instead of retrying a silent close.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -23,6 +27,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
 import { AuthError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { writeMessage } from './handshake.ts';
+import { MsgType } from './messages.ts';
 
 export type LinkSecurity =
   | { mode: 'cert'; ca: Buffer; cert: Buffer; key: Buffer; /** Expected CN/SAN of the peer's certificate (default: its role name). */ peerName?: string }
@@ -115,7 +121,7 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       // proxy whose far side is down, as during a reconnect) and is worth retrying.
       const networkOnly = !accepted && (code === undefined || NETWORK_ERRORS.has(code));
       if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
-        reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message}`, { cause: e }));
+        reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message.trim()} (both agents need the same --psk-file, or certificates from one CA, or both --insecure)`, { cause: e }));
       } else {
         reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
       }
@@ -128,13 +134,53 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
  * (or every connection when insecure). Refusals are logged, never thrown.
  */
 export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socket) => void, log: Logger): net.Server {
-  if (security.mode === 'insecure') {
-    log.warn('link is plaintext and unauthenticated (--insecure)');
-    const plain = net.createServer({ noDelay: true }, onSocket);
-    plain.maxConnections = MAX_LINK_CONNECTIONS;
-    return plain;
-  }
+  if (security.mode === 'insecure') log.warn('link is plaintext and unauthenticated (--insecure)');
+  const tlsServer = security.mode === 'insecure' ? undefined : createTlsServer(security, onSocket, log);
+  // One front listener looks at each connection's first byte, so a peer with the other setting
+  // (plaintext against TLS, TLS against --insecure) is told at once instead of seeing a silent close.
+  const front = net.createServer({ noDelay: true }, (raw) => {
+    const timer = setTimeout(() => raw.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
+    raw.on('error', () => {});
+    raw.once('close', () => clearTimeout(timer));
+    raw.once('readable', () => {
+      clearTimeout(timer);
+      // Everything buffered so far, put back whole: the consumer sees the same first chunk.
+      const first = raw.read() as Buffer | null;
+      if (!first || first.length === 0) {
+        raw.destroy();
+        return;
+      }
+      raw.unshift(first);
+      const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
+      if (tlsServer && speaksTls) {
+        // Documented injection: the TLS server takes the socket, the unshifted byte included.
+        tlsServer.emit('connection', raw);
+      } else if (!tlsServer && !speaksTls) {
+        raw.setNoDelay(true);
+        onSocket(raw);
+      } else if (tlsServer) {
+        log.warn({ peer: peerOf(raw), reason: 'plaintext, but this target requires TLS (the source runs --insecure?)' }, 'refused a link connection: plaintext');
+        writeMessage(raw, { type: MsgType.ERROR, code: 'TLS_REQUIRED', message: 'this target agent requires TLS: give the source the same --psk-file or --tls-* credentials as the target' });
+        // Destroy once flushed: a half-closed socket nobody reads would never see the peer's end.
+        raw.end(() => raw.destroy());
+      } else {
+        log.warn({ peer: peerOf(raw), reason: 'the source speaks TLS, but this target runs --insecure' }, 'refused a link connection: TLS to a plaintext target');
+        // A TLS alert the client can read: fatal, protocol_version.
+        raw.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), () => raw.destroy());
+      }
+    });
+  });
+  // Unauthenticated connections cost a handshake each: bound how many are open at once.
+  front.maxConnections = MAX_LINK_CONNECTIONS;
+  return front;
+}
+
+/** The first byte of a TLS ClientHello (a handshake record); a flimcd frame never starts with it. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, onSocket: (s: net.Socket) => void, log: Logger): tls.Server {
   const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, log) }, (s) => {
+    s.once('close', () => rawOf(s)?.destroy());
     if (security.mode === 'cert') {
       const why = checkPeerName(s.getPeerCertificate(), security.peerName ?? ROLE_CERT_NAME.source);
       if (why) {
@@ -146,16 +192,23 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
     s.setNoDelay(true);
     onSocket(s);
   });
-  // Unauthenticated connections cost a handshake each: bound how many are open at once.
-  server.maxConnections = MAX_LINK_CONNECTIONS;
   server.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
     log.warn({ peer: peerOf(s), reason: e.code ? `${e.code}: ${e.message}` : e.message }, 'refused a link connection: TLS authentication failed');
+    // The TLS socket is gone; the TCP socket under it (which the front listener counts) must go too.
+    rawOf(s)?.destroy();
   });
   return server;
 }
 
+/** The TCP socket an injected TLS server socket wraps (Node keeps it as `_parent`). */
+function rawOf(s: tls.TLSSocket): net.Socket | undefined {
+  const p = (s as unknown as { _parent?: unknown })._parent;
+  return p instanceof net.Socket ? p : undefined;
+}
+
 function peerOf(s: net.Socket): string {
-  return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unix';
+  const r = s instanceof tls.TLSSocket ? rawOf(s) ?? s : s;
+  return r.remoteAddress ? `${r.remoteAddress}:${r.remotePort}` : 'unix';
 }
 
 function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls.ConnectionOptions {

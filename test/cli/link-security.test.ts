@@ -51,6 +51,7 @@ test('a target with certificates refuses a PSK source and a plaintext source, lo
   assert.match(wrongKey.stderr, /TLS link to tcp:127\.0\.0\.1:\d+ failed/);
   const plain = await source(['--insecure']);
   assert.equal(plain.code, 1, plain.stderr);
+  assert.match(plain.stderr, /requires TLS: give the source the same --psk-file or --tls-\* credentials/, 'told at once, not after silent closes');
   const ok = await source(tls('source'));
   assert.equal(ok.code, 0, ok.stderr.slice(-2000));
   const report = JSON.parse(ok.stdout.split('\n').find((l) => l.includes('"event":"report"'))!);
@@ -61,6 +62,26 @@ test('a target with certificates refuses a PSK source and a plaintext source, lo
   const refused = tgt.stderr.split('\n').filter((l) => l.includes('refused a link connection')).map((l) => JSON.parse(l));
   assert.ok(refused.length >= 2, tgt.stderr.slice(-3000));
   for (const r of refused) assert.ok(r.reason && r.peer, JSON.stringify(r));
+});
+
+test('a TLS source facing an --insecure target is refused at once with a reason on both sides', async (t) => {
+  const dir = tempDir(t);
+  const src = join(dir, 'src.img');
+  await generateImage(src, 1 << 20, { seed: 6 });
+  const psk = join(dir, 'link.psk');
+  assert.equal((await flimcd(['certs', '--psk', psk])).code, 0);
+  const kids: Array<{ kill: (s?: NodeJS.Signals) => boolean }> = [];
+  t.after(() => { for (const k of kids) k.kill('SIGKILL'); });
+  const target = await flimcdBackground(['target', '--insecure', '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--json'], /"event":"listening"/, { env: { FLIMCD_LOG_LEVEL: 'info' } });
+  kids.push(target.child);
+  const addr = JSON.parse(target.line).listen as string;
+  const t0 = Date.now();
+  const r = await flimcd(['source', '--psk-file', psk, '--image', src, '--to', addr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--json'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1, r.stderr.slice(-2000));
+  assert.match(r.stderr, /TLS link to tcp:127\.0\.0\.1:\d+ failed: .*protocol version.*both --insecure/);
+  assert.ok(Date.now() - t0 < 15_000, 'not retried until the link timeout');
+  await new Promise((res) => setTimeout(res, 200));
+  assert.match(target.output().stderr, /the source speaks TLS, but this target runs --insecure/);
 });
 
 test('--insecure on both sides migrates over plaintext, and says so in the log', async (t) => {

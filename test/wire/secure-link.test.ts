@@ -67,11 +67,14 @@ test('certificates: mutual TLS 1.3 link carries data; wrong CA, wrong role and p
   await assert.rejects(connectLink(srv.addr, certs(pki, 'source', 'target')), AuthError);
   // A source with a PSK against a certificate target.
   await assert.rejects(connectLink(srv.addr, ephemeralPsk()), AuthError);
-  // Plaintext: speaks our framing without TLS; the server drops it.
+  // Plaintext: speaks our framing without TLS; the server answers with a plaintext ERROR frame saying so, and closes.
   const plain = net.connect(srv.addr.kind === 'tcp' ? srv.addr.port : 0, '127.0.0.1');
   plain.on('error', () => {});
   plain.write(Buffer.from('464c494d0000000000000000000000000000', 'hex'));
+  let answer = '';
+  plain.on('data', (d) => (answer += d.toString('latin1')));
   await new Promise((r) => plain.on('close', r));
+  assert.match(answer, /"code":"TLS_REQUIRED".*requires TLS/);
 
   const refused = await refusals(srv.lines, 3);
   assert.ok(refused.length >= 3, JSON.stringify(srv.lines));
