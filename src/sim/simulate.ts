@@ -30,6 +30,9 @@ import { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { SourceEngine } from '../migrate/source-engine.ts';
 import { TargetEngine } from '../migrate/target-engine.ts';
 import { LocalContent } from '../migrate/local-content.ts';
+import { MemoryReplicaIndex } from '../index/memory-index.ts';
+import { indexDisk } from '../index/image-scan.ts';
+import { BASE_IMAGE_PATH } from './base-image.ts';
 import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
@@ -46,6 +49,12 @@ export interface SimulationOptions {
   image: SimDisk;
   /** The target image's starting content (an old copy), if any. */
   targetImage?: SimDisk;
+  /**
+   * A base image the target holds as a separate file, registered in its
+   * replica index (base-image.ts): the target's LocalContent finds content
+   * in it through the same index lookup and re-hash as a real agent's.
+   */
+  baseImage?: SimDisk;
   algorithm: Algorithm;
   features?: Partial<Features>;
   bandwidthBps: number;
@@ -112,7 +121,27 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) target.abort(e.message); } });
   const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
   const tgtGate = new GateDisk(postcopy, 'held');
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, log: quiet });
+  let index: MemoryReplicaIndex | undefined;
+  let baseDisk: SimDisk | undefined;
+  if (o.baseImage) {
+    if (o.baseImage.size !== o.image.size || o.baseImage.unit !== bs) {
+      uninstall();
+      throw new FlimcdError('simulation: the base image must have the image\'s size and block size', 'FLIMCD_ERR_SIM_BASE');
+    }
+    baseDisk = new SimDisk(o.baseImage.size, bs);
+    baseDisk.copyFrom(o.baseImage);
+    // What `flimcd index add` does at a real target, before the migration (its time is not migration time).
+    index = new MemoryReplicaIndex();
+    await indexDisk(index, BASE_IMAGE_PATH, baseDisk, bs).catch((e: unknown) => {
+      uninstall();
+      throw e;
+    });
+  }
+  const openReplica = async (path: string) => {
+    if (baseDisk && path === BASE_IMAGE_PATH) return baseDisk;
+    throw new FlimcdError(`simulation: no modelled replica file ${path}`, 'FLIMCD_ERR_SIM_REPLICA');
+  };
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, index, openReplica, log: quiet });
   const vm = o.requests ? new SimVm({ clock, source: srcGate, target: tgtGate, requests: o.requests, queueDepth: o.queueDepth }) : undefined;
   let events = 0;
   try {
