@@ -10,7 +10,8 @@
  * (content id = f(token id); all-zero = id 0) and "compress" it (a payload of
  * the modelled size, token first) without hashing or running zstd. Equal ids
  * are equal content, so dedup, REF, OFFER and the final Merkle root work
- * unchanged.
+ * unchanged. The frame checksum (frame.ts) covers each frame's header, its
+ * first CHECKED_PAYLOAD_BYTES and its length: all a modelled frame carries.
  *
  * Writes by the modelled VM carry a write token (kind WRITE) holding the
  * workload's content tag; the disk derives the new block ids from it.
@@ -20,6 +21,8 @@
  */
 import { setContentModel, zeroContentId, type ContentModel } from '../migrate/content-id.ts';
 import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
+import { setFrameChecksum, type FrameChecksum } from '../wire/frame.ts';
+import { crc32 } from 'node:zlib';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
@@ -74,12 +77,15 @@ export function mixId(...xs: number[]): number {
   return id === 0 ? 1 : id;
 }
 
+// A fixed tail: these ids never equal a real BLAKE3 digest of interest.
+const ID_TAIL = Buffer.alloc(20);
+ID_TAIL.write('flimcd-sim-content-id', 0, 'latin1');
+
 function idBytes(id: number): Buffer {
-  const out = Buffer.alloc(32);
+  const out = Buffer.allocUnsafe(32);
   out.writeUInt32LE(MAGIC, 0);
   out.writeDoubleLE(id, 4);
-  // A fixed tail: these ids never equal a real BLAKE3 digest of interest.
-  out.write('flimcd-sim-content-id', 12, 'latin1');
+  ID_TAIL.copy(out, 12);
   return out;
 }
 
@@ -112,6 +118,34 @@ const codecModel: CodecModel = {
   },
 };
 
+/**
+ * Payload bytes the simulated frame checksum covers: every message header and
+ * a block's token lie within them (a DATA message's header is under 32 bytes,
+ * a token 24). What lies beyond is a modelled block's unread filler.
+ */
+export const CHECKED_PAYLOAD_BYTES = 128;
+
+const frameChecksum: FrameChecksum = {
+  parts(header, parts) {
+    let c = crc32(header);
+    let left = CHECKED_PAYLOAD_BYTES;
+    let len = 0;
+    for (const p of parts) {
+      len += p.length;
+      if (left > 0) {
+        const k = Math.min(left, p.length);
+        c = crc32(k === p.length ? p : p.subarray(0, k), c);
+        left -= k;
+      }
+    }
+    return (c ^ len) >>> 0;
+  },
+  whole(header, payload) {
+    const c = crc32(payload.length <= CHECKED_PAYLOAD_BYTES ? payload : payload.subarray(0, CHECKED_PAYLOAD_BYTES), crc32(header));
+    return (c ^ payload.length) >>> 0;
+  },
+};
+
 let installs = 0;
 
 /** Installs the models for the duration of a simulation; returns the uninstaller. */
@@ -119,6 +153,7 @@ export function installContentModels(): () => void {
   installs++;
   setContentModel(contentModel);
   setCodecModel(codecModel);
+  setFrameChecksum(frameChecksum);
   let done = false;
   return () => {
     if (done) return;
@@ -126,6 +161,7 @@ export function installContentModels(): () => void {
     if (--installs === 0) {
       setContentModel(undefined);
       setCodecModel(undefined);
+      setFrameChecksum(undefined);
     }
   };
 }

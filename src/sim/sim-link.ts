@@ -34,11 +34,13 @@ interface Entry {
 class Direction extends TransportEnd {
   peer!: Direction;
   private readonly fifo: Entry[] = [];
-  /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left. */
+  /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left (as of the last settle). */
   private head = 0;
   private leftUpTo = 0;
   private busyUntil = 0;
   private queued = 0;
+  /** The last write was refused: the sender waits for a drain. */
+  private blocked = false;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
   private readonly limit: number;
@@ -53,17 +55,43 @@ class Direction extends TransportEnd {
     let n = 0;
     for (const p of parts) n += p.length;
     const now = this.clock.now();
+    this.settleLeft(now);
     this.busyUntil = Math.max(this.busyUntil, now) + (n * 8 * 1000) / this.model.bandwidthBps;
     this.fifo.push({ leaveAt: this.busyUntil, arriveAt: this.busyUntil + this.model.delayMs, parts, n });
     this.queued += n;
+    const ok = this.queued < this.limit;
+    if (!ok) this.blocked = true;
     this.schedule();
-    return this.queued < this.limit;
+    return ok;
+  }
+
+  /** Frames whose last bit has left by `now` no longer count against the send buffer. */
+  private settleLeft(now: number): void {
+    while (this.leftUpTo < this.fifo.length && this.fifo[this.leftUpTo]!.leaveAt <= now) {
+      this.queued -= this.fifo[this.leftUpTo]!.n;
+      this.leftUpTo++;
+    }
+  }
+
+  /**
+   * When a refused sender may write again: the departure that brings the
+   * queue down to half the send buffer. Departures are only events while a
+   * sender waits; otherwise they are settled lazily (an unblocked sender
+   * would ignore the drain), which halves the events per frame.
+   */
+  private drainAt(): number {
+    if (!this.blocked) return Infinity;
+    let q = this.queued;
+    for (let i = this.leftUpTo; i < this.fifo.length; i++) {
+      if (q <= this.limit / 2) return i === this.leftUpTo ? this.clock.now() : this.fifo[i - 1]!.leaveAt;
+      q -= this.fifo[i]!.n;
+    }
+    return this.fifo.length > this.leftUpTo ? this.fifo[this.fifo.length - 1]!.leaveAt : this.clock.now();
   }
 
   private nextEventAt(): number {
-    let t = Infinity;
-    if (this.leftUpTo < this.fifo.length) t = this.fifo[this.leftUpTo]!.leaveAt;
-    if (this.head < this.leftUpTo) t = Math.min(t, this.fifo[this.head]!.arriveAt);
+    let t = this.drainAt();
+    if (this.head < this.fifo.length) t = Math.min(t, this.fifo[this.head]!.arriveAt);
     return t;
   }
 
@@ -81,12 +109,7 @@ class Direction extends TransportEnd {
 
   private tick(): void {
     const now = this.clock.now();
-    let drained = false;
-    while (this.leftUpTo < this.fifo.length && this.fifo[this.leftUpTo]!.leaveAt <= now) {
-      this.queued -= this.fifo[this.leftUpTo]!.n;
-      this.leftUpTo++;
-      drained = true;
-    }
+    this.settleLeft(now);
     while (this.head < this.leftUpTo && this.fifo[this.head]!.arriveAt <= now) {
       const e = this.fifo[this.head]!;
       this.fifo[this.head++] = undefined as unknown as Entry;
@@ -98,7 +121,10 @@ class Direction extends TransportEnd {
       this.leftUpTo -= this.head;
       this.head = 0;
     }
-    if (drained && this.queued <= this.limit / 2) this.drained();
+    if (this.blocked && this.queued <= this.limit / 2) {
+      this.blocked = false;
+      this.drained();
+    }
     this.schedule();
   }
 
