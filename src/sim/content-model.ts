@@ -23,9 +23,12 @@ import { setContentModel, zeroContentId, type ContentModel } from '../migrate/co
 import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
 import { setFrameChecksum, type FrameChecksum } from '../wire/frame.ts';
 import { crc32 } from 'node:zlib';
+import { OverlapArena } from './overlap-arena.ts';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
+/** The token's last word: with MAGIC, 64 bits no real bytes (nor a modelled content id) carry by chance. */
+const MAGIC2 = 0x4b4f4c42; // "BLOK" little-endian
 export const Kind = { BLOCK: 1, WRITE: 2 } as const;
 
 export interface Token {
@@ -43,14 +46,26 @@ export function stamp(into: Uint8Array, at: number, kind: number, id: number, zs
   v.setUint32(4, kind, true);
   v.setFloat64(8, id, true);
   v.setUint32(16, zsize, true);
-  v.setUint32(20, 0, true);
+  v.setUint32(20, MAGIC2, true);
 }
 
 export function readToken(b: Uint8Array, at = 0): Token | undefined {
   if (at + TOKEN_BYTES > b.length) return undefined;
   const v = new DataView(b.buffer, b.byteOffset + at, TOKEN_BYTES);
-  if (v.getUint32(0, true) !== MAGIC) return undefined;
+  if (v.getUint32(0, true) !== MAGIC || v.getUint32(20, true) !== MAGIC2) return undefined;
   return { kind: v.getUint32(4, true), id: v.getFloat64(8, true), zsize: v.getUint32(16, true) };
+}
+
+/**
+ * Bytes of `part` a modelled link must carry: all of them, except for a
+ * modelled block (or a modelled compressed payload), whose bytes past its
+ * token are filler nobody reads. The receiver still gets the part's full
+ * length; the filler's bytes are left as they are.
+ */
+export function carriedBytes(part: Uint8Array): number {
+  if (part.length < 4 * TOKEN_BYTES) return part.length;
+  const t = readToken(part);
+  return t && t.kind === Kind.BLOCK ? TOKEN_BYTES : part.length;
 }
 
 /** 32-bit mix (murmur3 finaliser). */
@@ -102,6 +117,8 @@ const contentModel: ContentModel = {
   },
 };
 
+const decompressed = new OverlapArena(1 << 21);
+
 const codecModel: CodecModel = {
   compress(data, room) {
     const t = readToken(data);
@@ -112,7 +129,8 @@ const codecModel: CodecModel = {
   decompress(payload, length) {
     const t = readToken(payload);
     if (!t || t.kind !== Kind.BLOCK) return undefined;
-    const out = Buffer.allocUnsafe(length);
+    // Only the token is ever read from a modelled block: its filler may overlap others'.
+    const out = decompressed.take(length, TOKEN_BYTES);
     stamp(out, 0, Kind.BLOCK, t.id, t.zsize);
     return out;
   },

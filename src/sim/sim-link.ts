@@ -10,11 +10,44 @@
  * entry per write rather than per buffer, O(1) per event (leave and arrive
  * times are both monotonic along the FIFO), and no copy of what is written
  * (the channel never reuses a frame's buffers; the receiver gets one
- * concatenation per frame).
+ * buffer per frame, into which only what the frame carries under the content
+ * model is copied).
  */
 import type { ByteTransport } from '../wire/channel.ts';
 import { TransportEnd } from '../wire/transport-end.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
+import { carriedBytes, CHECKED_PAYLOAD_BYTES } from './content-model.ts';
+import { FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from '../wire/frame.ts';
+import { OverlapArena } from './overlap-arena.ts';
+
+/** A frame's leading bytes are always copied whole: the header and what the modelled checksum covers. */
+const LEAD = FRAME_HEADER_SIZE + CHECKED_PAYLOAD_BYTES;
+
+/**
+ * One buffer for a frame's parts, as a socket would deliver it, copying what
+ * the frame carries under the content model: a modelled block's token, not
+ * its filler (content-model.ts carriedBytes), and always the leading bytes the
+ * modelled frame checksum covers. The length is the real one.
+ */
+function joinFrame(arena: OverlapArena, parts: Buffer[], n: number): Buffer {
+  // The carried bytes end where the last part with real content ends.
+  let carried = 0;
+  let off = 0;
+  const keep: number[] = [];
+  for (const p of parts) {
+    const k = Math.min(p.length, Math.max(carriedBytes(p), LEAD - off));
+    keep.push(k);
+    if (k > 0) carried = off + k;
+    off += p.length;
+  }
+  const out = arena.take(n, carried);
+  off = 0;
+  parts.forEach((p, i) => {
+    p.copy(out, off, 0, keep[i]);
+    off += p.length;
+  });
+  return out;
+}
 
 export interface SimLinkModel {
   bandwidthBps: number;
@@ -44,6 +77,8 @@ class Direction extends TransportEnd {
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
   private readonly limit: number;
+  /** Received frames: a modelled block's filler is shared (overlap-arena.ts). */
+  private readonly arena = new OverlapArena(FRAME_HEADER_SIZE + MAX_FRAME_PAYLOAD);
 
   constructor(private readonly clock: Clock, private readonly model: SimLinkModel) {
     super();
@@ -113,7 +148,7 @@ class Direction extends TransportEnd {
     while (this.head < this.leftUpTo && this.fifo[this.head]!.arriveAt <= now) {
       const e = this.fifo[this.head]!;
       this.fifo[this.head++] = undefined as unknown as Entry;
-      if (!this.closed) this.peer.deliver(e.parts.length === 1 ? e.parts[0]! : Buffer.concat(e.parts, e.n));
+      if (!this.closed) this.peer.deliver(e.parts.length === 1 ? e.parts[0]! : joinFrame(this.peer.arena, e.parts, e.n));
     }
     // Compact now and then: the FIFO holds at most a window's worth of frames.
     if (this.head > 4096 && this.head * 2 > this.fifo.length) {
