@@ -5,7 +5,7 @@
 // (the 256 MiB form of the issue is `npm run sim:validate`, ~2 min).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validate, COMPARED } from '../../src/sim/validation.ts';
+import { validate, COMPARED, relError } from '../../src/sim/validation.ts';
 import { log } from '../../src/util/log.ts';
 
 const MiB = 2 ** 20;
@@ -26,6 +26,17 @@ test('flimcd, moderate (dedup, zstd, pre-copy rounds, cut-over policy): time and
   assert.ok(r.real.blocks.sent_reference > 0 && r.sim.blocks.sent_reference > 0, 'dedup took part on both sides');
   assert.ok(r.sim.compression.compressed_blocks > 0);
   // Its post-copy is a few blocks long and sees ~10-20 reads: a miss rate over so few reads is not compared.
+  for (const k of ['time_total_s', 'wire_bytes'] as const) {
+    assert.ok(r.relError[k] <= 0.15, `${k}: sim ${r.sim[k]} vs real ${r.real[k]} (${(r.relError[k] * 100).toFixed(1)} %)`);
+  }
+});
+
+test('flimcd, moderate, the target holding the base image in its replica index: time and wire bytes within 15 %', async () => {
+  const r = await validate({ ...base, algorithm: 'flimcd', workload: 'moderate', baseShare: 0.5 });
+  assert.equal(r.sim.verified, true);
+  // The base really was used on both sides, and by about as much.
+  assert.ok(r.real.blocks.from_replica > 100, `real took ${r.real.blocks.from_replica} blocks from the base`);
+  assert.ok(relError(r.sim.blocks.from_replica, r.real.blocks.from_replica) <= 0.15, `from replica: sim ${r.sim.blocks.from_replica} vs real ${r.real.blocks.from_replica}`);
   for (const k of ['time_total_s', 'wire_bytes'] as const) {
     assert.ok(r.relError[k] <= 0.15, `${k}: sim ${r.sim[k]} vs real ${r.real[k]} (${(r.relError[k] * 100).toFixed(1)} %)`);
   }
