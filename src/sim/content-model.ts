@@ -12,6 +12,8 @@
  * are equal content, so dedup, REF, OFFER and the final Merkle root work
  * unchanged. The frame checksum (frame.ts) covers each frame's header, its
  * first CHECKED_PAYLOAD_BYTES and its length: all a modelled frame carries.
+ * Block buffers (block-buffer.ts, the codec's output, the link's frames)
+ * come from overlap arenas: only the bytes above are private to a buffer.
  *
  * Writes by the modelled VM carry a write token (kind WRITE) holding the
  * workload's content tag; the disk derives the new block ids from it.
@@ -24,6 +26,7 @@ import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
 import { setFrameChecksum, type FrameChecksum } from '../wire/frame.ts';
 import { crc32 } from 'node:zlib';
 import { OverlapArena } from './overlap-arena.ts';
+import { setBlockAllocator } from '../block/block-buffer.ts';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
@@ -118,6 +121,13 @@ const contentModel: ContentModel = {
 };
 
 const decompressed = new OverlapArena(1 << 21);
+/**
+ * Blocks the engines read to send (block-buffer.ts): private bytes cover the
+ * token and whatever of a frame's payload the frame checksum reads, since a
+ * payload may be a view of such a block.
+ */
+const engineBlocks = new OverlapArena(1 << 21);
+const allocModelledBlock = (length: number) => engineBlocks.take(length, CHECKED_PAYLOAD_BYTES);
 
 const codecModel: CodecModel = {
   compress(data, room) {
@@ -172,6 +182,7 @@ export function installContentModels(): () => void {
   setContentModel(contentModel);
   setCodecModel(codecModel);
   setFrameChecksum(frameChecksum);
+  setBlockAllocator(allocModelledBlock);
   let done = false;
   return () => {
     if (done) return;
@@ -180,6 +191,7 @@ export function installContentModels(): () => void {
       setContentModel(undefined);
       setCodecModel(undefined);
       setFrameChecksum(undefined);
+      setBlockAllocator(undefined);
     }
   };
 }

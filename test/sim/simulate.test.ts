@@ -140,3 +140,25 @@ test('modelled frames: the checksum covers the header, the first bytes and the l
   real[16 + CHECKED_PAYLOAD_BYTES + 100]! ^= 1;
   assert.throws(() => new FrameDecoder().push(real), /checksum/);
 });
+
+test('block buffers: own memory for agents; inside a simulation, private carried bytes over a shared filler', async () => {
+  const { allocBlock } = await import('../../src/block/block-buffer.ts');
+  const { CHECKED_PAYLOAD_BYTES } = await import('../../src/sim/content-model.ts');
+  const a = allocBlock(65536);
+  const b = allocBlock(65536);
+  assert.notEqual(a.buffer, b.buffer, 'outside a simulation every block has its own memory');
+  const uninstall = installContentModels();
+  try {
+    const bufs = Array.from({ length: 64 }, (_, i) => {
+      const x = allocBlock(65536);
+      assert.equal(x.length, 65536);
+      x.fill(i, 0, CHECKED_PAYLOAD_BYTES);
+      return x;
+    });
+    bufs.forEach((x, i) => assert.ok(x.subarray(0, CHECKED_PAYLOAD_BYTES).every((v) => v === i), `buffer ${i} kept its carried bytes`));
+    assert.ok(new Set(bufs.map((x) => x.buffer)).size < 4);
+  } finally {
+    uninstall();
+  }
+  assert.notEqual(allocBlock(65536).buffer, allocBlock(65536).buffer);
+});
