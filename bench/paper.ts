@@ -16,6 +16,7 @@
  * - Links: {100 Mbit/s, 1 Gbit/s} × {10, 50, 150 ms RTT}.
  * - Image: synthetic, image-gen's mix (30 % holes, 10 % repeated blocks, 40 %
  *   text, 20 % random), default 1 GiB (the paper's 20 GiB: --image-size).
+ *   240 cells take ~2-3 min on this 2-core machine.
  * - What the destination holds (design.md: "datacenter B usually already
  *   holds much of the content"), two scenarios:
  *   - base: the VM was cloned from an OS template that the target holds in
