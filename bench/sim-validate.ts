@@ -48,7 +48,7 @@ if (v.json) {
   for (const x of rows) process.stdout.write(`  ${x.measure.padEnd(16)} real ${String(x.real).padStart(12)}  sim ${String(x.sim).padStart(12)}  ${(x.rel_error * 100).toFixed(1)} %\n`);
   // A miss rate over a few dozen post-copy reads is a handful of events: show them.
   process.stdout.write(`  post-copy reads  real ${String(r.real.blocks_read_postcopy).padStart(12)}  sim ${String(r.sim.blocks_read_postcopy).padStart(12)}   (misses real ${r.real.misses}, sim ${r.sim.misses})\n`);
-  process.stdout.write(`  from replica     real ${String(r.real.blocks.from_replica).padStart(12)}  sim ${String(r.sim.blocks.from_replica).padStart(12)}\n`);
+  process.stdout.write(`  from replica     real ${String(r.real.blocks.from_replica).padStart(12)}  sim ${String(r.sim.blocks.from_replica).padStart(12)}   (+ references: real ${r.real.blocks.from_replica + r.real.blocks.sent_reference}, sim ${r.sim.blocks.from_replica + r.sim.blocks.sent_reference})\n`);
   process.stdout.write(ok ? 'all within 15 %\n' : 'NOT all within 15 %\n');
 }
 if (!ok) process.exitCode = 1;

@@ -37,8 +37,10 @@ test('flimcd, moderate, the target holding the base image in its replica index: 
   for (const k of ['time_total_s', 'wire_bytes'] as const) {
     assert.ok(r.relError[k] <= 0.15, `${k}: sim ${r.sim[k]} vs real ${r.real[k]} (${(r.relError[k] * 100).toFixed(1)} %)`);
   }
-  // The base really was used on both sides, and by a like amount. Not one of the issue's measures:
-  // how many offered blocks a VM write overtakes varies with the real agents' timing on a busy machine.
+  // The base really was used on both sides, and as many blocks travelled without their data. Which
+  // of two forms they took is timing: a repeated block offered before the first answer is a replica
+  // hit, after it a reference (the simulator reads instantly, so it offers more before answers come).
+  const noData = (x: typeof r.real) => x.blocks.from_replica + x.blocks.sent_reference;
   assert.ok(r.real.blocks.from_replica > 100, `real took ${r.real.blocks.from_replica} blocks from the base`);
-  assert.ok(relError(r.sim.blocks.from_replica, r.real.blocks.from_replica) <= 0.3, `from replica: sim ${r.sim.blocks.from_replica} vs real ${r.real.blocks.from_replica}`);
+  assert.ok(relError(noData(r.sim), noData(r.real)) <= 0.15, `blocks sent without data: sim ${noData(r.sim)} vs real ${noData(r.real)}`);
 });
