@@ -1,7 +1,7 @@
 /**
  * The FlimCD paper's comparison, on the simulator (issue 6).
  *
- *   npm run -s bench:paper [-- --json] [--quick] [--image-size 2GiB] [--runs N] [--out reports/paper]
+ *   npm run -s bench:paper [-- --json] [--quick] [--image-size 2GiB] [--runs N] [--base-share 0.5] [--out reports/paper]
  *
  * Method
  * - Every cell is a simulated migration (src/sim/simulate.ts): the real
@@ -87,6 +87,7 @@ function usage(msg?: string): never {
   --quick        512 MiB image, links 100Mbit/50ms and 1Gbit/10ms only (smoke run)
   --image-size   synthetic image size (default 1GiB)
   --runs N       seeds per cell; medians reported (default 1)
+  --base-share X share of non-zero blocks the base image still holds (default ${BASE_SHARE}; for sensitivity, not tuning)
   --out DIR      report folder (default reports/paper)
   --json         print the table as one JSON object (headline first)
 `);
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
     v = parseArgs({
       options: {
         json: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, 'image-size': { type: 'string' },
-        runs: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false },
+        runs: { type: 'string' }, out: { type: 'string' }, 'base-share': { type: 'string' }, help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
     }).values;
@@ -126,13 +127,15 @@ async function main(): Promise<void> {
   if (v.help) usage();
   const size = parseSize(v['image-size'] ?? (v.quick ? '512MiB' : '1GiB'), '--image-size');
   const runs = Number(v.runs ?? 1);
+  const share = Number(v['base-share'] ?? BASE_SHARE);
+  if (!(share >= 0 && share <= 1)) usage('--base-share must be a fraction from 0 to 1');
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) usage('--runs must be an integer from 1 to 20');
   const out = v.out ?? 'reports/paper';
   const links = v.quick ? [[100e6, 50], [1e9, 10]] : BANDWIDTHS.flatMap((bw) => RTTS.map((rtt) => [bw, rtt]));
   const variants = paperVariants();
   const bs = 65536;
   const images = Array.from({ length: runs }, (_, i) => syntheticImage(size, bs, i + 1));
-  const bases = images.map((im, i) => baseOf(im, BASE_SHARE, i + 1));
+  const bases = images.map((im, i) => baseOf(im, share, i + 1));
   const cells: Cell[] = [];
   const wall0 = performance.now();
   // Every cell with the base at the target; moderate also with an empty target.
@@ -200,13 +203,13 @@ async function main(): Promise<void> {
     miss_flimcd_over_postcopy: missRatios.length ? r3(median(missRatios)) : null,
     time_flimcd_over_precopy_moderate_empty_target: r3(timeRatio('empty')),
     floor_empty_target: floorRatios.length ? r3(median(floorRatios)) : null,
-    scenario: `target holds the base image the VM was cloned from (${BASE_SHARE * 100} % of non-zero blocks shared, in its replica index)`,
+    scenario: `target holds the base image the VM was cloned from (${share * 100} % of non-zero blocks shared, in its replica index)`,
     paper: { time_flimcd_over_precopy_moderate: PAPER.time, miss_flimcd_over_postcopy: PAPER.miss },
     goal: { time_flimcd_over_precopy_moderate: GOAL.time, miss_flimcd_over_postcopy: GOAL.miss },
   };
   const byLink = (holds: TargetHolds) => Object.fromEntries(Object.entries(ratiosByLink(holds)).map(([l, x]) => [l, r3(x)]));
   const perLink = { base: byLink('base'), empty: byLink('empty') };
-  const setup = { time_flimcd_over_precopy_moderate_by_link: perLink, image_bytes: size, block_size: bs, base_share: BASE_SHARE, floor_bytes_empty_target: floorBytes, runs, warmup_s: 10, links: linkNames, workloads: [...WORKLOADS], algorithms: variants.map((x) => x.name), wall_s: Math.round((performance.now() - wall0) / 1000) };
+  const setup = { time_flimcd_over_precopy_moderate_by_link: perLink, image_bytes: size, block_size: bs, base_share: share, floor_bytes_empty_target: floorBytes, runs, warmup_s: 10, links: linkNames, workloads: [...WORKLOADS], algorithms: variants.map((x) => x.name), wall_s: Math.round((performance.now() - wall0) / 1000) };
   const allVerified = cells.every((c) => c.verified);
 
   mkdirSync(out, { recursive: true });
@@ -227,7 +230,7 @@ async function main(): Promise<void> {
   const md: string[] = [];
   md.push('# FlimCD paper comparison (simulated)', '');
   md.push('## Headline', '');
-  md.push(`Scenario of the headline: the destination holds the base image (OS template) the VM was cloned from, registered in its replica index; ${BASE_SHARE * 100} % of the image's non-zero blocks are still the template's (src/sim/base-image.ts gives the rationale). The baselines cannot use it and send the same bytes as with an empty target.`, '');
+  md.push(`Scenario of the headline: the destination holds the base image (OS template) the VM was cloned from, registered in its replica index; ${share * 100} % of the image's non-zero blocks are still the template's (src/sim/base-image.ts gives the rationale for the default, ${BASE_SHARE * 100} %). The baselines cannot use it and send the same bytes as with an empty target.`, '');
   md.push('| ratio | measured | paper | goal |', '|---|---|---|---|');
   md.push(`| time flimcd / precopy, moderate (median over links), target holds the base | ${headline.time_flimcd_over_precopy_moderate ?? 'n/a'} | ${PAPER.time} | ≤ ${GOAL.time} |`);
   md.push(`| miss rate flimcd / postcopy (median over cells), target holds the base | ${headline.miss_flimcd_over_postcopy ?? 'n/a'} | ≤ ${PAPER.miss} | ≤ ${GOAL.miss} |`);
