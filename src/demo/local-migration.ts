@@ -32,6 +32,8 @@ export interface LocalMigrationOptions {
   seed: number;
   /** Replica index at the target. */
   indexDir?: string;
+  /** Runs once the source image is generated, before the agents start (e.g. to register a base image in indexDir). */
+  beforeStart?: (paths: { source: string }) => Promise<void>;
   /** Link credentials; default a fresh PSK, so the demo's link is TLS. */
   security?: LinkSecurity;
   log: Logger;
@@ -58,6 +60,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const src = join(o.dir, 'source.img');
   const dst = join(o.dir, 'target.img');
   const image = await generateImage(src, o.size, { seed: o.seed });
+  await o.beforeStart?.({ source: src });
 
   const security = o.security ?? ephemeralPsk();
   const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }), indexDir: o.indexDir });

@@ -1,7 +1,7 @@
 import { FileDisk } from '../block/file.ts';
 import { ExtentFlags, type Disk } from '../block/disk.ts';
 import { contentId, isZero } from '../migrate/content-id.ts';
-import type { ReplicaIndex } from './replica-index.ts';
+import type { ContentIndex } from './replica-index.ts';
 import { systemErrorCode, UsageError } from '../errors.ts';
 
 /** Bytes read per request while scanning (whole blocks). */
@@ -51,9 +51,8 @@ export interface IndexAddResult {
   ms: number;
 }
 
-/** Registers a local image in the index: every non-zero block's id → (image, offset). */
-export async function indexImage(index: ReplicaIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
-  const t = performance.now();
+/** Registers a local image file in the index (`flimcd index add`): every non-zero block's id → (image, offset). */
+export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
   let disk: FileDisk;
   try {
     disk = await FileDisk.open(path, { readOnly: true });
@@ -62,27 +61,33 @@ export async function indexImage(index: ReplicaIndex, path: string, blockSize: n
     throw e;
   }
   try {
-    const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
-    let batch: Array<{ id: Buffer; offset: number }> = [];
-    let scanned = 0;
-    let added = 0;
-    await scanBlocks(
-      disk,
-      blockSize,
-      async (b, id) => {
-        scanned++;
-        batch.push({ id, offset: b * blockSize });
-        if (batch.length >= 4096) {
-          added += await index.addEntries(image, batch);
-          batch = [];
-        }
-      },
-      (done) => onProgress?.(done, disk.size),
-    );
-    if (batch.length) added += await index.addEntries(image, batch);
-    await index.flushed();
-    return { path: image.path, size: disk.size, blockSize, scannedBlocks: scanned, newIds: added, ms: performance.now() - t };
+    return await indexDisk(index, path, disk, blockSize, onProgress);
   } finally {
     await disk.close();
   }
+}
+
+/** Registers the content of an open disk under `path` (the simulator registers a modelled base image this way). */
+export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
+  const t = performance.now();
+  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
+  let batch: Array<{ id: Buffer; offset: number }> = [];
+  let scanned = 0;
+  let added = 0;
+  await scanBlocks(
+    disk,
+    blockSize,
+    async (b, id) => {
+      scanned++;
+      batch.push({ id, offset: b * blockSize });
+      if (batch.length >= 4096) {
+        added += await index.addEntries(image, batch);
+        batch = [];
+      }
+    },
+    (done) => onProgress?.(done, disk.size),
+  );
+  if (batch.length) added += await index.addEntries(image, batch);
+  await index.flushed();
+  return { path: image.path, size: disk.size, blockSize, scannedBlocks: scanned, newIds: added, ms: performance.now() - t };
 }

@@ -22,8 +22,24 @@ export interface IndexedImage {
   kind: 'registered' | 'received';
 }
 
+/**
+ * What users of an index need (LocalContent at the target, `indexImage`): the
+ * LMDB-backed ReplicaIndex below, or MemoryReplicaIndex (memory-index.ts) where
+ * nothing is persisted (the simulator).
+ */
+export interface ContentIndex {
+  /** Total entries for a block size (an upper bound). */
+  blockCount(blockSize: number): number;
+  ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage>;
+  addEntries(image: IndexedImage, entries: Array<{ id: Uint8Array; offset: number }>): Promise<number>;
+  lookup(blockSize: number, id: Uint8Array): ReplicaLocation | undefined;
+  forget(blockSize: number, id: Uint8Array): Promise<void>;
+  /** Waits until every write so far is durable (at once where nothing is persisted). */
+  flushed(): Promise<void>;
+}
+
 /** Keys hold the first 128 bits of a content id (enough to find; users re-hash what they find). */
-const ID_KEY_BYTES = 16;
+export const ID_KEY_BYTES = 16;
 const KEY_BYTES = 4 + ID_KEY_BYTES;
 const VALUE_BYTES = 4 + 8;
 
@@ -49,7 +65,7 @@ function locValue(no: number, offset: number): Buffer {
  * it. Entries are hints, not truth: files change after they are indexed, so
  * whoever uses a location re-hashes what it reads before trusting it.
  */
-export class ReplicaIndex {
+export class ReplicaIndex implements ContentIndex {
   private constructor(
     private readonly env: RootDatabase,
     private readonly ids: Database<Buffer, Buffer>,

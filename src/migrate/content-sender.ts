@@ -1,3 +1,4 @@
+import { allocBlock } from '../block/block-buffer.ts';
 import type { Disk } from '../block/disk.ts';
 import type { Clock } from '../util/clock.ts';
 import { Channel, Priority, type PriorityValue } from '../wire/channel.ts';
@@ -226,7 +227,7 @@ export class ContentSender {
       const b = this.ready.shift()!;
       if (this.offeredIn.has(b)) continue; // offered again since: that offer decides
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = Buffer.allocUnsafe(len);
+      const data = allocBlock(len);
       await image.read(b * blockSize, data);
       if (isZero(data)) {
         this.o.counts.zeroBlocks++;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { FileDisk } from '../block/file.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { ReplicaIndex, IndexedImage } from '../index/replica-index.ts';
+import type { ContentIndex, IndexedImage } from '../index/replica-index.ts';
 import { contentId } from './content-id.ts';
 
 /** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
@@ -31,7 +31,9 @@ export interface LocalContentOptions {
   blockSize: number;
   /** The image existed before this migration with content: its blocks may already be right. */
   preexisting: boolean;
-  index?: ReplicaIndex;
+  index?: ContentIndex;
+  /** Opens a replica file the index points into, read-only (default FileDisk; the simulator hands out modelled images). */
+  openReplica?: (path: string) => Promise<Disk>;
   log: Logger;
 }
 
@@ -153,7 +155,7 @@ export class LocalContent {
         old.evicted = true;
         if (old.readers === 0) await closeReplica(old);
       }
-      f = { disk: FileDisk.open(path, { readOnly: true }), readers: 0, evicted: false };
+      f = { disk: this.o.openReplica ? this.o.openReplica(path) : FileDisk.open(path, { readOnly: true }), readers: 0, evicted: false };
       this.files.set(path, f);
     }
     f.readers++;
@@ -194,7 +196,7 @@ export class LocalContent {
 }
 
 interface ReplicaFile {
-  disk: Promise<FileDisk>;
+  disk: Promise<Disk>;
   readers: number;
   evicted: boolean;
 }

@@ -1,3 +1,4 @@
+import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { ExtentFlags } from '../block/disk.ts';
@@ -328,7 +329,7 @@ export class SourceEngine {
       if (!this.needSend.clear(b)) continue;
       // Cleared before the read: a write that completes during the read marks it again.
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = Buffer.allocUnsafe(len);
+      const data = allocBlock(len);
       try {
         await image.read(b * blockSize, data);
       } catch (e) {
@@ -420,7 +421,7 @@ export class SourceEngine {
         this.checkAborted();
         this.needSend.clear(b);
         const len = Math.min(blockSize, image.size - b * blockSize);
-        const data = Buffer.allocUnsafe(len);
+        const data = allocBlock(len);
         await image.read(b * blockSize, data);
         await this.sendBlock(b, data, DataReason.STOP_COPY, Priority.BULK);
       }
@@ -446,7 +447,7 @@ export class SourceEngine {
       this.checkAborted();
       if (!pending.clear(b)) continue; // fetched or canceled meanwhile
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = Buffer.allocUnsafe(len);
+      const data = allocBlock(len);
       await image.read(b * blockSize, data);
       await this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
     }
@@ -460,7 +461,7 @@ export class SourceEngine {
       if (prefetch && this.pushPending && !this.pushPending.get(b)) continue;
       this.pushPending?.clear(b);
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = Buffer.allocUnsafe(len);
+      const data = allocBlock(len);
       await image.read(b * blockSize, data);
       await this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
     }

@@ -1,3 +1,4 @@
+import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
@@ -272,7 +273,7 @@ export class TargetEngine {
   private materialise(b: number, id: Buffer): Promise<Found | undefined> {
     const local = this.o.local;
     if (!local) return this.track(b, async () => undefined);
-    const buf = Buffer.allocUnsafe(this.blockLength(b));
+    const buf = allocBlock(this.blockLength(b));
     const c = local.receivedBlock(id);
     let fromReceived: Promise<boolean> | undefined;
     if (c !== undefined && c !== b && this.blockLength(c) === buf.length) {

@@ -10,7 +10,10 @@
  * (content id = f(token id); all-zero = id 0) and "compress" it (a payload of
  * the modelled size, token first) without hashing or running zstd. Equal ids
  * are equal content, so dedup, REF, OFFER and the final Merkle root work
- * unchanged.
+ * unchanged. The frame checksum (frame.ts) covers each frame's header, its
+ * first CHECKED_PAYLOAD_BYTES and its length: all a modelled frame carries.
+ * Block buffers (block-buffer.ts, the codec's output, the link's frames)
+ * come from overlap arenas: only the bytes above are private to a buffer.
  *
  * Writes by the modelled VM carry a write token (kind WRITE) holding the
  * workload's content tag; the disk derives the new block ids from it.
@@ -20,9 +23,15 @@
  */
 import { setContentModel, zeroContentId, type ContentModel } from '../migrate/content-id.ts';
 import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
+import { setFrameChecksum, type FrameChecksum } from '../wire/frame.ts';
+import { crc32 } from 'node:zlib';
+import { OverlapArena } from './overlap-arena.ts';
+import { setBlockAllocator } from '../block/block-buffer.ts';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
+/** The token's last word: with MAGIC, 64 bits no real bytes (nor a modelled content id) carry by chance. */
+const MAGIC2 = 0x4b4f4c42; // "BLOK" little-endian
 export const Kind = { BLOCK: 1, WRITE: 2 } as const;
 
 export interface Token {
@@ -40,14 +49,26 @@ export function stamp(into: Uint8Array, at: number, kind: number, id: number, zs
   v.setUint32(4, kind, true);
   v.setFloat64(8, id, true);
   v.setUint32(16, zsize, true);
-  v.setUint32(20, 0, true);
+  v.setUint32(20, MAGIC2, true);
 }
 
 export function readToken(b: Uint8Array, at = 0): Token | undefined {
   if (at + TOKEN_BYTES > b.length) return undefined;
   const v = new DataView(b.buffer, b.byteOffset + at, TOKEN_BYTES);
-  if (v.getUint32(0, true) !== MAGIC) return undefined;
+  if (v.getUint32(0, true) !== MAGIC || v.getUint32(20, true) !== MAGIC2) return undefined;
   return { kind: v.getUint32(4, true), id: v.getFloat64(8, true), zsize: v.getUint32(16, true) };
+}
+
+/**
+ * Bytes of `part` a modelled link must carry: all of them, except for a
+ * modelled block (or a modelled compressed payload), whose bytes past its
+ * token are filler nobody reads. The receiver still gets the part's full
+ * length; the filler's bytes are left as they are.
+ */
+export function carriedBytes(part: Uint8Array): number {
+  if (part.length < 4 * TOKEN_BYTES) return part.length;
+  const t = readToken(part);
+  return t && t.kind === Kind.BLOCK ? TOKEN_BYTES : part.length;
 }
 
 /** 32-bit mix (murmur3 finaliser). */
@@ -74,12 +95,15 @@ export function mixId(...xs: number[]): number {
   return id === 0 ? 1 : id;
 }
 
+// A fixed tail: these ids never equal a real BLAKE3 digest of interest.
+const ID_TAIL = Buffer.alloc(20);
+ID_TAIL.write('flimcd-sim-content-id', 0, 'latin1');
+
 function idBytes(id: number): Buffer {
-  const out = Buffer.alloc(32);
+  const out = Buffer.allocUnsafe(32);
   out.writeUInt32LE(MAGIC, 0);
   out.writeDoubleLE(id, 4);
-  // A fixed tail: these ids never equal a real BLAKE3 digest of interest.
-  out.write('flimcd-sim-content-id', 12, 'latin1');
+  ID_TAIL.copy(out, 12);
   return out;
 }
 
@@ -96,6 +120,15 @@ const contentModel: ContentModel = {
   },
 };
 
+const decompressed = new OverlapArena(1 << 21);
+/**
+ * Blocks the engines read to send (block-buffer.ts): private bytes cover the
+ * token and whatever of a frame's payload the frame checksum reads, since a
+ * payload may be a view of such a block.
+ */
+const engineBlocks = new OverlapArena(1 << 21);
+const allocModelledBlock = (length: number) => engineBlocks.take(length, CHECKED_PAYLOAD_BYTES);
+
 const codecModel: CodecModel = {
   compress(data, room) {
     const t = readToken(data);
@@ -106,9 +139,38 @@ const codecModel: CodecModel = {
   decompress(payload, length) {
     const t = readToken(payload);
     if (!t || t.kind !== Kind.BLOCK) return undefined;
-    const out = Buffer.allocUnsafe(length);
+    // Only the token is ever read from a modelled block: its filler may overlap others'.
+    const out = decompressed.take(length, TOKEN_BYTES);
     stamp(out, 0, Kind.BLOCK, t.id, t.zsize);
     return out;
+  },
+};
+
+/**
+ * Payload bytes the simulated frame checksum covers: every message header and
+ * a block's token lie within them (a DATA message's header is under 32 bytes,
+ * a token 24). What lies beyond is a modelled block's unread filler.
+ */
+export const CHECKED_PAYLOAD_BYTES = 128;
+
+const frameChecksum: FrameChecksum = {
+  parts(header, parts) {
+    let c = crc32(header);
+    let left = CHECKED_PAYLOAD_BYTES;
+    let len = 0;
+    for (const p of parts) {
+      len += p.length;
+      if (left > 0) {
+        const k = Math.min(left, p.length);
+        c = crc32(k === p.length ? p : p.subarray(0, k), c);
+        left -= k;
+      }
+    }
+    return (c ^ len) >>> 0;
+  },
+  whole(header, payload) {
+    const c = crc32(payload.length <= CHECKED_PAYLOAD_BYTES ? payload : payload.subarray(0, CHECKED_PAYLOAD_BYTES), crc32(header));
+    return (c ^ payload.length) >>> 0;
   },
 };
 
@@ -119,6 +181,8 @@ export function installContentModels(): () => void {
   installs++;
   setContentModel(contentModel);
   setCodecModel(codecModel);
+  setFrameChecksum(frameChecksum);
+  setBlockAllocator(allocModelledBlock);
   let done = false;
   return () => {
     if (done) return;
@@ -126,6 +190,8 @@ export function installContentModels(): () => void {
     if (--installs === 0) {
       setContentModel(undefined);
       setCodecModel(undefined);
+      setFrameChecksum(undefined);
+      setBlockAllocator(undefined);
     }
   };
 }

@@ -89,6 +89,8 @@ export function parseVariants(text: string): Variant[] {
 
 export interface RunSpec {
   image: SimDisk;
+  /** What the target holds before the migration: a base image in its replica index (base-image.ts), or nothing. */
+  baseImage?: SimDisk;
   workload: Workload;
   variant: Variant;
   bandwidthBps: number;
@@ -99,7 +101,7 @@ export interface RunSpec {
 
 export function runScenario(r: RunSpec): Promise<SimulationResult> {
   return simulate({
-    image: r.image, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs, lossRate: r.lossRate,
+    image: r.image, baseImage: r.baseImage, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs, lossRate: r.lossRate,
     warmupMs: r.warmupMs, requests: r.workload.requests(),
   });
 }

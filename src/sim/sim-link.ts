@@ -10,11 +10,44 @@
  * entry per write rather than per buffer, O(1) per event (leave and arrive
  * times are both monotonic along the FIFO), and no copy of what is written
  * (the channel never reuses a frame's buffers; the receiver gets one
- * concatenation per frame).
+ * buffer per frame, into which only what the frame carries under the content
+ * model is copied).
  */
 import type { ByteTransport } from '../wire/channel.ts';
 import { TransportEnd } from '../wire/transport-end.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
+import { carriedBytes, CHECKED_PAYLOAD_BYTES } from './content-model.ts';
+import { FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD } from '../wire/frame.ts';
+import { OverlapArena } from './overlap-arena.ts';
+
+/** A frame's leading bytes are always copied whole: the header and what the modelled checksum covers. */
+const LEAD = FRAME_HEADER_SIZE + CHECKED_PAYLOAD_BYTES;
+
+/**
+ * One buffer for a frame's parts, as a socket would deliver it, copying what
+ * the frame carries under the content model: a modelled block's token, not
+ * its filler (content-model.ts carriedBytes), and always the leading bytes the
+ * modelled frame checksum covers. The length is the real one.
+ */
+function joinFrame(arena: OverlapArena, parts: Buffer[], n: number): Buffer {
+  // The carried bytes end where the last part with real content ends.
+  let carried = 0;
+  let off = 0;
+  const keep: number[] = [];
+  for (const p of parts) {
+    const k = Math.min(p.length, Math.max(carriedBytes(p), LEAD - off));
+    keep.push(k);
+    if (k > 0) carried = off + k;
+    off += p.length;
+  }
+  const out = arena.take(n, carried);
+  off = 0;
+  parts.forEach((p, i) => {
+    p.copy(out, off, 0, keep[i]);
+    off += p.length;
+  });
+  return out;
+}
 
 export interface SimLinkModel {
   bandwidthBps: number;
@@ -34,14 +67,18 @@ interface Entry {
 class Direction extends TransportEnd {
   peer!: Direction;
   private readonly fifo: Entry[] = [];
-  /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left. */
+  /** fifo[head] is the first not yet arrived; fifo[leftUpTo] the first not yet left (as of the last settle). */
   private head = 0;
   private leftUpTo = 0;
   private busyUntil = 0;
   private queued = 0;
+  /** The last write was refused: the sender waits for a drain. */
+  private blocked = false;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
   private readonly limit: number;
+  /** Received frames: a modelled block's filler is shared (overlap-arena.ts). */
+  private readonly arena = new OverlapArena(FRAME_HEADER_SIZE + MAX_FRAME_PAYLOAD);
 
   constructor(private readonly clock: Clock, private readonly model: SimLinkModel) {
     super();
@@ -53,17 +90,43 @@ class Direction extends TransportEnd {
     let n = 0;
     for (const p of parts) n += p.length;
     const now = this.clock.now();
+    this.settleLeft(now);
     this.busyUntil = Math.max(this.busyUntil, now) + (n * 8 * 1000) / this.model.bandwidthBps;
     this.fifo.push({ leaveAt: this.busyUntil, arriveAt: this.busyUntil + this.model.delayMs, parts, n });
     this.queued += n;
+    const ok = this.queued < this.limit;
+    if (!ok) this.blocked = true;
     this.schedule();
-    return this.queued < this.limit;
+    return ok;
+  }
+
+  /** Frames whose last bit has left by `now` no longer count against the send buffer. */
+  private settleLeft(now: number): void {
+    while (this.leftUpTo < this.fifo.length && this.fifo[this.leftUpTo]!.leaveAt <= now) {
+      this.queued -= this.fifo[this.leftUpTo]!.n;
+      this.leftUpTo++;
+    }
+  }
+
+  /**
+   * When a refused sender may write again: the departure that brings the
+   * queue down to half the send buffer. Departures are only events while a
+   * sender waits; otherwise they are settled lazily (an unblocked sender
+   * would ignore the drain), which halves the events per frame.
+   */
+  private drainAt(): number {
+    if (!this.blocked) return Infinity;
+    let q = this.queued;
+    for (let i = this.leftUpTo; i < this.fifo.length; i++) {
+      if (q <= this.limit / 2) return i === this.leftUpTo ? this.clock.now() : this.fifo[i - 1]!.leaveAt;
+      q -= this.fifo[i]!.n;
+    }
+    return this.fifo.length > this.leftUpTo ? this.fifo[this.fifo.length - 1]!.leaveAt : this.clock.now();
   }
 
   private nextEventAt(): number {
-    let t = Infinity;
-    if (this.leftUpTo < this.fifo.length) t = this.fifo[this.leftUpTo]!.leaveAt;
-    if (this.head < this.leftUpTo) t = Math.min(t, this.fifo[this.head]!.arriveAt);
+    let t = this.drainAt();
+    if (this.head < this.fifo.length) t = Math.min(t, this.fifo[this.head]!.arriveAt);
     return t;
   }
 
@@ -81,16 +144,11 @@ class Direction extends TransportEnd {
 
   private tick(): void {
     const now = this.clock.now();
-    let drained = false;
-    while (this.leftUpTo < this.fifo.length && this.fifo[this.leftUpTo]!.leaveAt <= now) {
-      this.queued -= this.fifo[this.leftUpTo]!.n;
-      this.leftUpTo++;
-      drained = true;
-    }
+    this.settleLeft(now);
     while (this.head < this.leftUpTo && this.fifo[this.head]!.arriveAt <= now) {
       const e = this.fifo[this.head]!;
       this.fifo[this.head++] = undefined as unknown as Entry;
-      if (!this.closed) this.peer.deliver(e.parts.length === 1 ? e.parts[0]! : Buffer.concat(e.parts, e.n));
+      if (!this.closed) this.peer.deliver(e.parts.length === 1 ? e.parts[0]! : joinFrame(this.peer.arena, e.parts, e.n));
     }
     // Compact now and then: the FIFO holds at most a window's worth of frames.
     if (this.head > 4096 && this.head * 2 > this.fifo.length) {
@@ -98,7 +156,10 @@ class Direction extends TransportEnd {
       this.leftUpTo -= this.head;
       this.head = 0;
     }
-    if (drained && this.queued <= this.limit / 2) this.drained();
+    if (this.blocked && this.queued <= this.limit / 2) {
+      this.blocked = false;
+      this.drained();
+    }
     this.schedule();
   }
 

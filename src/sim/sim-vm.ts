@@ -44,6 +44,8 @@ export class SimVm {
   private onTarget = false;
   private stopped = false;
   private inFlight = 0;
+  /** Read buffers by length (readSink). */
+  private readonly sinks = new Map<number, Buffer>();
   private readonly backlog: Array<{ r: WorkloadRequest; at: number }> = [];
   private pending: WorkloadRequest | undefined;
   private timer: { cancel(): void } | undefined;
@@ -116,7 +118,7 @@ export class SimVm {
       await sleep(this.o.clock, this.o.deviceMs ? this.o.deviceMs(r) : 0.1 + r.length / 409600);
       if (r.op === 'read') {
         this.counts.reads++;
-        await this.io((d) => d.read(r.offset, Buffer.allocUnsafe(r.length)));
+        await this.io((d) => d.read(r.offset, this.readSink(r.length)));
       } else {
         this.counts.writes++;
         // Zero-filled so no stale token hides in it; the write token says what content it carries.
@@ -133,6 +135,20 @@ export class SimVm {
       if (next && !this.stopped) void this.issue(next.r, next.at);
       else if (this.inFlight === 0) this.idleWaiter?.();
     }
+  }
+
+  /**
+   * Where the VM's reads land: nothing reads them back (the disk stack only
+   * writes into them), so reads of one length share a buffer instead of
+   * allocating one each.
+   */
+  private readSink(length: number): Buffer {
+    let b = this.sinks.get(length);
+    if (!b) {
+      b = Buffer.allocUnsafe(length);
+      if (this.sinks.size < 256) this.sinks.set(length, b);
+    }
+    return b;
   }
 
   private record(arrivedAt: number): void {

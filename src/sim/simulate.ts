@@ -18,7 +18,7 @@
  * - the disk: a fixed device time per VM request; engine reads are free.
  *
  * Virtual time moves only when nothing else can: the loop lets every pending
- * promise and callback run (setImmediate), then fires the next timer. The
+ * promise and callback run, then fires the next timer (runVirtual). The
  * engines' async code runs unchanged.
  */
 import { Channel } from '../wire/channel.ts';
@@ -30,6 +30,9 @@ import { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { SourceEngine } from '../migrate/source-engine.ts';
 import { TargetEngine } from '../migrate/target-engine.ts';
 import { LocalContent } from '../migrate/local-content.ts';
+import { MemoryReplicaIndex } from '../index/memory-index.ts';
+import { indexDisk } from '../index/image-scan.ts';
+import { BASE_IMAGE_PATH } from './base-image.ts';
 import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import type { CutoverConfig } from '../policy/cutover.ts';
@@ -46,6 +49,12 @@ export interface SimulationOptions {
   image: SimDisk;
   /** The target image's starting content (an old copy), if any. */
   targetImage?: SimDisk;
+  /**
+   * A base image the target holds as a separate file, registered in its
+   * replica index (base-image.ts): the target's LocalContent finds content
+   * in it through the same index lookup and re-hash as a real agent's.
+   */
+  baseImage?: SimDisk;
   algorithm: Algorithm;
   features?: Partial<Features>;
   bandwidthBps: number;
@@ -72,20 +81,45 @@ export interface SimulationResult {
   events: number;
 }
 
-/** Runs `until` to completion on `clock`: callbacks first, then the next timer. */
+/** Timer events fired per turn of the event loop (see runVirtual). */
+const EVENTS_PER_TURN = 512;
+
+/**
+ * Runs `until` to completion on `clock`: callbacks first, then the next timer.
+ *
+ * "Callbacks first" means every promise continuation the last timer set off
+ * has run before the next timer fires. Node drains the microtask queue (and
+ * process.nextTick) between two setImmediate callbacks, and nothing on the
+ * simulated path defers work any other way (no real I/O, timers or
+ * immediates: they all go through the VirtualClock). So one loop turn queues
+ * a batch of immediates, each firing one timer, instead of paying a whole
+ * event-loop turn (poll phase included) per event.
+ */
 export async function runVirtual<T>(clock: VirtualClock, until: Promise<T>, limitMs: number): Promise<{ value: T; events: number }> {
   let settled = false;
   void until.then(() => (settled = true), () => (settled = true));
   let events = 0;
+  let failure: FlimcdError | undefined;
   const end = clock.now() + limitMs;
-  while (!settled) {
-    await new Promise<void>((r) => setImmediate(r));
-    if (settled) break;
+  const fireOne = (): void => {
+    if (settled || failure) return;
     const at = clock.nextAt();
-    if (at === undefined) throw new FlimcdError('simulation stalled: nothing is pending and the migration has not finished', 'FLIMCD_ERR_SIM_STALLED');
-    if (at > end) throw new FlimcdError(`simulation did not finish within ${(limitMs / 3.6e6).toFixed(1)} h of simulated time`, 'FLIMCD_ERR_SIM_LIMIT');
-    clock.step();
-    events++;
+    if (at === undefined) failure = new FlimcdError('simulation stalled: nothing is pending and the migration has not finished', 'FLIMCD_ERR_SIM_STALLED');
+    else if (at > end) failure = new FlimcdError(`simulation did not finish within ${(limitMs / 3.6e6).toFixed(1)} h of simulated time`, 'FLIMCD_ERR_SIM_LIMIT');
+    else {
+      clock.step();
+      events++;
+    }
+  };
+  while (!settled) {
+    await new Promise<void>((resolve) => {
+      for (let i = 0; i < EVENTS_PER_TURN - 1; i++) setImmediate(fireOne);
+      setImmediate(() => {
+        fireOne();
+        resolve();
+      });
+    });
+    if (failure) throw failure;
   }
   return { value: await until, events };
 }
@@ -112,7 +146,27 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) target.abort(e.message); } });
   const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
   const tgtGate = new GateDisk(postcopy, 'held');
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, log: quiet });
+  let index: MemoryReplicaIndex | undefined;
+  let baseDisk: SimDisk | undefined;
+  if (o.baseImage) {
+    if (o.baseImage.size !== o.image.size || o.baseImage.unit !== bs) {
+      uninstall();
+      throw new FlimcdError('simulation: the base image must have the image\'s size and block size', 'FLIMCD_ERR_SIM_BASE');
+    }
+    baseDisk = new SimDisk(o.baseImage.size, bs);
+    baseDisk.copyFrom(o.baseImage);
+    // What `flimcd index add` does at a real target, before the migration (its time is not migration time).
+    index = new MemoryReplicaIndex();
+    await indexDisk(index, BASE_IMAGE_PATH, baseDisk, bs).catch((e: unknown) => {
+      uninstall();
+      throw e;
+    });
+  }
+  const openReplica = async (path: string) => {
+    if (baseDisk && path === BASE_IMAGE_PATH) return baseDisk;
+    throw new FlimcdError(`simulation: no modelled replica file ${path}`, 'FLIMCD_ERR_SIM_REPLICA');
+  };
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, index, openReplica, log: quiet });
   const vm = o.requests ? new SimVm({ clock, source: srcGate, target: tgtGate, requests: o.requests, queueDepth: o.queueDepth }) : undefined;
   let events = 0;
   try {

@@ -14,6 +14,9 @@ import type { MigrationReport } from '../migrate/report.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { resolveProfile, type ProfileName } from '../workload/profiles.ts';
 import { scanImage } from './image-model.ts';
+import { writeBaseFile } from './base-image.ts';
+import { ReplicaIndex } from '../index/replica-index.ts';
+import { indexImage } from '../index/image-scan.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
 
 export interface ValidationCase {
@@ -25,6 +28,12 @@ export interface ValidationCase {
   seed: number;
   warmupMs: number;
   blockSize?: number;
+  /**
+   * The target holds the base image the VM was cloned from (base-image.ts):
+   * this share of the source's non-zero blocks, written as a base file and
+   * registered in the real target's replica index as `flimcd index add` does.
+   */
+  baseShare?: number;
   log: Logger;
 }
 
@@ -48,18 +57,30 @@ export async function validate(c: ValidationCase): Promise<ValidationResult> {
   const bs = c.blockSize ?? 65536;
   const dir = mkdtempSync(join(tmpdir(), 'flimcd-validate-'));
   try {
+    const basePath = join(dir, 'base.img');
+    const indexDir = c.baseShare === undefined ? undefined : join(dir, 'index');
+    const registerBase = async ({ source }: { source: string }) => {
+      await writeBaseFile(source, basePath, bs, c.baseShare, c.seed);
+      const ix = ReplicaIndex.open(indexDir!);
+      try {
+        await indexImage(ix, basePath, bs);
+      } finally {
+        await ix.close();
+      }
+    };
     const t0 = performance.now();
     const real = await runLocalMigration({
       dir, size: c.size, bandwidthBps: c.bandwidthBps, rttMs: c.rttMs, workload: c.workload, algorithm: c.algorithm,
-      warmupMs: c.warmupMs, blockSize: bs, seed: c.seed, log: c.log,
+      warmupMs: c.warmupMs, blockSize: bs, seed: c.seed, log: c.log, indexDir, beforeStart: indexDir ? registerBase : undefined,
     });
     const realWall_s = (performance.now() - t0) / 1000;
     if (!real.report.verified || !real.workloadVerified) throw new Error('the real migration did not verify');
     // The agents generated this image from the seed; the workload did not change the source file before the run.
     const image = await scanImage(join(dir, 'source.img'), bs);
+    const baseImage = indexDir ? await scanImage(basePath, bs) : undefined;
     const params = resolveProfile(c.workload, { linkBitsPerSecond: c.bandwidthBps, imageBytes: c.size, blockSize: bs }).params;
     const simRun = await simulate({
-      image, algorithm: c.algorithm, bandwidthBps: c.bandwidthBps, rttMs: c.rttMs, warmupMs: c.warmupMs,
+      image, baseImage, algorithm: c.algorithm, bandwidthBps: c.bandwidthBps, rttMs: c.rttMs, warmupMs: c.warmupMs,
       requests: new RequestGenerator(params, c.seed),
     });
     const sim = simRun.report;

@@ -51,6 +51,8 @@ interface Outgoing {
   frame?: Buffer[];
   /** Called once the peer has processed it (never for a message purged before sending). */
   onAck?: () => void;
+  /** Sent with the window or the transport full: its ack measures the link, not what the sender had to send. */
+  linkLimited?: boolean;
 }
 
 export interface ChannelStats {
@@ -69,6 +71,10 @@ export interface ChannelStats {
 }
 
 const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<number, string>;
+
+/** Delivery-rate buckets, and how far back the rate estimate looks. */
+const RATE_BUCKET_MS = 250;
+const RATE_HORIZON_MS = 10_000;
 
 /**
  * The agents' message link: priority queues, a congestion-sized send window
@@ -96,9 +102,11 @@ export class Channel {
   private lastAckSent = 0;
 
   // estimators
-  private rateSamples: Array<{ at: number; bps: number }> = [];
+  private rateSamples: Array<{ at: number; bps: number; linkLimited: boolean }> = [];
   private rttSamples: Array<{ at: number; ms: number }> = [];
   private window: number;
+  /** The delivery-rate estimate includes acks of messages sent while the link held the sender back. */
+  private rateLinkLimited = false;
   private pingTimer: TimerHandle | undefined;
   private lastHeard = 0;
 
@@ -268,6 +276,7 @@ export class Channel {
     this.stats.sentByType[name] = (this.stats.sentByType[name] ?? 0) + n;
     this.stats.inFlight = this.inFlightBytes;
     if (!t.write(o.frame)) this.writable = false;
+    if (isSequenced(o.type)) o.linkLimited = this.inFlightBytes >= this.window || !this.writable;
   }
 
   private receive(chunk: Buffer): void {
@@ -360,7 +369,7 @@ export class Channel {
     while (this.unacked.length && this.unacked[0]!.seq <= seq) {
       const o = this.unacked.shift()!;
       this.inFlightBytes -= o.bytes;
-      this.addRate(o.bytes, now);
+      this.addRate(o.bytes, now, o.linkLimited === true);
       o.onAck?.();
     }
     this.stats.inFlight = this.inFlightBytes;
@@ -373,21 +382,25 @@ export class Channel {
    * Buckets smooth out coalesced acks (which inflate per-ack samples); the max
    * ignores buckets where the sender had nothing to send.
    */
-  private addRate(bytes: number, now: number): void {
-    const BUCKET = 250;
+  private addRate(bytes: number, now: number, linkLimited: boolean): void {
+    const BUCKET = RATE_BUCKET_MS;
     const slot = Math.floor(now / BUCKET);
     const last = this.rateSamples.at(-1);
-    if (last && last.at === slot) last.bps += bytes;
-    else {
-      this.rateSamples.push({ at: slot, bps: bytes });
-      while (this.rateSamples.length && slot - this.rateSamples[0]!.at > 40) this.rateSamples.shift();
+    if (last && last.at === slot) {
+      last.bps += bytes;
+      last.linkLimited ||= linkLimited;
+    } else {
+      this.rateSamples.push({ at: slot, bps: bytes, linkLimited });
+      while (this.rateSamples.length && slot - this.rateSamples[0]!.at > RATE_HORIZON_MS / RATE_BUCKET_MS) this.rateSamples.shift();
     }
     let max = 0;
     // The current bucket is still filling: use only complete ones (or it if it is the only one).
     const complete = this.rateSamples.length > 1 ? this.rateSamples.slice(0, -1) : this.rateSamples;
     for (const s of complete) max = Math.max(max, (s.bps * 8 * 1000) / BUCKET);
+    const limited = complete.some((s) => s.linkLimited);
     if (this.rateSamples.length > 1 || now - slot * BUCKET > BUCKET / 2) {
       this.stats.deliveryRateBps = max;
+      this.rateLinkLimited = limited;
       this.resize();
     }
   }
@@ -411,7 +424,12 @@ export class Channel {
     const min = this.opts.minWindow ?? 256 * 1024;
     const max = this.opts.maxWindow ?? 256 * 1024 * 1024;
     // While window-limited the rate sample equals window/RTT, so growing by 1.5 per round probes for more.
-    this.window = Math.min(max, Math.max(min, 1.5 * bdp));
+    let next = Math.min(max, Math.max(min, 1.5 * bdp));
+    // Rate samples from a sender that neither filled the window nor the transport measure what
+    // it offered, not the link (e.g. only OFFERs in flight while their answers are awaited):
+    // they may grow the window, never shrink it (as BBR treats application-limited samples).
+    if (!this.rateLinkLimited) next = Math.max(next, this.window);
+    this.window = next;
     this.stats.window = this.window;
     this.pump();
   }

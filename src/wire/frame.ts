@@ -17,6 +17,26 @@ export const FRAME_HEADER_SIZE = 16;
 /** Largest payload: a 1 MiB block plus its metadata, with room to spare. */
 export const MAX_FRAME_PAYLOAD = 2 * 1024 * 1024;
 
+/**
+ * The simulator's seam (src/sim/content-model.ts): its frames carry modelled
+ * blocks whose bytes past a small token are never read, so it checksums what
+ * the model carries instead of every byte. Only the simulator installs one,
+ * for the length of a run; agents always run the full crc32.
+ */
+export interface FrameChecksum {
+  /** Checksum of the 12 header bytes and a payload given in parts (encoder) … */
+  parts(header: Buffer, parts: Buffer[]): number;
+  /** … and the same over the payload received whole (decoder). */
+  whole(header: Buffer, payload: Buffer): number;
+}
+
+let checksumModel: FrameChecksum | undefined;
+
+/** Installs (or with undefined removes) the simulator's frame checksum for this process. */
+export function setFrameChecksum(m: FrameChecksum | undefined): void {
+  checksumModel = m;
+}
+
 export interface Frame {
   type: number;
   flags: number;
@@ -36,8 +56,12 @@ export function encodeFrame(type: number, flags: number, seq: number, parts: Buf
   h.writeUInt8(flags, 5);
   h.writeUInt16BE(0, 6);
   h.writeUInt32BE(seq >>> 0, 8);
-  let c = crc32(h.subarray(0, 12));
-  for (const p of parts) c = crc32(p, c);
+  let c: number;
+  if (checksumModel) c = checksumModel.parts(h.subarray(0, 12), parts);
+  else {
+    c = crc32(h.subarray(0, 12));
+    for (const p of parts) c = crc32(p, c);
+  }
   h.writeUInt32BE(c >>> 0, 12);
   return [h, ...parts];
 }
@@ -64,7 +88,7 @@ export class FrameDecoder {
       const whole = this.take(FRAME_HEADER_SIZE + len);
       const payload = whole.subarray(FRAME_HEADER_SIZE);
       const want = whole.readUInt32BE(12);
-      const got = crc32(payload, crc32(whole.subarray(0, 12))) >>> 0;
+      const got = (checksumModel ? checksumModel.whole(whole.subarray(0, 12), payload) : crc32(payload, crc32(whole.subarray(0, 12)))) >>> 0;
       if (got !== want) throw new ProtocolError(`frame checksum mismatch (type ${whole[4]}, seq ${whole.readUInt32BE(8)})`);
       out.push({ type: whole[4]!, flags: whole[5]!, seq: whole.readUInt32BE(8), payload });
     }

@@ -42,6 +42,8 @@ test('simulate: bad input gets a clear error and exit code 2', async () => {
     [['--workload', 'light', '--algorithm', 'fast'], /unknown algorithm "fast"/],
     [['--workload', 'light', '--bandwidth', 'lots'], /--bandwidth/],
     [['--workload', 'light', '--image-size', '12 apples'], /--image-size/],
+    [['--workload', 'light', '--image-size', '8MiB', '--target-holds', 'everything'], /--target-holds: "everything" must be none or base/],
+    [['--workload', 'light', '--image-size', '8MiB', '--target-holds', 'base', '--base-share', '150%'], /--base-share/],
   ] as Array<[string[], RegExp]>) {
     const r = await flimcd(['simulate', ...args]);
     assert.equal(r.code, 2, args.join(' '));
@@ -50,6 +52,19 @@ test('simulate: bad input gets a clear error and exit code 2', async () => {
   const h = await flimcd(['simulate', '--help']);
   assert.equal(h.code, 0);
   assert.match(h.stdout, /--workload <spec>/);
+  assert.match(h.stdout, /--target-holds <what>/);
+});
+
+test('simulate --target-holds base: flimcd uses the base the target holds, precopy cannot', async () => {
+  const args = ['simulate', '--workload', 'moderate', '--image-size', '32MiB', '--bandwidth', '50Mbit', '--rtt', '20ms', '--algorithm', 'precopy,flimcd', '--warmup', '2s', '--json'];
+  const none = JSON.parse((await flimcd(args)).stdout);
+  const r = await flimcd([...args, '--target-holds', 'base', '--base-share', '50%']);
+  assert.equal(r.code, 0, r.stderr);
+  const base = JSON.parse(r.stdout);
+  assert.equal(base.target_holds, 'base');
+  assert.equal(base.base_share, 0.5);
+  assert.equal(base.results[0].wire_bytes, none.results[0].wire_bytes, 'precopy sends the same bytes');
+  assert.ok(base.results[1].wire_bytes < 0.8 * none.results[1].wire_bytes, `flimcd ${base.results[1].wire_bytes} vs ${none.results[1].wire_bytes}`);
 });
 
 test('plan: watches the live image, sees the writes, simulates the algorithms and recommends one', async (t) => {

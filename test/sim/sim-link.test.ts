@@ -27,3 +27,21 @@ test('loss limits the rate as TCP would (Mathis et al.), never above the link', 
   assert.ok(Math.abs(r - 1.425e6) / 1.425e6 < 0.01, String(r));
   assert.throws(() => lossLimitedRate(1e9, 100, 1.5), /loss/);
 });
+
+test('a refused writer is told to write again when half the send buffer has left, not before', () => {
+  const clock = new VirtualClock();
+  // 1 Mbit/s: 12.5 kB leave every 100 ms.
+  const [a, b] = simLink(clock, { bandwidthBps: 1e6, delayMs: 10, sendBuffer: 50_000 });
+  b.onData(() => {});
+  const drains: number[] = [];
+  a.onDrain(() => drains.push(clock.now()));
+  for (let i = 0; i < 3; i++) assert.equal(a.write([Buffer.alloc(12_500)]), true);
+  assert.equal(a.write([Buffer.alloc(12_500)]), false, '50 kB queued: full');
+  while (clock.step());
+  // 25 kB (two frames) must have left: at 200 ms. Exactly one drain.
+  assert.deepEqual(drains, [200]);
+  // A writer that was never refused gets no drain calls.
+  a.write([Buffer.alloc(1000)]);
+  while (clock.step());
+  assert.deepEqual(drains, [200]);
+});

@@ -94,3 +94,71 @@ test('scale: 2 GiB at 100 Mbit/s simulates in seconds, many times faster than re
   assert.ok(r.wall_s < 20, `took ${r.wall_s} s of wall time`);
   assert.ok(r.report.time_total_s > 10 * r.wall_s, 'faster than real time');
 });
+
+test('runVirtual: every continuation a timer sets off runs before the next timer fires', async () => {
+  const { runVirtual } = await import('../../src/sim/simulate.ts');
+  const { VirtualClock } = await import('../../src/util/clock.ts');
+  const clock = new VirtualClock();
+  const seen: string[] = [];
+  const deep = async (n: number): Promise<void> => {
+    if (n > 0) return deep(n - 1);
+    await Promise.resolve();
+  };
+  // Each timer starts a long await chain and logs when it ends; the next timer must see it ended.
+  for (let i = 0; i < 2000; i++) {
+    clock.setTimer(i, () => {
+      seen.push(`fire ${i}`);
+      void deep(50).then(() => process.nextTick(() => seen.push(`done ${i}`)));
+    });
+  }
+  const finished = new Promise<void>((r) => clock.setTimer(5000, r));
+  const { events } = await runVirtual(clock, finished, 10_000);
+  assert.equal(events, 2001);
+  for (let i = 0; i < 2000; i++) assert.deepEqual(seen.slice(2 * i, 2 * i + 2), [`fire ${i}`, `done ${i}`]);
+});
+
+test('modelled frames: the checksum covers the header, the first bytes and the length; outside a simulation every byte', async () => {
+  const { encodeFrame, FrameDecoder } = await import('../../src/wire/frame.ts');
+  const { CHECKED_PAYLOAD_BYTES } = await import('../../src/sim/content-model.ts');
+  const block = Buffer.alloc(65536);
+  stamp(block, 0, Kind.BLOCK, 77, 0);
+  const frame = () => Buffer.concat(encodeFrame(9, 0, 1, [Buffer.from('meta'), block]));
+  const uninstall = installContentModels();
+  try {
+    const f = frame();
+    assert.equal(new FrameDecoder().push(f).length, 1);
+    const early = Buffer.from(f);
+    early[16 + 4 + 10]! ^= 1; // inside the token
+    assert.throws(() => new FrameDecoder().push(early), /checksum/);
+    const late = Buffer.from(f);
+    late[16 + CHECKED_PAYLOAD_BYTES + 100]! ^= 1; // modelled filler: not read, not checked
+    assert.equal(new FrameDecoder().push(late).length, 1);
+  } finally {
+    uninstall();
+  }
+  const real = frame();
+  real[16 + CHECKED_PAYLOAD_BYTES + 100]! ^= 1;
+  assert.throws(() => new FrameDecoder().push(real), /checksum/);
+});
+
+test('block buffers: own memory for agents; inside a simulation, private carried bytes over a shared filler', async () => {
+  const { allocBlock } = await import('../../src/block/block-buffer.ts');
+  const { CHECKED_PAYLOAD_BYTES } = await import('../../src/sim/content-model.ts');
+  const a = allocBlock(65536);
+  const b = allocBlock(65536);
+  assert.notEqual(a.buffer, b.buffer, 'outside a simulation every block has its own memory');
+  const uninstall = installContentModels();
+  try {
+    const bufs = Array.from({ length: 64 }, (_, i) => {
+      const x = allocBlock(65536);
+      assert.equal(x.length, 65536);
+      x.fill(i, 0, CHECKED_PAYLOAD_BYTES);
+      return x;
+    });
+    bufs.forEach((x, i) => assert.ok(x.subarray(0, CHECKED_PAYLOAD_BYTES).every((v) => v === i), `buffer ${i} kept its carried bytes`));
+    assert.ok(new Set(bufs.map((x) => x.buffer)).size < 4);
+  } finally {
+    uninstall();
+  }
+  assert.notEqual(allocBlock(65536).buffer, allocBlock(65536).buffer);
+});

@@ -125,3 +125,23 @@ test('frame decoder reassembles frames split at every byte boundary', () => {
     assert.equal(out[2]!.payload.length, 5 + 1002);
   }
 });
+
+test('samples from a sender with little to send do not shrink the window (application-limited, as BBR treats them)', () => {
+  const clock = new VirtualClock();
+  // 1 Gbit/s, 150 ms RTT: the BDP is ~19 MB. For 1 s only small messages (like OFFERs) are sent.
+  const { src } = pair(clock, { bandwidthBps: 1e9, delayMs: 75 });
+  for (let t = 0; t < 1000; t += 10) {
+    src.send(data(t, 1024), Priority.BULK);
+    run(clock, t);
+  }
+  run(clock, 1500);
+  assert.ok(src.stats.deliveryRateBps! < 5e6, `the offered load is tiny (${src.stats.deliveryRateBps})`);
+  assert.ok(src.stats.window >= 4 * 1024 * 1024, `window ${src.stats.window} kept, not cut to the offered load`);
+  // Once bulk data fills the window, the link's rate drives it (up towards 1.5 × BDP).
+  let next = 0;
+  for (let t = 1500; t < 6000; t += 5) {
+    while (src.queuedBytes(Priority.BULK) < 8 << 20) src.send(data(next++), Priority.BULK);
+    run(clock, t);
+  }
+  assert.ok(src.stats.window > 8 * 1024 * 1024, `window grew to ${src.stats.window}`);
+});

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../errors.ts';
 import { formatBitRate, formatBytes, parseBitRate, parseBlockSize, parseDuration, parseSize } from '../../util/units.ts';
 import { scanImage, syntheticImage } from '../../sim/image-model.ts';
+import { BASE_SHARE, baseOf } from '../../sim/base-image.ts';
 import { parseVariants, parseWorkload, runScenario, summarize, type SummaryRow } from '../../sim/scenario.ts';
 import { ExitCode } from '../exit-codes.ts';
 
@@ -17,6 +18,8 @@ interface SimulateOptions {
   seed: string;
   warmup: string;
   timeScale: string;
+  targetHolds: string;
+  baseShare: string;
   json?: boolean;
 }
 
@@ -47,8 +50,10 @@ export function registerSimulate(program: Command): void {
     .option('--seed <n>', 'workload seed', '1')
     .option('--warmup <duration>', 'simulated time the workload runs before the migration starts', '10s')
     .option('--time-scale <x>', 'trace workloads: replay this many times faster than recorded', '1')
+    .option('--target-holds <what>', 'what the target holds before the migration: none (an empty destination), or base (the OS template the VM was cloned from, registered in its replica index)', 'none')
+    .option('--base-share <percent>', `with --target-holds base: share of the image's non-zero blocks still equal to the base (default ${BASE_SHARE * 100}%)`, `${BASE_SHARE * 100}%`)
     .option('--json', 'print one JSON object')
-    .addHelpText('after', '\nExamples:\n  flimcd simulate --workload moderate --image-size 20GiB --bandwidth 100Mbit --rtt 50ms --algorithm all\n  flimcd simulate --workload trace:homes.fiu --time-scale 10 --algorithm flimcd,precopy --json\n\nModelled: the link (bandwidth, delay; no loss), the disk (content identity per block, no bytes), CPU time (zero).\nReal: the engines, filters, channel, message encoders and policies.')
+    .addHelpText('after', '\nExamples:\n  flimcd simulate --workload moderate --image-size 20GiB --bandwidth 100Mbit --rtt 50ms --algorithm all\n  flimcd simulate --workload trace:homes.fiu --time-scale 10 --algorithm flimcd,precopy --json\n  flimcd simulate --workload moderate --image-size 1GiB --target-holds base --base-share 50% --algorithm flimcd,precopy\n\nDestination: --target-holds none models an empty target; base models a VM cloned from an OS template the\ntarget holds (src/sim/base-image.ts: --base-share of the non-zero blocks unchanged since the clone, across all\ncontent kinds). Only flimcd (dedup) can use what the target holds; precopy, postcopy and hybrid send raw blocks.\n\nModelled: the link (bandwidth, delay; loss as the rate TCP keeps), the disk (content identity per block, no bytes), CPU time (zero).\nReal: the engines, filters, channel, message encoders and policies.')
     .action(async (opts: SimulateOptions) => {
       const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
       const rttMs = parseDuration(opts.rtt, '--rtt');
@@ -64,17 +69,22 @@ export function registerSimulate(program: Command): void {
       const variants = parseVariants(opts.algorithm);
       const image = opts.image ? await scanImage(opts.image, blockSize) : syntheticImage(parseSize(opts.imageSize ?? '20GiB', '--image-size'), blockSize, Number(opts.seed));
       if (image.size < blockSize) throw new UsageError(`the image (${image.size} bytes) is smaller than one block`);
+      if (opts.targetHolds !== 'none' && opts.targetHolds !== 'base') throw new UsageError(`--target-holds: "${opts.targetHolds}" must be none or base`);
+      const shareM = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(opts.baseShare);
+      const baseShare = shareM ? Number(shareM[1]) / 100 : NaN;
+      if (!(baseShare >= 0 && baseShare <= 1)) throw new UsageError(`--base-share: "${opts.baseShare}" must be a percentage from 0% to 100%`);
+      const baseImage = opts.targetHolds === 'base' ? baseOf(image, baseShare, Number(opts.seed)) : undefined;
       const workload = parseWorkload({ spec: opts.workload, imageBytes: image.size, bandwidthBps, blockSize, seed: Number(opts.seed), timeScale });
       const rows: SummaryRow[] = [];
       for (const variant of variants) {
-        const res = await runScenario({ image, workload, variant, bandwidthBps, rttMs, lossRate, warmupMs });
+        const res = await runScenario({ image, baseImage, workload, variant, bandwidthBps, rttMs, lossRate, warmupMs });
         rows.push(summarize(variant.name, res));
         if (!opts.json) process.stderr.write(`  ${variant.name}: done in ${res.wall_s.toFixed(1)} s\n`);
       }
-      const setup = { workload: workload.name, image_bytes: image.size, block_size: blockSize, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, loss_rate: lossRate, warmup_ms: warmupMs, seed: Number(opts.seed) };
+      const setup = { workload: workload.name, image_bytes: image.size, block_size: blockSize, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, loss_rate: lossRate, warmup_ms: warmupMs, seed: Number(opts.seed), target_holds: opts.targetHolds, ...(baseImage ? { base_share: baseShare } : {}) };
       if (opts.json) process.stdout.write(JSON.stringify({ ...setup, results: rows }, null, 2) + '\n');
       else {
-        process.stdout.write(`Simulated ${workload.name} on ${formatBytes(image.size)} over ${formatBitRate(bandwidthBps)}, ${rttMs} ms RTT\n\n${formatRows(rows)}\n`);
+        process.stdout.write(`Simulated ${workload.name} on ${formatBytes(image.size)} over ${formatBitRate(bandwidthBps)}, ${rttMs} ms RTT, target holds ${baseImage ? `the base image (${(baseShare * 100).toFixed(0)} % shared)` : 'nothing'}\n\n${formatRows(rows)}\n`);
       }
       if (rows.some((r) => !r.verified)) process.exitCode = ExitCode.VERIFY_FAILED;
     });
