@@ -55,7 +55,7 @@ test('a demand message overtakes queued bulk data, and bulk is limited by the wi
   assert.ok(got.filter((m) => m.type === MsgType.DATA && m.block !== 9999).length < 80, 'bulk did not all go first');
 });
 
-test('the window adapts to about 1.5 × BDP, keeping demand latency low after warm-up', () => {
+test('the window adapts to the bandwidth-delay product, keeping demand latency low after warm-up', () => {
   const clock = new VirtualClock();
   const { src, got } = pair(clock, { bandwidthBps: 20e6, delayMs: 20 });
   let next = 0;
@@ -124,4 +124,33 @@ test('frame decoder reassembles frames split at every byte boundary', () => {
     assert.deepEqual(out.map((f) => f.seq), [1, 2, 3]);
     assert.equal(out[2]!.payload.length, 5 + 1002);
   }
+});
+
+test('acks bunched by a receiver that stalls do not inflate the rate estimate or the window', async () => {
+  const clock = new VirtualClock();
+  const link = { bandwidthBps: 20e6, delayMs: 20 };
+  const [a, b] = memoryLink(clock, link);
+  const src = new Channel({ clock, onMessage: () => {} });
+  // The receiver applies messages in bursts: every 400 ms it finishes all it has (a disk or event-loop stall).
+  const held: Array<() => void> = [];
+  const dst = new Channel({ clock, onMessage: () => new Promise<void>((resolve) => { held.push(resolve); }) });
+  src.attach(a);
+  dst.attach(b);
+  let next = 0;
+  let maxRate = 0;
+  for (let t = 0; t < 10_000; t += 10) {
+    while (src.queuedBytes(Priority.BULK) < 1 << 20) src.send(data(next++), Priority.BULK);
+    if (t % 400 === 0) {
+      for (const f of held.splice(0)) f();
+      await new Promise((r) => setImmediate(r)); // the receiver's handlers settle, then it acks
+    }
+    clock.advanceTo(t);
+    if (t > 2000) maxRate = Math.max(maxRate, src.stats.deliveryRateBps ?? 0);
+  }
+  // Payload rate is a little under the link rate (framing); bunched acks must not read as a faster link.
+  assert.ok(maxRate < 1.1 * link.bandwidthBps, `rate estimate ${(maxRate / 1e6).toFixed(1)} Mbit/s on a 20 Mbit/s link`);
+  assert.ok(maxRate > 0.8 * link.bandwidthBps, `rate estimate ${(maxRate / 1e6).toFixed(1)} Mbit/s`);
+  // The window covers the transmit-to-ack time (which includes the stalls) with little more.
+  const bdpAck = (maxRate / 8) * (src.stats.minAckRttMs! / 1000);
+  assert.ok(src.stats.window <= 1.3 * bdpAck + 1, `window ${src.stats.window} vs rate × ack rtt ${bdpAck}`);
 });
