@@ -36,12 +36,13 @@
  * whole-block write makes a block present. Post-copy ends when all is present.
  *
  * Checked against the real bench (bench:postcopy, plain variant, same seeds,
- * session 4): where the real post-copy ran near line rate (its time within
- * about 20 % of the model's), miss counts agreed within 10 % per run: model /
- * real moderate 214 / 218 (seed 1), 152 / 168; mail 214 / 215, 141 / 138,
- * 138 / 138; fiu 408 / 379, 329 / 358, 352 / 365. A run slowed by machine
- * load (moderate seed 2: post-copy 12.8 s against the model's 7.8 s, 233
- * misses against 162) reads more during post-copy and misses more:
+ * session 4): in a run where every real post-copy ran near line rate
+ * (7.6-9.2 s against the model's 7.3-8.6 s), miss counts per run, model /
+ * real: moderate 214 / 226, 162 / 156, 152 / 150; mail 214 / 210, 141 / 139,
+ * 138 / 140; fiu 408 / 404, 329 / 355, 352 / 377: within 8 %. A run slowed
+ * by machine load (moderate seed 2 in another run: post-copy 12.8 s against
+ * the model's 7.8 s, 233 misses against 162) reads more during post-copy and
+ * misses more:
  * the model assumes the push runs at the link rate.
  */
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
