@@ -53,6 +53,12 @@ interface Outgoing {
   onAck?: () => void;
   /** Sent with the window or the transport full: its ack measures the link, not what the sender had to send. */
   linkLimited?: boolean;
+  /** Delivery-rate bookkeeping at transmission: bytes acked so far, and when the last of them was. */
+  deliveredAtSend: number;
+  deliveredTimeAtSend: number;
+  /** When it was transmitted, and when the newest message acked by then had been. */
+  sentAt: number;
+  firstSentAtSend: number;
 }
 
 export interface ChannelStats {
@@ -67,8 +73,28 @@ export interface ChannelStats {
   window: number;
   inFlight: number;
   minRttMs: number | undefined;
+  /** Smallest time from transmitting a message to its ack (the peer processed it) over the last 10 s. */
+  minAckRttMs: number | undefined;
   deliveryRateBps: number | undefined;
 }
+
+/**
+ * Window before the first rate sample. Small: a post-copy migration cuts over
+ * at once, and every byte of a large first window (it was 4 MiB) sat in the
+ * link's queue ahead of the first on-demand replies (390 ms at 100 Mbit/s,
+ * the p99 miss latency session 3 saw). While the window limits the rate it
+ * grows by STARTUP_GAIN per round trip, then by WINDOW_GAIN.
+ */
+export const INITIAL_WINDOW = 512 * 1024;
+
+/** Send window over the measured bandwidth × (transmit-to-ack) product, once start-up is over. */
+export const WINDOW_GAIN = 1.25;
+
+/**
+ * The same during start-up: doubling per round trip reaches 1 Gbit/s × 150 ms
+ * from INITIAL_WINDOW in ~6 round trips (1.25 would take ~16, 2.4 s there).
+ */
+export const STARTUP_GAIN = 2;
 
 const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<number, string>;
 
@@ -103,7 +129,17 @@ export class Channel {
 
   // estimators
   private rateSamples: Array<{ at: number; bps: number; linkLimited: boolean }> = [];
+  /** Bytes of sequenced messages the peer has acknowledged, and when the latest ack came. */
+  private deliveredBytes = 0;
+  private deliveredTime = 0;
+  private lastAckedSentAt = 0;
+  /** Start-up (BBR's): the window grows by STARTUP_GAIN per round trip until the rate stops growing. */
+  private pipeFilled = false;
+  private fullRateBps = 0;
+  private fullRateRounds = 0;
+  private roundStartedAt = 0;
   private rttSamples: Array<{ at: number; ms: number }> = [];
+  private ackRttSamples: Array<{ at: number; ms: number }> = [];
   private window: number;
   /** The delivery-rate estimate includes acks of messages sent while the link held the sender back. */
   private rateLinkLimited = false;
@@ -115,10 +151,10 @@ export class Channel {
   readonly stats: ChannelStats;
 
   constructor(private readonly opts: ChannelOptions) {
-    this.window = opts.initialWindow ?? 4 * 1024 * 1024;
+    this.window = opts.initialWindow ?? INITIAL_WINDOW;
     this.stats = {
       bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, receivedByType: {}, retransmittedBytes: 0,
-      window: this.window, inFlight: 0, minRttMs: undefined, deliveryRateBps: undefined,
+      window: this.window, inFlight: 0, minRttMs: undefined, minAckRttMs: undefined, deliveryRateBps: undefined,
     };
   }
 
@@ -176,7 +212,7 @@ export class Channel {
     const parts = encodeMessage(m);
     let bytes = 0;
     for (const p of parts) bytes += p.length;
-    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0, onAck };
+    const o: Outgoing = { type: m.type, prio, parts, bytes, seq: 0, onAck, deliveredAtSend: 0, deliveredTimeAtSend: 0, sentAt: 0, firstSentAtSend: 0 };
     this.queues[prio]!.push(o);
     if (prio >= Priority.PREFETCH) this.queuedBulkBytes += bytes;
     this.pump();
@@ -266,6 +302,16 @@ export class Channel {
       o.frame = encodeFrame(o.type, 0, o.seq, o.parts);
     }
     if (isSequenced(o.type)) {
+      // Sent onto an idle link: the rate interval starts now, not at the last ack (idle time is not slowness).
+      const now = this.opts.clock.now();
+      if (this.unacked.length === 0) {
+        this.deliveredTime = now;
+        this.lastAckedSentAt = now;
+      }
+      o.sentAt = now;
+      o.deliveredAtSend = this.deliveredBytes;
+      o.deliveredTimeAtSend = this.deliveredTime;
+      o.firstSentAtSend = this.lastAckedSentAt;
       this.unacked.push(o);
       this.inFlightBytes += o.bytes;
     }
@@ -366,11 +412,20 @@ export class Channel {
 
   private ackUpTo(seq: number): void {
     const now = this.opts.clock.now();
+    let last: Outgoing | undefined;
     while (this.unacked.length && this.unacked[0]!.seq <= seq) {
       const o = this.unacked.shift()!;
       this.inFlightBytes -= o.bytes;
-      this.addRate(o.bytes, now, o.linkLimited === true);
+      this.deliveredBytes += o.bytes;
+      last = o;
       o.onAck?.();
+    }
+    if (last) {
+      this.deliveredTime = now;
+      this.lastAckedSentAt = last.sentAt;
+      this.addAckRtt(now - last.sentAt, now);
+      // Acks bunched by a stall at the peer come faster than the link delivered: the send interval bounds that.
+      this.addRate(this.deliveredBytes - last.deliveredAtSend, Math.max(now - last.deliveredTimeAtSend, last.sentAt - last.firstSentAtSend), now, last.linkLimited === true);
     }
     this.stats.inFlight = this.inFlightBytes;
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
@@ -378,31 +433,56 @@ export class Channel {
   }
 
   /**
-   * Delivery rate: acked bytes per 250 ms bucket, max over the last 10 s.
-   * Buckets smooth out coalesced acks (which inflate per-ack samples); the max
-   * ignores buckets where the sender had nothing to send.
+   * Delivery rate, sampled per ack as BBR does: the bytes acked between the
+   * newest acked message's transmission and now, over the time since the ack
+   * that preceded its transmission. The interval spans about a round trip, so
+   * acks that arrive bunched (coalesced, or released after a stall at the
+   * peer) do not read as a faster link, which a count per short time bucket
+   * did (it overstated a 100 Mbit/s link by up to 30 %, and the window with it:
+   * a queue that on-demand replies waited behind). Max of the samples over
+   * 10 s, kept per 250 ms bucket; samples from an interval under 1 ms are noise.
    */
-  private addRate(bytes: number, now: number, linkLimited: boolean): void {
-    const BUCKET = RATE_BUCKET_MS;
-    const slot = Math.floor(now / BUCKET);
+  private addRate(bytes: number, intervalMs: number, now: number, linkLimited: boolean): void {
+    if (!(intervalMs >= 1)) return;
+    const slot = Math.floor(now / RATE_BUCKET_MS);
+    const bps = (bytes * 8 * 1000) / intervalMs;
     const last = this.rateSamples.at(-1);
     if (last && last.at === slot) {
-      last.bps += bytes;
+      last.bps = Math.max(last.bps, bps);
       last.linkLimited ||= linkLimited;
     } else {
-      this.rateSamples.push({ at: slot, bps: bytes, linkLimited });
+      this.rateSamples.push({ at: slot, bps, linkLimited });
       while (this.rateSamples.length && slot - this.rateSamples[0]!.at > RATE_HORIZON_MS / RATE_BUCKET_MS) this.rateSamples.shift();
     }
     let max = 0;
-    // The current bucket is still filling: use only complete ones (or it if it is the only one).
-    const complete = this.rateSamples.length > 1 ? this.rateSamples.slice(0, -1) : this.rateSamples;
-    for (const s of complete) max = Math.max(max, (s.bps * 8 * 1000) / BUCKET);
-    const limited = complete.some((s) => s.linkLimited);
-    if (this.rateSamples.length > 1 || now - slot * BUCKET > BUCKET / 2) {
-      this.stats.deliveryRateBps = max;
-      this.rateLinkLimited = limited;
-      this.resize();
+    let limited = false;
+    for (const s of this.rateSamples) {
+      max = Math.max(max, s.bps);
+      limited ||= s.linkLimited;
     }
+    this.stats.deliveryRateBps = max;
+    this.rateLinkLimited = limited;
+    if (linkLimited) this.checkPipeFilled(max, now);
+    this.resize();
+  }
+
+  /**
+   * Start-up ends once three round trips in a row, each with the link holding
+   * the sender back, raised the rate by less than a quarter (BBR's full-pipe
+   * test); from then on the window keeps only WINDOW_GAIN of headroom.
+   */
+  private checkPipeFilled(rateBps: number, now: number): void {
+    if (this.pipeFilled) return;
+    if (rateBps >= 1.25 * this.fullRateBps) {
+      this.fullRateBps = rateBps;
+      this.fullRateRounds = 0;
+      this.roundStartedAt = now;
+      return;
+    }
+    const round = this.stats.minAckRttMs ?? this.stats.minRttMs ?? 0;
+    if (now - this.roundStartedAt < round) return;
+    this.roundStartedAt = now;
+    if (++this.fullRateRounds >= 3) this.pipeFilled = true;
   }
 
   private addRtt(ms: number): void {
@@ -415,16 +495,37 @@ export class Channel {
     this.resize();
   }
 
-  /** Window = 1.5 × bandwidth-delay product: the link stays full, the queue in front of it stays short. */
+  /** Smallest transmit-to-ack time over the last 10 s, kept per 250 ms bucket. */
+  private addAckRtt(ms: number, now: number): void {
+    const slot = Math.floor(now / 250);
+    const last = this.ackRttSamples.at(-1);
+    if (last && last.at === slot) last.ms = Math.min(last.ms, ms);
+    else {
+      this.ackRttSamples.push({ at: slot, ms });
+      while (this.ackRttSamples.length && slot - this.ackRttSamples[0]!.at > 40) this.ackRttSamples.shift();
+    }
+    let min = Infinity;
+    for (const s of this.ackRttSamples) min = Math.min(min, s.ms);
+    this.stats.minAckRttMs = min;
+  }
+
+  /**
+   * Window = 1.25 × the rate times the smallest transmit-to-ack time: what
+   * keeps the link busy, since an ack comes after the peer has processed the
+   * message (its write, one serialisation, the ack coalescing), and little
+   * more, since every byte beyond it waits in the link's queue, in front of
+   * any on-demand reply sent after it. (The ping's round trip leaves the
+   * processing out; 1.5 × that had replies waiting ~20 ms at 100 Mbit/s.)
+   */
   private resize(): void {
     const rate = this.stats.deliveryRateBps;
-    const rtt = this.stats.minRttMs;
+    const rtt = this.stats.minAckRttMs ?? this.stats.minRttMs;
     if (rate === undefined || rtt === undefined) return;
     const bdp = (rate / 8) * (Math.max(rtt, 1) / 1000);
     const min = this.opts.minWindow ?? 256 * 1024;
     const max = this.opts.maxWindow ?? 256 * 1024 * 1024;
-    // While window-limited the rate sample equals window/RTT, so growing by 1.5 per round probes for more.
-    let next = Math.min(max, Math.max(min, 1.5 * bdp));
+    // While window-limited the rate sample equals window/RTT, so growing by the gain per round probes for more.
+    let next = Math.min(max, Math.max(min, (this.pipeFilled ? WINDOW_GAIN : STARTUP_GAIN) * bdp));
     // Rate samples from a sender that neither filled the window nor the transport measure what
     // it offered, not the link (e.g. only OFFERs in flight while their answers are awaited):
     // they may grow the window, never shrink it (as BBR treats application-limited samples).

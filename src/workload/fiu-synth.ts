@@ -34,7 +34,13 @@ const PAGE = 4096;
 const SECTOR = 512;
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
 
-function zipfSampler(n: number, s: number, rng: Prng): () => number {
+interface ZipfSampler {
+  pick(): number;
+  /** Each item's probability of being picked (by item index). */
+  weights(): Float64Array;
+}
+
+function zipfSampler(n: number, s: number, rng: Prng): ZipfSampler {
   const cdf = new Float64Array(n);
   let acc = 0;
   for (let k = 0; k < n; k++) cdf[k] = acc += Math.pow(k + 1, -s);
@@ -43,22 +49,47 @@ function zipfSampler(n: number, s: number, rng: Prng): () => number {
     const j = rng.int(i + 1);
     [perm[i], perm[j]] = [perm[j]!, perm[i]!];
   }
-  return () => {
-    const u = rng.next() * acc;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cdf[mid]! > u) hi = mid;
-      else lo = mid + 1;
-    }
-    return perm[lo]!;
+  return {
+    pick: () => {
+      const u = rng.next() * acc;
+      let lo = 0;
+      let hi = n - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cdf[mid]! > u) hi = mid;
+        else lo = mid + 1;
+      }
+      return perm[lo]!;
+    },
+    weights: () => {
+      const w = new Float64Array(n);
+      for (let k = 0; k < n; k++) w[perm[k]!] = (cdf[k]! - (k ? cdf[k - 1]! : 0)) / acc;
+      return w;
+    },
   };
 }
 
-/** The trace's lines, in time order (a few hundred per second of trace). */
-export function synthesizeFiuTrace(o: FiuSynthOptions): string[] {
-  const rng = new Prng(o.seed ?? 391);
+/** Operation mix (shares of operations, cumulative thresholds used by the generator). */
+export const FIU_MIX = { fileRead: 0.3, dbRead: 0.3, dbWrite: 0.25, logAppend: 0.15 } as const;
+/** Pages per file-read request (32 KiB). */
+export const FIU_FILE_REQUEST_PAGES = 8;
+
+/** Where things lie on the synthetic disk and how popular they are: drawn first from the seed. */
+export interface FiuLayout {
+  pages: number;
+  ops: number;
+  metaPages: number;
+  dbFirst: number;
+  dbPages: number;
+  logFirst: number;
+  logPages: number;
+  /** Files: metadata page, first page, size in pages. */
+  files: Array<{ meta: number; first: number; size: number }>;
+  file: ZipfSampler;
+  dbArea: ZipfSampler;
+}
+
+function fiuLayout(o: FiuSynthOptions, rng: Prng): FiuLayout {
   const pages = Math.floor(o.imageBytes / PAGE);
   if (pages < 1024) throw new RangeError('synthetic FIU trace: image must be at least 4 MiB');
   const ops = o.opsPerSecond ?? 40;
@@ -74,9 +105,21 @@ export function synthesizeFiuTrace(o: FiuSynthOptions): string[] {
     const size = 16 * (1 + rng.int(16)); // 64 KiB .. 1 MiB in pages
     return { meta: i % metaPages, first: fileFirst + rng.int(Math.max(1, filePagesSpan - size)), size };
   });
-  const pickFile = zipfSampler(nFiles, 1.1, rng);
+  const file = zipfSampler(nFiles, 1.1, rng);
   const dbAreas = Math.max(1, Math.floor(dbPages / 256));
-  const pickDbArea = zipfSampler(dbAreas, 1.1, rng);
+  const dbArea = zipfSampler(dbAreas, 1.1, rng);
+  return { pages, ops, metaPages, dbFirst, dbPages, logFirst, logPages, files, file, dbArea };
+}
+
+/** The layout a trace with these options was generated on (for models of its true popularity). */
+export function synthesizedFiuLayout(o: FiuSynthOptions): FiuLayout {
+  return fiuLayout(o, new Prng(o.seed ?? 391));
+}
+
+/** The trace's lines, in time order (a few hundred per second of trace). */
+export function synthesizeFiuTrace(o: FiuSynthOptions): string[] {
+  const rng = new Prng(o.seed ?? 391);
+  const { ops, dbFirst, dbPages, logFirst, logPages, files, file: pickFile, dbArea: pickDbArea } = fiuLayout(o, rng);
   const content = new Map<number, string>();
   let fresh = 0;
   let logCursor = 0;
@@ -100,15 +143,15 @@ export function synthesizeFiuTrace(o: FiuSynthOptions): string[] {
     t += (-Math.log(1 - rng.next()) * 1000) / ops;
     if (t >= end) break;
     const u = rng.next();
-    if (u < 0.3) {
-      const f = files[pickFile()]!;
+    if (u < FIU_MIX.fileRead) {
+      const f = files[pickFile.pick()]!;
       emit(t, 2101, 'httpd', f.meta, 1, false);
       let tt = t + 0.3;
-      for (let p = 0; p < f.size; p += 8, tt += 0.3) emit(tt, 2101, 'httpd', f.first + p, Math.min(8, f.size - p), false);
-    } else if (u < 0.85) {
-      const area = pickDbArea();
+      for (let p = 0; p < f.size; p += FIU_FILE_REQUEST_PAGES, tt += 0.3) emit(tt, 2101, 'httpd', f.first + p, Math.min(FIU_FILE_REQUEST_PAGES, f.size - p), false);
+    } else if (u < FIU_MIX.fileRead + FIU_MIX.dbRead + FIU_MIX.dbWrite) {
+      const area = pickDbArea.pick();
       const page = Math.min(dbFirst + dbPages - 1, dbFirst + area * 256 + rng.int(256));
-      emit(t, 3307, 'mysqld', page, 1, u >= 0.6);
+      emit(t, 3307, 'mysqld', page, 1, u >= FIU_MIX.fileRead + FIU_MIX.dbRead);
     } else {
       const n = 1 + rng.int(4);
       if (logCursor + n > logPages) logCursor = 0;

@@ -155,6 +155,13 @@ class AreaPicker {
     }
   }
 
+  /** The probability of each area (by area index) being picked. */
+  weights(): Float64Array {
+    const w = new Float64Array(this.perm.length);
+    for (let k = 0; k < this.cdf.length; k++) w[this.perm[k]!] = this.cdf[k]! - (k ? this.cdf[k - 1]! : 0);
+    return w;
+  }
+
   pick(u: number): number {
     const cdf = this.cdf;
     let lo = 0;
@@ -257,6 +264,18 @@ export class RequestGenerator implements Iterable<WorkloadRequest> {
   /** The area order by write popularity (index 0 = hottest), for tests and reports. */
   get writeHotAreas(): Uint32Array {
     return this.writeAreas.perm;
+  }
+
+  /**
+   * The true probability that a read picks each area (by area index): the mix
+   * of the write and the independent read popularity that next() draws from.
+   */
+  readAreaWeights(): Float64Array {
+    const f = this.params.readFollowsWriteShare;
+    const w = this.writeAreas.weights();
+    const r = this.readAreas.weights();
+    for (let a = 0; a < w.length; a++) w[a] = f * w[a]! + (1 - f) * r[a]!;
+    return w;
   }
 
   /** The next request, or undefined if the workload does no I/O at all. */
