@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ID_KEY_BYTES, type ContentIndex, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
+import { ID_KEY_BYTES, countBlocks, imageRecord, type ContentIndex, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
 
 /**
  * A replica index held in memory, with the LMDB index's semantics (first
@@ -23,19 +23,16 @@ export class MemoryReplicaIndex implements ContentIndex {
   }
 
   blockCount(blockSize: number): number {
-    let n = 0;
-    for (const im of this.images.values()) if (im.blockSize === blockSize) n += im.blocks;
-    return n;
+    return countBlocks(this.images.values(), blockSize);
   }
 
   async ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
     if (existing && existing.blockSize === meta.blockSize) return existing;
-    const no = existing?.no ?? this.list().reduce((m, im) => Math.max(m, im.no), 0) + 1;
-    const im: IndexedImage = { path: p, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind };
+    const im = imageRecord(p, existing, this.list(), meta);
     this.images.set(p, im);
-    this.byNo.set(no, im);
+    this.byNo.set(im.no, im);
     return im;
   }
 

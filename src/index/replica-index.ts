@@ -97,9 +97,7 @@ export class ReplicaIndex implements ContentIndex {
 
   /** Total entries for a block size (sum over images; an upper bound, ids are unique). */
   blockCount(blockSize: number): number {
-    let n = 0;
-    for (const im of this.list()) if (im.blockSize === blockSize) n += im.blocks;
-    return n;
+    return countBlocks(this.list(), blockSize);
   }
 
   /** Registers (or re-registers) an image and returns its number. */
@@ -107,8 +105,7 @@ export class ReplicaIndex implements ContentIndex {
     const p = resolve(path);
     const existing = this.images.get(p);
     if (existing && existing.blockSize === meta.blockSize) return existing;
-    const no = existing?.no ?? this.list().reduce((m, im) => Math.max(m, im.no), 0) + 1;
-    const im: IndexedImage = { path: p, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind };
+    const im = imageRecord(p, existing, this.list(), meta);
     await this.images.put(p, im);
     return im;
   }
@@ -186,4 +183,17 @@ export class ReplicaIndex implements ContentIndex {
   async close(): Promise<void> {
     await this.env.close();
   }
+}
+
+/** Entries for a block size over these images (an upper bound: ids are unique). */
+export function countBlocks(images: Iterable<IndexedImage>, blockSize: number): number {
+  let n = 0;
+  for (const im of images) if (im.blockSize === blockSize) n += im.blocks;
+  return n;
+}
+
+/** A (re-)registered image's record: it keeps its number, or takes the next free one. */
+export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): IndexedImage {
+  const no = existing?.no ?? all.reduce((m, im) => Math.max(m, im.no), 0) + 1;
+  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind };
 }
