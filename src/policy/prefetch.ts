@@ -9,9 +9,8 @@
  *    stream opens one and fetches the `window` blocks after it (none by
  *    default). A read that continues a stream moves it on and confirms it; a
  *    confirmed stream reads ahead one block, and its own window doubles each
- *    time its read-ahead is read in time or nearly (a hit or a late read)
- *    and halves each time the reader overtakes a read-ahead asked for less
- *    than half a fetch latency before (a burst far faster than the link);
+ *    time its read-ahead is read in time or nearly (a hit, or a late read:
+ *    the reader needs more blocks in flight to stay ahead of the latency);
  *    whenever the reader comes within half a window of the end of what was
  *    fetched ahead, the next stretch goes out. The window misses start with
  *    adapts: it doubles when a miss's neighbours are read, and halves (down
@@ -168,8 +167,6 @@ export class PrefetchPolicy {
     this.expire(now);
     this.now = now;
     let hit = false;
-    /** The reader overtook a read-ahead that had been on its way for less than half a fetch: far too fast for it. */
-    let overtook = false;
     const askedAt = this.outstanding.get(b);
     if (this.unread[b]) {
       this.unread[b] = 0;
@@ -179,7 +176,6 @@ export class PrefetchPolicy {
     } else if (askedAt !== undefined) {
       this.outstanding.delete(b);
       this.stats.late++;
-      overtook = now - askedAt < this.fetchLatencyMs / 2;
     }
     const out = new Batch(this, wanted);
     const s = sequential === false ? undefined : this.findStream(b);
@@ -196,11 +192,12 @@ export class PrefetchPolicy {
           // A sequential reader: it tries reading ahead by one block.
           s.window = Math.max(1, s.window);
         }
-        if (overtook) {
-          // The reader is far faster than read-ahead lands: it fetches on demand before any could, so read ahead less.
-          s.window = Math.floor(s.window / 2);
-        } else if (askedAt !== undefined || hit) {
-          // Read-ahead landed in time, or nearly: read further ahead, but no further than the stream has come (short runs end soon).
+        if (askedAt !== undefined || hit) {
+          // Read-ahead landed in time, or nearly, or the reader caught up with one asked for moments ago: a
+          // sustained reader (it has run a fetch latency, see below) that needs more blocks in flight to stay
+          // ahead. Read further ahead, but no further than the stream has come (short runs end soon).
+          // Shrinking on an overtake instead left a reader slower than the link but faster than one block per
+          // fetch latency at window 0 for good (the stream never asked again, so nothing could grow it back).
           s.window = Math.min(this.config.maxWindow, Math.max(1, s.window * 2), Math.max(1, s.advanced));
         }
         if (s.window > 0 && s.ahead - b < s.window / 2 + 1 && now - s.startedAt >= this.fetchLatencyMs) this.extend(s, out);

@@ -203,3 +203,33 @@ test('a reader that gets through its run faster than a fetch lands is not read a
   const slow = run(100);
   assert.ok(slow > 0 && slow <= 16 + 16, `a reader slower than fetches is read ahead, never further than it has come: ${slow}`);
 });
+
+test('a sustained reader faster than one block per fetch latency (but slower than the link) gets read far enough ahead', () => {
+  // Fetches land 36 ms after they are asked; the reader takes 10 ms a block when it hits and waits for a miss.
+  // It once caught up with a read-ahead asked moments before, and the old rule shrank its window to 0 for good.
+  const LAT = 36;
+  const p = new PrefetchPolicy({ blockCount: 400, blockSize: BS, areaBlocks: 16, fetchLatencyMs: LAT, hotAreaReads: Infinity });
+  const present = new Uint8Array(400);
+  const arriving = new Map<number, number>(); // block → when it lands
+  const wanted = (b: number) => !present[b] && !arriving.has(b);
+  let now = 0;
+  let misses = 0;
+  const land = () => {
+    for (const [b, at] of arriving) if (at <= now) { present[b] = 1; arriving.delete(b); p.onArrived(b, true); }
+  };
+  for (let b = 100; b < 228; b++) {
+    land();
+    const was = present[b] === 1;
+    const asked = p.onRead(b, was, now, wanted, b > 100);
+    for (const x of asked) arriving.set(x, now + LAT);
+    if (!was) {
+      misses++;
+      now = Math.max(now + LAT, arriving.get(b) ?? 0); // the read waits for its block (demand, or the read-ahead on its way)
+      arriving.delete(b);
+      present[b] = 1;
+    }
+    now += 10;
+  }
+  assert.ok(misses <= 16, `128 blocks read sequentially, ${misses} of them missed`);
+  assert.ok(p.stats.hits >= 100, `read-ahead hits ${p.stats.hits}`);
+});
