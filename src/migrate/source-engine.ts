@@ -234,11 +234,17 @@ export class SourceEngine {
       this.cutoverReason = 'post-copy cuts over at once';
     }
 
-    await this.cutover();
-    if (hasPostcopy(this.o.algorithm)) {
-      this.setPhase('postcopy');
-      await this.push();
-    }
+    const { handedOver } = await this.cutover();
+    if (!hasPostcopy(this.o.algorithm)) return handedOver;
+    // The push starts the moment CUTOVER is on the link, not a round trip later when CUTOVER_DONE is
+    // back: its first blocks reach the target right behind the hand-off, while the VM's first reads
+    // there would otherwise all miss and wait a round trip for their fetches. The target applies what
+    // follows CUTOVER only once it serves (target-engine.ts).
+    const pushing = this.push();
+    pushing.catch(() => {}); // awaited below; an abort can fail it before the hand-off settles
+    await handedOver;
+    this.setPhase('postcopy');
+    await pushing;
   }
 
   private async finishRun(): Promise<MigrationReport> {
@@ -384,11 +390,12 @@ export class SourceEngine {
   }
 
   /**
-   * Stops the VM's I/O here, hands the target the list of blocks it lacks
-   * (after stop-and-copy for precopy), waits until the target serves, then
-   * turns the VM away from this side for good.
+   * Stops the VM's I/O here and hands the target the list of blocks it lacks
+   * (after stop-and-copy for precopy). Returns once CUTOVER is sent;
+   * `handedOver` settles when the target serves and the VM has been turned
+   * away from this side for good.
    */
-  private async cutover(): Promise<void> {
+  private async cutover(): Promise<{ handedOver: Promise<void> }> {
     const { channel, gate, clock, image, blockSize } = this.o;
     if (this.cutoverRequested && !this.cutoverReason) this.cutoverReason = 'requested by the operator';
     this.setPhase('cutover');
@@ -431,11 +438,14 @@ export class SourceEngine {
     this.pushPending = this.needSend.clone();
     this.o.log.info({ missingBlocks: this.pushPending.count, reason: this.cutoverReason }, 'cut-over: VM I/O held at the source');
     const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
-    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.bits });
-    await this.expect(MsgType.CUTOVER_DONE);
-    this.cutoverDoneAt = clock.now();
-    // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
-    gate.shut('this disk has moved to the migration target');
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.clone().bits }); // a copy: the frame holds these bytes uncopied until acked, and the push clears bits of pushPending at once
+    const done = this.expect(MsgType.CUTOVER_DONE).then(() => {
+      this.cutoverDoneAt = clock.now();
+      // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
+      gate.shut('this disk has moved to the migration target');
+    });
+    done.catch(() => {}); // the caller awaits it; an abort before then rejects it
+    return { handedOver: done };
   }
 
   /** Post-copy background push of everything the target still misses: read-hot areas first with hot order, else block order. */

@@ -61,6 +61,8 @@ export interface TargetResult {
 
 /** 32 MiB: at 1 Gbit/s about a quarter second of pre-copy, so the cut-over flush is small on any WAN. */
 const DEFAULT_BACKGROUND_FLUSH_BYTES = 32 << 20;
+/** Messages that put content into blocks (or offer it). */
+const CARRIES_BLOCKS: ReadonlySet<number> = new Set([MsgType.DATA, MsgType.ZERO, MsgType.REF, MsgType.OFFER]);
 
 const REASONS = Object.fromEntries(Object.entries(DataReason).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
 
@@ -160,6 +162,10 @@ export class TargetEngine {
 
   handle(m: Message): void | Promise<void> {
     if (this.superseded) return;
+    // Blocks that follow CUTOVER (the source pushes at once) wait until the VM is served here: applied
+    // before start(missing) they would be marked missing again, and the cut-over's own wait for what
+    // came before it would wait for them too. Promise reactions keep their order.
+    if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) return this.cutoverRunning.then(() => this.handle(m));
     switch (m.type) {
       case MsgType.DATA: {
         this.count(m.reason, m.data.length);
