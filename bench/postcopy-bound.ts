@@ -1,291 +1,59 @@
 /**
  * How low can push ordering take the post-copy miss rate on bench:postcopy's
- * workloads? A model, not a measurement: it replays the very requests
- * bench:postcopy runs (same generators, seeds, warm-up, image, link rate) on a
- * modelled link, for push orders from what the source can know to what only a
- * clairvoyant could, and prints each one's miss rate over plain block order.
+ * workloads? Prints the model's miss rate for each push order over plain block
+ * order (bench/postcopy-model.ts has the model, its orders and its check
+ * against measured counts). A model, not a measurement.
  *
  *   npm run -s bench:postcopy-bound [-- --json] [--runs N] [--size 128MiB] [--only moderate,mail,fiu]
- *
- * Orders (all pushed by the real policy code: HeatMap, pushOrder, walkAreas):
- * - plain: block order (plain post-copy).
- * - source heat: read-hot areas first by the source's heat map at cut-over
- *   (hot order before block heat).
- * - source block heat: the push plan hot order uses now (transfer-order.ts
- *   pushPlan): blocks and areas by the source's block and area read heat.
- * - perfect area heat: areas by how often the workload actually reads them
- *   after cut-over, counted exactly (no ordering by area heat can beat the
- *   true area popularity on a workload whose reads are uniform inside areas).
- * - perfect block heat: pushPlan on the exact read counts after cut-over.
- * - oracle probability: every block by its true read probability, computed
- *   from the generator's own parameters (src/workload/read-probability.ts:
- *   Zipf area weights of both popularities, uniform slots within an area, the
- *   sequential share's position profile; for fiu the synthesis' file and
- *   database popularity). For i.i.d. reads no policy that knows only the past
- *   can order better: this is the bound on push ordering (the sequential
- *   share is not i.i.d.; following live streams is prefetch's job).
- * - clairvoyant: every block in the order of its first read after cut-over
- *   (needs the future; a floor no real system reaches).
- *
- * Model: blocks holding only zeros at cut-over (and not written in warm-up)
- * are present at the target (they travel as holes before cut-over); the push
- * sends one block per block-time at the link rate; a read or partial write of
- * a missing block sends a demand fetch, which takes one block-time of the
- * link and lands `rtt + queue` ms later; reads of a block before it lands are
- * misses (design.md block_miss_rate: every block a read touches counts); a
- * whole-block write makes a block present. Post-copy ends when all is present.
- *
- * Checked against the real bench (bench:postcopy, plain variant, same seeds,
- * session 4): in a run where every real post-copy ran near line rate
- * (7.6-9.2 s against the model's 7.3-8.6 s), miss counts per run, model /
- * real: moderate 214 / 226, 162 / 156, 152 / 150; mail 214 / 210, 141 / 139,
- * 138 / 140; fiu 408 / 404, 329 / 355, 352 / 377: within 8 %. A run slowed
- * by machine load (moderate seed 2 in another run: post-copy 12.8 s against
- * the model's 7.8 s, 233 misses against 162) reads more during post-copy and
- * misses more:
- * the model assumes the push runs at the link rate.
  */
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { generateImage } from '../src/workload/image-gen.ts';
-import { resolveProfile } from '../src/workload/profiles.ts';
-import { RequestGenerator, type WorkloadRequest } from '../src/workload/generator.ts';
-import { synthesizeFiuTrace } from '../src/workload/fiu-synth.ts';
-import { fiuBlockReadRates, generatorBlockReadRates } from '../src/workload/read-probability.ts';
-import { FiuReplay, parseFiuTrace } from '../src/workload/fiu-trace.ts';
-import { HeatMap } from '../src/policy/heat-map.ts';
-import { BLOCK_ORDER, pushOrder, pushPlan, type AreaOrder, type BlockHeat } from '../src/policy/transfer-order.ts';
-import { walkAreas, walkPlan } from '../src/migrate/area-walk.ts';
-import { Bitmap } from '../src/util/bitmap.ts';
-import { parseSize } from '../src/util/units.ts';
-import { median } from './stats.ts';
+import { benchArgs } from './bench-args.ts';
+import { modelPushOrders, MODEL_WORKLOADS, ORDERS } from './postcopy-model.ts';
 
-const ORDERS = ['plain', 'source heat', 'source block heat', 'perfect area heat', 'perfect block heat', 'oracle probability', 'clairvoyant'] as const;
-type Order = (typeof ORDERS)[number];
-const WORKLOADS = ['moderate', 'mail', 'fiu'] as const;
-type Workload = (typeof WORKLOADS)[number];
-const BS = 65536;
-const AREA = 1 << 20;
-
-interface Source {
-  next(): WorkloadRequest | undefined;
-}
-
-function parse() {
-  const { values: v } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      runs: { type: 'string', default: '3' },
-      size: { type: 'string', default: '128MiB' },
-      bandwidth: { type: 'string', default: '100' },
-      rtt: { type: 'string', default: '30' },
-      queue: { type: 'string', default: '40' },
-      warmup: { type: 'string', default: '10' },
-      only: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (v.help) {
-    process.stderr.write('usage: tsx bench/postcopy-bound.ts [--json] [--runs N] [--size SIZE] [--bandwidth MBITS] [--rtt MS] [--queue MS] [--warmup S] [--only moderate,mail,fiu]\n');
-    process.exit(2);
-  }
-  const only = (v.only ? v.only.split(',') : [...WORKLOADS]) as Workload[];
-  for (const w of only) if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload ${w}`);
-  return {
-    json: v.json!, runs: Math.max(1, Number(v.runs)), size: parseSize(v.size!, '--size'), bandwidthBps: Number(v.bandwidth) * 1e6,
-    rttMs: Number(v.rtt), queueMs: Number(v.queue), warmupMs: Number(v.warmup) * 1000, only,
-  };
-}
-
-/** Block indices of all-zero blocks in the generated image (holes or zero data). */
-function zeroBlocks(path: string, size: number): Bitmap {
-  const data = readFileSync(path);
-  const z = new Bitmap(Math.ceil(size / BS));
-  for (let b = 0; b < z.size; b++) {
-    const s = data.subarray(b * BS, Math.min(size, (b + 1) * BS));
-    let zero = true;
-    for (let i = 0; i < s.length; i += 8) if (s.readBigUInt64LE(i) !== 0n) { zero = false; break; }
-    if (zero) z.set(b);
-  }
-  return z;
-}
-
-interface Outcome {
-  misses: number;
-  reads: number;
-  /** Misses by the read's kind, and whether the block was already on its way (pushed or fetched, not landed). */
-  kinds: { sequential: number; random: number; onTheWay: number };
-  /** Modelled post-copy duration (cut-over to the last block landing), ms. */
-  postcopyMs: number;
-}
-
-function simulate(o: ReturnType<typeof parse>, reqs: WorkloadRequest[], zeros: Bitmap, order: Order, truth: Float64Array): Outcome {
-  const n = zeros.size;
-  const areaBlocks = AREA / BS;
-  const blockMs = (BS * 8 * 1000) / o.bandwidthBps;
-  const heat = new HeatMap();
-  const missing = new Bitmap(n, true);
-  let i = 0;
-  for (; i < reqs.length && reqs[i]!.atMs < o.warmupMs; i++) {
-    const r = reqs[i]!;
-    const a = Math.floor(r.offset / AREA);
-    if (r.op === 'read') heat.recordRead(a, r.atMs);
-    else heat.recordWrite(a, r.atMs);
-  }
-  const written = new Bitmap(n);
-  for (let k = 0; k < i; k++) {
-    const r = reqs[k]!;
-    if (r.op === 'write') for (let b = Math.floor(r.offset / BS); b <= Math.floor((r.offset + r.length - 1) / BS); b++) written.set(b);
-  }
-  for (let b = 0; b < n; b++) if (zeros.get(b) && !written.get(b)) missing.clear(b);
-  const post = reqs.slice(i);
-  let seq: Iterable<number>;
-  const areaCounts = (rs: WorkloadRequest[]) => {
-    const truth = new HeatMap({ halfLifeMs: 1e15 });
-    for (const r of rs) if (r.op === 'read') truth.recordRead(Math.floor(r.offset / AREA), 0);
-    return truth.all(0);
-  };
-  const blockList = () => {
-    const list: number[] = [];
-    for (let b = missing.nextSet(0); b >= 0; b = missing.nextSet(b + 1)) list.push(b);
-    return list;
-  };
-  const readCounts = (rs: WorkloadRequest[]) => {
-    const c = new Float64Array(n);
-    for (const r of rs) if (r.op === 'read') for (let b = Math.floor(r.offset / BS); b <= Math.floor((r.offset + r.length - 1) / BS); b++) c[b]!++;
-    return c;
-  };
-  if (order === 'source block heat' || order === 'perfect block heat') {
-    // The real plan (pushPlan, walkPlan): area heat and block heat from warm-up (what the source knows) or from the future.
-    const rs = order === 'source block heat' ? reqs.slice(0, i) : post;
-    const c = readCounts(rs);
-    const areas = order === 'source block heat' ? heat.all(o.warmupMs) : areaCounts(rs);
-    const blocks: BlockHeat[] = [];
-    for (let b = 0; b < n; b++) if (c[b]! > 0) blocks.push({ block: b, reads: c[b]! });
-    seq = walkPlan(missing.clone(), pushPlan(areas, blocks, areaBlocks), areaBlocks);
-  } else if (order === 'oracle probability') {
-    seq = blockList().sort((x, y) => truth[y]! - truth[x]! || x - y);
-  } else if (order === 'clairvoyant') {
-    const first = new Map<number, number>();
-    for (const r of post) if (r.op === 'read') for (let b = Math.floor(r.offset / BS); b <= Math.floor((r.offset + r.length - 1) / BS); b++) if (!first.has(b)) first.set(b, r.atMs);
-    const list: number[] = [];
-    for (let b = missing.nextSet(0); b >= 0; b = missing.nextSet(b + 1)) list.push(b);
-    seq = list.sort((x, y) => (first.get(x) ?? Infinity) - (first.get(y) ?? Infinity) || x - y);
-  } else {
-    let ord: AreaOrder = BLOCK_ORDER;
-    if (order === 'source heat') ord = pushOrder(heat.all(o.warmupMs));
-    if (order === 'perfect area heat') ord = pushOrder(areaCounts(post));
-    seq = walkAreas(missing.clone(), ord, areaBlocks);
-  }
-  const arrival = new Float64Array(n).fill(Infinity);
-  for (let b = 0; b < n; b++) if (!missing.get(b)) arrival[b] = 0;
-  let left = missing.count;
-  const it = seq[Symbol.iterator]();
-  let linkFree = o.warmupMs;
-  const pushUntil = (t: number) => {
-    while (linkFree + blockMs <= t && left > 0) {
-      const x = it.next();
-      if (x.done) break;
-      const b = x.value;
-      if (arrival[b] !== Infinity) continue;
-      linkFree += blockMs;
-      arrival[b] = linkFree + o.rttMs / 2;
-      left--;
-    }
-  };
-  let misses = 0;
-  let reads = 0;
-  const kinds = { sequential: 0, random: 0, onTheWay: 0 };
-  for (const r of post) {
-    pushUntil(r.atMs);
-    if (left === 0 && linkFree + o.rttMs / 2 <= r.atMs) break;
-    const a = Math.floor(r.offset / BS);
-    const z = Math.floor((r.offset + r.length - 1) / BS);
-    for (let b = a; b <= z; b++) {
-      if (r.op === 'read') {
-        reads++;
-        if (arrival[b]! > r.atMs) {
-          misses++;
-          if (r.seq) kinds.sequential++;
-          else kinds.random++;
-          if (arrival[b] !== Infinity) kinds.onTheWay++;
-        }
-      }
-      if (arrival[b] === Infinity) {
-        const whole = r.op === 'write' && r.offset <= b * BS && r.offset + r.length >= (b + 1) * BS;
-        if (whole) arrival[b] = r.atMs;
-        else {
-          linkFree = Math.max(linkFree, r.atMs) + blockMs;
-          arrival[b] = r.atMs + o.rttMs + o.queueMs;
-        }
-        left--;
-      }
-    }
-  }
-  return { misses, reads, kinds, postcopyMs: linkFree + o.rttMs / 2 - o.warmupMs };
-}
-
-const o = parse();
-const dir = mkdtempSync(join(tmpdir(), 'flimcd-bound-'));
-const results: Record<string, Record<string, number[]>> = {};
-/** Misses and blocks read per run (to hold the model against bench:postcopy's measured counts). */
-const counted: Record<string, Record<string, Array<[number, number]>>> = {};
-const plainTime: Record<string, number[]> = {};
-const missKinds: Record<string, Record<string, Array<Outcome['kinds']>>> = {};
-try {
-  const horizonMs = o.warmupMs + 4 * ((o.size * 8 * 1000) / o.bandwidthBps) + 60_000;
-  const fiu = o.only.includes('fiu') ? [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: o.size, seconds: Math.ceil(horizonMs / 1000), seed: 391 }))] : [];
-  for (let run = 1; run <= o.runs; run++) {
-    const img = join(dir, `img-${run}`);
-    await generateImage(img, o.size, { seed: run });
-    const zeros = zeroBlocks(img, o.size);
-    rmSync(img);
-    for (const w of o.only) {
-      const gen = w === 'fiu' ? undefined : new RequestGenerator(resolveProfile(w, { linkBitsPerSecond: o.bandwidthBps, imageBytes: o.size, blockSize: BS }).params, run);
-      const truth = gen ? generatorBlockReadRates(gen, BS) : fiuBlockReadRates({ imageBytes: o.size, seconds: 1, seed: 391 }, BS);
-      const src: Source = gen ?? new FiuReplay(fiu, { imageBytes: o.size });
-      const reqs: WorkloadRequest[] = [];
-      for (let r = src.next(); r && r.atMs < horizonMs; r = src.next()) reqs.push(r);
-      for (const ord of ORDERS) {
-        const { misses, reads, kinds, postcopyMs } = simulate(o, reqs, zeros, ord, truth);
-        if (ord === 'plain') (plainTime[w] ??= []).push(postcopyMs / 1000);
-        ((missKinds[w] ??= {})[ord] ??= []).push(kinds);
-        ((results[w] ??= {})[ord] ??= []).push(reads ? misses / reads : 0);
-        ((counted[w] ??= {})[ord] ??= []).push([misses, reads]);
-      }
-    }
-  }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
-}
-const med: Record<string, Record<string, number>> = {};
-const ratio: Record<string, Record<string, number>> = {};
-for (const w of o.only) {
-  med[w] = {};
-  ratio[w] = {};
-  for (const ord of ORDERS) med[w]![ord] = median(results[w]![ord]!);
-  for (const ord of ORDERS) ratio[w]![ord] = Math.round((med[w]![ord]! / med[w]!.plain!) * 1000) / 1000;
-}
-const worst = (ord: Order) => Math.max(...o.only.map((w) => ratio[w]![ord]!));
-const headline = { source_heat: worst('source heat'), source_block_heat: worst('source block heat'), perfect_area_heat: worst('perfect area heat'), perfect_block_heat: worst('perfect block heat'), oracle_probability: worst('oracle probability'), clairvoyant: worst('clairvoyant') };
-if (o.json) {
-  process.stdout.write(JSON.stringify({ benchmark: 'postcopy-bound', model: true, headline, medians: med, ratios: ratio, counts: counted, plain_postcopy_s: plainTime, miss_kinds: missKinds, config: { ...o, json: undefined } }) + '\n');
+const args = benchArgs('postcopy-bound', `usage: tsx bench/postcopy-bound.ts [--json] [--runs N] [--size SIZE] [--bandwidth RATE] [--rtt MS] [--queue MS] [--warmup S] [--only moderate,mail,fiu]
+  --runs N       runs (seeds 1..N, as bench:postcopy); medians are reported (default 3)
+  --size SIZE    image size (default 128MiB)
+  --bandwidth    link rate (default 100Mbit)
+  --rtt MS       round-trip time in ms (default 30)
+  --queue MS     queueing a demand fetch meets behind the push, ms (default 40)
+  --warmup S     seconds of workload before the cut-over (default 10)`, {
+  json: { type: 'boolean' },
+  runs: { type: 'string' },
+  size: { type: 'string' },
+  bandwidth: { type: 'string' },
+  rtt: { type: 'string' },
+  queue: { type: 'string' },
+  warmup: { type: 'string' },
+  only: { type: 'string' },
+});
+const v = args.values;
+const o = {
+  runs: args.int(v.runs, 3, '--runs'),
+  size: args.size(v.size, 128 * 2 ** 20, '--size'),
+  bandwidthBps: args.rate(v.bandwidth, 100e6, '--bandwidth'),
+  rttMs: args.num(v.rtt, 30, '--rtt', 0),
+  queueMs: args.num(v.queue, 40, '--queue', 0),
+  warmupMs: args.num(v.warmup, 10, '--warmup', 0) * 1000,
+  only: args.list(v.only, MODEL_WORKLOADS, '--only'),
+};
+if (o.size < 2 ** 20 || o.size % 2 ** 20 !== 0) args.fail('--size must be a multiple of 1 MiB');
+const m = await modelPushOrders(o);
+if (v.json) {
+  process.stdout.write(JSON.stringify({ benchmark: 'postcopy-bound', model: true, headline: m.headline, medians: m.medians, ratios: m.ratios, counts: m.counts, plain_postcopy_s: m.plainPostcopyS, miss_kinds: m.missKinds, config: o }) + '\n');
 } else {
+  const { medians: med, ratios: ratio, counts, plainPostcopyS: plainTime, missKinds } = m;
   process.stdout.write(`\nMODEL (not a measurement): post-copy miss rate by push order, median of ${o.runs}; ${o.size / 2 ** 20} MiB, ${o.bandwidthBps / 1e6} Mbit/s, ${o.rttMs} ms RTT + ${o.queueMs} ms queue, ${o.warmupMs / 1000} s warm-up\n\n`);
   const rows = [['workload', ...ORDERS, ...ORDERS.slice(1).map((x) => `${x}/plain`)]];
   for (const w of o.only) rows.push([w, ...ORDERS.map((x) => `${(med[w]![x]! * 100).toFixed(2)} %`), ...ORDERS.slice(1).map((x) => ratio[w]![x]!.toFixed(2))]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(r.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ') + '\n');
   process.stdout.write('\nplain (block order) misses / blocks read per run, to hold against bench:postcopy\'s measured plain counts:\n');
-  for (const w of o.only) process.stdout.write(`  ${w.padEnd(8)} ${counted[w]!.plain!.map(([m, r], k) => `${m}/${r} (${plainTime[w]![k]!.toFixed(1)} s)`).join('  ')}\n`);
+  for (const w of o.only) process.stdout.write(`  ${w.padEnd(8)} ${counts[w]!.plain.map(([mi, r], k) => `${mi}/${r} (${plainTime[w]![k]!.toFixed(1)} s)`).join('  ')}\n`);
   process.stdout.write('\nmisses by kind, sum over runs (sequential / random reads; of all, block already on its way):\n');
   for (const w of o.only) {
     for (const ord of ['plain', 'oracle probability'] as const) {
-      const k = missKinds[w]![ord]!.reduce((a, x) => ({ sequential: a.sequential + x.sequential, random: a.random + x.random, onTheWay: a.onTheWay + x.onTheWay }));
+      const k = missKinds[w]![ord].reduce((a, x) => ({ sequential: a.sequential + x.sequential, random: a.random + x.random, onTheWay: a.onTheWay + x.onTheWay }));
       process.stdout.write(`  ${w.padEnd(8)} ${ord.padEnd(18)} sequential ${k.sequential}  random ${k.random}  on its way ${k.onTheWay}\n`);
     }
   }
-  process.stdout.write(`\nworst ratio over workloads: ${Object.entries(headline).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+  process.stdout.write(`\nworst ratio over workloads: ${Object.entries(m.headline).map(([k, x]) => `${k} ${x}`).join(', ')}\n`);
 }
