@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../util/clock.ts';
+import { LatencyRecorder } from '../util/latency.ts';
 import { ProtocolError, ShutdownError } from '../errors.ts';
 import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from './frame.ts';
 import { decodeMessage, encodeMessage, isSequenced, MsgType, type Message } from './messages.ts';
@@ -76,6 +77,12 @@ export interface ChannelStats {
   /** Smallest time from transmitting a message to its ack (the peer processed it) over the last 10 s. */
   minAckRttMs: number | undefined;
   deliveryRateBps: number | undefined;
+  /**
+   * What the link carried when it was the limit: the median of the delivery-rate samples of
+   * link-limited messages over the whole channel's life. For reports; the window uses the max
+   * filter above, which reads high on purpose (BBR's probe) and by up to ~20 % on a 100 Mbit/s link.
+   */
+  linkRateBps: number | undefined;
 }
 
 /**
@@ -129,6 +136,9 @@ export class Channel {
 
   // estimators
   private rateSamples: Array<{ at: number; bps: number; linkLimited: boolean }> = [];
+  /** Link-limited rate samples of the whole life (bounded reservoir), for stats.linkRateBps. */
+  private readonly linkLimitedRates = new LatencyRecorder(4096);
+  private linkRateCountAt = 0;
   /** Bytes of sequenced messages the peer has acknowledged, and when the latest ack came. */
   private deliveredBytes = 0;
   private deliveredTime = 0;
@@ -154,7 +164,7 @@ export class Channel {
     this.window = opts.initialWindow ?? INITIAL_WINDOW;
     this.stats = {
       bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, receivedByType: {}, retransmittedBytes: 0,
-      window: this.window, inFlight: 0, minRttMs: undefined, minAckRttMs: undefined, deliveryRateBps: undefined,
+      window: this.window, inFlight: 0, minRttMs: undefined, minAckRttMs: undefined, deliveryRateBps: undefined, linkRateBps: undefined,
     };
   }
 
@@ -446,6 +456,14 @@ export class Channel {
     if (!(intervalMs >= 1)) return;
     const slot = Math.floor(now / RATE_BUCKET_MS);
     const bps = (bytes * 8 * 1000) / intervalMs;
+    if (linkLimited) {
+      this.linkLimitedRates.record(bps);
+      // The median costs a sort of the reservoir: refresh it every 64 samples, not on every ack.
+      if (this.linkLimitedRates.count - this.linkRateCountAt >= 64 || this.stats.linkRateBps === undefined) {
+        this.linkRateCountAt = this.linkLimitedRates.count;
+        this.stats.linkRateBps = this.linkLimitedRates.percentile(50);
+      }
+    }
     const last = this.rateSamples.at(-1);
     if (last && last.at === slot) {
       last.bps = Math.max(last.bps, bps);

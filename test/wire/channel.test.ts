@@ -192,4 +192,7 @@ test('start-up doubles the window per round trip until the rate stops growing, t
   const bdpAck = (src.stats.deliveryRateBps! / 8) * (src.stats.minAckRttMs! / 1000);
   assert.ok(src.stats.window <= 1.3 * bdpAck + 1, `after start-up the window ${src.stats.window} is ~1.25 × ${Math.round(bdpAck)}`);
   assert.ok(src.stats.window >= 1.2 * bdpAck, `window ${src.stats.window} keeps the link busy`);
+  // What reports call the measured rate: the median while the link was the limit, start-up included.
+  const r = src.stats.linkRateBps!;
+  assert.ok(r > 0.85e9 && r <= 1.01e9, `link rate ${(r / 1e6).toFixed(0)} Mbit/s on a 1 Gbit/s link`);
 });
