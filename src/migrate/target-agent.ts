@@ -23,6 +23,8 @@ import { ProtocolError, UsageError } from '../errors.ts';
 import { randomBytes } from 'node:crypto';
 import { Bitmap } from '../util/bitmap.ts';
 import { PresenceLog, StateDir } from './state-dir.ts';
+import { MemoryDisk } from '../block/memory.ts';
+import { servePlanProbe } from './plan-probe.ts';
 
 export interface TargetAgentOptions {
   image: string;
@@ -59,6 +61,8 @@ interface TargetState {
 }
 
 const STATE_FILE = 'target.json';
+/** Plan probes answered at once (each reads and hashes blocks). */
+const MAX_PLAN_PROBES = 2;
 const MISSING_FILE = 'missing.bin';
 const LOG_FILE = 'presence.log';
 
@@ -174,6 +178,11 @@ export class TargetAgent {
     };
     if (Math.floor(hello.version) !== WIRE_VERSION) return refuse('VERSION', `wire version ${hello.version} is not supported (this agent speaks ${WIRE_VERSION})`);
     if (hello.imageSize % 512 !== 0) return refuse('GEOMETRY', `image size ${hello.imageSize} is not a multiple of 512`);
+    if (hello.purpose === 'plan') {
+      // Not a migration: answered on its own, so a migration's connection is not held up behind it.
+      this.answerPlanProbe(socket, hello, rest, refuse).catch((e) => this.o.log.warn({ err: (e as Error).message }, 'plan probe failed'));
+      return;
+    }
     const saved = this.saved;
     if (saved && saved.session !== hello.session) {
       if (saved.phase === 'done' || this.hello) {
@@ -201,6 +210,37 @@ export class TargetAgent {
       }
     } catch (e) {
       refuse('SETUP', (e as Error).message);
+    }
+  }
+
+  private planProbes = 0;
+
+  /**
+   * `flimcd plan --target`: which of the source image's blocks could this target build from what it
+   * holds before a migration (its own image file at the same size, the replica index)? Read-only.
+   */
+  private async answerPlanProbe(socket: net.Socket, hello: Hello, rest: Buffer, refuse: (code: string, message: string) => void): Promise<void> {
+    const { o } = this;
+    if (this.saved || this.hello || this.disk) {
+      return refuse('BUSY', 'this target agent has a migration under way (or done): plan before starting one');
+    }
+    if (this.planProbes >= MAX_PLAN_PROBES) return refuse('BUSY', `this target agent is answering ${this.planProbes} plan probes already`);
+    this.planProbes++;
+    let image: FileDisk | undefined;
+    let local: LocalContent | undefined;
+    try {
+      const preexisting = existsSync(o.image) && lstatSync(o.image).isFile() && lstatSync(o.image).size === hello.imageSize;
+      if (preexisting) image = await FileDisk.open(o.image, { readOnly: true });
+      if (o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
+      if (preexisting || (this.index?.blockCount(hello.blockSize) ?? 0) > 0) {
+        local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting, index: this.index, log: o.log });
+      }
+      const r = await servePlanProbe({ socket, session: hello.session, rest, local, blockSize: hello.blockSize, incarnation: this.incarnation, log: o.log });
+      o.log.info({ session: hello.session, ...r, image: preexisting, index: this.index !== undefined }, 'answered a plan probe');
+    } finally {
+      this.planProbes--;
+      await local?.close();
+      await image?.close();
     }
   }
 
@@ -285,7 +325,7 @@ export class TargetAgent {
     this.sourceIncarnation = hello.incarnation;
     // A pre-copy resume re-derives what is missing by content id: it always compares with the image.
     const dedup = hello.features.includes('dedup') || mode === 'precopy';
-    if (first && dedup && o.indexDir) this.index = ReplicaIndex.open(o.indexDir);
+    if (first && dedup && o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
     await this.local?.close();
     const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
     this.local = local;

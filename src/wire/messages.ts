@@ -72,6 +72,11 @@ export const HelloSchema = z.object({
   incarnation: z.string().max(64).optional(),
   /** The target process the source's channel last talked to (reattach only if it is still the same one). */
   peerIncarnation: z.string().max(64).optional(),
+  /**
+   * 'plan': not a migration. `flimcd plan` asks which of the image's blocks the target holds
+   * (OFFER, answered by HAVE) and nothing is written. Absent means a migration.
+   */
+  purpose: z.enum(['migrate', 'plan']).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 

@@ -8,6 +8,10 @@ import { observeImage, observedProfile, plan } from '../../sim/planner.ts';
 import { parseWorkload } from '../../sim/scenario.ts';
 import { SimDisk } from '../../sim/sim-disk.ts';
 import { ReplicaIndex } from '../../index/replica-index.ts';
+import { askTargetHoldings } from '../../migrate/plan-probe.ts';
+import { parseAddress } from '../../util/address.ts';
+import { securityFromFlags, type SecurityFlags } from '../../wire/secure-link.ts';
+import { addSecurityOptions } from '../security-options.ts';
 
 function openIndex(dir: string): ReplicaIndex {
   try {
@@ -17,8 +21,9 @@ function openIndex(dir: string): ReplicaIndex {
   }
 }
 
-interface PlanCliOptions {
+interface PlanCliOptions extends SecurityFlags {
   image: string;
+  target?: string;
   targetImage?: string;
   index?: string;
   bandwidth: string;
@@ -32,12 +37,13 @@ interface PlanCliOptions {
 }
 
 export function registerPlan(program: Command): void {
-  program
-    .command('plan')
+  addSecurityOptions(program
+    .command('plan'), 'target')
     .description('Before migrating: watch the live source image, simulate every algorithm on this image, workload and link, and recommend one (with the predicted time and wire bytes behind the choice).')
     .requiredOption('--image <file>', 'the source VM\'s raw image (the file the source agent serves the VM from)')
     .option('--target-image <file>', 'an old copy of the image already at the target (its content need not cross the link)')
     .option('--index <dir>', 'the target\'s replica index (`flimcd index`): blocks it holds need not cross the link (asked per block during the scan)')
+    .option('--target <addr>', 'ask the running target agent (tcp:HOST:PORT, with the link credentials below) which blocks it can build from its old image and replica index; nothing is migrated')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
     .option('--rtt <duration>', 'link round-trip time', '50ms')
     .option('--watch <duration>', 'how long to watch the image for the VM\'s writes (dirty rate, write-hot areas)', '10s')
@@ -46,7 +52,7 @@ export function registerPlan(program: Command): void {
     .option('--block-size <size>', 'migration block size', '64KiB')
     .option('--out <file>', 'also write the plan as JSON (for `flimcd source --plan FILE`: its status shows the prediction as ETA)')
     .option('--json', 'print the plan as one JSON object')
-    .addHelpText('after', '\nExamples:\n  flimcd plan --image /var/lib/vm.img --bandwidth 100Mbit --rtt 50ms --watch 30s\n  flimcd plan --image vm.img --workload heavy --bandwidth 1Gbit --rtt 10ms --json --out plan.json')
+    .addHelpText('after', '\nExamples:\n  flimcd plan --image /var/lib/vm.img --bandwidth 100Mbit --rtt 50ms --watch 30s\n  flimcd plan --image vm.img --workload heavy --bandwidth 1Gbit --rtt 10ms --json --out plan.json\n  flimcd plan --image vm.img --target tcp:dc-b.example:7000 --psk-file link.psk --watch 30s')
     .action(async (opts: PlanCliOptions) => {
       const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
       const rttMs = parseDuration(opts.rtt, '--rtt');
@@ -55,14 +61,24 @@ export function registerPlan(program: Command): void {
       if (!(watchMs >= 0)) throw new UsageError('--watch must not be negative');
       const blockSize = parseBlockSize(opts.blockSize);
       const algorithms = opts.algorithm.split(',').map((s) => parseAlgorithm(s.trim()));
+      const to = opts.target ? parseAddress(opts.target, '--target') : undefined;
+      const security = to ? securityFromFlags(opts) : undefined;
       const index = opts.index ? openIndex(opts.index) : undefined;
       const inIndex: number[] = [];
+      const ids: Array<{ block: number; id: Buffer }> = [];
       let image;
       try {
-        image = await scanImage(opts.image, blockSize, index ? (b, id) => { if (index.lookup(blockSize, id)) inIndex.push(b); } : undefined);
+        image = await scanImage(opts.image, blockSize, index || to ? (b, id) => {
+          if (index?.lookup(blockSize, id)) inIndex.push(b);
+          // The target is asked by the first 128 bits, as a migration's OFFER does.
+          if (to) ids.push({ block: b, id: Buffer.from(id.subarray(0, 16)) });
+        } : undefined);
       } finally {
         await index?.close();
       }
+      // The target's own answer: its old image and its index, each candidate re-hashed there.
+      const atTarget = to ? await askTargetHoldings({ to, security: security!, imageSize: image.size, blockSize, blocks: ids }) : [];
+      if (atTarget.length) inIndex.push(...atTarget);
       let targetImage = opts.targetImage ? await scanImage(opts.targetImage, blockSize) : undefined;
       if (targetImage && targetImage.size !== image.size) throw new UsageError(`--target-image has ${targetImage.size} bytes, the image ${image.size}`);
       if (inIndex.length) {
@@ -82,7 +98,7 @@ export function registerPlan(program: Command): void {
         observation = await observeImage(opts.image, blockSize, watchMs);
         p = await plan({ image, targetImage, bandwidthBps, rttMs, profile: observedProfile(observation, bandwidthBps), algorithms });
       }
-      const out = { ...p, observation: observation ?? null, index_blocks: index ? inIndex.length : null };
+      const out = { ...p, observation: observation ?? null, index_blocks: index ? inIndex.length - atTarget.length : null, target_blocks: to ? atTarget.length : null };
       if (opts.out) writeFileSync(opts.out, JSON.stringify(out, null, 2) + '\n');
       if (opts.json) {
         process.stdout.write(JSON.stringify(out, null, 2) + '\n');
@@ -91,7 +107,8 @@ export function registerPlan(program: Command): void {
       const lines = [`Plan for ${opts.image} (${formatBytes(image.size)}) over ${formatBitRate(bandwidthBps)}, ${rttMs} ms RTT`];
       if (observation) lines.push(`Observed for ${(observation.watchMs / 1000).toFixed(1)} s: ${observation.changedBlocks} blocks changed, ${(observation.dirtyBytesPerSec / 1e6).toFixed(2)} MB/s dirtied (${((observation.dirtyBytesPerSec * 8 / bandwidthBps) * 100).toFixed(1)} % of the link)`);
       else lines.push(`Workload: ${p.workload}`);
-      if (index) lines.push(`The target's index holds ${inIndex.length} of the image's blocks.`);
+      if (index) lines.push(`The target's index holds ${inIndex.length - atTarget.length} of the image's blocks.`);
+      if (to) lines.push(`The target agent at ${opts.target} can build ${atTarget.length} of the image's ${image.ids.filter((x) => x !== 0).length} non-zero blocks from what it holds.`);
       if (p.scale > 1) lines.push(`Simulated on a 1/${p.scale} scale model of the image and link.`);
       lines.push('', `${'algorithm'.padEnd(10)} ${'time'.padStart(9)} ${'wire'.padStart(10)} ${'downtime'.padStart(9)} ${'miss rate'.padStart(9)}`);
       for (const r of p.rows) lines.push(`${r.algorithm.padEnd(10)} ${(r.time_total_s.toFixed(1) + ' s').padStart(9)} ${formatBytes(r.wire_bytes).padStart(10)} ${(r.downtime_ms.toFixed(0) + ' ms').padStart(9)} ${r.block_miss_rate.toFixed(3).padStart(9)}`);
