@@ -35,31 +35,33 @@ const ANSWER_TIMEOUT_MS = 120_000;
 export function servePlanProbe(o: { socket: net.Socket; session: string; rest: Buffer; local: LocalContent | undefined; blockSize: number; incarnation: string; log: Logger }): Promise<{ offered: number; have: number }> {
   const { local } = o;
   const stats = { offered: 0, have: 0 };
-  const into = Array.from({ length: LOOKUP_CONCURRENCY }, () => Buffer.allocUnsafe(o.blockSize));
+  // One OFFER at a time (its lookups run LOOKUP_CONCURRENCY wide): memory stays bounded whatever the peer sends.
+  let previous: Promise<void> = Promise.resolve();
   return new Promise((resolve) => {
     const channel: Channel = new Channel({
       clock: realClock,
-      onMessage: async (m: Message) => {
-        if (m.type !== MsgType.OFFER) throw new ProtocolError(`a plan probe carries OFFER only, got message type ${m.type}`);
-        const have = new Uint8Array(Math.ceil(m.blocks.length / 8));
-        let next = 0;
-        const worker = async (buf: Buffer) => {
-          for (let i = next++; i < m.blocks.length; i = next++) {
-            const id = m.ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1));
-            const found = local ? await local.findLocal(m.blocks[i]!, id, buf).catch(() => undefined) : undefined;
-            if (found) have[i >> 3]! |= 1 << (i & 7);
-          }
-        };
-        await Promise.all(into.map(worker));
-        stats.offered += m.blocks.length;
-        for (let i = 0; i < m.blocks.length; i++) if (have[i >> 3]! & (1 << (i & 7))) stats.have++;
-        channel.send({ type: MsgType.HAVE, batch: m.batch, count: m.blocks.length, have }, Priority.CONTROL);
-      },
+      onMessage: (m: Message) => (previous = previous.then(() => answer(m))),
       onDisconnect: () => {
         channel.close();
         resolve(stats);
       },
     });
+    const answer = async (m: Message): Promise<void> => {
+      if (m.type !== MsgType.OFFER) throw new ProtocolError(`a plan probe carries OFFER only, got message type ${m.type}`);
+      const have = new Uint8Array(Math.ceil(m.blocks.length / 8));
+      let next = 0;
+      const worker = async (buf: Buffer) => {
+        for (let i = next++; i < m.blocks.length; i = next++) {
+          const id = m.ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1));
+          const found = local ? await local.findLocal(m.blocks[i]!, id, buf).catch(() => undefined) : undefined;
+          if (found) have[i >> 3]! |= 1 << (i & 7);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(LOOKUP_CONCURRENCY, m.blocks.length) }, () => worker(Buffer.allocUnsafe(o.blockSize))));
+      stats.offered += m.blocks.length;
+      for (let i = 0; i < m.blocks.length; i++) if (have[i >> 3]! & (1 << (i & 7))) stats.have++;
+      channel.send({ type: MsgType.HAVE, batch: m.batch, count: m.blocks.length, have }, Priority.CONTROL);
+    };
     writeMessage(o.socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: o.session, features: local ? ['offer'] : [], processedSeq: 0, incarnation: o.incarnation, resume: 'new' } });
     channel.attach(new SocketTransport(o.socket), 0, o.rest);
   });
