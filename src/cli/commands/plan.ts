@@ -43,7 +43,7 @@ export function registerPlan(program: Command): void {
     .requiredOption('--image <file>', 'the source VM\'s raw image (the file the source agent serves the VM from)')
     .option('--target-image <file>', 'an old copy of the image already at the target (its content need not cross the link)')
     .option('--index <dir>', 'the target\'s replica index (`flimcd index`): blocks it holds need not cross the link (asked per block during the scan)')
-    .option('--target <addr>', 'ask the running target agent (tcp:HOST:PORT, with the link credentials below) which blocks it can build from its old image and replica index; nothing is migrated')
+    .option('--target <addr>', 'ask the running target agent (tcp:HOST:PORT, with the source agent\'s link credentials below) which blocks it can build from its old image and replica index; nothing is migrated')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
     .option('--rtt <duration>', 'link round-trip time', '50ms')
     .option('--watch <duration>', 'how long to watch the image for the VM\'s writes (dirty rate, write-hot areas)', '10s')
