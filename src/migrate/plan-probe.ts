@@ -27,6 +27,8 @@ const LOOKUP_CONCURRENCY = 16;
 const BATCHES_IN_FLIGHT = 4;
 /** A probe with no answer for this long has failed. */
 const ANSWER_TIMEOUT_MS = 120_000;
+/** In the target's WELCOME: it took the HELLO as a plan probe (an older agent would have begun a migration). */
+const PLAN_FEATURE = 'plan';
 
 /**
  * Target side: answers one plan probe on `socket` (HELLO already read) from
@@ -62,7 +64,7 @@ export function servePlanProbe(o: { socket: net.Socket; session: string; rest: B
       for (let i = 0; i < m.blocks.length; i++) if (have[i >> 3]! & (1 << (i & 7))) stats.have++;
       channel.send({ type: MsgType.HAVE, batch: m.batch, count: m.blocks.length, have }, Priority.CONTROL);
     };
-    writeMessage(o.socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: o.session, features: local ? ['offer'] : [], processedSeq: 0, incarnation: o.incarnation, resume: 'new' } });
+    writeMessage(o.socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: o.session, features: local ? [PLAN_FEATURE, 'offer'] : [PLAN_FEATURE], processedSeq: 0, incarnation: o.incarnation, resume: 'new' } });
     channel.attach(new SocketTransport(o.socket), 0, o.rest);
   });
 }
@@ -72,18 +74,20 @@ export interface TargetHoldingsQuery {
   security: LinkSecurity;
   imageSize: number;
   blockSize: number;
-  /** Non-zero blocks and their content ids (at least the first 128 bits). */
-  blocks: ReadonlyArray<{ block: number; id: Uint8Array }>;
+  /** The image's non-zero blocks, and their content ids' first 128 bits (OFFER_ID_BYTES each, in the same order). */
+  blocks: Uint32Array;
+  ids: Buffer;
   connectTimeoutMs?: number;
 }
 
 /**
  * Plan side: asks the target agent at `to` which of `blocks` it holds.
- * Returns those block numbers. A target that refuses (busy, wrong version)
- * or does not answer is an error naming the target.
+ * Returns those block numbers, ascending. A target that refuses (busy, wrong
+ * version), does not speak the probe or does not answer is an error naming it.
  */
 export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[]> {
   const where = formatAddress(q.to);
+  if (q.ids.length !== q.blocks.length * OFFER_ID_BYTES) throw new RangeError(`${q.blocks.length} blocks need ${q.blocks.length * OFFER_ID_BYTES} id bytes, got ${q.ids.length}`);
   let socket: net.Socket;
   try {
     socket = await connectLink(q.to, q.security, { timeoutMs: q.connectTimeoutMs ?? 30_000 });
@@ -100,17 +104,18 @@ export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[
     });
     if (message.type === MsgType.ERROR) throw new FlimcdError(`--target: the agent at ${where} refused the plan probe: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
     if (message.type !== MsgType.WELCOME) throw new ProtocolError(`--target: the agent at ${where} answered HELLO with message type ${message.type}`);
+    // An agent that took this for a migration must not be sent anything more.
+    if (!message.welcome.features.includes(PLAN_FEATURE)) throw new FlimcdError(`--target: the agent at ${where} does not answer plan probes (an older flimcd); it may have opened a migration session: check its state directory`, 'FLIMCD_ERR_TARGET_NO_PLAN');
     // No local content there (no old image, no index): nothing to ask.
     if (!message.welcome.features.includes('offer') || q.blocks.length === 0) return [];
-    return await offerAll(socket, rest, q.blocks, where);
+    return await offerAll(socket, rest, q, where);
   } finally {
     socket.destroy();
   }
 }
 
-async function offerAll(socket: net.Socket, rest: Buffer, blocks: TargetHoldingsQuery['blocks'], where: string): Promise<number[]> {
-  const batches: Array<ReadonlyArray<{ block: number; id: Uint8Array }>> = [];
-  for (let i = 0; i < blocks.length; i += MAX_OFFER_BLOCKS) batches.push(blocks.slice(i, i + MAX_OFFER_BLOCKS));
+async function offerAll(socket: net.Socket, rest: Buffer, q: TargetHoldingsQuery, where: string): Promise<number[]> {
+  const batches = Math.ceil(q.blocks.length / MAX_OFFER_BLOCKS);
   const held: number[] = [];
   const waiting = new Map<number, (have: Uint8Array) => void>();
   let failed: ((e: Error) => void) | undefined;
@@ -130,20 +135,18 @@ async function offerAll(socket: net.Socket, rest: Buffer, blocks: TargetHoldings
   channel.attach(new SocketTransport(socket), 0, rest);
   try {
     const ask = async (k: number) => {
-      const batch = batches[k]!;
-      const ids = Buffer.allocUnsafe(batch.length * OFFER_ID_BYTES);
-      batch.forEach((x, i) => ids.set(x.id.subarray(0, OFFER_ID_BYTES), i * OFFER_ID_BYTES));
+      const first = k * MAX_OFFER_BLOCKS;
+      const blocks = q.blocks.subarray(first, Math.min(q.blocks.length, first + MAX_OFFER_BLOCKS));
+      const ids = q.ids.subarray(first * OFFER_ID_BYTES, (first + blocks.length) * OFFER_ID_BYTES);
       const answer = new Promise<Uint8Array>((res) => waiting.set(k, res));
-      channel.send({ type: MsgType.OFFER, batch: k, blocks: Uint32Array.from(batch, (x) => x.block), ids }, Priority.BULK);
+      channel.send({ type: MsgType.OFFER, batch: k, blocks, ids }, Priority.BULK);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new IoError(`--target: the agent at ${where} did not answer an OFFER within ${ANSWER_TIMEOUT_MS / 1000} s`)), ANSWER_TIMEOUT_MS);
       });
       try {
         const have = await Promise.race([answer, gone, timeout]);
-        batch.forEach((x, i) => {
-          if (have[i >> 3]! & (1 << (i & 7))) held.push(x.block);
-        });
+        for (let i = 0; i < blocks.length; i++) if (have[i >> 3]! & (1 << (i & 7))) held.push(blocks[i]!);
       } finally {
         clearTimeout(timer);
       }
@@ -151,9 +154,9 @@ async function offerAll(socket: net.Socket, rest: Buffer, blocks: TargetHoldings
     // At most BATCHES_IN_FLIGHT unanswered batches: a sliding window over the batches.
     let next = 0;
     const lane = async () => {
-      for (let k = next++; k < batches.length; k = next++) await ask(k);
+      for (let k = next++; k < batches; k = next++) await ask(k);
     };
-    await Promise.all(Array.from({ length: Math.min(BATCHES_IN_FLIGHT, batches.length) }, lane));
+    await Promise.all(Array.from({ length: Math.min(BATCHES_IN_FLIGHT, batches) }, lane));
   } finally {
     failed = undefined;
     channel.close();

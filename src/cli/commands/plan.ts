@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../../errors.ts';
 import { ALGORITHMS, parseAlgorithm } from '../../policy/algorithm.ts';
 import { formatBitRate, formatBytes, parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
@@ -9,6 +9,7 @@ import { parseWorkload } from '../../sim/scenario.ts';
 import { SimDisk } from '../../sim/sim-disk.ts';
 import { ReplicaIndex } from '../../index/replica-index.ts';
 import { askTargetHoldings } from '../../migrate/plan-probe.ts';
+import { OFFER_ID_BYTES } from '../../wire/messages.ts';
 import { parseAddress } from '../../util/address.ts';
 import { securityFromFlags, type SecurityFlags } from '../../wire/secure-link.ts';
 import { addSecurityOptions } from '../security-options.ts';
@@ -18,6 +19,35 @@ function openIndex(dir: string): ReplicaIndex {
     return ReplicaIndex.open(dir, { readOnly: true });
   } catch (e) {
     throw new UsageError(`--index: cannot open the replica index at ${dir}: ${(e as Error).message}`);
+  }
+}
+
+/** Blocks in the image file (for sizing the question to the target before the scan). */
+function imageBlocks(path: string, blockSize: number): number {
+  try {
+    return Math.ceil(statSync(path).size / blockSize);
+  } catch (e) {
+    throw new UsageError(`cannot open image ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** The non-zero blocks and their 128-bit id prefixes, packed (20 bytes a block). */
+class TargetQuestion {
+  private readonly blocks: Uint32Array;
+  private readonly ids: Buffer;
+  private n = 0;
+  constructor(capacity: number) {
+    this.blocks = new Uint32Array(capacity);
+    this.ids = Buffer.allocUnsafe(capacity * OFFER_ID_BYTES);
+  }
+  add(b: number, id: Uint8Array): void {
+    if (this.n >= this.blocks.length) return; // the file grew during the scan: ask about what was planned
+    this.blocks[this.n] = b;
+    this.ids.set(id.subarray(0, OFFER_ID_BYTES), this.n * OFFER_ID_BYTES);
+    this.n++;
+  }
+  done(): { blocks: Uint32Array; ids: Buffer } {
+    return { blocks: this.blocks.subarray(0, this.n), ids: this.ids.subarray(0, this.n * OFFER_ID_BYTES) };
   }
 }
 
@@ -65,19 +95,19 @@ export function registerPlan(program: Command): void {
       const security = to ? securityFromFlags(opts) : undefined;
       const index = opts.index ? openIndex(opts.index) : undefined;
       const inIndex: number[] = [];
-      const ids: Array<{ block: number; id: Buffer }> = [];
+      // The target is asked by the first 128 bits of each non-zero block's id, as a migration's OFFER does.
+      const asked = to ? new TargetQuestion(imageBlocks(opts.image, blockSize)) : undefined;
       let image;
       try {
-        image = await scanImage(opts.image, blockSize, index || to ? (b, id) => {
+        image = await scanImage(opts.image, blockSize, index || asked ? (b, id) => {
           if (index?.lookup(blockSize, id)) inIndex.push(b);
-          // The target is asked by the first 128 bits, as a migration's OFFER does.
-          if (to) ids.push({ block: b, id: Buffer.from(id.subarray(0, 16)) });
+          asked?.add(b, id);
         } : undefined);
       } finally {
         await index?.close();
       }
       // The target's own answer: its old image and its index, each candidate re-hashed there.
-      const atTarget = to ? await askTargetHoldings({ to, security: security!, imageSize: image.size, blockSize, blocks: ids }) : [];
+      const atTarget = to && asked ? await askTargetHoldings({ to, security: security!, imageSize: image.size, blockSize, ...asked.done() }) : [];
       if (atTarget.length) inIndex.push(...atTarget);
       let targetImage = opts.targetImage ? await scanImage(opts.targetImage, blockSize) : undefined;
       if (targetImage && targetImage.size !== image.size) throw new UsageError(`--target-image has ${targetImage.size} bytes, the image ${image.size}`);
