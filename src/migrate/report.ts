@@ -31,7 +31,7 @@ export interface MigrationReport {
   downtime_ms: number;
   wire_bytes: number;
   wire_bytes_breakdown: { data: number; reference: number; zero: number; control: number };
-  blocks: { sent_data: number; sent_reference: number; from_replica: number; zero: number; resent_dirty: number; demand: number; prefetch: number; push: number; stop_copy: number; canceled_by_target_write: number };
+  blocks: { sent_data: number; sent_reference: number; from_replica: number; zero: number; resent_dirty: number; demand: number; prefetch: number; push: number; stop_copy: number; canceled_by_target_write: number; demand_promoted: number };
   rounds: number;
   cutover_reason: string;
   block_miss_rate: number;
@@ -174,6 +174,8 @@ export function buildReport(i: ReportInput): MigrationReport {
       push: num(i.counts.pushBlocks),
       stop_copy: num(i.counts.stopCopyBlocks),
       canceled_by_target_write: num(i.counts.canceledBlocks),
+      // Demand fetches answered by moving a queued push or prefetch frame ahead, not by a second copy.
+      demand_promoted: num(i.counts.promotedBlocks),
     },
     rounds: i.rounds,
     cutover_reason: i.cutoverReason,

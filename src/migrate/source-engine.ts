@@ -84,7 +84,7 @@ export class SourceEngine {
   private readonly history: number[] = [];
   private cutoverReason = '';
   private readonly counts = {
-    dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, dirtyEvents: 0,
+    dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, promotedBlocks: 0, dirtyEvents: 0,
     refBlocks: 0, replicaBlocks: 0, offeredBlocks: 0, compressedBlocks: 0, dataRawBytes: 0, dataWireBytes: 0,
   };
   private readonly sender: ContentSender;
@@ -469,6 +469,12 @@ export class SourceEngine {
       if (b >= this.n) continue;
       // A prefetch of a block already pushed (or canceled) would only send it twice; its push is on the way.
       if (prefetch && this.pushPending && !this.pushPending.get(b)) continue;
+      // Post-copy (the image here is frozen): a block the VM waits for whose push or prefetch frame
+      // has not left yet goes now, in the demand lane, instead of as a second copy behind it.
+      if (!prefetch && this.pushPending && !this.pushPending.get(b) && this.o.channel.promote(Priority.DEMAND, (m) => (m.type === MsgType.DATA || m.type === MsgType.REF) && m.parts[0]!.readUInt32BE(0) === b) > 0) {
+        this.counts.promotedBlocks++;
+        continue;
+      }
       this.pushPending?.clear(b);
       const len = Math.min(blockSize, image.size - b * blockSize);
       const data = allocBlock(len);

@@ -252,6 +252,36 @@ export class Channel {
     return removed;
   }
 
+  /**
+   * Moves queued, not yet transmitted messages of less urgent priorities that match into the
+   * `to` queue (behind what waits there), so they leave before the rest. Returns how many moved.
+   */
+  promote(to: PriorityValue, match: (m: { type: number; parts: Buffer[] }) => boolean): number {
+    let moved = 0;
+    for (let p = to + 1; p < this.queues.length; p++) {
+      const q = this.queues[p]!;
+      if (!q.some(match)) continue;
+      const kept: Outgoing[] = [];
+      for (const o of q) {
+        if (!match(o)) {
+          kept.push(o);
+          continue;
+        }
+        if (p >= Priority.PREFETCH) this.queuedBulkBytes -= o.bytes;
+        if (to >= Priority.PREFETCH) this.queuedBulkBytes += o.bytes;
+        o.prio = to;
+        this.queues[to]!.push(o);
+        moved++;
+      }
+      this.queues[p] = kept;
+    }
+    if (moved) {
+      this.wakeBulk();
+      this.pump();
+    }
+    return moved;
+  }
+
   /** Bytes queued but not yet transmitted, per priority. */
   queuedBytes(prio: PriorityValue): number {
     let n = 0;

@@ -55,6 +55,30 @@ test('a demand message overtakes queued bulk data, and bulk is limited by the wi
   assert.ok(got.filter((m) => m.type === MsgType.DATA && m.block !== 9999).length < 80, 'bulk did not all go first');
 });
 
+test('promote: a queued bulk message moves to the demand lane and overtakes the rest of the bulk queue, once', () => {
+  const clock = new VirtualClock();
+  const { src, got } = pair(clock, { bandwidthBps: 10e6, delayMs: 25 });
+  for (let i = 0; i < 200; i++) src.send(data(i), Priority.BULK);
+  run(clock, 100);
+  const isBlock = (b: number) => (m: { type: number; parts: Buffer[] }) => m.type === MsgType.DATA && m.parts[0]!.readUInt32BE(0) === b;
+  const queuedBefore = src.queuedBytes(Priority.BULK);
+  assert.equal(src.promote(Priority.DEMAND, isBlock(150)), 1);
+  assert.equal(src.queuedBytes(Priority.BULK), queuedBefore - src.queuedBytes(Priority.DEMAND), 'moved, not copied');
+  assert.equal(src.promote(Priority.DEMAND, isBlock(150)), 0, 'a message moves once');
+  assert.equal(src.promote(Priority.DEMAND, isBlock(5000)), 0, 'nothing queued matches');
+  const sentAt = clock.now();
+  let arrived = -1;
+  for (let t = sentAt; t < sentAt + 20000 && arrived < 0; t += 5) {
+    run(clock, t);
+    if (got.some((m) => m.type === MsgType.DATA && m.block === 150)) arrived = clock.now();
+  }
+  assert.ok(arrived - sentAt < 600, `promoted block after ${arrived - sentAt} ms, not behind the 13 MB queue`);
+  run(clock, 60_000);
+  const blocks = got.map((m) => (m.type === MsgType.DATA ? m.block : -1));
+  assert.deepEqual([...blocks].sort((x, y) => x - y), [...Array(200).keys()], 'every block once, none lost or doubled');
+  assert.ok(blocks.indexOf(150) < blocks.indexOf(100), 'block 150 overtook queued blocks');
+});
+
 test('the window adapts to the bandwidth-delay product, keeping demand latency low after warm-up', () => {
   const clock = new VirtualClock();
   const { src, got } = pair(clock, { bandwidthBps: 20e6, delayMs: 20 });
