@@ -108,7 +108,7 @@ export function registerPlan(program: Command): void {
       }
       // The target's own answer: its old image and its index, each candidate re-hashed there.
       const atTarget = to && asked ? await askTargetHoldings({ to, security: security!, imageSize: image.size, blockSize, ...asked.done() }) : [];
-      if (atTarget.length) inIndex.push(...atTarget);
+      for (const b of atTarget) inIndex.push(b); // (not push(...): hundreds of thousands of arguments overflow the stack)
       let targetImage = opts.targetImage ? await scanImage(opts.targetImage, blockSize) : undefined;
       if (targetImage && targetImage.size !== image.size) throw new UsageError(`--target-image has ${targetImage.size} bytes, the image ${image.size}`);
       if (inIndex.length) {
