@@ -408,7 +408,7 @@ export class SourceEngine {
     const purged = channel.purge(Priority.BULK, (m) => m.type === MsgType.DATA || m.type === MsgType.ZERO || m.type === MsgType.REF || m.type === MsgType.OFFER);
     for (const m of purged) {
       if (m.type === MsgType.OFFER) continue; // its blocks came back from abandonPending
-      const first = m.parts[0]!.readUInt32BE(0);
+      const first = queuedBlock(m);
       const count = m.type === MsgType.ZERO ? m.parts[0]!.readUInt32BE(4) : 1;
       for (let b = first; b < first + count; b++) this.needSend.set(b);
       // Counts say what crossed the link: these did not.
@@ -471,7 +471,7 @@ export class SourceEngine {
       if (prefetch && this.pushPending && !this.pushPending.get(b)) continue;
       // Post-copy (the image here is frozen): a block the VM waits for whose push or prefetch frame
       // has not left yet goes now, in the demand lane, instead of as a second copy behind it.
-      if (!prefetch && this.pushPending && !this.pushPending.get(b) && this.o.channel.promote(Priority.DEMAND, (m) => (m.type === MsgType.DATA || m.type === MsgType.REF) && m.parts[0]!.readUInt32BE(0) === b) > 0) {
+      if (!prefetch && this.pushPending && !this.pushPending.get(b) && this.o.channel.promote(Priority.DEMAND, (m) => (m.type === MsgType.DATA || m.type === MsgType.REF) && queuedBlock(m) === b) > 0) {
         this.counts.promotedBlocks++;
         continue;
       }
@@ -532,4 +532,9 @@ export class SourceEngine {
       this.waits.set(type, list);
     });
   }
+}
+
+/** The (first) block a queued DATA, REF or ZERO frame carries: its encoded header starts with it. */
+function queuedBlock(m: { parts: Buffer[] }): number {
+  return m.parts[0]!.readUInt32BE(0);
 }

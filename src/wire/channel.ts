@@ -242,13 +242,20 @@ export class Channel {
 
   /** Removes queued, not yet transmitted messages of a priority that match; returns them. */
   purge(prio: PriorityValue, match: (m: { type: number; parts: Buffer[] }) => boolean): Array<{ type: number; parts: Buffer[] }> {
+    const removed = this.takeQueued(prio, match);
+    this.wakeBulk();
+    return removed;
+  }
+
+  /** Takes the queued, not yet transmitted messages of one priority that match out of their queue. */
+  private takeQueued(prio: PriorityValue, match: (m: { type: number; parts: Buffer[] }) => boolean): Outgoing[] {
     const q = this.queues[prio]!;
+    if (!q.some(match)) return [];
     const kept: Outgoing[] = [];
     const removed: Outgoing[] = [];
     for (const o of q) (match(o) ? removed : kept).push(o);
     this.queues[prio] = kept;
     if (prio >= Priority.PREFETCH) for (const o of removed) this.queuedBulkBytes -= o.bytes;
-    this.wakeBulk();
     return removed;
   }
 
@@ -259,21 +266,12 @@ export class Channel {
   promote(to: PriorityValue, match: (m: { type: number; parts: Buffer[] }) => boolean): number {
     let moved = 0;
     for (let p = to + 1; p < this.queues.length; p++) {
-      const q = this.queues[p]!;
-      if (!q.some(match)) continue;
-      const kept: Outgoing[] = [];
-      for (const o of q) {
-        if (!match(o)) {
-          kept.push(o);
-          continue;
-        }
-        if (p >= Priority.PREFETCH) this.queuedBulkBytes -= o.bytes;
+      for (const o of this.takeQueued(p as PriorityValue, match)) {
         if (to >= Priority.PREFETCH) this.queuedBulkBytes += o.bytes;
         o.prio = to;
         this.queues[to]!.push(o);
         moved++;
       }
-      this.queues[p] = kept;
     }
     if (moved) {
       this.wakeBulk();
