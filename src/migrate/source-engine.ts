@@ -1,7 +1,7 @@
 import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
-import { ExtentFlags } from '../block/disk.ts';
+import { ExtentFlags, type Extent } from '../block/disk.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
@@ -70,6 +70,8 @@ export class SourceEngine {
   private readonly needSend: Bitmap;
   /** Blocks sent at least once (a second send counts as "resent after dirtying"). */
   private readonly sentOnce: Bitmap;
+  /** While holes are sent from an extents answer: blocks the VM wrote since that answer was read. */
+  private dirtiedDuringScan: Bitmap | undefined;
   /** Post-copy: blocks the target still misses that the push has not covered. */
   private pushPending: Bitmap | undefined;
   private phase: Phase = 'starting';
@@ -114,6 +116,7 @@ export class SourceEngine {
     if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', 'FLIMCD_ERR_RESUME');
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
+        this.dirtiedDuringScan?.set(i);
         if (this.needSend.set(i)) this.dirtiedInRound++;
         this.sender.markDirty(i);
         this.counts.dirtyEvents++;
@@ -282,37 +285,55 @@ export class SourceEngine {
     });
   }
 
-  /** Holes at the source need no data: the target learns them as zero ranges. */
+  /**
+   * Holes at the source need no data: the target learns them as zero ranges.
+   * The VM writes meanwhile: a block written after the extents were read is
+   * no hole any more, so it stays to be sent as data (clearing its need-send
+   * bit would lose the write; a write after the ZERO is queued marks it again).
+   */
   private async sendHoles(): Promise<void> {
     const { image, blockSize } = this.o;
     if (!image.capabilities.canExtents) return;
     let pos = 0;
-    while (pos < image.size) {
-      const ext = await image.extents(pos, Math.min(image.size - pos, 1 << 30), 4096);
-      if (ext.length === 0) break;
-      for (const e of ext) {
-        if ((e.flags & ExtentFlags.ZERO) !== 0) {
-          const first = Math.ceil(e.offset / blockSize);
-          const endBlock = Math.floor((e.offset + e.length) / blockSize);
-          const lastFull = e.offset + e.length >= image.size ? this.n : endBlock;
-          let run = 0;
-          let runStart = first;
-          for (let b = first; b < lastFull; b++) {
-            if (this.needSend.clear(b)) {
-              this.sentOnce.set(b);
-              this.counts.zeroBlocks++;
-              if (run === 0) runStart = b;
-              run++;
-            } else if (run) {
-              await this.sendZero(runStart, run);
-              run = 0;
-            }
-          }
-          if (run) await this.sendZero(runStart, run);
-        }
-        pos = e.offset + e.length;
+    this.dirtiedDuringScan = new Bitmap(this.n);
+    try {
+      while (pos < image.size) {
+        this.dirtiedDuringScan.clearAll();
+        const ext = await image.extents(pos, Math.min(image.size - pos, 1 << 30), 4096);
+        if (ext.length === 0) break;
+        pos = await this.sendHoleExtents(ext, this.dirtiedDuringScan);
       }
+    } finally {
+      this.dirtiedDuringScan = undefined;
     }
+  }
+
+  /** ZERO ranges for the zero extents of one extents() answer, leaving out blocks written since it was read. Returns where the answer ends. */
+  private async sendHoleExtents(ext: Extent[], dirtied: Bitmap): Promise<number> {
+    const { image, blockSize } = this.o;
+    let pos = 0;
+    for (const e of ext) {
+      pos = e.offset + e.length;
+      if ((e.flags & ExtentFlags.ZERO) === 0) continue;
+      const first = Math.ceil(e.offset / blockSize);
+      const endBlock = Math.floor((e.offset + e.length) / blockSize);
+      const lastFull = e.offset + e.length >= image.size ? this.n : endBlock;
+      let run = 0;
+      let runStart = first;
+      for (let b = first; b < lastFull; b++) {
+        if (!dirtied.get(b) && this.needSend.clear(b)) {
+          this.sentOnce.set(b);
+          this.counts.zeroBlocks++;
+          if (run === 0) runStart = b;
+          run++;
+        } else if (run) {
+          await this.sendZero(runStart, run);
+          run = 0;
+        }
+      }
+      if (run) await this.sendZero(runStart, run);
+    }
+    return pos;
   }
 
   private async sendZero(first: number, count: number): Promise<void> {
@@ -480,6 +501,11 @@ export class SourceEngine {
       const data = allocBlock(len);
       await image.read(b * blockSize, data);
       await this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
+      // Pre-copy (a reference the target could not resolve): the VM still writes here, and a dirty
+      // resend read after this read began may leave before this answer. One more send of the block,
+      // behind this answer in the bulk lane (the next round, or the cut-over's stop-and-copy or
+      // missing list, all of which start after the phase changes), makes the last word current.
+      if (this.phase === 'precopy') this.needSend.set(b);
     }
   }
 

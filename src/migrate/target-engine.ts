@@ -64,6 +64,11 @@ const DEFAULT_BACKGROUND_FLUSH_BYTES = 32 << 20;
 /** Messages that put content into blocks (or offer it). */
 const CARRIES_BLOCKS: ReadonlySet<number> = new Set([MsgType.DATA, MsgType.ZERO, MsgType.REF, MsgType.OFFER]);
 
+/** DATA or ZERO sent in answer to a fetch. */
+function isDemandAnswer(m: Message): boolean {
+  return (m.type === MsgType.DATA || m.type === MsgType.ZERO) && m.reason === DataReason.DEMAND;
+}
+
 const REASONS = Object.fromEntries(Object.entries(DataReason).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
 
 /**
@@ -164,8 +169,10 @@ export class TargetEngine {
     if (this.superseded) return;
     // Blocks that follow CUTOVER (the source pushes at once) wait until the VM is served here: applied
     // before start(missing) they would be marked missing again, and the cut-over's own wait for what
-    // came before it would wait for them too. Promise reactions keep their order.
-    if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) return this.cutoverRunning.then(() => this.handle(m));
+    // came before it would wait for them too. Promise reactions keep their order. Not an answer to a
+    // fetch: before the VM is served here the only fetches are of references this side could not
+    // resolve in pre-copy, and the cut-over waits for those answers.
+    if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type) && !isDemandAnswer(m)) return this.cutoverRunning.then(() => this.handle(m));
     switch (m.type) {
       case MsgType.DATA: {
         this.count(m.reason, m.data.length);
@@ -190,10 +197,15 @@ export class TargetEngine {
         this.count(m.reason, 0, m.count);
         if (m.first + m.count > this.n) throw new ProtocolError(`ZERO range ${m.first}+${m.count} beyond the image`);
         if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
-        return this.trackRange(m.first, m.count, async () => {
-          await this.o.disk.applyZero(m.first, m.count);
-          for (let b = m.first; b < m.first + m.count; b++) this.o.local?.noteWritten(b, undefined);
-        });
+        {
+          const p = this.trackRange(m.first, m.count, async () => {
+            await this.o.disk.applyZero(m.first, m.count);
+            for (let b = m.first; b < m.first + m.count; b++) this.o.local?.noteWritten(b, undefined);
+          });
+          // A block fetched again may have become zero at the source since it was referenced.
+          if (m.reason === DataReason.DEMAND) for (let b = m.first; b < m.first + m.count; b++) this.refetching.get(b)?.();
+          return p;
+        }
       case MsgType.REF:
         if (m.block >= this.n) throw new ProtocolError(`REF for block ${m.block} beyond the image (${this.n} blocks)`);
         this.dedupStats.refBlocks++;

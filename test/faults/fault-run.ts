@@ -9,7 +9,8 @@
  * workload's model, no read saw wrong data, and no state is left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
+import type { Disk } from '../../src/block/disk.ts';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -268,6 +269,9 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
     if (verified !== true) problems.push(`not verified (source report ${report ? String(report.verified) : 'absent'}, target result ${String(targetVerified)})`);
     let mismatches = expected.stats.mismatches;
     if (mismatches) problems.push(`${mismatches} reads during the migration returned wrong data: ${JSON.stringify(expected.stats.firstMismatches.slice(0, 3))}`);
+    // A failed verification: tell lost data from lost bookkeeping (the VM's writes at the target are
+    // verified by the target's ids), so a rare CI failure can be understood from its message alone.
+    if (verified !== true && !mismatches) problems.push(...(await diagnoseUnverified(exec.disk, expected, src, dst)));
     if (!problems.length) {
       const fin = await finalVerify(exec.disk, expected, { queueDepth: 16 });
       mismatches += fin.mismatches;
@@ -300,6 +304,33 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
     source.close();
     target.close();
   }
+}
+
+/** What differs after a failed verification: the target against the workload's model, and the two image files block by block. */
+async function diagnoseUnverified(disk: Disk, expected: ExpectedDisk, src: string, dst: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    const before = expected.stats.firstMismatches.length;
+    const fin = await finalVerify(disk, expected, { queueDepth: 16 });
+    out.push(fin.mismatches
+      ? `diagnosis: the target's disk differs from the workload's model in ${fin.mismatches} pages (data lost): ${JSON.stringify(expected.stats.firstMismatches.slice(before, before + 3))}`
+      : "diagnosis: the target's disk matches the workload's model byte for byte (verification bookkeeping, not data)");
+  } catch (e) {
+    out.push(`diagnosis: the target's disk could not be read back: ${(e as Error).message}`);
+  }
+  try {
+    const a = readFileSync(src);
+    const b = readFileSync(dst);
+    const differ: number[] = [];
+    for (let off = 0; off < Math.min(a.length, b.length); off += BLOCK) {
+      if (!a.subarray(off, off + BLOCK).equals(b.subarray(off, off + BLOCK))) differ.push(off / BLOCK);
+    }
+    const tags = differ.slice(0, 8).map((blk) => `${blk}:${[...new Set(Array.from({ length: BLOCK / 4096 }, (_, i) => expected.tagAt(blk * BLOCK + i * 4096)))].join('/')}`);
+    out.push(`diagnosis: ${differ.length} blocks of ${BLOCK} bytes differ between source.img and target.img (block:model tags) ${tags.join(' ')}`);
+  } catch (e) {
+    out.push(`diagnosis: could not compare the image files: ${(e as Error).message}`);
+  }
+  return out;
 }
 
 export { describeSchedule };

@@ -1,0 +1,68 @@
+// The target holds block messages that follow CUTOVER until it serves the VM,
+// except the answer to a fetch the cut-over itself waits for: a reference the
+// target could not resolve in pre-copy is fetched, and the source may answer it
+// only after it sent CUTOVER. Held back, that answer would wait for a cut-over
+// that waits for it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryDisk } from '../../src/block/memory.ts';
+import { PostcopyDisk } from '../../src/block/filters/postcopy.ts';
+import { GateDisk } from '../../src/block/filters/gate.ts';
+import { Channel, Priority } from '../../src/wire/channel.ts';
+import { memoryLink } from '../../src/wire/memory-transport.ts';
+import { realClock } from '../../src/util/clock.ts';
+import { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { LocalContent } from '../../src/migrate/local-content.ts';
+import { contentId } from '../../src/migrate/content-id.ts';
+import { Bitmap } from '../../src/util/bitmap.ts';
+import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
+import { log } from '../../src/util/log.ts';
+
+for (const answer of ['data', 'zero'] as const) test(`a pre-copy reference fetched again is answered (${answer}) after CUTOVER: the cut-over completes with it applied`, async () => {
+  const bs = 65536;
+  const blocks = 8;
+  const image = new MemoryDisk(bs * blocks);
+  const [a, b] = memoryLink(realClock, { bandwidthBps: 1e9, delayMs: 1 });
+  const fromTarget: Message[] = [];
+  let heard: (() => void) | undefined;
+  const src = new Channel({ clock: realClock, onMessage: (m) => { fromTarget.push(m); heard?.(); } });
+  let engine!: TargetEngine;
+  const tgt = new Channel({ clock: realClock, onMessage: (m) => engine.handle(m) });
+  const quiet = log.child({ test: 'cutover-deferral' });
+  const disk = new PostcopyDisk(image, bs, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
+  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: bs, preexisting: false, log: quiet });
+  engine = new TargetEngine({ disk, gate: new GateDisk(disk, 'held'), channel: tgt, clock: realClock, log: quiet, features: { dedup: true }, local });
+  src.attach(a);
+  tgt.attach(b);
+  const waitFor = async (type: number, ms = 3000) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const m = fromTarget.find((x) => x.type === type);
+      if (m) return m;
+      if (Date.now() > end) return undefined;
+      await new Promise<void>((r) => { heard = r; setTimeout(r, 20); });
+    }
+  };
+  try {
+    const content = Buffer.alloc(bs, 7);
+    await image.write(3 * bs, Buffer.alloc(bs, 1)); // old bytes: the answer must replace them
+    // Content the target does not hold: it asks for the block.
+    src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(content) }, Priority.BULK);
+    const fetch = await waitFor(MsgType.FETCH);
+    assert.deepEqual(fetch && fetch.type === MsgType.FETCH ? fetch.blocks : undefined, [3], 'the unresolved reference is fetched');
+    // The source froze the VM and sent CUTOVER before the fetch reached it; the answer follows.
+    src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 }, missing: new Bitmap(blocks).bits });
+    // Or the block was zeroed at the source since it was referenced.
+    if (answer === 'data') src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: content }, Priority.DEMAND);
+    else src.send({ type: MsgType.ZERO, first: 3, count: 1, reason: DataReason.DEMAND }, Priority.DEMAND);
+    const done = await waitFor(MsgType.CUTOVER_DONE);
+    assert.ok(done, 'the cut-over completes (it waited for the fetch whose answer came after CUTOVER)');
+    const got = Buffer.alloc(bs);
+    await image.read(3 * bs, got);
+    assert.ok(got.equals(answer === 'data' ? content : Buffer.alloc(bs)), 'the fetched block is in the image');
+    assert.equal(disk.missing.count, 0);
+  } finally {
+    src.close();
+    tgt.close();
+  }
+});
