@@ -98,6 +98,8 @@ export class TargetEngine {
   private readonly dedupStats = { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 };
   private prefetcher: Prefetcher | undefined;
   private cutoverRunning: Promise<void> | undefined;
+  /** Blocks whose fetch answers arrived during the cut-over (applied before the missing map). */
+  private answeredInCutover: number[] = [];
   private superseded = false;
 
   constructor(private readonly o: TargetEngineOptions) {
@@ -172,7 +174,12 @@ export class TargetEngine {
     // came before it would wait for them too. Promise reactions keep their order. Not an answer to a
     // fetch: before the VM is served here the only fetches are of references this side could not
     // resolve in pre-copy, and the cut-over waits for those answers.
-    if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type) && !isDemandAnswer(m)) return this.cutoverRunning.then(() => this.handle(m));
+    if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) {
+      if (!isDemandAnswer(m)) return this.cutoverRunning.then(() => this.handle(m));
+      // Applied before the VM is served here: if the block is listed missing it is asked again then.
+      if (m.type === MsgType.DATA) this.answeredInCutover.push(m.block);
+      else if (m.type === MsgType.ZERO) for (let b = m.first; b < m.first + m.count && b < this.n; b++) this.answeredInCutover.push(b);
+    }
     switch (m.type) {
       case MsgType.DATA: {
         this.count(m.reason, m.data.length);
@@ -374,6 +381,11 @@ export class TargetEngine {
       });
     }
     disk.start(missing);
+    // A fetch answered during the cut-over for a block the source lists missing (written after it was
+    // referenced): the source counted the answer as the block's delivery and will not push it.
+    const again = this.answeredInCutover.filter((b) => missing.get(b));
+    this.answeredInCutover = [];
+    if (again.length) this.blockSource().fetch(again);
     gate.open();
     this.servingAt = clock.now();
     this.setPhase('postcopy');

@@ -66,3 +66,49 @@ for (const answer of ['data', 'zero'] as const) test(`a pre-copy reference fetch
     tgt.close();
   }
 });
+
+test('a fetch answered during the cut-over for a block listed missing is asked again once the VM is served', async () => {
+  const bs = 65536;
+  const blocks = 8;
+  const image = new MemoryDisk(bs * blocks);
+  const [a, b] = memoryLink(realClock, { bandwidthBps: 1e9, delayMs: 1 });
+  const fromTarget: Message[] = [];
+  const src = new Channel({ clock: realClock, onMessage: (m) => { fromTarget.push(m); } });
+  let engine!: TargetEngine;
+  const tgt = new Channel({ clock: realClock, onMessage: (m) => engine.handle(m) });
+  const quiet = log.child({ test: 'cutover-deferral' });
+  const disk = new PostcopyDisk(image, bs, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
+  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: bs, preexisting: false, log: quiet });
+  engine = new TargetEngine({ disk, gate: new GateDisk(disk, 'held'), channel: tgt, clock: realClock, log: quiet, features: { dedup: true }, local });
+  src.attach(a);
+  tgt.attach(b);
+  const fetches = () => fromTarget.filter((m) => m.type === MsgType.FETCH).map((m) => (m.type === MsgType.FETCH ? m.blocks : []));
+  const until = async (what: () => boolean, ms = 3000) => {
+    const end = Date.now() + ms;
+    while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    return what();
+  };
+  try {
+    const old = Buffer.alloc(bs, 7);
+    src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(old) }, Priority.BULK);
+    assert.ok(await until(() => fetches().length === 1), 'the unresolved reference is fetched');
+    // The VM wrote block 3 after it was referenced: CUTOVER lists it missing; the source answers the
+    // fetch with the frozen content and counts that as the block's delivery (it will not push it).
+    const missing = new Bitmap(blocks);
+    missing.set(3);
+    src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 }, missing: missing.bits });
+    const current = Buffer.alloc(bs, 9);
+    src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
+    assert.ok(await until(() => fromTarget.some((m) => m.type === MsgType.CUTOVER_DONE)), 'the cut-over completes');
+    assert.ok(await until(() => fetches().length === 2), 'block 3 is asked again');
+    assert.deepEqual(fetches()[1], [3]);
+    src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
+    assert.ok(await until(() => disk.missing.count === 0), 'nothing is missing once the second answer is applied');
+    const got = Buffer.alloc(bs);
+    await image.read(3 * bs, got);
+    assert.ok(got.equals(current));
+  } finally {
+    src.close();
+    tgt.close();
+  }
+});
