@@ -22,7 +22,7 @@ import { WanProxy } from '../../src/link/proxy.ts';
 import { formatPskFile } from '../../src/wire/secure-link.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
-import { resolveProfile } from '../../src/workload/profiles.ts';
+import { resolveProfile, type ProfileName } from '../../src/workload/profiles.ts';
 import { WorkloadExecutor } from '../../src/workload/executor.ts';
 import type { Address } from '../../src/util/address.ts';
 import { describeSchedule, phaseIndex, type FaultEvent, type FaultSchedule } from './schedule.ts';
@@ -139,7 +139,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { timeoutMs?: number; size?: number } = {}): Promise<FaultRunResult> {
+export interface FaultRunOptions {
+  timeoutMs?: number;
+  size?: number;
+  /** The VM's workload profile (default moderate). */
+  profile?: ProfileName;
+}
+
+export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: FaultRunOptions = {}): Promise<FaultRunResult> {
   const SIZE = opts.size ?? DEFAULT_SIZE;
   const started = Date.now();
   const problems: string[] = [];
@@ -191,7 +198,7 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: { ti
     const primary = await ReconnectingDisk.connect({ kind: 'unix', path: join(dir, 'source.sock') }, 60_000, () => sourceDone);
     opened.push(primary);
     expected = await ExpectedDisk.create(SIZE, s.seed, { base: src });
-    const requests = new RequestGenerator(resolveProfile('moderate', { linkBitsPerSecond: s.bandwidthBps, imageBytes: SIZE, blockSize: BLOCK }).params, s.seed);
+    const requests = new RequestGenerator(resolveProfile(opts.profile ?? 'moderate', { linkBitsPerSecond: s.bandwidthBps, imageBytes: SIZE, blockSize: BLOCK }).params, s.seed);
     exec = new WorkloadExecutor({
       disk: primary,
       switchTo: async () => {
