@@ -7,7 +7,7 @@ export function formatReport(r: MigrationReport, extra: Array<[string, string]> 
   const rows: Array<[string, string]> = [
     ['algorithm', `${r.algorithm}${r.features ? ` (hot order ${r.features.hot_order ? 'on' : 'off'}, prefetch ${r.features.prefetch ? 'on' : 'off'})` : ''}`],
     ['image', `${formatBytes(r.image_bytes)}, ${formatBytes(r.block_size)} blocks`],
-    ['link', `${r.link.bandwidth_bps ? formatBitRate(r.link.bandwidth_bps) : '?'} configured, ${r.link.measured_rate_bps ? formatBitRate(r.link.measured_rate_bps) : '?'} measured, RTT ${r.link.rtt_ms === null ? '?' : r.link.rtt_ms.toFixed(1) + ' ms'}`],
+    ['link', `${r.link.bandwidth_bps ? formatBitRate(r.link.bandwidth_bps) : '?'} configured, ${r.link.measured_rate_bps ? formatBitRate(r.link.measured_rate_bps) : '?'} measured, RTT ${r.link.rtt_ms === null ? '?' : r.link.rtt_ms.toFixed(1) + ' ms'}${r.link.ack_rtt_ms === null ? '' : ` (${r.link.ack_rtt_ms.toFixed(1)} ms to the target's ack after applying)`}`],
     ['time total', `${r.time_total_s.toFixed(2)} s (pre-copy ${r.time_precopy_s.toFixed(2)} s, post-copy ${r.time_postcopy_s.toFixed(2)} s)`],
     ['downtime', `${r.downtime_ms.toFixed(1)} ms`],
     ['rounds', `${r.rounds} (cut-over: ${r.cutover_reason})`],

@@ -47,7 +47,11 @@ export interface MigrationReport {
   /** Bytes prefetch brought in that the VM had not read when post-copy ended. */
   prefetch_wasted_bytes: number;
   /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (channel.ts linkRateBps). */
-  link: { bandwidth_bps: number | null; rtt_ms: number | null; measured_rate_bps: number | null };
+  /**
+   * rtt_ms: the link's round trip (pings); ack_rtt_ms: the smallest time from sending a message to the
+   * target's ack (it acks once applied: its disk writes and durable records are in it), over the last 10 s.
+   */
+  link: { bandwidth_bps: number | null; rtt_ms: number | null; ack_rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;
   /**
    * Link losses survived by reattaching the channel, and sessions continued from durable state after an agent restart (set by the source agent).
@@ -187,7 +191,7 @@ export function buildReport(i: ReportInput): MigrationReport {
     prefetch_by: { stream: num(ts.prefetchStreamBlocks), area: num(ts.prefetchAreaBlocks), co_access: num(ts.prefetchCoAccessBlocks) },
     prefetch_hits: num(ts.prefetchHits),
     prefetch_wasted_bytes: num(ts.prefetchWastedBytes),
-    link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), measured_rate_bps: numOrNull(i.channel.linkRateBps ?? i.channel.deliveryRateBps) },
+    link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), ack_rtt_ms: numOrNull(i.channel.minAckRttMs), measured_rate_bps: numOrNull(i.channel.linkRateBps ?? i.channel.deliveryRateBps) },
     retransmitted_bytes: i.channel.retransmittedBytes,
     compression: {
       level: i.compressionLevel ?? null,

@@ -14,6 +14,7 @@ import { Command } from 'commander';
 import { describeSchedule, generateSchedule } from './schedule.ts';
 import { runFaultSchedule, type FaultRunOptions, type FaultRunResult } from './fault-run.ts';
 import type { ProfileName } from '../../src/workload/profiles.ts';
+import { parseSize } from '../../src/util/units.ts';
 
 export async function runMany(first: number, count: number, jobs: number, onResult?: (seed: number, r: FaultRunResult) => void, opts: FaultRunOptions = {}): Promise<Map<number, FaultRunResult>> {
   const results = new Map<number, FaultRunResult>();
@@ -41,14 +42,26 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     .option('--count <n>', 'number of schedules', '100')
     .option('--jobs <n>', 'schedules run at once', '2')
     .option('--profile <name>', 'the VM workload: light, moderate, heavy or mail', 'moderate')
+    .option('--size <bytes>', 'image size (heavy needs 64MiB or more: it dirties 60 % of the link)', '16MiB')
     .option('--json', 'one JSON object at the end')
     .parse();
-  const o = program.opts<{ seed: string; count: string; jobs: string; profile: string; json?: boolean }>();
+  const o = program.opts<{ seed: string; count: string; jobs: string; profile: string; size: string; json?: boolean }>();
   const first = Number(o.seed);
   const count = Number(o.count);
   const jobs = Number(o.jobs);
   if (![first, count, jobs].every((v) => Number.isInteger(v) && v >= 0) || count < 1 || jobs < 1) {
     process.stderr.write('test:faults: --seed, --count and --jobs take whole numbers (count, jobs >= 1)\n');
+    process.exit(2);
+  }
+  let size: number;
+  try {
+    size = parseSize(o.size);
+  } catch (e) {
+    process.stderr.write(`test:faults: --size: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  if (size < 1 << 20 || size % 65536 !== 0) {
+    process.stderr.write(`test:faults: --size ${o.size}: expected at least 1MiB, a multiple of 64KiB\n`);
     process.exit(2);
   }
   if (!['light', 'moderate', 'heavy', 'mail'].includes(o.profile)) {
@@ -61,7 +74,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const line = `${r.ok ? 'ok  ' : 'FAIL'} ${describeSchedule(generateSchedule(seed))} | fired ${r.fired.length}, missed ${r.missed.length}, restarts src ${r.restarts.source} tgt ${r.restarts.target}, ${(r.elapsedMs / 1000).toFixed(1)} s`;
     process.stdout.write(line + '\n');
     if (!r.ok) process.stdout.write(`     ${r.problems.join('\n     ')}\n     logs and images kept in ${r.dir}\n`);
-  }, { profile: o.profile as ProfileName });
+  }, { profile: o.profile as ProfileName, size, timeoutMs: Math.max(90_000, (size / (16 << 20)) * 90_000) });
   const failed = [...results].filter(([, r]) => !r.ok).map(([s]) => s).sort((a, b) => a - b);
   const kinds: Record<string, number> = {};
   for (const r of results.values()) for (const f of r.fired) { const k = f.replace(/\(.*$/, ''); kinds[k] = (kinds[k] ?? 0) + 1; }
@@ -69,7 +82,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else {
     process.stdout.write(`\n${summary.passed}/${count} schedules verified and byte-exact in ${summary.elapsed_s} s; faults fired: ${JSON.stringify(kinds)}\n`);
-    const profile = o.profile === 'moderate' ? '' : ` --profile ${o.profile}`;
+    const profile = `${o.profile === 'moderate' ? '' : ` --profile ${o.profile}`}${o.size === '16MiB' ? '' : ` --size ${o.size}`}`;
     for (const s of failed) process.stdout.write(`FAILED seed ${s}: replay with  npm run test:faults -- --seed ${s} --count 1${profile}\n`);
   }
   process.exit(failed.length ? 1 : 0);
