@@ -171,14 +171,15 @@ export class TargetEngine {
     if (this.superseded) return;
     // Blocks that follow CUTOVER (the source pushes at once) wait until the VM is served here: applied
     // before start(missing) they would be marked missing again, and the cut-over's own wait for what
-    // came before it would wait for them too. Promise reactions keep their order. Not an answer to a
-    // fetch: before the VM is served here the only fetches are of references this side could not
-    // resolve in pre-copy, and the cut-over waits for those answers.
+    // came before it would wait for them too. Promise reactions keep their order.
+    // Answers to fetches are the exception: before the VM is served here the only fetches are of
+    // references this side could not resolve in pre-copy, and the cut-over waits for those answers.
+    // They are applied now; one for a block the CUTOVER lists missing is asked again once serving.
     if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) {
       if (!isDemandAnswer(m)) return this.cutoverRunning.then(() => this.handle(m));
-      // Applied before the VM is served here: if the block is listed missing it is asked again then.
-      if (m.type === MsgType.DATA) this.answeredInCutover.push(m.block);
-      else if (m.type === MsgType.ZERO) for (let b = m.first; b < m.first + m.count && b < this.n; b++) this.answeredInCutover.push(b);
+      const first = m.type === MsgType.DATA ? m.block : m.type === MsgType.ZERO ? m.first : 0;
+      const count = m.type === MsgType.ZERO ? m.count : 1;
+      for (let b = first; b < first + count && b < this.n; b++) this.answeredInCutover.push(b);
     }
     switch (m.type) {
       case MsgType.DATA: {
