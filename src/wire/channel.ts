@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../util/clock.ts';
-import { LatencyRecorder } from '../util/latency.ts';
+import { SampleReservoir } from '../util/sample-reservoir.ts';
 import { ProtocolError, ShutdownError } from '../errors.ts';
 import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from './frame.ts';
 import { decodeMessage, encodeMessage, isSequenced, MsgType, type Message } from './messages.ts';
@@ -137,7 +137,7 @@ export class Channel {
   // estimators
   private rateSamples: Array<{ at: number; bps: number; linkLimited: boolean }> = [];
   /** Link-limited rate samples of the whole life (bounded reservoir), for stats.linkRateBps. */
-  private readonly linkLimitedRates = new LatencyRecorder(4096);
+  private readonly linkLimitedRates = new SampleReservoir(4096);
   private linkRateCountAt = 0;
   /** Bytes of sequenced messages the peer has acknowledged, and when the latest ack came. */
   private deliveredBytes = 0;

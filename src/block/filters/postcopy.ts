@@ -3,7 +3,7 @@ import type { Disk, Extent, WriteOptions, ZeroOptions } from '../disk.ts';
 import { Bitmap } from '../../util/bitmap.ts';
 import { IoError } from '../../errors.ts';
 import type { Clock } from '../../util/clock.ts';
-import { LatencyRecorder } from '../../util/latency.ts';
+import { SampleReservoir } from '../../util/sample-reservoir.ts';
 
 /** How the post-copy disk asks for blocks and tells the source which blocks it no longer needs. */
 export interface BlockSource {
@@ -71,7 +71,7 @@ export class PostcopyDisk extends FilterDisk {
   private active = false;
   private failure: Error | undefined;
   readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0 };
-  readonly missLatency = new LatencyRecorder();
+  readonly missLatency = new SampleReservoir();
   private completeWaiters: Array<() => void> = [];
   private readObserver: ReadObserver | undefined;
 

@@ -1,8 +1,9 @@
 /**
- * Latency samples with bounded memory: keeps every sample up to `cap`, then a
- * uniform reservoir, so percentiles stay honest on long runs.
+ * Samples of one measure (latencies, rates) with bounded memory: keeps every
+ * sample up to `cap`, then a uniform reservoir, so percentiles stay honest on
+ * long runs. Count and mean cover every sample.
  */
-export class LatencyRecorder {
+export class SampleReservoir {
   private readonly samples: number[] = [];
   private seen = 0;
   private sum = 0;
@@ -10,14 +11,14 @@ export class LatencyRecorder {
 
   constructor(private readonly cap = 100_000) {}
 
-  record(ms: number): void {
+  record(value: number): void {
     this.seen++;
-    this.sum += ms;
-    if (this.samples.length < this.cap) this.samples.push(ms);
+    this.sum += value;
+    if (this.samples.length < this.cap) this.samples.push(value);
     else {
       this.rng = (Math.imul(this.rng, 1103515245) + 12345) >>> 0;
       const j = this.rng % this.seen;
-      if (j < this.cap) this.samples[j] = ms;
+      if (j < this.cap) this.samples[j] = value;
     }
   }
 
