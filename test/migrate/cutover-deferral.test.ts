@@ -18,97 +18,88 @@ import { Bitmap } from '../../src/util/bitmap.ts';
 import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
 import { log } from '../../src/util/log.ts';
 
-for (const answer of ['data', 'zero'] as const) test(`a pre-copy reference fetched again is answered (${answer}) after CUTOVER: the cut-over completes with it applied`, async () => {
-  const bs = 65536;
-  const blocks = 8;
-  const image = new MemoryDisk(bs * blocks);
-  const [a, b] = memoryLink(realClock, { bandwidthBps: 1e9, delayMs: 1 });
-  const fromTarget: Message[] = [];
-  let heard: (() => void) | undefined;
-  const src = new Channel({ clock: realClock, onMessage: (m) => { fromTarget.push(m); heard?.(); } });
-  let engine!: TargetEngine;
-  const tgt = new Channel({ clock: realClock, onMessage: (m) => engine.handle(m) });
-  const quiet = log.child({ test: 'cutover-deferral' });
-  const disk = new PostcopyDisk(image, bs, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
-  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: bs, preexisting: false, log: quiet });
-  engine = new TargetEngine({ disk, gate: new GateDisk(disk, 'held'), channel: tgt, clock: realClock, log: quiet, features: { dedup: true }, local });
-  src.attach(a);
-  tgt.attach(b);
-  const waitFor = async (type: number, ms = 3000) => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const m = fromTarget.find((x) => x.type === type);
-      if (m) return m;
-      if (Date.now() > end) return undefined;
-      await new Promise<void>((r) => { heard = r; setTimeout(r, 20); });
-    }
-  };
-  try {
-    const content = Buffer.alloc(bs, 7);
-    await image.write(3 * bs, Buffer.alloc(bs, 1)); // old bytes: the answer must replace them
-    // Content the target does not hold: it asks for the block.
-    src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(content) }, Priority.BULK);
-    const fetch = await waitFor(MsgType.FETCH);
-    assert.deepEqual(fetch && fetch.type === MsgType.FETCH ? fetch.blocks : undefined, [3], 'the unresolved reference is fetched');
-    // The source froze the VM and sent CUTOVER before the fetch reached it; the answer follows.
-    src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 }, missing: new Bitmap(blocks).bits });
-    // Or the block was zeroed at the source since it was referenced.
-    if (answer === 'data') src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: content }, Priority.DEMAND);
-    else src.send({ type: MsgType.ZERO, first: 3, count: 1, reason: DataReason.DEMAND }, Priority.DEMAND);
-    const done = await waitFor(MsgType.CUTOVER_DONE);
-    assert.ok(done, 'the cut-over completes (it waited for the fetch whose answer came after CUTOVER)');
-    const got = Buffer.alloc(bs);
-    await image.read(3 * bs, got);
-    assert.ok(got.equals(answer === 'data' ? content : Buffer.alloc(bs)), 'the fetched block is in the image');
-    assert.equal(disk.missing.count, 0);
-  } finally {
-    src.close();
-    tgt.close();
-  }
-});
+const BS = 65536;
+const BLOCKS = 8;
 
-test('a fetch answered during the cut-over for a block listed missing is asked again once the VM is served', async () => {
-  const bs = 65536;
-  const blocks = 8;
-  const image = new MemoryDisk(bs * blocks);
+/** A target engine (dedup on, empty image) and a bare source-side channel the test speaks through. */
+function setup() {
+  const image = new MemoryDisk(BS * BLOCKS);
   const [a, b] = memoryLink(realClock, { bandwidthBps: 1e9, delayMs: 1 });
   const fromTarget: Message[] = [];
   const src = new Channel({ clock: realClock, onMessage: (m) => { fromTarget.push(m); } });
   let engine!: TargetEngine;
   const tgt = new Channel({ clock: realClock, onMessage: (m) => engine.handle(m) });
   const quiet = log.child({ test: 'cutover-deferral' });
-  const disk = new PostcopyDisk(image, bs, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
-  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: bs, preexisting: false, log: quiet });
+  const disk = new PostcopyDisk(image, BS, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
+  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: BS, preexisting: false, log: quiet });
   engine = new TargetEngine({ disk, gate: new GateDisk(disk, 'held'), channel: tgt, clock: realClock, log: quiet, features: { dedup: true }, local });
   src.attach(a);
   tgt.attach(b);
-  const fetches = () => fromTarget.filter((m) => m.type === MsgType.FETCH).map((m) => (m.type === MsgType.FETCH ? m.blocks : []));
-  const until = async (what: () => boolean, ms = 3000) => {
-    const end = Date.now() + ms;
-    while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    return what();
+  return {
+    image, disk, src,
+    fetches: () => fromTarget.filter((m) => m.type === MsgType.FETCH).map((m) => (m.type === MsgType.FETCH ? m.blocks : [])),
+    cutoverDone: () => fromTarget.some((m) => m.type === MsgType.CUTOVER_DONE),
+    close: () => {
+      src.close();
+      tgt.close();
+    },
   };
+}
+
+async function until(what: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  return what();
+}
+
+for (const answer of ['data', 'zero'] as const) {
+  test(`a pre-copy reference fetched again is answered (${answer}) after CUTOVER: the cut-over completes with it applied`, async () => {
+    const t = setup();
+    try {
+      const content = Buffer.alloc(BS, 7);
+      await t.image.write(3 * BS, Buffer.alloc(BS, 1)); // old bytes: the answer must replace them
+      // Content the target does not hold: it asks for the block.
+      t.src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(content) }, Priority.BULK);
+      assert.ok(await until(() => t.fetches().length === 1), 'the unresolved reference is fetched');
+      assert.deepEqual(t.fetches()[0], [3]);
+      // The source froze the VM and sent CUTOVER before the fetch reached it; the answer follows.
+      t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 }, missing: new Bitmap(BLOCKS).bits });
+      // Or the block was zeroed at the source since it was referenced.
+      if (answer === 'data') t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: content }, Priority.DEMAND);
+      else t.src.send({ type: MsgType.ZERO, first: 3, count: 1, reason: DataReason.DEMAND }, Priority.DEMAND);
+      assert.ok(await until(t.cutoverDone), 'the cut-over completes (it waited for the fetch whose answer came after CUTOVER)');
+      const got = Buffer.alloc(BS);
+      await t.image.read(3 * BS, got);
+      assert.ok(got.equals(answer === 'data' ? content : Buffer.alloc(BS)), 'the fetched block is in the image');
+      assert.equal(t.disk.missing.count, 0);
+    } finally {
+      t.close();
+    }
+  });
+}
+
+test('a fetch answered during the cut-over for a block listed missing is asked again once the VM is served', async () => {
+  const t = setup();
   try {
-    const old = Buffer.alloc(bs, 7);
-    src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(old) }, Priority.BULK);
-    assert.ok(await until(() => fetches().length === 1), 'the unresolved reference is fetched');
+    const old = Buffer.alloc(BS, 7);
+    t.src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(old) }, Priority.BULK);
+    assert.ok(await until(() => t.fetches().length === 1), 'the unresolved reference is fetched');
     // The VM wrote block 3 after it was referenced: CUTOVER lists it missing; the source answers the
     // fetch with the frozen content and counts that as the block's delivery (it will not push it).
-    const missing = new Bitmap(blocks);
+    const missing = new Bitmap(BLOCKS);
     missing.set(3);
-    src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 }, missing: missing.bits });
-    const current = Buffer.alloc(bs, 9);
-    src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
-    assert.ok(await until(() => fromTarget.some((m) => m.type === MsgType.CUTOVER_DONE)), 'the cut-over completes');
-    assert.ok(await until(() => fetches().length === 2), 'block 3 is asked again');
-    assert.deepEqual(fetches()[1], [3]);
-    src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
-    assert.ok(await until(() => disk.missing.count === 0), 'nothing is missing once the second answer is applied');
-    const got = Buffer.alloc(bs);
-    await image.read(3 * bs, got);
+    t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 }, missing: missing.bits });
+    const current = Buffer.alloc(BS, 9);
+    t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
+    assert.ok(await until(t.cutoverDone), 'the cut-over completes');
+    assert.ok(await until(() => t.fetches().length === 2), 'block 3 is asked again');
+    assert.deepEqual(t.fetches()[1], [3]);
+    t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
+    assert.ok(await until(() => t.disk.missing.count === 0), 'nothing is missing once the second answer is applied');
+    const got = Buffer.alloc(BS);
+    await t.image.read(3 * BS, got);
     assert.ok(got.equals(current));
   } finally {
-    src.close();
-    tgt.close();
+    t.close();
   }
 });
