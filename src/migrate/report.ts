@@ -48,8 +48,9 @@ export interface MigrationReport {
   prefetch_wasted_bytes: number;
   /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (channel.ts linkRateBps). */
   /**
-   * rtt_ms: the link's round trip (pings); ack_rtt_ms: the smallest time from sending a message to the
-   * target's ack (it acks once applied: its disk writes and durable records are in it), over the last 10 s.
+   * rtt_ms: the smallest ping round trip (a ping a second; one may wait behind bulk data in the
+   * network's queue); ack_rtt_ms: the smallest time from sending a message to the target's ack over
+   * the last 10 s (it acks once applied: its disk writes and durable records are in it).
    */
   link: { bandwidth_bps: number | null; rtt_ms: number | null; ack_rtt_ms: number | null; measured_rate_bps: number | null };
   retransmitted_bytes: number;

@@ -29,8 +29,10 @@ for (const algorithm of ALGORITHMS) {
       const m = r.report.link.measured_rate_bps!;
       assert.ok(m > 0.6 * 50e6 && m < 1.08 * 50e6, `measured ${(m / 1e6).toFixed(1)} Mbit/s on a 50 Mbit/s link`);
     }
-    // The target acks once it applied a message: at least the round trip, never less.
+    // Both round trips include the link's 10 ms. (Neither bounds the other: the ping's is the smallest
+    // of a few pings, which may wait behind bulk data in the link's queue; the ack's is the smallest
+    // over every message, and includes the target applying it.)
     const { rtt_ms: rtt, ack_rtt_ms: ack } = r.report.link;
-    assert.ok(rtt !== null && rtt >= 9 && ack !== null && ack >= rtt - 1, `rtt ${rtt} ms, ack rtt ${ack} ms on a 10 ms link`);
+    assert.ok(rtt !== null && rtt >= 9 && ack !== null && ack >= 9, `rtt ${rtt} ms, ack rtt ${ack} ms on a 10 ms link`);
   });
 }
