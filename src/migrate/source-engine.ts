@@ -292,7 +292,7 @@ export class SourceEngine {
    * bit would lose the write; a write after the ZERO is queued marks it again).
    */
   private async sendHoles(): Promise<void> {
-    const { image, blockSize } = this.o;
+    const { image } = this.o;
     if (!image.capabilities.canExtents) return;
     let pos = 0;
     this.dirtiedDuringScan = new Bitmap(this.n);

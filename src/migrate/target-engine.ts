@@ -64,9 +64,11 @@ const DEFAULT_BACKGROUND_FLUSH_BYTES = 32 << 20;
 /** Messages that put content into blocks (or offer it). */
 const CARRIES_BLOCKS: ReadonlySet<number> = new Set([MsgType.DATA, MsgType.ZERO, MsgType.REF, MsgType.OFFER]);
 
-/** DATA or ZERO sent in answer to a fetch. */
-function isDemandAnswer(m: Message): boolean {
-  return (m.type === MsgType.DATA || m.type === MsgType.ZERO) && m.reason === DataReason.DEMAND;
+/** The blocks of a DATA or ZERO sent in answer to a fetch (first, count); undefined for anything else. */
+function demandAnswerBlocks(m: Message): [first: number, count: number] | undefined {
+  if (m.type === MsgType.DATA && m.reason === DataReason.DEMAND) return [m.block, 1];
+  if (m.type === MsgType.ZERO && m.reason === DataReason.DEMAND) return [m.first, m.count];
+  return undefined;
 }
 
 const REASONS = Object.fromEntries(Object.entries(DataReason).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
@@ -176,10 +178,9 @@ export class TargetEngine {
     // references this side could not resolve in pre-copy, and the cut-over waits for those answers.
     // They are applied now; one for a block the CUTOVER lists missing is asked again once serving.
     if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) {
-      if (!isDemandAnswer(m)) return this.cutoverRunning.then(() => this.handle(m));
-      const first = m.type === MsgType.DATA ? m.block : m.type === MsgType.ZERO ? m.first : 0;
-      const count = m.type === MsgType.ZERO ? m.count : 1;
-      for (let b = first; b < first + count && b < this.n; b++) this.answeredInCutover.push(b);
+      const answer = demandAnswerBlocks(m);
+      if (!answer) return this.cutoverRunning.then(() => this.handle(m));
+      for (let b = answer[0]; b < answer[0] + answer[1] && b < this.n; b++) this.answeredInCutover.push(b);
     }
     switch (m.type) {
       case MsgType.DATA: {
