@@ -7,8 +7,9 @@
  * speed(L) * cpuShare >= linkBytesPerSec * ratio (raw bytes needed per second
  * to fill the link). The highest affordable level wins: a slower link buys a
  * better ratio. Speeds are estimated from the measured speed of the level in
- * use, scaled by relative costs measured here (zstd 1.5, 64 KiB blocks of a
- * mixed VM image: L1 248 MB/s, L3 232, L6 112, L9 56).
+ * use, scaled by zstd 1.5's relative cost per level on 64 KiB blocks of a
+ * mixed VM image (one core: L1 248 MB/s, L3 232, L6 112, L9 56); only the
+ * ratios are used, so a faster or slower machine shifts all levels alike.
  */
 export const LEVELS = [1, 3, 6, 9] as const;
 const RELATIVE_SPEED: Record<number, number> = { 1: 1, 3: 0.93, 6: 0.45, 9: 0.23 };

@@ -1,5 +1,5 @@
 /**
- * Decayed read and write counters per area (design.md "heat"), sparse and
+ * Decayed read and write counters per area (docs/design.md "heat"), sparse and
  * bounded: only areas that saw I/O have an entry, and past `maxEntries` the
  * coldest entries are evicted in one batch (amortised O(1) per record), so a
  * terabyte image with a small hot set costs a few MB at most.

@@ -1,5 +1,5 @@
 /**
- * Prefetch on miss at the target during post-copy (design.md phase 4), as a
+ * Prefetch on miss at the target during post-copy (docs/design.md phase 4), as a
  * pure decision: read and arrival events in, block lists to prefetch out.
  * The caller says which blocks are worth asking for (`wanted`: missing and
  * not on their way), sends the lists in the prefetch lane and reports arrivals.

@@ -1,5 +1,5 @@
 /**
- * The target's picture of the source's read-hot-first push (design.md phase
+ * The target's picture of the source's read-hot-first push (docs/design.md phase
  * 4), so prefetch yields to it. Pure: heat snapshot and arrivals in, yes/no out.
  *
  * Every block travels in post-copy anyway, so a prefetch moves nothing extra

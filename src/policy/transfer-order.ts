@@ -1,5 +1,5 @@
 /**
- * Hot-area ordering of background transfer (design.md phases 2 and 4), as a
+ * Hot-area ordering of background transfer (docs/design.md phases 2 and 4), as a
  * pure decision over a heat snapshot. An order names the areas to visit
  * before and after the rest; everything else goes in block order between
  * them, so an image with no heat is transferred exactly as without ordering.
