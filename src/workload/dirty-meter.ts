@@ -1,6 +1,6 @@
 /**
  * "Distinct bytes newly dirtied per second", the one number the workload
- * profiles are pinned to (design.md, Workloads), measured one way everywhere:
+ * profiles are pinned to (docs/design.md, Workloads), measured one way everywhere:
  * in the profile calibration, in tests replaying the generator, and in the
  * executor on real completions.
  *

@@ -1,5 +1,5 @@
 /**
- * FIU IODedup traces (SNIA iotta set 391; design.md "Workloads"): a parser and
+ * FIU IODedup traces (SNIA iotta set 391; docs/design.md "Workloads"): a parser and
  * a replay source for the workload executor.
  *
  * Format, one request per line, whitespace separated:

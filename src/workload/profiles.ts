@@ -1,5 +1,5 @@
 /**
- * Named, Iometer-like workload profiles (design.md, Workloads) and their
+ * Named, Iometer-like workload profiles (docs/design.md, Workloads) and their
  * resolution against a link and an image into concrete request rates.
  *
  * What makes a workload hard for migration is how fast it dirties new data
