@@ -4,7 +4,7 @@
  * A VM is usually created as a clone of an OS template (a base image) and then
  * diverges: packages are updated, logs and application data are written. The
  * template, or another VM cloned from it, is what datacenter B holds most
- * often (design.md: "Datacenter B usually already holds much of the content:
+ * often (docs/design.md: "Datacenter B usually already holds much of the content:
  * base images, older replicas of the same VM, other VMs of the same OS").
  *
  * The model: the base and the VM's image agree on a share of the VM image's

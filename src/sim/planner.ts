@@ -5,7 +5,7 @@
  *
  * Observing the live source: the VM writes through the source agent into the
  * raw image file, so two scans of the file `watchMs` apart show exactly which
- * blocks it changed — the distinct dirty rate design.md pins workloads to, and
+ * blocks it changed — the distinct dirty rate docs/design.md pins workloads to, and
  * where the writes go (write-hot areas). Reads are not visible in the file;
  * the workload keeps the profile shape's read share (70 %).
  *

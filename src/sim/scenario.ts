@@ -106,7 +106,7 @@ export function runScenario(r: RunSpec): Promise<SimulationResult> {
   });
 }
 
-/** The measures a simulation row reports (design.md names, plus the guest's). */
+/** The measures a simulation row reports (docs/design.md names, plus the guest's). */
 export function summarize(variant: string, res: SimulationResult) {
   const x = res.report;
   return {
