@@ -29,7 +29,7 @@ export interface AgentStatus {
   elapsedMs?: number;
   /** Estimated seconds to done, null when unknown. */
   etaSeconds?: number | null;
-  /** All bytes this side's link carried, both directions (design.md `wire_bytes` for one side). */
+  /** All bytes this side's link carried, both directions (docs/design.md `wire_bytes` for one side). */
   wireBytes?: number;
   /** Observed rate of `wireBytes` (source) or received payload (target) over the last seconds, bits/s. */
   transferRateBps?: number | null;
