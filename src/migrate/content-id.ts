@@ -1,6 +1,6 @@
 import { createBLAKE3 } from 'hash-wasm';
 
-// BLAKE3 in WebAssembly (hash-wasm): about 0.9 GB/s here, far above any WAN
+// BLAKE3 in WebAssembly (hash-wasm): about 0.9 GB/s on one core, far above any WAN
 // link, and it installs from the npm registry alone on every platform (the
 // native @napi-rs/blake-hash needs per-platform packages this registry lacks,
 // which breaks `npm ci`). One hasher, reused: hashing is synchronous after init.

@@ -16,7 +16,7 @@ export interface SourceStatus {
   counts: Record<string, number>;
 }
 
-/** The final report (design.md "Measures"); field names are a contract with benchmarks and tests. */
+/** The final report (docs/design.md "Report fields" lists them all); field names are a contract with benchmarks and tests. */
 export interface MigrationReport {
   algorithm: Algorithm;
   /** Optimizations that were on. */
