@@ -87,9 +87,9 @@ export interface ChannelStats {
 
 /**
  * Window before the first rate sample. Small: a post-copy migration cuts over
- * at once, and every byte of a large first window (it was 4 MiB) sat in the
- * link's queue ahead of the first on-demand replies (390 ms at 100 Mbit/s,
- * the p99 miss latency session 3 saw). While the window limits the rate it
+ * at once, and every byte of the first window sits in the link's queue ahead
+ * of the first on-demand replies (a 4 MiB window would hold them back over a
+ * third of a second at 100 Mbit/s). While the window limits the rate it
  * grows by STARTUP_GAIN per round trip, then by WINDOW_GAIN.
  */
 export const INITIAL_WINDOW = 512 * 1024;
