@@ -7,7 +7,7 @@
  *   endpoints) and `migrateVm` (vm-migrate.ts), exactly what
  *   `flimcd vm migrate` does; or
  * - `qemu-mirror`: QEMU's own storage migration as libvirt
- *   `--copy-storage-all` drives it (qemu-notes.md): `blockdev-mirror`
+ *   `--copy-storage-all` drives it (docs/qemu.md): `blockdev-mirror`
  *   (sync full) into an NBD export of the target QEMU, then the RAM migration
  *   with pause-before-switchover, `block-job-cancel` at the switch-over.
  *
@@ -474,8 +474,8 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   await S.execute('blockdev-add', { driver: 'nbd', 'node-name': 'mig-target', server: { type: 'inet', host: diskWanAddr.host, port: String(diskWanAddr.port) }, export: 'disk0' });
   // write-blocking (libvirt's --copy-storage-synchronous-writes): guest writes go to both sides, so
   // the mirror converges. In the default background mode it chases this workload's writes through
-  // a 40 ms RTT link for minutes (measured: 88.9 s and 313 MiB for a 64 MiB disk in one run, not
-  // ready after 120 s in another), which would make the comparison about a non-converging peer.
+  // a WAN-like RTT for minutes, sending the disk several times over, which would make the comparison
+  // about a non-converging peer (`--mirror-mode background` measures it; docs/qemu.md).
   await S.execute('blockdev-mirror', { 'job-id': 'mirror0', device: 'disk0', target: 'mig-target', sync: 'full', 'copy-mode': o.mirrorCopyMode ?? 'write-blocking' });
   // Bounded: ten times the time the link needs for the whole disk, at least two minutes.
   const readyDeadline = Date.now() + Math.max(120_000, ((o.diskBytes * 8) / o.bandwidthBps) * 10_000);
