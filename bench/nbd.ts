@@ -13,7 +13,8 @@
  *   allocated: an AES-CTR keystream) and one write target per server (copies
  *   of the image, so also fully allocated). All are removed at exit.
  * - Four servers run for the whole benchmark, all on Unix sockets (QEMU 7.2's
- *   NBD server does not set TCP_NODELAY, which would penalise it on TCP):
+ *   NBD server does not set TCP_NODELAY, which would penalise it on TCP;
+ *   docs/qemu.md):
  *     ours-read   node bin/flimcd.js export --image IMAGE  --listen unix:...
  *     ours-write  node bin/flimcd.js export --image TARGET1 --listen unix:...
  *     qemu-read   qemu-nbd -f raw -e 4 -t --cache=writeback --aio=threads -k ... IMAGE

@@ -11,13 +11,13 @@
  * - Algorithms: precopy, postcopy, hybrid, flimcd, and flimcd with each
  *   optimization off in turn (dedup, zstd, hot-order, prefetch).
  * - Workloads: the light, moderate, heavy and mail profiles, each resolved
- *   against the cell's link as design.md pins them (dirtying 5 / 20 / 60 / 20 %
+ *   against the cell's link as docs/design.md pins them (dirtying 5 / 20 / 60 / 20 %
  *   of the link), with a 10 s warm-up before the migration starts.
  * - Links: {100 Mbit/s, 1 Gbit/s} × {10, 50, 150 ms RTT}.
  * - Image: synthetic, image-gen's mix (30 % holes, 10 % repeated blocks, 40 %
  *   text, 20 % random), default 1 GiB (the paper's 20 GiB: --image-size).
- *   240 cells take ~2-3 min on this 2-core machine.
- * - What the destination holds (design.md: "datacenter B usually already
+ *   240 cells take ~2-3 min on a 2-core machine.
+ * - What the destination holds (docs/design.md: "datacenter B usually already
  *   holds much of the content"), two scenarios:
  *   - base: the VM was cloned from an OS template that the target holds in
  *     its replica index; BASE_SHARE (50 %) of the non-zero blocks are still

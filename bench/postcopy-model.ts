@@ -36,18 +36,16 @@
  * sends one block per block-time at the link rate; a read or partial write of
  * a missing block sends a demand fetch, which takes one block-time of the
  * link and lands `rtt + queue` ms later; reads of a block before it lands are
- * misses (design.md block_miss_rate: every block a read touches counts); a
+ * misses (docs/design.md block_miss_rate: every block a read touches counts); a
  * whole-block write makes a block present. Post-copy ends when all is present.
  *
- * Checked against the real bench (bench:postcopy, plain variant, same seeds,
- * session 4): in a run where every real post-copy ran near line rate
- * (7.6-9.2 s against the model's 7.3-8.6 s), miss counts per run, model /
- * real: moderate 214 / 226, 162 / 156, 152 / 150; mail 214 / 210, 141 / 139,
- * 138 / 140; fiu 408 / 404, 329 / 355, 352 / 377: within 8 %. A run slowed
- * by machine load (moderate seed 2 in another run: post-copy 12.8 s against
- * the model's 7.8 s, 233 misses against 162) reads more during post-copy and
- * misses more:
- * the model assumes the push runs at the link rate.
+ * Checked against the real bench (bench:postcopy, plain variant, same seeds):
+ * when every real post-copy runs near line rate, the model's miss count per
+ * run is within about 8 % of the measured one on each workload. A run slowed
+ * by machine load lasts longer, reads more during post-copy and misses more
+ * than the model says: the model assumes the push runs at the link rate.
+ * bench:postcopy-bound prints plain's counts and post-copy time per run so
+ * the two can be held against each other again.
  */
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

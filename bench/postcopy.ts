@@ -16,12 +16,12 @@
  *   migration starts: the source agent sits on the VM's I/O path all along, so
  *   its heat map has seen the VM before an operator starts a migration.
  * - Workloads: the `moderate` and `mail` profiles (resolved against the link
- *   as design.md pins them, untouched), and a replay of an FIU-format trace.
+ *   as docs/design.md pins them, untouched), and a replay of an FIU-format trace.
  *   No real FIU trace is available offline: the trace is synthetic, generated
  *   deterministically by src/workload/fiu-synth.ts (files read sequentially
  *   after their metadata page, a Zipf-hot database region, a log), and
  *   replayed with src/workload/fiu-trace.ts like a real one would be.
- * - block_miss_rate as design.md defines it (blocks read at the target that
+ * - block_miss_rate as docs/design.md defines it (blocks read at the target that
  *   were absent when read / all blocks read at the target during post-copy).
  *   Every run must verify (Merkle roots and the workload's content model).
  * - Runs: `--runs` repetitions (default 3); repetition k uses seed k for every

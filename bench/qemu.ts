@@ -27,7 +27,7 @@
  *   within minutes; `--mirror-mode background` runs that), RAM
  *   migration with pause-before-switchover, `block-job-cancel` at the pause,
  *   migrate-continue: what libvirt `--copy-storage-all` does. QEMU 7.2's NBD
- *   server lacks TCP_NODELAY (qemu-notes.md); that stalls multi-chunk read
+ *   server lacks TCP_NODELAY (docs/qemu.md); that stalls multi-chunk read
  *   replies, not the mirror's writes, so the TCP export is used as libvirt does.
  *   Both sides' RAM `max-bandwidth` is twice the link, so the link limits.
  * - Times: (a) from the start of the disk migration until every block is
