@@ -1,7 +1,7 @@
 // Credentials that stop matching in the middle of a session (the target was
 // restarted with another key): the source must stop with a clear error and
-// exit code 1, keeping its state for a restart. Session 3 saw this path end in
-// Node's exit code 13 (an await that nothing settled) instead.
+// exit code 1, keeping its state for a restart, never Node's exit code 13 (an
+// await that nothing settles), which is how an unhandled path on it ends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';

@@ -206,7 +206,7 @@ test('a reader that gets through its run faster than a fetch lands is not read a
 
 test('a sustained reader faster than one block per fetch latency (but slower than the link) gets read far enough ahead', () => {
   // Fetches land 36 ms after they are asked; the reader takes 10 ms a block when it hits and waits for a miss.
-  // It once caught up with a read-ahead asked moments before, and the old rule shrank its window to 0 for good.
+  // When it catches up with a read-ahead asked moments before, its window must not shrink to 0 for good.
   const LAT = 36;
   const p = new PrefetchPolicy({ blockCount: 400, blockSize: BS, areaBlocks: 16, fetchLatencyMs: LAT, hotAreaReads: Infinity });
   const present = new Uint8Array(400);

@@ -50,7 +50,7 @@ test('a demand message overtakes queued bulk data, and bulk is limited by the wi
   }
   assert.ok(arrived > 0, 'demand data arrived');
   const latency = arrived - sentAt;
-  // Behind it at most the initial window (512 KiB ≈ 0.42 s at 10 Mbit; it was 4 MiB, 3.4 s), never the 13 MB bulk queue.
+  // Behind it at most the initial window (512 KiB ≈ 0.42 s at 10 Mbit), never the 13 MB bulk queue.
   assert.ok(latency < 600, `demand latency ${latency} ms`);
   assert.ok(got.filter((m) => m.type === MsgType.DATA && m.block !== 9999).length < 80, 'bulk did not all go first');
 });
