@@ -1,4 +1,5 @@
 import type { ChannelStats } from '../wire/channel.ts';
+import type { WireBreakdown } from '../wire/wire-ledger.ts';
 import type { Algorithm, Features } from '../policy/algorithm.ts';
 
 export type Phase = 'starting' | 'precopy' | 'cutover' | 'postcopy' | 'verify' | 'done' | 'failed';
@@ -79,6 +80,8 @@ export interface ReportInput {
   precopyMs: number;
   downtimeMs: number;
   channel: ChannelStats;
+  /** The channel's link bytes by what they carried (its ledger). */
+  wire: WireBreakdown;
   counts: Record<string, number>;
   rounds: number;
   cutoverReason: string;
@@ -91,17 +94,7 @@ const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v)
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-export type WireBreakdown = MigrationReport['wire_bytes_breakdown'];
-
-/** A channel's bytes both ways by what they carried (control is everything else: acks, pings, handshakes). */
-export function wireBreakdown(ch: ChannelStats): WireBreakdown {
-  const both = (k: string) => (ch.sentByType[k] ?? 0) + (ch.receivedByType[k] ?? 0);
-  const wire = ch.bytesSent + ch.bytesReceived;
-  const data = both('DATA');
-  const zero = both('ZERO');
-  const reference = both('REF') + both('OFFER') + both('HAVE');
-  return { data, reference, zero, control: wire - data - zero - reference };
-}
+export type { WireBreakdown } from '../wire/wire-ledger.ts';
 
 export function addWire(a: WireBreakdown, b: WireBreakdown): WireBreakdown {
   return { data: a.data + b.data, reference: a.reference + b.reference, zero: a.zero + b.zero, control: a.control + b.control };
@@ -147,7 +140,7 @@ export function withEarlierSessions(r: MigrationReport, e: EarlierSessions): Mig
 }
 
 export function buildReport(i: ReportInput): MigrationReport {
-  const breakdown = wireBreakdown(i.channel);
+  const breakdown = i.wire;
   const { data, zero, reference } = breakdown;
   const wire = wireTotal(breakdown);
   const ts = i.targetStats;
