@@ -48,7 +48,7 @@ export interface MigrationReport {
   prefetch_hits: number;
   /** Bytes prefetch brought in that the VM had not read when post-copy ended. */
   prefetch_wasted_bytes: number;
-  /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (channel.ts linkRateBps). */
+  /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (link-estimator.ts linkRateBps). */
   /**
    * rtt_ms: the smallest ping round trip (a ping a second; one may wait behind bulk data in the
    * network's queue); ack_rtt_ms: the smallest time from sending a message to the target's ack over
