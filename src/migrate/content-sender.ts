@@ -18,15 +18,10 @@ const MAX_KNOWN_IDS = 4_000_000;
 /** Blocks between compression-level decisions. */
 const LEVEL_EVERY = 128;
 
+/** What the sender counts beside the channel's ledger (which counts the blocks by the form they travel in). */
 export interface SenderCounts {
-  dataBlocks: number;
-  zeroBlocks: number;
-  refBlocks: number;
   replicaBlocks: number;
   offeredBlocks: number;
-  compressedBlocks: number;
-  dataRawBytes: number;
-  dataWireBytes: number;
   demandBlocks: number;
   prefetchBlocks: number;
   pushBlocks: number;
@@ -112,21 +107,19 @@ export class ContentSender {
    * a fetch must not be a reference (the target fetches when one fails).
    */
   async send(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, allowRef = true): Promise<void> {
-    const { channel, counts } = this.o;
+    const { channel } = this.o;
     if (prio === Priority.BULK && this.ready.length) await this.sendReady();
     // Whatever block b held at the target is about to be replaced.
     this.overwritten(b);
     if (isZero(data)) {
-      counts.zeroBlocks++;
-      channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio);
+      channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio, { tag: { kind: 'zero', first: b, count: 1 } });
       return;
     }
     if (!this.o.dedup) return this.sendData(b, data, reason, prio);
     const id = contentId(data);
     const key = id.toString('base64');
     if (allowRef && this.known.has(key)) {
-      counts.refBlocks++;
-      channel.send({ type: MsgType.REF, block: b, reason, id }, prio, this.onApplied(b, key));
+      channel.send({ type: MsgType.REF, block: b, reason, id }, prio, { onAck: this.onApplied(b, key), tag: { kind: 'ref', block: b } });
       return;
     }
     if (this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY)) {
@@ -216,7 +209,7 @@ export class ContentSender {
     }
     // The later of two offers for one block is the one that counts; its staleness starts fresh.
     for (const b of batch.blocks) this.stale.delete(b);
-    this.o.channel.send({ type: MsgType.OFFER, batch: no, blocks: Uint32Array.from(batch.blocks), ids: Buffer.concat(batch.ids) }, Priority.BULK);
+    this.o.channel.send({ type: MsgType.OFFER, batch: no, blocks: Uint32Array.from(batch.blocks), ids: Buffer.concat(batch.ids) }, Priority.BULK, { tag: { kind: 'offer', batch: no } });
   }
 
   private async sendReady(): Promise<void> {
@@ -230,8 +223,7 @@ export class ContentSender {
       const data = allocBlock(len);
       await image.read(b * blockSize, data);
       if (isZero(data)) {
-        this.o.counts.zeroBlocks++;
-        channel.send({ type: MsgType.ZERO, first: b, count: 1, reason: DataReason.BULK }, Priority.BULK);
+        channel.send({ type: MsgType.ZERO, first: b, count: 1, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first: b, count: 1 } });
         continue;
       }
       // Hash what was read, not what was offered: a write may have raced the read.
@@ -242,23 +234,19 @@ export class ContentSender {
 
   private sendData(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, key?: string): void {
     const { counts, channel } = this.o;
-    counts.dataBlocks++;
     if (reason === DataReason.DEMAND) counts.demandBlocks++;
     else if (reason === DataReason.PREFETCH) counts.prefetchBlocks++;
     else if (reason === DataReason.PUSH) counts.pushBlocks++;
     else if (reason === DataReason.STOP_COPY) counts.stopCopyBlocks++;
-    counts.dataRawBytes += data.length;
+    const onAck = key ? this.onApplied(b, key) : undefined;
     const c = this.compressor;
     if (!c) {
-      counts.dataWireBytes += data.length;
-      channel.send({ type: MsgType.DATA, block: b, reason, data }, prio, key ? this.onApplied(b, key) : undefined);
+      channel.send({ type: MsgType.DATA, block: b, reason, data }, prio, { onAck, tag: { kind: 'data', block: b, rawBytes: data.length, wireBytes: data.length, compressed: false } });
       return;
     }
     if (--this.levelCountdown <= 0) this.adjustLevel();
     const r = c.compress(data);
-    counts.dataWireBytes += r.payload.length;
-    if (r.compressed) counts.compressedBlocks++;
-    channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio, key ? this.onApplied(b, key) : undefined);
+    channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio, { onAck, tag: { kind: 'data', block: b, rawBytes: data.length, wireBytes: r.payload.length, compressed: r.compressed } });
   }
 
   private adjustLevel(): void {

@@ -1,4 +1,6 @@
 import type { ChannelStats } from '../wire/channel.ts';
+import type { WireBreakdown } from '../wire/wire-ledger.ts';
+import type { TargetDedupStats, TargetStats } from '../wire/target-stats.ts';
 import type { Algorithm, Features } from '../policy/algorithm.ts';
 
 export type Phase = 'starting' | 'precopy' | 'cutover' | 'postcopy' | 'verify' | 'done' | 'failed';
@@ -46,7 +48,7 @@ export interface MigrationReport {
   prefetch_hits: number;
   /** Bytes prefetch brought in that the VM had not read when post-copy ended. */
   prefetch_wasted_bytes: number;
-  /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (channel.ts linkRateBps). */
+  /** bandwidth_bps as configured; measured_rate_bps: the median delivery rate while the link was the limit (link-estimator.ts linkRateBps). */
   /**
    * rtt_ms: the smallest ping round trip (a ping a second; one may wait behind bulk data in the
    * network's queue); ack_rtt_ms: the smallest time from sending a message to the target's ack over
@@ -65,7 +67,7 @@ export interface MigrationReport {
   /** zstd on DATA frames: block bytes before and after (equal when compression is off). */
   compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
   /** Content-id offers and what the target made from local content. */
-  dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: Record<string, unknown> | null };
+  dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: TargetDedupStats | null };
 }
 
 export interface ReportInput {
@@ -79,10 +81,12 @@ export interface ReportInput {
   precopyMs: number;
   downtimeMs: number;
   channel: ChannelStats;
+  /** The channel's link bytes by what they carried (its ledger). */
+  wire: WireBreakdown;
   counts: Record<string, number>;
   rounds: number;
   cutoverReason: string;
-  targetStats: Record<string, unknown>;
+  targetStats: TargetStats;
   bandwidthBps: number | undefined;
   compressionLevel?: number | undefined;
 }
@@ -91,17 +95,7 @@ const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v)
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-export type WireBreakdown = MigrationReport['wire_bytes_breakdown'];
-
-/** A channel's bytes both ways by what they carried (control is everything else: acks, pings, handshakes). */
-export function wireBreakdown(ch: ChannelStats): WireBreakdown {
-  const both = (k: string) => (ch.sentByType[k] ?? 0) + (ch.receivedByType[k] ?? 0);
-  const wire = ch.bytesSent + ch.bytesReceived;
-  const data = both('DATA');
-  const zero = both('ZERO');
-  const reference = both('REF') + both('OFFER') + both('HAVE');
-  return { data, reference, zero, control: wire - data - zero - reference };
-}
+export type { WireBreakdown } from '../wire/wire-ledger.ts';
 
 export function addWire(a: WireBreakdown, b: WireBreakdown): WireBreakdown {
   return { data: a.data + b.data, reference: a.reference + b.reference, zero: a.zero + b.zero, control: a.control + b.control };
@@ -147,12 +141,12 @@ export function withEarlierSessions(r: MigrationReport, e: EarlierSessions): Mig
 }
 
 export function buildReport(i: ReportInput): MigrationReport {
-  const breakdown = wireBreakdown(i.channel);
+  const breakdown = i.wire;
   const { data, zero, reference } = breakdown;
   const wire = wireTotal(breakdown);
   const ts = i.targetStats;
-  const readBlocks = num(ts.readBlocks);
-  const misses = num(ts.missBlocks);
+  const readBlocks = ts.readBlocks;
+  const misses = ts.missBlocks;
   // Pre-copy has no post-copy phase: the target has everything when it starts serving.
   const postcopyMs = i.algorithm === 'precopy' ? 0 : Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
   return {
@@ -187,11 +181,11 @@ export function buildReport(i: ReportInput): MigrationReport {
     block_miss_rate: readBlocks ? Math.round((misses / readBlocks) * 1e6) / 1e6 : 0,
     misses,
     blocks_read_postcopy: readBlocks,
-    miss_latency_ms: { p50: numOrNull(ts.missP50), p99: numOrNull(ts.missP99), mean: numOrNull(ts.missMean) },
-    prefetch_requested: num(ts.prefetchRequested),
-    prefetch_by: { stream: num(ts.prefetchStreamBlocks), area: num(ts.prefetchAreaBlocks), co_access: num(ts.prefetchCoAccessBlocks) },
-    prefetch_hits: num(ts.prefetchHits),
-    prefetch_wasted_bytes: num(ts.prefetchWastedBytes),
+    miss_latency_ms: { p50: ts.missP50 ?? null, p99: ts.missP99 ?? null, mean: ts.missMean ?? null },
+    prefetch_requested: ts.prefetchRequested ?? 0,
+    prefetch_by: { stream: ts.prefetchStreamBlocks ?? 0, area: ts.prefetchAreaBlocks ?? 0, co_access: ts.prefetchCoAccessBlocks ?? 0 },
+    prefetch_hits: ts.prefetchHits ?? 0,
+    prefetch_wasted_bytes: ts.prefetchWastedBytes ?? 0,
     link: { bandwidth_bps: i.bandwidthBps ?? null, rtt_ms: numOrNull(i.channel.minRttMs), ack_rtt_ms: numOrNull(i.channel.minAckRttMs), measured_rate_bps: numOrNull(i.channel.linkRateBps ?? i.channel.deliveryRateBps) },
     retransmitted_bytes: i.channel.retransmittedBytes,
     compression: {
@@ -204,7 +198,7 @@ export function buildReport(i: ReportInput): MigrationReport {
       offered_blocks: num(i.counts.offeredBlocks),
       replica_blocks: num(i.counts.replicaBlocks),
       reference_blocks: num(i.counts.refBlocks),
-      target: (ts.dedup as Record<string, unknown> | undefined) ?? null,
+      target: ts.dedup,
     },
   };
 }

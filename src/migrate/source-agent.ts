@@ -18,7 +18,7 @@ import { StateDir } from './state-dir.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
-import { addWire, wireBreakdown, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
+import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
 import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
@@ -128,7 +128,7 @@ export class SourceAgent {
 
   /** The wire bytes of every session so far, the current channel's included. */
   private spentNow(final: boolean): NonNullable<SourceState['spent']> {
-    const current = this.channel ? wireBreakdown(this.channel.stats) : { data: 0, reference: 0, zero: 0, control: 0 };
+    const current = this.channel ? this.channel.ledger.breakdown() : { data: 0, reference: 0, zero: 0, control: 0 };
     return { sessions: this.before.sessions + 1, wire: addWire(this.before.wire, current), exact: this.before.exact, final };
   }
 

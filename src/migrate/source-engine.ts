@@ -7,7 +7,8 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import { sleep, type Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
-import { DATA_COMPRESSED, DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
+import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
+import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
 import { blockId, merkleRoot } from './content-id.ts';
 import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
@@ -85,9 +86,10 @@ export class SourceEngine {
   private roundStartedAt = 0;
   private readonly history: number[] = [];
   private cutoverReason = '';
+  /** What the engine counts; the blocks by the form they crossed the link in are in the channel's ledger. */
   private readonly counts = {
-    dataBlocks: 0, zeroBlocks: 0, resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, promotedBlocks: 0, dirtyEvents: 0,
-    refBlocks: 0, replicaBlocks: 0, offeredBlocks: 0, compressedBlocks: 0, dataRawBytes: 0, dataWireBytes: 0,
+    resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, promotedBlocks: 0, dirtyEvents: 0,
+    replicaBlocks: 0, offeredBlocks: 0,
   };
   private readonly sender: ContentSender;
   private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
@@ -164,10 +166,10 @@ export class SourceEngine {
       blockSize: this.o.blockSize,
       remainingBlocks: this.phase === 'postcopy' ? this.pushPending?.count ?? 0 : this.needSend.count,
       elapsedMs: this.o.clock.now() - this.t0,
-      wireBytes: ch.bytesSent + ch.bytesReceived,
+      wireBytes: this.o.channel.ledger.wireBytes,
       linkRateBps: ch.deliveryRateBps,
       rttMs: ch.minRttMs,
-      counts: { ...this.counts },
+      counts: { ...this.counts, ...this.o.channel.ledger.blocks },
     };
   }
 
@@ -276,7 +278,8 @@ export class SourceEngine {
       precopyMs: (this.frozenAt ?? this.t0) - this.t0,
       downtimeMs,
       channel: channel.stats,
-      counts: this.counts,
+      wire: channel.ledger.breakdown(),
+      counts: { ...this.counts, ...channel.ledger.blocks },
       rounds: this.round + (this.o.algorithm === 'postcopy' ? 0 : 1),
       cutoverReason: this.cutoverReason,
       targetStats: verify.verify.stats,
@@ -323,7 +326,6 @@ export class SourceEngine {
       for (let b = first; b < lastFull; b++) {
         if (!dirtied.get(b) && this.needSend.clear(b)) {
           this.sentOnce.set(b);
-          this.counts.zeroBlocks++;
           if (run === 0) runStart = b;
           run++;
         } else if (run) {
@@ -338,7 +340,7 @@ export class SourceEngine {
 
   private async sendZero(first: number, count: number): Promise<void> {
     await this.o.channel.waitBulkRoom();
-    this.o.channel.send({ type: MsgType.ZERO, first, count, reason: DataReason.BULK }, Priority.BULK);
+    this.o.channel.send({ type: MsgType.ZERO, first, count, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first, count } });
   }
 
   /**
@@ -423,24 +425,13 @@ export class SourceEngine {
     await gate.hold();
     this.frozenAt = clock.now();
     await this.o.beforeCutover?.();
-    // Frames not yet on the wire are taken back: their blocks are listed as missing instead.
-    // Offers not yet answered, and blocks answered "lacking" but not yet sent, are missing too.
+    // Block messages not yet on the wire are taken back (the ledger counts them as purged, not sent):
+    // their blocks are listed as missing instead. Offers not yet answered, and blocks answered
+    // "lacking" but not yet sent, are missing too (an offer's blocks come back from abandonPending).
     for (const b of this.sender.abandonPending()) this.needSend.set(b);
-    const purged = channel.purge(Priority.BULK, (m) => m.type === MsgType.DATA || m.type === MsgType.ZERO || m.type === MsgType.REF || m.type === MsgType.OFFER);
-    for (const m of purged) {
-      if (m.type === MsgType.OFFER) continue; // its blocks came back from abandonPending
-      const first = queuedBlock(m);
-      const count = m.type === MsgType.ZERO ? m.parts[0]!.readUInt32BE(4) : 1;
+    for (const tag of channel.purge(Priority.BULK, () => true)) {
+      const [first, count] = taggedBlocks(tag);
       for (let b = first; b < first + count; b++) this.needSend.set(b);
-      // Counts say what crossed the link: these did not.
-      if (m.type === MsgType.ZERO) this.counts.zeroBlocks -= count;
-      else if (m.type === MsgType.REF) this.counts.refBlocks--;
-      else {
-        this.counts.dataBlocks--;
-        this.counts.dataWireBytes -= m.parts[1]!.length;
-        this.counts.dataRawBytes -= Math.min(blockSize, image.size - first * blockSize);
-        if ((m.parts[0]![4]! & DATA_COMPRESSED) !== 0) this.counts.compressedBlocks--;
-      }
     }
     if (!hasPostcopy(this.o.algorithm)) {
       // Stop-and-copy: everything, then the hand-off.
@@ -492,7 +483,7 @@ export class SourceEngine {
       if (prefetch && this.pushPending && !this.pushPending.get(b)) continue;
       // Post-copy (the image here is frozen): a block the VM waits for whose push or prefetch frame
       // has not left yet goes now, in the demand lane, instead of as a second copy behind it.
-      if (!prefetch && this.pushPending && !this.pushPending.get(b) && this.o.channel.promote(Priority.DEMAND, (m) => (m.type === MsgType.DATA || m.type === MsgType.REF) && queuedBlock(m) === b) > 0) {
+      if (!prefetch && this.pushPending && !this.pushPending.get(b) && this.o.channel.promote(Priority.DEMAND, (tag) => carriesBlock(tag, b)) > 0) {
         this.counts.promotedBlocks++;
         continue;
       }
@@ -560,7 +551,3 @@ export class SourceEngine {
   }
 }
 
-/** The (first) block a queued DATA, REF or ZERO frame carries: its encoded header starts with it. */
-function queuedBlock(m: { parts: Buffer[] }): number {
-  return m.parts[0]!.readUInt32BE(0);
-}

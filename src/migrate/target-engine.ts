@@ -6,6 +6,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
+import type { TargetStats } from '../wire/target-stats.ts';
 import type { Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { Prefetcher } from './prefetcher.ts';
@@ -56,7 +57,7 @@ export interface TargetEngineOptions {
 export interface TargetResult {
   verified: boolean;
   root: string;
-  stats: Record<string, unknown>;
+  stats: TargetStats;
 }
 
 /** 32 MiB: at 1 Gbit/s about a quarter second of pre-copy, so the cut-over flush is small on any WAN. */
@@ -92,7 +93,7 @@ export class TargetEngine {
   private failed: ((e: Error) => void) | undefined;
   readonly result: Promise<TargetResult>;
   private readonly n: number;
-  private decompressor: BlockDecompressor | undefined;
+  private readonly blockDecoder = new BlockDecompressor();
   /** Local reads and hashes for OFFER/REF run at most this many at once (each holds a block buffer). */
   private readonly localWork = new Semaphore(8);
   /** Blocks re-asked from the source because a reference could not be resolved here (pre-copy). */
@@ -102,6 +103,8 @@ export class TargetEngine {
   private cutoverRunning: Promise<void> | undefined;
   /** Blocks whose fetch answers arrived during the cut-over (applied before the missing map). */
   private answeredInCutover: number[] = [];
+  /** Block messages that arrived during the cut-over, applied in arrival order once the VM is served here. */
+  private heldInCutover: Array<{ m: Message; resolve: (applied: void | Promise<void>) => void; reject: (e: Error) => void }> = [];
   private superseded = false;
 
   constructor(private readonly o: TargetEngineOptions) {
@@ -136,7 +139,7 @@ export class TargetEngine {
     return this.phase;
   }
 
-  status(): Record<string, unknown> {
+  status(): TargetStats {
     const d = this.o.disk;
     return {
       phase: this.phase,
@@ -173,26 +176,44 @@ export class TargetEngine {
     if (this.superseded) return;
     // Blocks that follow CUTOVER (the source pushes at once) wait until the VM is served here: applied
     // before start(missing) they would be marked missing again, and the cut-over's own wait for what
-    // came before it would wait for them too. Promise reactions keep their order.
+    // came before it would wait for them too. Each is acked once applied.
     // Answers to fetches are the exception: before the VM is served here the only fetches are of
     // references this side could not resolve in pre-copy, and the cut-over waits for those answers.
     // They are applied now; one for a block the CUTOVER lists missing is asked again once serving.
     if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) {
       const answer = demandAnswerBlocks(m);
-      if (!answer) return this.cutoverRunning.then(() => this.handle(m));
+      if (!answer) return new Promise((resolve, reject) => this.heldInCutover.push({ m, resolve, reject }));
       for (let b = answer[0]; b < answer[0] + answer[1] && b < this.n; b++) this.answeredInCutover.push(b);
     }
+    return this.apply(m);
+  }
+
+  /** The cut-over is over: the messages held during it are applied, in the order they arrived. */
+  private releaseHeld(err?: Error): void {
+    for (const h of this.heldInCutover.splice(0)) {
+      if (err) h.reject(err);
+      else if (this.superseded) h.resolve();
+      else {
+        try {
+          h.resolve(this.apply(h.m));
+        } catch (e) {
+          h.reject(e as Error);
+        }
+      }
+    }
+  }
+
+  private apply(m: Message): void | Promise<void> {
     switch (m.type) {
       case MsgType.DATA: {
         this.count(m.reason, m.data.length);
         if (m.block >= this.n) throw new ProtocolError(`DATA for block ${m.block} beyond the image (${this.n} blocks)`);
-        const len = this.blockLength(m.block);
-        let data = m.data;
-        if (m.compressed) {
-          this.dedupStats.compressedBlocks++;
-          data = (this.decompressor ??= new BlockDecompressor()).decompress(m.data, len);
-        } else if (data.length !== len) {
-          throw new ProtocolError(`DATA for block ${m.block} has ${data.length} bytes, expected ${len}`);
+        if (m.compressed) this.dedupStats.compressedBlocks++;
+        let data: Buffer;
+        try {
+          data = this.blockDecoder.decodeBlock(m.data, m.compressed === true, this.blockLength(m.block));
+        } catch (e) {
+          throw new ProtocolError(`DATA for block ${m.block}: ${(e as Error).message}`);
         }
         const b = m.block;
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
@@ -223,8 +244,11 @@ export class TargetEngine {
         return this.handleRef(m.block, m.id);
       case MsgType.OFFER:
         return this.handleOffer(m.batch, m.blocks, m.ids);
-      case MsgType.CUTOVER:
-        return (this.cutoverRunning = this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat));
+      case MsgType.CUTOVER: {
+        const running = this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat);
+        running.then(() => this.releaseHeld(), (e) => this.releaseHeld(e as Error));
+        return (this.cutoverRunning = running);
+      }
       case MsgType.DONE:
         this.setPhase('done');
         this.done?.({ verified: m.done.verified, root: m.done.root, stats: this.status() });
@@ -421,11 +445,8 @@ export class TargetEngine {
     const hashMs = clock.now() - started;
     if (this.superseded) return;
     log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
-    const st = this.status();
-    channel.send({
-      type: MsgType.VERIFY,
-      verify: { root, targetWrites, hashMs, stats: { ...st, missMean: disk.missLatency.mean, servingAt: this.servingAt } },
-    });
+    const stats: TargetStats = { ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt };
+    channel.send({ type: MsgType.VERIFY, verify: { root, targetWrites, hashMs, stats } });
   }
 
   private setPhase(p: Phase): void {

@@ -80,7 +80,19 @@ export class BlockCompressor {
 
 /** Decompresses one DATA frame into exactly `length` bytes; anything else is a protocol error. */
 export class BlockDecompressor {
-  private readonly dctx = new zstd.DCtx();
+  /** Made at the first compressed block: a sender without compression never needs one. */
+  private dctxOnce: InstanceType<typeof zstd.DCtx> | undefined;
+
+  private get dctx(): InstanceType<typeof zstd.DCtx> {
+    return (this.dctxOnce ??= new zstd.DCtx());
+  }
+
+  /** The block a DATA payload carries: decompressed when it travelled compressed, else the payload itself, which must be `length` bytes. */
+  decodeBlock(payload: Buffer, compressed: boolean, length: number): Buffer {
+    if (compressed) return this.decompress(payload, length);
+    if (payload.length !== length) throw new ProtocolError(`uncompressed block has ${payload.length} bytes, expected ${length}`);
+    return payload;
+  }
 
   decompress(payload: Uint8Array, length: number): Buffer {
     const modelled = codecModel?.decompress(payload, length);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ProtocolError } from '../errors.ts';
+import { TargetStatsSchema } from './target-stats.ts';
 
 /** Protocol version spoken in HELLO; a peer with another major version is refused. */
 export const WIRE_VERSION = 1;
@@ -127,7 +128,7 @@ export const VerifySchema = z.object({
   /** Time the target spent hashing after the last block arrived (subtracted from time_total). */
   hashMs: z.number().nonnegative(),
   /** Target-side counters for the report (misses, latencies, blocks by reason). */
-  stats: z.record(z.string(), z.unknown()),
+  stats: TargetStatsSchema,
 });
 export type Verify = z.infer<typeof VerifySchema>;
 

@@ -7,10 +7,20 @@
 import type { Prng } from '../../src/workload/prng.ts';
 import { encodeFrame } from '../../src/wire/frame.ts';
 import { encodeMessage, MsgType, CONTENT_ID_BYTES, OFFER_ID_BYTES, type Message } from '../../src/wire/messages.ts';
+import type { TargetStats } from '../../src/wire/target-stats.ts';
 import { interestingU32, mutate, pick, randomBytes } from './mutate.ts';
 
 const hex = (rng: Prng, n: number) => randomBytes(rng, n).toString('hex');
 const reason = (rng: Prng) => rng.int(6) as 0;
+
+function targetStats(rng: Prng): TargetStats {
+  const dedup = { refBlocks: rng.int(10), refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: rng.int(10), offerHave: 0, compressedBlocks: rng.int(10) };
+  return {
+    phase: 'verify', blocks: rng.int(1000), blockSize: 65536, receivedBlocks: { bulk: rng.int(1000) }, receivedBytes: rng.int(1 << 30), dedup,
+    readBlocks: rng.int(100), missBlocks: rng.int(10), claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: rng.int(10),
+    ...(rng.next() < 0.5 ? { missP50: rng.next() * 100, missP99: rng.next() * 100, missMean: rng.next() * 100 } : {}),
+  };
+}
 
 export function randomMessage(rng: Prng): Message {
   const types = Object.values(MsgType);
@@ -39,7 +49,7 @@ export function randomMessage(rng: Prng): Message {
       missing: new Uint8Array(randomBytes(rng, rng.int(64))),
     };
     case MsgType.CUTOVER_DONE: return { type, servingAt: rng.next() * 1e6 };
-    case MsgType.VERIFY: return { type, verify: { root: hex(rng, 32), targetWrites: [[rng.int(100), hex(rng, 32)]], hashMs: rng.next() * 10, stats: { misses: rng.int(10) } } };
+    case MsgType.VERIFY: return { type, verify: { root: hex(rng, 32), targetWrites: [[rng.int(100), hex(rng, 32)]], hashMs: rng.next() * 10, stats: targetStats(rng) } };
     case MsgType.DONE: return { type, done: { verified: rng.next() < 0.5, root: hex(rng, 32) } };
     case MsgType.ABORT: return { type, reason: 'operator' };
     default: throw new Error(`unhandled type ${type}`);

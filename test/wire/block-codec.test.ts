@@ -34,3 +34,16 @@ test('a frame that decodes to the wrong size or does not decode is a protocol er
   const small = c.compress(Buffer.alloc(4096, 2)).payload;
   assert.throws(() => d.decompress(small, 65536), ProtocolError);
 });
+
+test('decodeBlock gives the block a DATA payload carries: decompressed when compressed, else the payload itself of exactly the block length', () => {
+  const c = new BlockCompressor(3);
+  const d = new BlockDecompressor();
+  const block = Buffer.alloc(8192, 'abc');
+  const r = c.compress(block);
+  assert.equal(r.compressed, true);
+  assert.ok(d.decodeBlock(r.payload, true, block.length).equals(block));
+  assert.equal(d.decodeBlock(block, false, block.length), block, 'a raw payload is not copied');
+  assert.throws(() => d.decodeBlock(block.subarray(1), false, block.length), ProtocolError);
+  assert.throws(() => d.decodeBlock(r.payload, false, block.length), ProtocolError, 'a compressed payload read as raw has the wrong size');
+  assert.throws(() => d.decodeBlock(block, true, block.length), ProtocolError, 'raw bytes are no zstd frame');
+});

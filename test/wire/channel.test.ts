@@ -4,7 +4,8 @@ import { VirtualClock } from '../../src/util/clock.ts';
 import { Channel, INITIAL_WINDOW, Priority } from '../../src/wire/channel.ts';
 import { memoryLink } from '../../src/wire/memory-transport.ts';
 import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
-import { FrameDecoder, encodeFrame } from '../../src/wire/frame.ts';
+import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from '../../src/wire/frame.ts';
+import { carriesBlock, type BlockTag } from '../../src/wire/block-tag.ts';
 
 function run(clock: VirtualClock, until: number) {
   clock.advanceTo(until);
@@ -21,6 +22,7 @@ function pair(clock: VirtualClock, model = { bandwidthBps: 100e6, delayMs: 20 })
 }
 
 const data = (block: number, size = 65536) => ({ type: MsgType.DATA, block, reason: DataReason.BULK, data: Buffer.alloc(size, block & 0xff) }) as const;
+const dataTag = (block: number, size = 65536): BlockTag => ({ kind: 'data', block, rawBytes: size, wireBytes: size, compressed: false });
 
 test('messages arrive in order and intact; acks empty the retransmit list', () => {
   const clock = new VirtualClock();
@@ -58,9 +60,9 @@ test('a demand message overtakes queued bulk data, and bulk is limited by the wi
 test('promote: a queued bulk message moves to the demand lane and overtakes the rest of the bulk queue, once', () => {
   const clock = new VirtualClock();
   const { src, got } = pair(clock, { bandwidthBps: 10e6, delayMs: 25 });
-  for (let i = 0; i < 200; i++) src.send(data(i), Priority.BULK);
+  for (let i = 0; i < 200; i++) src.send(data(i), Priority.BULK, { tag: dataTag(i) });
   run(clock, 100);
-  const isBlock = (b: number) => (m: { type: number; parts: Buffer[] }) => m.type === MsgType.DATA && m.parts[0]!.readUInt32BE(0) === b;
+  const isBlock = (b: number) => (tag: BlockTag) => carriesBlock(tag, b);
   const queuedBefore = src.queuedBytes(Priority.BULK);
   assert.equal(src.promote(Priority.DEMAND, isBlock(150)), 1);
   assert.equal(src.queuedBytes(Priority.BULK), queuedBefore - src.queuedBytes(Priority.DEMAND), 'moved, not copied');
@@ -77,6 +79,31 @@ test('promote: a queued bulk message moves to the demand lane and overtakes the 
   const blocks = got.map((m) => (m.type === MsgType.DATA ? m.block : -1));
   assert.deepEqual([...blocks].sort((x, y) => x - y), [...Array(200).keys()], 'every block once, none lost or doubled');
   assert.ok(blocks.indexOf(150) < blocks.indexOf(100), 'block 150 overtook queued blocks');
+});
+
+test('purge takes back queued tagged messages only, returns their tags, and the ledger counts them as purged, not sent', () => {
+  const clock = new VirtualClock();
+  const { src, got } = pair(clock, { bandwidthBps: 10e6, delayMs: 25 });
+  for (let i = 0; i < 40; i++) src.send(data(i), Priority.BULK, { tag: dataTag(i) });
+  src.send({ type: MsgType.ZERO, first: 100, count: 5, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first: 100, count: 5 } });
+  src.send(data(200), Priority.BULK); // untagged: never matched
+  assert.equal(src.ledger.blocks.dataBlocks, 40);
+  assert.equal(src.ledger.blocks.zeroBlocks, 5);
+  run(clock, 100);
+  const taken = src.purge(Priority.BULK, () => true);
+  assert.ok(taken.length > 0 && taken.length < 41, `some were on the wire already (${taken.length} taken back)`);
+  assert.deepEqual(taken.at(-1), { kind: 'zero', first: 100, count: 5 });
+  const takenData = taken.filter((t) => t.kind === 'data').length;
+  assert.equal(src.ledger.blocks.dataBlocks, 40 - takenData);
+  assert.equal(src.ledger.purged.dataBlocks, takenData);
+  assert.equal(src.ledger.blocks.dataRawBytes, (40 - takenData) * 65536);
+  assert.equal(src.ledger.blocks.zeroBlocks, 0);
+  assert.equal(src.ledger.purged.zeroBlocks, 5);
+  run(clock, 30_000);
+  const blocks = got.map((m) => (m.type === MsgType.DATA ? m.block : -1));
+  assert.equal(blocks.length, 40 - takenData + 1, 'what was taken back never arrives');
+  assert.equal(blocks.at(-1), 200, 'the untagged message stayed queued');
+  assert.equal(src.ledger.sentByType.DATA, (40 - takenData + 1) * (65536 + 5 + FRAME_HEADER_SIZE), 'the link bytes count what was sent');
 });
 
 test('the window adapts to the bandwidth-delay product, keeping demand latency low after warm-up', () => {
