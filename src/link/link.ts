@@ -5,7 +5,7 @@
  * No sockets: what goes in and comes out are opaque items with a length,
  * so the real proxy and the simulator share it.
  */
-import type { Clock, Timer } from './clock.ts';
+import type { Clock, TimerHandle } from '../util/clock.ts';
 import { LinkDirection, type Segment } from './schedule.ts';
 
 export type { Segment } from './schedule.ts';
@@ -98,7 +98,7 @@ export class WanLink<T> {
   private readonly fixedQueue: number | undefined;
   private queue: number;
   private readonly sides: Record<Direction, Side<T>>;
-  private timer: Timer | null = null;
+  private timer: TimerHandle | null = null;
   private timerAt = Infinity;
   private closed = false;
   private readonly tolerance: number;

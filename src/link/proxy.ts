@@ -22,7 +22,7 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
 import { FlimcdError, UsageError } from '../errors.ts';
-import { realClock, type Clock, type Timer } from './clock.ts';
+import { realClock, type Clock, type TimerHandle } from '../util/clock.ts';
 import { WanLink, DIRECTIONS, type Direction, type LinkSettings, type LinkStats, type Segment } from './link.ts';
 
 export type { Direction, LinkSettings } from './link.ts';
@@ -133,7 +133,7 @@ export class WanProxy {
   private nextId = 1;
   private counts = { total: 0, cut: 0, upstreamFailed: 0 };
   private refuseUntil = -Infinity;
-  private refuseTimer: Timer | null = null;
+  private refuseTimer: TimerHandle | null = null;
   private closing = false;
 
   constructor(opts: WanProxyOptions) {
