@@ -5,26 +5,12 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { flimcd, flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { echoServer } from '../helpers/net.ts';
 import { WanProxy } from '../../src/link/proxy.ts';
 import { startControlServer } from '../../src/link/control.ts';
 import { controlRequest, ControlResponseError } from '../../src/control/client.ts';
 import { parseAddress } from '../../src/util/address.ts';
 import type { WanStats } from '../../src/link/proxy.ts';
-
-function echoServer(t: { after: (fn: () => unknown) => void }, path: string): Promise<void> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-    s.pipe(s);
-  });
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return new Promise((r) => server.listen(path, r));
-}
 
 /** The endpoint refused with this status and a message matching `message`. */
 const refused = (status: number, message: RegExp) => (e: unknown): boolean => {
@@ -96,7 +82,7 @@ test('wan runs as a process: json ready line, delay applied, control endpoint, g
   const echo = join(dir, 'echo.sock');
   const ctl = join(dir, 'ctl.sock');
   const wan = join(dir, 'wan.sock');
-  await echoServer(t, echo);
+  await echoServer(t, { kind: 'unix', path: echo });
   const { child, line, exited } = await flimcdBackground(
     ['wan', '--listen', `unix:${wan}`, '--to', `unix:${echo}`, '--bandwidth', '100Mbit', '--rtt', '30ms', '--control', `unix:${ctl}`, '--json'],
     /"event":"listening"/,
