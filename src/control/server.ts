@@ -15,18 +15,16 @@
  * 404 unknown route, 405 wrong method (with Allow), 413 body over the limit,
  * 500 when the agent throws.
  */
-import http from 'node:http';
-import net from 'node:net';
-import { lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { FlimcdError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
+import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from './http.ts';
 import { MetricsMirror, statusSamples } from './metrics.ts';
 import { createStatusEnricher } from './status.ts';
 import { CUTOVER_PHASES, FINAL_PHASES, type AgentControl, type AgentStatus } from './types.ts';
 
-export const DEFAULT_MAX_BODY = 64 * 1024;
+export { DEFAULT_MAX_BODY } from './http.ts';
 const MAX_REASON = 1000;
 
 export const ROUTES: Record<string, string[]> = {
@@ -49,176 +47,45 @@ export interface ControlServerOptions {
   now?: () => number;
 }
 
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
-class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly code: string, readonly extra: Record<string, unknown> = {}) {
-    super(message);
-  }
-}
-
-/** Is something accepting connections on this unix socket? */
-function socketAlive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 export class ControlServer {
-  private readonly server: http.Server;
+  private readonly http: JsonHttpServer;
   private readonly mirror = new MetricsMirror();
-  private readonly maxBody: number;
   private readonly enrich: (raw: Record<string, unknown>) => AgentStatus;
-  private bound: Address | undefined;
-  private closing: Promise<void> | undefined;
 
   constructor(private readonly o: ControlServerOptions) {
-    const a = o.address;
-    if (a.kind === 'tcp' && !o.allowRemote && !isLoopbackHost(a.host)) {
-      throw new UsageError(
-        `control endpoint: ${formatAddress(a)} is not a loopback address; it has no authentication and can abort the migration ` +
-          '(use unix:PATH or tcp:127.0.0.1:PORT)',
-      );
-    }
-    this.maxBody = o.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    if (!o.allowRemote) requireLoopback(o.address, 'control endpoint', 'it has no authentication and can abort the migration');
     this.enrich = createStatusEnricher({ role: o.control.role, ...(o.now ? { now: o.now } : {}) });
-    this.server = http.createServer((req, res) => this.onRequest(req, res));
-    this.server.requestTimeout = 15_000;
-    this.server.headersTimeout = 10_000;
-    this.server.keepAliveTimeout = 2_000;
+    this.http = new JsonHttpServer({
+      what: 'control endpoint',
+      routes: ROUTES,
+      handle: (req) => this.route(req),
+      ...(o.maxBodyBytes ? { maxBodyBytes: o.maxBodyBytes } : {}),
+      onError: (err, what) => this.o.log?.warn({ err }, what),
+    });
   }
 
   /** The bound address (TCP port filled in), once listening. */
   get address(): Address | undefined {
-    return this.bound;
+    return this.http.address;
   }
 
   /** Starts listening; resolves with the bound address. A stale unix socket (nobody listening) is replaced. */
   async listen(): Promise<Address> {
-    const a = this.o.address;
-    if (a.kind === 'unix') {
-      let st;
-      try {
-        st = lstatSync(a.path);
-      } catch {
-        st = undefined;
-      }
-      if (st) {
-        if (!st.isSocket()) throw new UsageError(`control endpoint: ${a.path} exists and is not a socket; refusing to replace it`);
-        if (await socketAlive(a.path)) throw new UsageError(`control endpoint: another process is listening at ${formatAddress(a)}`);
-        unlinkSync(a.path);
-      }
-    }
-    await new Promise<void>((resolve, reject) => {
-      const onError = (e: NodeJS.ErrnoException) => {
-        reject(
-          e.code === 'EADDRINUSE'
-            ? new UsageError(`control endpoint: address already in use: ${formatAddress(a)}`)
-            : e.code === 'EACCES' || e.code === 'ENOENT'
-              ? new UsageError(`control endpoint: cannot listen at ${formatAddress(a)} (${e.code})`)
-              : new FlimcdError(`control endpoint: cannot listen at ${formatAddress(a)}: ${e.message}`, 'FLIMCD_ERR_CONTROL', undefined, { cause: e }),
-        );
-      };
-      this.server.once('error', onError);
-      const done = () => {
-        this.server.off('error', onError);
-        resolve();
-      };
-      if (a.kind === 'unix') this.server.listen(a.path, done);
-      else this.server.listen(a.port, a.host, done);
-    });
-    this.server.on('error', (e) => this.o.log?.warn({ err: e }, 'control endpoint error'));
-    this.bound = a.kind === 'unix' ? a : { kind: 'tcp', host: a.host, port: (this.server.address() as net.AddressInfo).port };
-    this.o.log?.info({ address: formatAddress(this.bound) }, 'control endpoint listening');
-    return this.bound;
+    const bound = await this.http.listen(this.o.address);
+    this.o.log?.info({ address: formatAddress(bound) }, 'control endpoint listening');
+    return bound;
   }
 
   /** Stops accepting, lets in-flight requests finish (up to `timeoutMs`), then drops the rest. Idempotent. */
   close(timeoutMs = 2000): Promise<void> {
-    if (this.closing) return this.closing;
-    this.closing = new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      const timer = setTimeout(() => this.server.closeAllConnections(), timeoutMs);
-      timer.unref();
-      this.server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
-    return this.closing;
-  }
-
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooBig = false;
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > this.maxBody) {
-      tooBig = true;
-      this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: 'FLIMCD_ERR_CONTROL_BODY' }, true);
-      return;
-    }
-    req.on('data', (d: Buffer) => {
-      if (tooBig) return;
-      size += d.length;
-      if (size > this.maxBody) {
-        tooBig = true;
-        this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: 'FLIMCD_ERR_CONTROL_BODY' }, true);
-        return;
-      }
-      chunks.push(d);
-    });
-    req.on('error', () => {});
-    req.on('end', () => {
-      if (tooBig || res.headersSent) return;
-      this.route(req, Buffer.concat(chunks)).then(
-        (r) => {
-          if (r.text !== undefined) {
-            res.writeHead(r.status, { 'content-type': r.contentType ?? 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(r.text) });
-            res.end(req.method === 'HEAD' ? undefined : r.text);
-          } else {
-            this.reply(res, r.status, r.json, false, r.headers);
-          }
-        },
-        (e: unknown) => {
-          if (e instanceof HttpError) return this.reply(res, e.status, { error: e.message, code: e.code, ...e.extra }, false, e.status === 405 ? { allow: (ROUTES[new URL(req.url ?? '/', 'http://x').pathname] ?? []).join(', ') } : undefined);
-          this.o.log?.warn({ err: e }, 'control endpoint: request failed');
-          this.reply(res, 500, { error: (e as Error)?.message ?? String(e), code: (e as FlimcdError)?.code ?? 'FLIMCD_ERR_CONTROL_INTERNAL' });
-        },
-      );
-    });
-  }
-
-  private reply(res: http.ServerResponse, status: number, value: unknown, closeAfter = false, headers: Record<string, string> = {}): void {
-    if (res.headersSent) return;
-    const text = JSON.stringify(value) + '\n';
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(closeAfter ? { connection: 'close' } : {}), ...headers });
-    res.end(text);
+    return this.http.close(timeoutMs);
   }
 
   private async status(): Promise<AgentStatus> {
     return this.enrich(await this.o.control.status());
   }
 
-  private async route(req: http.IncomingMessage, raw: Buffer): Promise<{ status: number; json?: unknown; text?: string; contentType?: string; headers?: Record<string, string> }> {
-    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-    const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/\/+$/, '') || '/';
-    const allowed = ROUTES[path];
-    if (!allowed) {
-      throw new HttpError(404, `no such endpoint ${path} (${Object.entries(ROUTES).map(([p, m]) => `${m.join('|')} ${p}`).join(', ')})`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
-    }
-    if (!allowed.includes(method)) throw new HttpError(405, `${req.method} not allowed on ${path} (use ${allowed.join(' or ')})`, 'FLIMCD_ERR_CONTROL_METHOD');
-    const body = method === 'POST' ? parseBody(raw) : {};
-
+  private async route({ path, body }: HttpRequest): Promise<HttpReply> {
     switch (path) {
       case '/status':
         return { status: 200, json: await this.status() };
@@ -267,19 +134,6 @@ export class ControlServer {
     }
     throw new HttpError(404, `no such endpoint ${path}`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
   }
-}
-
-function parseBody(raw: Buffer): Record<string, unknown> {
-  const text = raw.toString('utf8').trim();
-  if (!text) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON', 'FLIMCD_ERR_CONTROL_BODY');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object', 'FLIMCD_ERR_CONTROL_BODY');
-  return v as Record<string, unknown>;
 }
 
 /** Creates and starts a control server; resolves once it listens. */

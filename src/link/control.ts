@@ -9,28 +9,33 @@
  *   POST /set    {"bandwidthBps"?: 1e8 | "bandwidth"?: "100Mbit", "rttMs"?: 50 | "rtt"?: "50ms"}
  *                                                          → {"ok":true,"bandwidthBps":…,"rttMs":…}
  *
- * Errors are {"error": "..."} with 400 (bad body), 404 or 405.
- * `controlRequest()` is the matching client (tests, scripts, other processes).
+ * Errors are {"error": "...", "code": "FLIMCD_ERR_…"} with 400 (bad body),
+ * 404, 405 or 413: the HTTP side is control/http.ts, shared with the agents'
+ * control endpoint; control/client.ts `controlRequest()` is the client.
  */
-import http from 'node:http';
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
-import { formatAddress } from '../util/address.ts';
 import { parseBitRate, parseDuration } from '../util/units.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { UsageError } from '../errors.ts';
+import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from '../control/http.ts';
 import type { WanProxy } from './proxy.ts';
-
-const MAX_BODY = 64 * 1024;
 
 export interface ControlServer {
   address: Address;
   close(): Promise<void>;
 }
 
-class BadRequest extends Error {}
+const ROUTES: Record<string, string[]> = {
+  '/stats': ['GET'],
+  '/cut': ['POST'],
+  '/stall': ['POST'],
+  '/set': ['POST'],
+};
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+/** A body field that fails validation: 400. */
+class BadRequest extends HttpError {
+  constructor(message: string) {
+    super(400, message, 'FLIMCD_ERR_CONTROL_BODY');
+  }
 }
 
 /** Reads a duration given as a number of ms or a string with a unit ("500ms", "2s"). */
@@ -53,25 +58,21 @@ function durationField(body: Record<string, unknown>, msKey: string, textKey: st
   return undefined;
 }
 
-function handle(proxy: WanProxy, method: string, path: string, body: Record<string, unknown>): unknown {
+function handle(proxy: WanProxy, { path, body }: HttpRequest): HttpReply {
   switch (path) {
     case '/stats':
-      if (method !== 'GET') return 405;
-      return proxy.stats();
+      return { json: proxy.stats() };
     case '/cut': {
-      if (method !== 'POST') return 405;
       const refuseMs = durationField(body, 'refuseMs', 'refuse') ?? 0;
-      return { ok: true, ...proxy.cut({ refuseMs }), refuseMs };
+      return { json: { ok: true, ...proxy.cut({ refuseMs }), refuseMs } };
     }
     case '/stall': {
-      if (method !== 'POST') return 405;
       const ms = durationField(body, 'ms', 'duration');
       if (ms === undefined) throw new BadRequest('stall needs "ms" (a number) or "duration" (e.g. "500ms")');
       proxy.stall(ms);
-      return { ok: true, ms };
+      return { json: { ok: true, ms } };
     }
     case '/set': {
-      if (method !== 'POST') return 405;
       const change: { bandwidthBps?: number; rttMs?: number } = {};
       const bps = body.bandwidthBps;
       const text = body.bandwidth;
@@ -90,114 +91,21 @@ function handle(proxy: WanProxy, method: string, path: string, body: Record<stri
       const rtt = durationField(body, 'rttMs', 'rtt');
       if (rtt !== undefined) change.rttMs = rtt;
       if (change.bandwidthBps === undefined && change.rttMs === undefined) throw new BadRequest('set needs bandwidth/bandwidthBps and/or rtt/rttMs');
-      return { ok: true, ...proxy.setLink(change) };
+      return { json: { ok: true, ...proxy.setLink(change) } };
     }
-    default:
-      return 404;
   }
+  throw new HttpError(404, `no such endpoint ${path}`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
 }
 
-/** Serves the control endpoint for `proxy` at `addr` (tcp on a loopback host, or unix). */
+/** Serves the control endpoint for `proxy` at `addr` (tcp on a loopback host, or unix). Throws at once for another host. */
 export function startControlServer(proxy: WanProxy, addr: Address): Promise<ControlServer> {
-  if (addr.kind === 'tcp' && !isLoopback(addr.host)) {
-    throw new UsageError(`--control: ${formatAddress(addr)} is not a loopback address; the control endpoint has no authentication (use tcp:127.0.0.1:PORT or unix:PATH)`);
-  }
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const reply = (status: number, value: unknown) => {
-      const text = JSON.stringify(value);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-    };
-    req.on('data', (d: Buffer) => {
-      size += d.length;
-      if (size > MAX_BODY) {
-        reply(413, { error: 'body too large' });
-        req.destroy();
-        return;
-      }
-      chunks.push(d);
-    });
-    req.on('end', () => {
-      if (res.headersSent) return;
-      let body: Record<string, unknown> = {};
-      const raw = Buffer.concat(chunks).toString('utf8').trim();
-      if (raw) {
-        try {
-          const v: unknown = JSON.parse(raw);
-          if (typeof v !== 'object' || v === null || Array.isArray(v)) return reply(400, { error: 'body must be a JSON object' });
-          body = v as Record<string, unknown>;
-        } catch {
-          return reply(400, { error: 'body is not valid JSON' });
-        }
-      }
-      const path = new URL(req.url ?? '/', 'http://x').pathname;
-      try {
-        const out = handle(proxy, req.method ?? 'GET', path, body);
-        if (out === 404) return reply(404, { error: `no such endpoint ${path} (GET /stats, POST /cut, /stall, /set)` });
-        if (out === 405) return reply(405, { error: `${req.method} not allowed on ${path}` });
-        reply(200, out);
-      } catch (e) {
-        if (e instanceof BadRequest || e instanceof RangeError || e instanceof UsageError) return reply(400, { error: e.message });
-        reply(500, { error: (e as Error).message });
-      }
-    });
+  requireLoopback(addr, '--control', 'the control endpoint has no authentication');
+  const server = new JsonHttpServer({
+    what: '--control',
+    routes: ROUTES,
+    handle: (req) => handle(proxy, req),
+    // The proxy and the unit parsers refuse bad values with these.
+    refusal: (e) => (e instanceof RangeError || e instanceof UsageError ? new BadRequest(e.message) : undefined),
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => {
-      reject(e.code === 'EADDRINUSE' ? new UsageError(`--control: address already in use: ${formatAddress(addr)}`) : e);
-    });
-    const done = () => {
-      const bound: Address = addr.kind === 'unix' ? addr : { kind: 'tcp', host: addr.host, port: (server.address() as { port: number }).port };
-      resolve({
-        address: bound,
-        close: () =>
-          new Promise<void>((r) => {
-            server.close(() => r());
-            server.closeAllConnections();
-          }),
-      });
-    };
-    if (addr.kind === 'unix') {
-      if (existsSync(addr.path) && lstatSync(addr.path).isSocket()) unlinkSync(addr.path);
-      server.listen(addr.path, done);
-    } else {
-      server.listen(addr.port, addr.host, done);
-    }
-  });
-}
-
-/** Calls a control endpoint; resolves with the parsed JSON answer, throws FlimcdError on a non-2xx status. */
-export function controlRequest<R = Record<string, unknown>>(addr: Address, method: 'GET' | 'POST', path: string, body?: unknown): Promise<R> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? '' : JSON.stringify(body);
-    const req = http.request(
-      {
-        ...(addr.kind === 'unix' ? { socketPath: addr.path } : { host: addr.host, port: addr.port }),
-        method,
-        path,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          let v: unknown;
-          try {
-            v = JSON.parse(text);
-          } catch {
-            return reject(new FlimcdError(`control ${method} ${path}: answer is not JSON: ${text.slice(0, 200)}`, 'FLIMCD_ERR_CONTROL'));
-          }
-          if ((res.statusCode ?? 500) >= 300) {
-            return reject(new FlimcdError(`control ${method} ${path}: ${res.statusCode} ${(v as { error?: string }).error ?? text}`, 'FLIMCD_ERR_CONTROL'));
-          }
-          resolve(v as R);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
+  return server.listen(addr).then((address) => ({ address, close: () => server.close(0) }));
 }

@@ -2,10 +2,20 @@
  * A full-duplex WAN link on a clock: two LinkDirections (each with the full
  * bandwidth and rtt/2 of delay), one timer for the whole link, bounded
  * buffers with back-pressure, and live faults (stall, rate/delay change).
- * No sockets: what goes in and comes out are opaque items with a length,
- * so the real proxy and the simulator share it.
+ * No sockets: what goes in and comes out are opaque items with a length
+ * (the proxy's socket reads, from many connections).
+ *
+ * Why not the in-process link model (wire/memory-link.ts) that the test
+ * transports and the simulator share: that one carries one transport's
+ * writes whole, with a rate and delay fixed for the link's life, and is
+ * exact on a virtual clock. This one sits between real sockets, so it cuts
+ * traffic into segments of about 1 ms (a rate or delay change, a stall, and
+ * the bandwidth share between connections take effect within a segment, not
+ * after a 64 KiB read), bounds each direction by the bandwidth-delay product
+ * plus a queue (as a router's buffer, not a socket's), and wakes with a
+ * tolerance because real timers fire up to ~1 ms off.
  */
-import type { Clock, Timer } from './clock.ts';
+import type { Clock, TimerHandle } from '../util/clock.ts';
 import { LinkDirection, type Segment } from './schedule.ts';
 
 export type { Segment } from './schedule.ts';
@@ -98,7 +108,7 @@ export class WanLink<T> {
   private readonly fixedQueue: number | undefined;
   private queue: number;
   private readonly sides: Record<Direction, Side<T>>;
-  private timer: Timer | null = null;
+  private timer: TimerHandle | null = null;
   private timerAt = Infinity;
   private closed = false;
   private readonly tolerance: number;

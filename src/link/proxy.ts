@@ -18,11 +18,11 @@
  * loss, jitter, reordering.
  */
 import net from 'node:net';
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
 import { FlimcdError, UsageError } from '../errors.ts';
-import { realClock, type Clock, type Timer } from './clock.ts';
+import { realClock, type Clock, type TimerHandle } from '../util/clock.ts';
+import { removeStaleSocket } from '../util/unix-socket.ts';
 import { WanLink, DIRECTIONS, type Direction, type LinkSettings, type LinkStats, type Segment } from './link.ts';
 
 export type { Direction, LinkSettings } from './link.ts';
@@ -133,7 +133,7 @@ export class WanProxy {
   private nextId = 1;
   private counts = { total: 0, cut: 0, upstreamFailed: 0 };
   private refuseUntil = -Infinity;
-  private refuseTimer: Timer | null = null;
+  private refuseTimer: TimerHandle | null = null;
   private closing = false;
 
   constructor(opts: WanProxyOptions) {
@@ -228,7 +228,8 @@ export class WanProxy {
 
   // --- listener -------------------------------------------------------------
 
-  private openListener(addr: Address): Promise<Address> {
+  private async openListener(addr: Address): Promise<Address> {
+    if (addr.kind === 'unix') await removeStaleSocket(addr.path, '--listen');
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.accept(s));
     return new Promise((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
@@ -249,8 +250,6 @@ export class WanProxy {
         resolve({ kind: 'tcp', host: addr.host, port: a.port });
       };
       if (addr.kind === 'unix') {
-        // A stale socket from an earlier run would make listen fail; only remove sockets, never files.
-        if (existsSync(addr.path) && lstatSync(addr.path).isSocket()) unlinkSync(addr.path);
         server.listen(addr.path, done);
       } else {
         server.listen(addr.port, addr.host, done);

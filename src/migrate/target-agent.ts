@@ -8,6 +8,7 @@ import { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { realClock } from '../util/clock.ts';
+import { removeStaleSocket } from '../util/unix-socket.ts';
 import { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
@@ -124,7 +125,7 @@ export class TargetAgent {
       await this.openImage(this.saved.imageSize, this.saved.blockSize, true);
       this.gate!.open();
     }
-    if (a.kind === 'unix' && existsSync(a.path) && lstatSync(a.path).isSocket()) unlinkSync(a.path);
+    if (a.kind === 'unix') await removeStaleSocket(a.path, '--listen');
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? new UsageError(`--listen: ${formatAddress(a)} is already in use`) : e));
       if (a.kind === 'unix') this.server.listen(a.path, resolve);

@@ -1,7 +1,8 @@
 import net from 'node:net';
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Address } from '../util/address.ts';
+import { isLoopbackHost, type Address } from '../util/address.ts';
+import { removeStaleSocket } from '../util/unix-socket.ts';
 import { log as rootLog } from '../util/log.ts';
 import { UsageError } from '../errors.ts';
 import type { NbdExport } from './export.ts';
@@ -56,7 +57,8 @@ export class NbdServer implements ExportDirectory {
   }
 
   /** Starts listening; resolves with the bound address (with the real port when 0 was asked). */
-  listen(addr: Address): Promise<Address> {
+  async listen(addr: Address): Promise<Address> {
+    if (addr.kind === 'unix') await removeStaleSocket(addr.path, 'NBD export');
     return new Promise((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
         reject(e.code === 'EADDRINUSE' ? new UsageError(`address already in use: ${describe(addr)}`) : e);
@@ -73,8 +75,6 @@ export class NbdServer implements ExportDirectory {
         resolve({ kind: 'tcp', host: addr.host, port: a.port });
       };
       if (addr.kind === 'unix') {
-        // A stale socket from a previous run would make listen fail; only remove sockets, never files.
-        if (existsSync(addr.path) && lstatSync(addr.path).isSocket()) unlinkSync(addr.path);
         this.unixPath = addr.path;
         this.server.listen(addr.path, done);
       } else {
@@ -110,11 +110,6 @@ export class NbdServer implements ExportDirectory {
     this.connections.add(conn);
     void conn.done.finally(() => this.connections.delete(conn));
   }
-}
-
-/** Loopback names and addresses (127/8, ::1, localhost). */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || /^::ffff:127\./.test(host);
 }
 
 function describe(a: Address): string {

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { UsageError } from '../errors.ts';
 
 /** Where to listen or connect: `unix:PATH` or `tcp:HOST:PORT` (IPv6 as `tcp:[::1]:PORT`). */
@@ -31,4 +32,16 @@ export function nbdUri(a: Address, exportName = ''): string {
   if (a.kind === 'unix') return `nbd+unix:///${encodeURIComponent(exportName)}?socket=${a.path}`;
   const host = a.host.includes(':') ? `[${a.host}]` : a.host;
   return `nbd://${host}:${a.port}/${encodeURIComponent(exportName)}`;
+}
+
+/**
+ * Loopback names and addresses: localhost, ::1, 127.0.0.0/8, and 127/8 as an
+ * IPv4-mapped IPv6 address. The endpoints without authentication (control,
+ * WAN emulator control) refuse anything else; the NBD export warns.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return isIPv4(v4) && v4.startsWith('127.');
 }

@@ -3,7 +3,9 @@
  * sample up to `cap`, then a uniform reservoir, so percentiles stay honest on
  * long runs. Count and mean cover every sample.
  */
-export class SampleReservoir {
+import { percentileOf, type Percentile, type PercentileSource } from './percentile.ts';
+
+export class SampleReservoir implements PercentileSource {
   private readonly samples: number[] = [];
   private seen = 0;
   private sum = 0;
@@ -30,10 +32,7 @@ export class SampleReservoir {
     return this.seen ? this.sum / this.seen : undefined;
   }
 
-  percentile(p: number): number | undefined {
-    if (!this.samples.length) return undefined;
-    const s = [...this.samples].sort((a, b) => a - b);
-    const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
-    return s[i];
+  percentile(p: Percentile): number | undefined {
+    return percentileOf(this.samples, p);
   }
 }

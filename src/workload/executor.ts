@@ -39,17 +39,7 @@ import { DirtyMeter } from './dirty-meter.ts';
 import type { ExpectedDisk, VerifyStats } from './expected.ts';
 import type { WorkloadRequest } from './generator.ts';
 import { LatencyHistogram, type LatencySummary } from './latency.ts';
-
-/** Time, injected: the executor reads no clock of its own. Milliseconds as floats. */
-export interface WorkloadClock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}
-
-export const realClock: WorkloadClock = {
-  now: () => performance.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms))),
-};
+import { realClock, sleep, type Clock } from '../util/clock.ts';
 
 /** Anything that hands out requests in time order (a RequestGenerator is one). */
 export interface RequestSource {
@@ -66,7 +56,8 @@ export interface ExecutorOptions {
   /** The content model; its seed must be the generator's seed. */
   expected: ExpectedDisk;
   queueDepth?: number;
-  clock?: WorkloadClock;
+  /** Time, injected: the executor reads no clock of its own (default: the real clock). */
+  clock?: Clock;
   /** Tracking block size for the dirty-rate measurement (default 64 KiB). */
   blockSize?: number;
   /** Called once per elapsed second with that second's numbers. */
@@ -160,7 +151,7 @@ class Bucket {
 
 export class WorkloadExecutor {
   private readonly opts: ExecutorOptions;
-  private readonly clock: WorkloadClock;
+  private readonly clock: Clock;
   private readonly qd: number;
   private readonly expected: ExpectedDisk;
   private readonly primary: Disk;
@@ -256,7 +247,7 @@ export class WorkloadExecutor {
         const now = clock.now();
         if (now < due) {
           // Completions cannot make a request due sooner; stop() and pause() are seen within 100 ms.
-          await clock.sleep(Math.min(due - now, 100));
+          await sleep(clock, Math.min(due - now, 100));
           continue;
         }
         if (this.inflight.length >= this.qd || this.conflicts(next)) {
@@ -398,7 +389,7 @@ export class WorkloadExecutor {
     const conn = disk as { isClosed?: unknown; closed?: unknown };
     if (conn.isClosed === true) return true;
     if (conn.closed instanceof Promise) {
-      return Promise.race([conn.closed.then(() => true), this.clock.sleep(CLOSE_GRACE_MS).then(() => false)]);
+      return Promise.race([conn.closed.then(() => true), sleep(this.clock, CLOSE_GRACE_MS).then(() => false)]);
     }
     return false;
   }
@@ -434,7 +425,7 @@ export class WorkloadExecutor {
       const due = this.t0 + (k + 1) * 1000;
       const now = this.clock.now();
       if (now < due) {
-        await Promise.race([this.clock.sleep(Math.min(due - now, 250)), this.finishedPromise]);
+        await Promise.race([sleep(this.clock, Math.min(due - now, 250)), this.finishedPromise]);
         continue;
       }
       this.bucket(due - 1).backlog = this.inflight.length + this.waiting;

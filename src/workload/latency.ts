@@ -3,6 +3,8 @@
  * count/mean/max, percentiles within 1 % relative error (buckets grow by 2 %,
  * a percentile reports its bucket's geometric middle) from 1 µs to ~1 hour.
  */
+import { percentileRank, type Percentile, type PercentileSource } from '../util/percentile.ts';
+
 const MIN_MS = 0.001;
 const GROWTH = 1.02;
 const LOG_GROWTH = Math.log(GROWTH);
@@ -16,7 +18,7 @@ export interface LatencySummary {
   maxMs: number;
 }
 
-export class LatencyHistogram {
+export class LatencyHistogram implements PercentileSource {
   private readonly counts = new Float64Array(BUCKETS);
   private n = 0;
   private sum = 0;
@@ -35,10 +37,10 @@ export class LatencyHistogram {
     return this.n;
   }
 
-  /** The q-quantile (0 < q ≤ 1) in ms; 0 when empty. */
-  quantile(q: number): number {
-    if (this.n === 0) return 0;
-    const rank = Math.max(1, Math.ceil(q * this.n));
+  /** The p-th percentile in ms (the middle of its bucket, never above the maximum); undefined when empty. */
+  percentile(p: Percentile): number | undefined {
+    if (this.n === 0) return undefined;
+    const rank = percentileRank(this.n, p);
     let acc = 0;
     for (let b = 0; b < BUCKETS; b++) {
       acc += this.counts[b]!;
@@ -51,8 +53,8 @@ export class LatencyHistogram {
     return {
       count: this.n,
       meanMs: this.n ? this.sum / this.n : 0,
-      p50Ms: this.quantile(0.5),
-      p99Ms: this.quantile(0.99),
+      p50Ms: this.percentile(50) ?? 0,
+      p99Ms: this.percentile(99) ?? 0,
       maxMs: this.max,
     };
   }

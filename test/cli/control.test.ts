@@ -6,6 +6,7 @@ import { ControlServer } from '../../src/control/server.ts';
 import type { AgentControl } from '../../src/control/types.ts';
 import { flimcd } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 class FakeAgent implements AgentControl {
   role: 'source' | 'target' = 'source';
@@ -28,7 +29,7 @@ class FakeAgent implements AgentControl {
   }
 }
 
-async function serve(t: { after: (fn: () => unknown) => void }, agent: AgentControl, dir?: string) {
+async function serve(t: TestCtx, agent: AgentControl, dir?: string) {
   const server = new ControlServer({ control: agent, address: dir ? { kind: 'unix', path: join(dir, 'ctl.sock') } : { kind: 'tcp', host: '127.0.0.1', port: 0 } });
   const a = await server.listen();
   t.after(() => server.close());

@@ -7,6 +7,7 @@ import { closeSync, openSync, statSync, truncateSync, writeFileSync, writeSync }
 import { join } from 'node:path';
 import { flimcd, flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 const MiB = 2 ** 20;
 
@@ -15,7 +16,7 @@ function sparseImage(path: string, size: number): void {
   truncateSync(path, size);
 }
 
-async function exportImage(t: { after: (fn: () => void) => void }, img: string, sock: string) {
+async function exportImage(t: TestCtx, img: string, sock: string) {
   const bg = await flimcdBackground(['export', '--image', img, '--listen', `unix:${sock}`, '--json'], /"event":"listening"/);
   t.after(() => bg.child.kill('SIGKILL'));
   return bg;

@@ -14,8 +14,7 @@ import type { AgentControl } from '../../src/control/types.ts';
 import type { Address } from '../../src/util/address.ts';
 import { FlimcdError, UsageError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
-
-type TestCtx = { after: (fn: () => unknown) => void };
+import type { TestCtx } from '../helpers/test-context.ts';
 
 function sourceStatus(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

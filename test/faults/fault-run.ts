@@ -12,7 +12,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import type { Disk } from '../../src/block/disk.ts';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { join } from 'node:path';
 import { FLIMCD_BIN } from '../helpers/cli.ts';
 import { PEER_PATH } from '../helpers/peers.ts';
@@ -26,6 +25,7 @@ import { resolveProfile, type ProfileName } from '../../src/workload/profiles.ts
 import { WorkloadExecutor } from '../../src/workload/executor.ts';
 import type { Address } from '../../src/util/address.ts';
 import { describeSchedule, phaseIndex, type FaultEvent, type FaultSchedule } from './schedule.ts';
+import { freePort } from '../helpers/net.ts';
 
 export interface FaultRunResult {
   ok: boolean;
@@ -128,16 +128,6 @@ class AgentProcess {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface FaultRunOptions {
   timeoutMs?: number;

@@ -1,33 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { PEER_PATH } from './peers.ts';
+import { spawnWithTimeout, type SpawnResult } from './spawn.ts';
 
 export const FLIMCD_BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
 
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = SpawnResult;
 
-/** Runs the flimcd command to completion. */
+/** Runs the flimcd command to completion (killed and rejected after `timeoutMs`, default 60 s). */
 export function flimcd(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`flimcd ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
-    }, opts.timeoutMs ?? 60000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return spawnWithTimeout(process.execPath, [FLIMCD_BIN, ...args], { timeoutMs: opts.timeoutMs ?? 60000, env: { PATH: PEER_PATH, ...opts.env } });
 }
 
 /** Starts a long-running flimcd command and resolves once a stdout line matches `ready`. */

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Disk } from '../../src/block/disk.ts';
 import { NbdServer } from '../../src/nbd/server.ts';
 import { nbdUri, type Address } from '../../src/util/address.ts';
+import type { TestCtx } from './test-context.ts';
 
 export interface RunningServer {
   server: NbdServer;
@@ -13,7 +14,7 @@ let counter = 0;
 
 /** Starts our NBD server in-process on a Unix socket in `dir` (or TCP loopback) and stops it after the test. */
 export async function startServer(
-  t: { after: (fn: () => Promise<void> | void) => void },
+  t: TestCtx,
   dir: string,
   exports: Array<{ name: string; disk: Disk; description?: string }>,
   opts: { tcp?: boolean } = {},

@@ -4,7 +4,8 @@
  * skipped. Outside CI it skips with a note, so a laptop without QEMU can still
  * run the rest.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { spawnWithTimeout, type SpawnOptions, type SpawnResult } from './spawn.ts';
 import type { TestContext } from 'node:test';
 
 const found = new Map<string, boolean>();
@@ -30,39 +31,15 @@ export function requirePeers(t: TestContext, ...names: string[]): boolean {
   return false;
 }
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = SpawnResult;
 
 /** Runs a peer tool with a time limit; never throws on non-zero exit. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, PATH: PEER_PATH, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} timed out after ${opts.timeoutMs ?? 60000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 60000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.on('error', () => {}); // a tool that exits without reading stdin must not crash the test
-    child.stdin.end(opts.input ?? '');
-  });
+export function run(cmd: string, args: string[], opts: SpawnOptions = {}): Promise<RunResult> {
+  return spawnWithTimeout(cmd, args, { ...opts, env: { PATH: PEER_PATH, ...opts.env } });
 }
 
 /** Like run() but throws with the tool's output when it exits non-zero. */
-export async function runOk(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export async function runOk(cmd: string, args: string[], opts: SpawnOptions = {}): Promise<RunResult> {
   const r = await run(cmd, args, opts);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { ExtentFlags, type Extent } from '../../src/block/disk.ts';
@@ -19,6 +19,7 @@ import { InvalidArgumentError, NoSpaceError, ReadOnlyError } from '../../src/err
 import { nbdUri, type Address } from '../../src/util/address.ts';
 import { PEER_PATH, requirePeers, runOk } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { freePort } from '../helpers/net.ts';
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
@@ -61,16 +62,6 @@ function canConnect(host: string, port: number): Promise<boolean> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function assertContiguous(exts: Extent[], offset: number, length: number): void {
   assert.ok(exts.length >= 1, 'at least one extent');

@@ -10,6 +10,7 @@ import { FileDisk } from '../../src/block/file.ts';
 import { requirePeers, run, type RunResult } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { startServer } from '../helpers/nbd-server.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 const MiB = 1024 * 1024;
 const DISK = 64 * MiB;
@@ -57,7 +58,7 @@ function assertClean(r: FioRun, what: string): FioJob {
   return r.job;
 }
 
-async function serveFile(t: { after: (fn: () => Promise<void> | void) => void }): Promise<{ dir: string; path: string; uri: string }> {
+async function serveFile(t: TestCtx): Promise<{ dir: string; path: string; uri: string }> {
   const dir = tempDir(t);
   const path = join(dir, 'disk.img');
   const fd = openSync(path, 'w');

@@ -8,10 +8,11 @@ import { FileDisk } from '../../src/block/file.ts';
 import { requirePeers, run } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { startServer } from '../helpers/nbd-server.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 const SIZE = 8 * 1024 * 1024;
 
-async function setup(t: Parameters<typeof tempDir>[0] & { after: (fn: () => Promise<void> | void) => void }) {
+async function setup(t: TestCtx) {
   const dir = tempDir(t);
   const img = join(dir, 'disk.img');
   writeFileSync(img, Buffer.alloc(0));

@@ -2,12 +2,12 @@
 // back-pressure, live changes) with exact times.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/link/clock.ts';
+import { VirtualClock } from '../../src/util/clock.ts';
 import { WanLink, defaultQueueBytes, type Direction } from '../../src/link/link.ts';
 
 /** 8 Mbit/s = 1000 B/ms, 1000-byte segments, rtt 20 ms (10 ms each way). */
 function rig(opts: { queueBytes?: number; rttMs?: number; echo?: boolean } = {}) {
-  const clock = new ManualClock();
+  const clock = new VirtualClock();
   const log: Array<{ t: number; dir: Direction; item: string; bytes: number }> = [];
   const drains: Array<{ t: number; dir: Direction }> = [];
   const link: WanLink<string> = new WanLink<string>({
@@ -149,7 +149,7 @@ test('stats count bytes in and out per direction; drop and close discard held by
 });
 
 test('with a wake-up tolerance, segments due within it leave at the earlier wake', () => {
-  const clock = new ManualClock();
+  const clock = new VirtualClock();
   const times: number[] = [];
   const link = new WanLink<string>({ clock, bandwidthBps: 8e6, rttMs: 20, segmentBytes: 1000, toleranceMs: 0.5, deliver: (_d, segs) => segs.forEach(() => times.push(clock.now())) });
   link.send('forward', 'a', 1000);
@@ -157,35 +157,4 @@ test('with a wake-up tolerance, segments due within it leave at the earlier wake
   link.send('forward', 'b', 300); // serialised at 1.3, due 11.3: within 0.5 ms of a's wake at 11
   clock.runAll();
   assert.deepEqual(times, [11, 11]);
-});
-
-test('ManualClock: timers run at their own time, in order, ties by creation; cancel works', () => {
-  const clock = new ManualClock(100);
-  const ran: string[] = [];
-  const at = (name: string) => () => ran.push(`${name}@${clock.now()}`);
-  clock.setTimer(5, at('b'));
-  clock.setTimer(1, at('a'));
-  const c = clock.setTimer(3, at('cancelled'));
-  clock.setTimer(5, at('b2'));
-  clock.setTimer(2, () => {
-    ran.push(`x@${clock.now()}`);
-    clock.setTimer(0, at('x-now'));
-  });
-  c.cancel();
-  c.cancel();
-  assert.equal(clock.pending, 4);
-  assert.equal(clock.nextAt(), 101);
-  clock.advance(4);
-  assert.deepEqual(ran, ['a@101', 'x@102', 'x-now@102']);
-  assert.equal(clock.now(), 104);
-  clock.runAll();
-  assert.deepEqual(ran.slice(3), ['b@105', 'b2@105']);
-  assert.equal(clock.pending, 0);
-  assert.equal(clock.nextAt(), Infinity);
-  // Many timers in random order come out sorted.
-  const times: number[] = [];
-  for (let i = 0; i < 2000; i++) clock.setTimer((i * 7919) % 1000, () => times.push(clock.now()));
-  clock.runAll();
-  assert.equal(times.length, 2000);
-  assert.ok(times.every((x, i) => i === 0 || x >= times[i - 1]!));
 });

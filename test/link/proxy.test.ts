@@ -8,39 +8,13 @@ import { join } from 'node:path';
 import { WanProxy, type WanProxyOptions } from '../../src/link/proxy.ts';
 import type { Address } from '../../src/util/address.ts';
 import { tempDir } from '../helpers/tmp.ts';
-
-type T = { after: (fn: () => unknown) => void };
+import { echoServer, listenFor } from '../helpers/net.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 const LOOP: Address = { kind: 'tcp', host: '127.0.0.1', port: 0 };
 
-async function listen(t: T, server: net.Server, addr: Address = LOOP): Promise<Address> {
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => (addr.kind === 'unix' ? server.listen(addr.path, r) : server.listen(addr.port, addr.host, r)));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return addr.kind === 'unix' ? addr : { kind: 'tcp', host: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
-}
-
-/** Echoes every byte back. */
-function echoServer(t: T, addr?: Address) {
-  const accepted: net.Socket[] = [];
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted.push(s);
-    s.setNoDelay?.(true);
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  return listen(t, server, addr).then((address) => ({ address, accepted }));
-}
-
 /** Reads everything, then answers "<bytes> <sha256>" and closes. */
-function sinkServer(t: T) {
+function sinkServer(t: TestCtx) {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     const h = createHash('sha256');
     let n = 0;
@@ -51,10 +25,10 @@ function sinkServer(t: T) {
     });
     s.on('end', () => s.end(`${n} ${h.digest('hex')}`));
   });
-  return listen(t, server);
+  return listenFor(t, server);
 }
 
-async function startProxy(t: T, to: Address, opts: Partial<WanProxyOptions> & { bandwidthBps: number; rttMs: number }, at: Address = LOOP) {
+async function startProxy(t: TestCtx, to: Address, opts: Partial<WanProxyOptions> & { bandwidthBps: number; rttMs: number }, at: Address = LOOP) {
   const proxy = new WanProxy({ listen: at, to, ...opts });
   const address = await proxy.listen();
   t.after(() => proxy.close());
@@ -217,7 +191,7 @@ test('(d) back-pressure from a slow receiver: the proxy stops reading instead of
       received += d.length;
     });
   });
-  const to = await listen(t, server);
+  const to = await listenFor(t, server);
   const { proxy, address } = await startProxy(t, to, { bandwidthBps: 200e6, rttMs: 10 });
   const s = await connect(address);
   t.after(() => s.destroy());
@@ -389,7 +363,7 @@ test('a client that dies after half-closing: the upstream is reset when the prox
     accepted.push(s);
     s.on('error', () => {});
   });
-  const to = await listen(t, server);
+  const to = await listenFor(t, server);
   const { proxy, address } = await startProxy(t, to, { bandwidthBps: 100e6, rttMs: 10 });
   const s = await connect(address);
   s.end('bye');

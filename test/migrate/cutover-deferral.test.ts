@@ -17,6 +17,7 @@ import { contentId } from '../../src/migrate/content-id.ts';
 import { Bitmap } from '../../src/util/bitmap.ts';
 import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
 import { log } from '../../src/util/log.ts';
+import { until } from '../helpers/until.ts';
 
 const BS = 65536;
 const BLOCKS = 8;
@@ -46,12 +47,6 @@ function setup() {
   };
 }
 
-async function until(what: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-  return what();
-}
-
 for (const answer of ['data', 'zero'] as const) {
   test(`a pre-copy reference fetched again is answered (${answer}) after CUTOVER: the cut-over completes with it applied`, async () => {
     const t = setup();
@@ -60,14 +55,14 @@ for (const answer of ['data', 'zero'] as const) {
       await t.image.write(3 * BS, Buffer.alloc(BS, 1)); // old bytes: the answer must replace them
       // Content the target does not hold: it asks for the block.
       t.src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(content) }, Priority.BULK);
-      assert.ok(await until(() => t.fetches().length === 1), 'the unresolved reference is fetched');
+      await until(() => t.fetches().length === 1, 3000, 'the unresolved reference is fetched');
       assert.deepEqual(t.fetches()[0], [3]);
       // The source froze the VM and sent CUTOVER before the fetch reached it; the answer follows.
       t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 }, missing: new Bitmap(BLOCKS).bits });
       // Or the block was zeroed at the source since it was referenced.
       if (answer === 'data') t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: content }, Priority.DEMAND);
       else t.src.send({ type: MsgType.ZERO, first: 3, count: 1, reason: DataReason.DEMAND }, Priority.DEMAND);
-      assert.ok(await until(t.cutoverDone), 'the cut-over completes (it waited for the fetch whose answer came after CUTOVER)');
+      await until(t.cutoverDone, 3000, 'the cut-over completes (it waited for the fetch whose answer came after CUTOVER)');
       const got = Buffer.alloc(BS);
       await t.image.read(3 * BS, got);
       assert.ok(got.equals(answer === 'data' ? content : Buffer.alloc(BS)), 'the fetched block is in the image');
@@ -83,7 +78,7 @@ test('a fetch answered during the cut-over for a block listed missing is asked a
   try {
     const old = Buffer.alloc(BS, 7);
     t.src.send({ type: MsgType.REF, block: 3, reason: DataReason.BULK, id: contentId(old) }, Priority.BULK);
-    assert.ok(await until(() => t.fetches().length === 1), 'the unresolved reference is fetched');
+    await until(() => t.fetches().length === 1, 3000, 'the unresolved reference is fetched');
     // The VM wrote block 3 after it was referenced: CUTOVER lists it missing; the source answers the
     // fetch with the frozen content and counts that as the block's delivery (it will not push it).
     const missing = new Bitmap(BLOCKS);
@@ -91,11 +86,11 @@ test('a fetch answered during the cut-over for a block listed missing is asked a
     t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 }, missing: missing.bits });
     const current = Buffer.alloc(BS, 9);
     t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
-    assert.ok(await until(t.cutoverDone), 'the cut-over completes');
-    assert.ok(await until(() => t.fetches().length === 2), 'block 3 is asked again');
+    await until(t.cutoverDone, 3000, 'the cut-over completes');
+    await until(() => t.fetches().length === 2, 3000, 'block 3 is asked again');
     assert.deepEqual(t.fetches()[1], [3]);
     t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
-    assert.ok(await until(() => t.disk.missing.count === 0), 'nothing is missing once the second answer is applied');
+    await until(() => t.disk.missing.count === 0, 3000, 'nothing is missing once the second answer is applied');
     const got = Buffer.alloc(BS);
     await t.image.read(3 * BS, got);
     assert.ok(got.equals(current));

@@ -13,17 +13,9 @@ import type { Address } from '../../src/util/address.ts';
 import type { Phase } from '../../src/migrate/report.ts';
 import { hasPeer, run as runPeer } from '../helpers/peers.ts';
 import { nbdUri } from '../../src/util/address.ts';
+import { until } from '../helpers/until.ts';
 
 const MiB = 1024 * 1024;
-
-/** Resolves when `cond` holds, polling (bounded). */
-async function until(cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 test('pre-copy: a link cut a third of the way through resumes; nothing is sent again beyond what was in flight', async (t) => {
   const size = 16 * MiB;
@@ -31,7 +23,7 @@ test('pre-copy: a link cut a third of the way through resumes; nothing is sent a
   t.after(pair.close);
   const n = size / pair.blockSize;
   const run = pair.source.migrate();
-  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 3);
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 3, 20_000);
   const cut = pair.wan.cut({ refuseMs: 300 });
   assert.equal(cut.connections, 1);
   const report = await run;
@@ -73,7 +65,7 @@ test('post-copy: a link cut during the push resumes; the push continues where it
   const n = size / pair.blockSize;
   const run = pair.source.migrate();
   // Mid-push: a third of the blocks arrived.
-  await until(() => pair.target.postcopyDisk?.isActive === true && pair.target.postcopyDisk.missing.count < (2 * n) / 3);
+  await until(() => pair.target.postcopyDisk?.isActive === true && pair.target.postcopyDisk.missing.count < (2 * n) / 3, 20_000);
   pair.wan.cut({ refuseMs: 300 });
   const report = await run;
   await pair.target.result();
@@ -95,7 +87,7 @@ test('post-copy: a read of a missing block fails with EIO after --fetch-timeout 
   });
   t.after(pair.close);
   const run = pair.source.migrate();
-  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true);
+  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true, 20_000);
   const disk = pair.target.postcopyDisk!;
   const last = disk.missing.size - 1;
   assert.ok(disk.missing.get(last), 'the last block is still missing (the push goes in block order)');
@@ -130,7 +122,7 @@ test('post-copy: a read of a missing block waits through a link cut and returns 
   });
   t.after(pair.close);
   const run = pair.source.migrate();
-  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true);
+  await until(() => cutAt > 0 && pair.target.postcopyDisk?.isActive === true, 20_000);
   const disk = pair.target.postcopyDisk!;
   const last = disk.missing.size - 1;
   assert.ok(disk.missing.get(last));
@@ -153,7 +145,7 @@ test('a link down longer than the link timeout: the source gives up (VM disk sti
   t.after(pair.close);
   const n = size / pair.blockSize;
   const run = pair.source.migrate();
-  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 2);
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 2, 20_000);
   pair.wan.cut({ refuseMs: 2500 });
   await assert.rejects(run, (e: unknown) => e instanceof FlimcdError && e.code === 'FLIMCD_ERR_LINK_LOST');
   assert.equal(pair.source.gate.status, 'open', 'before cut-over the VM keeps its disk at the source');
@@ -182,7 +174,7 @@ test('a stalled link (no close, no RST) is declared lost after the silence timeo
   t.after(pair.close);
   const n = size / pair.blockSize;
   const run = pair.source.migrate();
-  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 4);
+  await until(() => ((pair.source.status().counts as Record<string, number> | undefined)?.dataBlocks ?? 0) >= n / 4, 20_000);
   pair.wan.stall(2500);
   const report = await run;
   assert.equal(report.verified, true);

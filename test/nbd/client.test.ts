@@ -21,6 +21,7 @@ import {
   STRUCTURED_REPLY_MAGIC, TxFlags,
 } from '../../src/nbd/protocol.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 // ------------------------------------------------------------ wire builders
 
@@ -228,7 +229,7 @@ interface FakeOptions {
 }
 
 /** A tiny scripted NBD server: real handshake, transmission handed to onRequest. */
-async function fakeServer(t: { after: (fn: () => unknown) => void }, o: FakeOptions): Promise<{ addr: string; server: Server; sockets: Socket[]; discs: () => number }> {
+async function fakeServer(t: TestCtx, o: FakeOptions): Promise<{ addr: string; server: Server; sockets: Socket[]; discs: () => number }> {
   const dir = tempDir(t);
   const path = join(dir, 'fake.sock');
   const sockets: Socket[] = [];

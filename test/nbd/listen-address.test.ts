@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { MemoryDisk } from '../../src/block/memory.ts';
-import { NbdServer, isLoopbackHost } from '../../src/nbd/server.ts';
+import { NbdServer } from '../../src/nbd/server.ts';
+import { isLoopbackHost } from '../../src/util/address.ts';
 import { flimcd } from '../helpers/cli.ts';
 
 async function warningsFor(host: string): Promise<string[]> {

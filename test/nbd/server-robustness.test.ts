@@ -11,8 +11,9 @@ import { NbdErrno } from '../../src/nbd/errno.ts';
 import type { Address } from '../../src/util/address.ts';
 import { RawPeer, goData, metaData } from '../helpers/raw-nbd.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
-async function serve(t: Parameters<typeof tempDir>[0] & { after: (fn: () => unknown) => void }, opts: { handshakeTimeoutMs?: number; maxConnections?: number } = {}) {
+async function serve(t: TestCtx, opts: { handshakeTimeoutMs?: number; maxConnections?: number } = {}) {
   const dir = tempDir(t);
   const disk = new MemoryDisk(1 << 20);
   const server = new NbdServer({

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { QmpClient } from '../../src/qemu/qmp.ts';
 import { QmpError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 type Handler = (cmd: { execute: string; arguments?: Record<string, unknown>; id?: unknown }, send: (o: unknown) => void, sock: net.Socket) => void;
 
 /** A fake QMP server: greeting, capabilities, then `handler` for everything else. */
-async function fakeQmp(t: { after: (fn: () => void) => void }, handler: Handler): Promise<string> {
+async function fakeQmp(t: TestCtx, handler: Handler): Promise<string> {
   const path = join(tempDir(t), 'qmp.sock');
   const server = net.createServer((sock) => {
     const send = (o: unknown) => sock.write(JSON.stringify(o) + '\r\n');

@@ -11,7 +11,8 @@ import { NbdClient } from '../../src/nbd/client.ts';
 import { ShutdownError, IoError } from '../../src/errors.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
-import { WorkloadExecutor, type WorkloadClock, type ExecutorOptions } from '../../src/workload/executor.ts';
+import { WorkloadExecutor, type ExecutorOptions } from '../../src/workload/executor.ts';
+import { VirtualClock } from '../../src/util/clock.ts';
 import { RequestGenerator, type WorkloadRequest } from '../../src/workload/generator.ts';
 import { contentFor, PAGE_SIZE } from '../../src/workload/content.ts';
 import { resolveProfile, type ProfileName } from '../../src/workload/profiles.ts';
@@ -168,45 +169,20 @@ test('pause() freezes the schedule, stop() ends the run early', async () => {
   assert.ok(res2.elapsedMs < 2000 && res2.ops > 0);
 });
 
-/** A discrete-event clock: when everything else has run (setImmediate), time jumps to the earliest sleeper. */
-class VirtualClock implements WorkloadClock {
-  private t = 0;
-  private timers: { at: number; wake: () => void }[] = [];
-  private armed = false;
-
-  now(): number {
-    return this.t;
-  }
-
-  sleep(ms: number): Promise<void> {
-    return new Promise((wake) => {
-      this.timers.push({ at: this.t + Math.max(0, ms), wake });
-      this.arm();
-    });
-  }
-
-  private arm(): void {
-    if (this.armed) return;
-    this.armed = true;
-    setImmediate(() => {
-      this.armed = false;
-      this.timers.sort((a, b) => a.at - b.at);
-      const next = this.timers.shift();
-      if (next) {
-        this.t = Math.max(this.t, next.at);
-        next.wake();
-      }
-      if (this.timers.length) this.arm();
-    });
-  }
-}
-
 test('a virtual clock drives the schedule: no real waiting', async () => {
   const clock = new VirtualClock();
   const disk = new MemoryDisk(64 * MiB);
   const expected = await ExpectedDisk.create(disk.size, 2);
   const wall = performance.now();
-  const res = await new WorkloadExecutor({ disk, expected, requests: generator('moderate', disk.size, 2), durationMs: 20_000, clock }).run();
+  const run = new WorkloadExecutor({ disk, expected, requests: generator('moderate', disk.size, 2), durationMs: 20_000, clock }).run();
+  // Discrete events: once everything else has run (setImmediate), time jumps to the next timer.
+  let finished = false;
+  run.then(() => (finished = true), () => (finished = true));
+  while (!finished) {
+    await new Promise((r) => setImmediate(r));
+    clock.step();
+  }
+  const res = await run;
   assert.ok(performance.now() - wall < 5000);
   assert.ok(res.elapsedMs >= 19_000 && res.elapsedMs <= 20_100, `${res.elapsedMs}`);
   assert.equal(res.perSecond.length, 20);
