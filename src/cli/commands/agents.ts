@@ -107,9 +107,10 @@ export function registerAgents(program: Command): void {
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
+      // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
+      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
       emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
       progress.watch(() => agent.status());
-      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
       let stop!: () => void;
       const stopped = new Promise<void>((r) => (stop = r));
       onShutdownSignal(async (sig) => {
@@ -164,9 +165,9 @@ export function registerAgents(program: Command): void {
       });
       agentRef = agent;
       const bound = await agent.listen();
+      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'target', agent) : undefined;
       progress.watch(() => agent.status());
       emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
-      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'target', agent) : undefined;
       let stop!: () => void;
       const stopped = new Promise<void>((r) => (stop = r));
       onShutdownSignal(async () => stop());
