@@ -20,7 +20,7 @@ import net from 'node:net';
 import { lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { MetricsMirror, statusSamples } from './metrics.ts';
 import { createStatusEnricher } from './status.ts';
@@ -55,7 +55,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly code: string, readonly extra: Record<string, unknown> = {}) {
+  constructor(readonly status: number, message: string, readonly code: ErrorCode, readonly extra: Record<string, unknown> = {}) {
     super(message);
   }
 }
@@ -124,7 +124,7 @@ export class ControlServer {
             ? new UsageError(`control endpoint: address already in use: ${formatAddress(a)}`)
             : e.code === 'EACCES' || e.code === 'ENOENT'
               ? new UsageError(`control endpoint: cannot listen at ${formatAddress(a)} (${e.code})`)
-              : new FlimcdError(`control endpoint: cannot listen at ${formatAddress(a)}: ${e.message}`, 'FLIMCD_ERR_CONTROL', undefined, { cause: e }),
+              : new FlimcdError(`control endpoint: cannot listen at ${formatAddress(a)}: ${e.message}`, ErrorCode.CONTROL, { cause: e }),
         );
       };
       this.server.once('error', onError);
@@ -164,7 +164,7 @@ export class ControlServer {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > this.maxBody) {
       tooBig = true;
-      this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: 'FLIMCD_ERR_CONTROL_BODY' }, true);
+      this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: ErrorCode.CONTROL_BODY }, true);
       return;
     }
     req.on('data', (d: Buffer) => {
@@ -172,7 +172,7 @@ export class ControlServer {
       size += d.length;
       if (size > this.maxBody) {
         tooBig = true;
-        this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: 'FLIMCD_ERR_CONTROL_BODY' }, true);
+        this.reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: ErrorCode.CONTROL_BODY }, true);
         return;
       }
       chunks.push(d);
@@ -192,7 +192,7 @@ export class ControlServer {
         (e: unknown) => {
           if (e instanceof HttpError) return this.reply(res, e.status, { error: e.message, code: e.code, ...e.extra }, false, e.status === 405 ? { allow: (ROUTES[new URL(req.url ?? '/', 'http://x').pathname] ?? []).join(', ') } : undefined);
           this.o.log?.warn({ err: e }, 'control endpoint: request failed');
-          this.reply(res, 500, { error: (e as Error)?.message ?? String(e), code: (e as FlimcdError)?.code ?? 'FLIMCD_ERR_CONTROL_INTERNAL' });
+          this.reply(res, 500, { error: (e as Error)?.message ?? String(e), code: (e as FlimcdError)?.code ?? ErrorCode.CONTROL_INTERNAL });
         },
       );
     });
@@ -214,9 +214,9 @@ export class ControlServer {
     const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/\/+$/, '') || '/';
     const allowed = ROUTES[path];
     if (!allowed) {
-      throw new HttpError(404, `no such endpoint ${path} (${Object.entries(ROUTES).map(([p, m]) => `${m.join('|')} ${p}`).join(', ')})`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
+      throw new HttpError(404, `no such endpoint ${path} (${Object.entries(ROUTES).map(([p, m]) => `${m.join('|')} ${p}`).join(', ')})`, ErrorCode.CONTROL_NOT_FOUND);
     }
-    if (!allowed.includes(method)) throw new HttpError(405, `${req.method} not allowed on ${path} (use ${allowed.join(' or ')})`, 'FLIMCD_ERR_CONTROL_METHOD');
+    if (!allowed.includes(method)) throw new HttpError(405, `${req.method} not allowed on ${path} (use ${allowed.join(' or ')})`, ErrorCode.CONTROL_METHOD);
     const body = method === 'POST' ? parseBody(raw) : {};
 
     switch (path) {
@@ -231,7 +231,7 @@ export class ControlServer {
       case '/cutover': {
         const c = this.o.control;
         if (!c.cutover) {
-          throw new HttpError(409, `the ${c.role} agent cannot cut over; ask the source agent`, 'FLIMCD_ERR_CUTOVER_REFUSED', { role: c.role });
+          throw new HttpError(409, `the ${c.role} agent cannot cut over; ask the source agent`, ErrorCode.CUTOVER_REFUSED, { role: c.role });
         }
         const phase = (await this.status()).phase;
         if (!CUTOVER_PHASES.includes(phase)) {
@@ -239,12 +239,12 @@ export class ControlServer {
             phase === 'cutover' ? 'cut-over is already in progress'
             : phase === 'failed' ? 'the migration has failed'
             : `the migration is already past cut-over (phase ${phase})`;
-          throw new HttpError(409, `cannot cut over: ${why}`, 'FLIMCD_ERR_CUTOVER_REFUSED', { phase });
+          throw new HttpError(409, `cannot cut over: ${why}`, ErrorCode.CUTOVER_REFUSED, { phase });
         }
         try {
           await c.cutover();
         } catch (e) {
-          if (e instanceof FlimcdError) throw new HttpError(409, `cannot cut over: ${e.message}`, 'FLIMCD_ERR_CUTOVER_REFUSED', { phase });
+          if (e instanceof FlimcdError) throw new HttpError(409, `cannot cut over: ${e.message}`, ErrorCode.CUTOVER_REFUSED, { phase });
           throw e;
         }
         this.o.log?.info({ phase }, 'cut-over requested through the control endpoint');
@@ -252,20 +252,20 @@ export class ControlServer {
       }
       case '/abort': {
         const r = body.reason;
-        if (r !== undefined && typeof r !== 'string') throw new HttpError(400, 'reason must be a string', 'FLIMCD_ERR_CONTROL_BODY');
+        if (r !== undefined && typeof r !== 'string') throw new HttpError(400, 'reason must be a string', ErrorCode.CONTROL_BODY);
         const reason = (r?.trim() || 'requested through the control endpoint').slice(0, MAX_REASON);
         const phase = (await this.status()).phase;
         if (FINAL_PHASES.includes(phase)) {
-          throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, 'FLIMCD_ERR_ABORT_REFUSED', { phase });
+          throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, ErrorCode.ABORT_REFUSED, { phase });
         }
-        if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', 'FLIMCD_ERR_CONTROL_BODY');
+        if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', ErrorCode.CONTROL_BODY);
         if (body.reclaim) await this.o.control.abort(reason, { reclaim: true });
         else await this.o.control.abort(reason);
         this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');
         return { status: 202, json: { accepted: true, reason, phase } };
       }
     }
-    throw new HttpError(404, `no such endpoint ${path}`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
+    throw new HttpError(404, `no such endpoint ${path}`, ErrorCode.CONTROL_NOT_FOUND);
   }
 }
 
@@ -276,9 +276,9 @@ function parseBody(raw: Buffer): Record<string, unknown> {
   try {
     v = JSON.parse(text);
   } catch {
-    throw new HttpError(400, 'request body is not valid JSON', 'FLIMCD_ERR_CONTROL_BODY');
+    throw new HttpError(400, 'request body is not valid JSON', ErrorCode.CONTROL_BODY);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object', 'FLIMCD_ERR_CONTROL_BODY');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object', ErrorCode.CONTROL_BODY);
   return v as Record<string, unknown>;
 }
 

@@ -17,7 +17,7 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
 import { parseBitRate, parseDuration } from '../util/units.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
 import type { WanProxy } from './proxy.ts';
 
 const MAX_BODY = 64 * 1024;
@@ -188,10 +188,10 @@ export function controlRequest<R = Record<string, unknown>>(addr: Address, metho
           try {
             v = JSON.parse(text);
           } catch {
-            return reject(new FlimcdError(`control ${method} ${path}: answer is not JSON: ${text.slice(0, 200)}`, 'FLIMCD_ERR_CONTROL'));
+            return reject(new FlimcdError(`control ${method} ${path}: answer is not JSON: ${text.slice(0, 200)}`, ErrorCode.CONTROL));
           }
           if ((res.statusCode ?? 500) >= 300) {
-            return reject(new FlimcdError(`control ${method} ${path}: ${res.statusCode} ${(v as { error?: string }).error ?? text}`, 'FLIMCD_ERR_CONTROL'));
+            return reject(new FlimcdError(`control ${method} ${path}: ${res.statusCode} ${(v as { error?: string }).error ?? text}`, ErrorCode.CONTROL));
           }
           resolve(v as R);
         });

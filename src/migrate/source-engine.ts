@@ -13,7 +13,7 @@ import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
-import { FlimcdError, IoError } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
 
@@ -113,7 +113,7 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
-    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', 'FLIMCD_ERR_RESUME');
+    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', ErrorCode.RESUME);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         this.dirtiedDuringScan?.set(i);
@@ -138,9 +138,9 @@ export class SourceEngine {
    * may have happened; or a successor engine decides). `quiet`: do not tell the
    * target (the session goes on with a successor engine).
    */
-  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: string } = {}): void {
+  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: ErrorCode } = {}): void {
     if (this.aborted) return;
-    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? 'FLIMCD_ERR_ABORTED');
+    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? ErrorCode.ABORTED);
     if (!opts.quiet) {
       try {
         this.o.channel.send({ type: MsgType.ABORT, reason });

@@ -6,7 +6,7 @@ import { FileDisk, type FileDiskOptions } from '../../src/block/file.ts';
 import { sparse, sparseLoadError, type SparseOps } from '../../src/block/sparse-native.ts';
 import { ExtentFlags } from '../../src/block/disk.ts';
 import { FlimcdError, InvalidArgumentError, NotSupportedError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { checkExtentShape, diskConformance, pattern } from './disk-conformance.ts';
 
@@ -132,7 +132,7 @@ describe('FileDisk', () => {
     await disk.read(0, back);
     assert.deepEqual(back, content);
     for (const p of [disk.write(0, Uint8Array.of(1)), disk.trim(0, 10), disk.writeZeroes(0, 10)]) {
-      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && e.nbdErrno === NbdErrno.EPERM);
+      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && nbdErrnoOf(e) === NbdErrno.EPERM);
     }
     await disk.flush();
     assert.deepEqual(new Uint8Array(readFileSync(path)), content);
@@ -318,7 +318,7 @@ describe('FileDisk', () => {
       assert.equal(disk.capabilities.canFastZero, false);
       assert.equal(disk.capabilities.canTrim, true);
       await disk.write(0, pattern(4 * MiB, 7));
-      await assert.rejects(disk.writeZeroes(0, MiB, { fastZero: true }), (e: unknown) => e instanceof NotSupportedError && e.nbdErrno === NbdErrno.ENOTSUP);
+      await assert.rejects(disk.writeZeroes(0, MiB, { fastZero: true }), (e: unknown) => e instanceof NotSupportedError && nbdErrnoOf(e) === NbdErrno.ENOTSUP);
       const back = new Uint8Array(MiB);
       await disk.read(0, back);
       assert.deepEqual(back, pattern(4 * MiB, 7).subarray(0, MiB), 'refused fast zero left the data alone');

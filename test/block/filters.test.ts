@@ -6,14 +6,14 @@ import { ReadOnlyDisk } from '../../src/block/filters/read-only.ts';
 import { StatsDisk } from '../../src/block/filters/stats.ts';
 import { ExtentFlags, type Disk } from '../../src/block/disk.ts';
 import { InvalidArgumentError, NoSpaceError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { diskConformance, pattern } from './disk-conformance.ts';
 
 // A filter that changes nothing must behave exactly like what it wraps, and so must a stack of them.
 diskConformance('FilterDisk pass-through', async (size) => new FilterDisk(new MemoryDisk(size, { pageSize: 4096 })));
 diskConformance('StatsDisk(FilterDisk(MemoryDisk))', async (size) => new StatsDisk(new FilterDisk(new MemoryDisk(size, { pageSize: 4096 }))));
 
-const isReadOnlyError = (e: unknown) => e instanceof ReadOnlyError && e.nbdErrno === NbdErrno.EPERM && e.code === 'FLIMCD_ERR_READ_ONLY';
+const isReadOnlyError = (e: unknown) => e instanceof ReadOnlyError && nbdErrnoOf(e) === NbdErrno.EPERM && e.code === 'FLIMCD_ERR_READ_ONLY';
 
 describe('FilterDisk', () => {
   it('forwards size, capabilities and block size of the inner disk', () => {
