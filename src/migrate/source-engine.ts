@@ -75,6 +75,8 @@ export class SourceEngine {
   /** Post-copy: blocks the target still misses that the push has not covered. */
   private pushPending: Bitmap | undefined;
   private phase: Phase = 'starting';
+  /** Set when the phase first becomes 'postcopy': the report's post-copy time is 0 without one. */
+  private enteredPostcopy = false;
   private cutoverRequested = false;
   private aborted: Error | undefined;
   private readonly t0: number;
@@ -275,6 +277,7 @@ export class SourceEngine {
       totalMs,
       precopyMs: (this.frozenAt ?? this.t0) - this.t0,
       downtimeMs,
+      enteredPostcopy: this.enteredPostcopy,
       channel: channel.stats,
       counts: this.counts,
       rounds: this.round + (this.o.algorithm === 'postcopy' ? 0 : 1),
@@ -532,6 +535,7 @@ export class SourceEngine {
 
   private setPhase(p: Phase): void {
     this.phase = p;
+    if (p === 'postcopy') this.enteredPostcopy = true;
     this.o.onPhase?.(p);
   }
 

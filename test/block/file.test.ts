@@ -278,10 +278,30 @@ describe('FileDisk', () => {
       assert.deepEqual(await disk.extents(2 * MiB + 1, 1), [{ offset: 2 * MiB + 1, length: 1, flags: 0 }]);
     });
 
-    it('cache is accepted (readahead hint)', async (t) => {
-      if (!needNative(t)) return;
-      const { disk } = await openDisk(t, { size: MiB });
-      await disk.cache(0, MiB);
+    it('cache asks the kernel to read the range ahead (fadvise WILLNEED) and changes no data', async (t) => {
+      const real = needNative(t);
+      if (!real) return;
+      const advised: Array<[number, number]> = [];
+      const recording: SparseOps = { ...real, willNeed: (fd, off, len) => (advised.push([off, len]), real.willNeed(fd, off, len)) };
+      const { disk } = await openDisk(t, { size: 4 * MiB, sparse: recording });
+      await disk.write(MiB, pattern(MiB, 5));
+      await disk.cache(MiB + 4096, MiB - 4096);
+      await disk.cache(0, 0);
+      assert.deepEqual(advised, [[MiB + 4096, MiB - 4096]], 'one hint for the range asked, none for an empty one');
+      const back = new Uint8Array(MiB);
+      await disk.read(MiB, back);
+      assert.deepEqual(back, pattern(MiB, 5));
+      // Past the end is refused before any hint, as a read would be.
+      await assert.rejects(disk.cache(4 * MiB - 4096, 8192), InvalidArgumentError);
+      assert.equal(advised.length, 1);
+    });
+
+    it('cache passes on a real I/O failure of the hint', async (t) => {
+      const real = needNative(t);
+      if (!real) return;
+      const failing: SparseOps = { ...real, willNeed: async () => { throw sysError('EIO'); } };
+      const { disk } = await openDisk(t, { size: MiB, sparse: failing });
+      await assert.rejects(disk.cache(0, 4096), (e: unknown) => e instanceof FlimcdError && e.code === 'FLIMCD_ERR_IO');
     });
 
     it('close waits for native calls in flight before releasing the fd', async (t) => {
