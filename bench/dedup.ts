@@ -47,6 +47,7 @@ import { formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { Prng } from '../src/workload/prng.ts';
 import { median } from './stats.ts';
+import { ratioOfMedians } from './headline.ts';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
 const BS = 65536;
@@ -245,8 +246,8 @@ async function main(): Promise<void> {
         },
         precopy: { wire_bytes: median(p.wire), time_s: median(p.time) },
         wire_over_bound: median(f.wire) / bound.bytes,
-        wire_flimcd_over_precopy: median(f.wire) / median(p.wire),
-        time_flimcd_over_precopy: median(f.time) / median(p.time),
+        wire_flimcd_over_precopy: ratioOfMedians(f.wire, p.wire),
+        time_flimcd_over_precopy: ratioOfMedians(f.time, p.time),
       };
     });
     const r3 = (x: number) => Math.round(x * 1000) / 1000;

@@ -50,6 +50,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { median } from './stats.ts';
+import { medianOfRatios, pool, pooledRatio, type Pool } from './headline.ts';
 import { renderChart } from './charts.ts';
 import { syntheticImage } from '../src/sim/image-model.ts';
 import { BASE_SHARE, baseOf } from '../src/sim/base-image.ts';
@@ -184,31 +185,16 @@ async function main(): Promise<void> {
   const linkNames = [...new Set(cells.map((c) => c.link))];
   const ratiosByLink = (holds: TargetHolds) =>
     Object.fromEntries(linkNames.map((l) => [l, (cell('moderate', l, 'flimcd', holds)?.time_total_s ?? NaN) / (cell('moderate', l, 'precopy', holds)?.time_total_s ?? NaN)]));
-  const timeRatio = (holds: TargetHolds) => {
-    const rs = Object.values(ratiosByLink(holds)).filter(Number.isFinite);
-    return rs.length ? median(rs) : NaN;
-  };
-  const missRatios: number[] = [];
+  const timeRatio = (holds: TargetHolds) =>
+    medianOfRatios(linkNames.map((l) => ({ num: cell('moderate', l, 'flimcd', holds)?.time_total_s, den: cell('moderate', l, 'precopy', holds)?.time_total_s })));
+  const pairs = WORKLOADS.flatMap((w) => linkNames.map((l) => ({ flimcd: cell(w, l, 'flimcd'), postcopy: cell(w, l, 'postcopy') })));
+  const missRatio = medianOfRatios(pairs.map((c) => ({ num: c.flimcd?.block_miss_rate, den: c.postcopy?.block_miss_rate })));
   // Pooled: all cells' misses over all their post-copy reads, per algorithm. flimcd's post-copy lasts a
   // fraction of a second and reads few blocks per cell, so a cell's rate is coarse; the pooled ratio
   // weighs every read once and says whether the median over cells is carried by small samples.
-  const pool = { flimcd: { misses: 0, reads: 0 }, postcopy: { misses: 0, reads: 0 } };
-  for (const w of WORKLOADS) {
-    for (const l of linkNames) {
-      const pc = cell(w, l, 'postcopy');
-      const fc = cell(w, l, 'flimcd');
-      const p = pc?.block_miss_rate;
-      const f = fc?.block_miss_rate;
-      if (p !== undefined && f !== undefined && p > 0 && Number.isFinite(f)) missRatios.push(f / p);
-      for (const [k, c] of [['flimcd', fc], ['postcopy', pc]] as const) {
-        if (c && Number.isFinite(c.misses) && Number.isFinite(c.blocks_read_postcopy)) {
-          pool[k].misses += c.misses;
-          pool[k].reads += c.blocks_read_postcopy;
-        }
-      }
-    }
-  }
-  const pooledRate = (k: keyof typeof pool) => (pool[k].reads > 0 ? pool[k].misses / pool[k].reads : NaN);
+  const poolOf = (k: 'flimcd' | 'postcopy'): Pool =>
+    pool(pairs.flatMap((c) => (c[k] ? [{ events: c[k].misses, trials: c[k].blocks_read_postcopy }] : [])));
+  const pools = { flimcd: poolOf('flimcd'), postcopy: poolOf('postcopy') };
   // The empty target's floor: every distinct non-zero content once, at its modelled zstd size, over the link, against precopy's time.
   const floorBytes = distinctContentBytes(images[0]!);
   const floorRatios = linkNames
@@ -220,8 +206,8 @@ async function main(): Promise<void> {
   const r3 = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
   const headline = {
     time_flimcd_over_precopy_moderate: r3(timeRatio('base')),
-    miss_flimcd_over_postcopy: missRatios.length ? r3(median(missRatios)) : null,
-    miss_flimcd_over_postcopy_pooled: r3(pooledRate('flimcd') / pooledRate('postcopy')),
+    miss_flimcd_over_postcopy: r3(missRatio),
+    miss_flimcd_over_postcopy_pooled: r3(pooledRatio(pools.flimcd, pools.postcopy)),
     time_flimcd_over_precopy_moderate_empty_target: r3(timeRatio('empty')),
     floor_empty_target: floorRatios.length ? r3(median(floorRatios)) : null,
     scenario: `target holds the base image the VM was cloned from (${share * 100} % of non-zero blocks shared, in its replica index)`,
@@ -255,7 +241,7 @@ async function main(): Promise<void> {
   md.push('| ratio | measured | paper | goal |', '|---|---|---|---|');
   md.push(`| time flimcd / precopy, moderate (median over links), target holds the base | ${headline.time_flimcd_over_precopy_moderate ?? 'n/a'} | ${PAPER.time} | ≤ ${GOAL.time} |`);
   md.push(`| miss rate flimcd / postcopy (median over cells), target holds the base | ${headline.miss_flimcd_over_postcopy ?? 'n/a'} | ≤ ${PAPER.miss} | ≤ ${GOAL.miss} |`);
-  md.push(`| same, pooled: all cells' misses over all their post-copy reads (flimcd ${pool.flimcd.misses}/${pool.flimcd.reads}, postcopy ${pool.postcopy.misses}/${pool.postcopy.reads}) | ${headline.miss_flimcd_over_postcopy_pooled ?? 'n/a'} | | |`);
+  md.push(`| same, pooled: all cells' misses over all their post-copy reads (flimcd ${pools.flimcd.events}/${pools.flimcd.trials}, postcopy ${pools.postcopy.events}/${pools.postcopy.trials}) | ${headline.miss_flimcd_over_postcopy_pooled ?? 'n/a'} | | |`);
   md.push(`| time flimcd / precopy, moderate, **empty target** | ${headline.time_flimcd_over_precopy_moderate_empty_target ?? 'n/a'} | | |`);
   md.push(`| floor of that ratio with an empty target | ${headline.floor_empty_target ?? 'n/a'} | | |`);
   md.push('', `With an empty target no algorithm can beat the floor: every distinct non-zero content (${formatBytes(floorBytes)} of the ${formatBytes(size)} image, at its modelled zstd size; the 20 % random blocks do not compress) must cross the link once, which alone takes ${headline.floor_empty_target ?? 'n/a'} of precopy's time, before any re-sent dirty blocks or post-copy. The paper's and design.md's scenario is a destination that already holds much of the content.`);

@@ -49,6 +49,7 @@ import { synthesizeFiuTrace } from '../src/workload/fiu-synth.ts';
 import { FiuReplay, parseFiuTrace } from '../src/workload/fiu-trace.ts';
 import type { Features } from '../src/policy/algorithm.ts';
 import { median } from './stats.ts';
+import { ratioToBaseline, worstRatio } from './headline.ts';
 
 const VARIANTS = ['postcopy', 'hot', 'prefetch', 'both'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -185,9 +186,9 @@ async function main(): Promise<void> {
       };
     }
     const base = medians[w]!.postcopy!.block_miss_rate ?? 0;
-    for (const v of VARIANTS) ratios[w]![v] = base > 0 ? round((medians[w]![v]!.block_miss_rate ?? 0) / base, 3) : NaN;
+    for (const v of VARIANTS) ratios[w]![v] = round(ratioToBaseline(medians[w]![v]!.block_miss_rate ?? 0, base), 3);
   }
-  const worst = (v: Variant) => round(Math.max(...o.workloads.map((w) => ratios[w]![v]!)), 3);
+  const worst = (v: Variant) => round(worstRatio(o.workloads.map((w) => ratios[w]![v]!)), 3);
   const headline = { hot: worst('hot'), prefetch: worst('prefetch'), both: worst('both') };
   const allVerified = samples.every((s) => s.verified);
   // The model of the same workloads, seeds and link (bench/postcopy-model.ts): what push order can reach at best.

@@ -52,6 +52,7 @@ import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult 
 import { formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { median } from './stats.ts';
+import { ratioOfMedians } from './headline.ts';
 
 // Agent and orchestration logs would drown the table; FLIMCD_LOG_LEVEL brings them back.
 const benchLog = log.child({ bench: 'qemu' });
@@ -118,13 +119,15 @@ for (let run = 0; run < runs; run++) {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const result: Record<string, unknown> = {};
 for (const c of cases) {
-  const m = (method: VmMethod, k: keyof Sample) => median(samples[c]![method].map((s) => Number(s[k])));
+  const col = (method: VmMethod, k: keyof Sample) => samples[c]![method].map((s) => Number(s[k]));
+  const m = (method: VmMethod, k: keyof Sample) => median(col(method, k));
+  const ratio = (k: keyof Sample) => r3(ratioOfMedians(col('flimcd', k), col('qemu-mirror', k)));
   const f = { time_s: m('flimcd', 'time_s'), wire_bytes: m('flimcd', 'wire_bytes'), downtime_ms: m('flimcd', 'downtime_ms') };
   const q = { time_s: m('qemu-mirror', 'time_s'), wire_bytes: m('qemu-mirror', 'wire_bytes'), downtime_ms: m('qemu-mirror', 'downtime_ms') };
   result[c] = {
     flimcd: f,
     qemu_mirror: q,
-    ratio: { time: r3(f.time_s / q.time_s), wire_bytes: r3(f.wire_bytes / q.wire_bytes), downtime: r3(f.downtime_ms / q.downtime_ms) },
+    ratio: { time: ratio('time_s'), wire_bytes: ratio('wire_bytes'), downtime: ratio('downtime_ms') },
     guest_write_Bps: Math.round(median([...samples[c]!.flimcd, ...samples[c]!['qemu-mirror']].map((s) => s.guest_write_Bps))),
     checks_ok: [...samples[c]!.flimcd, ...samples[c]!['qemu-mirror']].every((s) => s.checks_ok),
   };

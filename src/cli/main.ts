@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.ts';
 import { ExitCode } from './exit-codes.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
 
 const program = new Command();
 program
@@ -22,12 +22,12 @@ try {
   } else if (err instanceof UsageError) {
     process.stderr.write(`flimcd: ${err.message}\n`);
     process.exitCode = ExitCode.USAGE;
-  } else if (err instanceof FlimcdError && err.code === 'FLIMCD_ERR_ALREADY_DONE') {
+  } else if (err instanceof FlimcdError && err.code === ErrorCode.ALREADY_DONE) {
     process.stderr.write(`flimcd: ${err.message}\n`);
     process.exitCode = ExitCode.OK;
   } else if (err instanceof FlimcdError) {
     process.stderr.write(`flimcd: ${err.message} [${err.code}]\n`);
-    process.exitCode = err.code === 'FLIMCD_ERR_LINK_LOST' ? ExitCode.LINK_LOST : ExitCode.FAILURE;
+    process.exitCode = err.code === ErrorCode.LINK_LOST ? ExitCode.LINK_LOST : ExitCode.FAILURE;
   } else {
     process.stderr.write(`flimcd: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = ExitCode.FAILURE;

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { Address } from '../util/address.ts';
 import { formatAddress, parseAddress } from '../util/address.ts';
-import { FlimcdError } from '../errors.ts';
+import { ErrorCode, FlimcdError, isErrorCode } from '../errors.ts';
 
 export const DEFAULT_CONTROL_TIMEOUT_MS = 5000;
 
@@ -15,7 +15,7 @@ export class ControlResponseError extends FlimcdError {
     message: string,
     readonly status: number,
     readonly body: unknown,
-    code = 'FLIMCD_ERR_CONTROL_REFUSED',
+    code: ErrorCode = ErrorCode.CONTROL_REFUSED,
   ) {
     super(message, code);
   }
@@ -24,7 +24,7 @@ export class ControlResponseError extends FlimcdError {
 /** Nothing listens at the address, or the agent did not answer in time. */
 export class ControlUnreachableError extends FlimcdError {
   constructor(message: string, readonly systemCode: string | undefined, options?: { cause?: unknown }) {
-    super(message, 'FLIMCD_ERR_CONTROL_UNREACHABLE', undefined, options);
+    super(message, ErrorCode.CONTROL_UNREACHABLE, options);
   }
 }
 
@@ -95,13 +95,13 @@ export function controlRequest<R = unknown>(
             try {
               value = JSON.parse(text);
             } catch {
-              return reject(new FlimcdError(`control ${method} ${path} at ${where}: answer is not valid JSON: ${text.slice(0, 200)}`, 'FLIMCD_ERR_CONTROL'));
+              return reject(new FlimcdError(`control ${method} ${path} at ${where}: answer is not valid JSON: ${text.slice(0, 200)}`, ErrorCode.CONTROL));
             }
           }
           if (status < 200 || status >= 300) {
             const v = value as { error?: unknown; code?: unknown } | string;
             const msg = typeof v === 'object' && v && typeof v.error === 'string' ? v.error : `${status} ${String(text).trim().slice(0, 200) || res.statusMessage}`;
-            const code = typeof v === 'object' && v && typeof v.code === 'string' ? v.code : undefined;
+            const code = typeof v === 'object' && v && isErrorCode(v.code) ? v.code : undefined;
             return reject(new ControlResponseError(msg, status, value, code));
           }
           resolve(value as R);

@@ -18,13 +18,13 @@ import http from 'node:http';
 import type net from 'node:net';
 import { formatAddress, isLoopbackHost, type Address } from '../util/address.ts';
 import { removeStaleSocket } from '../util/unix-socket.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { FlimcdError, UsageError, ErrorCode } from '../errors.ts';
 
 export const DEFAULT_MAX_BODY = 64 * 1024;
 
 /** A refusal the client should see: status, message and a stable code (plus fields merged into the JSON). */
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly code: string, readonly extra: Record<string, unknown> = {}) {
+  constructor(readonly status: number, message: string, readonly code: ErrorCode, readonly extra: Record<string, unknown> = {}) {
     super(message);
   }
 }
@@ -97,7 +97,7 @@ export class JsonHttpServer {
             ? new UsageError(`${what}: address already in use: ${formatAddress(a)}`)
             : e.code === 'EACCES' || e.code === 'ENOENT'
               ? new UsageError(`${what}: cannot listen at ${formatAddress(a)} (${e.code})`)
-              : new FlimcdError(`${what}: cannot listen at ${formatAddress(a)}: ${e.message}`, 'FLIMCD_ERR_CONTROL', undefined, { cause: e }),
+              : new FlimcdError(`${what}: cannot listen at ${formatAddress(a)}: ${e.message}`, ErrorCode.CONTROL, { cause: e }),
         );
       };
       this.server.once('error', onError);
@@ -135,7 +135,7 @@ export class JsonHttpServer {
     let tooBig = false;
     const refuseBody = () => {
       tooBig = true;
-      reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: 'FLIMCD_ERR_CONTROL_BODY' }, { connection: 'close' });
+      reply(res, 413, { error: `request body over ${this.maxBody} bytes`, code: ErrorCode.CONTROL_BODY }, { connection: 'close' });
     };
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > this.maxBody) return refuseBody();
@@ -164,7 +164,7 @@ export class JsonHttpServer {
             return reply(res, refused.status, { error: refused.message, code: refused.code, ...refused.extra }, allow);
           }
           this.o.onError?.(e, `${this.o.what}: request failed`);
-          reply(res, 500, { error: (e as Error)?.message ?? String(e), code: (e as FlimcdError)?.code ?? 'FLIMCD_ERR_CONTROL_INTERNAL' });
+          reply(res, 500, { error: (e as Error)?.message ?? String(e), code: (e as FlimcdError)?.code ?? ErrorCode.CONTROL_INTERNAL });
         },
       );
     });
@@ -175,9 +175,9 @@ export class JsonHttpServer {
     const allowed = this.o.routes[path];
     if (!allowed) {
       const list = Object.entries(this.o.routes).map(([p, m]) => `${m.join('|')} ${p}`).join(', ');
-      throw new HttpError(404, `no such endpoint ${path} (${list})`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
+      throw new HttpError(404, `no such endpoint ${path} (${list})`, ErrorCode.CONTROL_NOT_FOUND);
     }
-    if (!allowed.includes(method)) throw new HttpError(405, `${req.method} not allowed on ${path} (use ${allowed.join(' or ')})`, 'FLIMCD_ERR_CONTROL_METHOD');
+    if (!allowed.includes(method)) throw new HttpError(405, `${req.method} not allowed on ${path} (use ${allowed.join(' or ')})`, ErrorCode.CONTROL_METHOD);
     return this.o.handle({ method, path, body: method === 'POST' ? parseJsonObject(raw) : {} });
   }
 }
@@ -197,8 +197,8 @@ export function parseJsonObject(raw: Buffer): Record<string, unknown> {
   try {
     v = JSON.parse(text);
   } catch {
-    throw new HttpError(400, 'request body is not valid JSON', 'FLIMCD_ERR_CONTROL_BODY');
+    throw new HttpError(400, 'request body is not valid JSON', ErrorCode.CONTROL_BODY);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object', 'FLIMCD_ERR_CONTROL_BODY');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object', ErrorCode.CONTROL_BODY);
   return v as Record<string, unknown>;
 }

@@ -17,7 +17,7 @@
  */
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { FlimcdError } from '../errors.ts';
+import { FlimcdError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from './http.ts';
 import { MetricsMirror, statusSamples } from './metrics.ts';
@@ -98,7 +98,7 @@ export class ControlServer {
       case '/cutover': {
         const c = this.o.control;
         if (!c.cutover) {
-          throw new HttpError(409, `the ${c.role} agent cannot cut over; ask the source agent`, 'FLIMCD_ERR_CUTOVER_REFUSED', { role: c.role });
+          throw new HttpError(409, `the ${c.role} agent cannot cut over; ask the source agent`, ErrorCode.CUTOVER_REFUSED, { role: c.role });
         }
         const phase = (await this.status()).phase;
         if (!CUTOVER_PHASES.includes(phase)) {
@@ -106,12 +106,12 @@ export class ControlServer {
             phase === 'cutover' ? 'cut-over is already in progress'
             : phase === 'failed' ? 'the migration has failed'
             : `the migration is already past cut-over (phase ${phase})`;
-          throw new HttpError(409, `cannot cut over: ${why}`, 'FLIMCD_ERR_CUTOVER_REFUSED', { phase });
+          throw new HttpError(409, `cannot cut over: ${why}`, ErrorCode.CUTOVER_REFUSED, { phase });
         }
         try {
           await c.cutover();
         } catch (e) {
-          if (e instanceof FlimcdError) throw new HttpError(409, `cannot cut over: ${e.message}`, 'FLIMCD_ERR_CUTOVER_REFUSED', { phase });
+          if (e instanceof FlimcdError) throw new HttpError(409, `cannot cut over: ${e.message}`, ErrorCode.CUTOVER_REFUSED, { phase });
           throw e;
         }
         this.o.log?.info({ phase }, 'cut-over requested through the control endpoint');
@@ -119,20 +119,20 @@ export class ControlServer {
       }
       case '/abort': {
         const r = body.reason;
-        if (r !== undefined && typeof r !== 'string') throw new HttpError(400, 'reason must be a string', 'FLIMCD_ERR_CONTROL_BODY');
+        if (r !== undefined && typeof r !== 'string') throw new HttpError(400, 'reason must be a string', ErrorCode.CONTROL_BODY);
         const reason = (r?.trim() || 'requested through the control endpoint').slice(0, MAX_REASON);
         const phase = (await this.status()).phase;
         if (FINAL_PHASES.includes(phase)) {
-          throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, 'FLIMCD_ERR_ABORT_REFUSED', { phase });
+          throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, ErrorCode.ABORT_REFUSED, { phase });
         }
-        if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', 'FLIMCD_ERR_CONTROL_BODY');
+        if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', ErrorCode.CONTROL_BODY);
         if (body.reclaim) await this.o.control.abort(reason, { reclaim: true });
         else await this.o.control.abort(reason);
         this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');
         return { status: 202, json: { accepted: true, reason, phase } };
       }
     }
-    throw new HttpError(404, `no such endpoint ${path}`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
+    throw new HttpError(404, `no such endpoint ${path}`, ErrorCode.CONTROL_NOT_FOUND);
   }
 }
 

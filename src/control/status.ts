@@ -1,12 +1,9 @@
 /**
  * Completes raw agent/engine status objects into `AgentStatus` (progress, ETA,
  * observed transfer rate, miss rate; the ControlServer does this on every
- * request) and builds the `AgentControl` an agent hands to its ControlServer.
- * Engines are taken structurally (anything with `status()`,
- * `requestCutover()`, `abort()`): no engine class is imported.
+ * request).
  */
-import type { SourceStatus } from '../migrate/report.ts';
-import type { AgentControl, AgentRole, AgentStatus, MetricsSnapshot } from './types.ts';
+import type { AgentRole, AgentStatus } from './types.ts';
 
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
@@ -91,49 +88,5 @@ export function createStatusEnricher(o: StatusEnricherOptions = {}): (raw: Recor
       out.blockMissRate = reads && misses !== undefined ? Math.round((misses / reads) * 1e6) / 1e6 : reads === 0 ? 0 : null;
     }
     return out;
-  };
-}
-
-/** The parts of a SourceEngine a control endpoint uses. */
-export interface SourceEngineLike {
-  status(): SourceStatus;
-  requestCutover(): void;
-  abort(reason: string): void;
-}
-
-/** The parts of a TargetEngine a control endpoint uses. */
-export interface TargetEngineLike {
-  status(): Record<string, unknown>;
-  abort(reason: string): void;
-}
-
-type ControlHelperOptions = {
-  /** Extra fields merged under the engine's status (algorithm, image, peer…), read on every request. */
-  extra?: () => Record<string, unknown>;
-  metrics?: () => MetricsSnapshot;
-};
-
-/** AgentControl for a source engine: status, cut-over on request, abort. The server adds progress/ETA/rates. */
-export function sourceControl(engine: SourceEngineLike, o: ControlHelperOptions = {}): AgentControl {
-  return {
-    role: 'source',
-    status: () => ({ ...(o.extra?.() ?? {}), ...engine.status() }),
-    cutover: () => engine.requestCutover(),
-    abort: (reason) => engine.abort(reason),
-    ...(o.metrics ? { metrics: o.metrics } : {}),
-  };
-}
-
-/**
- * AgentControl for a target engine: status and abort (cut-over is the source's
- * to ask). Put `blockSize` in `extra`: the target engine's status lacks it and
- * the ETA needs it.
- */
-export function targetControl(engine: TargetEngineLike, o: ControlHelperOptions = {}): AgentControl {
-  return {
-    role: 'target',
-    status: () => ({ ...(o.extra?.() ?? {}), ...engine.status() }),
-    abort: (reason) => engine.abort(reason),
-    ...(o.metrics ? { metrics: o.metrics } : {}),
   };
 }

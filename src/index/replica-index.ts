@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
 
 /** Where some content lies locally: a file and a byte offset. */
 export interface ReplicaLocation {
@@ -149,7 +149,7 @@ export class ReplicaIndex implements ContentIndex {
   async removeImage(path: string): Promise<number> {
     const p = resolve(path);
     const im = this.images.get(p);
-    if (!im) throw new FlimcdError(`${p} is not in the index at ${this.dir}`, 'FLIMCD_ERR_NOT_INDEXED');
+    if (!im) throw new FlimcdError(`${p} is not in the index at ${this.dir}`, ErrorCode.NOT_INDEXED);
     let removed = 0;
     const doomed: Buffer[] = [];
     for (const { key, value } of this.ids.getRange({})) {

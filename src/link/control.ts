@@ -15,7 +15,7 @@
  */
 import type { Address } from '../util/address.ts';
 import { parseBitRate, parseDuration } from '../util/units.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError, ErrorCode } from '../errors.ts';
 import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from '../control/http.ts';
 import type { WanProxy } from './proxy.ts';
 
@@ -34,7 +34,7 @@ const ROUTES: Record<string, string[]> = {
 /** A body field that fails validation: 400. */
 class BadRequest extends HttpError {
   constructor(message: string) {
-    super(400, message, 'FLIMCD_ERR_CONTROL_BODY');
+    super(400, message, ErrorCode.CONTROL_BODY);
   }
 }
 
@@ -94,7 +94,7 @@ function handle(proxy: WanProxy, { path, body }: HttpRequest): HttpReply {
       return { json: { ok: true, ...proxy.setLink(change) } };
     }
   }
-  throw new HttpError(404, `no such endpoint ${path}`, 'FLIMCD_ERR_CONTROL_NOT_FOUND');
+  throw new HttpError(404, `no such endpoint ${path}`, ErrorCode.CONTROL_NOT_FOUND);
 }
 
 /** Serves the control endpoint for `proxy` at `addr` (tcp on a loopback host, or unix). Throws at once for another host. */

@@ -20,7 +20,7 @@
 import net from 'node:net';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { FlimcdError, UsageError } from '../errors.ts';
+import { FlimcdError, UsageError, ErrorCode } from '../errors.ts';
 import { realClock, type Clock, type TimerHandle } from '../util/clock.ts';
 import { removeStaleSocket } from '../util/unix-socket.ts';
 import { WanLink, DIRECTIONS, type Direction, type LinkSettings, type LinkStats, type Segment } from './link.ts';
@@ -157,7 +157,7 @@ export class WanProxy {
 
   /** Starts accepting; resolves with the bound address. */
   async listen(): Promise<Address> {
-    if (this.server) throw new FlimcdError('WanProxy is already listening', 'FLIMCD_ERR_STATE');
+    if (this.server) throw new FlimcdError('WanProxy is already listening', ErrorCode.STATE);
     this.bound = await this.openListener(this.opts.listen);
     return this.bound;
   }

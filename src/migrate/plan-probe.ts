@@ -18,7 +18,7 @@ import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MAX_OFFER_BLOCKS, MsgType, OFFER_ID_BYTES, WIRE_VERSION, type Message } from '../wire/messages.ts';
 import { realClock } from '../util/clock.ts';
 import { formatAddress, type Address } from '../util/address.ts';
-import { FlimcdError, IoError, ProtocolError } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError, ProtocolError, targetRefusalCode } from '../errors.ts';
 import type { LocalContent } from './local-content.ts';
 
 /** Lookups one OFFER runs at once at the target (each reads and hashes one block). */
@@ -102,10 +102,10 @@ export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[
     const { message, rest } = await readMessage(socket, 30_000).catch((e: Error) => {
       throw new IoError(`--target: the agent at ${where} did not answer: ${e.message}`, { cause: e });
     });
-    if (message.type === MsgType.ERROR) throw new FlimcdError(`--target: the agent at ${where} refused the plan probe: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
+    if (message.type === MsgType.ERROR) throw new FlimcdError(`--target: the agent at ${where} refused the plan probe: ${message.message}`, targetRefusalCode(message.code));
     if (message.type !== MsgType.WELCOME) throw new ProtocolError(`--target: the agent at ${where} answered HELLO with message type ${message.type}`);
     // An agent that took this for a migration must not be sent anything more.
-    if (!message.welcome.features.includes(PLAN_FEATURE)) throw new FlimcdError(`--target: the agent at ${where} does not answer plan probes (an older flimcd); it may have opened a migration session: check its state directory`, 'FLIMCD_ERR_TARGET_NO_PLAN');
+    if (!message.welcome.features.includes(PLAN_FEATURE)) throw new FlimcdError(`--target: the agent at ${where} does not answer plan probes (an older flimcd); it may have opened a migration session: check its state directory`, ErrorCode.TARGET_NO_PLAN);
     // No local content there (no old image, no index): nothing to ask.
     if (!message.welcome.features.includes('offer') || q.blocks.length === 0) return [];
     return await offerAll(socket, rest, q, where);

@@ -80,6 +80,8 @@ export interface ReportInput {
   totalMs: number;
   precopyMs: number;
   downtimeMs: number;
+  /** Whether the source went through a post-copy phase; the post-copy time is what follows the downtime, else 0. */
+  enteredPostcopy: boolean;
   channel: ChannelStats;
   /** The channel's link bytes by what they carried (its ledger). */
   wire: WireBreakdown;
@@ -147,8 +149,8 @@ export function buildReport(i: ReportInput): MigrationReport {
   const ts = i.targetStats;
   const readBlocks = ts.readBlocks;
   const misses = ts.missBlocks;
-  // Pre-copy has no post-copy phase: the target has everything when it starts serving.
-  const postcopyMs = i.algorithm === 'precopy' ? 0 : Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs);
+  // Without a post-copy phase (pre-copy) the target has everything when it starts serving: what follows is verification.
+  const postcopyMs = i.enteredPostcopy ? Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs) : 0;
   return {
     algorithm: i.algorithm,
     features: { hot_order: i.features.hotOrder, prefetch: i.features.prefetch },

@@ -19,7 +19,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
-import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
   image: string;
@@ -177,7 +177,7 @@ export class SourceAgent {
     if (link.welcome.resume === 'done') {
       link.socket.destroy();
       await this.removeState();
-      throw new FlimcdError(`the target reports session ${this.saved.session} already completed (this agent restarted after the end); nothing left to do`, 'FLIMCD_ERR_ALREADY_DONE');
+      throw new FlimcdError(`the target reports session ${this.saved.session} already completed (this agent restarted after the end); nothing left to do`, ErrorCode.ALREADY_DONE);
     }
     for (;;) {
       try {
@@ -228,7 +228,7 @@ export class SourceAgent {
       resume = { mode: 'postcopy', missing: Bitmap.from(n, Buffer.from(welcome.missing ?? '', 'base64')) };
     } else if (mode === 'new' && saved.phase === 'cutover') {
       link.socket.destroy();
-      throw new FlimcdError(`the target does not know session ${saved.session} although a cut-over had begun: the VM may be running there, so its disk stays shut here; check the target, then remove ${this.state.path} to migrate again`, 'FLIMCD_ERR_RESUME');
+      throw new FlimcdError(`the target does not know session ${saved.session} although a cut-over had begun: the VM may be running there, so its disk stays shut here; check the target, then remove ${this.state.path} to migrate again`, ErrorCode.RESUME);
     } else if (mode === 'precopy' || mode === 'new') {
       if (saved.phase === 'cutover') {
         // The target never took over: the VM's disk is here again.
@@ -330,9 +330,9 @@ export class SourceAgent {
       } catch (e) {
         const cut = engine.status().phase;
         // Once a cut-over has begun the VM may already run at the target: never reopen the disk here.
-        this.gaveUp = e instanceof FlimcdError ? e : new FlimcdError((e as Error).message, 'FLIMCD_ERR_LINK_LOST');
+        this.gaveUp = e instanceof FlimcdError ? e : new FlimcdError((e as Error).message, ErrorCode.LINK_LOST);
         this.o.log.error({ err: (e as Error).message, state: this.state.path }, 'giving up on the link to the target; restart the agent with the same arguments to resume');
-        engine.abort((e as Error).message, { keepGate: cut !== 'precopy' && cut !== 'starting', code: 'FLIMCD_ERR_LINK_LOST' });
+        engine.abort((e as Error).message, { keepGate: cut !== 'precopy' && cut !== 'starting', code: ErrorCode.LINK_LOST });
         channel.close();
       } finally {
         this.reconnecting = undefined;
@@ -374,7 +374,7 @@ export class SourceAgent {
       const { message, rest } = reply;
       if (message.type === MsgType.ERROR) {
         socket.destroy();
-        throw new FlimcdError(`target refused the migration: ${message.message}`, `FLIMCD_ERR_TARGET_${message.code}`);
+        throw new FlimcdError(`target refused the migration: ${message.message}`, targetRefusalCode(message.code));
       }
       if (message.type !== MsgType.WELCOME) {
         socket.destroy();
@@ -436,7 +436,7 @@ async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: 
       if (e instanceof AuthError) throw e;
       const why = systemErrorCode(e) ?? (e as Error).message;
       if (Date.now() + delay > deadline) {
-        throw new FlimcdError(`cannot reach the target agent at ${formatAddress(addr)} (${why}) after ${attempt} attempts`, 'FLIMCD_ERR_LINK_LOST');
+        throw new FlimcdError(`cannot reach the target agent at ${formatAddress(addr)} (${why}) after ${attempt} attempts`, ErrorCode.LINK_LOST);
       }
       if (!first || attempt > 1) log.info({ to: formatAddress(addr), attempt, retryInMs: Math.round(delay), err: why }, 'target agent unreachable; retrying');
       else log.info({ to: formatAddress(addr) }, 'waiting for the target agent');

@@ -14,7 +14,7 @@ import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
-import { FlimcdError, IoError } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
 
@@ -76,6 +76,8 @@ export class SourceEngine {
   /** Post-copy: blocks the target still misses that the push has not covered. */
   private pushPending: Bitmap | undefined;
   private phase: Phase = 'starting';
+  /** Set when the phase first becomes 'postcopy': the report's post-copy time is 0 without one. */
+  private enteredPostcopy = false;
   private cutoverRequested = false;
   private aborted: Error | undefined;
   private readonly t0: number;
@@ -115,7 +117,7 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
-    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', 'FLIMCD_ERR_RESUME');
+    if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', ErrorCode.RESUME);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
         this.dirtiedDuringScan?.set(i);
@@ -140,9 +142,9 @@ export class SourceEngine {
    * may have happened; or a successor engine decides). `quiet`: do not tell the
    * target (the session goes on with a successor engine).
    */
-  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: string } = {}): void {
+  abort(reason: string, opts: { keepGate?: boolean; quiet?: boolean; code?: ErrorCode } = {}): void {
     if (this.aborted) return;
-    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? 'FLIMCD_ERR_ABORTED');
+    this.aborted = new FlimcdError(`migration aborted: ${reason}`, opts.code ?? ErrorCode.ABORTED);
     if (!opts.quiet) {
       try {
         this.o.channel.send({ type: MsgType.ABORT, reason });
@@ -277,6 +279,7 @@ export class SourceEngine {
       totalMs,
       precopyMs: (this.frozenAt ?? this.t0) - this.t0,
       downtimeMs,
+      enteredPostcopy: this.enteredPostcopy,
       channel: channel.stats,
       wire: channel.ledger.breakdown(),
       counts: { ...this.counts, ...channel.ledger.blocks },
@@ -523,6 +526,7 @@ export class SourceEngine {
 
   private setPhase(p: Phase): void {
     this.phase = p;
+    if (p === 'postcopy') this.enteredPostcopy = true;
     this.o.onPhase?.(p);
   }
 

@@ -20,7 +20,7 @@ import { ReplicaIndex } from '../index/replica-index.ts';
 import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
-import { ProtocolError, UsageError } from '../errors.ts';
+import { ProtocolError, UsageError, type TargetRefusalReason } from '../errors.ts';
 import { randomBytes } from 'node:crypto';
 import { Bitmap } from '../util/bitmap.ts';
 import { PresenceLog, StateDir } from './state-dir.ts';
@@ -172,7 +172,7 @@ export class TargetAgent {
       socket.destroy();
       return;
     }
-    const refuse = (code: string, message: string) => {
+    const refuse = (code: TargetRefusalReason, message: string) => {
       this.o.log.warn({ code, message }, 'refusing migration');
       writeMessage(socket, { type: MsgType.ERROR, code, message });
       socket.end();
@@ -220,7 +220,7 @@ export class TargetAgent {
    * `flimcd plan --target`: which of the source image's blocks could this target build from what it
    * holds before a migration (its own image file at the same size, the replica index)? Read-only.
    */
-  private async answerPlanProbe(socket: net.Socket, hello: Hello, rest: Buffer, refuse: (code: string, message: string) => void): Promise<void> {
+  private async answerPlanProbe(socket: net.Socket, hello: Hello, rest: Buffer, refuse: (code: TargetRefusalReason, message: string) => void): Promise<void> {
     const { o } = this;
     if (this.saved || this.hello || this.disk) {
       return refuse('BUSY', 'this target agent has a migration under way (or done): plan before starting one');

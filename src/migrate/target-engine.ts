@@ -12,7 +12,7 @@ import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { Prefetcher } from './prefetcher.ts';
 import { heatFromHandoff } from './heat-handoff.ts';
 import { blockId, contentId, merkleRoot } from './content-id.ts';
-import { FlimcdError, ProtocolError } from '../errors.ts';
+import { ErrorCode, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
 import type { LocalContent, Found } from './local-content.ts';
 import { BlockDecompressor } from '../wire/block-codec.ts';
@@ -165,7 +165,7 @@ export class TargetEngine {
   }
 
   abort(reason: string): void {
-    const err = new FlimcdError(`migration aborted: ${reason}`, 'FLIMCD_ERR_ABORTED');
+    const err = new FlimcdError(`migration aborted: ${reason}`, ErrorCode.ABORTED);
     this.o.disk.fail(err);
     if (this.phase === 'precopy') this.o.gate.shut(`migration aborted before cut-over: ${reason}`);
     this.setPhase('failed');

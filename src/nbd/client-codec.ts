@@ -7,7 +7,7 @@
  */
 import { ExtentFlags, type Extent } from '../block/disk.ts';
 import {
-  FlimcdError, InvalidArgumentError, IoError, NoSpaceError, NotSupportedError, OverflowError, ProtocolError,
+  ErrorCode, FlimcdError, InvalidArgumentError, IoError, NoSpaceError, NotSupportedError, OverflowError, ProtocolError,
   ReadOnlyError, ShutdownError,
 } from '../errors.ts';
 import { NbdErrno, nbdErrnoName } from './errno.ts';
@@ -168,7 +168,7 @@ export function optionError(type: number, what: string, serverMessage: string): 
   const msg = `${what}: ${reason}${serverMessage ? ` (server says: ${serverMessage})` : ''}`;
   switch (type) {
     case Rep.ERR_UNKNOWN: return new InvalidArgumentError(msg);
-    case Rep.ERR_POLICY: return new FlimcdError(msg, 'FLIMCD_ERR_PERMISSION', NbdErrno.EPERM);
+    case Rep.ERR_POLICY: return new FlimcdError(msg, ErrorCode.PERMISSION);
     case Rep.ERR_TLS_REQD: return new NotSupportedError(`${msg}; flimcd does not speak TLS`);
     case Rep.ERR_UNSUP: case Rep.ERR_PLATFORM: return new NotSupportedError(msg);
     case Rep.ERR_SHUTDOWN: return new ShutdownError(msg);
@@ -202,9 +202,9 @@ export function errorFromErrno(errno: number, serverMessage: string, cmd: number
     case NbdErrno.EPERM:
       return cmd === Cmd.WRITE || cmd === Cmd.TRIM || cmd === Cmd.WRITE_ZEROES
         ? new ReadOnlyError(msg)
-        : new FlimcdError(msg, 'FLIMCD_ERR_PERMISSION', NbdErrno.EPERM);
+        : new FlimcdError(msg, ErrorCode.PERMISSION);
     case NbdErrno.EIO: return new IoError(msg);
-    case NbdErrno.ENOMEM: return new FlimcdError(msg, 'FLIMCD_ERR_NO_MEMORY', NbdErrno.ENOMEM);
+    case NbdErrno.ENOMEM: return new FlimcdError(msg, ErrorCode.NO_MEMORY);
     case NbdErrno.EINVAL: return new InvalidArgumentError(msg);
     case NbdErrno.ENOSPC: return new NoSpaceError(msg);
     case NbdErrno.EOVERFLOW: return new OverflowError(msg);

@@ -24,7 +24,7 @@ import {
   parseErrorChunk, parseInfoReply, parseMetaContextReply, parseOptionReplyHeader, parseServerReply, optionError,
   readU64, ReplyDecoder, type ReplyHandler,
 } from './client-codec.ts';
-import { NbdErrno } from './errno.ts';
+import { NbdErrno, nbdErrnoOf } from './errno.ts';
 import {
   BASE_ALLOCATION, ClientFlags, Cmd, CmdFlags, HandshakeFlags, IHAVEOPT, Info, MAX_OPTION_LENGTH, MAX_PAYLOAD, NBDMAGIC,
   Opt, REQUEST_SIZE, ReplyFlags, ReplyType, Rep, TxFlags, cmdName, isRepError, isReplyError,
@@ -569,7 +569,7 @@ export class NbdClient extends EventEmitter implements Disk {
     this.bytesInFlight -= p.cost;
     if (p.error) {
       p.reject(p.error);
-      if (p.error.nbdErrno === NbdErrno.ESHUTDOWN) void this.close();
+      if (nbdErrnoOf(p.error) === NbdErrno.ESHUTDOWN) void this.close();
     } else {
       p.resolve(p.extents);
     }

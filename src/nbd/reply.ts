@@ -37,15 +37,6 @@ export function structuredReadReply(cookie: Buffer, offset: number, length: numb
   return { reply, data: reply.subarray(STRUCTURED_REPLY_HEADER_SIZE + 8) };
 }
 
-/** An OFFSET_HOLE chunk. */
-export function holeChunk(cookie: Buffer, offset: number, length: number, done: boolean): Buffer {
-  const b = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_SIZE + 12);
-  chunkHeader(b, done ? ReplyFlags.DONE : 0, ReplyType.OFFSET_HOLE, cookie, 12);
-  writeU64(b, STRUCTURED_REPLY_HEADER_SIZE, offset);
-  b.writeUInt32BE(length, STRUCTURED_REPLY_HEADER_SIZE + 8);
-  return b;
-}
-
 export function noneChunk(cookie: Buffer): Buffer {
   const b = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_SIZE);
   chunkHeader(b, ReplyFlags.DONE, ReplyType.NONE, cookie, 0);

@@ -5,7 +5,7 @@ import { toFlimcdError, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Disk } from '../block/disk.ts';
 import { negotiate, type ExportDirectory, type Negotiated } from './server-handshake.ts';
 import { decodeRequest, validateRequest, type NbdRequest, type ValidationContext } from './request.ts';
-import { NbdErrno, nbdErrnoName } from './errno.ts';
+import { NbdErrno, nbdErrnoName, nbdErrnoOf } from './errno.ts';
 import { Cmd, CmdFlags, REQUEST_SIZE, cmdName } from './protocol.ts';
 import {
   blockStatusChunk, errorChunk, noneChunk, simpleReadReply, simpleReply, structuredReadReply,
@@ -205,7 +205,7 @@ export class NbdConnection {
     } catch (err) {
       const e = toFlimcdError(err);
       this.log.debug({ cmd: cmdName(req.type), offset: req.offset, length: req.length, code: e.code }, e.message);
-      this.sendError(req, e.nbdErrno, e.message, n.structuredReplies);
+      this.sendError(req, nbdErrnoOf(e), e.message, n.structuredReplies);
     }
   }
 

@@ -25,7 +25,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FlimcdError } from '../errors.ts';
+import { ErrorCode, FlimcdError } from '../errors.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GUEST_CACHE_DIR = process.env.FLIMCD_GUEST_DIR ?? join(REPO_ROOT, '.cache', 'guest');
@@ -52,7 +52,7 @@ export function ensureGuestKernel(dir = GUEST_CACHE_DIR): GuestKernel {
   if (have) return have;
   const r = spawnSync(join(REPO_ROOT, 'scripts', 'fetch-guest-kernel.sh'), [dir], { encoding: 'utf8', timeout: 300_000 });
   const got = findGuestKernel(dir);
-  if (!got) throw new FlimcdError(`cannot get a guest kernel (scripts/fetch-guest-kernel.sh exited ${r.status}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim().slice(-500)}`, 'FLIMCD_ERR_GUEST_KERNEL');
+  if (!got) throw new FlimcdError(`cannot get a guest kernel (scripts/fetch-guest-kernel.sh exited ${r.status}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim().slice(-500)}`, ErrorCode.GUEST_KERNEL);
   return got;
 }
 
@@ -169,7 +169,7 @@ export function cpioNewc(entries: CpioEntry[]): Buffer {
 /** Writes the test guest's initramfs to `out`. */
 export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: string; init?: string } = {}): void {
   const busybox = o.busybox ?? BUSYBOX;
-  if (!existsSync(busybox)) throw new FlimcdError(`${busybox} is missing (install busybox-static)`, 'FLIMCD_ERR_GUEST_KERNEL');
+  if (!existsSync(busybox)) throw new FlimcdError(`${busybox} is missing (install busybox-static)`, ErrorCode.GUEST_KERNEL);
   const dirs = ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib', 'lib/modules'];
   const mods = readdirSync(kernel.modulesDir).filter((f) => f.endsWith('.ko'));
   writeFileSync(

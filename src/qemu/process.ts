@@ -9,7 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { Address } from '../util/address.ts';
 import { QmpClient } from './qmp.ts';
-import { FlimcdError, QmpError } from '../errors.ts';
+import { ErrorCode, FlimcdError, QmpError } from '../errors.ts';
 
 export interface QemuGuestOptions {
   name: string;
@@ -76,7 +76,7 @@ export class SerialConsole {
         });
         return new SerialConsole(s);
       } catch (e) {
-        if (Date.now() > deadline) throw new FlimcdError(`serial console ${path}: ${(e as Error).message}`, 'FLIMCD_ERR_QEMU');
+        if (Date.now() > deadline) throw new FlimcdError(`serial console ${path}: ${(e as Error).message}`, ErrorCode.QEMU);
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -106,7 +106,7 @@ export class SerialConsole {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new FlimcdError(`no console line matching ${re} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join('\n')}`, 'FLIMCD_ERR_GUEST_TIMEOUT'));
+        reject(new FlimcdError(`no console line matching ${re} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join('\n')}`, ErrorCode.GUEST_TIMEOUT));
       }, timeoutMs);
       this.waiters.add(check);
       check();
@@ -159,7 +159,7 @@ export class QemuGuest {
     const exitP = new Promise<never>((_, reject) =>
       proc.once('exit', (code, signal) => {
         exited = { code, signal };
-        reject(new FlimcdError(`${o.name}: QEMU exited (${code ?? signal}) during start: ${stderr.join('').trim().slice(-800)}`, 'FLIMCD_ERR_QEMU'));
+        reject(new FlimcdError(`${o.name}: QEMU exited (${code ?? signal}) during start: ${stderr.join('').trim().slice(-800)}`, ErrorCode.QEMU));
       }),
     );
     exitP.catch(() => {});

@@ -16,7 +16,7 @@ import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { QmpError, systemErrorCode } from '../errors.ts';
+import { ErrorCode, QmpError, systemErrorCode } from '../errors.ts';
 
 export interface QmpEvent {
   event: string;
@@ -88,7 +88,7 @@ export class QmpClient {
           await new Promise((r) => setTimeout(r, Math.min(delay, left)));
           continue;
         }
-        throw new QmpError(`${name}: cannot connect to ${formatAddress(addr)} (${code ?? (e as Error).message})`, 'FLIMCD_ERR_QMP_CONNECT', undefined, { cause: e });
+        throw new QmpError(`${name}: cannot connect to ${formatAddress(addr)} (${code ?? (e as Error).message})`, ErrorCode.QMP_CONNECT, undefined, { cause: e });
       }
     }
     const c = new QmpClient(socket, name, o.commandTimeoutMs ?? 30_000);
@@ -107,7 +107,7 @@ export class QmpClient {
       const timer = setTimeout(() => {
         this.greetingWaiter = undefined;
         this.socket.destroy();
-        reject(new QmpError(`${this.name}: no QMP greeting within ${timeoutMs} ms`, 'FLIMCD_ERR_QMP_TIMEOUT'));
+        reject(new QmpError(`${this.name}: no QMP greeting within ${timeoutMs} ms`, ErrorCode.QMP_TIMEOUT));
       }, timeoutMs);
       this.greetingWaiter = {
         resolve: (v) => {
@@ -128,7 +128,7 @@ export class QmpClient {
     s.on('data', (d: string) => {
       this.buf += d;
       if (this.buf.length > MAX_LINE) {
-        this.fail(new QmpError(`${this.name}: QMP message over ${MAX_LINE} bytes`, 'FLIMCD_ERR_QMP_PROTOCOL'));
+        this.fail(new QmpError(`${this.name}: QMP message over ${MAX_LINE} bytes`, ErrorCode.QMP_PROTOCOL));
         s.destroy();
         return;
       }
@@ -139,9 +139,9 @@ export class QmpClient {
         if (line) this.onLine(line);
       }
     });
-    s.on('error', (e) => this.fail(new QmpError(`${this.name}: socket error: ${e.message}`, 'FLIMCD_ERR_QMP_CLOSED', undefined, { cause: e })));
+    s.on('error', (e) => this.fail(new QmpError(`${this.name}: socket error: ${e.message}`, ErrorCode.QMP_CLOSED, undefined, { cause: e })));
     s.on('close', () => {
-      this.fail(new QmpError(`${this.name}: QMP connection closed${this.quitting ? ' after quit' : ' unexpectedly (did QEMU exit?)'}`, 'FLIMCD_ERR_QMP_CLOSED'));
+      this.fail(new QmpError(`${this.name}: QMP connection closed${this.quitting ? ' after quit' : ' unexpectedly (did QEMU exit?)'}`, ErrorCode.QMP_CLOSED));
       this.resolveClosed();
     });
   }
@@ -151,7 +151,7 @@ export class QmpClient {
     try {
       msg = JSON.parse(line) as Record<string, unknown>;
     } catch {
-      this.fail(new QmpError(`${this.name}: not QMP (bad JSON: ${line.slice(0, 120)})`, 'FLIMCD_ERR_QMP_PROTOCOL'));
+      this.fail(new QmpError(`${this.name}: not QMP (bad JSON: ${line.slice(0, 120)})`, ErrorCode.QMP_PROTOCOL));
       this.socket.destroy();
       return;
     }
@@ -181,7 +181,7 @@ export class QmpClient {
     clearTimeout(p.timer);
     if ('error' in msg) {
       const err = msg.error as { class?: string; desc?: string };
-      p.reject(new QmpError(`${this.name}: ${p.command} failed: ${err.desc ?? 'unknown error'}${err.class ? ` (${err.class})` : ''}`, 'FLIMCD_ERR_QMP', err.class));
+      p.reject(new QmpError(`${this.name}: ${p.command} failed: ${err.desc ?? 'unknown error'}${err.class ? ` (${err.class})` : ''}`, ErrorCode.QMP, err.class));
     } else {
       p.resolve(msg.return);
     }
@@ -215,7 +215,7 @@ export class QmpClient {
   execute<T = unknown>(command: string, args?: Record<string, unknown>, o: { timeoutMs?: number } = {}): Promise<T> {
     if (this.closed) {
       if (command === 'quit' && this.quitting) return Promise.resolve({} as T);
-      return Promise.reject(new QmpError(`${this.name}: cannot run ${command}: ${this.closed.message}`, 'FLIMCD_ERR_QMP_CLOSED'));
+      return Promise.reject(new QmpError(`${this.name}: cannot run ${command}: ${this.closed.message}`, ErrorCode.QMP_CLOSED));
     }
     const id = `flimcd-${this.nextId++}`;
     const timeoutMs = o.timeoutMs ?? this.commandTimeoutMs;
@@ -223,7 +223,7 @@ export class QmpClient {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new QmpError(`${this.name}: ${command} got no answer within ${timeoutMs} ms`, 'FLIMCD_ERR_QMP_TIMEOUT'));
+        reject(new QmpError(`${this.name}: ${command} got no answer within ${timeoutMs} ms`, ErrorCode.QMP_TIMEOUT));
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
       this.socket.write(JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id }) + '\n');
@@ -257,7 +257,7 @@ export class QmpClient {
       const hit = this.backlog.find((e) => e.seq > o.since! && ok(e));
       if (hit) return Promise.resolve(hit);
     }
-    if (this.closed) return Promise.reject(new QmpError(`${this.name}: waiting for ${name}: ${this.closed.message}`, 'FLIMCD_ERR_QMP_CLOSED'));
+    if (this.closed) return Promise.reject(new QmpError(`${this.name}: waiting for ${name}: ${this.closed.message}`, ErrorCode.QMP_CLOSED));
     return new Promise((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
@@ -271,11 +271,11 @@ export class QmpClient {
       };
       const onClosed = (e: Error) => {
         done();
-        reject(new QmpError(`${this.name}: waiting for ${name}: ${e.message}`, 'FLIMCD_ERR_QMP_CLOSED'));
+        reject(new QmpError(`${this.name}: waiting for ${name}: ${e.message}`, ErrorCode.QMP_CLOSED));
       };
       const timer = setTimeout(() => {
         done();
-        reject(new QmpError(`${this.name}: no ${name} event within ${o.timeoutMs} ms`, 'FLIMCD_ERR_QMP_TIMEOUT'));
+        reject(new QmpError(`${this.name}: no ${name} event within ${o.timeoutMs} ms`, ErrorCode.QMP_TIMEOUT));
       }, o.timeoutMs);
       this.emitter.on('event', onEvent);
       this.emitter.on('closed', onClosed);

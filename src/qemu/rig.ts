@@ -44,7 +44,7 @@ import { GateDisk } from '../block/filters/gate.ts';
 import { generateImage } from '../workload/image-gen.ts';
 import type { Address } from '../util/address.ts';
 import type { MigrationReport } from '../migrate/report.ts';
-import { FlimcdError } from '../errors.ts';
+import { ErrorCode, FlimcdError } from '../errors.ts';
 
 export type VmMethod = 'flimcd' | 'qemu-mirror';
 
@@ -302,7 +302,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     const baseAtTarget = join(d, 'base-at-target.img');
     copyFileSync(base, baseAtTarget);
     const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', 'add', '--index', join(d, 'index'), baseAtTarget], { encoding: 'utf8', timeout: 300_000 });
-    if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, 'FLIMCD_ERR_TEST');
+    if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, ErrorCode.TEST);
   }
   // Both agents share an ephemeral PSK: the link is TLS as in production.
   const security = ephemeralPsk();
@@ -338,7 +338,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   // The target export exists once the source has said HELLO.
   const deadline = Date.now() + 30_000;
   while (!target.nbdAddress) {
-    if (Date.now() > deadline) throw new FlimcdError('the target agent never opened its VM export', 'FLIMCD_ERR_TIMEOUT');
+    if (Date.now() > deadline) throw new FlimcdError('the target agent never opened its VM export', ErrorCode.TIMEOUT);
     await new Promise((r) => setTimeout(r, 20));
   }
   let targetDisk: Address = target.nbdAddress;
@@ -383,7 +383,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
       },
       atSwitchover: () => {
         staleGate?.open();
-        if (o.failAt === 'after-storage-cutover') throw new FlimcdError('injected failure after the storage cut-over', 'FLIMCD_ERR_TEST');
+        if (o.failAt === 'after-storage-cutover') throw new FlimcdError('injected failure after the storage cut-over', ErrorCode.TEST);
       },
     },
   });
@@ -392,7 +392,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
       () => undefined,
       (e: unknown) => e as Error,
     );
-    if (!(err instanceof VmMigrationError)) throw err ?? new FlimcdError('the injected failure did not fail the migration', 'FLIMCD_ERR_TEST');
+    if (!(err instanceof VmMigrationError)) throw err ?? new FlimcdError('the injected failure did not fail the migration', ErrorCode.TEST);
     const t1 = Date.now();
     const q = await QmpClient.connect({ kind: 'unix', path: src.qmpPath }, { name: 'source QEMU' });
     const sourceStatus = (await q.execute<{ status: string }>('query-status')).status;
@@ -482,11 +482,11 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   for (;;) {
     const jobs = await S.execute<Array<{ device: string; ready: boolean; offset: number; len: number }>>('query-block-jobs');
     const j = jobs.find((x) => x.device === 'mirror0');
-    if (!j) throw new FlimcdError('the mirror job vanished', 'FLIMCD_ERR_QEMU');
+    if (!j) throw new FlimcdError('the mirror job vanished', ErrorCode.QEMU);
     if (j.ready) break;
     if (Date.now() > readyDeadline) {
       const ws = { disk: diskWan.stats(), ram: ramWan.stats() };
-      throw new FlimcdError(`mirror not ready in time (job at ${j.offset} of ${j.len}; disk link forward held ${ws.disk.forward.heldBytes} B, buffered ${ws.disk.buffered.forward} B, connections ${ws.disk.connections.active})`, 'FLIMCD_ERR_TIMEOUT');
+      throw new FlimcdError(`mirror not ready in time (job at ${j.offset} of ${j.len}; disk link forward held ${ws.disk.forward.heldBytes} B, buffered ${ws.disk.buffered.forward} B, connections ${ws.disk.connections.active})`, ErrorCode.TIMEOUT);
     }
     await poll(100);
   }
@@ -498,7 +498,7 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   for (;;) {
     const q = await S.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
     if (q.status === 'pre-switchover') break;
-    if (q.status === 'failed' || q.status === 'cancelled') throw new FlimcdError(`RAM migration ${q.status}: ${q['error-desc'] ?? ''}`, 'FLIMCD_ERR_QEMU');
+    if (q.status === 'failed' || q.status === 'cancelled') throw new FlimcdError(`RAM migration ${q.status}: ${q['error-desc'] ?? ''}`, ErrorCode.QEMU);
     await poll(50);
   }
   const jobSince = S.lastEventSeq;
@@ -512,7 +512,7 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
       downtimeQemu = q.downtime;
       break;
     }
-    if (q.status === 'failed' || q.status === 'cancelled') throw new FlimcdError(`RAM migration ${q.status}`, 'FLIMCD_ERR_QEMU');
+    if (q.status === 'failed' || q.status === 'cancelled') throw new FlimcdError(`RAM migration ${q.status}`, ErrorCode.QEMU);
     await poll(20);
   }
   void downtimeQemu;

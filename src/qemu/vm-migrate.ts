@@ -37,7 +37,7 @@ import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
 import { controlRequest } from '../control/client.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
-import { FlimcdError, QmpError } from '../errors.ts';
+import { ErrorCode, FlimcdError, QmpError } from '../errors.ts';
 
 export interface VmMigrateOptions {
   sourceQmp: Address;
@@ -108,14 +108,14 @@ export interface VmMigrationResult {
 
 export class VmMigrationError extends FlimcdError {
   constructor(message: string, readonly vmAt: 'source' | 'target', options?: { cause?: unknown }) {
-    super(message, vmAt === 'source' ? 'FLIMCD_ERR_VM_MIGRATION' : 'FLIMCD_ERR_VM_POSTCOPY', undefined, options);
+    super(message, vmAt === 'source' ? ErrorCode.VM_MIGRATION : ErrorCode.VM_POSTCOPY, options);
   }
 }
 
 let currentSignal: AbortSignal | undefined;
 const sleep = (ms: number) =>
   new Promise<void>((resolve, reject) => {
-    if (currentSignal?.aborted) return reject(new FlimcdError('interrupted', 'FLIMCD_ERR_INTERRUPTED'));
+    if (currentSignal?.aborted) return reject(new FlimcdError('interrupted', ErrorCode.INTERRUPTED));
     setTimeout(resolve, ms);
   });
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -162,9 +162,9 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
   try {
     dst = await QmpClient.connect(o.targetQmp, { name: 'target QEMU', connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
     const ss = await src.execute<{ status: string }>('query-status');
-    if (ss.status !== 'running' && ss.status !== 'paused') throw new FlimcdError(`the source VM is ${ss.status}, not running`, 'FLIMCD_ERR_VM_STATE');
+    if (ss.status !== 'running' && ss.status !== 'paused') throw new FlimcdError(`the source VM is ${ss.status}, not running`, ErrorCode.VM_STATE);
     const ds = await dst.execute<{ status: string }>('query-status');
-    if (ds.status !== 'inmigrate') throw new FlimcdError(`the target QEMU is ${ds.status}; start it with -incoming defer`, 'FLIMCD_ERR_VM_STATE');
+    if (ds.status !== 'inmigrate') throw new FlimcdError(`the target QEMU is ${ds.status}; start it with -incoming defer`, ErrorCode.VM_STATE);
 
     // 1. Pre-copy until the dirty set is small.
     const precopyDeadline = t0 + (o.precopyTimeoutMs ?? 30 * 60_000);
@@ -172,8 +172,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       lastDisk = await status(o.sourceControl);
       progress();
       const phase = String(lastDisk.phase);
-      if (phase === 'failed') throw new FlimcdError('the source agent reports the migration failed', 'FLIMCD_ERR_VM_MIGRATION');
-      if (phase !== 'starting' && phase !== 'precopy') throw new FlimcdError(`the source agent is already in phase ${phase}; start it with --manual-cutover`, 'FLIMCD_ERR_VM_STATE');
+      if (phase === 'failed') throw new FlimcdError('the source agent reports the migration failed', ErrorCode.VM_MIGRATION);
+      if (phase !== 'starting' && phase !== 'precopy') throw new FlimcdError(`the source agent is already in phase ${phase}; start it with --manual-cutover`, ErrorCode.VM_STATE);
       const round = num(lastDisk.round) ?? 0;
       const remaining = (num(lastDisk.remainingBlocks) ?? Infinity) * (num(lastDisk.blockSize) ?? 65536);
       const rate = num(lastDisk.linkRateBps);
@@ -208,12 +208,12 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       const st = lastRam.status;
       if (st === 'pre-switchover') break;
       if (st === 'failed' || st === 'cancelled' || st === 'cancelling' || st === 'completed' || !st) {
-        throw new FlimcdError(`QEMU's RAM migration ended as ${st ?? 'nothing'}${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, 'FLIMCD_ERR_VM_MIGRATION');
+        throw new FlimcdError(`QEMU's RAM migration ended as ${st ?? 'nothing'}${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, ErrorCode.VM_MIGRATION);
       }
-      if (Date.now() > ramDeadline) throw new FlimcdError(`QEMU's RAM migration did not reach the switch-over within ${o.ramTimeoutMs ?? 30 * 60_000} ms`, 'FLIMCD_ERR_VM_TIMEOUT');
+      if (Date.now() > ramDeadline) throw new FlimcdError(`QEMU's RAM migration did not reach the switch-over within ${o.ramTimeoutMs ?? 30 * 60_000} ms`, ErrorCode.VM_TIMEOUT);
       if (tick++ % 10 === 0) {
         lastDisk = await status(o.sourceControl);
-        if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', 'FLIMCD_ERR_VM_MIGRATION');
+        if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', ErrorCode.VM_MIGRATION);
       }
       progress();
       await sleep(poll);
@@ -229,8 +229,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       lastDisk = await status(o.targetControl);
       const phase = String(lastDisk.phase);
       if (SERVING.includes(phase)) break;
-      if (phase === 'failed') throw new FlimcdError('the target agent failed during the storage cut-over', 'FLIMCD_ERR_VM_MIGRATION');
-      if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, 'FLIMCD_ERR_VM_TIMEOUT');
+      if (phase === 'failed') throw new FlimcdError('the target agent failed during the storage cut-over', ErrorCode.VM_MIGRATION);
+      if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
       await sleep(Math.min(poll, 20));
     }
     const missingAtCutover = num(lastDisk.missingBlocks);
@@ -246,9 +246,9 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       lastRam = await src.execute<QueryMigrate>('query-migrate');
       if (lastRam.status === 'completed') break;
       if (lastRam.status === 'failed' || lastRam.status === 'cancelled') {
-        throw new FlimcdError(`QEMU's migration failed at the switch-over${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, 'FLIMCD_ERR_VM_MIGRATION');
+        throw new FlimcdError(`QEMU's migration failed at the switch-over${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, ErrorCode.VM_MIGRATION);
       }
-      if (Date.now() > ramDeadline) throw new FlimcdError('QEMU did not complete the switch-over in time', 'FLIMCD_ERR_VM_TIMEOUT');
+      if (Date.now() > ramDeadline) throw new FlimcdError('QEMU did not complete the switch-over in time', ErrorCode.VM_TIMEOUT);
       await sleep(Math.min(poll, 20));
     }
     // Behind a buffering link the source says completed before the target has loaded.
@@ -260,8 +260,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         await dst.execute('cont');
         break;
       }
-      if (s.status !== 'inmigrate') throw new FlimcdError(`the target VM is ${s.status} after the migration`, 'FLIMCD_ERR_VM_MIGRATION');
-      if (Date.now() > loadDeadline) throw new FlimcdError('the target QEMU did not finish loading the VM state within 120 s', 'FLIMCD_ERR_VM_TIMEOUT');
+      if (s.status !== 'inmigrate') throw new FlimcdError(`the target VM is ${s.status} after the migration`, ErrorCode.VM_MIGRATION);
+      if (Date.now() > loadDeadline) throw new FlimcdError('the target QEMU did not finish loading the VM state within 120 s', ErrorCode.VM_TIMEOUT);
       await sleep(Math.min(poll, 20));
     }
     vmAtTarget = true;
@@ -279,8 +279,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         lastDisk = await status(o.targetControl);
         progress();
         if (lastDisk.phase === 'done') break;
-        if (lastDisk.phase === 'failed') throw new FlimcdError('post-copy failed at the target agent', 'FLIMCD_ERR_VM_POSTCOPY');
-        if (Date.now() > postDeadline) throw new FlimcdError(`post-copy did not finish within ${o.postcopyTimeoutMs} ms`, 'FLIMCD_ERR_VM_TIMEOUT');
+        if (lastDisk.phase === 'failed') throw new FlimcdError('post-copy failed at the target agent', ErrorCode.VM_POSTCOPY);
+        if (Date.now() > postDeadline) throw new FlimcdError(`post-copy did not finish within ${o.postcopyTimeoutMs} ms`, ErrorCode.VM_TIMEOUT);
         await sleep(Math.max(poll, 100));
       }
     }

@@ -13,7 +13,7 @@
  */
 import type { Disk } from '../block/disk.ts';
 import { FlimcdError } from '../errors.ts';
-import { NbdErrno } from '../nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../nbd/errno.ts';
 import type { VirtualClock } from '../util/clock.ts';
 import { sleep } from '../util/clock.ts';
 import type { RequestSource } from '../workload/executor.ts';
@@ -166,7 +166,7 @@ export class SimVm {
       try {
         return await op(onTarget ? this.o.target : this.o.source);
       } catch (e) {
-        if (!onTarget && e instanceof FlimcdError && e.nbdErrno === NbdErrno.ESHUTDOWN) {
+        if (!onTarget && e instanceof FlimcdError && nbdErrnoOf(e) === NbdErrno.ESHUTDOWN) {
           if (!this.onTarget) {
             this.onTarget = true;
             this.counts.switchedAtMs = this.o.clock.now() - this.t0;

@@ -39,7 +39,7 @@ import type { CutoverConfig } from '../policy/cutover.ts';
 import type { MigrationReport } from '../migrate/report.ts';
 import type { RequestSource } from '../workload/executor.ts';
 import { log as rootLog } from '../util/log.ts';
-import { FlimcdError } from '../errors.ts';
+import { ErrorCode, FlimcdError } from '../errors.ts';
 import { installContentModels } from './content-model.ts';
 import { SimDisk } from './sim-disk.ts';
 import { SimVm } from './sim-vm.ts';
@@ -104,8 +104,8 @@ export async function runVirtual<T>(clock: VirtualClock, until: Promise<T>, limi
   const fireOne = (): void => {
     if (settled || failure) return;
     const at = clock.nextAt();
-    if (at === undefined) failure = new FlimcdError('simulation stalled: nothing is pending and the migration has not finished', 'FLIMCD_ERR_SIM_STALLED');
-    else if (at > end) failure = new FlimcdError(`simulation did not finish within ${(limitMs / 3.6e6).toFixed(1)} h of simulated time`, 'FLIMCD_ERR_SIM_LIMIT');
+    if (at === undefined) failure = new FlimcdError('simulation stalled: nothing is pending and the migration has not finished', ErrorCode.SIM_STALLED);
+    else if (at > end) failure = new FlimcdError(`simulation did not finish within ${(limitMs / 3.6e6).toFixed(1)} h of simulated time`, ErrorCode.SIM_LIMIT);
     else {
       clock.step();
       events++;
@@ -151,7 +151,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   if (o.baseImage) {
     if (o.baseImage.size !== o.image.size || o.baseImage.unit !== bs) {
       uninstall();
-      throw new FlimcdError('simulation: the base image must have the image\'s size and block size', 'FLIMCD_ERR_SIM_BASE');
+      throw new FlimcdError('simulation: the base image must have the image\'s size and block size', ErrorCode.SIM_BASE);
     }
     baseDisk = new SimDisk(o.baseImage.size, bs);
     baseDisk.copyFrom(o.baseImage);
@@ -164,7 +164,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   }
   const openReplica = async (path: string) => {
     if (baseDisk && path === BASE_IMAGE_PATH) return baseDisk;
-    throw new FlimcdError(`simulation: no modelled replica file ${path}`, 'FLIMCD_ERR_SIM_REPLICA');
+    throw new FlimcdError(`simulation: no modelled replica file ${path}`, ErrorCode.SIM_REPLICA);
   };
   const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, index, openReplica, log: quiet });
   const vm = o.requests ? new SimVm({ clock, source: srcGate, target: tgtGate, requests: o.requests, queueDepth: o.queueDepth }) : undefined;

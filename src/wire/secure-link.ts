@@ -26,7 +26,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
-import { AuthError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { AuthError, IoError, UsageError, systemErrorCode, type TargetRefusalReason } from '../errors.ts';
 import { writeMessage } from './handshake.ts';
 import { MsgType } from './messages.ts';
 
@@ -160,7 +160,7 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
         onSocket(raw);
       } else if (tlsServer) {
         log.warn({ peer: peerOf(raw), reason: 'plaintext, but this target requires TLS (the source runs --insecure?)' }, 'refused a link connection: plaintext');
-        writeMessage(raw, { type: MsgType.ERROR, code: 'TLS_REQUIRED', message: 'this target agent requires TLS: give the source the same --psk-file or --tls-* credentials as the target' });
+        writeMessage(raw, { type: MsgType.ERROR, code: 'TLS_REQUIRED' satisfies TargetRefusalReason, message: 'this target agent requires TLS: give the source the same --psk-file or --tls-* credentials as the target' });
         // Destroy once flushed: a half-closed socket nobody reads would never see the peer's end.
         raw.end(() => raw.destroy());
       } else {

@@ -33,7 +33,7 @@
  */
 import type { Disk } from '../block/disk.ts';
 import { FlimcdError, toFlimcdError } from '../errors.ts';
-import { NbdErrno } from '../nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../nbd/errno.ts';
 import { fillContent } from './content.ts';
 import { DirtyMeter } from './dirty-meter.ts';
 import type { ExpectedDisk, VerifyStats } from './expected.ts';
@@ -385,7 +385,7 @@ export class WorkloadExecutor {
     if (!this.opts.switchTo) return false;
     if (disk !== this.primary) return false;
     if (this.current !== this.primary || this.switchBegan) return true; // already switching or switched away
-    if (e instanceof FlimcdError && e.nbdErrno === NbdErrno.ESHUTDOWN) return true;
+    if (e instanceof FlimcdError && nbdErrnoOf(e) === NbdErrno.ESHUTDOWN) return true;
     const conn = disk as { isClosed?: unknown; closed?: unknown };
     if (conn.isClosed === true) return true;
     if (conn.closed instanceof Promise) {

@@ -6,7 +6,7 @@ import { FileDisk, type FileDiskOptions } from '../../src/block/file.ts';
 import { sparse, sparseLoadError, type SparseOps } from '../../src/block/sparse-native.ts';
 import { ExtentFlags } from '../../src/block/disk.ts';
 import { FlimcdError, InvalidArgumentError, NotSupportedError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { checkExtentShape, diskConformance, pattern } from './disk-conformance.ts';
 
@@ -132,7 +132,7 @@ describe('FileDisk', () => {
     await disk.read(0, back);
     assert.deepEqual(back, content);
     for (const p of [disk.write(0, Uint8Array.of(1)), disk.trim(0, 10), disk.writeZeroes(0, 10)]) {
-      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && e.nbdErrno === NbdErrno.EPERM);
+      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && nbdErrnoOf(e) === NbdErrno.EPERM);
     }
     await disk.flush();
     assert.deepEqual(new Uint8Array(readFileSync(path)), content);
@@ -278,10 +278,30 @@ describe('FileDisk', () => {
       assert.deepEqual(await disk.extents(2 * MiB + 1, 1), [{ offset: 2 * MiB + 1, length: 1, flags: 0 }]);
     });
 
-    it('cache is accepted (readahead hint)', async (t) => {
-      if (!needNative(t)) return;
-      const { disk } = await openDisk(t, { size: MiB });
-      await disk.cache(0, MiB);
+    it('cache asks the kernel to read the range ahead (fadvise WILLNEED) and changes no data', async (t) => {
+      const real = needNative(t);
+      if (!real) return;
+      const advised: Array<[number, number]> = [];
+      const recording: SparseOps = { ...real, willNeed: (fd, off, len) => (advised.push([off, len]), real.willNeed(fd, off, len)) };
+      const { disk } = await openDisk(t, { size: 4 * MiB, sparse: recording });
+      await disk.write(MiB, pattern(MiB, 5));
+      await disk.cache(MiB + 4096, MiB - 4096);
+      await disk.cache(0, 0);
+      assert.deepEqual(advised, [[MiB + 4096, MiB - 4096]], 'one hint for the range asked, none for an empty one');
+      const back = new Uint8Array(MiB);
+      await disk.read(MiB, back);
+      assert.deepEqual(back, pattern(MiB, 5));
+      // Past the end is refused before any hint, as a read would be.
+      await assert.rejects(disk.cache(4 * MiB - 4096, 8192), InvalidArgumentError);
+      assert.equal(advised.length, 1);
+    });
+
+    it('cache passes on a real I/O failure of the hint', async (t) => {
+      const real = needNative(t);
+      if (!real) return;
+      const failing: SparseOps = { ...real, willNeed: async () => { throw sysError('EIO'); } };
+      const { disk } = await openDisk(t, { size: MiB, sparse: failing });
+      await assert.rejects(disk.cache(0, 4096), (e: unknown) => e instanceof FlimcdError && e.code === 'FLIMCD_ERR_IO');
     });
 
     it('close waits for native calls in flight before releasing the fd', async (t) => {
@@ -318,7 +338,7 @@ describe('FileDisk', () => {
       assert.equal(disk.capabilities.canFastZero, false);
       assert.equal(disk.capabilities.canTrim, true);
       await disk.write(0, pattern(4 * MiB, 7));
-      await assert.rejects(disk.writeZeroes(0, MiB, { fastZero: true }), (e: unknown) => e instanceof NotSupportedError && e.nbdErrno === NbdErrno.ENOTSUP);
+      await assert.rejects(disk.writeZeroes(0, MiB, { fastZero: true }), (e: unknown) => e instanceof NotSupportedError && nbdErrnoOf(e) === NbdErrno.ENOTSUP);
       const back = new Uint8Array(MiB);
       await disk.read(0, back);
       assert.deepEqual(back, pattern(4 * MiB, 7).subarray(0, MiB), 'refused fast zero left the data alone');

@@ -3,17 +3,16 @@ import assert from 'node:assert/strict';
 import { MemoryDisk } from '../../src/block/memory.ts';
 import { FilterDisk } from '../../src/block/filter.ts';
 import { ReadOnlyDisk } from '../../src/block/filters/read-only.ts';
-import { StatsDisk } from '../../src/block/filters/stats.ts';
 import { ExtentFlags, type Disk } from '../../src/block/disk.ts';
-import { InvalidArgumentError, NoSpaceError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { InvalidArgumentError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { diskConformance, pattern } from './disk-conformance.ts';
 
 // A filter that changes nothing must behave exactly like what it wraps, and so must a stack of them.
 diskConformance('FilterDisk pass-through', async (size) => new FilterDisk(new MemoryDisk(size, { pageSize: 4096 })));
-diskConformance('StatsDisk(FilterDisk(MemoryDisk))', async (size) => new StatsDisk(new FilterDisk(new MemoryDisk(size, { pageSize: 4096 }))));
+diskConformance('FilterDisk(FilterDisk(MemoryDisk))', async (size) => new FilterDisk(new FilterDisk(new MemoryDisk(size, { pageSize: 4096 }))));
 
-const isReadOnlyError = (e: unknown) => e instanceof ReadOnlyError && e.nbdErrno === NbdErrno.EPERM && e.code === 'FLIMCD_ERR_READ_ONLY';
+const isReadOnlyError = (e: unknown) => e instanceof ReadOnlyError && nbdErrnoOf(e) === NbdErrno.EPERM && e.code === 'FLIMCD_ERR_READ_ONLY';
 
 describe('FilterDisk', () => {
   it('forwards size, capabilities and block size of the inner disk', () => {
@@ -98,70 +97,6 @@ describe('ReadOnlyDisk', () => {
   });
 });
 
-describe('StatsDisk', () => {
-  it('counts requests and bytes per operation exactly', async () => {
-    const s = new StatsDisk(new MemoryDisk(1 << 20));
-    await s.write(0, new Uint8Array(1000));
-    await s.write(5000, new Uint8Array(24), { fua: true });
-    await s.read(0, new Uint8Array(512));
-    await s.read(10, new Uint8Array(0));
-    await s.read(100, new Uint8Array(3));
-    await s.trim(0, 4096);
-    await s.writeZeroes(4096, 8192, { noHole: true });
-    await s.writeZeroes(0, 7);
-    await s.flush();
-    await s.flush();
-    await s.cache(0, 65536);
-    await s.extents(0, 1 << 20);
-    assert.deepEqual(s.snapshot(), {
-      read: { count: 3, bytes: 515, errors: 0 },
-      write: { count: 2, bytes: 1024, errors: 0 },
-      trim: { count: 1, bytes: 4096, errors: 0 },
-      zero: { count: 2, bytes: 8199, errors: 0 },
-      flush: { count: 2, bytes: 0, errors: 0 },
-      cache: { count: 1, bytes: 65536, errors: 0 },
-      extents: { count: 1, bytes: 1 << 20, errors: 0 },
-    });
-  });
-
-  it('counts failures as errors, not as requests or bytes, and rethrows them unchanged', async () => {
-    const s = new StatsDisk(new MemoryDisk(4096));
-    await assert.rejects(s.write(4000, new Uint8Array(200)), NoSpaceError);
-    await assert.rejects(s.read(4000, new Uint8Array(200)), InvalidArgumentError);
-    await assert.rejects(s.trim(0, 5000), NoSpaceError);
-    await assert.rejects(s.writeZeroes(0, 5000), NoSpaceError);
-    await assert.rejects(s.cache(0, 5000), InvalidArgumentError);
-    await assert.rejects(s.extents(5000, 1), InvalidArgumentError);
-    await s.close();
-    await assert.rejects(s.flush(), ShutdownError);
-    const snap = s.snapshot();
-    for (const op of Object.values(snap)) {
-      assert.equal(op.count, 0);
-      assert.equal(op.bytes, 0);
-      assert.equal(op.errors, 1);
-    }
-  });
-
-  it('stacks: stats over read-only counts the refused writes; reset clears', async () => {
-    const s = new StatsDisk(new ReadOnlyDisk(new MemoryDisk(4096)));
-    assert.equal(s.capabilities.readOnly, true);
-    await assert.rejects(s.write(0, Uint8Array.of(1)), isReadOnlyError);
-    await s.read(0, new Uint8Array(10));
-    assert.deepEqual(s.snapshot().write, { count: 0, bytes: 0, errors: 1 });
-    assert.deepEqual(s.snapshot().read, { count: 1, bytes: 10, errors: 0 });
-    s.reset();
-    assert.ok(Object.values(s.snapshot()).every((o) => o.count === 0 && o.bytes === 0 && o.errors === 0));
-  });
-
-  it('snapshots are plain, detached objects', async () => {
-    const s = new StatsDisk(new MemoryDisk(4096));
-    const before = s.snapshot();
-    await s.read(0, new Uint8Array(1));
-    assert.equal(before.read.count, 0);
-    assert.deepEqual(JSON.parse(JSON.stringify(s.snapshot())), s.snapshot());
-  });
-});
-
 // Type-level: every filter is usable wherever a Disk is.
-const _asDisk: Disk[] = [new FilterDisk(new MemoryDisk(1)), new ReadOnlyDisk(new MemoryDisk(1)), new StatsDisk(new MemoryDisk(1))];
+const _asDisk: Disk[] = [new FilterDisk(new MemoryDisk(1)), new ReadOnlyDisk(new MemoryDisk(1))];
 void _asDisk;

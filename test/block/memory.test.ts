@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { MemoryDisk } from '../../src/block/memory.ts';
 import { ExtentFlags } from '../../src/block/disk.ts';
 import { ReadOnlyError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { diskConformance, pattern } from './disk-conformance.ts';
 
 diskConformance('MemoryDisk', async (size) => new MemoryDisk(size, { pageSize: 4096 }));
@@ -53,7 +53,7 @@ describe('MemoryDisk', () => {
     const disk = new MemoryDisk(4096, { readOnly: true });
     assert.equal(disk.capabilities.readOnly, true);
     for (const p of [disk.write(0, Uint8Array.of(1)), disk.trim(0, 1), disk.writeZeroes(0, 1)]) {
-      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && e.nbdErrno === NbdErrno.EPERM);
+      await assert.rejects(p, (e: unknown) => e instanceof ReadOnlyError && nbdErrnoOf(e) === NbdErrno.EPERM);
     }
     await disk.read(0, new Uint8Array(10));
   });

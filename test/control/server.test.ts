@@ -9,7 +9,6 @@ import { existsSync, lstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlServer } from '../../src/control/server.ts';
 import { controlRequest, ControlResponseError, ControlUnreachableError } from '../../src/control/client.ts';
-import { sourceControl, targetControl } from '../../src/control/status.ts';
 import type { AgentControl } from '../../src/control/types.ts';
 import type { Address } from '../../src/util/address.ts';
 import { FlimcdError, UsageError } from '../../src/errors.ts';
@@ -173,7 +172,7 @@ test('POST /cutover calls through with 202, and answers 409 when the role or pha
   assert.match(JSON.parse(r500.text).error, /boom/);
 
   // A target agent has no cut-over at all.
-  const target = await serve(t, targetControl({ status: () => ({ phase: 'precopy', blocks: 10 }), abort: () => {} }), { dir });
+  const target = await serve(t, { role: 'target', status: () => ({ phase: 'precopy', blocks: 10 }), abort: () => {} }, { dir });
   const rt = await raw(target.addr, 'POST', '/cutover');
   assert.equal(rt.status, 409);
   assert.match(JSON.parse(rt.text).error, /target agent cannot cut over; ask the source agent/);
@@ -202,7 +201,7 @@ test('GET /metrics is Prometheus text from a per-server registry, mirroring the 
   const agent = new FakeAgent();
   const { addr } = await serve(t, agent, { dir });
   // A second server in the same process must not collide with the first one's metrics.
-  const other = await serve(t, targetControl({ status: () => ({ phase: 'postcopy', blocks: 1000, missingBlocks: 10, readBlocks: 200, missBlocks: 5, receivedBlocks: { bulk: 900, demand: 5 }, missP50: 40, missP99: 120 }), abort: () => {} }), { dir });
+  const other = await serve(t, { role: 'target', status: () => ({ phase: 'postcopy', blocks: 1000, missingBlocks: 10, readBlocks: 200, missBlocks: 5, receivedBlocks: { bulk: 900, demand: 5 }, missP50: 40, missP99: 120 }), abort: () => {} }, { dir });
 
   const res = await raw(addr, 'GET', '/metrics');
   assert.equal(res.status, 200);
@@ -260,10 +259,13 @@ test('GET /metrics is Prometheus text from a per-server registry, mirroring the 
 test('an agent can add its own metrics; a bad name is a 500', async (t) => {
   const dir = tempDir(t);
   let extra = [{ name: 'flimcd_nbd_requests_total', type: 'counter' as const, help: 'NBD requests served', labels: { op: 'read' }, value: 17 }];
-  const control = sourceControl(
-    { status: () => sourceStatus() as never, requestCutover: () => {}, abort: () => {} },
-    { extra: () => ({ algorithm: 'hybrid' }), metrics: () => extra },
-  );
+  const control: AgentControl = {
+    role: 'source',
+    status: () => ({ algorithm: 'hybrid', ...sourceStatus() }),
+    cutover: () => {},
+    abort: () => {},
+    metrics: () => extra,
+  };
   const { addr } = await serve(t, control, { dir });
   const p = parseProm(await controlRequest<string>(addr, 'GET', '/metrics'));
   assert.equal(p.samples.get('flimcd_nbd_requests_total{op="read"}'), 17);

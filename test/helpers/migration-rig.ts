@@ -22,7 +22,7 @@ import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
 import { FlimcdError } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 
 export interface RigOptions {
   algorithm: Algorithm;
@@ -158,7 +158,7 @@ export class TestVm {
       try {
         return await op(d);
       } catch (e) {
-        if (d === this.source && e instanceof FlimcdError && e.nbdErrno === NbdErrno.ESHUTDOWN) {
+        if (d === this.source && e instanceof FlimcdError && nbdErrnoOf(e) === NbdErrno.ESHUTDOWN) {
           if (this.disk === this.source) {
             this.disk = this.target;
             this.switchedAt = performance.now();

@@ -1,7 +1,7 @@
-// A resumed session's report folded with what earlier sessions spent.
+// The final report's times from the engine's phases, and a resumed session's report folded with what earlier sessions spent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { withEarlierSessions, type MigrationReport } from '../../src/migrate/report.ts';
+import { buildReport, withEarlierSessions, type MigrationReport, type ReportInput } from '../../src/migrate/report.ts';
 
 const last = {
   algorithm: 'flimcd', time_total_s: 10, time_precopy_s: 8, time_postcopy_s: 1.9, downtime_ms: 100,
@@ -28,4 +28,35 @@ test('a session resumed after the cut-over keeps the earlier pre-copy time and d
   assert.equal(r.time_postcopy_s, 8.75);
   assert.equal(r.resumes?.wire_bytes_exact, false);
   assert.equal(r.resumes?.sessions, 3);
+});
+
+const input: ReportInput = {
+  algorithm: 'hybrid', features: { dedup: false, compress: false, hotOrder: false, prefetch: false },
+  imageBytes: 1 << 20, blockSize: 65536, verified: true, root: 'ab',
+  totalMs: 12_000, precopyMs: 9_000, downtimeMs: 250, enteredPostcopy: true,
+  channel: { retransmittedBytes: 0, window: 0, inFlight: 0, minRttMs: 10, minAckRttMs: 12, deliveryRateBps: undefined, linkRateBps: 5e7 },
+  wire: { data: 900, reference: 0, zero: 0, control: 200 },
+  counts: {}, rounds: 2, cutoverReason: 'converged', bandwidthBps: 5e7,
+  targetStats: {
+    phase: 'done', blocks: 16, blockSize: 65536, receivedBlocks: {}, receivedBytes: 0,
+    dedup: { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 },
+    readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0,
+  },
+};
+
+test('the post-copy time is what follows the cut-over when the source went through a post-copy phase', () => {
+  const r = buildReport(input);
+  assert.equal(r.time_total_s, 12);
+  assert.equal(r.time_precopy_s, 9);
+  assert.equal(r.downtime_ms, 250);
+  assert.equal(r.time_postcopy_s, 2.75);
+  // Clock slack cannot make it negative.
+  assert.equal(buildReport({ ...input, totalMs: 9_100 }).time_postcopy_s, 0);
+});
+
+test('without a post-copy phase the time after the cut-over (verification) is not post-copy time, whatever the algorithm', () => {
+  assert.equal(buildReport({ ...input, algorithm: 'precopy', enteredPostcopy: false }).time_postcopy_s, 0);
+  assert.equal(buildReport({ ...input, enteredPostcopy: false }).time_postcopy_s, 0);
+  // The phase decides, not the algorithm's name.
+  assert.equal(buildReport({ ...input, algorithm: 'precopy' }).time_postcopy_s, 2.75);
 });

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { tempDir } from '../helpers/tmp.ts';
 import { startAgentPair } from '../helpers/agent-pair.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import { FlimcdError } from '../../src/errors.ts';
 import type { Address } from '../../src/util/address.ts';
 import type { Phase } from '../../src/migrate/report.ts';
@@ -94,7 +94,7 @@ test('post-copy: a read of a missing block fails with EIO after --fetch-timeout 
   const client = await NbdClient.connect(pair.target.nbdAddress as Address);
   t.after(() => client.close());
   const t0 = Date.now();
-  await assert.rejects(client.read(last * pair.blockSize, Buffer.alloc(4096)), (e: unknown) => e instanceof FlimcdError && e.nbdErrno === NbdErrno.EIO);
+  await assert.rejects(client.read(last * pair.blockSize, Buffer.alloc(4096)), (e: unknown) => e instanceof FlimcdError && nbdErrnoOf(e) === NbdErrno.EIO);
   const waited = Date.now() - t0;
   assert.ok(waited >= 350 && waited < 1400, `EIO after ${waited} ms (timeout 400 ms, link still down)`);
   if (hasPeer('qemu-io')) {

@@ -15,7 +15,7 @@ import {
   FlimcdError, InvalidArgumentError, IoError, NoSpaceError, NotSupportedError, OverflowError, ProtocolError,
   ReadOnlyError, ShutdownError,
 } from '../../src/errors.ts';
-import { NbdErrno } from '../../src/nbd/errno.ts';
+import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
 import {
   Cmd, CmdFlags, IHAVEOPT, NBDMAGIC, Opt, OPTION_REPLY_MAGIC, ReplyFlags, ReplyType, Rep, SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC, TxFlags,
@@ -176,8 +176,8 @@ test('errorFromErrno maps server errnos onto FlimcdError classes with the server
   }
   const perm = errorFromErrno(NbdErrno.EPERM, '', Cmd.READ, 0, 1);
   assert.equal(perm.code, 'FLIMCD_ERR_PERMISSION');
-  assert.equal(perm.nbdErrno, NbdErrno.EPERM);
-  assert.equal(errorFromErrno(NbdErrno.ENOSPC, '', Cmd.WRITE, 0, 1).nbdErrno, NbdErrno.ENOSPC);
+  assert.equal(nbdErrnoOf(perm), NbdErrno.EPERM);
+  assert.equal(nbdErrnoOf(errorFromErrno(NbdErrno.ENOSPC, '', Cmd.WRITE, 0, 1)), NbdErrno.ENOSPC);
 });
 
 test('parseInfoReply validates block sizes', () => {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FlimcdError, UsageError } from '../../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
 import { formatPskFile, ROLE_CERT_NAME } from '../../wire/secure-link.ts';
 
 interface CertsOptions {
@@ -50,8 +50,8 @@ export function makeCertificates(dir: string, days: number, force: boolean): str
   try {
     for (const args of certificateCommands(dir, days)) {
       const r = spawnSync('openssl', args, { encoding: 'utf8', timeout: 60_000 });
-      if (r.error) throw new FlimcdError(`cannot run openssl (${r.error.message}); install it or see README for the commands`, 'FLIMCD_ERR_OPENSSL');
-      if (r.status !== 0) throw new FlimcdError(`openssl ${args[0]} failed: ${r.stderr.trim()}`, 'FLIMCD_ERR_OPENSSL');
+      if (r.error) throw new FlimcdError(`cannot run openssl (${r.error.message}); install it or see README for the commands`, ErrorCode.OPENSSL);
+      if (r.status !== 0) throw new FlimcdError(`openssl ${args[0]} failed: ${r.stderr.trim()}`, ErrorCode.OPENSSL);
     }
   } finally {
     for (const f of ['source.csr', 'target.csr', 'source.ext', 'target.ext', 'ca.srl']) rmSync(join(dir, f), { force: true });

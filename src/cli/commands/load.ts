@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Disk } from '../../block/disk.ts';
 import { NbdClient } from '../../nbd/client.ts';
-import { FlimcdError, UsageError } from '../../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
 import { formatAddress, nbdUri, parseAddress, type Address } from '../../util/address.ts';
 import { formatBitRate, formatBytes, formatDuration, parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { ExpectedDisk, finalVerify, type FinalVerifyResult, type Mismatch } from '../../workload/expected.ts';
@@ -211,7 +211,7 @@ export function registerLoad(program: Command): void {
           ? async () => {
             const d = await NbdClient.connect(p.then!, { exportName: p.thenExport });
             opened.push(d);
-            if (d.size !== primary.size) throw new FlimcdError(`--then export is ${d.size} bytes, the first one ${primary.size}`, 'FLIMCD_ERR_SIZE_MISMATCH');
+            if (d.size !== primary.size) throw new FlimcdError(`--then export is ${d.size} bytes, the first one ${primary.size}`, ErrorCode.SIZE_MISMATCH);
             if (!o.json) process.stderr.write(`flimcd load: cut-over: continuing on ${formatAddress(p.then!)}\n`);
             return d;
           }
