@@ -40,7 +40,7 @@ import { TargetAgent } from '../src/migrate/target-agent.ts';
 import { WanProxy } from '../src/link/proxy.ts';
 import { ReplicaIndex } from '../src/index/replica-index.ts';
 import { indexImage } from '../src/index/image-scan.ts';
-import { contentId, isZero } from '../src/migrate/content-id.ts';
+import { contentId, isZero } from '../src/content/content-id.ts';
 import type { Algorithm } from '../src/policy/algorithm.ts';
 import type { MigrationReport } from '../src/migrate/report.ts';
 import { formatBytes } from '../src/util/units.ts';

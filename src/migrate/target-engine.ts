@@ -1,29 +1,29 @@
-import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
 import type { Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { Prefetcher } from './prefetcher.ts';
 import { heatFromHandoff } from './heat-handoff.ts';
-import { blockId, contentId, merkleRoot } from './content-id.ts';
+import { blockId } from '../content/content-id.ts';
+import { merkleRoot } from '../content/merkle.ts';
+import type { Runtime } from '../runtime.ts';
 import { FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
 import type { LocalContent, Found } from './local-content.ts';
 import { BlockDecompressor } from '../wire/block-codec.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
-export interface TargetEngineOptions {
+/** The engine takes time, content ids, decompression and block buffers from the runtime it runs on. */
+export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
   /** The target image wrapped for post-copy; the VM's export serves it (through `gate`). */
   disk: PostcopyDisk;
   /** Holds the VM's I/O at the target until cut-over. */
   gate: GateDisk;
   channel: Channel;
-  clock: Clock;
   log: Logger;
   onPhase?: (phase: Phase) => void;
   /** Content the target can produce locally (dedup); without it OFFER and REF cannot be served. */
@@ -190,14 +190,14 @@ export class TargetEngine {
         let data = m.data;
         if (m.compressed) {
           this.dedupStats.compressedBlocks++;
-          data = (this.decompressor ??= new BlockDecompressor()).decompress(m.data, len);
+          data = (this.decompressor ??= new BlockDecompressor(this.o.codec)).decompress(m.data, len);
         } else if (data.length !== len) {
           throw new ProtocolError(`DATA for block ${m.block} has ${data.length} bytes, expected ${len}`);
         }
         const b = m.block;
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
-          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? contentId(data) : undefined);
+          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? this.o.content.id(data) : undefined);
         });
         if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
         return p;
@@ -300,7 +300,7 @@ export class TargetEngine {
   private materialise(b: number, id: Buffer): Promise<Found | undefined> {
     const local = this.o.local;
     if (!local) return this.track(b, async () => undefined);
-    const buf = allocBlock(this.blockLength(b));
+    const buf = this.o.allocBlock(this.blockLength(b));
     const c = local.receivedBlock(id);
     let fromReceived: Promise<boolean> | undefined;
     if (c !== undefined && c !== b && this.blockLength(c) === buf.length) {
@@ -412,7 +412,7 @@ export class TargetEngine {
       const len = Math.min(bs, disk.size - b * bs);
       const view = len === bs ? buf : buf.subarray(0, len);
       await disk.readLocal(b * bs, view);
-      ids[b] = blockId(view);
+      ids[b] = blockId(this.o.content, view);
     }
     const written = disk.writtenHere;
     const targetWrites: Array<[number, string]> = [];

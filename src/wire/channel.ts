@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../util/clock.ts';
 import { SampleReservoir } from '../util/sample-reservoir.ts';
 import { ProtocolError, ShutdownError } from '../errors.ts';
-import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from './frame.ts';
+import { CRC32_FRAME_CHECKSUM, FrameDecoder, encodeFrame, FRAME_HEADER_SIZE, type FrameChecksum } from './frame.ts';
 import { decodeMessage, encodeMessage, isSequenced, MsgType, type Message } from './messages.ts';
 
 /** A byte pipe between the agents: a TCP/TLS socket, or the simulator's modelled link. */
@@ -23,6 +23,8 @@ export type PriorityValue = (typeof Priority)[keyof typeof Priority];
 
 export interface ChannelOptions {
   clock: Clock;
+  /** The runtime's frame checksum (default crc32 over every byte: real agents). */
+  frameChecksum?: FrameChecksum;
   /** Called for each received message, in sequence order. The message is acked when the returned promise settles. */
   onMessage: (m: Message) => void | Promise<void>;
   /** The link failed or closed. The channel keeps unacked messages for a later attach(). */
@@ -118,7 +120,8 @@ const RATE_HORIZON_MS = 10_000;
  */
 export class Channel {
   private transport: ByteTransport | undefined;
-  private decoder = new FrameDecoder();
+  private readonly checksum: FrameChecksum;
+  private decoder: FrameDecoder;
   private readonly queues: Outgoing[][] = [[], [], [], []];
   private queuedBulkBytes = 0;
   private readonly unacked: Outgoing[] = [];
@@ -161,6 +164,8 @@ export class Channel {
   readonly stats: ChannelStats;
 
   constructor(private readonly opts: ChannelOptions) {
+    this.checksum = opts.frameChecksum ?? CRC32_FRAME_CHECKSUM;
+    this.decoder = new FrameDecoder(this.checksum);
     this.window = opts.initialWindow ?? INITIAL_WINDOW;
     this.stats = {
       bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, sentByType: {}, receivedByType: {}, retransmittedBytes: 0,
@@ -190,7 +195,7 @@ export class Channel {
     old?.close();
     this.ackUpTo(peerProcessed);
     this.transport = transport;
-    this.decoder = new FrameDecoder();
+    this.decoder = new FrameDecoder(this.checksum);
     this.writable = true;
     // Go-back-N: requeue what the peer has not processed, ahead of anything new, in order.
     const resend = this.unacked.splice(0);
@@ -337,7 +342,7 @@ export class Channel {
     const t = this.transport!;
     if (!o.frame || !retransmit) {
       if (isSequenced(o.type)) o.seq = this.nextSeq++;
-      o.frame = encodeFrame(o.type, 0, o.seq, o.parts);
+      o.frame = encodeFrame(o.type, 0, o.seq, o.parts, this.checksum);
     }
     if (isSequenced(o.type)) {
       // Sent onto an idle link: the rate interval starts now, not at the last ack (idle time is not slowness).
@@ -439,7 +444,7 @@ export class Channel {
   private sendRaw(m: Message): void {
     const t = this.transport;
     if (!t) return;
-    const frame = encodeFrame(m.type, 0, 0, encodeMessage(m));
+    const frame = encodeFrame(m.type, 0, 0, encodeMessage(m), this.checksum);
     const n = frame.reduce((s, b) => s + b.length, 0);
     this.stats.bytesSent += n;
     this.stats.framesSent++;

@@ -5,15 +5,13 @@
  * keeps a byte-exact model of what the disk must hold.
  */
 import { MemoryDisk } from '../../src/block/memory.ts';
-import { TrackingDisk } from '../../src/block/filters/tracking.ts';
-import { GateDisk } from '../../src/block/filters/gate.ts';
-import { PostcopyDisk } from '../../src/block/filters/postcopy.ts';
 import type { Disk } from '../../src/block/disk.ts';
-import { Channel } from '../../src/wire/channel.ts';
+import type { Channel } from '../../src/wire/channel.ts';
 import { memoryLink } from '../../src/wire/memory-transport.ts';
-import { realClock } from '../../src/util/clock.ts';
-import { SourceEngine } from '../../src/migrate/source-engine.ts';
-import { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { REAL_RUNTIME } from '../../src/runtime.ts';
+import type { SourceEngine } from '../../src/migrate/source-engine.ts';
+import type { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { buildSourceDisks, buildSourceSession, buildTargetDisks, buildTargetSession } from '../../src/migrate/stack.ts';
 import { resolveFeatures, type Algorithm, type Features } from '../../src/policy/algorithm.ts';
 import type { PrefetchConfig } from '../../src/policy/prefetch.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
@@ -57,33 +55,38 @@ export async function fillImage(disk: Disk, seed: number): Promise<void> {
 
 export function buildRig(o: RigOptions) {
   const bs = o.blockSize ?? 65536;
-  const clock = realClock;
+  const runtime = REAL_RUNTIME;
   const srcImage = new MemoryDisk(o.size);
-  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
   const features = resolveFeatures(o.algorithm, o.features);
-  const srcGate = new GateDisk(tracking);
+  const { tracking, gate: srcGate } = buildSourceDisks({ runtime, image: srcImage, blockSize: bs });
   const tgtImage = new MemoryDisk(o.size);
-  const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
+  const [a, b] = memoryLink(runtime.clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
   let source!: SourceEngine;
-  let target!: TargetEngine;
+  let target: TargetEngine | undefined;
+  let srcCh!: Channel;
+  let tgtCh!: Channel;
   const lostErrors: Error[] = [];
-  const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); source.abort(e.message); } } });
-  const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); target.abort(e.message); } } });
-  const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
-  const tgtGate = new GateDisk(postcopy, 'held');
+  const onLoss = (e: Error | undefined, s: { engine: SourceEngine | TargetEngine }) => { if (e) { lostErrors.push(e); s.engine.abort(e.message); } };
+  const { postcopy, gate: tgtGate } = buildTargetDisks({ runtime, image: tgtImage, blockSize: bs, engine: () => target });
   const quiet = log.child({ rig: o.algorithm });
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, content: runtime.content, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
   const start = async () => {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
-    source = new SourceEngine({
-      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
-      targetHasReplicas: features.dedup && local.hasCandidates,
-    });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, backgroundFlushBytes: o.backgroundFlushBytes });
+    ({ engine: source, channel: srcCh } = buildSourceSession({
+      runtime, disks: { image: srcImage, tracking, gate: srcGate }, channel: { onDisconnect: onLoss },
+      engine: { algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates },
+    }));
+    ({ engine: target, channel: tgtCh } = buildTargetSession({
+      runtime, disks: { postcopy, gate: tgtGate }, channel: { onDisconnect: onLoss },
+      engine: { log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, backgroundFlushBytes: o.backgroundFlushBytes },
+    }));
     srcCh.attach(a);
     tgtCh.attach(b);
   };
-  const rig = { lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, get source() { return source; }, get target() { return target; }, srcCh, tgtCh, blockSize: bs, local, start };
+  const rig = {
+    lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, blockSize: bs, local, start,
+    get source() { return source; }, get target() { return target!; }, get srcCh() { return srcCh; }, get tgtCh() { return tgtCh; },
+  };
   return rig;
 }
 

@@ -96,7 +96,7 @@ test('a changed replica file is detected and its blocks come from the source', a
   // The stale entries are gone from the index.
   let stale = 0;
   for (let b = 0; b < 20; b++) {
-    const { contentId } = await import('../../src/migrate/content-id.ts');
+    const { contentId } = await import('../../src/content/content-id.ts');
     if (index.lookup(BS, contentId(base.subarray(b * 7 * BS, (b * 7 + 1) * BS)))) stale++;
   }
   assert.equal(stale, 0);
