@@ -34,13 +34,10 @@ import { join } from 'node:path';
 import { benchArgs } from './bench-args.ts';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { SourceAgent } from '../src/migrate/source-agent.ts';
-import { ephemeralPsk } from '../src/wire/secure-link.ts';
-import { TargetAgent } from '../src/migrate/target-agent.ts';
-import { WanProxy } from '../src/link/proxy.ts';
+import { startAgentPair } from '../src/demo/agent-pair.ts';
 import { ReplicaIndex } from '../src/index/replica-index.ts';
 import { indexImage } from '../src/index/image-scan.ts';
-import { contentId, isZero } from '../src/migrate/content-id.ts';
+import { contentId, isZero } from '../src/content/content-id.ts';
 import type { Algorithm } from '../src/policy/algorithm.ts';
 import type { MigrationReport } from '../src/migrate/report.ts';
 import { formatBytes } from '../src/util/units.ts';
@@ -149,21 +146,15 @@ interface RunResult {
 
 async function migrate(dir: string, src: string, dst: string, algorithm: Algorithm, indexDir?: string): Promise<RunResult> {
   const t0 = performance.now();
-  const security = ephemeralPsk();
-  const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 't.sock') }, log: quiet, indexDir });
-  const tl = await target.listen();
-  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: tl, bandwidthBps, rttMs });
-  const wa = await wan.listen();
-  const source = await SourceAgent.start({ image: src, security, nbd: { kind: 'unix', path: join(dir, 's.sock') }, to: wa, algorithm, blockSize: BS, bandwidthBps, log: quiet });
+  const pair = await startAgentPair({ sourceImage: src, targetImage: dst, dir, algorithm, blockSize: BS, bandwidthBps, rttMs, log: quiet, target: { indexDir } });
+  const { source, target } = pair;
   try {
     const report = await source.migrate();
     await target.result();
     if (!report.verified) throw new Error(`${algorithm} ${src} → ${dst}: not verified`);
     return { report, wallS: (performance.now() - t0) / 1000 };
   } finally {
-    await source.close();
-    await wan.close();
-    await target.close();
+    await pair.close();
   }
 }
 

@@ -1,20 +1,13 @@
 /**
- * A buffer for one block's bytes on its way from a disk to the link (or from
- * a local copy to the target image): Buffer.allocUnsafe.
+ * Where a runtime gets a buffer for one block's bytes on their way from a
+ * disk to the link (or from a local copy to the target image).
  *
- * The simulator's seam (src/sim/content-model.ts): its modelled blocks carry
- * a small token and filler nobody reads, so it installs an allocator whose
- * buffers share their filler (src/sim/overlap-arena.ts) instead of 64 KiB
- * each. Only the simulator installs one, for the length of a run; agents
- * always get a buffer of their own.
+ * Agents use allocUnsafeBlock: a buffer of its own per block. The simulator
+ * (src/sim/content-model.ts) hands its own to the code it runs: its modelled
+ * blocks carry a small token and filler nobody reads, so their buffers share
+ * the filler (src/sim/overlap-arena.ts) instead of 64 KiB each.
  */
-let allocator: ((length: number) => Buffer) | undefined;
+export type BlockAllocator = (length: number) => Buffer;
 
-export function allocBlock(length: number): Buffer {
-  return allocator ? allocator(length) : Buffer.allocUnsafe(length);
-}
-
-/** Installs (or with undefined removes) the simulator's block allocator for this process. */
-export function setBlockAllocator(fn: ((length: number) => Buffer) | undefined): void {
-  allocator = fn;
-}
+/** Real bytes: Buffer.allocUnsafe. */
+export const allocUnsafeBlock: BlockAllocator = (length) => Buffer.allocUnsafe(length);

@@ -1,19 +1,17 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { generateImage, type ImageStats } from '../workload/image-gen.ts';
-import { SourceAgent } from '../migrate/source-agent.ts';
-import { TargetAgent } from '../migrate/target-agent.ts';
-import { WanProxy } from '../link/proxy.ts';
+import { startAgentPair } from './agent-pair.ts';
 import { NbdClient } from '../nbd/client.ts';
 import type { Disk } from '../block/disk.ts';
 import { resolveProfile, PROFILE_NAMES } from '../workload/profiles.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { ExpectedDisk, finalVerify, type FinalVerifyResult } from '../workload/expected.ts';
 import { WorkloadExecutor, type ExecutorResult, type RequestSource } from '../workload/executor.ts';
-import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
+import type { Algorithm, Features } from '../policy/algorithm.ts';
 import type { MigrationReport, Phase } from '../migrate/report.ts';
 import type { Address } from '../util/address.ts';
-import { ephemeralPsk, type LinkSecurity } from '../wire/secure-link.ts';
+import type { LinkSecurity } from '../wire/secure-link.ts';
 
 export interface LocalMigrationOptions {
   dir: string;
@@ -62,15 +60,12 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const image = await generateImage(src, o.size, { seed: o.seed });
   await o.beforeStart?.({ source: src });
 
-  const security = o.security ?? ephemeralPsk();
-  const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: o.log.child({ agent: 'target' }), indexDir: o.indexDir });
-  const targetLink = await target.listen();
-  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
-  const wanAddr = await wan.listen();
-  const source = await SourceAgent.start({
-    image: src, security, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize: o.blockSize,
-    bandwidthBps: o.bandwidthBps, log: o.log.child({ agent: 'source' }), onPhase: o.onPhase, features: resolveFeatures(o.algorithm, o.features),
+  const pair = await startAgentPair({
+    sourceImage: src, targetImage: dst, dir: o.dir, algorithm: o.algorithm, features: o.features, blockSize: o.blockSize,
+    bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, security: o.security, log: o.log,
+    source: { onPhase: o.onPhase }, target: { indexDir: o.indexDir },
   });
+  const { source, target } = pair;
   const opened: Disk[] = [];
   let expected: ExpectedDisk | undefined;
   const timer = o.onStatus ? setInterval(() => o.onStatus!(source.status()), 1000) : undefined;
@@ -110,8 +105,6 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
     if (timer) clearInterval(timer);
     await Promise.all(opened.map((d) => d.close().catch(() => {})));
     await expected?.close();
-    await source.close().catch(() => {});
-    await wan.close().catch(() => {});
-    await target.close().catch(() => {});
+    await pair.close();
   }
 }

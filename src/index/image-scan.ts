@@ -1,6 +1,6 @@
 import { FileDisk } from '../block/file.ts';
 import { ExtentFlags, type Disk } from '../block/disk.ts';
-import { contentId, isZero } from '../migrate/content-id.ts';
+import { REAL_CONTENT_MODEL, type ContentModel } from '../content/content-id.ts';
 import type { ContentIndex } from './replica-index.ts';
 import { systemErrorCode, UsageError } from '../errors.ts';
 
@@ -11,7 +11,7 @@ const SCAN_CHUNK = 4 << 20;
  * Calls `onBlock` with the content id of every non-zero block of a disk, in
  * order. Holes are skipped without reading; zero blocks without hashing.
  */
-export async function scanBlocks(disk: Disk, blockSize: number, onBlock: (block: number, id: Buffer) => void | Promise<void>, onProgress?: (done: number) => void): Promise<void> {
+export async function scanBlocks(disk: Disk, blockSize: number, content: ContentModel, onBlock: (block: number, id: Buffer) => void | Promise<void>, onProgress?: (done: number) => void): Promise<void> {
   const chunk = Math.max(blockSize, Math.floor(SCAN_CHUNK / blockSize) * blockSize);
   const buf = Buffer.allocUnsafe(chunk);
   let pos = 0;
@@ -34,8 +34,8 @@ export async function scanBlocks(disk: Disk, blockSize: number, onBlock: (block:
     await disk.read(pos, view);
     for (let o = 0; o < len; o += blockSize) {
       const b = view.subarray(o, Math.min(len, o + blockSize));
-      if (isZero(b)) continue;
-      await onBlock((pos + o) / blockSize, contentId(b));
+      if (content.isZero(b)) continue;
+      await onBlock((pos + o) / blockSize, content.id(b));
     }
     pos += len;
     onProgress?.(pos);
@@ -61,14 +61,18 @@ export async function indexImage(index: ContentIndex, path: string, blockSize: n
     throw e;
   }
   try {
-    return await indexDisk(index, path, disk, blockSize, onProgress);
+    // A file on disk holds real bytes.
+    return await indexDisk(index, path, disk, blockSize, REAL_CONTENT_MODEL, onProgress);
   } finally {
     await disk.close();
   }
 }
 
-/** Registers the content of an open disk under `path` (the simulator registers a modelled base image this way). */
-export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
+/**
+ * Registers the content of an open disk under `path`, naming it with the runtime's
+ * content ids (the simulator registers a modelled base image this way).
+ */
+export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, content: ContentModel, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
   const t = performance.now();
   const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
   let batch: Array<{ id: Buffer; offset: number }> = [];
@@ -77,6 +81,7 @@ export async function indexDisk(index: ContentIndex, path: string, disk: Disk, b
   await scanBlocks(
     disk,
     blockSize,
+    content,
     async (b, id) => {
       scanned++;
       batch.push({ id, offset: b * blockSize });

@@ -1,11 +1,9 @@
-import { allocBlock } from '../block/block-buffer.ts';
 import type { Disk } from '../block/disk.ts';
-import type { Clock } from '../util/clock.ts';
 import { Channel, Priority, type PriorityValue } from '../wire/channel.ts';
 import { DataReason, MAX_OFFER_BLOCKS, MsgType, OFFER_ID_BYTES, type DataReasonValue, type Message } from '../wire/messages.ts';
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { chooseCompressionLevel } from '../policy/compression-level.ts';
-import { contentId, isZero } from './content-id.ts';
+import type { Runtime } from '../runtime.ts';
 
 /** Ids offered per OFFER frame (36 bytes each on the wire). */
 const OFFER_BATCH = 512;
@@ -28,11 +26,11 @@ export interface SenderCounts {
   stopCopyBlocks: number;
 }
 
-export interface ContentSenderOptions {
+/** The sender takes time, content ids, compression and block buffers from the runtime it runs on. */
+export interface ContentSenderOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
   channel: Channel;
   image: Disk;
   blockSize: number;
-  clock: Clock;
   /** Send content ids instead of data when the target has the content (REF/OFFER). */
   dedup: boolean;
   /** zstd per DATA frame. */
@@ -87,7 +85,7 @@ export class ContentSender {
     if (o.compress) {
       // Start at the level the link hint affords (prior CPU speed); measurements refine it.
       const level = chooseCompressionLevel({ linkBytesPerSec: o.linkBytesPerSec(), measuredBytesPerSec: undefined, currentLevel: 1, ratio: 1 });
-      this.compressor = new BlockCompressor(level);
+      this.compressor = new BlockCompressor(level, o.codec);
     }
     this.gen = new Uint32Array(Math.ceil(o.image.size / o.blockSize));
   }
@@ -111,12 +109,12 @@ export class ContentSender {
     if (prio === Priority.BULK && this.ready.length) await this.sendReady();
     // Whatever block b held at the target is about to be replaced.
     this.overwritten(b);
-    if (isZero(data)) {
+    if (this.o.content.isZero(data)) {
       channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio, { tag: { kind: 'zero', first: b, count: 1 } });
       return;
     }
     if (!this.o.dedup) return this.sendData(b, data, reason, prio);
-    const id = contentId(data);
+    const id = this.o.content.id(data);
     const key = id.toString('base64');
     if (allowRef && this.known.has(key)) {
       channel.send({ type: MsgType.REF, block: b, reason, id }, prio, { onAck: this.onApplied(b, key), tag: { kind: 'ref', block: b } });
@@ -220,15 +218,15 @@ export class ContentSender {
       const b = this.ready.shift()!;
       if (this.offeredIn.has(b)) continue; // offered again since: that offer decides
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = allocBlock(len);
+      const data = this.o.allocBlock(len);
       await image.read(b * blockSize, data);
-      if (isZero(data)) {
+      if (this.o.content.isZero(data)) {
         channel.send({ type: MsgType.ZERO, first: b, count: 1, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first: b, count: 1 } });
         continue;
       }
       // Hash what was read, not what was offered: a write may have raced the read.
       this.overwritten(b);
-      this.sendData(b, data, DataReason.BULK, Priority.BULK, contentId(data).toString('base64'));
+      this.sendData(b, data, DataReason.BULK, Priority.BULK, this.o.content.id(data).toString('base64'));
     }
   }
 

@@ -3,7 +3,7 @@ import type { Disk } from '../block/disk.ts';
 import { FileDisk } from '../block/file.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { ContentIndex, IndexedImage } from '../index/replica-index.ts';
-import { contentId } from './content-id.ts';
+import type { ContentModel } from '../content/content-id.ts';
 
 /** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
 const MAX_RECEIVED_IDS = 4_000_000;
@@ -19,8 +19,8 @@ export const LOOKUP_ID_BYTES = 16;
 const lookupKey = (id: Uint8Array) => Buffer.from(id.buffer, id.byteOffset, LOOKUP_ID_BYTES).toString('base64');
 
 /** Does this block's content have this id (or id prefix)? Always re-hashed: locations are hints. */
-function matches(block: Buffer, id: Uint8Array): boolean {
-  const full = contentId(block);
+function matches(content: ContentModel, block: Buffer, id: Uint8Array): boolean {
+  const full = content.id(block);
   return full.subarray(0, id.length).equals(id);
 }
 
@@ -29,6 +29,8 @@ export interface LocalContentOptions {
   image: Disk;
   imagePath: string;
   blockSize: number;
+  /** The runtime's content ids (src/runtime.ts): what a candidate is re-hashed with. */
+  content: ContentModel;
   /** The image existed before this migration with content: its blocks may already be right. */
   preexisting: boolean;
   index?: ContentIndex;
@@ -105,7 +107,7 @@ export class LocalContent {
     const { image, blockSize } = this.o;
     if (this.o.preexisting && !this.touched.get(b)) {
       await image.read(b * blockSize, into);
-      if (matches(into, id)) {
+      if (matches(this.o.content, into, id)) {
         this.stats.same++;
         return 'same';
       }
@@ -115,7 +117,7 @@ export class LocalContent {
       const loc = index.lookup(blockSize, id);
       if (loc) {
         const ok = await this.readReplica(loc.path, loc.offset, into).catch(() => false);
-        if (ok && matches(into, id)) {
+        if (ok && matches(this.o.content, into, id)) {
           this.stats.replica++;
           return 'replica';
         }
@@ -132,7 +134,7 @@ export class LocalContent {
   /** Reads block `c` of the target image and checks it still holds `id`. */
   async readReceived(c: number, id: Uint8Array, into: Buffer): Promise<boolean> {
     await this.o.image.read(c * this.o.blockSize, into);
-    const ok = matches(into, id);
+    const ok = matches(this.o.content, into, id);
     if (ok) this.stats.received++;
     else this.stats.staleEntries++;
     return ok;

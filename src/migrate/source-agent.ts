@@ -2,18 +2,19 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FileDisk } from '../block/file.ts';
-import { TrackingDisk } from '../block/filters/tracking.ts';
-import { GateDisk } from '../block/filters/gate.ts';
+import type { TrackingDisk } from '../block/filters/tracking.ts';
+import type { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
-import { realClock } from '../util/clock.ts';
+import { REAL_RUNTIME } from '../runtime.ts';
 import { predictedStatus, type Prediction } from './prediction.ts';
-import { Channel } from '../wire/channel.ts';
+import type { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure-link.ts';
 import { readMessage, SilentCloseError, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
-import { SourceEngine, type SourceMigrationOptions } from './source-engine.ts';
+import type { SourceEngine, SourceMigrationOptions } from './source-engine.ts';
+import { buildSourceDisks, buildSourceSession } from './stack.ts';
 import { StateDir } from './state-dir.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
@@ -152,9 +153,8 @@ export class SourceAgent {
       await image.close();
       throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
     }
-    const tracking = new TrackingDisk(image, o.blockSize);
-    // A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
-    const gate = new GateDisk(tracking, saved?.phase === 'cutover' ? 'held' : 'open');
+    // Real bytes, the wall clock. A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
+    const { tracking, gate } = buildSourceDisks({ runtime: REAL_RUNTIME, image, blockSize: o.blockSize, gate: saved?.phase === 'cutover' ? 'held' : 'open' });
     if (saved) o.log.info({ session: saved.session, phase: saved.phase, state: state.path }, 'found migration state: resuming the session');
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
@@ -243,43 +243,39 @@ export class SourceAgent {
     }
     if (resume) this.resumes.resynced++;
     this.peerIncarnation = welcome.incarnation;
-    let engine!: SourceEngine;
-    const channel = new Channel({
-      clock: realClock,
-      onMessage: (m) => engine.handle(m),
-      onDisconnect: (err) => this.linkLost(engine, channel, err),
-      silenceTimeoutMs: o.silenceTimeoutMs,
+    const features = resume?.mode === 'precopy' ? { ...this.features, dedup: true } : this.features;
+    const { channel, engine } = buildSourceSession({
+      runtime: REAL_RUNTIME,
+      disks: { image: this.image, tracking: this.tracking, gate: this.gate },
+      channel: {
+        onDisconnect: (err, s) => this.linkLost(s.engine, s.channel, err),
+        silenceTimeoutMs: o.silenceTimeoutMs,
+      },
+      engine: {
+        algorithm: o.algorithm,
+        features,
+        blockSize: o.blockSize,
+        bandwidthBps: o.bandwidthBps,
+        cutover: o.cutover,
+        manualCutover: o.manualCutover,
+        log: o.log,
+        onPhase: (p) => {
+          // Downtime as the source saw it, kept for the report of a session that resumes after the cut-over.
+          if (p === 'postcopy' && this.saved?.cutover && mode !== 'postcopy') {
+            this.saved = { ...this.saved, cutover: { ...this.saved.cutover, downtimeMs: Date.now() - this.saved.cutover.at }, spent: this.spentNow(false) };
+            void this.persist().catch(() => {});
+          }
+          o.onPhase?.(p);
+        },
+        targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
+        resume,
+        beforeCutover: async () => {
+          this.saved = { ...this.saved!, phase: 'cutover', cutover: { at: Date.now() } };
+          await this.persist();
+        },
+      },
     });
     this.channel = channel;
-    const features = resume?.mode === 'precopy' ? { ...this.features, dedup: true } : this.features;
-    engine = new SourceEngine({
-      image: this.image,
-      tracking: this.tracking,
-      gate: this.gate,
-      channel,
-      clock: realClock,
-      algorithm: o.algorithm,
-      features,
-      blockSize: o.blockSize,
-      bandwidthBps: o.bandwidthBps,
-      cutover: o.cutover,
-      manualCutover: o.manualCutover,
-      log: o.log,
-      onPhase: (p) => {
-        // Downtime as the source saw it, kept for the report of a session that resumes after the cut-over.
-        if (p === 'postcopy' && this.saved?.cutover && mode !== 'postcopy') {
-          this.saved = { ...this.saved, cutover: { ...this.saved.cutover, downtimeMs: Date.now() - this.saved.cutover.at }, spent: this.spentNow(false) };
-          void this.persist().catch(() => {});
-        }
-        o.onPhase?.(p);
-      },
-      targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
-      resume,
-      beforeCutover: async () => {
-        this.saved = { ...this.saved!, phase: 'cutover', cutover: { at: Date.now() } };
-        await this.persist();
-      },
-    });
     this.engine = engine;
     if (mode !== 'new') o.log.info({ mode, missingBlocks: resume?.mode === 'postcopy' ? resume.missing.count : undefined }, 'target restarted or this agent did: session continues from durable state');
     channel.attach(new SocketTransport(link.socket), welcome.processedSeq, link.rest);

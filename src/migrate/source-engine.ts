@@ -1,15 +1,16 @@
-import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { ExtentFlags, type Extent } from '../block/disk.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import { sleep, type Clock } from '../util/clock.ts';
+import { sleep } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
-import { blockId, merkleRoot } from './content-id.ts';
+import { blockId } from '../content/content-id.ts';
+import { merkleRoot } from '../content/merkle.ts';
+import type { Runtime } from '../runtime.ts';
 import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
@@ -18,7 +19,8 @@ import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
 
-export interface SourceEngineOptions {
+/** The engine takes time, content ids, compression and block buffers from the runtime it runs on. */
+export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
   /** The source image, read for sending (below the VM's tracking filter). */
   image: Disk;
   /** The VM's I/O path: tells which blocks writes change. */
@@ -26,7 +28,6 @@ export interface SourceEngineOptions {
   /** Stops the VM's I/O at cut-over. */
   gate: GateDisk;
   channel: Channel;
-  clock: Clock;
   algorithm: Algorithm;
   /** Optimizations on (default: the algorithm's). */
   features?: Features;
@@ -111,6 +112,9 @@ export class SourceEngine {
       image: o.image,
       blockSize: o.blockSize,
       clock: o.clock,
+      content: o.content,
+      codec: o.codec,
+      allocBlock: o.allocBlock,
       dedup: this.features.dedup,
       compress: this.features.compress,
       counts: this.counts,
@@ -361,7 +365,7 @@ export class SourceEngine {
       if (!this.needSend.clear(b)) continue;
       // Cleared before the read: a write that completes during the read marks it again.
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = allocBlock(len);
+      const data = this.o.allocBlock(len);
       try {
         await image.read(b * blockSize, data);
       } catch (e) {
@@ -443,7 +447,7 @@ export class SourceEngine {
         this.checkAborted();
         this.needSend.clear(b);
         const len = Math.min(blockSize, image.size - b * blockSize);
-        const data = allocBlock(len);
+        const data = this.o.allocBlock(len);
         await image.read(b * blockSize, data);
         await this.sendBlock(b, data, DataReason.STOP_COPY, Priority.BULK);
       }
@@ -472,7 +476,7 @@ export class SourceEngine {
       this.checkAborted();
       if (!pending.clear(b)) continue; // fetched or canceled meanwhile
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = allocBlock(len);
+      const data = this.o.allocBlock(len);
       await image.read(b * blockSize, data);
       await this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
     }
@@ -492,7 +496,7 @@ export class SourceEngine {
       }
       this.pushPending?.clear(b);
       const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = allocBlock(len);
+      const data = this.o.allocBlock(len);
       await image.read(b * blockSize, data);
       await this.sendBlock(b, data, prefetch ? DataReason.PREFETCH : DataReason.DEMAND, prefetch ? Priority.PREFETCH : Priority.DEMAND);
       // Pre-copy (a reference the target could not resolve): the VM still writes here, and a dirty
@@ -518,7 +522,7 @@ export class SourceEngine {
       const len = Math.min(blockSize, image.size - b * blockSize);
       const view = len === blockSize ? buf : buf.subarray(0, len);
       await image.read(b * blockSize, view);
-      ids[b] = blockId(view);
+      ids[b] = blockId(this.o.content, view);
     }
     const root = merkleRoot(ids).toString('hex');
     return { root, verified: root === v.root };

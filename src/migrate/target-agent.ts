@@ -3,18 +3,19 @@ import { resolve } from 'node:path';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FileDisk } from '../block/file.ts';
-import { GateDisk } from '../block/filters/gate.ts';
-import { PostcopyDisk } from '../block/filters/postcopy.ts';
+import type { GateDisk } from '../block/filters/gate.ts';
+import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
-import { realClock } from '../util/clock.ts';
 import { removeStaleSocket } from '../util/unix-socket.ts';
-import { Channel } from '../wire/channel.ts';
+import { REAL_RUNTIME } from '../runtime.ts';
+import type { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
 import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
-import { TargetEngine, type TargetResult } from './target-engine.ts';
+import type { TargetEngine, TargetResult } from './target-engine.ts';
+import { buildTargetDisks, buildTargetSession } from './stack.ts';
 import { LocalContent } from './local-content.ts';
 import { ReplicaIndex } from '../index/replica-index.ts';
 import type { Phase } from './report.ts';
@@ -234,7 +235,7 @@ export class TargetAgent {
       if (preexisting) image = await FileDisk.open(o.image, { readOnly: true });
       if (o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
       if (preexisting || (this.index?.blockCount(hello.blockSize) ?? 0) > 0) {
-        local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting, index: this.index, log: o.log });
+        local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting, index: this.index, log: o.log });
       }
       const r = await servePlanProbe({ socket, session: hello.session, rest, local, blockSize: hello.blockSize, incarnation: this.incarnation, log: o.log });
       o.log.info({ session: hello.session, ...r, image: preexisting, index: this.index !== undefined }, 'answered a plan probe');
@@ -273,13 +274,17 @@ export class TargetAgent {
     const preexisting = preexistingHint || (existsSync(o.image) && lstatSync(o.image).size === size);
     const disk = await FileDisk.open(o.image, { create: true, size });
     this.disk = disk;
-    const postcopy = new PostcopyDisk(disk, blockSize, { fetch: (b) => this.engine?.blockSource().fetch(b), cancel: (b) => this.engine?.blockSource().cancel(b) }, realClock, {
-      fetchTimeoutMs: o.fetchTimeoutMs ?? 60_000,
-      onFetchTimeout: (blocks, ms) => o.log.error({ blocks: blocks.slice(0, 16), waitedMs: ms, linkUp: this.channel?.connected ?? false }, 'post-copy read gave up waiting for the source: failing it with EIO'),
-      persist: (kind, blocks) => (this.presence ? this.presence.append(kind, blocks) : Promise.resolve()),
+    // Real bytes, the wall clock; post-copy reads go to the current session's engine.
+    const { postcopy, gate } = buildTargetDisks({
+      runtime: REAL_RUNTIME, image: disk, blockSize, engine: () => this.engine,
+      postcopy: {
+        fetchTimeoutMs: o.fetchTimeoutMs ?? 60_000,
+        onFetchTimeout: (blocks, ms) => o.log.error({ blocks: blocks.slice(0, 16), waitedMs: ms, linkUp: this.channel?.connected ?? false }, 'post-copy read gave up waiting for the source: failing it with EIO'),
+        persist: (kind, blocks) => (this.presence ? this.presence.append(kind, blocks) : Promise.resolve()),
+      },
     });
     this.postcopy = postcopy;
-    this.gate = new GateDisk(postcopy, 'held');
+    this.gate = gate;
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd target ${o.image}`, disk: this.gate }], log: o.log.child({ component: 'nbd' }) });
     this.nbdAddress = await nbd.listen(o.nbd);
     this.nbd = nbd;
@@ -328,35 +333,36 @@ export class TargetAgent {
     const dedup = hello.features.includes('dedup') || mode === 'precopy';
     if (first && dedup && o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
     await this.local?.close();
-    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
+    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
     this.local = local;
-    let engine!: TargetEngine;
-    const channel = new Channel({
-      clock: realClock,
-      onMessage: (m) => engine.handle(m),
-      onDisconnect: (err) => {
-        if (this.channel === channel && engine.currentPhase !== 'done' && engine.currentPhase !== 'failed') {
-          o.log.warn({ err: err?.message, phase: engine.currentPhase }, 'link to the source lost; waiting for it to reconnect');
-        }
-      },
-      silenceTimeoutMs: o.silenceTimeoutMs,
-    });
-    this.channel = channel;
     const asked = featuresFromList(hello.features);
     const features = { ...asked, dedup, prefetch: asked.prefetch && o.prefetch !== false && mode !== 'postcopy' };
-    engine = new TargetEngine({
-      disk: postcopy, gate, channel, clock: realClock, log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined,
-      resumePostcopy: mode === 'postcopy',
-      onCutover: async (missing, flushImage) => {
-        // Durable before the VM is served here: the image and the snapshot of what is
-        // missing (independent, so overlapped), an empty presence log, and only then
-        // the phase that makes a restart trust them.
-        await Promise.all([flushImage(), this.state.writeAtomicAsync(MISSING_FILE, missing.bits), this.state.writeAtomicAsync(LOG_FILE, new Uint8Array(0))]);
-        this.presence = await PresenceLog.open(this.state.file(LOG_FILE), () => disk.flush());
-        this.saved = { ...this.saved!, phase: 'postcopy' };
-        await this.state.writeJsonAsync(STATE_FILE, this.saved);
+    const { channel, engine } = buildTargetSession({
+      runtime: REAL_RUNTIME,
+      disks: { postcopy, gate },
+      channel: {
+        onDisconnect: (err, s) => {
+          if (this.channel === s.channel && s.engine.currentPhase !== 'done' && s.engine.currentPhase !== 'failed') {
+            o.log.warn({ err: err?.message, phase: s.engine.currentPhase }, 'link to the source lost; waiting for it to reconnect');
+          }
+        },
+        silenceTimeoutMs: o.silenceTimeoutMs,
+      },
+      engine: {
+        log: o.log, onPhase: o.onPhase, features, prefetch: o.prefetchConfig, local: dedup ? local : undefined,
+        resumePostcopy: mode === 'postcopy',
+        onCutover: async (missing, flushImage) => {
+          // Durable before the VM is served here: the image and the snapshot of what is
+          // missing (independent, so overlapped), an empty presence log, and only then
+          // the phase that makes a restart trust them.
+          await Promise.all([flushImage(), this.state.writeAtomicAsync(MISSING_FILE, missing.bits), this.state.writeAtomicAsync(LOG_FILE, new Uint8Array(0))]);
+          this.presence = await PresenceLog.open(this.state.file(LOG_FILE), () => disk.flush());
+          this.saved = { ...this.saved!, phase: 'postcopy' };
+          await this.state.writeJsonAsync(STATE_FILE, this.saved);
+        },
       },
     });
+    this.channel = channel;
     this.engine = engine;
     const offer = dedup && local.hasCandidates;
     this.lastFeatures = [...featureList(features), ...(offer ? ['offer'] : [])];

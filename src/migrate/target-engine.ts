@@ -1,9 +1,7 @@
-import { allocBlock } from '../block/block-buffer.ts';
 import type { Logger } from 'pino';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { Clock } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
 import type { TargetStats } from '../wire/target-stats.ts';
@@ -11,20 +9,22 @@ import type { Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { Prefetcher } from './prefetcher.ts';
 import { heatFromHandoff } from './heat-handoff.ts';
-import { blockId, contentId, merkleRoot } from './content-id.ts';
+import { blockId } from '../content/content-id.ts';
+import { merkleRoot } from '../content/merkle.ts';
+import type { Runtime } from '../runtime.ts';
 import { ErrorCode, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
 import type { LocalContent, Found } from './local-content.ts';
 import { BlockDecompressor } from '../wire/block-codec.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
-export interface TargetEngineOptions {
+/** The engine takes time, content ids, decompression and block buffers from the runtime it runs on. */
+export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
   /** The target image wrapped for post-copy; the VM's export serves it (through `gate`). */
   disk: PostcopyDisk;
   /** Holds the VM's I/O at the target until cut-over. */
   gate: GateDisk;
   channel: Channel;
-  clock: Clock;
   log: Logger;
   onPhase?: (phase: Phase) => void;
   /** Content the target can produce locally (dedup); without it OFFER and REF cannot be served. */
@@ -93,7 +93,7 @@ export class TargetEngine {
   private failed: ((e: Error) => void) | undefined;
   readonly result: Promise<TargetResult>;
   private readonly n: number;
-  private readonly blockDecoder = new BlockDecompressor();
+  private readonly blockDecoder: BlockDecompressor;
   /** Local reads and hashes for OFFER/REF run at most this many at once (each holds a block buffer). */
   private readonly localWork = new Semaphore(8);
   /** Blocks re-asked from the source because a reference could not be resolved here (pre-copy). */
@@ -109,6 +109,7 @@ export class TargetEngine {
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
+    this.blockDecoder = new BlockDecompressor(o.codec);
     this.result = new Promise((resolve, reject) => {
       this.done = resolve;
       this.failed = reject;
@@ -218,7 +219,7 @@ export class TargetEngine {
         const b = m.block;
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
-          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? contentId(data) : undefined);
+          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? this.o.content.id(data) : undefined);
         });
         if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
         return p;
@@ -324,7 +325,7 @@ export class TargetEngine {
   private materialise(b: number, id: Buffer): Promise<Found | undefined> {
     const local = this.o.local;
     if (!local) return this.track(b, async () => undefined);
-    const buf = allocBlock(this.blockLength(b));
+    const buf = this.o.allocBlock(this.blockLength(b));
     const c = local.receivedBlock(id);
     let fromReceived: Promise<boolean> | undefined;
     if (c !== undefined && c !== b && this.blockLength(c) === buf.length) {
@@ -436,7 +437,7 @@ export class TargetEngine {
       const len = Math.min(bs, disk.size - b * bs);
       const view = len === bs ? buf : buf.subarray(0, len);
       await disk.readLocal(b * bs, view);
-      ids[b] = blockId(view);
+      ids[b] = blockId(this.o.content, view);
     }
     const written = disk.writtenHere;
     const targetWrites: Array<[number, string]> = [];

@@ -33,9 +33,7 @@ import { buildInitramfs, guestCmdline, REPO_ROOT, type GuestKernel } from './gue
 import { QemuGuest } from './process.ts';
 import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from './vm-migrate.ts';
 import { QmpClient } from './qmp.ts';
-import { SourceAgent } from '../migrate/source-agent.ts';
-import { ephemeralPsk } from '../wire/secure-link.ts';
-import { TargetAgent } from '../migrate/target-agent.ts';
+import { startAgentPair } from '../demo/agent-pair.ts';
 import { ControlServer } from '../control/server.ts';
 import { WanProxy } from '../link/proxy.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -304,22 +302,15 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', 'add', '--index', join(d, 'index'), baseAtTarget], { encoding: 'utf8', timeout: 300_000 });
     if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, ErrorCode.TEST);
   }
-  // Both agents share an ephemeral PSK: the link is TLS as in production.
-  const security = ephemeralPsk();
-  const target = new TargetAgent({
-    image: targetImage, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(d, 't.nbd') }, log: o.log.child({ agent: 'target' }),
-    ...(o.base?.indexAvailable ? ({ indexDir: join(d, 'index') } as object) : {}),
+  // Both agents share an ephemeral PSK (the pair's default): the link is TLS as in production.
+  const pair = await startAgentPair({
+    sourceImage: vmDisk, targetImage, dir: d, algorithm: 'flimcd', blockSize: BS, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, log: o.log,
+    source: { manualCutover: true },
+    target: o.base?.indexAvailable ? { indexDir: join(d, 'index') } : {},
   });
-  cleanups.push(() => target.close());
-  const targetLink = await target.listen();
-  const diskWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
-  cleanups.push(() => diskWan.close());
-  const diskWanAddr = await diskWan.listen();
-  const source = await SourceAgent.start({
-    image: vmDisk, security, nbd: { kind: 'unix', path: join(d, 's.nbd') }, to: diskWanAddr, algorithm: 'flimcd', blockSize: BS,
-    bandwidthBps: o.bandwidthBps, manualCutover: true, log: o.log.child({ agent: 'source' }),
-  });
-  cleanups.push(() => source.close());
+  cleanups.push(() => pair.close());
+  const { source, target } = pair;
+  const diskWan = pair.wan;
   const sctl = new ControlServer({ address: { kind: 'unix', path: join(d, 's.ctl') }, control: { role: 'source', status: () => source.status(), cutover: () => source.cutover(), abort: (r, x) => source.abort(r, x) } });
   const tctl = new ControlServer({ address: { kind: 'unix', path: join(d, 't.ctl') }, control: { role: 'target', status: () => target.status(), abort: (r) => target.abort(r) } });
   await sctl.listen();

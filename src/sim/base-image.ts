@@ -30,7 +30,7 @@
 import { copyFile, open } from 'node:fs/promises';
 import { mixId } from './content-model.ts';
 import { SimDisk } from './sim-disk.ts';
-import { isZero } from '../migrate/content-id.ts';
+import { isZero } from '../content/content-id.ts';
 
 export const BASE_SHARE = 0.5;
 /** Where the modelled base lies at the modelled target (a name in its replica index). */

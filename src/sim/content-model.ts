@@ -5,8 +5,9 @@
  * A modelled block is a buffer of the block's real length (so every frame,
  * window and queue carries exactly the bytes the real wire would) whose first
  * TOKEN_BYTES hold a token: magic, kind, a 52-bit content id and the block's
- * modelled zstd size. The rest of the buffer is never read. Installed models
- * (content-id.ts, block-codec.ts) let the engines' own code name the content
+ * modelled zstd size. The rest of the buffer is never read. The models of the
+ * simulator's runtime (modelledRuntime; src/runtime.ts) let the engines' own
+ * code name the content
  * (content id = f(token id); all-zero = id 0) and "compress" it (a payload of
  * the modelled size, token first) without hashing or running zstd. Equal ids
  * are equal content, so dedup, REF, OFFER and the final Merkle root work
@@ -18,15 +19,17 @@
  * Writes by the modelled VM carry a write token (kind WRITE) holding the
  * workload's content tag; the disk derives the new block ids from it.
  *
- * Only the simulator installs these models, and only while a simulation runs:
- * never run one in a process that also runs real agents at the same time.
+ * The models reach only the code a simulation hands its runtime to: real
+ * agents in the same process keep hashing, compressing and checksumming every
+ * real byte. Bytes that carry no token are handled as real ones here too.
  */
-import { setContentModel, zeroContentId, type ContentModel } from '../migrate/content-id.ts';
-import { setCodecModel, type CodecModel } from '../wire/block-codec.ts';
-import { setFrameChecksum, type FrameChecksum } from '../wire/frame.ts';
+import { contentId, isZero, zeroContentId, type ContentModel } from '../content/content-id.ts';
+import type { CodecModel } from '../wire/block-codec.ts';
+import type { FrameChecksum } from '../wire/frame.ts';
 import { crc32 } from 'node:zlib';
 import { OverlapArena } from './overlap-arena.ts';
-import { setBlockAllocator } from '../block/block-buffer.ts';
+import type { Clock } from '../util/clock.ts';
+import type { Runtime } from '../runtime.ts';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
@@ -107,42 +110,17 @@ function idBytes(id: number): Buffer {
   return out;
 }
 
+/** Modelled blocks are named by their token; other bytes are hashed. */
 const contentModel: ContentModel = {
   id(block) {
     const t = readToken(block);
-    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    if (!t || t.kind !== Kind.BLOCK) return contentId(block);
     return t.id === 0 ? zeroContentId(block.length) : idBytes(t.id);
   },
-  zero(block) {
+  isZero(block) {
     const t = readToken(block);
-    if (!t || t.kind !== Kind.BLOCK) return undefined;
+    if (!t || t.kind !== Kind.BLOCK) return isZero(block);
     return t.id === 0;
-  },
-};
-
-const decompressed = new OverlapArena(1 << 21);
-/**
- * Blocks the engines read to send (block-buffer.ts): private bytes cover the
- * token and whatever of a frame's payload the frame checksum reads, since a
- * payload may be a view of such a block.
- */
-const engineBlocks = new OverlapArena(1 << 21);
-const allocModelledBlock = (length: number) => engineBlocks.take(length, CHECKED_PAYLOAD_BYTES);
-
-const codecModel: CodecModel = {
-  compress(data, room) {
-    const t = readToken(data);
-    if (!t || t.kind !== Kind.BLOCK) return undefined;
-    if (t.zsize === 0 || t.zsize > room) return { payload: data, compressed: false };
-    return { payload: data.subarray(0, Math.max(TOKEN_BYTES, t.zsize)), compressed: true };
-  },
-  decompress(payload, length) {
-    const t = readToken(payload);
-    if (!t || t.kind !== Kind.BLOCK) return undefined;
-    // Only the token is ever read from a modelled block: its filler may overlap others'.
-    const out = decompressed.take(length, TOKEN_BYTES);
-    stamp(out, 0, Kind.BLOCK, t.id, t.zsize);
-    return out;
   },
 };
 
@@ -174,24 +152,40 @@ const frameChecksum: FrameChecksum = {
   },
 };
 
-let installs = 0;
+/** A modelled block "compresses" to a payload of its modelled size, token first, and back. */
+function codecModel(decompressed: OverlapArena): CodecModel {
+  return {
+    compress(data, room) {
+      const t = readToken(data);
+      if (!t || t.kind !== Kind.BLOCK) return undefined;
+      if (t.zsize === 0 || t.zsize > room) return { payload: data, compressed: false };
+      return { payload: data.subarray(0, Math.max(TOKEN_BYTES, t.zsize)), compressed: true };
+    },
+    decompress(payload, length) {
+      const t = readToken(payload);
+      if (!t || t.kind !== Kind.BLOCK) return undefined;
+      // Only the token is ever read from a modelled block: its filler may overlap others'.
+      const out = decompressed.take(length, TOKEN_BYTES);
+      stamp(out, 0, Kind.BLOCK, t.id, t.zsize);
+      return out;
+    },
+  };
+}
 
-/** Installs the models for the duration of a simulation; returns the uninstaller. */
-export function installContentModels(): () => void {
-  installs++;
-  setContentModel(contentModel);
-  setCodecModel(codecModel);
-  setFrameChecksum(frameChecksum);
-  setBlockAllocator(allocModelledBlock);
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    if (--installs === 0) {
-      setContentModel(undefined);
-      setCodecModel(undefined);
-      setFrameChecksum(undefined);
-      setBlockAllocator(undefined);
-    }
+/**
+ * The runtime of one simulation: `clock` (its virtual clock) and the models
+ * above. Each call has arenas of its own, so simulations never share buffers.
+ */
+export function modelledRuntime(clock: Clock): Runtime {
+  const decompressed = new OverlapArena(1 << 21);
+  // Blocks the engines read to send: private bytes cover the token and whatever
+  // of a frame's payload the frame checksum reads, since a payload may be a view of such a block.
+  const engineBlocks = new OverlapArena(1 << 21);
+  return {
+    clock,
+    content: contentModel,
+    codec: codecModel(decompressed),
+    frameChecksum,
+    allocBlock: (length) => engineBlocks.take(length, CHECKED_PAYLOAD_BYTES),
   };
 }

@@ -12,7 +12,7 @@
 import { open } from 'node:fs/promises';
 import { SimDisk } from './sim-disk.ts';
 import { mixId } from './content-model.ts';
-import { blake3, isZero } from '../migrate/content-id.ts';
+import { blake3, isZero } from '../content/content-id.ts';
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { DEFAULT_MIX, fillText, type ImageMix } from '../workload/image-gen.ts';
 import { Prng } from '../workload/prng.ts';

@@ -17,7 +17,7 @@
  * back by k.
  */
 import { open } from 'node:fs/promises';
-import { blake3, isZero } from '../migrate/content-id.ts';
+import { blake3, isZero } from '../content/content-id.ts';
 import { ALGORITHMS, resolveFeatures, type Algorithm } from '../policy/algorithm.ts';
 import { AREA_SIZE, RequestGenerator } from '../workload/generator.ts';
 import { PROFILES, resolveProfile, type ProfileSpec } from '../workload/profiles.ts';

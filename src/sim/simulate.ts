@@ -21,14 +21,12 @@
  * promise and callback run, then fires the next timer (runVirtual). The
  * engines' async code runs unchanged.
  */
-import { Channel } from '../wire/channel.ts';
+import type { Channel } from '../wire/channel.ts';
 import { lossLimitedRate, simLink } from './sim-link.ts';
 import { VirtualClock } from '../util/clock.ts';
-import { TrackingDisk } from '../block/filters/tracking.ts';
-import { GateDisk } from '../block/filters/gate.ts';
-import { PostcopyDisk } from '../block/filters/postcopy.ts';
-import { SourceEngine } from '../migrate/source-engine.ts';
-import { TargetEngine } from '../migrate/target-engine.ts';
+import type { SourceEngine } from '../migrate/source-engine.ts';
+import type { TargetEngine } from '../migrate/target-engine.ts';
+import { buildSourceDisks, buildSourceSession, buildTargetDisks, buildTargetSession } from '../migrate/stack.ts';
 import { LocalContent } from '../migrate/local-content.ts';
 import { MemoryReplicaIndex } from '../index/memory-index.ts';
 import { indexDisk } from '../index/image-scan.ts';
@@ -40,7 +38,7 @@ import type { MigrationReport } from '../migrate/report.ts';
 import type { RequestSource } from '../workload/executor.ts';
 import { log as rootLog } from '../util/log.ts';
 import { ErrorCode, FlimcdError } from '../errors.ts';
-import { installContentModels } from './content-model.ts';
+import { modelledRuntime } from './content-model.ts';
 import { SimDisk } from './sim-disk.ts';
 import { SimVm } from './sim-vm.ts';
 
@@ -125,9 +123,9 @@ export async function runVirtual<T>(clock: VirtualClock, until: Promise<T>, limi
 }
 
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
-  const uninstall = installContentModels();
   const wall0 = performance.now();
   const clock = new VirtualClock();
+  const runtime = modelledRuntime(clock);
   const bs = o.image.unit;
   const features = resolveFeatures(o.algorithm, o.features);
   const quiet = rootLog.child({ sim: o.algorithm });
@@ -137,52 +135,57 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   srcImage.copyFrom(o.image);
   const tgtImage = new SimDisk(o.image.size, bs);
   if (o.targetImage) tgtImage.copyFrom(o.targetImage);
-  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
-  const srcGate = new GateDisk(tracking);
+  const sourceDisks = buildSourceDisks({ runtime, image: srcImage, blockSize: bs });
+  const srcGate = sourceDisks.gate;
   const [a, b] = simLink(clock, { bandwidthBps: lossLimitedRate(o.bandwidthBps, o.rttMs, o.lossRate ?? 0), delayMs: o.rttMs / 2 });
-  let source!: SourceEngine;
-  let target!: TargetEngine;
-  const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) source.abort(e.message); } });
-  const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) target.abort(e.message); } });
-  const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
-  const tgtGate = new GateDisk(postcopy, 'held');
+  let target: TargetEngine | undefined;
+  const targetDisks = buildTargetDisks({ runtime, image: tgtImage, blockSize: bs, engine: () => target });
+  const tgtGate = targetDisks.gate;
   let index: MemoryReplicaIndex | undefined;
   let baseDisk: SimDisk | undefined;
   if (o.baseImage) {
     if (o.baseImage.size !== o.image.size || o.baseImage.unit !== bs) {
-      uninstall();
       throw new FlimcdError('simulation: the base image must have the image\'s size and block size', ErrorCode.SIM_BASE);
     }
     baseDisk = new SimDisk(o.baseImage.size, bs);
     baseDisk.copyFrom(o.baseImage);
     // What `flimcd index add` does at a real target, before the migration (its time is not migration time).
     index = new MemoryReplicaIndex();
-    await indexDisk(index, BASE_IMAGE_PATH, baseDisk, bs).catch((e: unknown) => {
-      uninstall();
-      throw e;
-    });
+    await indexDisk(index, BASE_IMAGE_PATH, baseDisk, bs, runtime.content);
   }
   const openReplica = async (path: string) => {
     if (baseDisk && path === BASE_IMAGE_PATH) return baseDisk;
     throw new FlimcdError(`simulation: no modelled replica file ${path}`, ErrorCode.SIM_REPLICA);
   };
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, preexisting: o.targetImage !== undefined, index, openReplica, log: quiet });
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/flimcd-sim-target.img', blockSize: bs, content: runtime.content, preexisting: o.targetImage !== undefined, index, openReplica, log: quiet });
   const vm = o.requests ? new SimVm({ clock, source: srcGate, target: tgtGate, requests: o.requests, queueDepth: o.queueDepth }) : undefined;
   let events = 0;
+  let srcCh: Channel | undefined;
+  let tgtCh: Channel | undefined;
   try {
     vm?.start();
     const warm = runVirtual(clock, new Promise<void>((r) => clock.setTimer(o.warmupMs ?? 10_000, r)), o.limitMs ?? 48 * 3.6e6);
     events += (await warm).events;
-    source = new SourceEngine({
-      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs,
-      bandwidthBps: o.bandwidthBps, cutover: o.cutover, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates,
+    // The engines start after the warm-up: the source engine's clock and dirty tracking start with it.
+    const abortOnLoss = (e: Error | undefined, s: { engine: SourceEngine | TargetEngine }) => { if (e) s.engine.abort(e.message); };
+    const sourceSession = buildSourceSession({
+      runtime, disks: sourceDisks, channel: { onDisconnect: abortOnLoss },
+      engine: { algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps, cutover: o.cutover, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates },
     });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined });
+    const targetSession = buildTargetSession({
+      runtime, disks: targetDisks, channel: { onDisconnect: abortOnLoss },
+      engine: { log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined },
+    });
+    const source = sourceSession.engine;
+    target = targetSession.engine;
+    srcCh = sourceSession.channel;
+    tgtCh = targetSession.channel;
     srcCh.attach(a);
     tgtCh.attach(b);
     vm?.migrationStarted();
+    const tgt = target;
     const run = source.run().then(async (report) => {
-      await target.result;
+      await tgt.result;
       return report;
     });
     const done = await runVirtual(clock, run, o.limitMs ?? 48 * 3.6e6);
@@ -192,8 +195,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     events += (await runVirtual(clock, stopping, 60_000)).events;
     return { report: done.value, guest: vm?.stats() ?? new SimVm({ clock, source: srcGate, target: tgtGate, requests: { next: () => undefined } }).stats(), wall_s: (performance.now() - wall0) / 1000, events };
   } finally {
-    srcCh.close();
-    tgtCh.close();
-    uninstall();
+    srcCh?.close();
+    tgtCh?.close();
   }
 }

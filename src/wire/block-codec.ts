@@ -18,24 +18,24 @@ export interface CompressResult {
 }
 
 /**
- * The simulator's seam (src/sim/content-model.ts): blocks of its modelled disk
- * carry a content token and their modelled compressed size, so the sender puts
- * a payload of exactly that size on the link without running zstd. Only the
- * simulator installs one.
+ * How a runtime compresses blocks. Agents use ZSTD_CODEC: zstd runs on every
+ * block. The simulator (src/sim/content-model.ts) hands its own to the code
+ * it runs: blocks of its modelled disk carry a content token and their
+ * modelled compressed size, so the sender puts a payload of exactly that size
+ * on the link without running zstd.
  */
 export interface CodecModel {
-  /** The modelled result, or undefined when the bytes are not a modelled block. */
+  /** The modelled result, or undefined when zstd is to compress the bytes. */
   compress(data: Buffer, room: number): { payload: Buffer; compressed: boolean } | undefined;
-  /** The block a modelled payload stands for, or undefined when it is not one. */
+  /** The block a modelled payload stands for, or undefined when zstd is to decompress it. */
   decompress(payload: Uint8Array, length: number): Buffer | undefined;
 }
 
-let codecModel: CodecModel | undefined;
-
-/** Installs (or with undefined removes) the simulator's codec model for this process. */
-export function setCodecModel(m: CodecModel | undefined): void {
-  codecModel = m;
-}
+/** Real bytes: nothing is modelled, zstd does all the work. */
+export const ZSTD_CODEC: CodecModel = {
+  compress: () => undefined,
+  decompress: () => undefined,
+};
 
 /**
  * Per-block zstd compression for DATA frames. Each frame is a complete zstd
@@ -47,7 +47,7 @@ export class BlockCompressor {
   level: number;
   readonly stats = { rawBytes: 0, wireBytes: 0, compressedBlocks: 0, rawBlocks: 0, ms: 0 };
 
-  constructor(level = 3) {
+  constructor(level = 3, private readonly model: CodecModel = ZSTD_CODEC) {
     this.level = level;
   }
 
@@ -55,7 +55,7 @@ export class BlockCompressor {
     const t = performance.now();
     // Room for a result worth sending; zstd fails with "dstSize too small" otherwise.
     const room = data.length - (data.length >> MIN_SAVING_SHIFT);
-    const modelled = codecModel?.compress(data, room);
+    const modelled = this.model.compress(data, room);
     if (modelled) return this.account(data.length, modelled.payload, modelled.compressed, 0);
     const out = Buffer.allocUnsafe(room);
     let n = -1;
@@ -80,6 +80,8 @@ export class BlockCompressor {
 
 /** Decompresses one DATA frame into exactly `length` bytes; anything else is a protocol error. */
 export class BlockDecompressor {
+  constructor(private readonly model: CodecModel = ZSTD_CODEC) {}
+
   /** Made at the first compressed block: a sender without compression never needs one. */
   private dctxOnce: InstanceType<typeof zstd.DCtx> | undefined;
 
@@ -95,7 +97,7 @@ export class BlockDecompressor {
   }
 
   decompress(payload: Uint8Array, length: number): Buffer {
-    const modelled = codecModel?.decompress(payload, length);
+    const modelled = this.model.decompress(payload, length);
     if (modelled) return modelled;
     let size: number | null;
     try {

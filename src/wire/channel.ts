@@ -2,7 +2,7 @@ import type { Clock } from '../util/clock.ts';
 import { ProtocolError, ShutdownError } from '../errors.ts';
 import type { BlockTag } from './block-tag.ts';
 import type { ByteTransport } from './byte-transport.ts';
-import { FrameDecoder, encodeFrame, FRAME_HEADER_SIZE } from './frame.ts';
+import { CRC32_FRAME_CHECKSUM, FrameDecoder, encodeFrame, FRAME_HEADER_SIZE, type FrameChecksum } from './frame.ts';
 import { Keepalive } from './keepalive.ts';
 import { LinkEstimator, type SendSample } from './link-estimator.ts';
 import { decodeMessage, encodeMessage, isSequenced, MsgType, type Message } from './messages.ts';
@@ -16,6 +16,8 @@ export { INITIAL_WINDOW, WINDOW_GAIN, STARTUP_GAIN } from './link-estimator.ts';
 
 export interface ChannelOptions {
   clock: Clock;
+  /** The runtime's frame checksum (default crc32 over every byte: real agents). */
+  frameChecksum?: FrameChecksum;
   /** Called for each received message, in sequence order. The message is acked when the returned promise settles. */
   onMessage: (m: Message) => void | Promise<void>;
   /** The link failed or closed. The channel keeps unacked messages for a later attach(). */
@@ -77,7 +79,8 @@ export interface ChannelStats {
  */
 export class Channel {
   private transport: ByteTransport | undefined;
-  private decoder = new FrameDecoder();
+  private readonly checksum: FrameChecksum;
+  private decoder: FrameDecoder;
   private readonly lanes: SendLanes<Outgoing>;
   /** Transmitted sequenced messages the peer has not acknowledged, in seq order (resent on attach). */
   private readonly unacked: Outgoing[] = [];
@@ -94,6 +97,8 @@ export class Channel {
   readonly ledger = new WireLedger();
 
   constructor(private readonly opts: ChannelOptions) {
+    this.checksum = opts.frameChecksum ?? CRC32_FRAME_CHECKSUM;
+    this.decoder = new FrameDecoder(this.checksum);
     this.lanes = new SendLanes(opts.bulkQueueLimit);
     this.estimator = new LinkEstimator(opts);
     this.received = new ReceiveSequence(opts.clock, (seq) => this.sendRaw({ type: MsgType.ACK, seq }));
@@ -142,7 +147,7 @@ export class Channel {
     old?.close();
     this.ackUpTo(peerProcessed);
     this.transport = transport;
-    this.decoder = new FrameDecoder();
+    this.decoder = new FrameDecoder(this.checksum);
     this.writable = true;
     // Go-back-N: requeue what the peer has not processed, ahead of anything new, in order.
     const resend = this.unacked.splice(0);
@@ -256,7 +261,7 @@ export class Channel {
     const sequenced = isSequenced(o.type);
     if (!o.frame || !retransmit) {
       if (sequenced) o.seq = this.nextSeq++;
-      o.frame = encodeFrame(o.type, 0, o.seq, o.parts);
+      o.frame = encodeFrame(o.type, 0, o.seq, o.parts, this.checksum);
     }
     if (sequenced) {
       o.sample = this.estimator.sent(this.opts.clock.now(), this.unacked.length === 0);
@@ -325,7 +330,7 @@ export class Channel {
   private sendRaw(m: Message): void {
     const t = this.transport;
     if (!t) return;
-    const frame = encodeFrame(m.type, 0, 0, encodeMessage(m));
+    const frame = encodeFrame(m.type, 0, 0, encodeMessage(m), this.checksum);
     this.ledger.frameSent(m.type, frame.reduce((s, b) => s + b.length, 0));
     if (!t.write(frame)) this.writable = false;
   }

@@ -18,10 +18,10 @@ export const FRAME_HEADER_SIZE = 16;
 export const MAX_FRAME_PAYLOAD = 2 * 1024 * 1024;
 
 /**
- * The simulator's seam (src/sim/content-model.ts): its frames carry modelled
- * blocks whose bytes past a small token are never read, so it checksums what
- * the model carries instead of every byte. Only the simulator installs one,
- * for the length of a run; agents always run the full crc32.
+ * How a runtime checksums frames. Agents use CRC32_FRAME_CHECKSUM. The
+ * simulator (src/sim/content-model.ts) hands its own to the channels it runs:
+ * its frames carry modelled blocks whose bytes past a small token are never
+ * read, so it checksums what the model carries instead of every byte.
  */
 export interface FrameChecksum {
   /** Checksum of the 12 header bytes and a payload given in parts (encoder) … */
@@ -30,12 +30,17 @@ export interface FrameChecksum {
   whole(header: Buffer, payload: Buffer): number;
 }
 
-let checksumModel: FrameChecksum | undefined;
-
-/** Installs (or with undefined removes) the simulator's frame checksum for this process. */
-export function setFrameChecksum(m: FrameChecksum | undefined): void {
-  checksumModel = m;
-}
+/** Real bytes: crc32 over the header and every payload byte. */
+export const CRC32_FRAME_CHECKSUM: FrameChecksum = {
+  parts(header, parts) {
+    let c = crc32(header);
+    for (const p of parts) c = crc32(p, c);
+    return c;
+  },
+  whole(header, payload) {
+    return crc32(payload, crc32(header));
+  },
+};
 
 export interface Frame {
   type: number;
@@ -46,7 +51,7 @@ export interface Frame {
 }
 
 /** Encodes a frame as header + body parts (the parts are sent as is: no copy of block data). */
-export function encodeFrame(type: number, flags: number, seq: number, parts: Buffer[]): Buffer[] {
+export function encodeFrame(type: number, flags: number, seq: number, parts: Buffer[], checksum: FrameChecksum = CRC32_FRAME_CHECKSUM): Buffer[] {
   let len = 0;
   for (const p of parts) len += p.length;
   if (len > MAX_FRAME_PAYLOAD) throw new ProtocolError(`frame payload of ${len} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
@@ -56,13 +61,7 @@ export function encodeFrame(type: number, flags: number, seq: number, parts: Buf
   h.writeUInt8(flags, 5);
   h.writeUInt16BE(0, 6);
   h.writeUInt32BE(seq >>> 0, 8);
-  let c: number;
-  if (checksumModel) c = checksumModel.parts(h.subarray(0, 12), parts);
-  else {
-    c = crc32(h.subarray(0, 12));
-    for (const p of parts) c = crc32(p, c);
-  }
-  h.writeUInt32BE(c >>> 0, 12);
+  h.writeUInt32BE(checksum.parts(h.subarray(0, 12), parts) >>> 0, 12);
   return [h, ...parts];
 }
 
@@ -73,6 +72,8 @@ export function encodeFrame(type: number, flags: number, seq: number, parts: Buf
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+
+  constructor(private readonly checksum: FrameChecksum = CRC32_FRAME_CHECKSUM) {}
 
   push(chunk: Buffer): Frame[] {
     this.chunks.push(chunk);
@@ -88,7 +89,7 @@ export class FrameDecoder {
       const whole = this.take(FRAME_HEADER_SIZE + len);
       const payload = whole.subarray(FRAME_HEADER_SIZE);
       const want = whole.readUInt32BE(12);
-      const got = (checksumModel ? checksumModel.whole(whole.subarray(0, 12), payload) : crc32(payload, crc32(whole.subarray(0, 12)))) >>> 0;
+      const got = this.checksum.whole(whole.subarray(0, 12), payload) >>> 0;
       if (got !== want) throw new ProtocolError(`frame checksum mismatch (type ${whole[4]}, seq ${whole.readUInt32BE(8)})`);
       out.push({ type: whole[4]!, flags: whole[5]!, seq: whole.readUInt32BE(8), payload });
     }

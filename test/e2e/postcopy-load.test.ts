@@ -8,16 +8,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { SourceAgent } from '../../src/migrate/source-agent.ts';
-import { TargetAgent } from '../../src/migrate/target-agent.ts';
-import { ephemeralPsk } from '../../src/wire/secure-link.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { nbdUri, type Address } from '../../src/util/address.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import { requirePeers, run } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { startAgentPair } from '../helpers/agent-pair.ts';
 
 const MiB = 1 << 20;
 const SIZE = 32 * MiB;
@@ -101,14 +98,10 @@ test('16 concurrent NBD clients (ours and nbdsh) do verified I/O at the target d
   new Prng(77).fill(original);
   writeFileSync(src, original);
 
-  const security = ephemeralPsk();
-  const target = new TargetAgent({ image: join(dir, 'dst.img'), security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 'dst.sock') }, log });
-  const link = await target.listen();
   // 32 MiB of incompressible data at 50 Mbit/s: the background push takes ~6 s, the clients run throughout.
-  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: link, bandwidthBps: 50e6, rttMs: 10 });
-  const wanAddr = await wan.listen();
-  const source = await SourceAgent.start({ image: src, security, nbd: { kind: 'unix', path: join(dir, 'src.sock') }, to: wanAddr, algorithm: 'postcopy', blockSize: 65536, bandwidthBps: 50e6, log });
-  t.after(async () => { await source.close(); await wan.close(); await target.close(); });
+  const pair = await startAgentPair({ dir, sourceImage: src, algorithm: 'postcopy', bandwidthBps: 50e6, rttMs: 10, log });
+  t.after(() => pair.close());
+  const { source, target } = pair;
 
   let postcopy!: () => void;
   const inPostcopy = new Promise<void>((r) => (postcopy = r));
@@ -160,6 +153,6 @@ test('16 concurrent NBD clients (ours and nbdsh) do verified I/O at the target d
   }
   t.diagnostic(`ops: ours ${results.reduce((a, r) => a + r.ops, 0)}, nbdsh ${extOps}; misses ${statusUnderLoad.missBlocks}; time_total ${report.time_total_s.toFixed(1)} s`);
   // Every byte of the target image: the source's content plus exactly what the clients wrote.
-  const out = readFileSync(join(dir, 'dst.img'));
+  const out = readFileSync(pair.dst);
   assert.ok(out.equals(expected), 'target image = source + client writes');
 });

@@ -5,14 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { openSync, writeSync, closeSync, ftruncateSync, readFileSync } from 'node:fs';
-import { SourceAgent } from '../../src/migrate/source-agent.ts';
-import { ephemeralPsk } from '../../src/wire/secure-link.ts';
-import { TargetAgent } from '../../src/migrate/target-agent.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
 import { nbdUri } from '../../src/util/address.ts';
 import { log } from '../../src/util/log.ts';
 import { requirePeers, run } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { startAgentPair } from '../helpers/agent-pair.ts';
 
 const MiB = 1024 * 1024;
 
@@ -26,14 +23,10 @@ test('qemu-io reads correct data at the target during post-copy, and its writes 
   for (let i = 0; i < 64; i++) writeSync(fd, Buffer.alloc(MiB, 0x10 + i), 0, MiB, i * MiB);
   closeSync(fd);
 
-  const security = ephemeralPsk();
-  const target = new TargetAgent({ image: join(dir, 'dst.img'), security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(dir, 'dst.sock') }, log });
-  const link = await target.listen();
   // A slow link: post-copy takes ~25 s, so qemu-io's reads mostly hit missing blocks.
-  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: link, bandwidthBps: 20e6, rttMs: 20 });
-  const wanAddr = await wan.listen();
-  const source = await SourceAgent.start({ image: src, security, nbd: { kind: 'unix', path: join(dir, 'src.sock') }, to: wanAddr, algorithm: 'postcopy', blockSize: 65536, bandwidthBps: 20e6, log });
-  t.after(async () => { await source.close(); await wan.close(); await target.close(); });
+  const pair = await startAgentPair({ dir, sourceImage: src, algorithm: 'postcopy', bandwidthBps: 20e6, rttMs: 20, log });
+  t.after(() => pair.close());
+  const { source, target } = pair;
 
   let postcopy!: () => void;
   const inPostcopy = new Promise<void>((r) => (postcopy = r));
@@ -61,7 +54,7 @@ test('qemu-io reads correct data at the target during post-copy, and its writes 
   await target.result();
   assert.equal(report.verified, true);
   assert.ok(Number(statusDuring.missBlocks) > 0, 'qemu-io hit missing blocks (fetched on demand)');
-  const out = readFileSync(join(dir, 'dst.img'));
+  const out = readFileSync(pair.dst);
   assert.ok(out.subarray(40 * MiB, 40 * MiB + 512).every((b) => b === 0xee), 'partial write kept');
   assert.ok(out.subarray(40 * MiB + 512, 41 * MiB).every((b) => b === 0x38), 'rest of that block fetched from the source');
   assert.ok(out.subarray(50 * MiB, 50 * MiB + 65536).every((b) => b === 0xdd), 'whole-block write kept, push skipped it');

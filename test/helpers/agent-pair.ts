@@ -1,22 +1,23 @@
 /**
- * Real source and target agents in this process, over real sockets through
- * the WAN emulator (which can cut and stall the link), on a generated image.
- * For resume tests: the agents and the proxy are exposed, nothing is hidden.
+ * A real source and target agent pair (src/demo/agent-pair.ts) on a generated
+ * image, for resume and end-to-end tests: the agents and the WAN emulator
+ * (which can cut and stall the link) are exposed, nothing is hidden.
  */
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { generateImage } from '../../src/workload/image-gen.ts';
-import { SourceAgent, type SourceAgentOptions } from '../../src/migrate/source-agent.ts';
-import { TargetAgent, type TargetAgentOptions } from '../../src/migrate/target-agent.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
-import { resolveFeatures, type Algorithm } from '../../src/policy/algorithm.ts';
+import { startAgentPair as startPair, type AgentPairOptions as PairOptions } from '../../src/demo/agent-pair.ts';
+import type { SourceAgentOptions } from '../../src/migrate/source-agent.ts';
+import type { TargetAgentOptions } from '../../src/migrate/target-agent.ts';
+import type { Algorithm } from '../../src/policy/algorithm.ts';
 import { log } from '../../src/util/log.ts';
-import { ephemeralPsk, type LinkSecurity } from '../../src/wire/secure-link.ts';
+import type { LinkSecurity } from '../../src/wire/secure-link.ts';
 import type { Phase } from '../../src/migrate/report.ts';
 
 export interface AgentPairOptions {
   dir: string;
-  size: number;
+  /** Size of the generated source image (ignored with `sourceImage`). */
+  size?: number;
   algorithm: Algorithm;
   bandwidthBps: number;
   rttMs?: number;
@@ -27,28 +28,23 @@ export interface AgentPairOptions {
   security?: LinkSecurity;
   source?: Partial<SourceAgentOptions>;
   target?: Partial<TargetAgentOptions>;
+  /** The source image exists already (default: one is generated with `seed`). */
+  sourceImage?: string;
+  log?: PairOptions['log'];
 }
 
 export async function startAgentPair(o: AgentPairOptions) {
-  const src = join(o.dir, 'source.img');
+  const src = o.sourceImage ?? join(o.dir, 'source.img');
   const dst = join(o.dir, 'target.img');
   const blockSize = o.blockSize ?? 65536;
-  await generateImage(src, o.size, { seed: o.seed ?? 1, blockSize });
-  const quiet = log.child({ test: 'agent-pair' });
-  const security = o.security ?? ephemeralPsk();
-  const target = new TargetAgent({ image: dst, security, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, nbd: { kind: 'unix', path: join(o.dir, 'target.sock') }, log: quiet.child({ agent: 'target' }), ...o.target });
-  const targetLink = await target.listen();
-  const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: targetLink, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs ?? 4 });
-  const wanAddr = await wan.listen();
-  const source = await SourceAgent.start({
-    image: src, security, nbd: { kind: 'unix', path: join(o.dir, 'source.sock') }, to: wanAddr, algorithm: o.algorithm, blockSize, bandwidthBps: o.bandwidthBps,
-    log: quiet.child({ agent: 'source' }), features: resolveFeatures(o.algorithm), onPhase: o.onPhase, ...o.source,
+  if (!o.sourceImage) {
+    if (o.size === undefined) throw new Error('startAgentPair: give size (a generated image) or sourceImage');
+    await generateImage(src, o.size, { seed: o.seed ?? 1, blockSize });
+  }
+  const pair = await startPair({
+    sourceImage: src, targetImage: dst, dir: o.dir, algorithm: o.algorithm, blockSize, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs ?? 4,
+    security: o.security, log: o.log ?? log.child({ test: 'agent-pair' }), source: { onPhase: o.onPhase, ...o.source }, target: o.target,
   });
-  const close = async () => {
-    await source.close().catch(() => {});
-    await wan.close().catch(() => {});
-    await target.close().catch(() => {});
-  };
   const imagesEqual = () => readFileSync(src).equals(readFileSync(dst));
-  return { source, target, wan, src, dst, blockSize, security, close, imagesEqual };
+  return { ...pair, src, dst, blockSize, imagesEqual };
 }

@@ -1,19 +1,18 @@
 /**
- * An in-process migration: source and target engines over a memory link, each
- * side's VM-facing disk exposed, and a small VM that writes and reads through
- * every phase, switching to the target when the source turns it away. The VM
- * keeps a byte-exact model of what the disk must hold.
+ * An in-process migration: source and target stacks (src/migrate/stack.ts)
+ * over a memory link, each side's VM-facing disk exposed, and the workload
+ * executor as the VM: it writes and reads through every phase, switching to
+ * the target when the source turns it away, and checks every read against
+ * the model of what the disk must hold.
  */
 import { MemoryDisk } from '../../src/block/memory.ts';
-import { TrackingDisk } from '../../src/block/filters/tracking.ts';
-import { GateDisk } from '../../src/block/filters/gate.ts';
-import { PostcopyDisk } from '../../src/block/filters/postcopy.ts';
 import type { Disk } from '../../src/block/disk.ts';
-import { Channel } from '../../src/wire/channel.ts';
+import type { Channel } from '../../src/wire/channel.ts';
 import { memoryLink } from '../../src/wire/memory-transport.ts';
-import { realClock } from '../../src/util/clock.ts';
-import { SourceEngine } from '../../src/migrate/source-engine.ts';
-import { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { REAL_RUNTIME } from '../../src/runtime.ts';
+import type { SourceEngine } from '../../src/migrate/source-engine.ts';
+import type { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { buildSourceDisks, buildSourceSession, buildTargetDisks, buildTargetSession } from '../../src/migrate/stack.ts';
 import { resolveFeatures, type Algorithm, type Features } from '../../src/policy/algorithm.ts';
 import type { PrefetchConfig } from '../../src/policy/prefetch.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
@@ -21,8 +20,10 @@ import type { ReplicaIndex } from '../../src/index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
-import { FlimcdError } from '../../src/errors.ts';
-import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
+import { WorkloadExecutor, type ExecutorResult } from '../../src/workload/executor.ts';
+import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
+import { RequestGenerator } from '../../src/workload/generator.ts';
+import { resolveProfile } from '../../src/workload/profiles.ts';
 
 export interface RigOptions {
   algorithm: Algorithm;
@@ -38,8 +39,8 @@ export interface RigOptions {
   targetInitial?: Buffer;
   /** Replica index at the target. */
   index?: ReplicaIndex;
-  /** Share of VM writes that copy an existing 64 KiB block elsewhere (mail-like duplicates). */
-  duplicateWrites?: number;
+  /** The VM runs the mail profile: half its writes copy existing blocks (duplicates). */
+  duplicateWrites?: boolean;
   /** TargetEngine's backgroundFlushBytes (default: the engine's). */
   backgroundFlushBytes?: number;
 }
@@ -57,134 +58,97 @@ export async function fillImage(disk: Disk, seed: number): Promise<void> {
 
 export function buildRig(o: RigOptions) {
   const bs = o.blockSize ?? 65536;
-  const clock = realClock;
+  const runtime = REAL_RUNTIME;
   const srcImage = new MemoryDisk(o.size);
-  const tracking = new TrackingDisk(srcImage, bs, { now: () => clock.now() });
   const features = resolveFeatures(o.algorithm, o.features);
-  const srcGate = new GateDisk(tracking);
+  const { tracking, gate: srcGate } = buildSourceDisks({ runtime, image: srcImage, blockSize: bs });
   const tgtImage = new MemoryDisk(o.size);
-  const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
+  const [a, b] = memoryLink(runtime.clock, { bandwidthBps: o.bandwidthBps ?? 400e6, delayMs: o.delayMs ?? 2 });
   let source!: SourceEngine;
-  let target!: TargetEngine;
+  let target: TargetEngine | undefined;
+  let srcCh!: Channel;
+  let tgtCh!: Channel;
   const lostErrors: Error[] = [];
-  const srcCh = new Channel({ clock, onMessage: (m) => source.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); source.abort(e.message); } } });
-  const tgtCh = new Channel({ clock, onMessage: (m) => target.handle(m), onDisconnect: (e) => { if (e) { lostErrors.push(e); target.abort(e.message); } } });
-  const postcopy = new PostcopyDisk(tgtImage, bs, { fetch: (x) => target.blockSource().fetch(x), cancel: (x) => target.blockSource().cancel(x) }, clock);
-  const tgtGate = new GateDisk(postcopy, 'held');
+  const onLoss = (e: Error | undefined, s: { engine: SourceEngine | TargetEngine }) => { if (e) { lostErrors.push(e); s.engine.abort(e.message); } };
+  const { postcopy, gate: tgtGate } = buildTargetDisks({ runtime, image: tgtImage, blockSize: bs, engine: () => target });
   const quiet = log.child({ rig: o.algorithm });
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, content: runtime.content, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
   const start = async () => {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
-    source = new SourceEngine({
-      image: srcImage, tracking, gate: srcGate, channel: srcCh, clock, algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet,
-      targetHasReplicas: features.dedup && local.hasCandidates,
-    });
-    target = new TargetEngine({ disk: postcopy, gate: tgtGate, channel: tgtCh, clock, log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, backgroundFlushBytes: o.backgroundFlushBytes });
+    ({ engine: source, channel: srcCh } = buildSourceSession({
+      runtime, disks: { image: srcImage, tracking, gate: srcGate }, channel: { onDisconnect: onLoss },
+      engine: { algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates },
+    }));
+    ({ engine: target, channel: tgtCh } = buildTargetSession({
+      runtime, disks: { postcopy, gate: tgtGate }, channel: { onDisconnect: onLoss },
+      engine: { log: quiet, features, prefetch: o.prefetch, local: features.dedup ? local : undefined, backgroundFlushBytes: o.backgroundFlushBytes },
+    }));
     srcCh.attach(a);
     tgtCh.attach(b);
   };
-  const rig = { lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, get source() { return source; }, get target() { return target; }, srcCh, tgtCh, blockSize: bs, local, start };
+  const rig = {
+    lostErrors, srcImage, tgtImage, srcGate, tgtGate, tracking, postcopy, blockSize: bs, local, start,
+    get source() { return source; }, get target() { return target!; }, get srcCh() { return srcCh; }, get tgtCh() { return tgtCh; },
+  };
   return rig;
 }
 
-/** A VM doing random reads and writes, switching to the target on ESHUTDOWN, checking every read. */
-export class TestVm {
-  readonly model: Buffer;
-  private disk: Disk;
-  private stopped = false;
-  switchedAt: number | undefined;
-  reads = 0;
-  writes = 0;
-  targetWrites = 0;
-  targetReads = 0;
-  duplicates = 0;
-  readonly mismatches: string[] = [];
-
-  constructor(private readonly source: Disk, private readonly target: Disk, initial: Buffer, private readonly seed: number, private readonly duplicateWrites = 0) {
-    this.model = Buffer.from(initial);
-    this.disk = source;
-  }
-
-  stop(): void {
-    this.stopped = true;
-  }
-
-  /** Runs `workers` concurrent request loops on disjoint address ranges until stop(). */
-  async run(workers = 4, thinkMs = 1): Promise<void> {
-    const span = Math.floor(this.model.length / workers / 4096) * 4096;
-    await Promise.all(Array.from({ length: workers }, (_, w) => this.loop(w * span, span, new Prng(this.seed * 100 + w), thinkMs)));
-  }
-
-  private async loop(base: number, span: number, rng: Prng, thinkMs: number): Promise<void> {
-    while (!this.stopped) {
-      const len = [512, 4096, 65536, 100000][rng.int(4)]!;
-      const off = base + Math.min(span - len, rng.int(Math.max(1, span - len)));
-      const write = rng.next() < 0.4;
-      if (write && this.duplicateWrites && rng.next() < this.duplicateWrites) {
-        // Copy an existing aligned 64 KiB block over another one inside this worker's range.
-        const blocks = Math.floor(span / 65536);
-        const from = Math.floor(rng.int(Math.floor(this.model.length / 65536))) * 65536;
-        const to = base + rng.int(blocks) * 65536;
-        const data = Buffer.from(this.model.subarray(from, from + 65536));
-        await this.io((d) => d.write(to, data));
-        data.copy(this.model, to);
-        this.writes++;
-        this.duplicates++;
-      } else if (write) {
-        const data = Buffer.allocUnsafe(len);
-        rng.fill(data);
-        await this.io((d) => d.write(off, data));
-        data.copy(this.model, off);
-        this.writes++;
-        if (this.disk === this.target) this.targetWrites++;
-      } else {
-        const got = Buffer.alloc(len);
-        await this.io((d) => d.read(off, got));
-        this.reads++;
-        if (this.disk === this.target) this.targetReads++;
-        if (!got.equals(this.model.subarray(off, off + len))) {
-          let i = 0;
-          while (got[i] === this.model[off + i]) i++;
-          this.mismatches.push(`read ${off}+${len} on ${this.disk === this.target ? 'target' : 'source'} differs at byte ${off + i}`);
-        }
-      }
-      if (thinkMs) await new Promise((r) => setTimeout(r, thinkMs));
-    }
-  }
-
-  private async io(op: (d: Disk) => Promise<void>): Promise<void> {
-    for (;;) {
-      const d = this.disk;
-      try {
-        return await op(d);
-      } catch (e) {
-        if (d === this.source && e instanceof FlimcdError && nbdErrnoOf(e) === NbdErrno.ESHUTDOWN) {
-          if (this.disk === this.source) {
-            this.disk = this.target;
-            this.switchedAt = performance.now();
-          }
-          continue;
-        }
-        throw e;
-      }
-    }
-  }
+/** What the rig's VM (the CLI's WorkloadExecutor) did and found. */
+export interface RigVm {
+  result: ExecutorResult;
+  /** Reads during the run that returned something other than what was last written (or the original). */
+  readMismatches: number;
+  /** Pages of the target image, read back in full after the migration, that differ from the expected content. */
+  finalMismatches: number;
+  /** The VM was moved to the target (its source disk turned it away). */
+  switched: boolean;
+  /** The VM completed requests at the target. */
+  ioAtTarget: boolean;
 }
 
-export async function migrate(o: RigOptions & { vm?: boolean; workers?: number; sourceInitial?: Buffer }): Promise<{ report: MigrationReport; rig: ReturnType<typeof buildRig>; vm: TestVm | undefined }> {
+/**
+ * Runs the workload executor (the one `flimcd load` and the demo use) on the
+ * source gate, moving to the target gate at cut-over; every read is checked
+ * against the model of what was written over the original image.
+ */
+export async function startVm(rig: ReturnType<typeof buildRig>, o: { seed: number; bandwidthBps: number; duplicateWrites?: boolean; queueDepth?: number }) {
+  const size = rig.srcImage.size;
+  const profile = resolveProfile(o.duplicateWrites ? 'mail' : 'moderate', { linkBitsPerSecond: o.bandwidthBps, imageBytes: size, blockSize: rig.blockSize });
+  // Never-written pages are checked against the source image: the workload never changes them there.
+  const expected = await ExpectedDisk.create(size, o.seed, { base: rig.srcImage });
+  const executor = new WorkloadExecutor({
+    disk: rig.srcGate, switchTo: async () => rig.tgtGate, requests: new RequestGenerator(profile.params, o.seed), durationMs: 3600_000, expected,
+    blockSize: rig.blockSize, queueDepth: o.queueDepth,
+  });
+  const running = executor.run();
+  /** Stops the VM after the migration and checks the whole target image. */
+  const stop = async (): Promise<RigVm> => {
+    executor.stop();
+    const result = await running;
+    if (result.error) throw result.error;
+    const readMismatches = expected.stats.mismatches;
+    const final = await finalVerify(rig.tgtImage, expected);
+    return {
+      result, readMismatches, finalMismatches: final.mismatches, switched: result.switchOver !== undefined,
+      ioAtTarget: result.perSecond.some((s) => s.disk === 'secondary' || s.disk === 'both'),
+    };
+  };
+  return { executor, expected, stop };
+}
+
+export async function migrate(o: RigOptions & { vm?: boolean; queueDepth?: number; sourceInitial?: Buffer }): Promise<{ report: MigrationReport; rig: ReturnType<typeof buildRig>; vm: RigVm | undefined }> {
   const rig = buildRig(o);
   if (o.sourceInitial) await rig.srcImage.write(0, o.sourceInitial);
   else await fillImage(rig.srcImage, o.seed ?? 1);
   await rig.start();
-  const initial = Buffer.alloc(o.size);
-  await rig.srcImage.read(0, initial);
-  const vm = o.vm === false ? undefined : new TestVm(rig.srcGate, rig.tgtGate, initial, o.seed ?? 1, o.duplicateWrites);
-  const vmRun = vm?.run(o.workers ?? 4);
-  const report = await rig.source.run();
-  await rig.target.result;
-  vm?.stop();
-  await vmRun;
-  rig.srcCh.close();
-  rig.tgtCh.close();
-  return { report, rig, vm };
+  const vm = o.vm === false ? undefined : await startVm(rig, { seed: o.seed ?? 1, bandwidthBps: o.bandwidthBps ?? 400e6, duplicateWrites: o.duplicateWrites, queueDepth: o.queueDepth });
+  try {
+    const report = await rig.source.run();
+    await rig.target.result;
+    return { report, rig, vm: await vm?.stop() };
+  } finally {
+    vm?.executor.stop();
+    rig.srcCh.close();
+    rig.tgtCh.close();
+  }
 }

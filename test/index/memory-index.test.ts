@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/tmp.ts';
 import { ReplicaIndex, type ContentIndex } from '../../src/index/replica-index.ts';
 import { MemoryReplicaIndex } from '../../src/index/memory-index.ts';
 import { indexImage } from '../../src/index/image-scan.ts';
-import { contentId } from '../../src/migrate/content-id.ts';
+import { contentId } from '../../src/content/content-id.ts';
 import { Prng } from '../../src/workload/prng.ts';
 
 const BS = 65536;

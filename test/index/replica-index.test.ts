@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.ts';
 import { ReplicaIndex } from '../../src/index/replica-index.ts';
 import { indexImage } from '../../src/index/image-scan.ts';
-import { contentId } from '../../src/migrate/content-id.ts';
+import { contentId } from '../../src/content/content-id.ts';
 import { Prng } from '../../src/workload/prng.ts';
 
 const BS = 65536;

@@ -6,14 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryDisk } from '../../src/block/memory.ts';
-import { PostcopyDisk } from '../../src/block/filters/postcopy.ts';
-import { GateDisk } from '../../src/block/filters/gate.ts';
 import { Channel, Priority } from '../../src/wire/channel.ts';
 import { memoryLink } from '../../src/wire/memory-transport.ts';
 import { realClock } from '../../src/util/clock.ts';
-import { TargetEngine } from '../../src/migrate/target-engine.ts';
+import { REAL_RUNTIME } from '../../src/runtime.ts';
+import { buildTargetStack } from '../../src/migrate/stack.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
-import { contentId } from '../../src/migrate/content-id.ts';
+import { contentId } from '../../src/content/content-id.ts';
 import { Bitmap } from '../../src/util/bitmap.ts';
 import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
 import { log } from '../../src/util/log.ts';
@@ -28,12 +27,9 @@ function setup() {
   const [a, b] = memoryLink(realClock, { bandwidthBps: 1e9, delayMs: 1 });
   const fromTarget: Message[] = [];
   const src = new Channel({ clock: realClock, onMessage: (m) => { fromTarget.push(m); } });
-  let engine!: TargetEngine;
-  const tgt = new Channel({ clock: realClock, onMessage: (m) => engine.handle(m) });
   const quiet = log.child({ test: 'cutover-deferral' });
-  const disk = new PostcopyDisk(image, BS, { fetch: (x) => engine.blockSource().fetch(x), cancel: (x) => engine.blockSource().cancel(x) }, realClock);
-  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: BS, preexisting: false, log: quiet });
-  engine = new TargetEngine({ disk, gate: new GateDisk(disk, 'held'), channel: tgt, clock: realClock, log: quiet, features: { dedup: true }, local });
+  const local = new LocalContent({ image, imagePath: '/nonexistent/deferral.img', blockSize: BS, content: REAL_RUNTIME.content, preexisting: false, log: quiet });
+  const { postcopy: disk, channel: tgt } = buildTargetStack({ runtime: REAL_RUNTIME, image, blockSize: BS, engine: { log: quiet, features: { dedup: true }, local } });
   src.attach(a);
   tgt.attach(b);
   return {

@@ -12,18 +12,16 @@ const SIZE = 24 * 1024 * 1024;
 for (const algorithm of ALGORITHMS) {
   test(`${algorithm}: live migration under concurrent I/O ends byte-exact and verified`, async () => {
     const { report, rig, vm } = await migrate({ algorithm, size: SIZE, bandwidthBps: 200e6, delayMs: 3, seed: 7 });
-    assert.deepEqual(vm!.mismatches, [], 'no read ever returned stale or missing data');
-    assert.ok(vm!.switchedAt !== undefined, 'the VM was moved to the target');
-    const target = Buffer.alloc(SIZE);
-    await rig.tgtImage.read(0, target);
-    assert.ok(target.equals(vm!.model), 'target image equals the VM model byte for byte');
+    assert.equal(vm!.readMismatches, 0, 'no read ever returned stale or missing data');
+    assert.ok(vm!.switched, 'the VM was moved to the target');
+    assert.equal(vm!.finalMismatches, 0, 'every page of the target image holds what the VM wrote over the original');
     assert.equal(report.verified, true);
     assert.equal(report.algorithm, algorithm);
     assert.ok(report.wire_bytes > 0);
     assert.ok(report.time_total_s > 0);
-    assert.ok(vm!.writes > 0 && vm!.reads > 0);
+    assert.ok(vm!.result.writes > 0 && vm!.result.reads > 0);
     if (algorithm !== 'precopy') {
-      assert.ok(vm!.targetWrites + vm!.targetReads > 0, 'the VM did I/O at the target during post-copy');
+      assert.ok(vm!.ioAtTarget, 'the VM did I/O at the target during post-copy');
     } else {
       assert.equal(report.misses, 0, 'pre-copy never misses');
     }

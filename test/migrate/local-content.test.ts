@@ -10,7 +10,7 @@ import { Prng } from '../../src/workload/prng.ts';
 import { MemoryDisk } from '../../src/block/memory.ts';
 import { ReplicaIndex } from '../../src/index/replica-index.ts';
 import { indexImage } from '../../src/index/image-scan.ts';
-import { contentId } from '../../src/migrate/content-id.ts';
+import { contentId, REAL_CONTENT_MODEL } from '../../src/content/content-id.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
 
 const BS = 65536;
@@ -31,7 +31,7 @@ test('concurrent lookups share replica opens and close() releases every descript
     for (let i = 0; i < 8; i++) blocks.push(img.subarray(i * BS, (i + 1) * BS));
   }
   const before = openFds();
-  const local = new LocalContent({ image: new MemoryDisk(blocks.length * BS), imagePath: join(dir, 'target.img'), blockSize: BS, preexisting: false, index, log: pino({ level: 'silent' }) });
+  const local = new LocalContent({ image: new MemoryDisk(blocks.length * BS), imagePath: join(dir, 'target.img'), blockSize: BS, content: REAL_CONTENT_MODEL, preexisting: false, index, log: pino({ level: 'silent' }) });
   // All lookups at once: without a shared open, each first read of a file opens it again and leaks the others.
   const found = await Promise.all(blocks.map(async (b, i) => {
     const into = Buffer.alloc(BS);

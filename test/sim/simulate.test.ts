@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { simulate } from '../../src/sim/simulate.ts';
 import { syntheticImage } from '../../src/sim/image-model.ts';
 import { SimDisk } from '../../src/sim/sim-disk.ts';
-import { installContentModels, Kind, stamp } from '../../src/sim/content-model.ts';
-import { contentId, isZero } from '../../src/migrate/content-id.ts';
+import { modelledRuntime, Kind, stamp } from '../../src/sim/content-model.ts';
+import { REAL_RUNTIME } from '../../src/runtime.ts';
+import { VirtualClock } from '../../src/util/clock.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
 import { resolveProfile } from '../../src/workload/profiles.ts';
 
@@ -17,8 +18,8 @@ function requests(profile: 'moderate' | 'heavy' | 'mail', size: number, bw: numb
 }
 
 test('modelled disk: content identity round-trips through read and write; the models name it without hashing', async () => {
-  const uninstall = installContentModels();
-  try {
+  const { content } = modelledRuntime(new VirtualClock());
+  {
     const a = syntheticImage(8 * MiB, 65536, 3);
     const b = new SimDisk(8 * MiB, 65536);
     const buf = Buffer.allocUnsafe(65536);
@@ -39,15 +40,16 @@ test('modelled disk: content identity round-trips through read and write; the mo
     await a.read(65536, buf);
     const again = Buffer.allocUnsafe(65536);
     await b.read(65536, again);
-    assert.ok(contentId(buf).equals(contentId(again)));
+    assert.ok(content.id(buf).equals(content.id(again)));
+    // The agents' runtime hashes the bytes: the token alone does not make two blocks equal.
+    assert.ok(!REAL_RUNTIME.content.id(buf).equals(REAL_RUNTIME.content.id(again)));
     await a.writeZeroes(0, 65536);
     await a.read(0, buf);
-    assert.equal(isZero(buf), true);
-  } finally {
-    uninstall();
+    assert.equal(content.isZero(buf), true);
+    assert.equal(REAL_RUNTIME.content.isZero(buf), false, 'a modelled zero block is not zero bytes');
   }
-  // Without the models, real bytes are hashed as always.
-  assert.equal(isZero(Buffer.alloc(4096)), true);
+  // Bytes without a token are real ones to the model too.
+  assert.equal(content.isZero(Buffer.alloc(4096)), true);
 });
 
 for (const algorithm of ['precopy', 'postcopy', 'hybrid', 'flimcd'] as const) {
@@ -122,33 +124,29 @@ test('modelled frames: the checksum covers the header, the first bytes and the l
   const { CHECKED_PAYLOAD_BYTES } = await import('../../src/sim/content-model.ts');
   const block = Buffer.alloc(65536);
   stamp(block, 0, Kind.BLOCK, 77, 0);
-  const frame = () => Buffer.concat(encodeFrame(9, 0, 1, [Buffer.from('meta'), block]));
-  const uninstall = installContentModels();
-  try {
-    const f = frame();
-    assert.equal(new FrameDecoder().push(f).length, 1);
+  const { frameChecksum } = modelledRuntime(new VirtualClock());
+  {
+    const f = Buffer.concat(encodeFrame(9, 0, 1, [Buffer.from('meta'), block], frameChecksum));
+    assert.equal(new FrameDecoder(frameChecksum).push(f).length, 1);
     const early = Buffer.from(f);
     early[16 + 4 + 10]! ^= 1; // inside the token
-    assert.throws(() => new FrameDecoder().push(early), /checksum/);
+    assert.throws(() => new FrameDecoder(frameChecksum).push(early), /checksum/);
     const late = Buffer.from(f);
     late[16 + CHECKED_PAYLOAD_BYTES + 100]! ^= 1; // modelled filler: not read, not checked
-    assert.equal(new FrameDecoder().push(late).length, 1);
-  } finally {
-    uninstall();
+    assert.equal(new FrameDecoder(frameChecksum).push(late).length, 1);
   }
-  const real = frame();
+  const real = Buffer.concat(encodeFrame(9, 0, 1, [Buffer.from('meta'), block], REAL_RUNTIME.frameChecksum));
   real[16 + CHECKED_PAYLOAD_BYTES + 100]! ^= 1;
-  assert.throws(() => new FrameDecoder().push(real), /checksum/);
+  assert.throws(() => new FrameDecoder(REAL_RUNTIME.frameChecksum).push(real), /checksum/);
 });
 
 test('block buffers: own memory for agents; inside a simulation, private carried bytes over a shared filler', async () => {
-  const { allocBlock } = await import('../../src/block/block-buffer.ts');
   const { CHECKED_PAYLOAD_BYTES } = await import('../../src/sim/content-model.ts');
-  const a = allocBlock(65536);
-  const b = allocBlock(65536);
+  const a = REAL_RUNTIME.allocBlock(65536);
+  const b = REAL_RUNTIME.allocBlock(65536);
   assert.notEqual(a.buffer, b.buffer, 'outside a simulation every block has its own memory');
-  const uninstall = installContentModels();
-  try {
+  const { allocBlock } = modelledRuntime(new VirtualClock());
+  {
     const bufs = Array.from({ length: 64 }, (_, i) => {
       const x = allocBlock(65536);
       assert.equal(x.length, 65536);
@@ -157,8 +155,6 @@ test('block buffers: own memory for agents; inside a simulation, private carried
     });
     bufs.forEach((x, i) => assert.ok(x.subarray(0, CHECKED_PAYLOAD_BYTES).every((v) => v === i), `buffer ${i} kept its carried bytes`));
     assert.ok(new Set(bufs.map((x) => x.buffer)).size < 4);
-  } finally {
-    uninstall();
   }
-  assert.notEqual(allocBlock(65536).buffer, allocBlock(65536).buffer);
+  assert.notEqual(REAL_RUNTIME.allocBlock(65536).buffer, REAL_RUNTIME.allocBlock(65536).buffer);
 });
