@@ -6,8 +6,8 @@
  *   npm run -s bench:qemu [-- --json] [--quick] [--runs N] [--size 256MiB] [--mem 128]
  *                         [--bandwidth 100Mbit] [--rtt 40ms] [--cases base,nobase]
  *
- * Method (src/qemu/rig.ts does the work)
- * - Guest: Debian's cloud kernel + busybox initramfs (src/qemu/guest.ts), TCG,
+ * Method (testing/qemu/rig.ts does the work)
+ * - Guest: Debian's cloud kernel + busybox initramfs (testing/qemu/guest.ts), TCG,
  *   `--mem` MiB RAM, one virtio-blk disk of `--size`. Workload ("moderate"):
  *   64 KiB O_DIRECT writes of random content, 80 % of them to a hot tenth of the
  *   disk, two 64 KiB reads per write, no pause; on these machines the guest
@@ -47,8 +47,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchArgs } from './bench-args.ts';
-import { ensureGuestKernel } from '../src/qemu/guest.ts';
-import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult } from '../src/qemu/rig.ts';
+import { ensureGuestKernel } from '../testing/qemu/guest.ts';
+import { runVmMigration, replicaIndexAvailable, type VmMethod, type VmRigResult } from '../testing/qemu/rig.ts';
 import { formatBytes } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { median } from './stats.ts';

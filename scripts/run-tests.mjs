@@ -30,7 +30,7 @@ if (files.length === 0) {
 // --test-force-exit: a test file whose tests have all finished ends even if something it started
 // still holds the event loop; such leaks are bugs to find, not reasons to hang CI. One kind is
 // known and guarded by its own test: resetting a socket whose end() is under way leaves a Node 20
-// handle that never closes (src/link/proxy.ts abort(), test/link/proxy-exit.test.ts).
+// handle that never closes (src/wan-emulator/proxy.ts abort(), test/wan-emulator/proxy-exit.test.ts).
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-force-exit', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
   env: { ...process.env, FLIMCD_LOG_LEVEL: process.env.FLIMCD_LOG_LEVEL ?? 'silent' },

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SourceAgent, type SourceAgentOptions } from '../migrate/source-agent.ts';
 import { TargetAgent, type TargetAgentOptions } from '../migrate/target-agent.ts';
-import { WanProxy } from '../link/proxy.ts';
+import { WanProxy } from '../wan-emulator/proxy.ts';
 import { resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { ephemeralPsk, type LinkSecurity } from '../wire/secure-link.ts';
 

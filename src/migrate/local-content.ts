@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { FileDisk } from '../block/file.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { ContentIndex, IndexedImage } from '../index/replica-index.ts';
+import type { ContentIndex, IndexedImage } from '../replica-index/replica-index.ts';
 import type { ContentModel } from '../content/content-id.ts';
 
 /** Most content ids remembered for blocks received in this migration (about 100 bytes each). */

@@ -17,7 +17,7 @@ import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
 import type { TargetEngine, TargetResult } from './target-engine.ts';
 import { buildTargetDisks, buildTargetSession } from './stack.ts';
 import { LocalContent } from './local-content.ts';
-import { ReplicaIndex } from '../index/replica-index.ts';
+import { ReplicaIndex } from '../replica-index/replica-index.ts';
 import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';

@@ -15,8 +15,8 @@ import { RequestGenerator } from '../workload/generator.ts';
 import { resolveProfile, type ProfileName } from '../workload/profiles.ts';
 import { scanImage } from './image-model.ts';
 import { writeBaseFile } from './base-image.ts';
-import { ReplicaIndex } from '../index/replica-index.ts';
-import { indexImage } from '../index/image-scan.ts';
+import { ReplicaIndex } from '../replica-index/replica-index.ts';
+import { indexImage } from '../replica-index/image-scan.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
 
 export interface ValidationCase {

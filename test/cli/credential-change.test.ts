@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { generateImage } from '../../src/workload/image-gen.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
+import { WanProxy } from '../../src/wan-emulator/proxy.ts';
 import { formatPskFile } from '../../src/wire/secure-link.ts';
 import { flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';

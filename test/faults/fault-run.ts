@@ -17,7 +17,7 @@ import { FLIMCD_BIN } from '../helpers/cli.ts';
 import { PEER_PATH } from '../helpers/peers.ts';
 import { ReconnectingDisk } from '../helpers/reconnecting-disk.ts';
 import { generateImage } from '../../src/workload/image-gen.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
+import { WanProxy } from '../../src/wan-emulator/proxy.ts';
 import { formatPskFile } from '../../src/wire/secure-link.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';

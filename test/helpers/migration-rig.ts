@@ -16,7 +16,7 @@ import { buildSourceDisks, buildSourceSession, buildTargetDisks, buildTargetSess
 import { resolveFeatures, type Algorithm, type Features } from '../../src/policy/algorithm.ts';
 import type { PrefetchConfig } from '../../src/policy/prefetch.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
-import type { ReplicaIndex } from '../../src/index/replica-index.ts';
+import type { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { migrate } from '../helpers/migration-rig.ts';
 import { tempDir as tmpDir } from '../helpers/tmp.ts';
 import { Prng } from '../../src/workload/prng.ts';
-import { ReplicaIndex } from '../../src/index/replica-index.ts';
-import { indexImage } from '../../src/index/image-scan.ts';
+import { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
+import { indexImage } from '../../src/replica-index/image-scan.ts';
 
 const BS = 65536;
 const SIZE = 16 * 1024 * 1024;

@@ -8,8 +8,8 @@ import pino from 'pino';
 import { tempDir } from '../helpers/tmp.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { MemoryDisk } from '../../src/block/memory.ts';
-import { ReplicaIndex } from '../../src/index/replica-index.ts';
-import { indexImage } from '../../src/index/image-scan.ts';
+import { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
+import { indexImage } from '../../src/replica-index/image-scan.ts';
 import { contentId, REAL_CONTENT_MODEL } from '../../src/content/content-id.ts';
 import { LocalContent } from '../../src/migrate/local-content.ts';
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { requirePeers } from '../helpers/peers.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { ensureGuestKernel, findGuestKernel, BUSYBOX, type GuestKernel } from '../../src/qemu/guest.ts';
-import { runVmMigration, type VmRigOptions } from '../../src/qemu/rig.ts';
+import { ensureGuestKernel, findGuestKernel, BUSYBOX, type GuestKernel } from '../../testing/qemu/guest.ts';
+import { runVmMigration, type VmRigOptions } from '../../testing/qemu/rig.ts';
 import { log } from '../../src/util/log.ts';
 
 function guestKernel(t: TestContext): GuestKernel | undefined {

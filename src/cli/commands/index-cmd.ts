@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { ReplicaIndex } from '../../index/replica-index.ts';
-import { indexImage } from '../../index/image-scan.ts';
+import { ReplicaIndex } from '../../replica-index/replica-index.ts';
+import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
 
 interface IndexOptions {

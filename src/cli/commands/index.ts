@@ -6,7 +6,7 @@ import { registerLoad } from './load.ts';
 import { registerAgents } from './agents.ts';
 import { registerControl } from './control.ts';
 import { registerIndex } from './index-cmd.ts';
-import { registerVm } from '../vm.ts';
+import { registerVm } from './vm.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerPlan } from './plan.ts';
 import { registerCerts } from './certs.ts';

@@ -7,7 +7,7 @@ import { scanImage } from '../../sim/image-model.ts';
 import { observeImage, observedProfile, plan } from '../../sim/planner.ts';
 import { parseWorkload } from '../../sim/scenario.ts';
 import { SimDisk } from '../../sim/sim-disk.ts';
-import { ReplicaIndex } from '../../index/replica-index.ts';
+import { ReplicaIndex } from '../../replica-index/replica-index.ts';
 import { askTargetHoldings } from '../../migrate/plan-probe.ts';
 import { OFFER_ID_BYTES } from '../../wire/messages.ts';
 import { parseAddress } from '../../util/address.ts';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { WanProxy } from '../../link/proxy.ts';
-import { startControlServer, type ControlServer } from '../../link/control.ts';
+import { WanProxy } from '../../wan-emulator/proxy.ts';
+import { startControlServer, type ControlServer } from '../../wan-emulator/control.ts';
 import { parseAddress, formatAddress } from '../../util/address.ts';
 import { parseBitRate, parseDuration, parseSize, formatBitRate, formatBytes, formatDuration } from '../../util/units.ts';
 import { log } from '../../util/log.ts';

@@ -2,7 +2,7 @@
 // 8 Mbit/s = 1000 bytes per ms and 1000-byte segments make every time a round number.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LinkDirection, autoSegmentBytes, type Segment } from '../../src/link/schedule.ts';
+import { LinkDirection, autoSegmentBytes, type Segment } from '../../src/wan-emulator/schedule.ts';
 
 const RATE = 8e6; // 1000 B/ms
 

@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { flimcd, flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { echoServer } from '../helpers/net.ts';
-import { WanProxy } from '../../src/link/proxy.ts';
-import { startControlServer } from '../../src/link/control.ts';
+import { WanProxy } from '../../src/wan-emulator/proxy.ts';
+import { startControlServer } from '../../src/wan-emulator/control.ts';
 import { controlRequest, ControlResponseError } from '../../src/control/client.ts';
 import { parseAddress } from '../../src/util/address.ts';
-import type { WanStats } from '../../src/link/proxy.ts';
+import type { WanStats } from '../../src/wan-emulator/proxy.ts';
 
 /** The endpoint refused with this status and a message matching `message`. */
 const refused = (status: number, message: RegExp) => (e: unknown): boolean => {

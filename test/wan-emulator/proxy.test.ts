@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { WanProxy, type WanProxyOptions } from '../../src/link/proxy.ts';
+import { WanProxy, type WanProxyOptions } from '../../src/wan-emulator/proxy.ts';
 import type { Address } from '../../src/util/address.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { echoServer, listenFor } from '../helpers/net.ts';

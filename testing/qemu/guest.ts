@@ -25,7 +25,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, FlimcdError } from '../errors.ts';
+import { ErrorCode, FlimcdError } from '../../src/errors.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GUEST_CACHE_DIR = process.env.FLIMCD_GUEST_DIR ?? join(REPO_ROOT, '.cache', 'guest');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VirtualClock } from '../../src/util/clock.ts';
-import { WanLink, defaultQueueBytes, type Direction } from '../../src/link/link.ts';
+import { WanLink, defaultQueueBytes, type Direction } from '../../src/wan-emulator/link.ts';
 
 /** 8 Mbit/s = 1000 B/ms, 1000-byte segments, rtt 20 ms (10 ms each way). */
 function rig(opts: { queueBytes?: number; rttMs?: number; echo?: boolean } = {}) {

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.ts';
-import { ReplicaIndex, type ContentIndex } from '../../src/index/replica-index.ts';
-import { MemoryReplicaIndex } from '../../src/index/memory-index.ts';
-import { indexImage } from '../../src/index/image-scan.ts';
+import { ReplicaIndex, type ContentIndex } from '../../src/replica-index/replica-index.ts';
+import { MemoryReplicaIndex } from '../../src/replica-index/memory-index.ts';
+import { indexImage } from '../../src/replica-index/image-scan.ts';
 import { contentId } from '../../src/content/content-id.ts';
 import { Prng } from '../../src/workload/prng.ts';
 

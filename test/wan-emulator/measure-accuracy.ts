@@ -3,8 +3,8 @@
 // to last byte) and an idle ping-pong (rtt). Not a test; prints a table, or
 // JSON with --json.
 //
-//   npx tsx test/link/measure-accuracy.ts [--seconds 2] [--json] [RATE/RTT ...]
-//   npx tsx test/link/measure-accuracy.ts 100Mbit/50ms 1Gbit/10ms
+//   npx tsx test/wan-emulator/measure-accuracy.ts [--seconds 2] [--json] [RATE/RTT ...]
+//   npx tsx test/wan-emulator/measure-accuracy.ts 100Mbit/50ms 1Gbit/10ms
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';

@@ -5,12 +5,12 @@
  * See src/qemu/vm-migrate.ts for the QMP sequence and failure semantics.
  */
 import type { Command } from 'commander';
-import { parseAddress } from '../util/address.ts';
-import { parseBitRate, parseDuration, parseSize, formatBytes } from '../util/units.ts';
-import { log } from '../util/log.ts';
-import { UsageError } from '../errors.ts';
-import { ExitCode } from './exit-codes.ts';
-import { migrateVm, VmMigrationError, type VmProgress } from '../qemu/vm-migrate.ts';
+import { parseAddress } from '../../util/address.ts';
+import { parseBitRate, parseDuration, parseSize, formatBytes } from '../../util/units.ts';
+import { log } from '../../util/log.ts';
+import { UsageError } from '../../errors.ts';
+import { ExitCode } from '../exit-codes.ts';
+import { migrateVm, VmMigrationError, type VmProgress } from '../../qemu/vm-migrate.ts';
 
 interface VmMigrateCliOptions {
   sourceQmp: string;

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.ts';
-import { ReplicaIndex } from '../../src/index/replica-index.ts';
-import { indexImage } from '../../src/index/image-scan.ts';
+import { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
+import { indexImage } from '../../src/replica-index/image-scan.ts';
 import { contentId } from '../../src/content/content-id.ts';
 import { Prng } from '../../src/workload/prng.ts';
 
