@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { generateImage } from '../../src/workload/image-gen.ts';
 import { WanProxy } from '../../src/wan-emulator/proxy.ts';
-import { formatPskFile } from '../../src/wire/secure-link.ts';
+import { formatPskFile } from '../../src/cli/security-options.ts';
 import { flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { flimcd, flimcdBackground } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { generateImage } from '../../src/workload/image-gen.ts';
-import { formatPskFile } from '../../src/wire/secure-link.ts';
+import { formatPskFile } from '../../src/cli/security-options.ts';
 
 const MiB = 2 ** 20;
 

@@ -18,7 +18,7 @@ import { PEER_PATH } from '../helpers/peers.ts';
 import { ReconnectingDisk } from '../helpers/reconnecting-disk.ts';
 import { generateImage } from '../../src/workload/image-gen.ts';
 import { WanProxy } from '../../src/wan-emulator/proxy.ts';
-import { formatPskFile } from '../../src/wire/secure-link.ts';
+import { formatPskFile } from '../../src/cli/security-options.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
 import { resolveProfile, type ProfileName } from '../../src/workload/profiles.ts';

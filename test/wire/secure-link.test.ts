@@ -8,8 +8,8 @@ import { readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { connectLink, createLinkServer, securityFromFlags, readPskFile, ephemeralPsk, SECURITY_HELP, type LinkSecurity } from '../../src/wire/secure-link.ts';
-import { makeCertificates, makePskFile } from '../../src/cli/commands/certs.ts';
+import { connectLink, createLinkServer, ephemeralPsk, type LinkSecurity } from '../../src/wire/secure-link.ts';
+import { makeCertificates } from '../../src/cli/commands/certs.ts';
 import { AuthError, UsageError } from '../../src/errors.ts';
 import type { Address } from '../../src/util/address.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -121,30 +121,4 @@ test('an unreachable peer is an IoError (retried by the source agent), not an Au
   const port = (srv.address() as net.AddressInfo).port;
   await new Promise<void>((r) => srv.close(() => r()));
   await assert.rejects(connectLink({ kind: 'tcp', host: '127.0.0.1', port }, ephemeralPsk()), (e: unknown) => !(e instanceof AuthError) && (e as { code?: string }).code === 'FLIMCD_ERR_IO');
-});
-
-test('credential flags: none, mixed or incomplete are usage errors naming what to pass; PSK files are checked', (t) => {
-  const dir = tempDir(t);
-  assert.throws(() => securityFromFlags({}), (e: unknown) => e instanceof UsageError && e.message === SECURITY_HELP && /--tls-ca.*--psk-file.*--insecure/.test(e.message));
-  assert.throws(() => securityFromFlags({ insecure: true, pskFile: 'x' }), /choose one/);
-  assert.throws(() => securityFromFlags({ tlsCa: 'ca.crt' }), /--tls-cert and --tls-key/);
-  assert.deepEqual(securityFromFlags({ insecure: true }), { mode: 'insecure' });
-  assert.throws(() => securityFromFlags({ pskFile: join(dir, 'missing') }), /--psk-file: cannot read .*ENOENT/);
-
-  const psk = join(dir, 'link.psk');
-  makePskFile(psk, 'flimcd', false);
-  const s = readPskFile(psk);
-  assert.equal(s.mode, 'psk');
-  assert.equal(s.mode === 'psk' && s.key.length, 32);
-  assert.throws(() => makePskFile(psk, 'flimcd', false), /exists/);
-  chmodSync(psk, 0o644);
-  assert.throws(() => readPskFile(psk), /readable by others.*chmod 600/);
-  writeFileSync(psk, 'no colon here\n', { mode: 0o600 });
-  chmodSync(psk, 0o600);
-  assert.throws(() => readPskFile(psk), /IDENTITY:HEXKEY/);
-  writeFileSync(psk, 'id:abcd\n');
-  assert.throws(() => readPskFile(psk), /at least 16/);
-  const notPem = join(dir, 'x.crt');
-  writeFileSync(notPem, 'hello');
-  assert.throws(() => securityFromFlags({ tlsCa: notPem, tlsCert: notPem, tlsKey: psk }), /not a PEM file/);
 });

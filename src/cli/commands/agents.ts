@@ -13,8 +13,7 @@ import { attachControl } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { statSync } from 'node:fs';
-import { addSecurityOptions } from '../security-options.ts';
-import { securityFromFlags, type SecurityFlags } from '../../wire/secure-link.ts';
+import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
 
 function imageSize(path: string): number {

@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
-import { formatPskFile, ROLE_CERT_NAME } from '../../wire/secure-link.ts';
+import { ROLE_CERT_NAME } from '../../wire/secure-link.ts';
+import { formatPskFile } from '../security-options.ts';
 
 interface CertsOptions {
   out?: string;

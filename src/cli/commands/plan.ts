@@ -11,7 +11,7 @@ import { ReplicaIndex } from '../../replica-index/replica-index.ts';
 import { askTargetHoldings } from '../../migrate/plan-probe.ts';
 import { OFFER_ID_BYTES } from '../../wire/messages.ts';
 import { parseAddress } from '../../util/address.ts';
-import { securityFromFlags, type SecurityFlags } from '../../wire/secure-link.ts';
+import { securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { addSecurityOptions } from '../security-options.ts';
 
 function openIndex(dir: string): ReplicaIndex {
