@@ -144,7 +144,6 @@ export function withEarlierSessions(r: MigrationReport, e: EarlierSessions): Mig
 
 export function buildReport(i: ReportInput): MigrationReport {
   const breakdown = i.wire;
-  const { data, zero, reference } = breakdown;
   const wire = wireTotal(breakdown);
   const ts = i.targetStats;
   const readBlocks = ts.readBlocks;

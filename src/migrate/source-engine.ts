@@ -204,7 +204,7 @@ export class SourceEngine {
   }
 
   async run(): Promise<MigrationReport> {
-    const { channel, clock, log } = this.o;
+    const { log } = this.o;
     const resume = this.o.resume;
     if (resume?.mode === 'postcopy') {
       // The VM already runs at the target; the gate here stays shut.

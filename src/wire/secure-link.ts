@@ -22,11 +22,10 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
-import { AuthError, IoError, UsageError, systemErrorCode, type TargetRefusalReason } from '../errors.ts';
+import { AuthError, IoError, systemErrorCode, type TargetRefusalReason } from '../errors.ts';
 import { writeMessage } from './handshake.ts';
 import { MsgType } from './messages.ts';
 

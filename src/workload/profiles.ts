@@ -49,7 +49,7 @@
  */
 import { UsageError } from '../errors.ts';
 import { DirtyMeter } from './dirty-meter.ts';
-import { RequestGenerator, validateParams, type GeneratorParams, type SizeWeight } from './generator.ts';
+import { RequestGenerator, validateParams, type GeneratorParams } from './generator.ts';
 
 export const PROFILE_NAMES = ['idle', 'light', 'moderate', 'heavy', 'mail'] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];

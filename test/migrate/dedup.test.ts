@@ -85,7 +85,10 @@ test('a changed replica file is detected and its blocks come from the source', a
   await indexImage(index, basePath, BS);
   // The base file changes after it was indexed: 20 blocks are corrupted.
   const corrupted = Buffer.from(base);
-  for (let b = 0; b < 20; b++) corrupted[(b * 7) * BS + 123] ^= 0xff;
+  for (let b = 0; b < 20; b++) {
+    const i = b * 7 * BS + 123;
+    corrupted[i] = corrupted[i]! ^ 0xff;
+  }
   writeFileSync(basePath, corrupted);
   const { report, rig } = await migrate({ algorithm: 'flimcd', size: SIZE, sourceInitial: base, index, vm: false, seed: 8 });
   assert.equal(report.verified, true);

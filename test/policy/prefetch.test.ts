@@ -16,7 +16,7 @@ function model(n: number) {
   return {
     present,
     wanted: (b: number) => !present[b] && !inflight.has(b),
-    request(p: PrefetchPolicy, blocks: number[]) {
+    request(_p: PrefetchPolicy, blocks: number[]) {
       for (const b of blocks) inflight.add(b);
     },
     deliver(p: PrefetchPolicy) {

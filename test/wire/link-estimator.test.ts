@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { INITIAL_WINDOW, LinkEstimator, STARTUP_GAIN, WINDOW_GAIN, type LinkEstimatorOptions, type SendSample } from '../../src/wire/link-estimator.ts';
+import { INITIAL_WINDOW, LinkEstimator, STARTUP_GAIN, WINDOW_GAIN, type SendSample } from '../../src/wire/link-estimator.ts';
 
 const MSG = 64 * 1024;
 

@@ -4,13 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { connectLink, createLinkServer, ephemeralPsk, type LinkSecurity } from '../../src/wire/secure-link.ts';
 import { makeCertificates } from '../../src/cli/commands/certs.ts';
-import { AuthError, UsageError } from '../../src/errors.ts';
+import { AuthError } from '../../src/errors.ts';
 import type { Address } from '../../src/util/address.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
