@@ -213,9 +213,9 @@ async function main(): Promise<void> {
           if (!readFileSync(dst).equals(want)) throw new Error(`${c.name}/${algorithm}: target differs from source`);
           const k = `${c.name}/${algorithm}`;
           samples[k] ??= { wire: [], time: [] };
-          samples[k]!.wire.push(res.report.wire_bytes);
-          samples[k]!.time.push(res.report.time_total_s);
-          samples[k]!.report = res.report;
+          samples[k].wire.push(res.report.wire_bytes);
+          samples[k].time.push(res.report.time_total_s);
+          samples[k].report = res.report;
           say(`run ${r + 1}/${runs} ${k}: ${formatBytes(res.report.wire_bytes)} on the wire, ${res.report.time_total_s.toFixed(2)} s`);
           rmSync(dst, { force: true });
         }
@@ -260,7 +260,7 @@ async function main(): Promise<void> {
       const line = (cells: string[]) => '| ' + cells.join(' | ') + ' |';
       console.log(`\nbench:dedup — ${formatBytes(imgBytes)} ext4 image, ${args.bandwidth} / ${args.rtt}, median of ${runs} run(s)\n`);
       console.log(line(['case', 'lower bound', 'flimcd wire', 'wire / bound', 'precopy wire', 'flimcd time', 'precopy time', 'time ratio', 'goal']));
-      console.log(line(Array(9).fill('---')));
+      console.log(line(Array<string>(9).fill('---')));
       for (const r of rows) {
         console.log(line([
           r.case, formatBytes(r.lower_bound_bytes), formatBytes(r.flimcd.wire_bytes), r.wire_over_bound.toFixed(3), formatBytes(r.precopy.wire_bytes),

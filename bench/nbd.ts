@@ -162,7 +162,7 @@ async function startOurs(name: string, image: string, sock: string, profileDir: 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-8192)));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-8192)));
   const r: Running = { name, child, uri: nbdUri({ kind: 'unix', path: sock }), stderr: () => err };
   children.push(r);
   await new Promise<void>((ok, fail) => {
@@ -176,8 +176,8 @@ async function startOurs(name: string, image: string, sock: string, profileDir: 
           const ev = JSON.parse(line) as { event?: string; uri?: string };
           if (ev.event === 'listening') {
             clearTimeout(timer);
-            child.stdout!.off('data', onData);
-            child.stdout!.resume();
+            child.stdout.off('data', onData);
+            child.stdout.resume();
             if (ev.uri) r.uri = ev.uri;
             ok();
             return;
@@ -185,7 +185,7 @@ async function startOurs(name: string, image: string, sock: string, profileDir: 
         } catch { /* partial line */ }
       }
     };
-    child.stdout!.setEncoding('utf8').on('data', onData);
+    child.stdout.setEncoding('utf8').on('data', onData);
     child.once('exit', (code) => { clearTimeout(timer); fail(new Error(`${name} exited (${code}) before listening\n${err}`)); });
   });
   return r;
@@ -199,7 +199,7 @@ async function startQemu(name: string, image: string, sock: string): Promise<Run
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-8192)));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-8192)));
   const r: Running = { name, child, uri: nbdUri({ kind: 'unix', path: sock }), stderr: () => err };
   children.push(r);
   let exited = false;

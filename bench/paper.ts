@@ -229,7 +229,7 @@ async function main(): Promise<void> {
     ['slowdown', 'guest_slowdown', 'guest I/O slowdown (x)', true],
   ];
   for (const [name, field, yTitle, log] of charts) {
-    const rows = cells.filter((c) => c.target_holds === 'base' && c[field] !== null && Number.isFinite(c[field] as number)).map((c) => ({ ...c }) as Record<string, unknown>);
+    const rows = cells.filter((c) => c.target_holds === 'base' && c[field] !== null && Number.isFinite(c[field] as number)).map((c) => ({ ...c }));
     const { svg, png } = await renderChart({ title: `${yTitle} — ${formatBytes(size)} image, target holds the base`, field, yTitle, rows, x: 'workload', bar: 'algorithm', column: 'link', barOrder: variants.map((x) => x.name), xOrder: [...WORKLOADS], columnOrder: linkNames, logScale: log });
     writeFileSync(join(out, `${name}.svg`), svg);
     writeFileSync(join(out, `${name}.png`), png);

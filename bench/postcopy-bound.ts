@@ -43,7 +43,7 @@ if (v.json) {
   const { medians: med, ratios: ratio, counts, plainPostcopyS: plainTime, missKinds } = m;
   process.stdout.write(`\nMODEL (not a measurement): post-copy miss rate by push order, median of ${o.runs}; ${o.size / 2 ** 20} MiB, ${o.bandwidthBps / 1e6} Mbit/s, ${o.rttMs} ms RTT + ${o.queueMs} ms queue, ${o.warmupMs / 1000} s warm-up\n\n`);
   const rows = [['workload', ...ORDERS, ...ORDERS.slice(1).map((x) => `${x}/plain`)]];
-  for (const w of o.only) rows.push([w, ...ORDERS.map((x) => `${(med[w]![x]! * 100).toFixed(2)} %`), ...ORDERS.slice(1).map((x) => ratio[w]![x]!.toFixed(2))]);
+  for (const w of o.only) rows.push([w, ...ORDERS.map((x) => `${(med[w]![x] * 100).toFixed(2)} %`), ...ORDERS.slice(1).map((x) => ratio[w]![x].toFixed(2))]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(r.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ') + '\n');
   process.stdout.write('\nplain (block order) misses / blocks read per run, to hold against bench:postcopy\'s measured plain counts:\n');

@@ -265,10 +265,10 @@ export async function modelPushOrders(o: ModelConfig): Promise<ModelResult> {
   for (const w of o.only) {
     med[w] = {};
     ratio[w] = {};
-    for (const ord of ORDERS) med[w]![ord] = median(results[w]![ord]!);
-    for (const ord of ORDERS) ratio[w]![ord] = Math.round((med[w]![ord]! / med[w]!.plain!) * 1000) / 1000;
+    for (const ord of ORDERS) med[w][ord] = median(results[w]![ord]!);
+    for (const ord of ORDERS) ratio[w][ord] = Math.round((med[w][ord]! / med[w].plain!) * 1000) / 1000;
   }
   const worst = (ord: Order) => Math.max(...o.only.map((w) => ratio[w]![ord]!));
   const headline: Record<string, number> = { source_heat: worst('source heat'), source_block_heat: worst('source block heat'), perfect_area_heat: worst('perfect area heat'), perfect_block_heat: worst('perfect block heat'), oracle_probability: worst('oracle probability'), clairvoyant: worst('clairvoyant') };
-  return { medians: med as ModelResult['medians'], ratios: ratio as ModelResult['ratios'], headline, counts: counted as ModelResult['counts'], plainPostcopyS: plainTime, missKinds: missKinds as ModelResult['missKinds'] };
+  return { medians: med, ratios: ratio, headline, counts: counted, plainPostcopyS: plainTime, missKinds: missKinds };
 }

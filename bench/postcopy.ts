@@ -180,13 +180,13 @@ async function main(): Promise<void> {
         const vals = xs.map((s) => s[k]).filter((x): x is number => typeof x === 'number');
         return vals.length ? round(median(vals), 6) : null;
       };
-      medians[w]![v] = {
+      medians[w][v] = {
         block_miss_rate: med('block_miss_rate'), misses: med('misses'), blocks_read: med('blocks_read'), prefetch_hits: med('prefetch_hits'),
         prefetch_wasted_bytes: med('prefetch_wasted_bytes'), miss_p50_ms: med('miss_p50_ms'), miss_p99_ms: med('miss_p99_ms'), time_postcopy_s: med('time_postcopy_s'),
       };
     }
-    const base = medians[w]!.postcopy!.block_miss_rate ?? 0;
-    for (const v of VARIANTS) ratios[w]![v] = round(ratioToBaseline(medians[w]![v]!.block_miss_rate ?? 0, base), 3);
+    const base = medians[w].postcopy!.block_miss_rate ?? 0;
+    for (const v of VARIANTS) ratios[w][v] = round(ratioToBaseline(medians[w][v]!.block_miss_rate ?? 0, base), 3);
   }
   const worst = (v: Variant) => round(worstRatio(o.workloads.map((w) => ratios[w]![v]!)), 3);
   const headline = { hot: worst('hot'), prefetch: worst('prefetch'), both: worst('both') };

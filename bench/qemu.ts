@@ -70,7 +70,7 @@ const args = benchArgs('qemu', 'usage: npm run -s bench:qemu [-- --json] [--quic
   'mirror-mode': { type: 'string', default: 'write-blocking' },
 });
 const a = args.values;
-const quick = a.quick!;
+const quick = a.quick;
 const runs = args.int(a.runs, quick ? 1 : 3, '--runs');
 const size = args.size(a.size, quick ? 64 * 1024 ** 2 : 256 * 1024 ** 2, '--size');
 const memMiB = args.int(a.mem, 128, '--mem', 64);
@@ -107,7 +107,7 @@ for (let run = 0; run < runs; run++) {
         });
         const ok = r.guest.verdict === 'PASS' && r.host.mismatches === 0 && (method !== 'flimcd' || r.flimcd?.verified === true);
         if (!ok) failures.push(`${c}/${method} run ${run + 1}: guest ${r.guest.line}; host mismatches ${r.host.mismatches}`);
-        samples[c]![method].push({ time_s: r.time_total_s, wire_bytes: r.wire_bytes, downtime_ms: r.downtime_ms, guest_write_Bps: r.guest_write_Bps ?? 0, checks_ok: ok });
+        samples[c][method].push({ time_s: r.time_total_s, wire_bytes: r.wire_bytes, downtime_ms: r.downtime_ms, guest_write_Bps: r.guest_write_Bps ?? 0, checks_ok: ok });
         say(`  ${r.time_total_s.toFixed(1)} s, ${formatBytes(r.wire_bytes)} (disk ${formatBytes(r.wire_bytes_disk_link)}, RAM ${formatBytes(r.wire_bytes_ram_link)}), downtime ${r.downtime_ms} ms, guest ${r.guest.verdict}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });

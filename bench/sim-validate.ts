@@ -27,8 +27,8 @@ const { values: v } = parseArgs({
 });
 const quiet = log.child({});
 quiet.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
-const algorithm = parseAlgorithm(v.algorithm!);
-getProfile(v.workload!);
+const algorithm = parseAlgorithm(v.algorithm);
+getProfile(v.workload);
 if (v['target-holds'] !== 'none' && v['target-holds'] !== 'base') {
   process.stderr.write(`sim-validate: --target-holds must be none or base (got "${v['target-holds']}")\n`);
   process.exit(2);
@@ -38,7 +38,7 @@ if (baseShare !== undefined && !(baseShare >= 0 && baseShare <= 1)) {
   process.stderr.write(`sim-validate: --base-share must be a fraction from 0 to 1 (got "${v['base-share']}")\n`);
   process.exit(2);
 }
-const r = await validate({ size: parseSize(v.size!, '--size'), bandwidthBps: 20e6, rttMs: 20, algorithm, workload: v.workload as ProfileName, seed: 1, warmupMs: 5000, baseShare, log: quiet });
+const r = await validate({ size: parseSize(v.size, '--size'), bandwidthBps: 20e6, rttMs: 20, algorithm, workload: v.workload as ProfileName, seed: 1, warmupMs: 5000, baseShare, log: quiet });
 const ok = COMPARED.every((k) => r.relError[k] <= 0.15);
 const rows = COMPARED.map((k) => ({ measure: k, real: r.real[k], sim: r.sim[k], rel_error: Math.round(r.relError[k] * 1000) / 1000 }));
 if (v.json) {

@@ -218,7 +218,7 @@ export class FileDisk implements Disk {
       try {
         const flat = await s.mapExtents(this.fd, offset, length, Math.max(1, Math.min(maxExtents, MAX_EXTENTS)));
         if (flat.length >= 3) {
-          const out: Extent[] = new Array(flat.length / 3);
+          const out = new Array<Extent>(flat.length / 3);
           for (let i = 0, j = 0; i < flat.length; i += 3, j++) out[j] = { offset: flat[i]!, length: flat[i + 1]!, flags: flat[i + 2]! };
           return out;
         }

@@ -115,7 +115,7 @@ export function createProgress(o: ProgressOptions = {}): Progress {
     if (bar) return bar;
     multibar = new cliProgress.MultiBar(
       {
-        stream: stream as NodeJS.WritableStream,
+        stream: stream,
         format: '{label} {phase} |{bar}| {pct} | {rateText} | ETA {etaText} | {wire}',
         barsize: 30,
         hideCursor: false,

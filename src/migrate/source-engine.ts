@@ -511,7 +511,7 @@ export class SourceEngine {
   private async verify(v: Verify): Promise<{ root: string; verified: boolean }> {
     const { image, blockSize } = this.o;
     const written = new Map(v.targetWrites.map(([b, id]) => [b, Buffer.from(id, 'hex')]));
-    const ids: Buffer[] = new Array(this.n);
+    const ids = new Array<Buffer>(this.n);
     const buf = Buffer.allocUnsafe(blockSize);
     for (let b = 0; b < this.n; b++) {
       const w = written.get(b);

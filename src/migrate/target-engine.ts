@@ -430,7 +430,7 @@ export class TargetEngine {
     this.setPhase('verify');
     await disk.flush();
     const bs = disk.unit;
-    const ids: Buffer[] = new Array(this.n);
+    const ids = new Array<Buffer>(this.n);
     const buf = Buffer.allocUnsafe(bs);
     // A VM write racing this read is harmless: the id we read is the one we report for that block.
     for (let b = 0; b < this.n; b++) {

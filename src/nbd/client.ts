@@ -247,6 +247,8 @@ export class NbdClient extends EventEmitter implements Disk {
   }
 
   override on(event: 'close', listener: (err: FlimcdError | undefined) => void): this;
+  // The implementation signature of typed overloads: EventEmitter's own listener type.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     return super.on(event, listener);
   }

@@ -154,7 +154,7 @@ export class QemuGuest {
     const serialPath = join(o.dir, `${o.name}.serial`);
     const proc = spawn(o.binary ?? 'qemu-system-x86_64', QemuGuest.args(o, qmpPath, serialPath), { stdio: ['ignore', 'ignore', 'pipe'] });
     const stderr: string[] = [];
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
     let exited: { code: number | null; signal: string | null } | undefined;
     const exitP = new Promise<never>((_, reject) =>
       proc.once('exit', (code, signal) => {
@@ -168,7 +168,7 @@ export class QemuGuest {
       const serial = await Promise.race([SerialConsole.connect(serialPath), exitP]);
       const g = new QemuGuest(o, proc, qmpPath, serialPath, qmp, serial);
       g.stderr.push(...stderr);
-      proc.stderr!.on('data', (d: string) => g.stderr.push(d));
+      proc.stderr.on('data', (d: string) => g.stderr.push(d));
       if (exited) g.exited = exited;
       proc.once('exit', (code, signal) => (g.exited = { code, signal }));
       return g;

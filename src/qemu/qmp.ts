@@ -174,7 +174,7 @@ export class QmpClient {
       this.emitter.emit('event', ev);
       return;
     }
-    const id = msg.id === undefined ? undefined : String(msg.id);
+    const id = typeof msg.id === 'string' ? msg.id : typeof msg.id === 'number' ? String(msg.id) : undefined;
     const p = id === undefined ? undefined : this.pending.get(id);
     if (!p) return; // a reply to nobody (timed out already): ignore
     this.pending.delete(id!);

@@ -148,7 +148,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     o.onProgress({
       stage,
       elapsedMs: Date.now() - t0,
-      disk: { phase: String(lastDisk.phase ?? 'unknown'), progress: num(lastDisk.progress), remainingBlocks: num(lastDisk.remainingBlocks), blockSize: num(lastDisk.blockSize), wireBytes: num(lastDisk.wireBytes) },
+      disk: { phase: typeof lastDisk.phase === 'string' ? lastDisk.phase : 'unknown', progress: num(lastDisk.progress), remainingBlocks: num(lastDisk.remainingBlocks), blockSize: num(lastDisk.blockSize), wireBytes: num(lastDisk.wireBytes) },
       ram: lastRam ? { status: lastRam.status ?? 'none', transferred: ram?.transferred ?? 0, total: ram?.total ?? 0, remaining: ram?.remaining ?? 0 } : null,
     });
   };

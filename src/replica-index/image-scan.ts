@@ -16,7 +16,7 @@ export async function scanBlocks(disk: Disk, blockSize: number, content: Content
   const buf = Buffer.allocUnsafe(chunk);
   let pos = 0;
   while (pos < disk.size) {
-    let len = Math.min(chunk, disk.size - pos);
+    const len = Math.min(chunk, disk.size - pos);
     if (disk.capabilities.canExtents) {
       const [e] = await disk.extents(pos, len, 1);
       if (e && (e.flags & ExtentFlags.ZERO) !== 0) {

@@ -117,13 +117,13 @@ export class ReplicaIndex implements ContentIndex {
       for (const e of entries) {
         const k = idKey(image.blockSize, e.id);
         if (this.ids.doesExist(k)) continue;
-        this.ids.put(k, locValue(image.no, e.offset));
+        void this.ids.put(k, locValue(image.no, e.offset));
         added++;
       }
       const cur = this.images.get(image.path);
       if (cur) {
         cur.blocks += added;
-        this.images.put(image.path, cur);
+        void this.images.put(image.path, cur);
         image.blocks = cur.blocks;
       }
     });
@@ -157,10 +157,10 @@ export class ReplicaIndex implements ContentIndex {
     }
     await this.ids.transaction(() => {
       for (const k of doomed) {
-        this.ids.remove(k);
+        void this.ids.remove(k);
         removed++;
       }
-      this.images.remove(p);
+      void this.images.remove(p);
     });
     this.noCache.delete(im.no);
     return removed;

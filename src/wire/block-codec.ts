@@ -58,7 +58,7 @@ export class BlockCompressor {
     const modelled = this.model.compress(data, room);
     if (modelled) return this.account(data.length, modelled.payload, modelled.compressed, 0);
     const out = Buffer.allocUnsafe(room);
-    let n = -1;
+    let n: number;
     try {
       n = this.cctx.compress(out, data, this.level);
     } catch {

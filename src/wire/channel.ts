@@ -321,8 +321,8 @@ export class Channel {
       return this.fail(e as Error);
     }
     if (!isSequenced(m.type)) return;
-    if (r && typeof (r as Promise<void>).then === 'function') {
-      (r as Promise<void>).then(() => this.received.done(seq), (e) => this.fail(e as Error));
+    if (r && typeof (r).then === 'function') {
+      (r).then(() => this.received.done(seq), (e) => this.fail(e as Error));
     } else this.received.done(seq);
   }
 

@@ -415,7 +415,7 @@ export class WorkloadExecutor {
         }
       })();
     }
-    return this.switching!;
+    return this.switching;
   }
 
   /** Emits per-second stats as seconds elapse. */

@@ -79,7 +79,7 @@ export function parseFiuLine(text: string, line: number): FiuRecord | undefined 
   if (n === pages) digestUnit = 'page';
   else if (n === sectors) digestUnit = 'sector';
   else throw new TraceFormatError(`${n} digests for ${sectors} sectors: expected ${pages} (per 4 KiB page) or ${sectors} (per sector)`, line);
-  const digests: string[] = new Array(n);
+  const digests = new Array<string>(n);
   for (let i = 0; i < n; i++) digests[i] = hex.slice(i * MD5_HEX, (i + 1) * MD5_HEX).toLowerCase();
   return { tsNs, pid, process, lba, sectors, op: opTok === 'W' ? 'write' : 'read', major, minor, digests, digestUnit, line };
 }

@@ -99,6 +99,7 @@ test('plan --target: an old copy of the image at the target counts; a busy, abse
     if (busy.code !== 0) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.notEqual(busy!.code, 0);
-  assert.match(busy!.stderr, /refused the plan probe: this target agent has a migration under way/);
+  assert.ok(busy, 'the probe ran');
+  assert.notEqual(busy.code, 0);
+  assert.match(busy.stderr, /refused the plan probe: this target agent has a migration under way/);
 });

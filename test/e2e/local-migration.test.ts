@@ -26,7 +26,7 @@ for (const algorithm of ALGORITHMS) {
     // between its last completion at the source and its first at the target (the report takes off half
     // a round trip, the gap adds the NBD reply's way back; 5 ms covers that).
     const { downtime_ms: downtime } = r.report;
-    const stall = r.workload.switchOver!.stallMs;
+    const stall = r.workload.switchOver.stallMs;
     assert.ok(downtime > 0 && downtime <= stall + 5 && downtime < 5000, `downtime ${downtime} ms, workload stall ${stall.toFixed(1)} ms`);
     // Pre-copy never enters a post-copy phase; post-copy moves nearly everything after its immediate cut-over.
     if (algorithm === 'precopy') assert.equal(r.report.time_postcopy_s, 0);

@@ -23,7 +23,6 @@ import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
 import { resolveProfile, type ProfileName } from '../../src/workload/profiles.ts';
 import { WorkloadExecutor } from '../../src/workload/executor.ts';
-import type { Address } from '../../src/util/address.ts';
 import { describeSchedule, phaseIndex, type FaultEvent, type FaultSchedule } from './schedule.ts';
 import { freePort } from '../helpers/net.ts';
 
@@ -77,7 +76,7 @@ class AgentProcess {
     this.all.push(child);
     this.logFile.write(`--- start ${this.starts} pid ${child.pid} at ${new Date().toISOString()}\n`);
     let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
         const line = buf.slice(0, i);
@@ -88,7 +87,7 @@ class AgentProcess {
         for (const f of this.lineFns) f(line, obj);
       }
     });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => this.logFile.write(d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => this.logFile.write(d));
     this.exited = new Promise((res) => child.on('close', (code, signal) => res({ code, signal })));
   }
 
@@ -192,7 +191,7 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: Faul
     exec = new WorkloadExecutor({
       disk: primary,
       switchTo: async () => {
-        const d = await ReconnectingDisk.connect({ kind: 'unix', path: join(dir, 'target.sock') } as Address, 60_000);
+        const d = await ReconnectingDisk.connect({ kind: 'unix', path: join(dir, 'target.sock') }, 60_000);
         opened.push(d);
         return d;
       },

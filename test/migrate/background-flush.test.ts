@@ -15,7 +15,7 @@ async function run(backgroundFlushBytes: number) {
   rig.tgtImage.flush = async () => {
     running++;
     maxRunning = Math.max(maxRunning, running);
-    flushes.push({ phase: rig.target.status().phase as string });
+    flushes.push({ phase: rig.target.status().phase });
     await new Promise((r) => setTimeout(r, 5));
     try {
       return await inner();

@@ -20,7 +20,7 @@ test('a session resumed before the cut-over: its pre-copy and total times grow b
 });
 
 test('a session resumed after the cut-over keeps the earlier pre-copy time and downtime', () => {
-  const postcopyOnly = { ...last, time_total_s: 4, time_precopy_s: 0, time_postcopy_s: 4, downtime_ms: 0 } as MigrationReport;
+  const postcopyOnly = { ...last, time_total_s: 4, time_precopy_s: 0, time_postcopy_s: 4, downtime_ms: 0 };
   const r = withEarlierSessions(postcopyOnly, { sessions: 2, elapsedMs: 20_000, wire: { data: 0, reference: 0, zero: 0, control: 0 }, exact: false, cutover: { precopyMs: 15_000, downtimeMs: 250 } });
   assert.equal(r.time_total_s, 24);
   assert.equal(r.time_precopy_s, 15);

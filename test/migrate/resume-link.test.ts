@@ -43,6 +43,7 @@ test('cut-over: a link cut as the hand-off starts resumes and the target takes o
   const size = 8 * MiB;
   let pair!: Awaited<ReturnType<typeof startAgentPair>>;
   let cuts = 0;
+  // eslint-disable-next-line prefer-const -- onPhase reads it while startAgentPair, which assigns it, runs
   pair = await startAgentPair({
     dir: tempDir(t), size, algorithm: 'hybrid', bandwidthBps: 200e6,
     onPhase: (p: Phase) => { if (p === 'cutover' && cuts++ === 0) pair.wan.cut({ refuseMs: 200 }); },
@@ -80,6 +81,7 @@ test('post-copy: a read of a missing block fails with EIO after --fetch-timeout 
   const size = 16 * MiB;
   let pair!: Awaited<ReturnType<typeof startAgentPair>>;
   let cutAt = 0;
+  // eslint-disable-next-line prefer-const -- onPhase reads it while startAgentPair, which assigns it, runs
   pair = await startAgentPair({
     dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 40e6,
     target: { fetchTimeoutMs: 400 },
@@ -115,6 +117,7 @@ test('post-copy: a read of a missing block waits through a link cut and returns 
   const size = 16 * MiB;
   let pair!: Awaited<ReturnType<typeof startAgentPair>>;
   let cutAt = 0;
+  // eslint-disable-next-line prefer-const -- onPhase reads it while startAgentPair, which assigns it, runs
   pair = await startAgentPair({
     dir: tempDir(t), size, algorithm: 'postcopy', bandwidthBps: 40e6,
     target: { fetchTimeoutMs: 20_000 },

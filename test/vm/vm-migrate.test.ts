@@ -53,7 +53,7 @@ test('a live QEMU guest migrates with flimcd while it writes: the guest re-reads
   assert.deepEqual([...stages].filter((s) => s !== 'rollback'), ['precopy', 'ram', 'switchover', 'postcopy', 'done']);
   assert.equal(r.vm?.verified, true);
   assert.equal(r.flimcd?.verified, true);
-  assert.ok(r.vm!.ram.transferred_bytes > 0, 'QEMU moved the RAM');
+  assert.ok(r.vm.ram.transferred_bytes > 0, 'QEMU moved the RAM');
   assert.ok(r.downtime_ms > 0 && r.downtime_ms < 10_000, `downtime ${r.downtime_ms} ms`);
   // The guest kept writing after it resumed at the target; those blocks were checked too.
   assert.ok(r.guest.writesAtTarget >= 25, `writes at the target: ${r.guest.writesAtTarget}`);

@@ -212,14 +212,13 @@ test('random arrivals and rate changes: every byte once, in order, serialiser ne
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   const d = new LinkDirection<number>({ bandwidthBps: RATE, delayMs: 7, segmentBytes: 700 });
   let now = 0;
-  let bpm = 1000;
   let total = 0;
   const got: Array<Segment<number>> = [];
   for (let i = 0; i < 300; i++) {
     now += rnd() * 3;
     const r = rnd();
     if (r < 0.05) {
-      bpm = 250 + Math.floor(rnd() * 4) * 250;
+      const bpm = 250 + Math.floor(rnd() * 4) * 250;
       d.setRate(now, bpm * 8000);
     } else {
       const n = 1 + Math.floor(rnd() * 3000);

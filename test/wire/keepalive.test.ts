@@ -32,7 +32,7 @@ test('a silent peer is declared dead after the silence timeout, and pinging stop
   clock.advanceTo(20_000);
   assert.equal(dead.length, 1);
   assert.ok(dead[0] instanceof ProtocolError);
-  assert.match(dead[0]!.message, /nothing heard from the peer for 3800 ms/);
+  assert.match(dead[0].message, /nothing heard from the peer for 3800 ms/);
   assert.deepEqual(pings, [0, 1000, 2000, 3000, 4000]);
 });
 

@@ -236,7 +236,7 @@ export async function runVmMigration(o: VmRigOptions): Promise<VmRigResult> {
   buildInitramfs(initrd, o.kernel);
   const append = guestCmdline(o.workload ?? {});
   const { original, vmDisk, base } = await prepareImages(o);
-  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const cleanups: Array<() => unknown> = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) {
       try {

@@ -66,7 +66,7 @@ export function registerDemo(program: Command): void {
           onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
           onStatus: process.stdout.isTTY && !o.json ? (s) => {
             const rem = Number(s.remainingBlocks ?? 0) * blockSize;
-            process.stdout.write(`\r    ${s.phase} round ${s.round ?? 0}: ${formatBytes(rem)} to go, ${formatBytes(Number(s.wireBytes ?? 0))} on the wire   `);
+            process.stdout.write(`\r    ${String(s.phase)} round ${Number(s.round ?? 0)}: ${formatBytes(rem)} to go, ${formatBytes(Number(s.wireBytes ?? 0))} on the wire   `);
           } : undefined,
         });
         const wl = r.workload;
