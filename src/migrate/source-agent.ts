@@ -152,6 +152,11 @@ export class SourceAgent {
       await image.close();
       throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
     }
+    // The target resumes what it received under the first algorithm's rules: another one is another migration.
+    if (saved && saved.algorithm !== o.algorithm) {
+      await image.close();
+      throw new UsageError(`${state.path} holds the state of a migration with --algorithm ${saved.algorithm}, not ${o.algorithm}; resume with --algorithm ${saved.algorithm}, or remove it to start a new migration`);
+    }
     const tracking = new TrackingDisk(image, o.blockSize);
     // A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
     const gate = new GateDisk(tracking, saved?.phase === 'cutover' ? 'held' : 'open');
