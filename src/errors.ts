@@ -128,3 +128,10 @@ export class QmpError extends FlimcdError {
     super(message, code, NbdErrno.EIO, options);
   }
 }
+
+/** The peer at an agent address is something else (an NBD or HTTP server, another TLS service): retrying cannot help. */
+export class WrongPeerError extends FlimcdError {
+  constructor(message: string, readonly speaks: string) {
+    super(message, 'FLIMCD_ERR_WRONG_PEER', NbdErrno.EIO);
+  }
+}

@@ -19,7 +19,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, wireBreakdown, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
-import { AuthError, FlimcdError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { AuthError, FlimcdError, IoError, UsageError, WrongPeerError, systemErrorCode } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
   image: string;
@@ -365,6 +365,8 @@ export class SourceAgent {
         reply = await readMessage(socket, 30_000);
       } catch (e) {
         socket.destroy();
+        // Something else listens there (an NBD or HTTP server): asking again cannot make it a flimcd agent.
+        if (e instanceof WrongPeerError) throw new WrongPeerError(`${formatAddress(o.to)} is ${e.message}; check --to`, e.speaks);
         if (Date.now() > deadline) throw new IoError(`the target agent at ${formatAddress(o.to)} did not answer: ${(e as Error).message}`, { cause: e });
         // A plaintext HELLO to a TLS target is dropped without a word. Before any link of this process
         // came up, repeated silent closes mean that, not a flaky network: say so instead of retrying for minutes.
@@ -437,8 +439,8 @@ async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: 
       log.info({ to: formatAddress(addr), link: describeSecurity(security) }, 'link to the target established');
       return s;
     } catch (e) {
-      // Wrong credentials stay wrong: fail now, naming the reason.
-      if (e instanceof AuthError) throw e;
+      // Wrong credentials stay wrong, and so does a peer that is not a flimcd agent: fail now, naming the reason.
+      if (e instanceof AuthError || e instanceof WrongPeerError) throw e;
       const why = systemErrorCode(e) ?? (e as Error).message;
       if (Date.now() + delay > deadline) {
         throw new FlimcdError(`cannot reach the target agent at ${formatAddress(addr)} (${why}) after ${attempt} attempts`, 'FLIMCD_ERR_LINK_LOST');

@@ -26,7 +26,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
-import { AuthError, IoError, UsageError, systemErrorCode } from '../errors.ts';
+import { AuthError, IoError, UsageError, WrongPeerError, systemErrorCode } from '../errors.ts';
+import { describeWrongPeer, PEER_PREFIX_BYTES } from './peer-protocol.ts';
 import { writeMessage } from './handshake.ts';
 import { MsgType } from './messages.ts';
 
@@ -120,12 +121,46 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       // the handshake got through our side. A close or reset before any TLS reply is the network (or a
       // proxy whose far side is down, as during a reconnect) and is worth retrying.
       const networkOnly = !accepted && (code === undefined || NETWORK_ERRORS.has(code));
-      if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
+      if (security.mode !== 'insecure' && tcpUp && code !== undefined && NOT_TLS_REPLIES.has(code)) {
+        // The peer answered the ClientHello with something that is not TLS: find out what, for the operator.
+        void probePlaintext(where, Math.min(timeoutMs, 3000)).then((head) => {
+          const { speaks, words } = describeWrongPeer(head);
+          reject(new WrongPeerError(`${formatAddress(addr)} is ${words} (it answered the TLS handshake with ${speaks === 'unknown' ? 'other bytes' : speaks})`, speaks));
+        });
+      } else if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
         reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message.trim()} (both agents need the same --psk-file, or certificates from one CA, or both --insecure)`, { cause: e }));
       } else {
         reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
       }
     }
+  });
+}
+
+/** OpenSSL's errors for a reply that is not a TLS record at all (an NBD greeting, an HTTP response). */
+const NOT_TLS_REPLIES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG']);
+
+/**
+ * Connects once in plaintext and returns the first bytes the peer sends, to
+ * name what it speaks. An NBD server greets at once; an HTTP server answers
+ * the 16 zero bytes written here (not a request) with an error response.
+ */
+function probePlaintext(where: net.NetConnectOpts, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    const s = net.connect(where);
+    const finish = () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(head);
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    s.on('error', finish);
+    s.on('close', finish);
+    s.once('connect', () => s.write(Buffer.alloc(16)));
+    s.on('data', (d: Buffer) => {
+      head = Buffer.concat([head, d]).subarray(0, PEER_PREFIX_BYTES);
+      if (head.length >= PEER_PREFIX_BYTES) finish();
+    });
   });
 }
 
