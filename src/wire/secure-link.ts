@@ -166,17 +166,31 @@ function probePlaintext(where: net.NetConnectOpts, timeoutMs: number): Promise<B
 
 /**
  * A listener for the peer agent. `onSocket` gets only authenticated links
- * (or every connection when insecure). Refusals are logged, never thrown.
+ * (or every connection when insecure). Refusals are logged, never thrown:
+ * one line per refused connection, with the peer's address and the reason in
+ * words.
  */
 export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socket) => void, log: Logger): net.Server {
   if (security.mode === 'insecure') log.warn('link is plaintext and unauthenticated (--insecure)');
-  const tlsServer = security.mode === 'insecure' ? undefined : createTlsServer(security, onSocket, log);
+  const refusals = new RefusalLog(log);
+  const tlsServer = security.mode === 'insecure' ? undefined : createTlsServer(security, (s) => {
+    refusals.accepted(s);
+    onSocket(s);
+  }, refusals);
   // One front listener looks at each connection's first byte, so a peer with the other setting
   // (plaintext against TLS, TLS against --insecure) is told at once instead of seeing a silent close.
   const front = net.createServer({ noDelay: true }, (raw) => {
+    const here = front.address();
+    refusals.track(raw, raw.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort}` : `a local process on unix:${typeof here === 'string' ? here : '?'}`);
     const timer = setTimeout(() => raw.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
     raw.on('error', () => {});
-    raw.once('close', () => clearTimeout(timer));
+    let inTls = false;
+    raw.once('close', () => {
+      clearTimeout(timer);
+      // A TLS peer gone before authentication without an error from the TLS server still gets its line.
+      // Deferred: that error, with its reason, comes after the close.
+      if (inTls) setTimeout(() => refusals.refuse(raw, 'it closed the connection during the TLS handshake', 'TLS authentication failed'), 20);
+    });
     raw.once('readable', () => {
       clearTimeout(timer);
       // Everything buffered so far, put back whole: the consumer sees the same first chunk.
@@ -189,17 +203,19 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
       const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
       if (tlsServer && speaksTls) {
         // Documented injection: the TLS server takes the socket, the unshifted byte included.
+        inTls = true;
         tlsServer.emit('connection', raw);
       } else if (!tlsServer && !speaksTls) {
         raw.setNoDelay(true);
+        refusals.accepted(raw);
         onSocket(raw);
       } else if (tlsServer) {
-        log.warn({ peer: peerOf(raw), reason: 'plaintext, but this target requires TLS (the source runs --insecure?)' }, 'refused a link connection: plaintext');
+        refusals.refuse(raw, 'not TLS: it speaks plaintext, but this target requires TLS (the source runs --insecure?)', 'plaintext');
         writeMessage(raw, { type: MsgType.ERROR, code: 'TLS_REQUIRED', message: 'this target agent requires TLS: give the source the same --psk-file or --tls-* credentials as the target' });
         // Destroy once flushed: a half-closed socket nobody reads would never see the peer's end.
         raw.end(() => raw.destroy());
       } else {
-        log.warn({ peer: peerOf(raw), reason: 'the source speaks TLS, but this target runs --insecure' }, 'refused a link connection: TLS to a plaintext target');
+        refusals.refuse(raw, 'it speaks TLS, but this target runs --insecure', 'TLS to a plaintext target');
         // A TLS alert the client can read: fatal, protocol_version.
         raw.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), () => raw.destroy());
       }
@@ -213,13 +229,40 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
 /** The first byte of a TLS ClientHello (a handshake record); a flimcd frame never starts with it. */
 const TLS_HANDSHAKE_RECORD = 0x16;
 
-function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, onSocket: (s: net.Socket) => void, log: Logger): tls.Server {
-  const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, log) }, (s) => {
+/**
+ * One listener's record of its connections: who each peer is (taken when it
+ * connects: a destroyed socket forgets its address) and whether it was
+ * accepted or its refusal logged, so that each refused peer gets one line.
+ */
+class RefusalLog {
+  private readonly conns = new WeakMap<net.Socket, { peer: string; settled: boolean }>();
+  constructor(readonly log: Logger) {}
+
+  track(raw: net.Socket, peer: string): void {
+    this.conns.set(raw, { peer, settled: false });
+  }
+
+  accepted(s: net.Socket): void {
+    const c = this.conns.get(rawSocket(s));
+    if (c) c.settled = true;
+  }
+
+  /** Logs the refusal of the connection under `s` (raw or TLS), unless it was accepted or already refused. */
+  refuse(s: net.Socket, reason: string, what: string, extra: Record<string, unknown> = {}): void {
+    const c = this.conns.get(rawSocket(s));
+    if (c?.settled) return;
+    if (c) c.settled = true;
+    this.log.warn({ peer: c?.peer ?? 'unknown', reason, ...extra }, `refused a link connection: ${what}`);
+  }
+}
+
+function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, onSocket: (s: net.Socket) => void, refusals: RefusalLog): tls.Server {
+  const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, refusals) }, (s) => {
     s.once('close', () => rawOf(s)?.destroy());
     if (security.mode === 'cert') {
       const why = checkPeerName(s.getPeerCertificate(), security.peerName ?? ROLE_CERT_NAME.source);
       if (why) {
-        log.warn({ peer: peerOf(s), reason: why }, 'refused a link connection: peer certificate');
+        refusals.refuse(s, `wrong role or peer name: ${why}`, 'peer certificate');
         s.destroy();
         return;
       }
@@ -228,11 +271,48 @@ function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, 
     onSocket(s);
   });
   server.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
-    log.warn({ peer: peerOf(s), reason: e.code ? `${e.code}: ${e.message}` : e.message }, 'refused a link connection: TLS authentication failed');
+    // A client certificate that failed verification: Node closes the socket itself and keeps the verdict here.
+    const verdict = (s as tls.TLSSocket & { authorizationError?: string }).authorizationError;
+    refusals.refuse(s, verdict ? certificateRefusalReason(String(verdict)) : tlsRefusalReason(security.mode, e), 'TLS authentication failed');
     // The TLS socket is gone; the TCP socket under it (which the front listener counts) must go too.
     rawOf(s)?.destroy();
   });
   return server;
+}
+
+/** Why a source's certificate failed verification (OpenSSL's verify code), in the operator's words. */
+export function certificateRefusalReason(code: string): string {
+  if (code === 'INVALID_PURPOSE') return 'wrong role: its certificate is not a source certificate (its extended key usage lacks clientAuth; a target\'s certificate?)';
+  if (/ISSUER|SELF_SIGNED|UNTRUSTED|SIGNATURE_FAILURE|CHAIN/.test(code)) return `wrong CA: its certificate is not signed by this target's --tls-ca (${code})`;
+  if (/EXPIRED|NOT_YET_VALID/.test(code)) return `its certificate is outside its validity period (${code})`;
+  return `its certificate was refused (${code})`;
+}
+
+/** Why OpenSSL (or the socket) ended a server-side handshake, in the operator's words. */
+export function tlsRefusalReason(mode: 'cert' | 'psk', e: Error & { code?: string }): string {
+  const code = e.code ?? systemErrorCode(e);
+  switch (code) {
+    case 'ERR_SSL_BINDER_DOES_NOT_VERIFY':
+      return 'PSK mismatch: the source\'s key differs from this target\'s --psk-file (same identity, another key)';
+    case 'ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM':
+    case 'ERR_SSL_NO_SHARED_CIPHER':
+      return mode === 'psk' ? 'no PSK offered: the source uses certificates (or another identity), this target a --psk-file' : 'no common cipher: the source uses a PSK, this target certificates';
+    case 'ERR_SSL_UNSUPPORTED_PROTOCOL':
+      return 'the peer offers a TLS version older than 1.3';
+    case 'ERR_TLS_HANDSHAKE_TIMEOUT':
+      return `no TLS handshake within ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`;
+    case 'ECONNRESET':
+    case 'EPIPE':
+      // The client gave up in the middle: in TLS 1.3 it checks the target's credentials on its side, then just closes.
+      return mode === 'cert'
+        ? 'wrong CA, as the source sees it: it broke off the TLS handshake, not accepting this target\'s certificate (another CA or --tls-peer-name, or a PSK source)'
+        : 'the source broke off the TLS handshake (a PSK it does not share, or certificates)';
+    default: {
+      // OpenSSL's own text, without its error-stack prefix and source location.
+      const m = /:SSL routines:[^:]*:([^:]+)/.exec(e.message);
+      return `TLS handshake failed: ${m ? m[1] : e.message.trim()}${code ? ` (${code})` : ''}`;
+    }
+  }
 }
 
 /** The TCP socket an injected TLS server socket wraps (Node keeps it as `_parent`). */
@@ -241,9 +321,9 @@ function rawOf(s: tls.TLSSocket): net.Socket | undefined {
   return p instanceof net.Socket ? p : undefined;
 }
 
-function peerOf(s: net.Socket): string {
-  const r = s instanceof tls.TLSSocket ? rawOf(s) ?? s : s;
-  return r.remoteAddress ? `${r.remoteAddress}:${r.remotePort}` : 'unix';
+/** The front listener's socket under `s` (itself when it is not TLS). */
+function rawSocket(s: net.Socket): net.Socket {
+  return s instanceof tls.TLSSocket ? rawOf(s) ?? s : s;
 }
 
 function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls.ConnectionOptions {
@@ -265,13 +345,13 @@ function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls
   };
 }
 
-function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, log: Logger): tls.TlsOptions {
+function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, refusals: RefusalLog): tls.TlsOptions {
   if (sec.mode === 'psk') {
     return {
       ciphers: PSK_CIPHERS,
       pskCallback: (socket, identity) => {
         if (identity === sec.identity) return sec.key;
-        log.warn({ peer: peerOf(socket), identity: identity.slice(0, 64) }, 'refused a link connection: unknown PSK identity');
+        refusals.refuse(socket, `PSK mismatch: unknown identity (this target's --psk-file has ${sec.identity})`, 'unknown PSK identity', { identity: identity.slice(0, 64) });
         return null;
       },
     };
