@@ -215,7 +215,7 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
         // Destroy once flushed: a half-closed socket nobody reads would never see the peer's end.
         raw.end(() => raw.destroy());
       } else {
-        refusals.refuse(raw, 'it speaks TLS, but this target runs --insecure', 'TLS to a plaintext target');
+        refusals.refuse(raw, 'the source speaks TLS, but this target runs --insecure', 'TLS to a plaintext target');
         // A TLS alert the client can read: fatal, protocol_version.
         raw.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), () => raw.destroy());
       }
