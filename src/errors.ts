@@ -45,6 +45,10 @@ export const ErrorCode = {
   TARGET_REFUSED: 'FLIMCD_ERR_TARGET_REFUSED',
   /** The target does not answer plan probes (an older flimcd). */
   TARGET_NO_PLAN: 'FLIMCD_ERR_TARGET_NO_PLAN',
+  /** What answered at an agent address is not a flimcd agent (an NBD or HTTP server, another TLS service). */
+  WRONG_PEER: 'FLIMCD_ERR_WRONG_PEER',
+  /** What answered at a --control address is not a flimcd agent's control endpoint. */
+  NOT_AN_AGENT: 'FLIMCD_ERR_NOT_AN_AGENT',
   // Control endpoint (src/control/).
   CONTROL: 'FLIMCD_ERR_CONTROL',
   CONTROL_BODY: 'FLIMCD_ERR_CONTROL_BODY',
@@ -228,4 +232,11 @@ export type TargetRefusalReason = keyof typeof TargetRefusal;
 /** The code for a target's ERROR message: its reason looked up in TargetRefusal, anything else TARGET_REFUSED. */
 export function targetRefusalCode(reason: string): ErrorCode {
   return Object.hasOwn(TargetRefusal, reason) ? TargetRefusal[reason as TargetRefusalReason] : ErrorCode.TARGET_REFUSED;
+}
+
+/** The peer at an agent address is something else (an NBD or HTTP server, another TLS service): retrying cannot help. */
+export class WrongPeerError extends FlimcdError {
+  constructor(message: string, readonly speaks: string) {
+    super(message, ErrorCode.WRONG_PEER);
+  }
 }

@@ -1,3 +1,5 @@
+import { ErrorCode, FlimcdError, UsageError, systemErrorCode } from '../errors.ts';
+
 /** Process exit codes of the flimcd command; stable for scripts. */
 export const ExitCode = {
   OK: 0,
@@ -12,3 +14,24 @@ export const ExitCode = {
   /** Stopped by SIGINT. */
   INTERRUPTED: 130,
 } as const;
+
+
+/** The exit code for an error that ended a command: 2 for bad input, 4 for a lost link, 1 for any other failure. */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof UsageError) return ExitCode.USAGE;
+  if (err instanceof FlimcdError && err.code === ErrorCode.ALREADY_DONE) return ExitCode.OK;
+  if (err instanceof FlimcdError && err.code === ErrorCode.LINK_LOST) return ExitCode.LINK_LOST;
+  return ExitCode.FAILURE;
+}
+
+/**
+ * The one line the command prints for it. Only an error nobody anticipated (a
+ * bug: no flimcd code, no system error code) carries its stack.
+ */
+export function errorLine(err: unknown): string {
+  if (err instanceof UsageError || (err instanceof FlimcdError && err.code === ErrorCode.ALREADY_DONE)) return `flimcd: ${err.message}`;
+  if (err instanceof FlimcdError) return `flimcd: ${err.message} [${err.code}]`;
+  const code = systemErrorCode(err);
+  if (code) return `flimcd: ${(err as Error).message ?? String(err)}`;
+  return `flimcd: unexpected error: ${(err as Error)?.stack ?? String(err)}`;
+}

@@ -18,7 +18,7 @@ import { readMessage, writeMessage } from '../wire/handshake.ts';
 import { MAX_OFFER_BLOCKS, MsgType, OFFER_ID_BYTES, WIRE_VERSION, type Message } from '../wire/messages.ts';
 import { realClock } from '../util/clock.ts';
 import { formatAddress, type Address } from '../util/address.ts';
-import { ErrorCode, FlimcdError, IoError, ProtocolError, targetRefusalCode } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError, ProtocolError, targetRefusalCode, WrongPeerError } from '../errors.ts';
 import type { LocalContent } from './local-content.ts';
 
 /** Lookups one OFFER runs at once at the target (each reads and hashes one block). */
@@ -92,6 +92,7 @@ export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[
   try {
     socket = await connectLink(q.to, q.security, { timeoutMs: q.connectTimeoutMs ?? 30_000 });
   } catch (e) {
+    if (e instanceof WrongPeerError) throw new WrongPeerError(`--target: ${e.message}`, e.speaks);
     throw new IoError(`--target: cannot reach the target agent at ${where}: ${(e as Error).message}`, { cause: e });
   }
   try {
@@ -100,6 +101,7 @@ export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[
       hello: { version: WIRE_VERSION, session: `plan-${randomBytes(6).toString('hex')}`, imageSize: q.imageSize, blockSize: q.blockSize, algorithm: 'plan', features: ['dedup'], processedSeq: 0, purpose: 'plan' },
     });
     const { message, rest } = await readMessage(socket, 30_000).catch((e: Error) => {
+      if (e instanceof WrongPeerError) throw new WrongPeerError(`--target: ${where} is ${e.message}`, e.speaks);
       throw new IoError(`--target: the agent at ${where} did not answer: ${e.message}`, { cause: e });
     });
     if (message.type === MsgType.ERROR) throw new FlimcdError(`--target: the agent at ${where} refused the plan probe: ${message.message}`, targetRefusalCode(message.code));

@@ -20,7 +20,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
-import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError } from '../errors.ts';
+import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError, WrongPeerError } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
   image: string;
@@ -152,6 +152,11 @@ export class SourceAgent {
     if (saved && (saved.imageSize !== image.size || saved.blockSize !== o.blockSize)) {
       await image.close();
       throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
+    }
+    // The target resumes what it received under the first algorithm's rules: another one is another migration.
+    if (saved && saved.algorithm !== o.algorithm) {
+      await image.close();
+      throw new UsageError(`${state.path} holds the state of a migration with --algorithm ${saved.algorithm}, not ${o.algorithm}; resume with --algorithm ${saved.algorithm}, or remove it to start a new migration`);
     }
     // Real bytes, the wall clock. A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
     const { tracking, gate } = buildSourceDisks({ runtime: REAL_RUNTIME, image, blockSize: o.blockSize, gate: saved?.phase === 'cutover' ? 'held' : 'open' });
@@ -356,6 +361,8 @@ export class SourceAgent {
         reply = await readMessage(socket, 30_000);
       } catch (e) {
         socket.destroy();
+        // Something else listens there (an NBD or HTTP server): asking again cannot make it a flimcd agent.
+        if (e instanceof WrongPeerError) throw new WrongPeerError(`${formatAddress(o.to)} is ${e.message}; check --to`, e.speaks);
         if (Date.now() > deadline) throw new IoError(`the target agent at ${formatAddress(o.to)} did not answer: ${(e as Error).message}`, { cause: e });
         // A plaintext HELLO to a TLS target is dropped without a word. Before any link of this process
         // came up, repeated silent closes mean that, not a flaky network: say so instead of retrying for minutes.
@@ -428,8 +435,8 @@ async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: 
       log.info({ to: formatAddress(addr), link: describeSecurity(security) }, 'link to the target established');
       return s;
     } catch (e) {
-      // Wrong credentials stay wrong: fail now, naming the reason.
-      if (e instanceof AuthError) throw e;
+      // Wrong credentials stay wrong, and so does a peer that is not a flimcd agent: fail now, naming the reason.
+      if (e instanceof AuthError || e instanceof WrongPeerError) throw e;
       const why = systemErrorCode(e) ?? (e as Error).message;
       if (Date.now() + delay > deadline) {
         throw new FlimcdError(`cannot reach the target agent at ${formatAddress(addr)} (${why}) after ${attempt} attempts`, ErrorCode.LINK_LOST);

@@ -18,6 +18,7 @@ import type { TargetEngine, TargetResult } from './target-engine.ts';
 import { buildTargetDisks, buildTargetSession } from './stack.ts';
 import { LocalContent } from './local-content.ts';
 import { ReplicaIndex } from '../replica-index/replica-index.ts';
+import { indexBlockSizeProblem } from '../replica-index/block-size-check.ts';
 import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
@@ -135,7 +136,24 @@ export class TargetAgent {
     const ad = this.server.address();
     this.listenAddress = a.kind === 'unix' ? a : { kind: 'tcp', host: a.host, port: (ad as net.AddressInfo).port };
     this.o.log.info({ listen: formatAddress(this.listenAddress), resuming: this.saved?.session }, 'target agent waiting for the source');
+    if (this.o.indexDir) this.reportIndex();
     return this.listenAddress;
+  }
+
+  /** At start: what the replica index holds, by block size (a migration can use only its own size's entries). */
+  private reportIndex(): void {
+    this.index ??= ReplicaIndex.open(this.o.indexDir!);
+    const bySize = new Map<number, number>();
+    for (const im of this.index.list()) bySize.set(im.blockSize, (bySize.get(im.blockSize) ?? 0) + 1);
+    const sizes = [...bySize].sort((a, b) => a[0] - b[0]).map(([bs, n]) => `${n} image${n > 1 ? 's' : ''} in ${bs / 1024} KiB blocks`);
+    this.o.log.info({ index: this.o.indexDir, blockSizes: [...bySize.keys()] }, `replica index: ${sizes.join(', ') || 'empty'}; a migration uses only the entries of its own block size`);
+    if (this.saved) this.warnIndexBlockSize(this.saved.blockSize);
+  }
+
+  /** The index finds nothing for a migration at another block size: say so, with the fix. */
+  private warnIndexBlockSize(blockSize: number): void {
+    const problem = indexBlockSizeProblem(this.index!.list(), blockSize, this.o.indexDir!);
+    if (problem) this.o.log.warn({ index: this.o.indexDir }, problem);
   }
 
   /** Resolves when a migration has completed (verified or not). */
@@ -234,6 +252,7 @@ export class TargetAgent {
       const preexisting = existsSync(o.image) && lstatSync(o.image).isFile() && lstatSync(o.image).size === hello.imageSize;
       if (preexisting) image = await FileDisk.open(o.image, { readOnly: true });
       if (o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
+      if (this.index) this.warnIndexBlockSize(hello.blockSize);
       if (preexisting || (this.index?.blockCount(hello.blockSize) ?? 0) > 0) {
         local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting, index: this.index, log: o.log });
       }
@@ -332,6 +351,7 @@ export class TargetAgent {
     // A pre-copy resume re-derives what is missing by content id: it always compares with the image.
     const dedup = hello.features.includes('dedup') || mode === 'precopy';
     if (first && dedup && o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
+    if (first && this.index) this.warnIndexBlockSize(hello.blockSize);
     await this.local?.close();
     const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
     this.local = local;

@@ -5,6 +5,7 @@ import { UsageError } from '../errors.ts';
  * 1Gbit, 12.5MB/s) and durations (50ms, 2s, 1m). Decimal prefixes are powers
  * of 1000, binary prefixes (Ki, Mi, Gi, Ti) powers of 1024. A bare size number
  * is bytes; bare "K/M/G/T" on a size are binary, as qemu-img and dd read them.
+ * Rates and durations always need their unit.
  */
 
 const BIN: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
@@ -31,27 +32,45 @@ export function parseBlockSize(text: string, what = '--block-size'): number {
   return v;
 }
 
-/** Returns bits per second. */
+/**
+ * Returns bits per second. The unit must be explicit: bits (`100Mbit`, `1Gbit`,
+ * `100Mbit/s`, `100Mbps`) or bytes per second (`12.5MB/s`, `12.5MBps`). A bare
+ * `100M` or `100` is refused: link speeds are quoted in bits, sizes in bytes,
+ * and guessing wrong is a factor of 8.
+ */
 export function parseBitRate(text: string, what = 'bandwidth'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)(bit|bps|b\/s|B\/s|Bps|B)?\s*(\/s)?\s*$/.exec(text);
-  if (!m || m[1] === undefined) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)(bit\/s|bit|bps|b\/s|B\/s|Bps)?\s*$/.exec(text);
+  const bare = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)B?\s*$/.exec(text);
+  if (bare) {
+    // No unit, or a size unit: name both readings rather than guess one.
+    const [, num, prefix, i] = bare;
+    const bits = Number(num) * (i ? BIN[prefix!.toLowerCase()]! : DEC[prefix!.toLowerCase()]!);
+    const n = `${num}${prefix}${i}`;
+    throw new UsageError(`${what}: "${text.trim()}" is ambiguous: write ${n}bit for ${formatBitRate(bits)}, or ${n}B/s for ${n} bytes a second (${formatBitRate(bits * 8)})`);
+  }
+  if (!m) {
     throw new UsageError(`${what}: cannot read "${text}" as a rate (examples: 100Mbit, 1Gbit, 12.5MB/s)`);
   }
   const [, num, prefix, i, unit] = m;
-  const p = (prefix ?? '').toLowerCase();
+  const p = prefix!.toLowerCase();
   const scale = i ? BIN[p]! : DEC[p]!;
-  const bytes = unit === 'B/s' || unit === 'Bps' || unit === 'B';
+  const bytes = unit === 'B/s' || unit === 'Bps';
   const v = Number(num) * scale * (bytes ? 8 : 1);
   if (!(v > 0) || !Number.isFinite(v)) throw new UsageError(`${what}: "${text}" must be a positive rate`);
   return v;
 }
 
-/** Returns milliseconds. */
+/** Returns milliseconds. The unit is required (`50ms`, `2s`, `1m`): a bare `50` could be either. */
 export function parseDuration(text: string, what = 'duration'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|min|h)?\s*$/.exec(text);
   if (!m) throw new UsageError(`${what}: cannot read "${text}" as a duration (examples: 50ms, 2s, 1m)`);
   const n = Number(m[1]);
-  const unit = m[2] ?? 's';
+  const unit = m[2];
+  if (unit === undefined) {
+    // Zero is zero in any unit.
+    if (n === 0) return 0;
+    throw new UsageError(`${what}: "${text}" has no unit: write ${m[1]}ms or ${m[1]}s (units: us, ms, s, m, h)`);
+  }
   const ms = { us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[unit]!;
   return n * ms;
 }

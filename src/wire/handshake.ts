@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { ProtocolError } from '../errors.ts';
+import { ProtocolError, WrongPeerError } from '../errors.ts';
+import { canBeFlimcdFrame, describeWrongPeer, PEER_PREFIX_BYTES } from './peer-protocol.ts';
 import { FrameDecoder, encodeFrame, type Frame } from './frame.ts';
 import { decodeMessage, encodeMessage, type Message } from './messages.ts';
 
@@ -16,13 +17,21 @@ export function writeMessage(socket: Socket, m: Message): void {
 /**
  * Reads exactly one message from a socket before a Channel takes it over.
  * Returns the message and any bytes that arrived after it (they belong to the
- * channel). Bounded by a timeout and by the frame size limit.
+ * channel). Bounded by a timeout and by the frame size limit. A reply in
+ * another protocol (an NBD greeting, an HTTP response) rejects with
+ * WrongPeerError naming it.
  */
 export function readMessage(socket: Socket, timeoutMs: number): Promise<{ message: Message; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const decoder = new FrameDecoder();
     let got: Frame | undefined;
     let bytesSeen = 0;
+    // The reply's first bytes: enough to tell another protocol (NBD, HTTP) from a flimcd frame.
+    let head = Buffer.alloc(0);
+    const notFlimcd = () => {
+      const { speaks, words } = describeWrongPeer(head);
+      return new WrongPeerError(words, speaks);
+    };
     const cleanup = () => {
       clearTimeout(timer);
       socket.off('data', onData);
@@ -36,6 +45,11 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
     };
     const onData = (chunk: Buffer) => {
       bytesSeen += chunk.length;
+      if (head.length < PEER_PREFIX_BYTES) head = Buffer.concat([head, chunk.subarray(0, PEER_PREFIX_BYTES - head.length)]);
+      if (!canBeFlimcdFrame(head)) {
+        // Wait for a few more bytes to name the protocol, unless the peer stops there.
+        return head.length < PEER_PREFIX_BYTES ? undefined : fail(notFlimcd());
+      }
       let frames: Frame[];
       try {
         frames = decoder.push(chunk);
@@ -55,9 +69,9 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
       const extra = frames.slice(1).map((f) => Buffer.concat(encodeFrame(f.type, f.flags, f.seq, [f.payload])));
       resolve({ message, rest: Buffer.concat([...extra, decoder.drain()]) });
     };
-    const onClose = () => fail(bytesSeen === 0 ? new SilentCloseError('peer closed the connection during the handshake without a reply') : new ProtocolError('peer closed the connection during the handshake'));
+    const onClose = () => fail(!canBeFlimcdFrame(head) ? notFlimcd() : bytesSeen === 0 ? new SilentCloseError('peer closed the connection during the handshake without a reply') : new ProtocolError('peer closed the connection during the handshake'));
     const onError = (e: Error) => fail(new ProtocolError(`handshake failed: ${e.message}`, { cause: e }));
-    const timer = setTimeout(() => fail(new ProtocolError(`no handshake reply within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => fail(!canBeFlimcdFrame(head) ? notFlimcd() : new ProtocolError(`no handshake reply within ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);

@@ -25,7 +25,8 @@ import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
-import { AuthError, IoError, systemErrorCode, type TargetRefusalReason } from '../errors.ts';
+import { AuthError, IoError, WrongPeerError, systemErrorCode, type TargetRefusalReason } from '../errors.ts';
+import { describeWrongPeer, PEER_PREFIX_BYTES } from './peer-protocol.ts';
 import { writeMessage } from './handshake.ts';
 import { MsgType } from './messages.ts';
 
@@ -119,7 +120,13 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
       // the handshake got through our side. A close or reset before any TLS reply is the network (or a
       // proxy whose far side is down, as during a reconnect) and is worth retrying.
       const networkOnly = !accepted && (code === undefined || NETWORK_ERRORS.has(code));
-      if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
+      if (security.mode !== 'insecure' && tcpUp && code !== undefined && NOT_TLS_REPLIES.has(code)) {
+        // The peer answered the ClientHello with something that is not TLS: find out what, for the operator.
+        void probePlaintext(where, Math.min(timeoutMs, 3000)).then((head) => {
+          const { speaks, words } = describeWrongPeer(head);
+          reject(new WrongPeerError(`${formatAddress(addr)} is ${words} (it answered the TLS handshake with ${speaks === 'unknown' ? 'other bytes' : speaks})`, speaks));
+        });
+      } else if (security.mode !== 'insecure' && tcpUp && !networkOnly) {
         reject(new AuthError(`TLS link to ${formatAddress(addr)} failed: ${e.message.trim()} (both agents need the same --psk-file, or certificates from one CA, or both --insecure)`, { cause: e }));
       } else {
         reject(new IoError(`cannot reach ${formatAddress(addr)}: ${code ?? e.message}`, { cause: e }));
@@ -128,19 +135,61 @@ export function connectLink(addr: Address, security: LinkSecurity, o: { timeoutM
   });
 }
 
+/** OpenSSL's errors for a reply that is not a TLS record at all (an NBD greeting, an HTTP response). */
+const NOT_TLS_REPLIES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG']);
+
+/**
+ * Connects once in plaintext and returns the first bytes the peer sends, to
+ * name what it speaks. An NBD server greets at once; an HTTP server answers
+ * the 16 zero bytes written here (not a request) with an error response.
+ */
+function probePlaintext(where: net.NetConnectOpts, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    const s = net.connect(where);
+    const finish = () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(head);
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    s.on('error', finish);
+    s.on('close', finish);
+    s.once('connect', () => s.write(Buffer.alloc(16)));
+    s.on('data', (d: Buffer) => {
+      head = Buffer.concat([head, d]).subarray(0, PEER_PREFIX_BYTES);
+      if (head.length >= PEER_PREFIX_BYTES) finish();
+    });
+  });
+}
+
 /**
  * A listener for the peer agent. `onSocket` gets only authenticated links
- * (or every connection when insecure). Refusals are logged, never thrown.
+ * (or every connection when insecure). Refusals are logged, never thrown:
+ * one line per refused connection, with the peer's address and the reason in
+ * words.
  */
 export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socket) => void, log: Logger): net.Server {
   if (security.mode === 'insecure') log.warn('link is plaintext and unauthenticated (--insecure)');
-  const tlsServer = security.mode === 'insecure' ? undefined : createTlsServer(security, onSocket, log);
+  const refusals = new RefusalLog(log);
+  const tlsServer = security.mode === 'insecure' ? undefined : createTlsServer(security, (s) => {
+    refusals.accepted(s);
+    onSocket(s);
+  }, refusals);
   // One front listener looks at each connection's first byte, so a peer with the other setting
   // (plaintext against TLS, TLS against --insecure) is told at once instead of seeing a silent close.
   const front = net.createServer({ noDelay: true }, (raw) => {
+    const here = front.address();
+    refusals.track(raw, raw.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort}` : `a local process on unix:${typeof here === 'string' ? here : '?'}`);
     const timer = setTimeout(() => raw.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
     raw.on('error', () => {});
-    raw.once('close', () => clearTimeout(timer));
+    let inTls = false;
+    raw.once('close', () => {
+      clearTimeout(timer);
+      // A TLS peer gone before authentication without an error from the TLS server still gets its line.
+      // Deferred: that error, with its reason, comes after the close.
+      if (inTls) setTimeout(() => refusals.refuse(raw, 'it closed the connection during the TLS handshake', 'TLS authentication failed'), 20);
+    });
     raw.once('readable', () => {
       clearTimeout(timer);
       // Everything buffered so far, put back whole: the consumer sees the same first chunk.
@@ -153,17 +202,19 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
       const speaksTls = first[0] === TLS_HANDSHAKE_RECORD;
       if (tlsServer && speaksTls) {
         // Documented injection: the TLS server takes the socket, the unshifted byte included.
+        inTls = true;
         tlsServer.emit('connection', raw);
       } else if (!tlsServer && !speaksTls) {
         raw.setNoDelay(true);
+        refusals.accepted(raw);
         onSocket(raw);
       } else if (tlsServer) {
-        log.warn({ peer: peerOf(raw), reason: 'plaintext, but this target requires TLS (the source runs --insecure?)' }, 'refused a link connection: plaintext');
+        refusals.refuse(raw, 'not TLS: it speaks plaintext, but this target requires TLS (the source runs --insecure?)', 'plaintext');
         writeMessage(raw, { type: MsgType.ERROR, code: 'TLS_REQUIRED' satisfies TargetRefusalReason, message: 'this target agent requires TLS: give the source the same --psk-file or --tls-* credentials as the target' });
         // Destroy once flushed: a half-closed socket nobody reads would never see the peer's end.
         raw.end(() => raw.destroy());
       } else {
-        log.warn({ peer: peerOf(raw), reason: 'the source speaks TLS, but this target runs --insecure' }, 'refused a link connection: TLS to a plaintext target');
+        refusals.refuse(raw, 'the source speaks TLS, but this target runs --insecure', 'TLS to a plaintext target');
         // A TLS alert the client can read: fatal, protocol_version.
         raw.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), () => raw.destroy());
       }
@@ -177,13 +228,40 @@ export function createLinkServer(security: LinkSecurity, onSocket: (s: net.Socke
 /** The first byte of a TLS ClientHello (a handshake record); a flimcd frame never starts with it. */
 const TLS_HANDSHAKE_RECORD = 0x16;
 
-function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, onSocket: (s: net.Socket) => void, log: Logger): tls.Server {
-  const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, log) }, (s) => {
+/**
+ * One listener's record of its connections: who each peer is (taken when it
+ * connects: a destroyed socket forgets its address) and whether it was
+ * accepted or its refusal logged, so that each refused peer gets one line.
+ */
+class RefusalLog {
+  private readonly conns = new WeakMap<net.Socket, { peer: string; settled: boolean }>();
+  constructor(readonly log: Logger) {}
+
+  track(raw: net.Socket, peer: string): void {
+    this.conns.set(raw, { peer, settled: false });
+  }
+
+  accepted(s: net.Socket): void {
+    const c = this.conns.get(rawSocket(s));
+    if (c) c.settled = true;
+  }
+
+  /** Logs the refusal of the connection under `s` (raw or TLS), unless it was accepted or already refused. */
+  refuse(s: net.Socket, reason: string, what: string, extra: Record<string, unknown> = {}): void {
+    const c = this.conns.get(rawSocket(s));
+    if (c?.settled) return;
+    if (c) c.settled = true;
+    this.log.warn({ peer: c?.peer ?? 'unknown', reason, ...extra }, `refused a link connection: ${what}`);
+  }
+}
+
+function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, onSocket: (s: net.Socket) => void, refusals: RefusalLog): tls.Server {
+  const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, refusals) }, (s) => {
     s.once('close', () => rawOf(s)?.destroy());
     if (security.mode === 'cert') {
       const why = checkPeerName(s.getPeerCertificate(), security.peerName ?? ROLE_CERT_NAME.source);
       if (why) {
-        log.warn({ peer: peerOf(s), reason: why }, 'refused a link connection: peer certificate');
+        refusals.refuse(s, `wrong role or peer name: ${why}`, 'peer certificate');
         s.destroy();
         return;
       }
@@ -192,11 +270,48 @@ function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, 
     onSocket(s);
   });
   server.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
-    log.warn({ peer: peerOf(s), reason: e.code ? `${e.code}: ${e.message}` : e.message }, 'refused a link connection: TLS authentication failed');
+    // A client certificate that failed verification: Node closes the socket itself and keeps the verdict here.
+    const verdict = (s as tls.TLSSocket & { authorizationError?: string }).authorizationError;
+    refusals.refuse(s, verdict ? certificateRefusalReason(String(verdict)) : tlsRefusalReason(security.mode, e), 'TLS authentication failed');
     // The TLS socket is gone; the TCP socket under it (which the front listener counts) must go too.
     rawOf(s)?.destroy();
   });
   return server;
+}
+
+/** Why a source's certificate failed verification (OpenSSL's verify code), in the operator's words. */
+export function certificateRefusalReason(code: string): string {
+  if (code === 'INVALID_PURPOSE') return 'wrong role: its certificate is not a source certificate (its extended key usage lacks clientAuth; a target\'s certificate?)';
+  if (/ISSUER|SELF_SIGNED|UNTRUSTED|SIGNATURE_FAILURE|CHAIN/.test(code)) return `wrong CA: its certificate is not signed by this target's --tls-ca (${code})`;
+  if (/EXPIRED|NOT_YET_VALID/.test(code)) return `its certificate is outside its validity period (${code})`;
+  return `its certificate was refused (${code})`;
+}
+
+/** Why OpenSSL (or the socket) ended a server-side handshake, in the operator's words. */
+export function tlsRefusalReason(mode: 'cert' | 'psk', e: Error & { code?: string }): string {
+  const code = e.code ?? systemErrorCode(e);
+  switch (code) {
+    case 'ERR_SSL_BINDER_DOES_NOT_VERIFY':
+      return 'PSK mismatch: the source\'s key differs from this target\'s --psk-file (same identity, another key)';
+    case 'ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM':
+    case 'ERR_SSL_NO_SHARED_CIPHER':
+      return mode === 'psk' ? 'no PSK offered: the source uses certificates (or another identity), this target a --psk-file' : 'no common cipher: the source uses a PSK, this target certificates';
+    case 'ERR_SSL_UNSUPPORTED_PROTOCOL':
+      return 'the peer offers a TLS version older than 1.3';
+    case 'ERR_TLS_HANDSHAKE_TIMEOUT':
+      return `no TLS handshake within ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`;
+    case 'ECONNRESET':
+    case 'EPIPE':
+      // The client gave up in the middle: in TLS 1.3 it checks the target's credentials on its side, then just closes.
+      return mode === 'cert'
+        ? 'wrong CA, as the source sees it: it broke off the TLS handshake, not accepting this target\'s certificate (another CA or --tls-peer-name, or a PSK source)'
+        : 'the source broke off the TLS handshake (a PSK it does not share, or certificates)';
+    default: {
+      // OpenSSL's own text, without its error-stack prefix and source location.
+      const m = /:SSL routines:[^:]*:([^:]+)/.exec(e.message);
+      return `TLS handshake failed: ${m ? m[1] : e.message.trim()}${code ? ` (${code})` : ''}`;
+    }
+  }
 }
 
 /** The TCP socket an injected TLS server socket wraps (Node keeps it as `_parent`). */
@@ -205,9 +320,9 @@ function rawOf(s: tls.TLSSocket): net.Socket | undefined {
   return p instanceof net.Socket ? p : undefined;
 }
 
-function peerOf(s: net.Socket): string {
-  const r = s instanceof tls.TLSSocket ? rawOf(s) ?? s : s;
-  return r.remoteAddress ? `${r.remoteAddress}:${r.remotePort}` : 'unix';
+/** The front listener's socket under `s` (itself when it is not TLS). */
+function rawSocket(s: net.Socket): net.Socket {
+  return s instanceof tls.TLSSocket ? rawOf(s) ?? s : s;
 }
 
 function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls.ConnectionOptions {
@@ -229,13 +344,13 @@ function clientTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>): tls
   };
 }
 
-function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, log: Logger): tls.TlsOptions {
+function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, refusals: RefusalLog): tls.TlsOptions {
   if (sec.mode === 'psk') {
     return {
       ciphers: PSK_CIPHERS,
       pskCallback: (socket, identity) => {
         if (identity === sec.identity) return sec.key;
-        log.warn({ peer: peerOf(socket), identity: identity.slice(0, 64) }, 'refused a link connection: unknown PSK identity');
+        refusals.refuse(socket, `PSK mismatch: unknown identity (this target's --psk-file has ${sec.identity})`, 'unknown PSK identity', { identity: identity.slice(0, 64) });
         return null;
       },
     };

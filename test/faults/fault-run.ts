@@ -155,7 +155,7 @@ export async function runFaultSchedule(s: FaultSchedule, dir: string, opts: Faul
   const wanAddr = await wan.listen();
   const source = new AgentProcess('source', [
     'source', '--psk-file', psk, '--image', src, '--to', `tcp:127.0.0.1:${(wanAddr as { port: number }).port}`, '--nbd', `unix:${join(dir, 'source.sock')}`,
-    '--algorithm', s.algorithm, '--bandwidth', `${s.bandwidthBps}`, '--json', '--link-timeout', '60s',
+    '--algorithm', s.algorithm, '--bandwidth', `${s.bandwidthBps}bit`, '--json', '--link-timeout', '60s',
   ], join(dir, 'source.log'));
 
   let phase = 'starting';

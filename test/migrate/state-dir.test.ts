@@ -72,3 +72,15 @@ test('a target holding an unfinished session refuses a different one with a clea
   t.after(async () => { await source.close(); await target.close(); });
   await assert.rejects(source.migrate(), (e: unknown) => (e as { code?: string }).code === 'FLIMCD_ERR_TARGET_STALE_STATE' && /an-older-session.*remove the directory/.test((e as Error).message));
 });
+
+test('a source resuming with another --algorithm is refused like another --block-size, naming the state', async (t) => {
+  const dir = tempDir(t);
+  const img = join(dir, 'vm.img');
+  writeFileSync(img, Buffer.alloc(1 << 20));
+  new StateDir(join(dir, 'state')).writeJson('source.json', {}); // creates the directory
+  writeFileSync(join(dir, 'state', 'source.json'), JSON.stringify({ session: 'abc', imageSize: 1 << 20, blockSize: 65536, algorithm: 'precopy', phase: 'precopy' }));
+  const start = (algorithm: 'precopy' | 'flimcd') => SourceAgent.start({ image: img, stateDir: join(dir, 'state'), nbd: { kind: 'unix', path: join(dir, 's.sock') }, to: { kind: 'tcp', host: '127.0.0.1', port: 1 }, security: { mode: 'insecure' }, algorithm, blockSize: 65536, log });
+  await assert.rejects(start('flimcd'), (e: unknown) => e instanceof UsageError && /--algorithm precopy, not flimcd/.test((e as Error).message) && (e as Error).message.includes(join(dir, 'state')));
+  const same = await start('precopy');
+  await same.close();
+});

@@ -122,3 +122,48 @@ test('an unreachable peer is an IoError (retried by the source agent), not an Au
   await new Promise<void>((r) => srv.close(() => r()));
   await assert.rejects(connectLink({ kind: 'tcp', host: '127.0.0.1', port }, ephemeralPsk()), (e: unknown) => !(e instanceof AuthError) && (e as { code?: string }).code === 'FLIMCD_ERR_IO');
 });
+
+test('a refused peer is logged once with its address and the reason in words: wrong CA, wrong role, PSK mismatch, not TLS', async (t) => {
+  const dir = tempDir(t);
+  const pki = join(dir, 'pki');
+  const other = join(dir, 'other');
+  makeCertificates(pki, 30, false);
+  makeCertificates(other, 30, false);
+  const srv = await echoServer(certs(pki, 'target'));
+  t.after(srv.close);
+  const reasonFor = async (sec: LinkSecurity) => {
+    const before = (await refusals(srv.lines, 0)).length;
+    await assert.rejects(connectLink(srv.addr, sec));
+    const lines = await refusals(srv.lines, before + 1);
+    assert.equal(lines.length, before + 1, `one line per refused peer: ${JSON.stringify(lines)}`);
+    const l = lines.at(-1)!;
+    assert.match(String(l.peer), /^127\.0\.0\.1:\d+$/, JSON.stringify(l));
+    assert.doesNotMatch(String(l.reason), /ECONNRESET|socket hang up/);
+    return String(l.reason);
+  };
+  assert.match(await reasonFor(certs(other, 'source')), /wrong CA/);
+  assert.match(await reasonFor(certs(pki, 'source', 'target')), /wrong role/);
+
+  const key = ephemeralPsk('dc-a') as Extract<LinkSecurity, { mode: 'psk' }>;
+  const psk = await echoServer(key);
+  t.after(psk.close);
+  await assert.rejects(connectLink(psk.addr, { mode: 'psk', identity: 'dc-a', key: Buffer.alloc(32, 1) }));
+  const [mismatch] = await refusals(psk.lines, 1);
+  assert.match(String(mismatch!.reason), /PSK mismatch/);
+  assert.match(String(mismatch!.peer), /^127\.0\.0\.1:\d+$/);
+
+  // On a unix socket there is no address: the line says it was a local process, and where.
+  const { log, lines } = capturingLog();
+  const server = createLinkServer(certs(pki, 'target'), (s) => s.end(), log);
+  const path = join(dir, 'link.sock');
+  await new Promise<void>((r) => server.listen(path, r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const plain = net.connect(path);
+  plain.on('error', () => {});
+  plain.write(Buffer.alloc(16));
+  plain.resume();
+  await new Promise((r) => plain.on('close', r));
+  const [local] = await refusals(lines, 1);
+  assert.equal(local!.peer, `a local process on unix:${path}`);
+  assert.match(String(local!.reason), /not TLS/);
+});

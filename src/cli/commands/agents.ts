@@ -5,24 +5,15 @@ import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
-import { UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { attachControl } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
-import { statSync } from 'node:fs';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
+import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
-
-function imageSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch (e) {
-    throw new UsageError(`--image: cannot read ${path}: ${(e as Error).message}`);
-  }
-}
 
 interface SourceOptions extends SecurityFlags {
   image: string;
@@ -89,6 +80,7 @@ export function registerAgents(program: Command): void {
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nA lost link is reconnected with backoff; a restarted agent (same arguments) resumes from its state dir.\nExit codes: 0 migrated and verified, 1 failure (the VM keeps running here), 2 bad input, 3 verification failed,\n4 link down longer than --link-timeout (restart with the same arguments to resume).')
     .action(async (o: SourceOptions) => {
+      const imageSize = checkImageArg(o.image, { writable: true });
       const nbd = parseAddress(o.nbd, '--nbd');
       const to = parseAddress(o.to, '--to');
       const security = securityFromFlags(o);
@@ -100,7 +92,7 @@ export function registerAgents(program: Command): void {
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
-      const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize(o.image)) : undefined;
+      const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       const agent = await SourceAgent.start({
         image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
@@ -151,6 +143,7 @@ export function registerAgents(program: Command): void {
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock \\\n      --tls-ca ca.crt --tls-cert target.crt --tls-key target.key\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
     .action(async (o: TargetOptions) => {
+      checkImageArgIfExists(o.image, { writable: true });
       const listen = parseAddress(o.listen, '--listen');
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);

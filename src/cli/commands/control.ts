@@ -7,7 +7,7 @@ import { controlRequest, ControlResponseError, ControlUnreachableError } from '.
 import type { AgentStatus } from '../../control/types.ts';
 import { parseAddress, formatAddress, type Address } from '../../util/address.ts';
 import { parseDuration } from '../../util/units.ts';
-import { FlimcdError, UsageError } from '../../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { formatStatus, statusLine } from '../status-format.ts';
 
@@ -28,10 +28,31 @@ function common(o: CommonOptions): { addr: Address; timeoutMs: number } {
   return { addr, timeoutMs };
 }
 
-/** A refusal from the agent becomes an error with the agent's own words (exit 1). */
-function refusal(e: unknown): never {
-  if (e instanceof ControlResponseError) throw new FlimcdError(e.message, e.code);
-  throw e;
+/** A refusal from the agent becomes an error with the agent's own words (exit 1); an answer no agent gives says so. */
+function refusal(addr: Address): (e: unknown) => never {
+  return (e: unknown) => {
+    if (e instanceof ControlResponseError && typeof e.body === 'string') throw notAnAgent(addr, `HTTP ${e.status} and a body that is not JSON`);
+    if (e instanceof ControlResponseError) throw new FlimcdError(e.message, e.code);
+    if (e instanceof ControlUnreachableError && e.systemCode?.startsWith('HPE_')) throw notAnAgent(addr, `something that is not HTTP (${e.systemCode})`);
+    throw e;
+  };
+}
+
+function notAnAgent(addr: Address, answer: string): FlimcdError {
+  return new FlimcdError(`${formatAddress(addr)} is not a flimcd agent's control endpoint: it answered with ${answer}; check --control`, ErrorCode.NOT_AN_AGENT);
+}
+
+/** Every agent's status is a JSON object with its role and phase; a web page or another API's JSON is not. */
+function agentStatus(addr: Address, v: unknown): AgentStatus {
+  const s = v as Partial<AgentStatus> | null;
+  if (typeof s === 'object' && s !== null && typeof s.role === 'string' && typeof s.phase === 'string') return s as AgentStatus;
+  throw notAnAgent(addr, typeof v === 'string' ? `a page of ${v.length} characters, not a status` : 'JSON without a role and a phase');
+}
+
+/** Another agent's answer to cutover or abort is a JSON object; anything else is another server. */
+function agentAnswer<T>(addr: Address, v: T): T {
+  if (typeof v === 'object' && v !== null) return v;
+  throw notAnAgent(addr, 'a page, not a JSON answer');
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -59,7 +80,7 @@ async function watchStatus(addr: Address, timeoutMs: number, intervalMs: number,
     while (!stop.signal.aborted) {
       let s: AgentStatus;
       try {
-        s = await controlRequest<AgentStatus>(addr, 'GET', '/status', undefined, { timeoutMs });
+        s = agentStatus(addr, await controlRequest<unknown>(addr, 'GET', '/status', undefined, { timeoutMs }).catch(refusal(addr)));
       } catch (e) {
         if (last && e instanceof ControlUnreachableError) {
           // The agent exits when its migration ends; say what we last saw.
@@ -118,7 +139,7 @@ Examples:
         process.exitCode = await watchStatus(addr, timeoutMs, intervalMs, !!o.json);
         return;
       }
-      const s = await controlRequest<AgentStatus>(addr, 'GET', '/status', undefined, { timeoutMs }).catch(refusal);
+      const s = agentStatus(addr, await controlRequest<unknown>(addr, 'GET', '/status', undefined, { timeoutMs }).catch(refusal(addr)));
       process.stdout.write(o.json ? JSON.stringify(s) + '\n' : formatStatus(s));
     });
 
@@ -142,7 +163,7 @@ Examples:
     )
     .action(async (o: CommonOptions) => {
       const { addr, timeoutMs } = common(o);
-      const r = await controlRequest<{ accepted: boolean; phase?: string }>(addr, 'POST', '/cutover', {}, { timeoutMs }).catch(refusal);
+      const r = agentAnswer(addr, await controlRequest<{ accepted: boolean; phase?: string }>(addr, 'POST', '/cutover', {}, { timeoutMs }).catch(refusal(addr)));
       process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: cut-over accepted by the agent at ${formatAddress(addr)} (it was in phase ${r.phase ?? '?'})\n`);
     });
 
@@ -165,7 +186,7 @@ Examples:
     .action(async (o: CommonOptions & { reason?: string }) => {
       const { addr, timeoutMs } = common(o);
       const body = o.reason !== undefined ? { reason: o.reason } : {};
-      const r = await controlRequest<{ accepted: boolean; phase?: string; reason?: string }>(addr, 'POST', '/abort', body, { timeoutMs }).catch(refusal);
+      const r = agentAnswer(addr, await controlRequest<{ accepted: boolean; phase?: string; reason?: string }>(addr, 'POST', '/abort', body, { timeoutMs }).catch(refusal(addr)));
       process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: abort accepted by the agent at ${formatAddress(addr)} in phase ${r.phase ?? '?'} (reason: ${r.reason ?? '?'})\n`);
     });
 }

@@ -6,8 +6,8 @@ import { NbdServer } from '../../nbd/server.ts';
 import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { formatBytes } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
-import { UsageError, systemErrorCode } from '../../errors.ts';
 import { onShutdownSignal } from '../signals.ts';
+import { checkImageArg } from '../image-arg.ts';
 
 interface ExportOptions {
   image: string;
@@ -31,15 +31,8 @@ export function registerExport(program: Command): void {
     .addHelpText('after', '\nExamples:\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock\n  flimcd export --image base.img --listen tcp:127.0.0.1:10809 --name base --read-only\n  qemu-io -f raw nbd+unix:///?socket=/tmp/vm.sock -c "read -P 0 0 4k"')
     .action(async (opts: ExportOptions) => {
       const addr = parseAddress(opts.listen, '--listen');
-      let disk: Disk;
-      try {
-        disk = await FileDisk.open(opts.image, { readOnly: opts.readOnly ?? false });
-      } catch (e) {
-        const code = systemErrorCode(e);
-        if (code === 'ENOENT') throw new UsageError(`--image: ${opts.image} does not exist`);
-        if (code === 'EISDIR') throw new UsageError(`--image: ${opts.image} is a directory`);
-        throw e;
-      }
+      checkImageArg(opts.image, { writable: !opts.readOnly });
+      let disk: Disk = await FileDisk.open(opts.image, { readOnly: opts.readOnly ?? false });
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);
       const server = new NbdServer({ exports: [{ name: opts.name, description: opts.description ?? opts.image, disk }] });
       // Signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.

@@ -1,13 +1,24 @@
 import type { Command } from 'commander';
+import { existsSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { ReplicaIndex } from '../../replica-index/replica-index.ts';
 import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
+import { UsageError } from '../../errors.ts';
+import { checkImageArg } from '../image-arg.ts';
 
 interface IndexOptions {
   index: string;
   blockSize: string;
+  reindex?: boolean;
   json?: boolean;
+}
+
+/** Opens an index that must already exist (ls, rm): a mistyped --index is an error, never a new empty directory. */
+function openExisting(dir: string, o: { readOnly: boolean }): ReplicaIndex {
+  if (!existsSync(dir)) throw new UsageError(`--index: ${dir} does not exist (\`flimcd index add\` creates an index)`);
+  if (!statSync(dir).isDirectory()) throw new UsageError(`--index: ${dir} is not a directory`);
+  return ReplicaIndex.open(dir, o);
 }
 
 const print = (json: boolean | undefined, obj: unknown, human: string): void => {
@@ -24,14 +35,21 @@ export function registerIndex(program: Command): void {
   index
     .command('add')
     .description('Hash every non-zero block of each image and record where it lies (holes and zero blocks cost nothing).')
-    .argument('<image...>', 'raw image files')
+    .argument('[image...]', 'raw image files')
     .requiredOption('--index <dir>', 'index directory (created if missing)')
     .option('--block-size <size>', 'must equal the block size migrations use (4KiB-1MiB)', '64KiB')
+    .option('--reindex', 'also re-index every image already in the index whose block size differs from --block-size (its old entries are dropped)')
     .option('--json', 'one JSON object per image')
-    .action(async (images: string[], o: IndexOptions) => {
+    .action(async (given: string[], o: IndexOptions) => {
       const blockSize = parseBlockSize(o.blockSize, '--block-size');
+      if (given.length === 0 && !o.reindex) throw new UsageError('index add: name at least one image (or pass --reindex)');
+      for (const path of given) checkImageArg(path, { flag: 'image' });
       const ix = ReplicaIndex.open(o.index);
       try {
+        const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize) : [];
+        for (const im of stale) checkImageArg(im.path, { flag: 'indexed image' });
+        for (const im of stale) await ix.removeImage(im.path);
+        const images = [...new Set([...stale.map((im) => im.path), ...given])];
         for (const path of images) {
           const bar = !o.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${path} [{bar}] {percentage}% ETA {eta}s`, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
           let started = false;
@@ -58,8 +76,10 @@ export function registerIndex(program: Command): void {
     .requiredOption('--index <dir>', 'index directory')
     .option('--json', 'one JSON object per image')
     .action(async (images: string[], o: IndexOptions) => {
-      const ix = ReplicaIndex.open(o.index);
+      const ix = openExisting(o.index, { readOnly: false });
       try {
+        const unknown = images.filter((path) => !ix.image(path));
+        if (unknown.length) throw new UsageError(`index rm: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not in the index at ${ix.dir}; nothing removed`);
         for (const path of images) {
           const n = await ix.removeImage(path);
           print(o.json, { event: 'removed', path, entries: n }, `removed ${path}: ${n} entries`);
@@ -75,7 +95,7 @@ export function registerIndex(program: Command): void {
     .requiredOption('--index <dir>', 'index directory')
     .option('--json', 'a JSON array')
     .action(async (o: IndexOptions) => {
-      const ix = ReplicaIndex.open(o.index);
+      const ix = openExisting(o.index, { readOnly: true });
       try {
         const list = ix.list();
         if (o.json) return print(true, list, '');

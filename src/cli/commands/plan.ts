@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { UsageError } from '../../errors.ts';
 import { ALGORITHMS, parseAlgorithm } from '../../policy/algorithm.ts';
 import { formatBitRate, formatBytes, parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
@@ -13,22 +13,23 @@ import { OFFER_ID_BYTES } from '../../wire/messages.ts';
 import { parseAddress } from '../../util/address.ts';
 import { securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { addSecurityOptions } from '../security-options.ts';
+import { checkImageArg } from '../image-arg.ts';
+import { indexBlockSizeProblem } from '../../replica-index/block-size-check.ts';
 
-function openIndex(dir: string): ReplicaIndex {
+/** The target's index, refused when it holds only other block sizes (it would find nothing). */
+function openIndex(dir: string, blockSize: number): ReplicaIndex {
+  let ix: ReplicaIndex;
   try {
-    return ReplicaIndex.open(dir, { readOnly: true });
+    ix = ReplicaIndex.open(dir, { readOnly: true });
   } catch (e) {
     throw new UsageError(`--index: cannot open the replica index at ${dir}: ${(e as Error).message}`);
   }
-}
-
-/** Blocks in the image file (for sizing the question to the target before the scan). */
-function imageBlocks(path: string, blockSize: number): number {
-  try {
-    return Math.ceil(statSync(path).size / blockSize);
-  } catch (e) {
-    throw new UsageError(`cannot open image ${path}: ${(e as Error).message}`);
+  const problem = indexBlockSizeProblem(ix.list(), blockSize, dir);
+  if (problem) {
+    void ix.close();
+    throw new UsageError(`--index: ${problem}`);
   }
+  return ix;
 }
 
 /** The non-zero blocks and their 128-bit id prefixes, packed (20 bytes a block). */
@@ -91,12 +92,15 @@ export function registerPlan(program: Command): void {
       if (!(watchMs >= 0)) throw new UsageError('--watch must not be negative');
       const blockSize = parseBlockSize(opts.blockSize);
       const algorithms = opts.algorithm.split(',').map((s) => parseAlgorithm(s.trim()));
+      const imageSize = checkImageArg(opts.image);
+      if (imageSize < blockSize) throw new UsageError(`--image: ${opts.image} has ${imageSize} bytes, less than one ${blockSize}-byte block`);
+      if (opts.targetImage) checkImageArg(opts.targetImage, { flag: '--target-image' });
       const to = opts.target ? parseAddress(opts.target, '--target') : undefined;
       const security = to ? securityFromFlags(opts) : undefined;
-      const index = opts.index ? openIndex(opts.index) : undefined;
+      const index = opts.index ? openIndex(opts.index, blockSize) : undefined;
       const inIndex: number[] = [];
       // The target is asked by the first 128 bits of each non-zero block's id, as a migration's OFFER does.
-      const asked = to ? new TargetQuestion(imageBlocks(opts.image, blockSize)) : undefined;
+      const asked = to ? new TargetQuestion(Math.ceil(imageSize / blockSize)) : undefined;
       let image;
       try {
         image = await scanImage(opts.image, blockSize, index || asked ? (b, id) => {

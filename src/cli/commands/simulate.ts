@@ -5,6 +5,7 @@ import { scanImage, syntheticImage } from '../../sim/image-model.ts';
 import { BASE_SHARE, baseOf } from '../../sim/base-image.ts';
 import { parseVariants, parseWorkload, runScenario, summarize, type SummaryRow } from '../../sim/scenario.ts';
 import { ExitCode } from '../exit-codes.ts';
+import { checkImageArg } from '../image-arg.ts';
 
 interface SimulateOptions {
   workload: string;
@@ -67,6 +68,7 @@ export function registerSimulate(program: Command): void {
       const timeScale = Number(opts.timeScale);
       if (!(timeScale > 0)) throw new UsageError(`--time-scale: "${opts.timeScale}" must be a positive number`);
       const variants = parseVariants(opts.algorithm);
+      if (opts.image) checkImageArg(opts.image);
       const image = opts.image ? await scanImage(opts.image, blockSize) : syntheticImage(parseSize(opts.imageSize ?? '20GiB', '--image-size'), blockSize, Number(opts.seed));
       if (image.size < blockSize) throw new UsageError(`the image (${image.size} bytes) is smaller than one block`);
       if (opts.targetHolds !== 'none' && opts.targetHolds !== 'base') throw new UsageError(`--target-holds: "${opts.targetHolds}" must be none or base`);
