@@ -112,10 +112,10 @@ export class VmMigrationError extends FlimcdError {
   }
 }
 
-let currentSignal: AbortSignal | undefined;
-const sleep = (ms: number) =>
+/** A poll's wait; an aborted migration stops at the next one. */
+const sleep = (ms: number, signal: AbortSignal | undefined) =>
   new Promise<void>((resolve, reject) => {
-    if (currentSignal?.aborted) return reject(new FlimcdError('interrupted', ErrorCode.INTERRUPTED));
+    if (signal?.aborted) return reject(new FlimcdError('interrupted', ErrorCode.INTERRUPTED));
     setTimeout(resolve, ms);
   });
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -136,7 +136,6 @@ async function status(addr: Address): Promise<Record<string, unknown>> {
 /** Migrates the VM; see the module comment for the sequence and the failure semantics. */
 export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult> {
   const log = o.log;
-  currentSignal = o.signal;
   const poll = o.pollMs ?? 50;
   const t0 = Date.now();
   let stage: VmStage = 'precopy';
@@ -183,7 +182,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         log?.warn({ remainingBytes: remaining }, 'pre-copy did not converge in time; moving on, post-copy carries the rest');
         break;
       }
-      await sleep(Math.max(poll, 200));
+      await sleep(Math.max(poll, 200), o.signal);
     }
     const precopyEnd = Date.now();
 
@@ -216,7 +215,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', ErrorCode.VM_MIGRATION);
       }
       progress();
-      await sleep(poll);
+      await sleep(poll, o.signal);
     }
 
     // 4. Storage cut-over while the guest is paused and its disk quiet.
@@ -231,7 +230,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       if (SERVING.includes(phase)) break;
       if (phase === 'failed') throw new FlimcdError('the target agent failed during the storage cut-over', ErrorCode.VM_MIGRATION);
       if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
-      await sleep(Math.min(poll, 20));
+      await sleep(Math.min(poll, 20), o.signal);
     }
     const missingAtCutover = num(lastDisk.missingBlocks);
     const storageCutoverMs = Date.now() - swStart;
@@ -249,7 +248,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         throw new FlimcdError(`QEMU's migration failed at the switch-over${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, ErrorCode.VM_MIGRATION);
       }
       if (Date.now() > ramDeadline) throw new FlimcdError('QEMU did not complete the switch-over in time', ErrorCode.VM_TIMEOUT);
-      await sleep(Math.min(poll, 20));
+      await sleep(Math.min(poll, 20), o.signal);
     }
     // Behind a buffering link the source says completed before the target has loaded.
     const loadDeadline = Date.now() + 120_000;
@@ -262,7 +261,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       }
       if (s.status !== 'inmigrate') throw new FlimcdError(`the target VM is ${s.status} after the migration`, ErrorCode.VM_MIGRATION);
       if (Date.now() > loadDeadline) throw new FlimcdError('the target QEMU did not finish loading the VM state within 120 s', ErrorCode.VM_TIMEOUT);
-      await sleep(Math.min(poll, 20));
+      await sleep(Math.min(poll, 20), o.signal);
     }
     vmAtTarget = true;
     const resumed: QmpEvent = await dst.waitEvent('RESUME', { since: dstSince, timeoutMs: 10_000 });
@@ -281,7 +280,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         if (lastDisk.phase === 'done') break;
         if (lastDisk.phase === 'failed') throw new FlimcdError('post-copy failed at the target agent', ErrorCode.VM_POSTCOPY);
         if (Date.now() > postDeadline) throw new FlimcdError(`post-copy did not finish within ${o.postcopyTimeoutMs} ms`, ErrorCode.VM_TIMEOUT);
-        await sleep(Math.max(poll, 100));
+        await sleep(Math.max(poll, 100), o.signal);
       }
     }
     stage = o.postcopyTimeoutMs === 0 ? 'postcopy' : 'done';
