@@ -13,7 +13,14 @@ export const ExitCode = {
   LINK_LOST: 4,
   /** Stopped by SIGINT. */
   INTERRUPTED: 130,
+  /** Stopped by SIGTERM. */
+  TERMINATED: 143,
 } as const;
+
+/** The exit code of a command stopped by `signal`: 130 for SIGINT, 143 for SIGTERM (128 + the signal's number, as a shell reports it). */
+export function exitCodeForSignal(signal: NodeJS.Signals): number {
+  return signal === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED;
+}
 
 
 /** The exit code for an error that ended a command: 2 for bad input, 4 for a lost link, 1 for any other failure. */

@@ -1,13 +1,15 @@
+import { exitCodeForSignal } from './exit-codes.ts';
+
 /**
  * Runs `handler` once on the first SIGINT or SIGTERM. A second signal while it
- * runs exits at once (the operator insists).
+ * runs exits at once (the operator insists), with that signal's exit code.
  */
 export function onShutdownSignal(handler: (signal: NodeJS.Signals) => Promise<void> | void): void {
   let started = false;
   const on = (signal: NodeJS.Signals) => {
     if (started) {
       process.stderr.write(`flimcd: second ${signal}, exiting now\n`);
-      process.exit(130);
+      process.exit(exitCodeForSignal(signal));
     }
     started = true;
     Promise.resolve(handler(signal)).then(

@@ -8,7 +8,8 @@
  *   GET  /status    200 AgentStatus JSON
  *   POST /cutover   202 {"accepted":true,"phase":…}; 409 {"error","code"} when this role/phase cannot cut over
  *   POST /abort     body {"reason":"…","reclaim":true} optional (reclaim: the source takes the VM's
- *                   disk back even after cut-over, for a hypervisor switch-over that failed); 202 {"accepted":true,"reason","phase"}; 409 when already done/failed
+ *                   disk back even after cut-over, for a hypervisor switch-over that failed); 202 {"accepted":true,"reason","phase"}; 409 when already done/failed,
+ *                   and on the source after cut-over without reclaim (the VM runs at the target)
  *   GET  /metrics   200 Prometheus text exposition (per-server prom-client Registry)
  *
  * Errors are JSON {"error": "...", "code": "FLIMCD_ERR_…"}: 400 malformed body,
@@ -22,7 +23,7 @@ import type { Logger } from '../util/log.ts';
 import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from './http.ts';
 import { MetricsMirror, statusSamples } from './metrics.ts';
 import { createStatusEnricher } from './status.ts';
-import { CUTOVER_PHASES, FINAL_PHASES, type AgentControl, type AgentStatus } from './types.ts';
+import { AFTER_CUTOVER_PHASES, CUTOVER_PHASES, FINAL_PHASES, type AgentControl, type AgentStatus } from './types.ts';
 
 export { DEFAULT_MAX_BODY } from './http.ts';
 const MAX_REASON = 1000;
@@ -126,6 +127,11 @@ export class ControlServer {
           throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, ErrorCode.ABORT_REFUSED, { phase });
         }
         if (body.reclaim !== undefined && typeof body.reclaim !== 'boolean') throw new HttpError(400, 'reclaim must be a boolean', ErrorCode.CONTROL_BODY);
+        // Past the cut-over the VM runs at the target and reads its missing blocks from here: aborting
+        // would take its disk away. Only `reclaim` (the VM never switched over) may stop the source then.
+        if (this.o.control.role === 'source' && !body.reclaim && AFTER_CUTOVER_PHASES.includes(phase)) {
+          throw new HttpError(409, `cannot abort after the cut-over (phase ${phase}): the VM already runs at the target and reads its remaining blocks from this source; the only way forward is to let the migration finish`, ErrorCode.ABORT_REFUSED, { phase });
+        }
         if (body.reclaim) await this.o.control.abort(reason, { reclaim: true });
         else await this.o.control.abort(reason);
         this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');

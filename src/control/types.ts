@@ -79,5 +79,7 @@ export interface AgentControl {
 
 /** Phases from which an operator cut-over makes sense. */
 export const CUTOVER_PHASES: readonly string[] = ['starting', 'precopy'];
+/** Phases in which the VM may already run at the target: the source must serve it to the end. */
+export const AFTER_CUTOVER_PHASES: readonly string[] = ['cutover', 'postcopy', 'verify'];
 /** Phases after which there is nothing left to abort. */
 export const FINAL_PHASES: readonly string[] = ['done', 'failed'];

@@ -88,6 +88,8 @@ export class SourceAgent {
   private nextLink: Link | undefined;
   private closed = false;
   private gaveUp: Error | undefined;
+  /** Aborted by abort(): stops dialling and a handshake at once, whatever the phase. */
+  private readonly stopping = new AbortController();
   /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
   readonly resumes = { reattached: 0, resynced: 0 };
   /** Sessions before the current one (this process's superseded ones and earlier processes'), for the final report. */
@@ -348,7 +350,7 @@ export class SourceAgent {
     const deadline = Date.now() + timeoutMs;
     let silentCloses = 0;
     for (let attempt = 1; ; attempt++) {
-      const socket = await dialWithBackoff(o.to, o.security, deadline, o.log, attempt === 1);
+      const socket = await dialWithBackoff(o.to, o.security, deadline, o.log, attempt === 1, this.stopping.signal);
       writeMessage(socket, {
         type: MsgType.HELLO,
         hello: {
@@ -357,10 +359,13 @@ export class SourceAgent {
         },
       });
       let reply;
+      const hangUp = () => socket.destroy();
+      this.stopping.signal.addEventListener('abort', hangUp, { once: true });
       try {
         reply = await readMessage(socket, 30_000);
       } catch (e) {
         socket.destroy();
+        this.stopping.signal.throwIfAborted();
         // Something else listens there (an NBD or HTTP server): asking again cannot make it a flimcd agent.
         if (e instanceof WrongPeerError) throw new WrongPeerError(`${formatAddress(o.to)} is ${e.message}; check --to`, e.speaks);
         if (Date.now() > deadline) throw new IoError(`the target agent at ${formatAddress(o.to)} did not answer: ${(e as Error).message}`, { cause: e });
@@ -371,8 +376,10 @@ export class SourceAgent {
           throw new AuthError(`the target agent at ${formatAddress(o.to)} closed the link ${silentCloses} times without answering HELLO: it probably requires TLS (this source runs --insecure); pass the same --psk-file or --tls-* credentials as the target`);
         }
         o.log.warn({ err: (e as Error).message }, 'handshake with the target failed; retrying');
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500, this.stopping.signal);
         continue;
+      } finally {
+        this.stopping.signal.removeEventListener('abort', hangUp);
       }
       const { message, rest } = reply;
       if (message.type === MsgType.ERROR) {
@@ -385,6 +392,11 @@ export class SourceAgent {
       }
       return { socket, welcome: message.welcome, rest };
     }
+  }
+
+  /** Where the durable migration state lives (kept after a failure or an interruption, for a resume). */
+  get statePath(): string {
+    return this.state.path;
   }
 
   status(): Record<string, unknown> {
@@ -406,6 +418,8 @@ export class SourceAgent {
    * this image is still the VM's current disk.
    */
   abort(reason: string, o: { reclaim?: boolean } = {}): void {
+    // Also ends a dial or handshake under way (before the first session, or while reconnecting).
+    if (!this.stopping.signal.aborted) this.stopping.abort(new FlimcdError(`migration aborted: ${reason}`, ErrorCode.ABORTED));
     this.engine?.abort(reason);
     if (o.reclaim && this.gate.status !== 'open') {
       this.gate.open();
@@ -426,15 +440,21 @@ export function dialTarget(addr: Address, security: LinkSecurity): Promise<net.S
   return connectLink(addr, security);
 }
 
-/** Dials until it connects, with capped exponential backoff and jitter, until `deadline`. Wrong credentials are not retried. */
-async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: number, log: Logger, first: boolean): Promise<net.Socket> {
+/**
+ * Dials until it connects, with capped exponential backoff and jitter, until
+ * `deadline`. Wrong credentials are not retried. `signal` ends it at once,
+ * rejecting with the signal's reason.
+ */
+async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: number, log: Logger, first: boolean, signal: AbortSignal): Promise<net.Socket> {
   let delay = 100;
   for (let attempt = 1; ; attempt++) {
+    signal.throwIfAborted();
     try {
-      const s = await dialTarget(addr, security);
+      const s = await untilAborted(dialTarget(addr, security), signal, (late) => late.destroy());
       log.info({ to: formatAddress(addr), link: describeSecurity(security) }, 'link to the target established');
       return s;
     } catch (e) {
+      if (signal.aborted) throw signal.reason;
       // Wrong credentials stay wrong, and so does a peer that is not a flimcd agent: fail now, naming the reason.
       if (e instanceof AuthError || e instanceof WrongPeerError) throw e;
       const why = systemErrorCode(e) ?? (e as Error).message;
@@ -444,8 +464,45 @@ async function dialWithBackoff(addr: Address, security: LinkSecurity, deadline: 
       if (!first || attempt > 1) log.info({ to: formatAddress(addr), attempt, retryInMs: Math.round(delay), err: why }, 'target agent unreachable; retrying');
       else log.info({ to: formatAddress(addr) }, 'waiting for the target agent');
       // Jitter (±25 %) keeps many agents from reconnecting in lockstep.
-      await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
+      await sleep(delay * (0.75 + Math.random() * 0.5), signal);
       delay = Math.min(delay * 2, 5000);
     }
   }
+}
+
+/** Waits `ms`; rejects with the signal's reason as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const slept = untilAborted(new Promise<void>((r) => (timer = setTimeout(r, ms))), signal);
+  // An abandoned timer would hold the process up to the next attempt after an abort.
+  return slept.finally(() => clearTimeout(timer));
+}
+
+/**
+ * `p`, or a rejection with the signal's reason as soon as `signal` aborts.
+ * `discard` receives a value that arrives after the abort (e.g. a socket to close).
+ */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal, discard?: (late: T) => void): Promise<T> {
+  if (signal.aborted) {
+    void p.then((v) => discard?.(v), () => {});
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      void p.then((v) => discard?.(v), () => {});
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) discard?.(v);
+        else resolve(v);
+      },
+      (e: Error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }

@@ -128,6 +128,8 @@ export class TargetAgent {
       this.gate!.open();
     }
     if (a.kind === 'unix') await removeStaleSocket(a.path, '--listen');
+    // The VM's export listens only once a source connects: refuse a path another process serves now, not then.
+    if (this.o.nbd.kind === 'unix' && !this.nbd) await removeStaleSocket(this.o.nbd.path, '--nbd');
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? new UsageError(`--listen: ${formatAddress(a)} is already in use`) : e));
       if (a.kind === 'unix') this.server.listen(a.path, resolve);

@@ -38,7 +38,7 @@ test('bad input gets a clear error and exit code 2', async (t) => {
   assert.equal(unknown.code, 2);
 });
 
-test('export serves a real client and stops gracefully on SIGTERM with the data on disk', async (t) => {
+test('export serves a real client and stops gracefully on SIGTERM (exit 143) with the data on disk', async (t) => {
   if (!requirePeers(t, 'qemu-io')) return;
   const dir = tempDir(t);
   const img = join(dir, 'vm.img');
@@ -53,7 +53,7 @@ test('export serves a real client and stops gracefully on SIGTERM with the data 
   await runOk('qemu-io', ['-f', 'raw', ev.uri, '-c', 'write -P 0x3c 1M 512k', '-c', 'read -P 0x3c 1M 512k']);
   child.kill('SIGTERM');
   const r = await exited;
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 143, r.stderr);
   assert.match(r.stdout, /"event":"stopped"/);
   const file = readFileSync(img);
   assert.ok(file.subarray(1 << 20, (1 << 20) + (512 << 10)).every((b) => b === 0x3c));
@@ -75,5 +75,5 @@ test('export --read-only refuses writes with EPERM through a real client', async
   assert.match(w.stdout + w.stderr, /read-only|Permission|not permitted/i);
   assert.ok(readFileSync(img).every((b) => b === 7), 'image unchanged');
   child.kill('SIGINT');
-  assert.equal((await exited).code, 0);
+  assert.equal((await exited).code, 130);
 });

@@ -178,7 +178,7 @@ test('POST /cutover calls through with 202, and answers 409 when the role or pha
   assert.match(JSON.parse(rt.text).error, /target agent cannot cut over; ask the source agent/);
 });
 
-test('POST /abort passes the reason (or a default), 409 once finished, 400 on a bad reason', async (t) => {
+test('POST /abort passes the reason (or a default), 409 once finished or (source, no reclaim) after cut-over, 400 on a bad reason', async (t) => {
   const dir = tempDir(t);
   const agent = new FakeAgent();
   const { addr } = await serve(t, agent, { dir });
@@ -189,6 +189,17 @@ test('POST /abort passes the reason (or a default), 409 once finished, 400 on a 
   const bad = await raw(addr, 'POST', '/abort', JSON.stringify({ reason: 42 }));
   assert.equal(bad.status, 400);
   assert.match(JSON.parse(bad.text).error, /reason must be a string/);
+  // After the cut-over the source refuses: the VM runs at the target. `reclaim` (a switch-over that failed) still may.
+  for (const phase of ['cutover', 'postcopy', 'verify']) {
+    agent.st = sourceStatus({ phase });
+    const after = await raw(addr, 'POST', '/abort', '{"reason":"too late"}');
+    assert.equal(after.status, 409, phase);
+    assert.match(JSON.parse(after.text).error, /VM already runs at the target.*only way forward is to let the migration finish/);
+  }
+  assert.equal(agent.aborts.length, 2);
+  const reclaimed = await raw(addr, 'POST', '/abort', '{"reason":"switch-over failed","reclaim":true}');
+  assert.equal(reclaimed.status, 202);
+  agent.aborts.pop();
   agent.st = sourceStatus({ phase: 'done' });
   const done = await raw(addr, 'POST', '/abort', '{"reason":"late"}');
   assert.equal(done.status, 409);

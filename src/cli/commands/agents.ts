@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
-import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
+import { parseAddress, formatAddress, nbdUri, type Address } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log } from '../../util/log.ts';
-import { ExitCode } from '../exit-codes.ts';
+import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
-import { attachControl } from './agent-control.ts';
+import { attachControl, type ControllableAgent } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
@@ -90,40 +90,52 @@ export function registerAgents(program: Command): void {
       const linkTimeoutMs = parseDuration(o.linkTimeout, '--link-timeout');
       const off = (on: boolean) => (on === false ? false : undefined);
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
+      const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
+      // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) ends the agent at once.
+      let signalled: NodeJS.Signals | undefined;
+      let stop!: () => void;
+      const stopped = new Promise<void>((r) => (stop = r));
+      onShutdownSignal(async (sig) => {
+        signalled = sig;
+        agentRef?.abort(`interrupted by ${sig}`);
+        stop();
+      });
       const agent = await SourceAgent.start({
         image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
+      if (signalled) agent.abort(`interrupted by ${signalled}`);
       // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
-      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'source', agent) : undefined;
+      const control = controlAddress ? await attachControlOrClose(controlAddress, 'source', agent) : undefined;
       emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
       progress.watch(() => agent.status());
-      let stop!: () => void;
-      const stopped = new Promise<void>((r) => (stop = r));
-      onShutdownSignal(async (sig) => {
-        agent.abort(`interrupted by ${sig}`);
-        stop();
-      });
+      let interrupted = false;
       try {
         const report = await agent.migrate();
         progress.done(report as unknown as Record<string, unknown>);
         if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
       } catch (e) {
-        if (o.keepServing && agent.gate.status === 'open') {
+        if (signalled) {
+          interrupted = true;
+        } else if (o.keepServing && agent.gate.status === 'open') {
           progress.stop();
           const msg = (e as Error).message;
           emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`);
           await stopped;
         }
-        throw e;
+        if (!interrupted) throw e;
       } finally {
         progress.stop();
         await control?.close();
         await agent.close();
+      }
+      if (interrupted && signalled) {
+        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`);
+        process.exitCode = exitCodeForSignal(signalled);
       }
     });
 
@@ -156,13 +168,18 @@ export function registerAgents(program: Command): void {
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });
       agentRef = agent;
-      const bound = await agent.listen();
-      const control = o.control ? await attachControl(parseAddress(o.control, '--control'), 'target', agent) : undefined;
-      progress.watch(() => agent.status());
-      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
+      const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
+      let signalled: NodeJS.Signals | undefined;
       let stop!: () => void;
       const stopped = new Promise<void>((r) => (stop = r));
-      onShutdownSignal(async () => stop());
+      onShutdownSignal(async (sig) => {
+        signalled = sig;
+        stop();
+      });
+      const bound = await agent.listen();
+      const control = controlAddress ? await attachControlOrClose(controlAddress, 'target', agent) : undefined;
+      progress.watch(() => agent.status());
+      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
       try {
         const result = await Promise.race([agent.result(), stopped.then(() => undefined)]);
         progress.stop();
@@ -179,5 +196,21 @@ export function registerAgents(program: Command): void {
         await control?.close();
         await agent.close();
       }
+      // Stopped by a signal, as the README's exit-code table says, whether it was serving the VM or still waiting.
+      if (signalled && !process.exitCode) process.exitCode = exitCodeForSignal(signalled);
     });
+}
+
+/**
+ * The agent's control endpoint, or a start-up error: an address that cannot be
+ * listened on stops the agent (closing what it opened) instead of leaving it to
+ * run without control.
+ */
+async function attachControlOrClose(address: Address, role: 'source' | 'target', agent: ControllableAgent & { close(): Promise<void> }): Promise<{ close(): Promise<void> }> {
+  try {
+    return await attachControl(address, role, agent);
+  } catch (e) {
+    await agent.close();
+    throw e;
+  }
 }

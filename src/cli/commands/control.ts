@@ -169,7 +169,7 @@ Examples:
 
   program
     .command('abort')
-    .description('Abort a running migration. Before cut-over the VM keeps running at the source; after cut-over it stays at the target, where reads of blocks not yet copied fail.')
+    .description('Abort a running migration. Before cut-over the VM keeps running at the source. After cut-over the source refuses: the VM runs at the target and the only way forward is to finish.')
     .requiredOption('--control <addr>', CONTROL_HELP)
     .option('--reason <text>', 'why; logged by both agents and sent to the peer')
     .option('--json', 'print the agent\'s answer as JSON')
@@ -177,7 +177,7 @@ Examples:
     .addHelpText(
       'after',
       `
-Exit codes: 0 accepted, 1 refused (already done or failed) or agent unreachable, 2 bad input.
+Exit codes: 0 accepted, 1 refused (already done or failed, or the source past cut-over) or agent unreachable, 2 bad input.
 
 Examples:
   flimcd abort --control unix:/run/flimcd-source.ctl --reason "maintenance window over"

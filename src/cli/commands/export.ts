@@ -7,6 +7,7 @@ import { parseAddress, formatAddress, nbdUri } from '../../util/address.ts';
 import { formatBytes } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
 import { onShutdownSignal } from '../signals.ts';
+import { exitCodeForSignal } from '../exit-codes.ts';
 import { checkImageArg } from '../image-arg.ts';
 
 interface ExportOptions {
@@ -52,5 +53,7 @@ export function registerExport(program: Command): void {
       await disk.flush().catch(() => {});
       await disk.close();
       if (opts.json) process.stdout.write(JSON.stringify({ event: 'stopped', signal }) + '\n');
+      // Stopped by a signal, as the README's exit-code table says: a supervisor tells it from a clean end.
+      process.exitCode = exitCodeForSignal(signal);
     });
 }
