@@ -1,6 +1,6 @@
 // The link seam: TLS 1.3 with mutual authentication (certificates or PSK),
 // refusals logged while the listener keeps accepting, no silent downgrade.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -41,13 +41,8 @@ async function roundTrip(addr: Address, security: LinkSecurity): Promise<string>
   return got;
 }
 
-/** Waits until the server has logged `n` refusals (logging follows the client's failure asynchronously). */
-async function refusals(lines: Array<Record<string, unknown>>, n: number) {
-  for (let i = 0; i < 100 && lines.filter((l) => /refused/.test(String(l.msg))).length < n; i++) await new Promise((r) => setTimeout(r, 20));
-  return lines.filter((l) => /refused/.test(String(l.msg)));
-}
-
-test('certificates: mutual TLS 1.3 link carries data; wrong CA, wrong role and plaintext peers are refused and logged, the listener keeps accepting', async (t) => {
+/** Two unrelated CAs (each with source and target certificates) and a target serving with the first. */
+async function twoCasAndATarget(t: TestContext) {
   const dir = tempDir(t);
   const pki = join(dir, 'pki');
   const other = join(dir, 'other');
@@ -55,6 +50,17 @@ test('certificates: mutual TLS 1.3 link carries data; wrong CA, wrong role and p
   makeCertificates(other, 30, false);
   const srv = await echoServer(certs(pki, 'target'));
   t.after(srv.close);
+  return { dir, pki, other, srv };
+}
+
+/** Waits until the server has logged `n` refusals (logging follows the client's failure asynchronously). */
+async function refusals(lines: Array<Record<string, unknown>>, n: number) {
+  for (let i = 0; i < 100 && lines.filter((l) => /refused/.test(String(l.msg))).length < n; i++) await new Promise((r) => setTimeout(r, 20));
+  return lines.filter((l) => /refused/.test(String(l.msg)));
+}
+
+test('certificates: mutual TLS 1.3 link carries data; wrong CA, wrong role and plaintext peers are refused and logged, the listener keeps accepting', async (t) => {
+  const { pki, other, srv } = await twoCasAndATarget(t);
 
   const ok = await connectLink(srv.addr, certs(pki, 'source'));
   assert.equal((ok as tls.TLSSocket).getProtocol(), 'TLSv1.3');
@@ -124,13 +130,7 @@ test('an unreachable peer is an IoError (retried by the source agent), not an Au
 });
 
 test('a refused peer is logged once with its address and the reason in words: wrong CA, wrong role, PSK mismatch, not TLS', async (t) => {
-  const dir = tempDir(t);
-  const pki = join(dir, 'pki');
-  const other = join(dir, 'other');
-  makeCertificates(pki, 30, false);
-  makeCertificates(other, 30, false);
-  const srv = await echoServer(certs(pki, 'target'));
-  t.after(srv.close);
+  const { dir, pki, other, srv } = await twoCasAndATarget(t);
   const reasonFor = async (sec: LinkSecurity) => {
     const before = (await refusals(srv.lines, 0)).length;
     await assert.rejects(connectLink(srv.addr, sec));
