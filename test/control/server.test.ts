@@ -4,7 +4,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlServer } from '../../src/control/server.ts';
@@ -13,6 +12,7 @@ import type { AgentControl } from '../../src/control/types.ts';
 import type { Address } from '../../src/util/address.ts';
 import { FlimcdError, UsageError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { leaveStaleSocket } from '../helpers/net.ts';
 import type { TestCtx } from '../helpers/test-context.ts';
 
 function sourceStatus(over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -374,11 +374,7 @@ test('unix sockets: a stale socket is replaced, a live one or a regular file is 
   const dir = tempDir(t);
   const path = join(dir, 'stale.sock');
   // A process that dies without closing leaves its socket file behind.
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
-    child.on('error', reject);
-    child.on('exit', () => resolve());
-  });
+  await leaveStaleSocket(path);
   assert.ok(lstatSync(path).isSocket());
   const agent = new FakeAgent();
   const server = new ControlServer({ control: agent, address: { kind: 'unix', path } });

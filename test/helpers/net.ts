@@ -1,5 +1,6 @@
 /** Sockets for tests: a free TCP port, a listener closed after the test, an echo server. */
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import type { Address } from '../../src/util/address.ts';
 import type { TestCtx } from './test-context.ts';
 
@@ -42,4 +43,13 @@ export async function echoServer(t: TestCtx, addr?: Address): Promise<{ address:
     s.pipe(s);
   });
   return { address: await listenFor(t, server, addr), accepted };
+}
+
+/** Leaves a stale unix socket at `path`: a process listens there and dies by SIGKILL without closing it. */
+export function leaveStaleSocket(path: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    child.on('error', reject);
+    child.on('exit', () => resolve());
+  });
 }

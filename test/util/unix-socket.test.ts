@@ -3,21 +3,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeStaleSocket, socketAlive } from '../../src/util/unix-socket.ts';
 import { UsageError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { leaveStaleSocket } from '../helpers/net.ts';
 
 test('a socket left by a dead process is removed; a live one and a regular file are refused; a missing path is fine', async (t) => {
   const dir = tempDir(t);
   const stale = join(dir, 'stale.sock');
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
-    child.on('error', reject);
-    child.on('exit', () => resolve());
-  });
+  await leaveStaleSocket(stale);
   assert.ok(lstatSync(stale).isSocket());
   assert.equal(await socketAlive(stale), false);
   await removeStaleSocket(stale, '--listen');
