@@ -31,6 +31,8 @@ export class NbdServer implements ExportDirectory {
   private readonly maxConnections: number;
   private unixPath: string | undefined;
   private closing: Promise<void> | undefined;
+  /** Callers of whenIdle() waiting for the last client to go. */
+  private idleWaiters: Array<() => void> = [];
 
   constructor(opts: NbdServerOptions) {
     if (opts.exports.length === 0) throw new UsageError('an NBD server needs at least one export');
@@ -54,6 +56,12 @@ export class NbdServer implements ExportDirectory {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Resolves once no client is connected (at once when none is): e.g. the VM has let go of its disk. */
+  whenIdle(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Starts listening; resolves with the bound address (with the real port when 0 was asked). */
@@ -108,7 +116,10 @@ export class NbdServer implements ExportDirectory {
     const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
     const conn = new NbdConnection(socket, this, this.log.child({ peer }), this.limits);
     this.connections.add(conn);
-    void conn.done.finally(() => this.connections.delete(conn));
+    void conn.done.finally(() => {
+      this.connections.delete(conn);
+      if (this.connections.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
   }
 }
 

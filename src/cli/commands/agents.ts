@@ -8,6 +8,8 @@ import { log } from '../../util/log.ts';
 import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
+import { CONFIRM_WINDOW_MS, isAfterCutover, SourceStopPolicy } from '../source-stop.ts';
+import { ErrorCode, FlimcdError } from '../../errors.ts';
 import { attachControl, type ControllableAgent } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
@@ -94,15 +96,47 @@ export function registerAgents(program: Command): void {
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
-      // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) ends the agent at once.
+      // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) is honoured at once.
+      // Before the cut-over it ends the migration (the VM keeps its disk here); after it, post-copy finishes first.
       let signalled: NodeJS.Signals | undefined;
+      let finishing: NodeJS.Signals | undefined;
       let stop!: () => void;
       const stopped = new Promise<void>((r) => (stop = r));
-      onShutdownSignal(async (sig) => {
-        signalled = sig;
-        agentRef?.abort(`interrupted by ${sig}`);
-        stop();
-      });
+      let controlRef: { close(): Promise<void> } | undefined;
+      const policy = new SourceStopPolicy();
+      const window = `${CONFIRM_WINDOW_MS / 1000} s`;
+      const exitAtOnce = async (sig: NodeJS.Signals, afterCutover: boolean) => {
+        process.stderr.write(afterCutover
+          ? `flimcd: third ${sig} within ${window}: exiting before post-copy finished; the VM at the target waits for its missing blocks (reads fail after the target's --fetch-timeout): restart with the same arguments to resume (state in ${agentRef?.statePath ?? 'IMAGE.flimcd'})\n`
+          : `flimcd: second ${sig}, exiting now\n`);
+        // The VM's and the control socket files go; a close that hangs does not hold the exit up.
+        setTimeout(() => process.exit(exitCodeForSignal(sig)), 1000);
+        await Promise.allSettled([controlRef?.close(), agentRef?.close()]);
+        process.exit(exitCodeForSignal(sig));
+      };
+      const onSignal = (sig: NodeJS.Signals) => {
+        const st = agentRef?.status();
+        const phase = (st?.phase as string | undefined) ?? 'starting';
+        const left = { phase, remainingBlocks: st?.remainingBlocks };
+        switch (policy.onSignal(phase, Date.now())) {
+          case 'abort':
+            signalled = sig;
+            agentRef?.abort(`interrupted by ${sig}`);
+            stop();
+            return;
+          case 'finish':
+            finishing = sig;
+            log.warn({ signal: sig, ...left }, `${sig} after the cut-over: the VM runs at the target and reads its missing blocks from here; finishing post-copy, then exiting (a second signal within ${window} asks for confirmation)`);
+            return;
+          case 'confirm':
+            log.warn({ signal: sig, ...left }, `second ${sig} within ${window}: post-copy has not finished, and stopping now leaves the VM at the target waiting for the blocks only this source has (its reads fail after the target's --fetch-timeout). To stop anyway (the state stays for a resume), send a third signal within ${window}, or SIGKILL`);
+            return;
+          case 'exit':
+            void exitAtOnce(sig, isAfterCutover(phase));
+        }
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const agent = await SourceAgent.start({
         image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
@@ -111,23 +145,30 @@ export function registerAgents(program: Command): void {
       if (signalled) agent.abort(`interrupted by ${signalled}`);
       // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'source', agent) : undefined;
+      controlRef = control;
       emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
       progress.watch(() => agent.status());
       let interrupted = false;
       try {
         const report = await agent.migrate();
         progress.done(report as unknown as Record<string, unknown>);
+        if (finishing) log.info({ signal: finishing }, `post-copy finished, as ${finishing} asked: exiting`);
         if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
       } catch (e) {
-        if (signalled) {
-          interrupted = true;
-        } else if (o.keepServing && agent.gate.status === 'open') {
+        if (o.keepServing && !signalled && agent.gate.status === 'open') {
           progress.stop();
           const msg = (e as Error).message;
           emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`);
           await stopped;
+        } else if ((signalled || (e instanceof FlimcdError && e.code === ErrorCode.ABORTED)) && agent.gate.status === 'open' && agent.nbd.connectionCount > 0) {
+          // Stopped or aborted before the cut-over: the migration is over, but the VM still uses its disk here.
+          progress.stop();
+          const why = signalled ? `stopped by ${signalled}` : (e as Error).message;
+          emit(o.json, { event: 'serving', migrated: false, until: 'vm-disconnects', error: why }, `flimcd source: migration ${why}; the VM's disk stays here: serving it until the VM disconnects (${signalled ? 'another' : 'a'} SIGINT or SIGTERM exits at once)`);
+          await (signalled ? agent.nbd.whenIdle() : Promise.race([agent.nbd.whenIdle(), stopped]));
         }
-        if (!interrupted) throw e;
+        if (signalled) interrupted = true;
+        else throw e;
       } finally {
         progress.stop();
         await control?.close();

@@ -9,7 +9,7 @@ import { parseAddress } from '../../util/address.ts';
 import { parseBitRate, parseDuration, parseSize, formatBytes } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
-import { ExitCode } from '../exit-codes.ts';
+import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { migrateVm, VmMigrationError, type VmProgress } from '../../qemu/vm-migrate.ts';
 
 interface VmMigrateCliOptions {
@@ -53,7 +53,7 @@ its I/O drained); migrate-continue; post-copy while the VM runs at the target.
 Exit codes: 0 migrated and verified; 1 failed — before the switch-over the VM keeps
 running at the source with its disk there (migration cancelled, agents aborted);
 after it the VM runs at the target and the error says so; 2 bad input;
-3 the disk did not verify; 130 interrupted (rolled back when still possible).`;
+3 the disk did not verify; 130 on SIGINT, 143 on SIGTERM (rolled back when still possible).`;
 
 function progressLine(p: VmProgress): string {
   const d = p.disk;
@@ -93,9 +93,9 @@ export function registerVm(program: Command): void {
       const postcopyTimeoutMs = o.waitPostcopy ? parseDuration(o.postcopyTimeout, '--postcopy-timeout') : 0;
       if (o.waitPostcopy && !(postcopyTimeoutMs > 0)) throw new UsageError('--postcopy-timeout must be more than 0');
       const ac = new AbortController();
-      let interrupted = false;
-      const onSignal = () => {
-        interrupted = true;
+      let interrupted: NodeJS.Signals | undefined;
+      const onSignal = (sig: NodeJS.Signals) => {
+        interrupted = sig;
         ac.abort();
       };
       process.once('SIGINT', onSignal);
@@ -129,7 +129,7 @@ export function registerVm(program: Command): void {
         if (o.json) process.stdout.write(JSON.stringify({ event: 'failed', error: (e as Error).message, code: (e as { code?: string }).code, vm_at: e instanceof VmMigrationError ? e.vmAt : null }) + '\n');
         if (interrupted) {
           process.stderr.write(`flimcd: ${(e as Error).message}\n`);
-          process.exitCode = ExitCode.INTERRUPTED;
+          process.exitCode = exitCodeForSignal(interrupted);
           return;
         }
         throw e;
