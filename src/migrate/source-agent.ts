@@ -310,7 +310,8 @@ export class SourceAgent {
 
   /** The link failed: reconnect in the background; the engine keeps its state and waits. */
   private linkLost(engine: SourceEngine, channel: Channel, err?: Error): void {
-    if (this.closed || this.reconnecting || this.channel !== channel) return;
+    // After an abort the link is let go on purpose: there is nothing to reconnect for.
+    if (this.closed || this.stopping.signal.aborted || this.reconnecting || this.channel !== channel) return;
     if (engine.status().phase === 'done') return;
     this.o.log.warn({ err: err?.message }, 'link to the target lost; reconnecting');
     this.reconnecting = (async () => {
@@ -401,6 +402,8 @@ export class SourceAgent {
 
   status(): Record<string, unknown> {
     const st: Record<string, unknown> = this.engine ? { role: 'source', ...this.engine.status() } : { role: 'source', phase: 'starting' };
+    // Who still uses the VM's disk here: after a stop before the cut-over the agent serves it until this is 0.
+    st.vmConnections = this.nbd.connectionCount;
     if (this.o.prediction) Object.assign(st, predictedStatus(this.o.prediction, (st.elapsedMs as number | undefined) ?? 0, st.phase as string));
     return st;
   }
