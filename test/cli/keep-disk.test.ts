@@ -72,9 +72,10 @@ interface Rig {
 }
 
 /**
- * Target, (wan,) source and a verifying load on the source's export that
- * follows a cut-over to the target's. `to` overrides where the source dials
- * (a dead address: it stays dialling).
+ * The VM first: the source (dialling), and a verifying load on its export
+ * that follows a cut-over to the target's; once the VM is connected, the
+ * target (and a wan in front of it) come up and the migration starts. `to`
+ * overrides where the source dials (a dead address: it stays dialling).
  */
 async function rig(t: TestCtx, o: { sourceArgs: string[]; size: number; wanBandwidth?: string; to?: string }): Promise<Rig> {
   const dir = tempDir(t);
@@ -83,22 +84,26 @@ async function rig(t: TestCtx, o: { sourceArgs: string[]; size: number; wanBandw
   const srcSock = join(dir, 'src.sock');
   const dstSock = join(dir, 'dst.sock');
   const link = join(dir, 'link.sock');
+  const wanSock = join(dir, 'wan.sock');
   const ctl = `unix:${join(dir, 'src.ctl')}`;
-  const target = o.to ? undefined : start(t, ['target', '--insecure', '--image', join(dir, 'dst.img'), '--listen', `unix:${link}`, '--nbd', `unix:${dstSock}`, '--json']);
-  if (target) await untilSeen(target, /"event":"listening"/, 30_000);
-  let to = o.to ?? `unix:${link}`;
-  if (o.wanBandwidth && !o.to) {
-    const wan = start(t, ['wan', '--listen', `unix:${join(dir, 'wan.sock')}`, '--to', `unix:${link}`, '--bandwidth', o.wanBandwidth, '--rtt', '2ms', '--json']);
-    await untilSeen(wan, /"event":"listening"/, 30_000);
-    to = `unix:${join(dir, 'wan.sock')}`;
-  }
+  const to = o.to ?? `unix:${o.wanBandwidth ? wanSock : link}`;
   const sourceArgs = ['source', '--insecure', '--image', img, '--to', to, '--nbd', `unix:${srcSock}`, '--control', ctl, '--json', ...o.sourceArgs];
   const source = start(t, sourceArgs);
   await untilSeen(source, /"event":"listening"/, 30_000);
   const load = start(t, ['load', '--nbd', `unix:${srcSock}`, '--then', `unix:${dstSock}`, '--profile', 'moderate', '--bandwidth', '20Mbit', '--duration', '300s', '--verify-base', img, '--final-verify', '--json']);
   const ctlAddr = parseAddress(ctl, '--control');
   const status = () => controlRequest<Record<string, unknown>>(ctlAddr, 'GET', '/status', undefined, { timeoutMs: 5000 });
-  return { dir, img, srcSock, dstSock, ctl, sourceArgs, target, source, load, status };
+  const r: Rig = { dir, img, srcSock, dstSock, ctl, sourceArgs, target: undefined, source, load, status };
+  await untilStatus(r, 'the VM connected to the source', (st) => (st.vmConnections as number) > 0);
+  if (o.to) return r;
+  // A wan listening before the target would hang up on the source, which would take that for a TLS target.
+  r.target = start(t, ['target', '--insecure', '--image', join(dir, 'dst.img'), '--listen', `unix:${link}`, '--nbd', `unix:${dstSock}`, '--json']);
+  await untilSeen(r.target, /"event":"listening"/, 30_000);
+  if (o.wanBandwidth) {
+    const wan = start(t, ['wan', '--listen', `unix:${wanSock}`, '--to', `unix:${link}`, '--bandwidth', o.wanBandwidth, '--rtt', '2ms', '--json']);
+    await untilSeen(wan, /"event":"listening"/, 30_000);
+  }
+  return r;
 }
 
 /** Waits until the source's status satisfies `cond` (e.g. the VM is connected, the phase is reached). */
@@ -175,7 +180,6 @@ for (const [how, code] of [['SIGTERM', 143], ['abort', 1]] as const) {
   test(`dialling: ${how} ends the migration, the VM keeps its disk at the source until it disconnects, exit ${code}`, async (t) => {
     const r = await rig(t, { sourceArgs: [], size: 4 << 20, to: `tcp:127.0.0.1:${await freePort()}` });
     await untilSeen(r.source, /waiting for the target agent|target agent unreachable/, 20_000);
-    await untilStatus(r, 'the VM connected while dialling', (st) => (st.vmConnections as number) > 0);
     await sleep(800);
     if (how === 'abort') assert.equal((await flimcd(['abort', '--control', r.ctl])).code, 0);
     else r.source.child.kill(how);
