@@ -4,8 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
-import { flimcd } from '../helpers/cli.ts';
+import http from 'node:http';
+import { flimcd, flimcdSpawn } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { until } from '../helpers/until.ts';
+import type { TestCtx } from '../helpers/test-context.ts';
 
 const base = (dir: string) => ['vm', 'migrate', '--source-control', `unix:${join(dir, 's.ctl')}`, '--target-control', `unix:${join(dir, 't.ctl')}`, '--incoming', 'tcp:127.0.0.1:4444'];
 
@@ -35,3 +38,57 @@ test('vm migrate: a QMP socket that is not QEMU fails with exit 1 and says so', 
   assert.equal(r.code, 1);
   assert.match(r.stderr, /source QEMU: .*(closed|greeting)/);
 });
+
+/** A QMP server that greets, accepts capabilities and reports `status` for query-status; other commands get {}. */
+async function fakeQemu(t: TestCtx, path: string, status: string): Promise<void> {
+  const server = net.createServer((sock) => {
+    const send = (o: unknown) => sock.write(JSON.stringify(o) + '\r\n');
+    send({ QMP: { version: { qemu: { major: 8, minor: 2, micro: 0 }, package: '' }, capabilities: [] } });
+    let buf = '';
+    sock.setEncoding('utf8').on('error', () => {});
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; id?: unknown };
+        buf = buf.slice(nl + 1);
+        send({ return: cmd.execute === 'query-status' ? { status, running: status === 'running' } : {}, id: cmd.id });
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  t.after(() => server.close());
+}
+
+/** An agent control endpoint that stays in pre-copy round 0 (the RAM phase never starts) and counts aborts. */
+async function fakeAgent(t: TestCtx, path: string): Promise<{ aborts: number }> {
+  const seen = { aborts: 0 };
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/abort') seen.aborts++;
+    req.resume();
+    res.writeHead(req.method === 'POST' ? 202 : 200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(req.method === 'POST' ? { accepted: true, phase: 'precopy' } : { role: 'source', phase: 'precopy', round: 0, remainingBlocks: 1000, blockSize: 65536 }));
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  t.after(() => server.close());
+  return seen;
+}
+
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  test(`vm migrate: ${signal} during pre-copy rolls back (the agents are told) and exits ${code}`, async (t) => {
+    const dir = tempDir(t);
+    await fakeQemu(t, join(dir, 'src.qmp'), 'running');
+    await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+    const src = await fakeAgent(t, join(dir, 's.ctl'));
+    await fakeAgent(t, join(dir, 't.ctl'));
+    const p = flimcdSpawn([...base(dir), '--source-qmp', `unix:${join(dir, 'src.qmp')}`, '--target-qmp', `unix:${join(dir, 'dst.qmp')}`, '--json']);
+    t.after(() => p.child.kill('SIGKILL'));
+    let out = '';
+    p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await until(() => out.includes('"stage":"precopy"'), 30_000, 'vm migrate never reached pre-copy');
+    p.child.kill(signal);
+    const r = await p.exited;
+    assert.equal(r.code, code, r.stderr);
+    assert.match(r.stdout, /"event":"failed".*"vm_at":"source"/);
+    assert.equal(src.aborts, 1, 'the source agent was told to abort');
+  });
+}
