@@ -231,3 +231,13 @@ test('post-copy: a third SIGINT within the window exits 130 with the state kept;
   assert.match(s2.stdout, /"event":"report".*"verified":true/);
   await stopLoad(r.load, { switched: true });
 });
+
+test('source --help and abort --help say what a stop does before and after the cut-over', async () => {
+  const s = await flimcd(['source', '--help']);
+  assert.equal(s.code, 0);
+  assert.match(s.stdout.replace(/\s+/g, ' '), /before the cut-over a SIGINT, SIGTERM or `flimcd abort` ends the migration; the VM's disk stays here, served until the VM disconnects/);
+  assert.match(s.stdout.replace(/\s+/g, ' '), /After the cut-over a signal means "finish post-copy, then exit".*a second within 10 s asks for confirmation/);
+  assert.match(s.stdout, /130 SIGINT, 143 SIGTERM/);
+  const a = await flimcd(['abort', '--help']);
+  assert.match(a.stdout.replace(/\s+/g, ' '), /serves its disk until the VM disconnects, then exits 1/);
+});

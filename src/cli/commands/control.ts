@@ -169,7 +169,7 @@ Examples:
 
   program
     .command('abort')
-    .description('Abort a running migration. Before cut-over the VM keeps running at the source. After cut-over the source refuses: the VM runs at the target and the only way forward is to finish.')
+    .description('Abort a running migration. Before cut-over the VM keeps running at the source: the source agent serves its disk until the VM disconnects, then exits 1. After cut-over the source refuses: the VM runs at the target and the only way forward is to finish.')
     .requiredOption('--control <addr>', CONTROL_HELP)
     .option('--reason <text>', 'why; logged by both agents and sent to the peer')
     .option('--json', 'print the agent\'s answer as JSON')
