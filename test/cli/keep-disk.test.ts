@@ -192,6 +192,21 @@ for (const [how, code] of [['SIGTERM', 143], ['abort', 1]] as const) {
   });
 }
 
+// The cut-over window, held open for seconds: `precopy` cuts over with stop-and-copy, which sends
+// everything still missing over a slow link while the VM's I/O is held.
+test('cut-over window (stop-and-copy under way): SIGTERM finishes the migration, exit 0; the VM continues at the target with 0 mismatches', async (t) => {
+  const r = await rig(t, { sourceArgs: ['--algorithm', 'precopy', '--manual-cutover', '--no-compress'], size: 4 << 20, wanBandwidth: '4Mbit' });
+  await untilStatus(r, 'pre-copy under way', (st) => st.phase === 'precopy');
+  await controlRequest(parseAddress(r.ctl, '--control'), 'POST', '/cutover', {}, { timeoutMs: 5000 });
+  await untilStatus(r, 'the cut-over window', (st) => st.phase === 'cutover');
+  r.source.child.kill('SIGTERM');
+  await untilSeen(r.source, /SIGTERM after the cut-over.*finishing post-copy, then exiting/, 10_000);
+  const s = await exitOf(r.source, 60_000);
+  assert.equal(s.code, 0, r.source.output());
+  assert.match(s.stdout, /"event":"report".*"verified":true/);
+  await stopLoad(r.load, { switched: true });
+});
+
 // After the cut-over: post-copy over a slow link, so it lasts several seconds.
 const POSTCOPY = { sourceArgs: ['--algorithm', 'postcopy', '--no-compress'], size: 4 << 20, wanBandwidth: '4Mbit' };
 
