@@ -11,7 +11,8 @@
  *            {"event":NAME,…fields}                                   from event()
  *            {"event":"report",…report}                               from done()
  *   tty    a cli-progress bar on `stream` (stderr): role, phase, bar, percentage,
- *          rate, ETA, wire bytes; phase changes and events are logged above it.
+ *          rate, ETA, wire bytes; phase changes, events and (with `logSink`)
+ *          the process's log lines are printed above it.
  *   plain  (not a TTY) a line per phase change and per event on `stream`; no bar.
  * In the human modes done() prints the report on `out` (formatReport when given).
  */
@@ -39,6 +40,11 @@ export interface ProgressOptions {
   now?: () => number;
   /** Human text of the final report; default a short summary of the known fields. */
   formatReport?: (report: Record<string, unknown>) => string;
+  /**
+   * The process's log sink (util/log.ts logSink): while the bar is drawn, log
+   * lines are printed above it and the bar redrawn, never glued onto its line.
+   */
+  logSink?: { setOverlay(print: (line: string) => void): () => void };
 }
 
 export interface Progress {
@@ -99,6 +105,7 @@ export function createProgress(o: ProgressOptions = {}): Progress {
   let multibar: cliProgress.MultiBar | undefined;
   let bar: cliProgress.SingleBar | undefined;
   let role: string | undefined = o.role;
+  let releaseLog: (() => void) | undefined;
 
   const label = () => `flimcd${o.label ? ` ${o.label}` : role ? ` ${role}` : ''}`;
   const writeJson = (v: Record<string, unknown>) => out.write(JSON.stringify(v) + '\n');
@@ -128,12 +135,15 @@ export function createProgress(o: ProgressOptions = {}): Progress {
       cliProgress.Presets.shades_classic,
     );
     bar = multibar.create(1000, 0, { label: label(), phase: '', pct: '–', rateText: '–', etaText: '–', wire: '' });
+    releaseLog = o.logSink?.setOverlay(human);
     return bar;
   };
 
   const stopBar = () => {
     if (timer) clearInterval(timer);
     timer = undefined;
+    releaseLog?.();
+    releaseLog = undefined;
     if (multibar) multibar.stop();
     multibar = undefined;
     bar = undefined;

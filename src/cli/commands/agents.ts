@@ -4,12 +4,13 @@ import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri, type Address } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
-import { log } from '../../util/log.ts';
+import { log, logSink } from '../../util/log.ts';
 import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { attachControl, type ControllableAgent } from './agent-control.ts';
 import { createProgress } from '../progress.ts';
+import { addLogOptions } from '../log-options.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
@@ -57,8 +58,8 @@ const emit = (json: boolean | undefined, event: Record<string, unknown>, human: 
 };
 
 export function registerAgents(program: Command): void {
-  addSecurityOptions(program
-    .command('source'), 'target')
+  addSecurityOptions(addLogOptions(program
+    .command('source')), 'target')
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
     .requiredOption('--image <file>', 'the VM\'s raw disk image')
     .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
@@ -91,7 +92,7 @@ export function registerAgents(program: Command): void {
       const off = (on: boolean) => (on === false ? false : undefined);
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
-      const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
+      const progress = createProgress({ json: o.json, role: 'source', logSink, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) ends the agent at once.
@@ -139,8 +140,8 @@ export function registerAgents(program: Command): void {
       }
     });
 
-  addSecurityOptions(program
-    .command('target'), 'source')
+  addSecurityOptions(addLogOptions(program
+    .command('target')), 'source')
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
@@ -160,7 +161,7 @@ export function registerAgents(program: Command): void {
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
       const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
-      const progress = createProgress({ json: o.json, role: 'target' });
+      const progress = createProgress({ json: o.json, role: 'target', logSink });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
         image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
