@@ -52,6 +52,8 @@ export interface Progress {
   update(status: Record<string, unknown>): void;
   /** A named event with fields (listening, connected, …); `text` is the human line (default "name k=v …"). */
   event(name: string, fields?: Record<string, unknown>, text?: string): void;
+  /** A human line for `out` (stdout); printed above the bar instead when `out` and the bar share a terminal. */
+  print(line: string): void;
   /** Ends the display and prints the final report. */
   done(report?: Record<string, unknown>): void;
   /** Ends the display without a report (failure, abort). Idempotent. */
@@ -186,6 +188,10 @@ export function createProgress(o: ProgressOptions = {}): Progress {
       if (finished) return;
       if (mode === 'json') writeJson({ event: name, ...fields });
       else human(`${label()}: ${text ?? `${name}${Object.keys(fields).length ? ' ' + fieldsText(fields) : ''}`}`);
+    },
+    print(line) {
+      if (multibar && (out as { isTTY?: boolean }).isTTY === true) human(line);
+      else out.write(line + '\n');
     },
     done(report) {
       if (finished) return;

@@ -78,14 +78,15 @@ const LOG_FILE = 'presence.log';
  * session stands; a new engine continues from there).
  */
 /**
- * Pre-copy progress as the target sees it: the source's first pass over the image, as blocks
+ * Pre-copy (and hand-off) progress as the target sees it: the source's first pass over the image, as blocks
  * whose content arrived. The target cannot know the dirty rounds' size, so once the first pass is
  * done the ETA is unknown (the source decides the cut-over) rather than a false 0 s.
  */
 export function precopyProgress(phase: string, blocks: number, arrived: number): Record<string, unknown> {
-  if (phase !== 'precopy' || blocks <= 0) return {};
+  if ((phase !== 'precopy' && phase !== 'cutover') || blocks <= 0) return {};
   const remaining = Math.max(0, blocks - arrived);
-  return { remainingBlocks: remaining, progress: Math.min(1, arrived / blocks), ...(remaining === 0 ? { etaSeconds: null } : {}) };
+  // During the hand-off (a moment) the missing set is not applied yet: progress as pre-copy left it, ETA unknown.
+  return { remainingBlocks: remaining, progress: Math.min(1, arrived / blocks), ...(remaining === 0 || phase === 'cutover' ? { etaSeconds: null } : {}) };
 }
 
 export class TargetAgent {

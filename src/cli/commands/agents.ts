@@ -9,7 +9,7 @@ import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { attachControl, type ControllableAgent } from './agent-control.ts';
-import { createProgress } from '../progress.ts';
+import { createProgress, type Progress } from '../progress.ts';
 import { addLogOptions } from '../log-options.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
@@ -52,9 +52,10 @@ interface TargetOptions extends SecurityFlags {
   json?: boolean;
 }
 
-const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string) => {
+/** An event on stdout: JSON with --json, else a human line (above the progress bar when both share a terminal). */
+const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string, progress: Progress) => {
   if (json) process.stdout.write(JSON.stringify(event) + '\n');
-  else process.stdout.write(human + '\n');
+  else progress.print(human);
 };
 
 export function registerAgents(program: Command): void {
@@ -112,7 +113,7 @@ export function registerAgents(program: Command): void {
       if (signalled) agent.abort(`interrupted by ${signalled}`);
       // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'source', agent) : undefined;
-      emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
+      emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`, progress);
       progress.watch(() => agent.status());
       let interrupted = false;
       try {
@@ -125,7 +126,7 @@ export function registerAgents(program: Command): void {
         } else if (o.keepServing && agent.gate.status === 'open') {
           progress.stop();
           const msg = (e as Error).message;
-          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`);
+          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`, progress);
           await stopped;
         }
         if (!interrupted) throw e;
@@ -135,7 +136,7 @@ export function registerAgents(program: Command): void {
         await agent.close();
       }
       if (interrupted && signalled) {
-        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`);
+        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);
         process.exitCode = exitCodeForSignal(signalled);
       }
     });
@@ -166,7 +167,7 @@ export function registerAgents(program: Command): void {
       const agent = new TargetAgent({
         image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
-        onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
+        onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
       agentRef = agent;
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
@@ -180,15 +181,15 @@ export function registerAgents(program: Command): void {
       const bound = await agent.listen();
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'target', agent) : undefined;
       progress.watch(() => agent.status());
-      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
+      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`, progress);
       try {
         const result = await Promise.race([agent.result(), stopped.then(() => undefined)]);
         progress.stop();
         if (result) {
-          emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`);
+          emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`, progress);
           if (!result.verified) process.exitCode = ExitCode.VERIFY_FAILED;
           if (!o.exitWhenDone) {
-            emit(o.json, { event: 'serving' }, 'flimcd target: still serving the VM; stop with SIGTERM');
+            emit(o.json, { event: 'serving' }, 'flimcd target: still serving the VM; stop with SIGTERM', progress);
             await stopped;
           }
         }
