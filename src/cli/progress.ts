@@ -14,6 +14,8 @@
  *          rate, ETA, wire bytes; phase changes, events and (with `logSink`)
  *          the process's log lines are printed above it.
  *   plain  (not a TTY) a line per phase change and per event on `stream`; no bar.
+ *          With `log`, these go through the logger instead (a JSON line with the
+ *          fields off a terminal, like every other line on stderr there).
  * In the human modes done() prints the report on `out` (formatReport when given).
  */
 import cliProgress from 'cli-progress';
@@ -45,6 +47,8 @@ export interface ProgressOptions {
    * lines are printed above it and the bar redrawn, never glued onto its line.
    */
   logSink?: { setOverlay(print: (line: string) => void): () => void };
+  /** Plain mode: phase changes and events as log events (info) with their fields, instead of bare lines on `stream`. */
+  log?: { info(fields: Record<string, unknown>, msg: string): void };
 }
 
 export interface Progress {
@@ -182,12 +186,19 @@ export function createProgress(o: ProgressOptions = {}): Progress {
           wire,
         });
       }
-      if (changed) human(`${label()}: phase ${s.phase}${previous !== undefined ? ` (was ${previous})` : ''} | ${statusLine(s)}`);
+      if (!changed) return;
+      const line = `${label()}: phase ${s.phase}${previous !== undefined ? ` (was ${previous})` : ''} | ${statusLine(s)}`;
+      if (mode === 'plain' && o.log) o.log.info({ event: 'phase', ...summary(s), ...(previous !== undefined ? { previous } : {}) }, line);
+      else human(line);
     },
     event(name, fields = {}, text) {
       if (finished) return;
       if (mode === 'json') writeJson({ event: name, ...fields });
-      else human(`${label()}: ${text ?? `${name}${Object.keys(fields).length ? ' ' + fieldsText(fields) : ''}`}`);
+      else {
+        const line = `${label()}: ${text ?? `${name}${Object.keys(fields).length ? ' ' + fieldsText(fields) : ''}`}`;
+        if (mode === 'plain' && o.log) o.log.info({ event: name, ...fields }, line);
+        else human(line);
+      }
     },
     print(line) {
       if (multibar && (out as { isTTY?: boolean }).isTTY === true) human(line);

@@ -64,8 +64,10 @@ test('off a terminal the agents log JSON lines on stderr; on one, one text line 
   const r1 = await piped.exited;
   const lines = r1.stderr.split('\n').filter((l) => l.trim());
   assert.ok(lines.some((l) => /target agent waiting for the source/.test(l)), r1.stderr);
-  // Besides the log, stderr carries only the progress's phase lines ("flimcd target: phase …").
-  for (const l of lines) if (!l.startsWith('flimcd target: ')) assert.equal(typeof (JSON.parse(l) as { level: unknown }).level, 'number', l);
+  // Every line, the progress's phase lines included, is a JSON log event.
+  for (const l of lines) assert.equal(typeof (JSON.parse(l) as { level: unknown }).level, 'number', l);
+  const phase = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((o) => o.event === 'phase');
+  assert.equal(phase?.phase, 'waiting', r1.stderr);
 
   // A terminal: text lines at the start of a line, no JSON.
   const tty = await flimcdInPty(target(2), { until: WAITING });

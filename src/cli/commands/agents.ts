@@ -93,7 +93,7 @@ export function registerAgents(program: Command): void {
       const off = (on: boolean) => (on === false ? false : undefined);
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
-      const progress = createProgress({ json: o.json, role: 'source', logSink, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
+      const progress = createProgress({ json: o.json, role: 'source', logSink, log, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) ends the agent at once.
@@ -162,7 +162,7 @@ export function registerAgents(program: Command): void {
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
       const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
-      const progress = createProgress({ json: o.json, role: 'target', logSink });
+      const progress = createProgress({ json: o.json, role: 'target', logSink, log });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
         image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
