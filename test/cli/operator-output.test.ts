@@ -54,7 +54,7 @@ function flimcdInPty(args: string[], opts: { until?: RegExp; timeoutMs?: number 
 const screenSegments = (output: string) => stripAnsi(output.replace(/\x1b\[(\d*G|2K|\d*A)/g, '\n')).split(/\r\n|\n|\r/).filter((l) => l.trim() !== '');
 
 test('off a terminal the agents log JSON lines on stderr; on one, one text line per event; --log-format json and --quiet are obeyed', async (t) => {
-  if (!requirePeers(t, 'script', 'timeout')) return;
+  if (!requirePeers(t, 'script')) return;
   const dir = tempDir(t);
   const target = (n: number) => ['target', '--insecure', '--image', join(dir, `t${n}.img`), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, `t${n}.sock`)}`];
 
@@ -96,7 +96,7 @@ test('off a terminal the agents log JSON lines on stderr; on one, one text line 
 });
 
 test('a migration on a terminal: log lines print above the progress bar, never on its line', async (t) => {
-  if (!requirePeers(t, 'script', 'timeout')) return;
+  if (!requirePeers(t, 'script')) return;
   const dir = tempDir(t);
   const src = join(dir, 'src.img');
   await generateImage(src, 16 * 1024 * 1024, { seed: 3 });
