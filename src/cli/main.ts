@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { registerCommands } from './commands/index.ts';
+import { registerForInvocation } from './command-table.ts';
 import { ExitCode, errorLine, exitCodeFor } from './exit-codes.ts';
 
 const program = new Command();
@@ -10,9 +10,10 @@ program
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerCommands(program);
-
 try {
+  // Only the invoked command's module is loaded (`flimcd help CMD` names it second).
+  const args = process.argv.slice(2);
+  await registerForInvocation(program, args[0] === 'help' ? args[1] : args[0]);
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {

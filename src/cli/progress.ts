@@ -11,8 +11,11 @@
  *            {"event":NAME,…fields}                                   from event()
  *            {"event":"report",…report}                               from done()
  *   tty    a cli-progress bar on `stream` (stderr): role, phase, bar, percentage,
- *          rate, ETA, wire bytes; phase changes and events are logged above it.
+ *          rate, ETA, wire bytes; phase changes, events and (with `logSink`)
+ *          the process's log lines are printed above it.
  *   plain  (not a TTY) a line per phase change and per event on `stream`; no bar.
+ *          With `log`, these go through the logger instead (a JSON line with the
+ *          fields off a terminal, like every other line on stderr there).
  * In the human modes done() prints the report on `out` (formatReport when given).
  */
 import cliProgress from 'cli-progress';
@@ -39,6 +42,13 @@ export interface ProgressOptions {
   now?: () => number;
   /** Human text of the final report; default a short summary of the known fields. */
   formatReport?: (report: Record<string, unknown>) => string;
+  /**
+   * The process's log sink (util/log.ts logSink): while the bar is drawn, log
+   * lines are printed above it and the bar redrawn, never glued onto its line.
+   */
+  logSink?: { setOverlay(print: (line: string) => void): () => void };
+  /** Plain mode: phase changes and events as log events (info) with their fields, instead of bare lines on `stream`. */
+  log?: { info(fields: Record<string, unknown>, msg: string): void };
 }
 
 export interface Progress {
@@ -46,6 +56,8 @@ export interface Progress {
   update(status: Record<string, unknown>): void;
   /** A named event with fields (listening, connected, …); `text` is the human line (default "name k=v …"). */
   event(name: string, fields?: Record<string, unknown>, text?: string): void;
+  /** A human line for `out` (stdout); printed above the bar instead when `out` and the bar share a terminal. */
+  print(line: string): void;
   /** Ends the display and prints the final report. */
   done(report?: Record<string, unknown>): void;
   /** Ends the display without a report (failure, abort). Idempotent. */
@@ -99,6 +111,7 @@ export function createProgress(o: ProgressOptions = {}): Progress {
   let multibar: cliProgress.MultiBar | undefined;
   let bar: cliProgress.SingleBar | undefined;
   let role: string | undefined = o.role;
+  let releaseLog: (() => void) | undefined;
 
   const label = () => `flimcd${o.label ? ` ${o.label}` : role ? ` ${role}` : ''}`;
   const writeJson = (v: Record<string, unknown>) => out.write(JSON.stringify(v) + '\n');
@@ -128,12 +141,15 @@ export function createProgress(o: ProgressOptions = {}): Progress {
       cliProgress.Presets.shades_classic,
     );
     bar = multibar.create(1000, 0, { label: label(), phase: '', pct: '–', rateText: '–', etaText: '–', wire: '' });
+    releaseLog = o.logSink?.setOverlay(human);
     return bar;
   };
 
   const stopBar = () => {
     if (timer) clearInterval(timer);
     timer = undefined;
+    releaseLog?.();
+    releaseLog = undefined;
     if (multibar) multibar.stop();
     multibar = undefined;
     bar = undefined;
@@ -170,12 +186,23 @@ export function createProgress(o: ProgressOptions = {}): Progress {
           wire,
         });
       }
-      if (changed) human(`${label()}: phase ${s.phase}${previous !== undefined ? ` (was ${previous})` : ''} | ${statusLine(s)}`);
+      if (!changed) return;
+      const line = `${label()}: phase ${s.phase}${previous !== undefined ? ` (was ${previous})` : ''} | ${statusLine(s)}`;
+      if (mode === 'plain' && o.log) o.log.info({ event: 'phase', ...summary(s), ...(previous !== undefined ? { previous } : {}) }, line);
+      else human(line);
     },
     event(name, fields = {}, text) {
       if (finished) return;
       if (mode === 'json') writeJson({ event: name, ...fields });
-      else human(`${label()}: ${text ?? `${name}${Object.keys(fields).length ? ' ' + fieldsText(fields) : ''}`}`);
+      else {
+        const line = `${label()}: ${text ?? `${name}${Object.keys(fields).length ? ' ' + fieldsText(fields) : ''}`}`;
+        if (mode === 'plain' && o.log) o.log.info({ event: name, ...fields }, line);
+        else human(line);
+      }
+    },
+    print(line) {
+      if (multibar && (out as { isTTY?: boolean }).isTTY === true) human(line);
+      else out.write(line + '\n');
     },
     done(report) {
       if (finished) return;

@@ -46,12 +46,18 @@ export interface ControlServerOptions {
   log?: Logger;
   /** Milliseconds clock for the observed transfer rate (tests). */
   now?: () => number;
+  /**
+   * Also sample the status this often while listening, so the transfer rate (and the ETA the
+   * target can only derive from it) is known at the first request, not only from the second.
+   */
+  rateSampleMs?: number;
 }
 
 export class ControlServer {
   private readonly http: JsonHttpServer;
   private readonly mirror = new MetricsMirror();
   private readonly enrich: (raw: Record<string, unknown>) => AgentStatus;
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ControlServerOptions) {
     if (!o.allowRemote) requireLoopback(o.address, 'control endpoint', 'it has no authentication and can abort the migration');
@@ -74,11 +80,17 @@ export class ControlServer {
   async listen(): Promise<Address> {
     const bound = await this.http.listen(this.o.address);
     this.o.log?.info({ address: formatAddress(bound) }, 'control endpoint listening');
+    if (this.o.rateSampleMs) {
+      this.sampler = setInterval(() => void this.status().catch(() => {}), this.o.rateSampleMs);
+      this.sampler.unref();
+    }
     return bound;
   }
 
   /** Stops accepting, lets in-flight requests finish (up to `timeoutMs`), then drops the rest. Idempotent. */
   close(timeoutMs = 2000): Promise<void> {
+    if (this.sampler) clearInterval(this.sampler);
+    this.sampler = undefined;
     return this.http.close(timeoutMs);
   }
 

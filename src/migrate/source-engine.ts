@@ -18,6 +18,7 @@ import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
 import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
+import { formatBytes } from '../util/units.ts';
 
 /** The engine takes time, content ids, compression and block buffers from the runtime it runs on. */
 export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
@@ -170,13 +171,23 @@ export class SourceEngine {
       round: this.round,
       blocks: this.n,
       blockSize: this.o.blockSize,
-      remainingBlocks: this.phase === 'postcopy' ? this.pushPending?.count ?? 0 : this.needSend.count,
+      remainingBlocks: this.remainingBlocks(),
       elapsedMs: this.o.clock.now() - this.t0,
       wireBytes: this.o.channel.ledger.wireBytes,
       linkRateBps: ch.deliveryRateBps,
       rttMs: ch.minRttMs,
       counts: { ...this.counts, ...this.o.channel.ledger.blocks },
     };
+  }
+
+  /**
+   * What still has to cross: before the hand-off the set left to send (it grows with dirtying),
+   * from the hand-off on what the target still misses (the push set), and nothing once done.
+   * needSend keeps the bits it handed to the push set, so it would overstate that count after.
+   */
+  private remainingBlocks(): number {
+    if (this.phase === 'done') return 0;
+    return this.pushPending ? this.pushPending.count : this.needSend.count;
   }
 
   /** Message handler: the agent's channel delivers everything from the target here. */
@@ -411,7 +422,7 @@ export class SourceEngine {
       dirtyBytesPerSec,
       config: this.config,
     });
-    this.o.log.info({ round: this.round, remainingBytes, dirtyBytesPerSec: Math.round(dirtyBytesPerSec), linkBytesPerSec: Math.round(linkBytesPerSec), decision: d }, 'pre-copy round done');
+    this.o.log.info({ round: this.round, unqueuedBytes: remainingBytes, dirtyBytesPerSec: Math.round(dirtyBytesPerSec), linkBytesPerSec: Math.round(linkBytesPerSec), decision: d }, 'pre-copy round done');
     this.history.push(remainingBytes);
     this.dirtiedInRound = 0;
     this.roundStartedAt = now;
@@ -455,7 +466,12 @@ export class SourceEngine {
       this.checkAborted();
     }
     this.pushPending = this.needSend.clone();
-    this.o.log.info({ missingBlocks: this.pushPending.count, reason: this.cutoverReason }, 'cut-over: VM I/O held at the source');
+    const missing = this.pushPending.count;
+    const missingBytes = missing * blockSize;
+    this.o.log.info(
+      { missingBlocks: missing, missingBytes, reason: this.cutoverReason },
+      missing ? `cut-over: VM I/O held at the source; ${missing} blocks (${formatBytes(missingBytes)}) still missing at the target travel in post-copy` : 'cut-over: VM I/O held at the source; the target holds every block',
+    );
     const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
     channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.clone().bits }); // a copy: the frame holds these bytes uncopied until acked, and the push clears bits of pushPending at once
     const done = this.expect(MsgType.CUTOVER_DONE).then(() => {

@@ -77,6 +77,18 @@ const LOG_FILE = 'presence.log';
  * reattached) and restarts of either agent (its durable state says where the
  * session stands; a new engine continues from there).
  */
+/**
+ * Pre-copy (and hand-off) progress as the target sees it: the source's first pass over the image, as blocks
+ * whose content arrived. The target cannot know the dirty rounds' size, so once the first pass is
+ * done the ETA is unknown (the source decides the cut-over) rather than a false 0 s.
+ */
+export function precopyProgress(phase: string, blocks: number, arrived: number): Record<string, unknown> {
+  if ((phase !== 'precopy' && phase !== 'cutover') || blocks <= 0) return {};
+  const remaining = Math.max(0, blocks - arrived);
+  // During the hand-off (a moment) the missing set is not applied yet: progress as pre-copy left it, ETA unknown.
+  return { remainingBlocks: remaining, progress: Math.min(1, arrived / blocks), ...(remaining === 0 || phase === 'cutover' ? { etaSeconds: null } : {}) };
+}
+
 export class TargetAgent {
   private readonly server: net.Server;
   private engine: TargetEngine | undefined;
@@ -164,9 +176,10 @@ export class TargetAgent {
   }
 
   status(): Record<string, unknown> {
-    if (!this.engine) return { role: 'target', phase: this.postcopy?.isActive ? 'postcopy' : 'waiting' };
+    if (!this.engine) return { role: 'target', phase: this.postcopy?.isActive ? 'postcopy' : 'waiting', ...(this.postcopy?.isActive ? {} : { progress: 0, etaSeconds: null }) };
     const r = this.finished;
-    return { role: 'target', ...this.engine.status(), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}) };
+    const st = this.engine.status();
+    return { role: 'target', ...st, ...precopyProgress(st.phase, st.blocks, this.engine.arrivedBlocks), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}) };
   }
 
   abort(reason: string): void {

@@ -106,9 +106,12 @@ export class TargetEngine {
   /** Block messages that arrived during the cut-over, applied in arrival order once the VM is served here. */
   private heldInCutover: Array<{ m: Message; resolve: (applied: void | Promise<void>) => void; reject: (e: Error) => void }> = [];
   private superseded = false;
+  /** Blocks whose content arrived (data, zero, reference, offer answered "have") in this session: pre-copy's first-pass progress. */
+  private readonly arrived: Bitmap;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
+    this.arrived = new Bitmap(this.n);
     this.blockDecoder = new BlockDecompressor(o.codec);
     this.result = new Promise((resolve, reject) => {
       this.done = resolve;
@@ -155,6 +158,11 @@ export class TargetEngine {
       missP99: d.missLatency.percentile(99),
       ...this.prefetcher?.stats(),
     };
+  }
+
+  /** How many blocks' content has arrived in this session (the first pass is done when it equals the block count). */
+  get arrivedBlocks(): number {
+    return this.arrived.count;
   }
 
   /** The VM's reads and writes at the target ask the source through here. */
@@ -217,6 +225,7 @@ export class TargetEngine {
           throw new ProtocolError(`DATA for block ${m.block}: ${(e as Error).message}`);
         }
         const b = m.block;
+        this.arrived.set(b);
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
           if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? this.o.content.id(data) : undefined);
@@ -227,6 +236,7 @@ export class TargetEngine {
       case MsgType.ZERO:
         this.count(m.reason, 0, m.count);
         if (m.first + m.count > this.n) throw new ProtocolError(`ZERO range ${m.first}+${m.count} beyond the image`);
+        for (let b = m.first; b < m.first + m.count; b++) this.arrived.set(b);
         if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
         {
           const p = this.trackRange(m.first, m.count, async () => {
@@ -240,6 +250,7 @@ export class TargetEngine {
       case MsgType.REF:
         if (m.block >= this.n) throw new ProtocolError(`REF for block ${m.block} beyond the image (${this.n} blocks)`);
         this.dedupStats.refBlocks++;
+        this.arrived.set(m.block);
         this.count(m.reason, 0);
         this.prefetcher?.arrived(m.block, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         return this.handleRef(m.block, m.id);
@@ -384,6 +395,7 @@ export class TargetEngine {
     found.forEach((f, i) => {
       if (f) {
         have[i >> 3]! |= 1 << (i & 7);
+        this.arrived.set(blocks[i]!);
         this.dedupStats.offerHave++;
       }
     });

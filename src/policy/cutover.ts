@@ -49,7 +49,9 @@ export function decideCutover(s: RoundState): CutoverDecision {
   if (s.algorithm === 'postcopy') return { cutover: true, reason: 'post-copy cuts over at once' };
   const restMs = s.linkBytesPerSec > 0 ? (s.remainingBytes / s.linkBytesPerSec) * 1000 : Infinity;
   if (s.remainingBytes === 0 || restMs <= c.downtimeBudgetMs) {
-    return { cutover: true, reason: `remaining ${s.remainingBytes} bytes fit the ${c.downtimeBudgetMs} ms downtime budget` };
+    // No byte count in the words: blocks already queued on the link are not in remainingBytes, and a
+    // "remaining 0 bytes" beside hundreds of blocks still missing at the target misleads (issue 21).
+    return { cutover: true, reason: `the dirty set left to queue fits the ${c.downtimeBudgetMs} ms downtime budget` };
   }
   if (s.roundsDone > c.maxRounds) return { cutover: true, reason: `round limit (${c.maxRounds}) reached` };
   const prev = s.history.at(-1);

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { PEER_PATH } from './peers.ts';
 import { spawnWithTimeout, type SpawnResult } from './spawn.ts';
 
-export const FLIMCD_BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
+export const FLIMCD_BIN = fileURLToPath(new URL('../../scripts/flimcd-src.mjs', import.meta.url));
 
 export type CliResult = SpawnResult;
 

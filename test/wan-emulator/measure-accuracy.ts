@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { parseBitRate, parseDuration } from '../../src/util/units.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../scripts/flimcd-src.mjs', import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 2;

@@ -13,6 +13,7 @@ export async function attachControl(addr: Address, role: 'source' | 'target', ag
   const server = new ControlServer({
     address: addr,
     log: log.child({ component: 'control' }),
+    rateSampleMs: 1000,
     control: {
       role,
       status: () => agent.status(),

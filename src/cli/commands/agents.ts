@@ -4,14 +4,15 @@ import { TargetAgent } from '../../migrate/target-agent.ts';
 import { parseAddress, formatAddress, nbdUri, type Address } from '../../util/address.ts';
 import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
-import { log } from '../../util/log.ts';
+import { log, logSink } from '../../util/log.ts';
 import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { CONFIRM_WINDOW_MS, isAfterCutover, SourceStopPolicy } from '../source-stop.ts';
 import { ErrorCode, FlimcdError } from '../../errors.ts';
 import { attachControl, type ControllableAgent } from './agent-control.ts';
-import { createProgress } from '../progress.ts';
+import { createProgress, type Progress } from '../progress.ts';
+import { addLogOptions } from '../log-options.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
@@ -53,14 +54,15 @@ interface TargetOptions extends SecurityFlags {
   json?: boolean;
 }
 
-const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string) => {
+/** An event on stdout: JSON with --json, else a human line (above the progress bar when both share a terminal). */
+const emit = (json: boolean | undefined, event: Record<string, unknown>, human: string, progress: Progress) => {
   if (json) process.stdout.write(JSON.stringify(event) + '\n');
-  else process.stdout.write(human + '\n');
+  else progress.print(human);
 };
 
 export function registerAgents(program: Command): void {
-  addSecurityOptions(program
-    .command('source'), 'target')
+  addSecurityOptions(addLogOptions(program
+    .command('source')), 'target')
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
     .requiredOption('--image <file>', 'the VM\'s raw disk image')
     .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
@@ -93,7 +95,7 @@ export function registerAgents(program: Command): void {
       const off = (on: boolean) => (on === false ? false : undefined);
       const features = resolveFeatures(algorithm, { dedup: off(o.dedup), compress: off(o.compress), prefetch: off(o.prefetch), hotOrder: off(o.hotOrder) });
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
-      const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
+      const progress = createProgress({ json: o.json, role: 'source', logSink, log, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) is honoured at once.
@@ -146,7 +148,7 @@ export function registerAgents(program: Command): void {
       // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'source', agent) : undefined;
       controlRef = control;
-      emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`);
+      emit(o.json, { event: 'listening', nbd: formatAddress(agent.nbdAddress), uri: nbdUri(agent.nbdAddress, o.name) }, `flimcd source: serving the VM at ${nbdUri(agent.nbdAddress, o.name)}; migrating to ${formatAddress(to)}`, progress);
       progress.watch(() => agent.status());
       let interrupted = false;
       try {
@@ -158,13 +160,13 @@ export function registerAgents(program: Command): void {
         if (o.keepServing && !signalled && agent.gate.status === 'open') {
           progress.stop();
           const msg = (e as Error).message;
-          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`);
+          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`, progress);
           await stopped;
         } else if ((signalled || (e instanceof FlimcdError && e.code === ErrorCode.ABORTED)) && agent.gate.status === 'open' && agent.nbd.connectionCount > 0) {
           // Stopped or aborted before the cut-over: the migration is over, but the VM still uses its disk here.
           progress.stop();
           const why = signalled ? `stopped by ${signalled}` : (e as Error).message;
-          emit(o.json, { event: 'serving', migrated: false, until: 'vm-disconnects', error: why }, `flimcd source: migration ${why}; the VM's disk stays here: serving it until the VM disconnects (${signalled ? 'another' : 'a'} SIGINT or SIGTERM exits at once)`);
+          emit(o.json, { event: 'serving', migrated: false, until: 'vm-disconnects', error: why }, `flimcd source: migration ${why}; the VM's disk stays here: serving it until the VM disconnects (${signalled ? 'another' : 'a'} SIGINT or SIGTERM exits at once)`, progress);
           await (signalled ? agent.nbd.whenIdle() : Promise.race([agent.nbd.whenIdle(), stopped]));
         }
         if (signalled) interrupted = true;
@@ -175,13 +177,13 @@ export function registerAgents(program: Command): void {
         await agent.close();
       }
       if (interrupted && signalled) {
-        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`);
+        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);
         process.exitCode = exitCodeForSignal(signalled);
       }
     });
 
-  addSecurityOptions(program
-    .command('target'), 'source')
+  addSecurityOptions(addLogOptions(program
+    .command('target')), 'source')
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
@@ -201,12 +203,12 @@ export function registerAgents(program: Command): void {
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
       const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
-      const progress = createProgress({ json: o.json, role: 'target' });
+      const progress = createProgress({ json: o.json, role: 'target', logSink, log });
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
         image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
-        onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
+        onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
       agentRef = agent;
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
@@ -220,15 +222,15 @@ export function registerAgents(program: Command): void {
       const bound = await agent.listen();
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'target', agent) : undefined;
       progress.watch(() => agent.status());
-      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`);
+      emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`, progress);
       try {
         const result = await Promise.race([agent.result(), stopped.then(() => undefined)]);
         progress.stop();
         if (result) {
-          emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`);
+          emit(o.json, { event: 'result', verified: result.verified, merkle_root: result.root, ...result.stats }, `flimcd target: migration ${result.verified ? 'verified' : 'NOT verified'} (root ${result.root.slice(0, 16)}…)`, progress);
           if (!result.verified) process.exitCode = ExitCode.VERIFY_FAILED;
           if (!o.exitWhenDone) {
-            emit(o.json, { event: 'serving' }, 'flimcd target: still serving the VM; stop with SIGTERM');
+            emit(o.json, { event: 'serving' }, 'flimcd target: still serving the VM; stop with SIGTERM', progress);
             await stopped;
           }
         }

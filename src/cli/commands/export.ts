@@ -9,6 +9,7 @@ import { log } from '../../util/log.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { exitCodeForSignal } from '../exit-codes.ts';
 import { checkImageArg } from '../image-arg.ts';
+import { addLogOptions } from '../log-options.ts';
 
 interface ExportOptions {
   image: string;
@@ -20,8 +21,8 @@ interface ExportOptions {
 }
 
 export function registerExport(program: Command): void {
-  program
-    .command('export')
+  addLogOptions(program
+    .command('export'))
     .description('Serve a raw disk image over NBD (fixed newstyle, structured replies, base:allocation).')
     .requiredOption('--image <file>', 'raw image file to serve')
     .option('--listen <addr>', 'unix:PATH or tcp:HOST:PORT', 'tcp:127.0.0.1:10809')

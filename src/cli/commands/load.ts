@@ -11,6 +11,7 @@ import type { LatencySummary } from '../../workload/latency.ts';
 import { PROFILE_NAMES, PROFILES, resolveProfile, type ResolvedProfile } from '../../workload/profiles.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { onShutdownSignal } from '../signals.ts';
+import { addLogOptions } from '../log-options.ts';
 
 interface LoadOptions {
   nbd: string;
@@ -173,8 +174,8 @@ Examples:
   flimcd load --nbd unix:/tmp/vm.sock --profile light --verify-base vm-before.img --final-verify`;
 
 export function registerLoad(program: Command): void {
-  program
-    .command('load')
+  addLogOptions(program
+    .command('load'))
     .description('Drive a synthetic guest workload (Iometer-like profile) against an NBD export, verify every read, measure latency and dirty rate, and follow a cut-over to a second export.')
     .requiredOption('--nbd <addr>', 'NBD server to load: unix:PATH or tcp:HOST:PORT')
     .option('--export <name>', 'export name', '')

@@ -30,13 +30,16 @@ interface VmMigrateCliOptions {
 const HELP = `
 The VM's disk must already be served by flimcd on both sides:
 
+  # once: the agents' link credentials, the same file on both hosts (or certificates: flimcd certs --out DIR)
+  flimcd certs --psk link.psk
   # datacenter B
-  flimcd target --image vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm-dst.sock --control unix:/run/flimcd-dst.ctl
+  flimcd target --image vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm-dst.sock --control unix:/run/flimcd-dst.ctl --psk-file link.psk
   # datacenter A: the source agent (pre-copy starts at once; cut-over waits for this command)
-  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b:7000 --manual-cutover --keep-serving --control unix:/run/flimcd-src.ctl
+  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b:7000 --manual-cutover --keep-serving --control unix:/run/flimcd-src.ctl \\
+      --psk-file link.psk
   qemu-system-x86_64 ... -blockdev driver=nbd,server.type=unix,server.path=/run/vm.sock,node-name=d0 \\
       -device virtio-blk-pci,drive=d0,cyls=C,heads=16,secs=63 -qmp unix:/run/vm-src.qmp,server=on,wait=off
-  # datacenter B, once the target agent prints nbd-listening:
+  # datacenter B, once the target agent prints "VM export at …" (the nbd-listening event with --json):
   qemu-system-x86_64 ... (same devices) -blockdev driver=nbd,server.type=unix,server.path=/run/vm-dst.sock,node-name=d0 \\
       -qmp unix:/run/vm-dst.qmp,server=on,wait=off -incoming defer
 

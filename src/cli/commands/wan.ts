@@ -6,6 +6,7 @@ import { parseBitRate, parseDuration, parseSize, formatBitRate, formatBytes, for
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { onShutdownSignal } from '../signals.ts';
+import { addLogOptions } from '../log-options.ts';
 
 interface WanOptions {
   listen: string;
@@ -21,8 +22,8 @@ const MAX_RTT_MS = 60_000;
 const MIN_BPS = 8_000;
 
 export function registerWan(program: Command): void {
-  program
-    .command('wan')
+  addLogOptions(program
+    .command('wan'))
     .description(
       'Emulate a WAN link in userspace: a TCP/unix-socket proxy whose connections share one full-duplex link ' +
         'with the given bandwidth (each direction) and round-trip time, with faults on command (cut, stall, set).',
