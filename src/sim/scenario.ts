@@ -3,13 +3,13 @@
  * FIU IODedup records), an algorithm variant, a link — turned into runs.
  * Shared by `flimcd simulate`, `flimcd plan` and `npm run bench:paper`.
  */
-import { readFileSync } from 'node:fs';
 import { TraceFormatError, UsageError } from '../errors.ts';
 import { ALGORITHMS, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { RequestSource } from '../workload/executor.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { PROFILE_NAMES, resolveProfile, type ProfileName } from '../workload/profiles.ts';
 import { FiuReplay, parseFiuTrace, type FiuRecord } from '../workload/fiu-trace.ts';
+import { readTraceText } from '../workload/trace-recorder.ts';
 import type { SimDisk } from './sim-disk.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
 
@@ -17,7 +17,7 @@ import { simulate, type SimulationResult } from './simulate.ts';
 export type Workload = { name: string; requests: () => RequestSource };
 
 export interface WorkloadSpec {
-  /** A profile name, or `trace:FILE`. */
+  /** A profile name, or `trace:FILE` (FILE may be .zst or .gz compressed). */
   spec: string;
   imageBytes: number;
   bandwidthBps: number;
@@ -32,7 +32,7 @@ export function parseWorkload(w: WorkloadSpec): Workload {
     const file = w.spec.slice('trace:'.length);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readTraceText(file);
     } catch (e) {
       throw new UsageError(`--workload: cannot read trace ${file}: ${(e as Error).message}`);
     }
