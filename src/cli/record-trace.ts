@@ -12,7 +12,7 @@ import { TraceRecorder } from '../workload/trace-recorder.ts';
 export interface OpenTrace {
   recorder: TraceRecorder;
   /** The VM-facing disk, recording. */
-  wrap(disk: Disk): Disk;
+  wrap: (disk: Disk) => Disk;
 }
 
 export async function openTrace(file: string): Promise<OpenTrace> {
