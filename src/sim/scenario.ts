@@ -87,6 +87,26 @@ export function parseVariants(text: string): Variant[] {
   return out;
 }
 
+/**
+ * The ablation switches (`--[no-]hot-order`, `--[no-]prefetch`, `--[no-]dedup`,
+ * `--[no-]compress`) applied to every variant, postcopy included. A variant
+ * a switch changes is renamed after it (`postcopy+hot-order`,
+ * `flimcd-no-prefetch`), so rows stay told apart; one it leaves as it was keeps its name.
+ */
+export function applySwitches(variants: readonly Variant[], switches: Partial<Features>): Variant[] {
+  return variants.map((v) => {
+    const features = { ...v.features };
+    let name = v.name;
+    for (const [k, label] of ABLATIONS) {
+      const want = switches[k];
+      if (want === undefined || want === features[k]) continue;
+      features[k] = want;
+      name += want ? `+${label}` : `-no-${label}`;
+    }
+    return { name, algorithm: v.algorithm, features };
+  });
+}
+
 export interface RunSpec {
   image: SimDisk;
   /** What the target holds before the migration: a base image in its replica index (base-image.ts), or nothing. */
