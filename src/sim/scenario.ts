@@ -122,11 +122,11 @@ export interface RunSpec {
 export function runScenario(r: RunSpec): Promise<SimulationResult> {
   return simulate({
     image: r.image, baseImage: r.baseImage, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs, lossRate: r.lossRate,
-    warmupMs: r.warmupMs, requests: r.workload.requests(),
+    warmupMs: r.warmupMs, requests: r.workload.requests(), controlRequests: r.workload.requests(),
   });
 }
 
-/** The measures a simulation row reports (docs/design.md names, plus the guest's). */
+/** The measures a simulation row reports (docs/design.md names, plus the guest's: guest_slowdown against the paired control run). */
 export function summarize(variant: string, res: SimulationResult) {
   const x = res.report;
   return {
@@ -139,6 +139,8 @@ export function summarize(variant: string, res: SimulationResult) {
     wire_bytes: x.wire_bytes,
     block_miss_rate: x.block_miss_rate,
     blocks_read_postcopy: x.blocks_read_postcopy,
+    write_fetches: x.write_fetches,
+    demand_fetch_rate: x.demand_fetch_rate,
     rounds: x.rounds,
     guest_slowdown: res.guest.guest_slowdown === null ? null : Math.round(res.guest.guest_slowdown * 1000) / 1000,
     sim_wall_s: Math.round(res.wall_s * 100) / 100,

@@ -31,10 +31,10 @@ interface SimulateOptions {
 
 /** A fixed-width table: one row per algorithm. */
 export function formatRows(rows: SummaryRow[]): string {
-  const head = ['algorithm', 'time', 'pre-copy', 'post-copy', 'downtime', 'wire', 'miss rate', 'slowdown', 'verified'];
+  const head = ['algorithm', 'time', 'pre-copy', 'post-copy', 'downtime', 'wire', 'miss rate', 'demand rate', 'slowdown', 'verified'];
   const body = rows.map((r) => [
     r.algorithm, `${r.time_total_s.toFixed(1)} s`, `${r.time_precopy_s.toFixed(1)} s`, `${r.time_postcopy_s.toFixed(1)} s`, `${r.downtime_ms.toFixed(0)} ms`,
-    formatBytes(r.wire_bytes), r.block_miss_rate.toFixed(3), r.guest_slowdown === null ? '-' : `${r.guest_slowdown.toFixed(2)}x`, r.verified ? 'yes' : 'NO',
+    formatBytes(r.wire_bytes), r.block_miss_rate.toFixed(3), r.demand_fetch_rate.toFixed(3), r.guest_slowdown === null ? '-' : `${r.guest_slowdown.toFixed(2)}x`, r.verified ? 'yes' : 'NO',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
