@@ -10,6 +10,7 @@ import { RequestGenerator } from '../workload/generator.ts';
 import { PROFILE_NAMES, resolveProfile, type ProfileName } from '../workload/profiles.ts';
 import { FiuReplay, parseFiuTrace, type FiuRecord } from '../workload/fiu-trace.ts';
 import { readTraceText } from '../workload/trace-recorder.ts';
+import { FilesGenerator } from '../workload/files-generator.ts';
 import type { SimDisk } from './sim-disk.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
 
@@ -47,8 +48,11 @@ export function parseWorkload(w: WorkloadSpec): Workload {
     if (records.length === 0) throw new UsageError(`--workload: trace ${file} has no requests`);
     return { name: `trace:${file}`, requests: () => new FiuReplay(records, { imageBytes: w.imageBytes, speed: w.timeScale ?? 1 }) };
   }
+  if (w.spec === 'files') {
+    return { name: 'files', requests: () => new FilesGenerator({ imageBytes: w.imageBytes, linkBitsPerSecond: w.bandwidthBps, seed: w.seed }) };
+  }
   if (!(PROFILE_NAMES as readonly string[]).includes(w.spec)) {
-    throw new UsageError(`--workload: unknown workload "${w.spec}" (a profile: ${PROFILE_NAMES.join(', ')}; or trace:FILE)`);
+    throw new UsageError(`--workload: unknown workload "${w.spec}" (a profile: ${PROFILE_NAMES.join(', ')}, files; or trace:FILE)`);
   }
   const params = resolveProfile(w.spec as ProfileName, { linkBitsPerSecond: w.bandwidthBps, imageBytes: w.imageBytes, blockSize: w.blockSize }).params;
   return { name: w.spec, requests: () => new RequestGenerator(params, w.seed) };

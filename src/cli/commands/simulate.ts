@@ -45,7 +45,7 @@ export function registerSimulate(program: Command): void {
   program
     .command('simulate')
     .description('Simulate a migration: the real source and target engines and policies on a virtual clock, with a modelled link and disk (a 20 GiB migration in seconds).')
-    .requiredOption('--workload <spec>', 'profile (idle, light, moderate, heavy, mail) or trace:FILE (FIU IODedup format)')
+    .requiredOption('--workload <spec>', 'profile (idle, light, moderate, heavy, mail, files) or trace:FILE (FIU IODedup format, .zst/.gz too)')
     .option('--image-size <size>', 'size of a synthetic image (image-gen mix: 30 % holes, 10 % repeated, 40 % text, 20 % random)', '20GiB')
     .option('--image <file>', 'model this raw image file instead of a synthetic one (scanned: zero blocks, content ids, zstd sizes)')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
