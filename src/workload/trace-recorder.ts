@@ -16,55 +16,53 @@
  *   zero afterwards), in lines of at most 1 MiB and at most ZERO_LINES_MAX
  *   lines per request; the rest of a larger one is counted as `truncated`.
  *
- * Bounded memory, flushed continuously, never holding the VM: lines gather
- * in a batch that goes to the file stream at 64 KiB or every second. When
- * the file falls behind (the stream's buffered bytes plus the batch reach
- * `maxPendingBytes`), a request is dropped, not waited for: the VM's I/O
- * rate matters more than a complete trace. Drops are counted (stats, the
- * `onDrop` warning at most once per 10 s, and a `# dropped` comment line at
- * the end), so a replay knows the trace has gaps.
+ * Off the VM's thread: the thread serving the VM only copies each request's
+ * bytes into a staging buffer (1 MiB of data, 1024 requests); digests, lines,
+ * compression and the file are a worker thread's (trace-writer-worker.mjs),
+ * which gets full buffers (or the current one every 200 ms) by transfer and
+ * hands them back once the file stream took their text. Bounded memory,
+ * flushed continuously, never holding the VM: there are `maxPendingBytes` /
+ * 1 MiB buffers; when the file falls behind, none is free and the request is
+ * dropped, not waited for: the VM's I/O rate matters more than a complete
+ * trace. Drops are counted (stats, the `onDrop` warning at most once per
+ * 10 s, and a `# dropped` comment line at the end), so a replay knows the
+ * trace has gaps. A request larger than a buffer is recorded as 1 MiB lines.
  *
  * A name ending in `.zst` is zstd-compressed (zstd-napi streaming), `.gz`
  * gzip (node:zlib); readTraceText reads all three back.
  */
-import { createWriteStream, readFileSync } from 'node:fs';
-import { once } from 'node:events';
-import { pipeline } from 'node:stream/promises';
-import type { Transform, Writable } from 'node:stream';
-import { createGzip, gunzipSync } from 'node:zlib';
-import { CompressStream, decompress as zstdDecompress } from 'zstd-napi';
-import { createXXHash128 } from 'hash-wasm';
+import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { gunzipSync } from 'node:zlib';
+import { decompress as zstdDecompress } from 'zstd-napi';
 import { UsageError } from '../errors.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
 import type { RequestRecorder } from '../block/filters/recording.ts';
-import { PAGE_SIZE } from './content.ts';
 
-/** Longest line of zero pages (write-zeroes, trim), and how many such lines one request may take. */
-const ZERO_LINE_BYTES = 1 << 20;
-const ZERO_LINES_MAX = 64;
-/** A batch goes to the stream at this size, or at FLUSH_MS. */
-const BATCH_BYTES = 64 << 10;
-const FLUSH_MS = 1000;
+/** A staging buffer's data bytes and requests. */
+const STAGE_BYTES = 1 << 20;
+const STAGE_ENTRIES = 1024;
+/** The buffer being filled goes to the worker at least this often. */
+const FLUSH_MS = 200;
 const DROP_WARN_MS = 10_000;
+const KIND = { read: 0, write: 1, zero: 2 } as const;
 
 export interface TraceRecorderOptions {
   clock: Clock;
-  /** Most trace bytes waiting for the file (stream buffer plus batch); beyond it requests are dropped. Default 16 MiB. */
+  /** Most request bytes staged or being written (in 1 MiB buffers, at least 2); beyond it requests are dropped. Default 16 MiB. */
   maxPendingBytes?: number;
   /** Told the running drop count, at most once per 10 s. */
   onDrop?: (dropped: number) => void;
 }
 
 export interface TraceRecorderStats {
-  /** Requests written. */
+  /** Lines written: requests, a request over 1 MiB as several (final once closed). */
   recorded: number;
   /** Requests dropped because the file fell behind. */
   dropped: number;
-  /** Zero requests cut at ZERO_LINES_MAX lines. */
+  /** Zero requests cut at 64 lines of 1 MiB (final once closed). */
   truncated: number;
 }
-
-type Hasher = Awaited<ReturnType<typeof createXXHash128>>;
 
 export type TraceCompression = 'none' | 'gzip' | 'zstd';
 
@@ -72,44 +70,67 @@ export function traceCompression(path: string): TraceCompression {
   return path.endsWith('.zst') ? 'zstd' : path.endsWith('.gz') ? 'gzip' : 'none';
 }
 
+interface Stage {
+  data: ArrayBuffer;
+  meta: ArrayBuffer;
+  bytes: Uint8Array;
+  entries: Float64Array;
+  n: number;
+  used: number;
+}
+
+type WorkerMessage =
+  | { type: 'open' }
+  | { type: 'free'; data: ArrayBuffer; meta: ArrayBuffer; recorded: number; truncated: number }
+  | { type: 'closed'; truncated?: number; error?: string };
+
+function stage(data = new ArrayBuffer(STAGE_BYTES), meta = new ArrayBuffer(STAGE_ENTRIES * 4 * 8)): Stage {
+  return { data, meta, bytes: new Uint8Array(data), entries: new Float64Array(meta), n: 0, used: 0 };
+}
+
 export class TraceRecorder implements RequestRecorder {
-  private batch: string[] = [];
-  private batchBytes = 0;
-  private readonly maxPending: number;
-  private readonly zeroDigests = new Map<number, string>();
+  private readonly free: Stage[] = [];
+  private current: Stage | undefined;
   private timer: TimerHandle | undefined;
   private failed: Error | undefined;
-  private closed = false;
+  private closing: Promise<void> | undefined;
+  private onClosed: ((m: { truncated?: number; error?: string }) => void) | undefined;
   private lastWarnMs = -Infinity;
   private readonly counts: TraceRecorderStats = { recorded: 0, dropped: 0, truncated: 0 };
 
-  private constructor(
-    private readonly head: Writable,
-    private readonly done: Promise<void>,
-    private readonly hasher: Hasher,
-    private readonly o: TraceRecorderOptions,
-  ) {
-    this.maxPending = o.maxPendingBytes ?? 16 << 20;
+  private constructor(private readonly worker: Worker, private readonly o: TraceRecorderOptions) {
+    const n = Math.max(2, Math.ceil((o.maxPendingBytes ?? 16 << 20) / STAGE_BYTES));
+    for (let i = 0; i < n; i++) this.free.push(stage());
+    worker.on('message', (m: WorkerMessage) => {
+      if (m.type === 'free') {
+        this.free.push(stage(m.data, m.meta));
+        this.counts.recorded += m.recorded;
+        this.counts.truncated = m.truncated;
+      } else if (m.type === 'closed') {
+        if (m.truncated !== undefined) this.counts.truncated = m.truncated;
+        if (m.error) this.failed ??= new Error(m.error);
+        this.onClosed?.(m);
+      }
+    });
+    worker.on('error', (e) => {
+      this.failed ??= e;
+      this.onClosed?.({ error: e.message });
+    });
     this.arm();
   }
 
-  /** Opens (truncates) `path`; compressed by its name (.zst, .gz). */
+  /** Opens (truncates) `path` in a worker thread; compressed by its name (.zst, .gz). */
   static async open(path: string, o: TraceRecorderOptions): Promise<TraceRecorder> {
-    const file = createWriteStream(path);
-    try {
-      await once(file, 'open');
-    } catch (e) {
-      throw new UsageError(`--record-trace: cannot write ${path}: ${(e as Error).message}`);
+    const worker = new Worker(new URL('./trace-writer-worker.mjs', import.meta.url), { workerData: { path, compression: traceCompression(path) } });
+    const first = await new Promise<WorkerMessage>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    if (first.type !== 'open') {
+      await worker.terminate();
+      throw new UsageError(`--record-trace: ${first.type === 'closed' && first.error ? first.error : 'the trace writer did not start'}`);
     }
-    const kind = traceCompression(path);
-    const compressor: Transform | undefined = kind === 'zstd' ? new CompressStream() : kind === 'gzip' ? createGzip() : undefined;
-    const head: Writable = compressor ?? file;
-    const done = compressor ? pipeline(compressor, file) : once(file, 'finish').then(() => undefined);
-    const r = new TraceRecorder(head, done, await createXXHash128(), o);
-    // A failing file (disk full) stops the recording, never the VM: later requests count as dropped.
-    done.catch((e: Error) => (r.failed = e));
-    head.on('error', (e: Error) => (r.failed = e));
-    return r;
+    return new TraceRecorder(worker, o);
   }
 
   stats(): TraceRecorderStats {
@@ -122,74 +143,80 @@ export class TraceRecorder implements RequestRecorder {
   }
 
   read(atMs: number, offset: number, data: Uint8Array): void {
-    this.add(atMs, offset, data.length, 'R', (i, n) => this.digest(data.subarray(i, i + n)));
+    this.add(atMs, offset, data, KIND.read);
   }
 
   write(atMs: number, offset: number, data: Uint8Array): void {
-    this.add(atMs, offset, data.length, 'W', (i, n) => this.digest(data.subarray(i, i + n)));
+    this.add(atMs, offset, data, KIND.write);
   }
 
   zero(atMs: number, offset: number, length: number): void {
-    let lines = 0;
-    for (let at = 0; at < length; at += ZERO_LINE_BYTES) {
-      if (lines++ === ZERO_LINES_MAX) {
-        this.counts.truncated++;
-        return;
+    if (length > 0) this.entry(atMs, offset, length, KIND.zero, undefined);
+  }
+
+  /** Sends what is staged, ends the file and waits for it (with a `# dropped` line if any were). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.timer?.cancel();
+      this.send();
+      const closed = new Promise<{ error?: string }>((r) => (this.onClosed = r));
+      this.worker.postMessage({ type: 'end', dropped: this.counts.dropped });
+      await closed;
+      await this.worker.terminate();
+      if (this.failed) throw new UsageError(`--record-trace: writing the trace failed: ${this.failed.message}`);
+    })();
+    return this.closing;
+  }
+
+  private add(atMs: number, offset: number, data: Uint8Array, kind: number): void {
+    for (let at = 0; at < data.length; at += STAGE_BYTES) {
+      const piece = data.subarray(at, Math.min(data.length, at + STAGE_BYTES));
+      if (!this.entry(atMs, offset + at, piece.length, kind, piece)) return;
+    }
+  }
+
+  /** Stages one request; false (and counted) when it was dropped. */
+  private entry(atMs: number, offset: number, length: number, kind: number, data: Uint8Array | undefined): boolean {
+    if (this.closing) return false;
+    const need = data?.length ?? 0;
+    let s = this.current;
+    if (s && (s.n === STAGE_ENTRIES || s.used + need > STAGE_BYTES)) {
+      this.send();
+      s = undefined;
+    }
+    if (!s) {
+      s = this.failed ? undefined : this.free.pop();
+      if (!s) {
+        this.dropped(atMs);
+        return false;
       }
-      this.add(atMs, offset + at, Math.min(ZERO_LINE_BYTES, length - at), 'W', (_i, n) => this.zeroDigest(n));
+      s.n = 0;
+      s.used = 0;
+      this.current = s;
     }
-  }
-
-  /** Writes what is batched, ends the file and waits for it (with a `# dropped` line if any were). */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.timer?.cancel();
-    const c = this.counts;
-    if (c.dropped || c.truncated) this.push(`# flimcd: dropped ${c.dropped} requests (file behind), truncated ${c.truncated} zero requests\n`);
-    this.flushBatch();
-    this.head.end();
-    await this.done.catch(() => {});
-    if (this.failed) throw new UsageError(`--record-trace: writing the trace failed: ${this.failed.message}`);
-  }
-
-  private add(atMs: number, offset: number, length: number, op: 'R' | 'W', digestOf: (i: number, n: number) => string): void {
-    if (this.closed || length === 0) return;
-    if (this.failed || this.head.writableLength + this.batchBytes >= this.maxPending) {
-      this.dropped(atMs);
-      return;
+    if (data) {
+      s.bytes.set(data, s.used);
+      s.used += data.length;
     }
-    const lba = Math.floor(offset / 512);
-    const sectors = Math.ceil((offset + length) / 512) - lba;
-    const pages = Math.ceil(sectors / 8);
-    // fiu-trace.ts expects ceil(sectors / 8) digests: one per 4 KiB of the sector-widened range.
-    const digests = new Array<string>(pages);
-    for (let p = 0; p < pages; p++) {
-      const i = Math.min(p * PAGE_SIZE, length - 1);
-      digests[p] = digestOf(i, Math.min(PAGE_SIZE, length - i));
-    }
-    const ns = BigInt(Math.round(atMs * 1e6));
-    this.push(`${ns} 0 vm ${lba} ${sectors} ${op} 0 0 ${digests.join(' ')}\n`);
-    this.counts.recorded++;
+    const e = 4 * s.n++;
+    s.entries[e] = atMs;
+    s.entries[e + 1] = offset;
+    s.entries[e + 2] = length;
+    s.entries[e + 3] = kind;
+    return true;
   }
 
-  private push(line: string): void {
-    this.batch.push(line);
-    this.batchBytes += line.length;
-    if (this.batchBytes >= BATCH_BYTES) this.flushBatch();
-  }
-
-  private flushBatch(): void {
-    if (this.batch.length === 0 || this.failed) return;
-    this.head.write(this.batch.join(''));
-    this.batch = [];
-    this.batchBytes = 0;
+  private send(): void {
+    const s = this.current;
+    if (!s || s.n === 0) return;
+    this.current = undefined;
+    this.worker.postMessage({ type: 'batch', data: s.data, meta: s.meta, n: s.n }, [s.data, s.meta]);
   }
 
   private arm(): void {
     this.timer = this.o.clock.setTimer(FLUSH_MS, () => {
-      this.flushBatch();
-      if (!this.closed) this.arm();
+      this.send();
+      if (!this.closing) this.arm();
     });
   }
 
@@ -199,21 +226,6 @@ export class TraceRecorder implements RequestRecorder {
       this.lastWarnMs = atMs;
       this.o.onDrop?.(this.counts.dropped);
     }
-  }
-
-  private digest(bytes: Uint8Array): string {
-    this.hasher.init();
-    this.hasher.update(bytes);
-    return this.hasher.digest('hex');
-  }
-
-  private zeroDigest(n: number): string {
-    let d = this.zeroDigests.get(n);
-    if (d === undefined) {
-      d = this.digest(new Uint8Array(n));
-      if (this.zeroDigests.size < 16) this.zeroDigests.set(n, d);
-    }
-    return d;
   }
 }
 
