@@ -20,6 +20,11 @@
  *   goal >= 0.95, i.e. the recorder costs the guest under 5 %), and the trace
  *   size and drop count of the recorded export (drops mean the file fell
  *   behind and requests were left out of the trace instead of holding the VM).
+ * - CPU: the export process's user+system time (/proc/PID/stat, all its
+ *   threads, the recorder's worker included) per request (randrw4k) or per
+ *   MB (seqread1m), medians: `cpu_randrw4k`, `cpu_seqread1m` = recorded /
+ *   plain. On a machine shared with other work, throughput ratios swing with
+ *   the neighbours; CPU per unit of work does much less.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -58,7 +63,15 @@ function startExport(image: string, sock: string, extra: string[]): Promise<{ ch
   });
 }
 
-function fio(sock: string, job: 'randrw4k' | 'seqread1m', dir: string): number {
+/** User + system CPU seconds of a process so far (all threads). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) in clock ticks; rest[0] is field 3.
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+function fio(sock: string, job: 'randrw4k' | 'seqread1m', dir: string): { rate: number; units: number } {
   const out = join(dir, 'fio.json');
   const spec = job === 'randrw4k' ? ['--rw=randrw', '--rwmixread=70', '--bs=4k', '--iodepth=16', '--norandommap', '--randrepeat=0'] : ['--rw=read', '--bs=1M', '--iodepth=4'];
   spawnSyncOk('fio', [`--name=${job}`, '--ioengine=nbd', `--uri=nbd+unix:///?socket=${sock}`, ...spec, '--time_based', '--ramp_time=1', `--runtime=${seconds}`, '--output-format=json', `--output=${out}`]);
@@ -66,7 +79,9 @@ function fio(sock: string, job: 'randrw4k' | 'seqread1m', dir: string): number {
   const text = readFileSync(out, 'utf8');
   const j = (JSON.parse(text.slice(text.search(/^\{/m), text.lastIndexOf('}') + 1)) as { jobs: Array<{ error: number; read: { iops: number; bw: number }; write?: { iops: number } }> }).jobs[0]!;
   if (j.error) throw new Error(`fio job error ${j.error}`);
-  return job === 'randrw4k' ? j.read.iops + (j.write?.iops ?? 0) : (j.read.bw * 1024) / 1e6;
+  const rate = job === 'randrw4k' ? j.read.iops + (j.write?.iops ?? 0) : (j.read.bw * 1024) / 1e6;
+  // Units of work over the whole fio run (ramp included, as the CPU counter sees it): requests or MB.
+  return { rate, units: rate * (seconds + 1) };
 }
 
 function spawnSyncOk(cmd: string, a: string[]): void {
@@ -88,33 +103,42 @@ async function main(): Promise<void> {
     kids.push(plain.child, recorded.child);
     const jobs = ['randrw4k', 'seqread1m'] as const;
     const samples: Record<string, { plain: number[]; recorded: number[] }> = {};
+    const cpu: Record<string, { plain: number[]; recorded: number[] }> = {};
+    const pids = { plain: plain.child.pid!, recorded: recorded.child.pid! };
     for (const job of jobs) {
       samples[job] = { plain: [], recorded: [] };
+      cpu[job] = { plain: [], recorded: [] };
       for (let i = 0; i < runs; i++) {
         const order = i % 2 ? (['recorded', 'plain'] as const) : (['plain', 'recorded'] as const);
         for (const which of order) {
+          const c0 = cpuSeconds(pids[which]);
           const v = fio(join(dir, `${which}.sock`), job, dir);
-          samples[job][which].push(v);
-          if (!args.values.json) process.stderr.write(`  ${job} ${which}: ${v.toFixed(0)}\n`);
+          const perUnit = ((cpuSeconds(pids[which]) - c0) / v.units) * 1e6;
+          samples[job][which].push(v.rate);
+          cpu[job][which].push(perUnit);
+          if (!args.values.json) process.stderr.write(`  ${job} ${which}: ${v.rate.toFixed(0)}, ${perUnit.toFixed(1)} CPU µs per ${job === 'randrw4k' ? 'request' : 'MB'}\n`);
         }
       }
     }
     recorded.child.kill('SIGTERM');
     const out = await recorded.stopped;
     const ev = JSON.parse(out.split('\n').find((l) => l.includes('"event":"trace"')) ?? '{}') as { recorded?: number; dropped?: number };
-    const medians = Object.fromEntries(jobs.map((j) => [j, { plain: median(samples[j]!.plain), recorded: median(samples[j]!.recorded) }]));
+    const medians = Object.fromEntries(jobs.map((j) => [j, { plain: median(samples[j]!.plain), recorded: median(samples[j]!.recorded), cpu_us_plain: median(cpu[j]!.plain), cpu_us_recorded: median(cpu[j]!.recorded) }]));
     const headline = {
       randrw4k: medians.randrw4k!.recorded / medians.randrw4k!.plain,
       seqread1m: medians.seqread1m!.recorded / medians.seqread1m!.plain,
+      cpu_randrw4k: medians.randrw4k!.cpu_us_recorded / medians.randrw4k!.cpu_us_plain,
+      cpu_seqread1m: medians.seqread1m!.cpu_us_recorded / medians.seqread1m!.cpu_us_plain,
       trace_requests: ev.recorded ?? null,
       trace_dropped: ev.dropped ?? null,
       trace_bytes: statSync(trace).size,
     };
-    if (args.values.json) process.stdout.write(JSON.stringify({ runs, seconds, image_bytes: size, medians, samples, headline }) + '\n');
+    if (args.values.json) process.stdout.write(JSON.stringify({ runs, seconds, image_bytes: size, medians, samples, cpu, headline }) + '\n');
     else {
       process.stdout.write(`fio through flimcd export, with and without --record-trace (${runs} runs of ${seconds} s, medians)\n`);
       process.stdout.write(`  randrw4k  ${medians.randrw4k!.plain.toFixed(0)} vs ${medians.randrw4k!.recorded.toFixed(0)} IOPS: recorded/plain ${headline.randrw4k.toFixed(3)}\n`);
       process.stdout.write(`  seqread1m ${medians.seqread1m!.plain.toFixed(0)} vs ${medians.seqread1m!.recorded.toFixed(0)} MB/s: recorded/plain ${headline.seqread1m.toFixed(3)}\n`);
+      process.stdout.write(`  CPU per request (randrw4k) ${medians.randrw4k!.cpu_us_plain.toFixed(1)} vs ${medians.randrw4k!.cpu_us_recorded.toFixed(1)} µs, per MB (seqread1m) ${medians.seqread1m!.cpu_us_plain.toFixed(1)} vs ${medians.seqread1m!.cpu_us_recorded.toFixed(1)} µs\n`);
       process.stdout.write(`  trace: ${headline.trace_requests} requests, ${headline.trace_dropped} dropped, ${headline.trace_bytes} bytes (zstd)\n`);
     }
   } finally {
