@@ -39,6 +39,12 @@ export interface MigrationReport {
   block_miss_rate: number;
   misses: number;
   blocks_read_postcopy: number;
+  /** Post-copy: blocks a partial write touched while absent (the write fetched the block first). */
+  write_fetches: number;
+  /** Post-copy: blocks touched by the target-side VM's writes. */
+  blocks_written_postcopy: number;
+  /** (misses + write_fetches) / (blocks_read_postcopy + blocks_written_postcopy): every access that waited for the link. */
+  demand_fetch_rate: number;
   miss_latency_ms: { p50: number | null; p99: number | null; mean: number | null };
   /** Blocks asked for by prefetch (on a miss: sequential streams, hot areas, co-access). */
   prefetch_requested: number;
@@ -148,6 +154,8 @@ export function buildReport(i: ReportInput): MigrationReport {
   const ts = i.targetStats;
   const readBlocks = ts.readBlocks;
   const misses = ts.missBlocks;
+  const writeFetches = ts.writeMissBlocks ?? 0;
+  const writeBlocks = ts.writeBlocks ?? 0;
   // Without a post-copy phase (pre-copy) the target has everything when it starts serving: what follows is verification.
   const postcopyMs = i.enteredPostcopy ? Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs) : 0;
   return {
@@ -182,6 +190,9 @@ export function buildReport(i: ReportInput): MigrationReport {
     block_miss_rate: readBlocks ? Math.round((misses / readBlocks) * 1e6) / 1e6 : 0,
     misses,
     blocks_read_postcopy: readBlocks,
+    write_fetches: writeFetches,
+    blocks_written_postcopy: writeBlocks,
+    demand_fetch_rate: readBlocks + writeBlocks ? Math.round(((misses + writeFetches) / (readBlocks + writeBlocks)) * 1e6) / 1e6 : 0,
     miss_latency_ms: { p50: ts.missP50 ?? null, p99: ts.missP99 ?? null, mean: ts.missMean ?? null },
     prefetch_requested: ts.prefetchRequested ?? 0,
     prefetch_by: { stream: ts.prefetchStreamBlocks ?? 0, area: ts.prefetchAreaBlocks ?? 0, co_access: ts.prefetchCoAccessBlocks ?? 0 },

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { FileDisk } from '../block/file.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
+import type { Disk } from '../block/disk.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { REAL_RUNTIME } from '../runtime.ts';
@@ -40,6 +41,8 @@ export interface SourceAgentOptions extends SourceMigrationOptions {
   linkTimeoutMs?: number;
   /** A planner's prediction (`flimcd plan`): status shows it, and the ETA it gives. */
   prediction?: Prediction;
+  /** Wraps the disk the VM reaches over NBD (above the cut-over gate), e.g. to record its requests (`--record-trace`). */
+  vmDisk?: (gate: Disk) => Disk;
 }
 
 /**
@@ -163,7 +166,7 @@ export class SourceAgent {
     // Real bytes, the wall clock. A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
     const { tracking, gate } = buildSourceDisks({ runtime: REAL_RUNTIME, image, blockSize: o.blockSize, gate: saved?.phase === 'cutover' ? 'held' : 'open' });
     if (saved) o.log.info({ session: saved.session, phase: saved.phase, state: state.path }, 'found migration state: resuming the session');
-    const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
+    const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: o.vmDisk ? o.vmDisk(gate) : gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
     o.log.info({ nbd: formatAddress(bound), image: o.image, size: image.size }, 'source agent serving the VM');
     return new SourceAgent(o, image, tracking, gate, nbd, bound, state, saved);

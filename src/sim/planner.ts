@@ -172,7 +172,7 @@ export async function plan(o: PlanOptions): Promise<Plan> {
   }
   const rows: PlanRow[] = [];
   for (const algorithm of o.algorithms ?? ALGORITHMS) {
-    const r = await simulate({ image, targetImage: target, algorithm, features: resolveFeatures(algorithm), bandwidthBps: bw, rttMs: o.rttMs, requests: requests(), warmupMs: 10_000 });
+    const r = await simulate({ image, targetImage: target, algorithm, features: resolveFeatures(algorithm), bandwidthBps: bw, rttMs: o.rttMs, requests: requests(), controlRequests: requests(), warmupMs: 10_000 });
     rows.push({
       algorithm, time_total_s: r.report.time_total_s, wire_bytes: r.report.wire_bytes * k, downtime_ms: r.report.downtime_ms,
       block_miss_rate: r.report.block_miss_rate, guest_slowdown: r.guest.guest_slowdown, verified: r.report.verified,

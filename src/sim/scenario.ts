@@ -3,13 +3,14 @@
  * FIU IODedup records), an algorithm variant, a link — turned into runs.
  * Shared by `flimcd simulate`, `flimcd plan` and `npm run bench:paper`.
  */
-import { readFileSync } from 'node:fs';
 import { TraceFormatError, UsageError } from '../errors.ts';
 import { ALGORITHMS, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import type { RequestSource } from '../workload/executor.ts';
 import { RequestGenerator } from '../workload/generator.ts';
 import { PROFILE_NAMES, resolveProfile, type ProfileName } from '../workload/profiles.ts';
 import { FiuReplay, parseFiuTrace, type FiuRecord } from '../workload/fiu-trace.ts';
+import { readTraceText } from '../workload/trace-recorder.ts';
+import { FilesGenerator } from '../workload/files-generator.ts';
 import type { SimDisk } from './sim-disk.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
 
@@ -17,7 +18,7 @@ import { simulate, type SimulationResult } from './simulate.ts';
 export type Workload = { name: string; requests: () => RequestSource };
 
 export interface WorkloadSpec {
-  /** A profile name, or `trace:FILE`. */
+  /** A profile name, or `trace:FILE` (FILE may be .zst or .gz compressed). */
   spec: string;
   imageBytes: number;
   bandwidthBps: number;
@@ -32,7 +33,7 @@ export function parseWorkload(w: WorkloadSpec): Workload {
     const file = w.spec.slice('trace:'.length);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readTraceText(file);
     } catch (e) {
       throw new UsageError(`--workload: cannot read trace ${file}: ${(e as Error).message}`);
     }
@@ -47,8 +48,11 @@ export function parseWorkload(w: WorkloadSpec): Workload {
     if (records.length === 0) throw new UsageError(`--workload: trace ${file} has no requests`);
     return { name: `trace:${file}`, requests: () => new FiuReplay(records, { imageBytes: w.imageBytes, speed: w.timeScale ?? 1 }) };
   }
+  if (w.spec === 'files') {
+    return { name: 'files', requests: () => new FilesGenerator({ imageBytes: w.imageBytes, linkBitsPerSecond: w.bandwidthBps, seed: w.seed }) };
+  }
   if (!(PROFILE_NAMES as readonly string[]).includes(w.spec)) {
-    throw new UsageError(`--workload: unknown workload "${w.spec}" (a profile: ${PROFILE_NAMES.join(', ')}; or trace:FILE)`);
+    throw new UsageError(`--workload: unknown workload "${w.spec}" (a profile: ${PROFILE_NAMES.join(', ')}, files; or trace:FILE)`);
   }
   const params = resolveProfile(w.spec as ProfileName, { linkBitsPerSecond: w.bandwidthBps, imageBytes: w.imageBytes, blockSize: w.blockSize }).params;
   return { name: w.spec, requests: () => new RequestGenerator(params, w.seed) };
@@ -87,6 +91,26 @@ export function parseVariants(text: string): Variant[] {
   return out;
 }
 
+/**
+ * The ablation switches (`--[no-]hot-order`, `--[no-]prefetch`, `--[no-]dedup`,
+ * `--[no-]compress`) applied to every variant, postcopy included. A variant
+ * a switch changes is renamed after it (`postcopy+hot-order`,
+ * `flimcd-no-prefetch`), so rows stay told apart; one it leaves as it was keeps its name.
+ */
+export function applySwitches(variants: readonly Variant[], switches: Partial<Features>): Variant[] {
+  return variants.map((v) => {
+    const features = { ...v.features };
+    let name = v.name;
+    for (const [k, label] of ABLATIONS) {
+      const want = switches[k];
+      if (want === undefined || want === features[k]) continue;
+      features[k] = want;
+      name += want ? `+${label}` : `-no-${label}`;
+    }
+    return { name, algorithm: v.algorithm, features };
+  });
+}
+
 export interface RunSpec {
   image: SimDisk;
   /** What the target holds before the migration: a base image in its replica index (base-image.ts), or nothing. */
@@ -102,11 +126,11 @@ export interface RunSpec {
 export function runScenario(r: RunSpec): Promise<SimulationResult> {
   return simulate({
     image: r.image, baseImage: r.baseImage, algorithm: r.variant.algorithm, features: r.variant.features, bandwidthBps: r.bandwidthBps, rttMs: r.rttMs, lossRate: r.lossRate,
-    warmupMs: r.warmupMs, requests: r.workload.requests(),
+    warmupMs: r.warmupMs, requests: r.workload.requests(), controlRequests: r.workload.requests(),
   });
 }
 
-/** The measures a simulation row reports (docs/design.md names, plus the guest's). */
+/** The measures a simulation row reports (docs/design.md names, plus the guest's: guest_slowdown against the paired control run). */
 export function summarize(variant: string, res: SimulationResult) {
   const x = res.report;
   return {
@@ -119,6 +143,8 @@ export function summarize(variant: string, res: SimulationResult) {
     wire_bytes: x.wire_bytes,
     block_miss_rate: x.block_miss_rate,
     blocks_read_postcopy: x.blocks_read_postcopy,
+    write_fetches: x.write_fetches,
+    demand_fetch_rate: x.demand_fetch_rate,
     rounds: x.rounds,
     guest_slowdown: res.guest.guest_slowdown === null ? null : Math.round(res.guest.guest_slowdown * 1000) / 1000,
     sim_wall_s: Math.round(res.wall_s * 100) / 100,

@@ -6,10 +6,13 @@
  * reaches the disk stack (the stack itself adds what migration adds: held I/O
  * at cut-over, on-demand fetches in post-copy).
  *
- * Guest I/O slowdown (reported as `guest_slowdown`): mean response time
- * (scheduled arrival → completion) of the requests that arrived while the
- * migration ran, over the mean response time of those that arrived in the
- * warm-up before it (same VM, same disk model, no migration).
+ * Response times (scheduled arrival → completion) are summed per window: the
+ * requests that arrived before the migration, and those that arrived while it
+ * ran. `guest_slowdown` is not decided here: it compares the migration
+ * window with the same window of a paired control run (control-run.ts), the
+ * same requests without a migration. (Comparing with the warm-up before the
+ * migration would compare different requests: on a bursty trace that read
+ * thousands of times too high.)
  */
 import type { Disk } from '../block/disk.ts';
 import { FlimcdError } from '../errors.ts';
@@ -83,7 +86,14 @@ export class SimVm {
     return new Promise((r) => (this.idleWaiter = r));
   }
 
-  stats() {
+  /** The migration window, ms since this VM started (for a control run's marks). */
+  window(): { fromMs: number; toMs: number } | undefined {
+    if (this.migrationFrom === undefined || this.migrationTo === undefined) return undefined;
+    return { fromMs: this.migrationFrom - this.t0, toMs: this.migrationTo - this.t0 };
+  }
+
+  /** `control`: the same window's mean response time without a migration (control-run.ts); guest_slowdown is null without it. */
+  stats(control?: number | null) {
     const mean = (w: Window) => (w.n ? w.sum / w.n : null);
     const b = mean(this.before);
     const d = mean(this.during);
@@ -92,7 +102,8 @@ export class SimVm {
       response_before_ms: b,
       response_during_ms: d,
       response_during_max_ms: this.during.n ? this.during.max : null,
-      guest_slowdown: b && d !== null ? d / b : null,
+      response_control_ms: control ?? null,
+      guest_slowdown: control && d !== null ? d / control : null,
     };
   }
 

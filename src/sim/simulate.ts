@@ -41,6 +41,7 @@ import { ErrorCode, FlimcdError } from '../errors.ts';
 import { modelledRuntime } from './content-model.ts';
 import { SimDisk } from './sim-disk.ts';
 import { SimVm } from './sim-vm.ts';
+import { controlResponseMs } from './control-run.ts';
 
 export interface SimulationOptions {
   /** The source image's content (modelled); not modified. */
@@ -61,6 +62,8 @@ export interface SimulationOptions {
   lossRate?: number;
   /** A fresh request source for this run (generator or trace replay); none = an idle VM. */
   requests?: RequestSource;
+  /** Another fresh source of the same requests, for the paired control run guest_slowdown needs (control-run.ts); without it guest_slowdown is null. */
+  controlRequests?: RequestSource;
   /** Virtual time the VM runs before the migration starts (heat map fills); default 10 s. */
   warmupMs?: number;
   prefetch?: Partial<PrefetchConfig>;
@@ -193,7 +196,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     vm?.migrationEnded();
     const stopping = vm?.stop() ?? Promise.resolve();
     events += (await runVirtual(clock, stopping, 60_000)).events;
-    return { report: done.value, guest: vm?.stats() ?? new SimVm({ clock, source: srcGate, target: tgtGate, requests: { next: () => undefined } }).stats(), wall_s: (performance.now() - wall0) / 1000, events };
+    const window = vm?.window();
+    const control = window && o.controlRequests ? await controlResponseMs({ image: o.image, requests: o.controlRequests, window, queueDepth: o.queueDepth }) : null;
+    return { report: done.value, guest: vm?.stats(control) ?? new SimVm({ clock, source: srcGate, target: tgtGate, requests: { next: () => undefined } }).stats(), wall_s: (performance.now() - wall0) / 1000, events };
   } finally {
     srcCh?.close();
     tgtCh?.close();

@@ -37,6 +37,9 @@ export const TargetStatsSchema = z.object({
   missBlocks: count(),
   claimedByWrite: count(),
   partialWriteFetches: count(),
+  /** Optional: an older target does not count them (the report then says 0). */
+  writeBlocks: count().optional(),
+  writeMissBlocks: count().optional(),
   droppedData: count(),
   fetchRequests: count(),
   /** Miss latency (ms). */

@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { generateImage } from '../../src/workload/image-gen.ts';
+import { parseFiuTrace } from '../../src/workload/fiu-trace.ts';
+import { readTraceText } from '../../src/workload/trace-recorder.ts';
 import { flimcd, flimcdBackground, flimcdSpawn } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
@@ -28,7 +30,7 @@ test('source, target, wan and load as separate processes: live migration verifie
   const wanAddr = (wanEvent.listen ?? wanEvent.address) as string;
   assert.match(wanAddr, /^tcp:127\.0\.0\.1:\d+$/);
   const ctl = `unix:${join(dir, 'ctl.sock')}`;
-  const source = await flimcdBackground(['source', ...tls('source'), '--image', src, '--to', wanAddr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--bandwidth', '40Mbit', '--control', ctl, '--json'], /"event":"listening"/);
+  const source = await flimcdBackground(['source', ...tls('source'), '--image', src, '--to', wanAddr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--bandwidth', '40Mbit', '--control', ctl, '--record-trace', join(dir, 'src.fiu.gz'), '--json'], /"event":"listening"/);
   kids.push(source.child);
   const load = flimcdSpawn(['load', '--nbd', `unix:${join(dir, 'src.sock')}`, '--then', `unix:${join(dir, 'dst.sock')}`, '--profile', 'moderate', '--bandwidth', '40Mbit', '--duration', '120s', '--json', '--final-verify', '--verify-base', src]);
   kids.push(load.child);
@@ -56,6 +58,13 @@ test('source, target, wan and load as separate processes: live migration verifie
   // flimcd has both optimizations on unless switched off (--no-prefetch, --no-hot-order), and the target took part.
   assert.deepEqual(report.features, { hot_order: true, prefetch: true });
   for (const k of ['misses', 'prefetch_hits', 'prefetch_wasted_bytes', 'prefetch_requested']) assert.equal(typeof report[k], 'number', k);
+  // --record-trace: the VM's requests at the source until the cut-over, readable by the replay. How many
+  // depends on how soon the load starts on a busy machine (export.test.ts checks the content of a trace).
+  const traceEvent = JSON.parse(srcDone.stdout.split('\n').find((l) => l.includes('"event":"trace"'))!);
+  assert.equal(traceEvent.dropped, 0, JSON.stringify(traceEvent));
+  const records = [...parseFiuTrace(readTraceText(join(dir, 'src.fiu.gz')))];
+  assert.equal(records.length, traceEvent.recorded);
+  assert.ok(records.every((r) => (r.lba + r.sectors) * 512 <= 32 * 1024 * 1024));
   // The VM keeps running at the target: stop it first, then the target's export.
   load.child.kill('SIGINT');
   const ld = await load.exited;

@@ -77,3 +77,35 @@ test('export --read-only refuses writes with EPERM through a real client', async
   child.kill('SIGINT');
   assert.equal((await exited).code, 130);
 });
+
+test('export --record-trace records what a real client did, and simulate replays the .zst trace', async (t) => {
+  if (!requirePeers(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const img = join(dir, 'vm.img');
+  writeFileSync(img, '');
+  truncateSync(img, 8 << 20);
+  const sock = join(dir, 'vm.sock');
+  const trace = join(dir, 'vm.fiu.zst');
+  const { child, line, exited } = await flimcdBackground(['export', '--image', img, '--listen', `unix:${sock}`, '--record-trace', trace, '--json'], /"event":"listening"/);
+  t.after(() => child.kill('SIGKILL'));
+  const { uri } = JSON.parse(line);
+  await runOk('qemu-io', ['-f', 'raw', uri, '-c', 'write -P 0x5a 1M 64k', '-c', 'read -P 0x5a 1M 64k', '-c', 'write -z 2M 128k', '-c', 'read 4M 8k']);
+  child.kill('SIGTERM');
+  const r = await exited;
+  assert.equal(r.code, 143, r.stderr);
+  const ev = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"event":"trace"'))!);
+  assert.equal(ev.dropped, 0);
+  const { readTraceText } = await import('../../src/workload/trace-recorder.ts');
+  const { parseFiuTrace } = await import('../../src/workload/fiu-trace.ts');
+  const records = [...parseFiuTrace(readTraceText(trace))];
+  assert.equal(records.length, ev.recorded);
+  // qemu-io's own probing reads come first; our four requests follow in order.
+  const ours = records.filter((x) => x.lba >= 2048);
+  assert.deepEqual(ours.map((x) => [x.op, x.lba * 512, x.sectors * 512]), [['write', 1 << 20, 64 << 10], ['read', 1 << 20, 64 << 10], ['write', 2 << 20, 128 << 10], ['read', 4 << 20, 8 << 10]]);
+  assert.deepEqual(ours[1]!.digests, ours[0]!.digests, 'the read saw what was written');
+  assert.equal(new Set(ours[0]!.digests).size, 1, 'sixteen equal pages, one digest');
+  assert.equal(new Set([...ours[2]!.digests, ...ours[3]!.digests]).size, 1, 'zeroes written and never-written space read the same');
+  const sim = await flimcd(['simulate', '--workload', `trace:${trace}`, '--image', img, '--algorithm', 'postcopy', '--warmup', '0s', '--json']);
+  assert.equal(sim.code, 0, sim.stderr);
+  assert.equal(JSON.parse(sim.stdout).results[0].verified, true);
+});

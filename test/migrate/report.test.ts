@@ -60,3 +60,14 @@ test('without a post-copy phase the time after the cut-over (verification) is no
   // The phase decides, not the algorithm's name.
   assert.equal(buildReport({ ...input, algorithm: 'precopy' }).time_postcopy_s, 2.75);
 });
+
+test('demand_fetch_rate counts read misses and partial-write fetches over all post-copy accesses', () => {
+  const r = buildReport({ ...input, targetStats: { ...input.targetStats, readBlocks: 60, missBlocks: 6, writeBlocks: 40, writeMissBlocks: 4 } });
+  assert.equal(r.block_miss_rate, 0.1);
+  assert.equal(r.write_fetches, 4);
+  assert.equal(r.blocks_written_postcopy, 40);
+  assert.equal(r.demand_fetch_rate, 0.1);
+  const older = buildReport({ ...input, targetStats: { ...input.targetStats, readBlocks: 50, missBlocks: 5, writeBlocks: undefined, writeMissBlocks: undefined } });
+  assert.equal(older.write_fetches, 0, 'an older target does not count write fetches');
+  assert.equal(older.demand_fetch_rate, 0.1);
+});

@@ -55,7 +55,7 @@ test('modelled disk: content identity round-trips through read and write; the mo
 for (const algorithm of ['precopy', 'postcopy', 'hybrid', 'flimcd'] as const) {
   test(`${algorithm}: a simulated migration under a workload verifies and reports the measures`, async () => {
     const size = 64 * MiB;
-    const r = await simulate({ image: syntheticImage(size, 65536, 1), algorithm, bandwidthBps: 50e6, rttMs: 30, requests: requests('moderate', size, 50e6), warmupMs: 3000 });
+    const r = await simulate({ image: syntheticImage(size, 65536, 1), algorithm, bandwidthBps: 50e6, rttMs: 30, requests: requests('moderate', size, 50e6), controlRequests: requests('moderate', size, 50e6), warmupMs: 3000 });
     const x = r.report;
     assert.equal(x.verified, true, 'Merkle roots agree');
     assert.ok(x.time_total_s > 0);

@@ -49,6 +49,10 @@ export interface PostcopyStats {
   claimedByWrite: number;
   /** Blocks fetched first because a partial write touched them. */
   partialWriteFetches: number;
+  /** Blocks touched by VM writes (write, write-zeroes, trim) since post-copy began. */
+  writeBlocks: number;
+  /** Of those, blocks absent when a partial write touched them: the write waited for a fetch (report: write_fetches). */
+  writeMissBlocks: number;
   /** DATA that arrived for blocks already present (dropped). */
   droppedData: number;
   fetchRequests: number;
@@ -70,7 +74,7 @@ export class PostcopyDisk extends FilterDisk {
   private readonly waiters = new Map<number, Waiter>();
   private active = false;
   private failure: Error | undefined;
-  readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, droppedData: 0, fetchRequests: 0 };
+  readonly stats: PostcopyStats = { readBlocks: 0, missBlocks: 0, claimedByWrite: 0, partialWriteFetches: 0, writeBlocks: 0, writeMissBlocks: 0, droppedData: 0, fetchRequests: 0 };
   readonly missLatency = new SampleReservoir();
   private completeWaiters: Array<() => void> = [];
   private readObserver: ReadObserver | undefined;
@@ -297,9 +301,12 @@ export class PostcopyDisk extends FilterDisk {
     const observed: Array<[block: number, present: boolean]> | undefined = kind === 'read' && this.readObserver ? [] : undefined;
     for (let b = a; b <= z; b++) {
       if (kind === 'read') this.stats.readBlocks++;
+      else this.stats.writeBlocks++;
       const existing = this.waiters.get(b);
       const missing = this.missing.get(b);
       if (kind === 'read' && missing) this.stats.missBlocks++;
+      // A partial write of an absent block waits for it as a read miss does (whether or not a fetch is already under way).
+      if (kind === 'write' && missing && !(offset <= b * this.unit && end >= Math.min((b + 1) * this.unit, this.inner.size))) this.stats.writeMissBlocks++;
       observed?.push([b, !missing]);
       if (existing) {
         waits.push(existing.promise);

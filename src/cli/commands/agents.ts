@@ -14,6 +14,7 @@ import { attachControl, type ControllableAgent } from './agent-control.ts';
 import { createProgress, type Progress } from '../progress.ts';
 import { addLogOptions } from '../log-options.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
+import { closeTrace, openTrace } from '../record-trace.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
@@ -37,6 +38,7 @@ interface SourceOptions extends SecurityFlags {
   plan?: string;
   stateDir?: string;
   linkTimeout: string;
+  recordTrace?: string;
   json?: boolean;
 }
 
@@ -81,6 +83,7 @@ export function registerAgents(program: Command): void {
     .option('--link-timeout <duration>', 'after a link loss, keep reconnecting this long before giving up (exit code 4; restart to resume)', '10min')
     .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM, even after the VM disconnects (for `flimcd vm migrate`)')
     .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
+    .option('--record-trace <file>', 'record the VM\'s requests here until the cut-over, as an FIU trace (flimcd simulate --workload trace:FILE); .zst or .gz compresses')
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nA lost link is reconnected with backoff; a restarted agent (same arguments) resumes from its state dir.\nExit codes: 0 migrated and verified, 1 failure or `flimcd abort` (the VM keeps running here), 2 bad input, 3 verification failed,\n4 link down longer than --link-timeout (restart with the same arguments to resume), 130 SIGINT, 143 SIGTERM.\n\nStopping: before the cut-over a SIGINT, SIGTERM or `flimcd abort` ends the migration; the VM\'s disk stays here,\nserved until the VM disconnects (another signal exits at once). After the cut-over a signal means "finish\npost-copy, then exit" (exit 0 or 3 as usual); a second within 10 s asks for confirmation, a third exits at once\nwith the state kept for a resume.')
     .action(async (o: SourceOptions) => {
@@ -139,9 +142,14 @@ export function registerAgents(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      const trace = o.recordTrace ? await openTrace(o.recordTrace) : undefined;
       const agent = await SourceAgent.start({
+        vmDisk: trace?.wrap,
         image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
+      }).catch(async (e: unknown) => {
+        await trace?.recorder.close().catch(() => {});
+        throw e;
       });
       agentRef = agent;
       if (signalled) agent.abort(`interrupted by ${signalled}`);
@@ -175,6 +183,7 @@ export function registerAgents(program: Command): void {
         progress.stop();
         await control?.close();
         await agent.close();
+        if (trace) await closeTrace(trace, o.recordTrace!, o.json);
       }
       if (interrupted && signalled) {
         emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);

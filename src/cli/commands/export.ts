@@ -10,6 +10,7 @@ import { onShutdownSignal } from '../signals.ts';
 import { exitCodeForSignal } from '../exit-codes.ts';
 import { checkImageArg } from '../image-arg.ts';
 import { addLogOptions } from '../log-options.ts';
+import { closeTrace, openTrace } from '../record-trace.ts';
 
 interface ExportOptions {
   image: string;
@@ -17,6 +18,7 @@ interface ExportOptions {
   name: string;
   description?: string;
   readOnly?: boolean;
+  recordTrace?: string;
   json?: boolean;
 }
 
@@ -29,13 +31,16 @@ export function registerExport(program: Command): void {
     .option('--name <name>', 'export name (the empty default name also reaches it)', '')
     .option('--description <text>', 'export description shown by nbdinfo --list')
     .option('--read-only', 'refuse writes, trims and zeroes with EPERM')
+    .option('--record-trace <file>', 'record the served requests as an FIU trace (flimcd simulate --workload trace:FILE); .zst or .gz compresses')
     .option('--json', 'print machine-readable events on stdout')
-    .addHelpText('after', '\nExamples:\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock\n  flimcd export --image base.img --listen tcp:127.0.0.1:10809 --name base --read-only\n  qemu-io -f raw nbd+unix:///?socket=/tmp/vm.sock -c "read -P 0 0 4k"')
+    .addHelpText('after', '\nExamples:\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock --record-trace vm-trace.fiu.zst\n  flimcd export --image base.img --listen tcp:127.0.0.1:10809 --name base --read-only\n  qemu-io -f raw nbd+unix:///?socket=/tmp/vm.sock -c "read -P 0 0 4k"')
     .action(async (opts: ExportOptions) => {
       const addr = parseAddress(opts.listen, '--listen');
       checkImageArg(opts.image, { writable: !opts.readOnly });
       let disk: Disk = await FileDisk.open(opts.image, { readOnly: opts.readOnly ?? false });
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);
+      const recorder = opts.recordTrace ? await openTrace(opts.recordTrace) : undefined;
+      if (recorder) disk = recorder.wrap(disk);
       const server = new NbdServer({ exports: [{ name: opts.name, description: opts.description ?? opts.image, disk }] });
       // Signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
       let stop!: (signal: NodeJS.Signals) => void;
@@ -53,6 +58,7 @@ export function registerExport(program: Command): void {
       await server.close();
       await disk.flush().catch(() => {});
       await disk.close();
+      if (recorder) await closeTrace(recorder, opts.recordTrace!, opts.json);
       if (opts.json) process.stdout.write(JSON.stringify({ event: 'stopped', signal }) + '\n');
       // Stopped by a signal, as the README's exit-code table says: a supervisor tells it from a clean end.
       process.exitCode = exitCodeForSignal(signal);

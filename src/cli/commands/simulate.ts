@@ -3,7 +3,7 @@ import { UsageError } from '../../errors.ts';
 import { formatBitRate, formatBytes, parseBitRate, parseBlockSize, parseDuration, parseSize } from '../../util/units.ts';
 import { scanImage, syntheticImage } from '../../sim/image-model.ts';
 import { BASE_SHARE, baseOf } from '../../sim/base-image.ts';
-import { parseVariants, parseWorkload, runScenario, summarize, type SummaryRow } from '../../sim/scenario.ts';
+import { applySwitches, parseVariants, parseWorkload, runScenario, summarize, type SummaryRow } from '../../sim/scenario.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { checkImageArg } from '../image-arg.ts';
 
@@ -21,15 +21,20 @@ interface SimulateOptions {
   timeScale: string;
   targetHolds: string;
   baseShare: string;
+  /** --[no-]X: undefined when neither is given (the algorithm's default). */
+  hotOrder?: boolean;
+  prefetch?: boolean;
+  dedup?: boolean;
+  compress?: boolean;
   json?: boolean;
 }
 
 /** A fixed-width table: one row per algorithm. */
 export function formatRows(rows: SummaryRow[]): string {
-  const head = ['algorithm', 'time', 'pre-copy', 'post-copy', 'downtime', 'wire', 'miss rate', 'slowdown', 'verified'];
+  const head = ['algorithm', 'time', 'pre-copy', 'post-copy', 'downtime', 'wire', 'miss rate', 'demand rate', 'slowdown', 'verified'];
   const body = rows.map((r) => [
     r.algorithm, `${r.time_total_s.toFixed(1)} s`, `${r.time_precopy_s.toFixed(1)} s`, `${r.time_postcopy_s.toFixed(1)} s`, `${r.downtime_ms.toFixed(0)} ms`,
-    formatBytes(r.wire_bytes), r.block_miss_rate.toFixed(3), r.guest_slowdown === null ? '-' : `${r.guest_slowdown.toFixed(2)}x`, r.verified ? 'yes' : 'NO',
+    formatBytes(r.wire_bytes), r.block_miss_rate.toFixed(3), r.demand_fetch_rate.toFixed(3), r.guest_slowdown === null ? '-' : `${r.guest_slowdown.toFixed(2)}x`, r.verified ? 'yes' : 'NO',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
@@ -40,7 +45,7 @@ export function registerSimulate(program: Command): void {
   program
     .command('simulate')
     .description('Simulate a migration: the real source and target engines and policies on a virtual clock, with a modelled link and disk (a 20 GiB migration in seconds).')
-    .requiredOption('--workload <spec>', 'profile (idle, light, moderate, heavy, mail) or trace:FILE (FIU IODedup format)')
+    .requiredOption('--workload <spec>', 'profile (idle, light, moderate, heavy, mail, files) or trace:FILE (FIU IODedup format, .zst/.gz too)')
     .option('--image-size <size>', 'size of a synthetic image (image-gen mix: 30 % holes, 10 % repeated, 40 % text, 20 % random)', '20GiB')
     .option('--image <file>', 'model this raw image file instead of a synthetic one (scanned: zero blocks, content ids, zstd sizes)')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
@@ -53,8 +58,16 @@ export function registerSimulate(program: Command): void {
     .option('--time-scale <x>', 'trace workloads: replay this many times faster than recorded', '1')
     .option('--target-holds <what>', 'what the target holds before the migration: none (an empty destination), or base (the OS template the VM was cloned from, registered in its replica index)', 'none')
     .option('--base-share <percent>', `with --target-holds base: share of the image's non-zero blocks still equal to the base (default ${BASE_SHARE * 100}%)`, `${BASE_SHARE * 100}%`)
+    .option('--hot-order', 'ablation: hot order on, for every algorithm (postcopy included)')
+    .option('--no-hot-order', 'ablation: hot order off, for every algorithm')
+    .option('--prefetch', 'ablation: prefetch around post-copy misses on, for every algorithm')
+    .option('--no-prefetch', 'ablation: prefetch off, for every algorithm')
+    .option('--dedup', 'ablation: dedup (content ids instead of data) on, for every algorithm')
+    .option('--no-dedup', 'ablation: dedup off, for every algorithm')
+    .option('--compress', 'ablation: zstd on data frames on, for every algorithm')
+    .option('--no-compress', 'ablation: zstd off, for every algorithm')
     .option('--json', 'print one JSON object')
-    .addHelpText('after', '\nExamples:\n  flimcd simulate --workload moderate --image-size 20GiB --bandwidth 100Mbit --rtt 50ms --algorithm all\n  flimcd simulate --workload trace:homes.fiu --time-scale 10 --algorithm flimcd,precopy --json\n  flimcd simulate --workload moderate --image-size 1GiB --target-holds base --base-share 50% --algorithm flimcd,precopy\n\nDestination: --target-holds none models an empty target; base models a VM cloned from an OS template the\ntarget holds (src/sim/base-image.ts: --base-share of the non-zero blocks unchanged since the clone, across all\ncontent kinds). Only flimcd (dedup) can use what the target holds; precopy, postcopy and hybrid send raw blocks.\n\nModelled: the link (bandwidth, delay; loss as the rate TCP keeps), the disk (content identity per block, no bytes), CPU time (zero).\nReal: the engines, filters, channel, message encoders and policies.')
+    .addHelpText('after', '\nExamples:\n  flimcd simulate --workload moderate --image-size 20GiB --bandwidth 100Mbit --rtt 50ms --algorithm all\n  flimcd simulate --workload files --image-size 4GiB --algorithm postcopy --hot-order --prefetch\n  flimcd simulate --workload trace:homes.fiu --time-scale 10 --algorithm flimcd,precopy --json\n  flimcd simulate --workload moderate --image-size 1GiB --target-holds base --base-share 50% --algorithm flimcd,precopy\n\nDestination: --target-holds none models an empty target; base models a VM cloned from an OS template the\ntarget holds (src/sim/base-image.ts: --base-share of the non-zero blocks unchanged since the clone, across all\ncontent kinds). Only flimcd (dedup) can use what the target holds; precopy, postcopy and hybrid send raw blocks.\n\nModelled: the link (bandwidth, delay; loss as the rate TCP keeps), the disk (content identity per block, no bytes), CPU time (zero).\nReal: the engines, filters, channel, message encoders and policies.')
     .action(async (opts: SimulateOptions) => {
       const bandwidthBps = parseBitRate(opts.bandwidth, '--bandwidth');
       const rttMs = parseDuration(opts.rtt, '--rtt');
@@ -67,7 +80,7 @@ export function registerSimulate(program: Command): void {
       const warmupMs = parseDuration(opts.warmup, '--warmup');
       const timeScale = Number(opts.timeScale);
       if (!(timeScale > 0)) throw new UsageError(`--time-scale: "${opts.timeScale}" must be a positive number`);
-      const variants = parseVariants(opts.algorithm);
+      const variants = applySwitches(parseVariants(opts.algorithm), { hotOrder: opts.hotOrder, prefetch: opts.prefetch, dedup: opts.dedup, compress: opts.compress });
       if (opts.image) checkImageArg(opts.image);
       const image = opts.image ? await scanImage(opts.image, blockSize) : syntheticImage(parseSize(opts.imageSize ?? '20GiB', '--image-size'), blockSize, Number(opts.seed));
       if (image.size < blockSize) throw new UsageError(`the image (${image.size} bytes) is smaller than one block`);

@@ -45,3 +45,25 @@ test('a read of a missing block completes when the data lands, before its presen
   assert.equal(applied, true);
   assert.equal(disk.missing.count, 0);
 });
+
+test('post-copy access counts on a hand-built case: read misses, partial-write fetches, whole-block writes', async () => {
+  const bs = 4096;
+  const image = new MemoryDisk(8 * bs);
+  const disk = new PostcopyDisk(image, bs, {
+    // The source answers every fetch at once.
+    fetch: (blocks) => { for (const b of blocks) void disk.applyData(b, Buffer.alloc(bs, b)); },
+    cancel: () => {},
+  }, realClock);
+  const missing = new Bitmap(8);
+  for (const b of [1, 2, 3, 4, 5]) missing.set(b);
+  disk.start(missing);
+  await disk.read(0, Buffer.alloc(2 * bs)); // blocks 0 (present) and 1 (absent): 2 read, 1 miss
+  await disk.write(2 * bs + 100, Buffer.alloc(200)); // block 2 absent, partial: 1 write fetch
+  await disk.write(3 * bs, Buffer.alloc(bs)); // block 3 absent, whole: no fetch
+  await disk.writeZeroes(4 * bs, bs + 10); // block 4 whole, block 5 partial and absent: 1 write fetch
+  await disk.write(6 * bs, Buffer.alloc(10)); // block 6 present: no fetch
+  const s = disk.stats;
+  assert.deepEqual([s.readBlocks, s.missBlocks], [2, 1]);
+  assert.deepEqual([s.writeBlocks, s.writeMissBlocks], [5, 2]);
+  assert.equal(s.claimedByWrite, 2);
+});

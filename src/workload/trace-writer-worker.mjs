@@ -1,0 +1,111 @@
+// The trace recorder's worker thread (trace-recorder.ts): digests, FIU lines,
+// compression and the file, all off the thread that serves the VM's I/O.
+// Plain JavaScript so it runs as is, with or without the TypeScript loader.
+//
+// Messages in:  { type: 'batch', data: ArrayBuffer, meta: ArrayBuffer, n }
+//               meta holds n entries of 4 float64: atMs, offset, length, kind (0 read, 1 write, 2 zeroes)
+//               { type: 'end', dropped }
+// Messages out: { type: 'open' } | { type: 'free', data, meta, recorded (lines), truncated }
+//               { type: 'closed', error? }
+// A batch's buffers go back ('free') only once the file stream has taken its
+// text without exceeding its high-water mark, so a slow file holds the
+// buffers here and the recorder drops instead of waiting.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { CompressStream } from 'zstd-napi';
+import { createXXHash128 } from 'hash-wasm';
+
+const PAGE = 4096;
+const ZERO_LINE_BYTES = 1 << 20;
+const ZERO_LINES_MAX = 64;
+const HIGH_WATER = 4 << 20;
+const { path, compression } = workerData;
+
+const hasher = await createXXHash128();
+const zeroDigests = new Map();
+const digest = (bytes) => {
+  hasher.init();
+  hasher.update(bytes);
+  return hasher.digest('hex');
+};
+const zeroDigest = (n) => {
+  let d = zeroDigests.get(n);
+  if (d === undefined) zeroDigests.set(n, (d = digest(new Uint8Array(n))));
+  return d;
+};
+
+const file = createWriteStream(path);
+let failed;
+try {
+  await once(file, 'open');
+} catch (e) {
+  parentPort.postMessage({ type: 'closed', error: `cannot write ${path}: ${e.message}` });
+  process.exit(0);
+}
+const compressor = compression === 'zstd' ? new CompressStream() : compression === 'gzip' ? createGzip() : undefined;
+const head = compressor ?? file;
+const done = compressor ? pipeline(compressor, file) : once(file, 'finish');
+done.catch((e) => (failed ??= e));
+head.on('error', (e) => (failed ??= e));
+parentPort.postMessage({ type: 'open' });
+
+function line(atMs, offset, length, op, digestOf) {
+  const lba = Math.floor(offset / 512);
+  const sectors = Math.ceil((offset + length) / 512) - lba;
+  const pages = Math.ceil(sectors / 8);
+  // fiu-trace.ts expects ceil(sectors / 8) digests: one per 4 KiB of the sector-widened range.
+  const digests = new Array(pages);
+  for (let p = 0; p < pages; p++) {
+    const i = Math.min(p * PAGE, length - 1);
+    digests[p] = digestOf(i, Math.min(PAGE, length - i));
+  }
+  return `${BigInt(Math.round(atMs * 1e6))} 0 vm ${lba} ${sectors} ${op} 0 0 ${digests.join(' ')}\n`;
+}
+
+let truncated = 0;
+let queue = Promise.resolve();
+
+async function batch(m) {
+  const data = new Uint8Array(m.data);
+  const meta = new Float64Array(m.meta);
+  const out = [];
+  let at = 0;
+  for (let e = 0; e < m.n; e++) {
+    const [atMs, offset, length, kind] = [meta[4 * e], meta[4 * e + 1], meta[4 * e + 2], meta[4 * e + 3]];
+    if (kind === 2) {
+      let lines = 0;
+      for (let o = 0; o < length; o += ZERO_LINE_BYTES) {
+        if (lines++ === ZERO_LINES_MAX) {
+          truncated++;
+          break;
+        }
+        out.push(line(atMs, offset + o, Math.min(ZERO_LINE_BYTES, length - o), 'W', (_i, n) => zeroDigest(n)));
+      }
+    } else {
+      const bytes = data.subarray(at, at + length);
+      at += length;
+      out.push(line(atMs, offset, length, kind === 0 ? 'R' : 'W', (i, n) => digest(bytes.subarray(i, i + n))));
+    }
+  }
+  const recorded = out.length;
+  if (!failed && out.length) {
+    head.write(out.join(''));
+    if (head.writableLength > HIGH_WATER) await Promise.race([once(head, 'drain'), done.catch(() => {})]);
+  }
+  parentPort.postMessage({ type: 'free', data: m.data, meta: m.meta, recorded, truncated }, [m.data, m.meta]);
+}
+
+parentPort.on('message', (m) => {
+  if (m.type === 'batch') queue = queue.then(() => batch(m));
+  else if (m.type === 'end') {
+    queue = queue.then(async () => {
+      if (m.dropped || truncated) head.write(`# flimcd: dropped ${m.dropped} requests (file behind), truncated ${truncated} zero requests\n`);
+      head.end();
+      await done.catch(() => {});
+      parentPort.postMessage({ type: 'closed', truncated, error: failed ? failed.message : undefined });
+    });
+  }
+});
