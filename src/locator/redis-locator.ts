@@ -86,6 +86,7 @@ export class RedisLocator {
   /** The cluster's bucket bits, once read (until then nothing is looked up or published). */
   private bits: number | undefined;
   private settingUp: Promise<number | undefined> | undefined;
+  private firstReady: Promise<void> | undefined;
   readonly stats: LocatorStats = { lookups: 0, hits: 0, published: 0, droppedEntries: 0, forgotten: 0, failures: 0 };
 
   constructor(private readonly o: RedisLocatorOptions) {
@@ -94,8 +95,9 @@ export class RedisLocator {
     const timeout = o.commandTimeoutMs ?? 1000;
     this.cluster = new Cluster(nodes, {
       enableAutoPipelining: true,
-      // Fail fast and let the WAN carry the block: a migration never waits on a sick cluster.
-      enableOfflineQueue: true,
+      // Fail fast and let the WAN carry the block: a migration never waits on a sick cluster, and
+      // commands never pile up in a queue while it is unreachable (see whenReady for start-up).
+      enableOfflineQueue: false,
       clusterRetryStrategy: (times) => Math.min(200 * times, 2000),
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
@@ -116,6 +118,7 @@ export class RedisLocator {
     if (this.bits !== undefined) return Promise.resolve(this.bits);
     this.settingUp ??= (async () => {
       try {
+        await this.whenReady();
         await this.timed(this.cluster.set(BUCKET_BITS_KEY, String(checkBucketBits(this.o.bucketBits ?? DEFAULT_BUCKET_BITS)), 'NX'));
         const bits = checkBucketBits(Number(await this.timed(this.cluster.get(BUCKET_BITS_KEY))));
         this.bits = bits;
@@ -152,9 +155,18 @@ export class RedisLocator {
     });
   }
 
+  /** Resolves once the client has the cluster's slot map (rejects after the command timeout). */
+  private whenReady(): Promise<void> {
+    if (this.cluster.status === 'ready') return Promise.resolve();
+    // One listener for the client's life: after the first ready, commands themselves say whether it still is.
+    this.firstReady ??= new Promise<void>((resolve) => this.cluster.once('ready', () => resolve()));
+    return this.timed(this.firstReady);
+  }
+
   /** This host's number in the cluster's host table (registered on first use). Throws when the cluster cannot be reached. */
   async registerHost(address: string): Promise<number> {
     try {
+      await this.whenReady();
       const have = await this.timed(this.cluster.hget(HOSTS_KEY, address));
       if (have !== null) return Number(have);
       const next = await this.timed(this.cluster.incr(HOST_COUNTER_KEY));
