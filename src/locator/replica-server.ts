@@ -13,6 +13,7 @@ import { removeStaleSocket } from '../util/unix-socket.ts';
 import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
 import type { ReplicaIndex, IndexedImage } from '../replica-index/replica-index.ts';
 import { UsageError } from '../errors.ts';
+import { Semaphore } from '../util/semaphore.ts';
 import {
   REPLICA_MAGIC, REQUEST_BYTES, ReplyStatus, decodeRequest, encodeReplyHeader, type ReplicaRequest,
 } from './replica-protocol.ts';
@@ -21,6 +22,8 @@ import {
 const MAX_IN_FLIGHT = 64;
 /** Files held open at once. */
 const MAX_OPEN_FILES = 32;
+/** Block reads at once over all connections: each holds a buffer of up to 1 MiB. */
+const MAX_READS = 64;
 
 export interface ReplicaServerOptions {
   index: ReplicaIndex;
@@ -34,6 +37,7 @@ export class ReplicaServer {
   private readonly sockets = new Set<net.Socket>();
   private readonly files = new Map<string, Promise<FileHandle>>();
   private images = new Map<number, IndexedImage>();
+  private readonly reads = new Semaphore(MAX_READS);
   readonly stats = { requests: 0, served: 0, servedBytes: 0, notFound: 0 };
   address: Address | undefined;
 
@@ -85,7 +89,7 @@ export class ReplicaServer {
         }
         buf = buf.subarray(REQUEST_BYTES);
         inFlight++;
-        void this.answer(req).then((reply) => {
+        void this.reads.run(() => this.answer(req)).then((reply) => {
           inFlight--;
           if (!s.destroyed) s.write(reply);
           if (s.isPaused()) s.resume();
