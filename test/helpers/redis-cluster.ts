@@ -1,5 +1,5 @@
 /**
- * A real Redis Cluster of three masters on loopback, started by the test that
+ * A real Redis Cluster of three masters (and optionally a replica each) on loopback, started by the test that
  * needs it and torn down after it: `redis-server --cluster-enabled yes` three
  * times in a temp dir, then `redis-cli --cluster create … --cluster-yes`.
  * Nodes can be killed mid-test (SIGKILL) to see what a migration does then.
@@ -13,7 +13,7 @@ import { requirePeers, run, runOk, PEER_PATH } from './peers.ts';
 import { tempDir } from './tmp.ts';
 
 export interface RedisClusterRig {
-  /** `redis://127.0.0.1:PORT` of every master. */
+  /** `redis://127.0.0.1:PORT` of every node (masters, then replicas when there are any). */
   urls: string[];
   ports: number[];
   /** Kills master `i` (SIGKILL) and waits for it to exit. */
@@ -51,7 +51,7 @@ async function waitFor(cond: () => Promise<boolean>, ms: number, what: string): 
  * Starts the cluster, or returns undefined after marking the test skipped when
  * redis-server is missing outside CI (under CI=true a missing peer fails).
  */
-export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: number } = {}): Promise<RedisClusterRig | undefined> {
+export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: number; /** One replica per master (6 nodes), so a killed master fails over. */ replicas?: boolean } = {}): Promise<RedisClusterRig | undefined> {
   if (!requirePeers(t, 'redis-server', 'redis-cli')) return undefined;
   const dir = tempDir(t, 'flimcd-redis-');
   const procs: Array<ChildProcess | undefined> = [];
@@ -64,7 +64,8 @@ export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: numbe
       }
     }
   });
-  for (let i = 0; i < 3; i++) {
+  const nodes = o.replicas ? 6 : 3;
+  for (let i = 0; i < nodes; i++) {
     const port = await clusterPort();
     const nodeDir = join(dir, String(port));
     mkdirSync(nodeDir);
@@ -79,12 +80,12 @@ export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: numbe
     ports.push(port);
   }
   const cli = async (i: number, ...args: string[]) => (await runOk('redis-cli', ['-p', String(ports[i]), ...args], { timeoutMs: 20_000 })).stdout;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < nodes; i++) {
     await waitFor(async () => (await run('redis-cli', ['-p', String(ports[i]), 'ping'], { timeoutMs: 5000 })).stdout.trim() === 'PONG', 10_000, `redis-server on port ${ports[i]} did not start`);
   }
-  await runOk('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], { timeoutMs: 30_000 });
+  await runOk('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), ...(o.replicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes'], { timeoutMs: 30_000 });
   // Every node must agree the cluster is up before a client is handed its address.
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < nodes; i++) {
     await waitFor(async () => (await cli(i, 'cluster', 'info')).includes('cluster_state:ok'), 20_000, `cluster state not ok on port ${ports[i]}`);
   }
   return {

@@ -101,3 +101,31 @@ test('entries cost a few tens of bytes each in Redis (listpack buckets)', async 
   t.diagnostic(`${perEntry.toFixed(1)} bytes per entry at ${n} entries`);
   assert.ok(perEntry < 40, `${perEntry} bytes per entry`);
 });
+
+test('a master failing over: lookups answer "nowhere" meanwhile, then find the entries on the promoted replica', async (t) => {
+  const rc = await startRedisCluster(t, { replicas: true });
+  if (!rc) return;
+  const { log, warnings } = recordingLog();
+  const loc = new RedisLocator({ urls: rc.urls, idFormat: 'blake3', clock: realClock, log, commandTimeoutMs: 500, retryAfterMs: 200 });
+  t.after(() => loc.close());
+  const host = await loc.registerHost('tcp:10.0.0.4:7100');
+  const ids = Array.from({ length: 256 }, () => randomBytes(32));
+  loc.publish(BS, host, 2, ids.map((id, i) => ({ id, block: i })));
+  await loc.flush();
+  assert.match(await rc.cli(0, 'role'), /^master/);
+  // The replicas have every write before the master dies.
+  assert.match(await rc.cli(0, 'wait', '1', '5000'), /^1/);
+  await rc.kill(0);
+  // Until a replica takes over (node timeout 2 s), some lookups fail; none throws and none hangs.
+  let found = 0;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const hits = await loc.lookup(BS, ids);
+    found = hits.filter((h) => h?.entry.image === 2).length;
+    if (found === ids.length) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(found, ids.length, 'every entry found again after the fail-over');
+  assert.ok(loc.stats.failures >= 1, 'the fail-over was seen as a failure');
+  assert.equal(warnings().length, 1, 'one warning for the whole outage');
+});
