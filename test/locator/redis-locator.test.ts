@@ -82,8 +82,8 @@ test('entries cost a few tens of bytes each in Redis (listpack buckets)', async 
   const rc = await startRedisCluster(t);
   if (!rc) return;
   const { log } = recordingLog();
-  // About 50 entries per bucket: 2^11 buckets for 1e5 entries.
-  const loc = new RedisLocator({ urls: rc.urls, idFormat: 'blake3', clock: realClock, log, bucketBits: 11 });
+  // About 50 entries per bucket: 2^10 buckets for 5e4 entries.
+  const loc = new RedisLocator({ urls: rc.urls, idFormat: 'blake3', clock: realClock, log, bucketBits: 10 });
   t.after(() => loc.close());
   const used = async () => {
     let sum = 0;
@@ -91,7 +91,7 @@ test('entries cost a few tens of bytes each in Redis (listpack buckets)', async 
     return sum;
   };
   const before = await used();
-  const n = 100_000;
+  const n = 50_000;
   for (let done = 0; done < n; done += 10_000) {
     loc.publish(BS, 1, 1, Array.from({ length: 10_000 }, (_, i) => ({ id: randomBytes(16), block: done + i })));
     await loc.flush();
