@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every test file under test/ with node's test runner through tsx.
 // `--only unit` restricts to files that need no external peer (test/**/*.unit.test.ts
-// and anything outside test/interop, test/vm, test/e2e).
+// and anything outside test/interop, test/vm, test/e2e, test/locator).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ function walk(dir) {
 }
 
 let files = walk('test');
-if (only === 'unit') files = files.filter((f) => !/test\/(interop|e2e|vm)\//.test(f));
+if (only === 'unit') files = files.filter((f) => !/test\/(interop|e2e|vm|locator)\//.test(f));
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
 if (files.length === 0) {
   console.error('no test files matched');

@@ -78,6 +78,9 @@ export const ErrorCode = {
   VM_POSTCOPY: 'FLIMCD_ERR_VM_POSTCOPY',
   VM_TIMEOUT: 'FLIMCD_ERR_VM_TIMEOUT',
   INTERRUPTED: 'FLIMCD_ERR_INTERRUPTED',
+  // The datacenter-wide content locator and LAN fetches from sibling hosts (src/locator/).
+  LOCATOR: 'FLIMCD_ERR_LOCATOR',
+  REPLICA_FETCH: 'FLIMCD_ERR_REPLICA_FETCH',
   /** A test rig's own failure (an injected fault that did not bite, a helper command that failed). */
   TEST: 'FLIMCD_ERR_TEST',
 } as const;

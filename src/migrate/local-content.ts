@@ -4,6 +4,7 @@ import { FileDisk } from '../block/file.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { ContentIndex, IndexedImage } from '../replica-index/replica-index.ts';
 import type { ContentModel } from '../content/content-id.ts';
+import type { RemoteContent, RemoteHit } from './remote-content.ts';
 
 /** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
 const MAX_RECEIVED_IDS = 4_000_000;
@@ -12,7 +13,7 @@ const MAX_OPEN_FILES = 16;
 /** Received-block entries written to the persistent index per transaction. */
 const RECORD_BATCH = 1024;
 
-export type Found = 'same' | 'received' | 'replica';
+export type Found = 'same' | 'received' | 'replica' | 'lan';
 
 /** Lookups use the first 128 bits of an id (what OFFER carries); REF carries all 256. */
 export const LOOKUP_ID_BYTES = 16;
@@ -36,6 +37,8 @@ export interface LocalContentOptions {
   index?: ContentIndex;
   /** Opens a replica file the index points into, read-only (default FileDisk; the simulator hands out modelled images). */
   openReplica?: (path: string) => Promise<Disk>;
+  /** Sibling hosts' content (datacenter-wide locator, LAN fetch); received blocks recorded in `index` are published to it. */
+  remote?: RemoteContent;
   log: Logger;
 }
 
@@ -55,7 +58,7 @@ export class LocalContent {
   private pendingRecords: Array<{ id: Uint8Array; offset: number }> = [];
   private recordImage: Promise<IndexedImage> | undefined;
   private recording: Promise<unknown> = Promise.resolve();
-  readonly stats = { same: 0, received: 0, replica: 0, lookups: 0, staleEntries: 0, misses: 0 };
+  readonly stats = { same: 0, received: 0, replica: 0, lookups: 0, staleEntries: 0, misses: 0, lan: 0, lanBytes: 0, lanStale: 0, lanFailed: 0 };
 
   constructor(private readonly o: LocalContentOptions) {
     this.touched = new Bitmap(Math.ceil(o.image.size / o.blockSize));
@@ -63,7 +66,44 @@ export class LocalContent {
 
   /** Worth offering ids to this target at all? */
   get hasCandidates(): boolean {
-    return this.o.preexisting || (this.o.index?.blockCount(this.o.blockSize) ?? 0) > 0;
+    return this.o.preexisting || this.o.remote !== undefined || (this.o.index?.blockCount(this.o.blockSize) ?? 0) > 0;
+  }
+
+  /**
+   * Starts one lookup at sibling hosts for a batch of offered ids, leaving
+   * out those this host's index or this migration already has. Undefined
+   * without a remote; each answer settles (never rejects).
+   */
+  lookupRemote(ids: Uint8Array[]): Array<Promise<RemoteHit | undefined>> | undefined {
+    const remote = this.o.remote;
+    if (!remote) return undefined;
+    const ask = ids.map((id, i) => [id, i] as const).filter(([id]) => this.receivedBlock(id) === undefined && !this.o.index?.lookup(this.o.blockSize, id));
+    const answers = ask.length ? remote.lookup(this.o.blockSize, ask.map(([id]) => id)).catch(() => []) : Promise.resolve([]);
+    const slot = new Map(ask.map(([, i], k) => [i, k]));
+    return ids.map((_, i) => {
+      const k = slot.get(i);
+      return k === undefined ? Promise.resolve(undefined) : answers.then((a) => a[k]);
+    });
+  }
+
+  /** Fetches content `id` from the sibling the locator named, into `into`; true only when it re-hashes to `id`. */
+  async fetchRemote(id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
+    const remote = this.o.remote;
+    if (!remote) return false;
+    const got = await remote.fetch(this.o.blockSize, id, hit, into).catch(() => false);
+    if (!got) {
+      this.stats.lanFailed++;
+      return false;
+    }
+    if (!matches(this.o.content, into, id)) {
+      this.stats.lanStale++;
+      this.o.log.debug({ where: hit.where }, 'a block fetched from a sibling host is not the content the locator named; dropped');
+      remote.stale(this.o.blockSize, id, hit);
+      return false;
+    }
+    this.stats.lan++;
+    this.stats.lanBytes += into.length;
+    return true;
   }
 
   /** Block `b` of the target image now holds content `id` (received or materialised). */
@@ -183,8 +223,14 @@ export class LocalContent {
     this.pendingRecords = [];
     this.recordImage ??= index.ensureImage(this.o.imagePath, { size: this.o.image.size, blockSize: this.o.blockSize, kind: 'received' });
     const img = this.recordImage;
+    const remote = this.o.remote;
     this.recording = this.recording
-      .then(async () => index.addEntries(await img, batch))
+      .then(async () => {
+        const im = await img;
+        await index.addEntries(im, batch);
+        // Siblings may fetch these from this host's replica server now (it serves what the index holds).
+        remote?.publish(this.o.blockSize, im.no, batch);
+      })
       .catch((e) => this.o.log.warn({ err: (e as Error).message }, 'could not record received blocks in the replica index'));
   }
 

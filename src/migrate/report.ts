@@ -74,6 +74,8 @@ export interface MigrationReport {
   compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
   /** Content-id offers and what the target made from local content. */
   dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: TargetDedupStats | null };
+  /** Blocks (and their bytes) the target fetched from sibling hosts over the LAN instead of the WAN (datacenter-wide locator). */
+  from_lan: { blocks: number; bytes: number };
 }
 
 export interface ReportInput {
@@ -212,5 +214,6 @@ export function buildReport(i: ReportInput): MigrationReport {
       reference_blocks: num(i.counts.refBlocks),
       target: ts.dedup,
     },
+    from_lan: { blocks: num(ts.dedup.local?.lan), bytes: num(ts.dedup.local?.lanBytes) },
   };
 }

@@ -28,6 +28,7 @@ import { Bitmap } from '../util/bitmap.ts';
 import { PresenceLog, StateDir } from './state-dir.ts';
 import { MemoryDisk } from '../block/memory.ts';
 import { servePlanProbe } from './plan-probe.ts';
+import type { RemoteContent } from './remote-content.ts';
 
 export interface TargetAgentOptions {
   image: string;
@@ -40,6 +41,12 @@ export interface TargetAgentOptions {
   exportName?: string;
   /** Replica index (content id → local location) to build blocks from and to record received blocks in. */
   indexDir?: string;
+  /**
+   * Sibling hosts' content (datacenter-wide locator + LAN fetch), looked up
+   * after this host's image and index and before the WAN; blocks recorded in
+   * the index are published to it. Shared by every agent of a process.
+   */
+  remote?: RemoteContent;
   /** Take part in prefetch when the source asks for it (default true; false for ablation). */
   prefetch?: boolean;
   prefetchConfig?: Partial<PrefetchConfig>;
@@ -368,7 +375,7 @@ export class TargetAgent {
     if (first && dedup && o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
     if (first && this.index) this.warnIndexBlockSize(hello.blockSize);
     await this.local?.close();
-    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting: preexisting || mode === 'precopy', index: this.index, log: o.log });
+    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting: preexisting || mode === 'precopy', index: this.index, remote: o.remote, log: o.log });
     this.local = local;
     const asked = featuresFromList(hello.features);
     const features = { ...asked, dedup, prefetch: asked.prefetch && o.prefetch !== false && mode !== 'postcopy' };

@@ -15,6 +15,7 @@ import type { Runtime } from '../runtime.ts';
 import { ErrorCode, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
 import type { LocalContent, Found } from './local-content.ts';
+import type { RemoteHit } from './remote-content.ts';
 import { BlockDecompressor } from '../wire/block-codec.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
@@ -333,7 +334,7 @@ export class TargetEngine {
    * overwrite cannot race it), else from the target's old image or the replica
    * index. Resolves to where it came from, or undefined if nothing local has it.
    */
-  private materialise(b: number, id: Buffer): Promise<Found | undefined> {
+  private materialise(b: number, id: Buffer, remote?: Promise<RemoteHit | undefined>): Promise<Found | undefined> {
     const local = this.o.local;
     if (!local) return this.track(b, async () => undefined);
     const buf = this.o.allocBlock(this.blockLength(b));
@@ -347,6 +348,9 @@ export class TargetEngine {
       if (fromReceived && (await fromReceived.catch(() => false))) found = 'received';
       else if (c === b && (await this.localWork.run(() => local.readReceived(b, id, buf)))) found = 'received';
       else found = await this.localWork.run(() => local.findLocal(b, id, buf));
+      // Then a sibling host in this datacenter (looked up for the whole OFFER batch at once), re-hashed.
+      const hit = found ? undefined : await remote;
+      if (hit && (await local.fetchRemote(id, hit, buf))) found = 'lan';
       if (!found) return undefined;
       // 'same': block b already holds it; during pre-copy nothing needs writing.
       if (found !== 'same' || this.o.disk.isActive) {
@@ -389,7 +393,9 @@ export class TargetEngine {
   private async handleOffer(batch: number, blocks: Uint32Array, ids: Buffer): Promise<void> {
     for (const b of blocks) if (b >= this.n) throw new ProtocolError(`OFFER for block ${b} beyond the image (${this.n} blocks)`);
     this.dedupStats.offered += blocks.length;
-    const results = Array.from(blocks, (b, i) => this.materialise(b, ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1))).catch(() => undefined));
+    const idOf = (i: number) => ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1));
+    const remote = this.o.local?.lookupRemote(Array.from(blocks, (_, i) => idOf(i)));
+    const results = Array.from(blocks, (b, i) => this.materialise(b, idOf(i), remote?.[i]).catch(() => undefined));
     const have = new Uint8Array(Math.ceil(blocks.length / 8));
     const found = await Promise.all(results);
     found.forEach((f, i) => {

@@ -140,6 +140,14 @@ export class ReplicaIndex implements ContentIndex {
     return im ? { path: im.path, offset } : undefined;
   }
 
+  /** Every entry that points into an image (its ids cut to the key's 128 bits), in key order. */
+  *entriesOf(image: IndexedImage): Generator<{ id: Buffer; offset: number }> {
+    for (const { key, value } of this.ids.getRange({})) {
+      if (value.length !== VALUE_BYTES || value.readUInt32BE(0) !== image.no || key.readUInt32BE(0) !== image.blockSize) continue;
+      yield { id: Buffer.from(key.subarray(4)), offset: Number(value.readBigUInt64BE(4)) };
+    }
+  }
+
   /** A location proved wrong (the file changed): drop it so nobody tries it again. */
   async forget(blockSize: number, id: Uint8Array): Promise<void> {
     await this.ids.remove(idKey(blockSize, id));

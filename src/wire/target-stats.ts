@@ -14,7 +14,11 @@ export const TargetDedupStatsSchema = z.object({
   offered: count(),
   offerHave: count(),
   compressedBlocks: count(),
-  local: z.object({ same: count(), received: count(), replica: count(), lookups: count(), staleEntries: count(), misses: count() }).optional(),
+  local: z.object({
+    same: count(), received: count(), replica: count(), lookups: count(), staleEntries: count(), misses: count(),
+    /** Blocks fetched from sibling hosts over the LAN (and their bytes), fetched but not the named content, not had. */
+    lan: count().optional(), lanBytes: count().optional(), lanStale: count().optional(), lanFailed: count().optional(),
+  }).optional(),
 });
 
 /**

@@ -17,7 +17,9 @@ import { readPrediction } from '../../sim/plan-file.ts';
 import { closeTrace, openTrace } from '../record-trace.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
+import { UsageError } from '../../errors.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
+import { addClusterOptions, clusterFromFlags, openFleetContent, type ClusterFlags } from '../cluster-options.ts';
 
 interface SourceOptions extends SecurityFlags {
   image: string;
@@ -42,7 +44,7 @@ interface SourceOptions extends SecurityFlags {
   json?: boolean;
 }
 
-interface TargetOptions extends SecurityFlags {
+interface TargetOptions extends SecurityFlags, ClusterFlags {
   image: string;
   listen: string;
   nbd: string;
@@ -191,8 +193,8 @@ export function registerAgents(program: Command): void {
       }
     });
 
-  addSecurityOptions(addLogOptions(program
-    .command('target')), 'source')
+  addClusterOptions(addSecurityOptions(addLogOptions(program
+    .command('target')), 'source'), 'blocks this agent receives and records in --index are published as held here')
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
@@ -212,10 +214,14 @@ export function registerAgents(program: Command): void {
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
       const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
+      const cluster = clusterFromFlags(o);
+      if (cluster?.replicaAddress && !o.index) throw new UsageError('--replica-address needs --index: the replica server serves what the index records');
       const progress = createProgress({ json: o.json, role: 'target', logSink, log });
+      // Sibling hosts' content: looked up after this host's own, before the WAN.
+      const fleet = cluster ? openFleetContent(cluster, security, log) : undefined;
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
+        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
@@ -228,7 +234,10 @@ export function registerAgents(program: Command): void {
         signalled = sig;
         stop();
       });
-      const bound = await agent.listen();
+      const bound = await agent.listen().catch(async (e: unknown) => {
+        await fleet?.close();
+        throw e;
+      });
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'target', agent) : undefined;
       progress.watch(() => agent.status());
       emit(o.json, { event: 'listening', listen: formatAddress(bound) }, `flimcd target: waiting for the source at ${formatAddress(bound)}`, progress);
@@ -247,6 +256,8 @@ export function registerAgents(program: Command): void {
         progress.stop();
         await control?.close();
         await agent.close();
+        // After the agent: its last received blocks are recorded, then published.
+        await fleet?.close();
       }
       // Stopped by a signal, as the README's exit-code table says, whether it was serving the VM or still waiting.
       if (signalled && !process.exitCode) process.exitCode = exitCodeForSignal(signalled);

@@ -4,10 +4,16 @@ import cliProgress from 'cli-progress';
 import { ReplicaIndex } from '../../replica-index/replica-index.ts';
 import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
-import { UsageError } from '../../errors.ts';
+import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
 import { checkImageArg } from '../image-arg.ts';
+import { addClusterOptions, clusterFromFlags, type ClusterFlags } from '../cluster-options.ts';
+import { RedisLocator } from '../../locator/redis-locator.ts';
+import { CONTENT_ID_FORMAT } from '../../locator/fleet-content.ts';
+import { publishIndexedImage } from '../../locator/publish-index.ts';
+import { realClock } from '../../util/clock.ts';
+import { log } from '../../util/log.ts';
 
-interface IndexOptions {
+interface IndexOptions extends ClusterFlags {
   index: string;
   blockSize: string;
   reindex?: boolean;
@@ -32,8 +38,8 @@ export function registerIndex(program: Command): void {
     .description('Manage the replica index at a target: local images (base images, older copies) whose blocks need not cross the link.')
     .addHelpText('after', '\nExamples:\n  flimcd index add --index /var/lib/flimcd/index /images/debian-12-base.img /vm/old-copy.img\n  flimcd index ls --index /var/lib/flimcd/index\n  flimcd target --image vm.img --index /var/lib/flimcd/index …');
 
-  index
-    .command('add')
+  addClusterOptions(index
+    .command('add'), 'required with --cluster: the images added are published as held here')
     .description('Hash every non-zero block of each image and record where it lies (holes and zero blocks cost nothing).')
     .argument('[image...]', 'raw image files')
     .requiredOption('--index <dir>', 'index directory (created if missing)')
@@ -44,7 +50,10 @@ export function registerIndex(program: Command): void {
       const blockSize = parseBlockSize(o.blockSize, '--block-size');
       if (given.length === 0 && !o.reindex) throw new UsageError('index add: name at least one image (or pass --reindex)');
       for (const path of given) checkImageArg(path, { flag: 'image' });
+      const cluster = clusterFromFlags(o);
+      if (cluster && !cluster.replicaAddress) throw new UsageError('index add --cluster needs --replica-address: the address of this host\'s `flimcd replica-server`, which siblings fetch from');
       const ix = ReplicaIndex.open(o.index);
+      const locator = cluster && new RedisLocator({ urls: cluster.urls, idFormat: CONTENT_ID_FORMAT, clock: realClock, log });
       try {
         const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize) : [];
         for (const im of stale) checkImageArg(im.path, { flag: 'indexed image' });
@@ -63,8 +72,15 @@ export function registerIndex(program: Command): void {
           });
           bar?.stop();
           print(o.json, { event: 'added', ...r, ms: Math.round(r.ms) }, `added ${r.path}: ${r.scannedBlocks} non-zero blocks of ${formatBytes(blockSize)}, ${r.newIds} new ids (${formatBytes(r.size)} in ${(r.ms / 1000).toFixed(1)} s)`);
+          const im = locator && ix.image(path);
+          if (im) {
+            const p = await publishIndexedImage(locator, ix, im, cluster.replicaAddress!);
+            if (p.dropped > 0) throw new FlimcdError(`${path}: the content locator took ${p.published} entries and dropped ${p.dropped} (the Redis Cluster is unavailable?); run index add --cluster again`, ErrorCode.LOCATOR);
+            print(o.json, { event: 'published', path: im.path, entries: p.published, host: cluster.replicaAddress }, `published ${im.path}: ${p.published} entries as held by ${cluster.replicaAddress}`);
+          }
         }
       } finally {
+        await locator?.close();
         await ix.close();
       }
     });

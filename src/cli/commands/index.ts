@@ -10,6 +10,7 @@ import { registerVm } from './vm.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerPlan } from './plan.ts';
 import { registerCerts } from './certs.ts';
+import { registerReplicaServer } from './replica-server.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerPlan(program);
   registerCerts(program);
+  registerReplicaServer(program);
 }

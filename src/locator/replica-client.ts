@@ -1,0 +1,181 @@
+/**
+ * The target's side of LAN fetches: one authenticated connection per sibling
+ * replica server, requests multiplexed on it, each bounded by a timeout, and
+ * a bounded number in flight per host. A host that cannot be reached, or
+ * whose connection breaks, is skipped for a back-off period: its blocks come
+ * over the WAN meanwhile. Never throws to its caller: a failed fetch is
+ * `undefined`, and the migration goes on.
+ */
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../util/clock.ts';
+import { parseAddress } from '../util/address.ts';
+import { connectLink, type LinkSecurity } from '../wire/secure-link.ts';
+import { Semaphore } from '../util/semaphore.ts';
+import {
+  REPLICA_MAGIC, REPLY_HEADER_BYTES, ReplyStatus, decodeReplyHeader, encodeRequest, type ReplicaRequest,
+} from './replica-protocol.ts';
+
+export interface ReplicaClientOptions {
+  security: LinkSecurity;
+  clock: Clock;
+  log: Logger;
+  /** A request not answered by then fails (default 5 s). */
+  requestTimeoutMs?: number;
+  /** A host that failed is not asked again for this long (default 10 s). */
+  retryAfterMs?: number;
+  /** Requests in flight per host (default 64). */
+  maxInFlight?: number;
+}
+
+interface Pending {
+  resolve: (data: Buffer | undefined) => void;
+  timer: TimerHandle;
+}
+
+class HostConnection {
+  private socket: net.Socket | undefined;
+  private connecting: Promise<net.Socket> | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  downUntil = 0;
+  readonly limit: Semaphore;
+
+  constructor(readonly address: string, private readonly c: ReplicaClient, maxInFlight: number) {
+    this.limit = new Semaphore(maxInFlight);
+  }
+
+  private connect(): Promise<net.Socket> {
+    if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
+    this.connecting ??= (async () => {
+      try {
+        const s = await connectLink(parseAddress(this.address, 'replica server address'), this.c.o.security, { timeoutMs: this.c.o.requestTimeoutMs ?? 5000 });
+        s.write(REPLICA_MAGIC);
+        this.attach(s);
+        this.socket = s;
+        return s;
+      } finally {
+        this.connecting = undefined;
+      }
+    })();
+    return this.connecting;
+  }
+
+  private attach(s: net.Socket): void {
+    let buf: Buffer = Buffer.alloc(0);
+    let greeted = false;
+    s.on('data', (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      if (!greeted) {
+        if (buf.length < REPLICA_MAGIC.length) return;
+        if (!buf.subarray(0, REPLICA_MAGIC.length).equals(REPLICA_MAGIC)) return this.broken(s, new Error('not a flimcd replica server'));
+        buf = buf.subarray(REPLICA_MAGIC.length);
+        greeted = true;
+      }
+      while (buf.length >= REPLY_HEADER_BYTES) {
+        let h: ReturnType<typeof decodeReplyHeader>;
+        try {
+          h = decodeReplyHeader(buf);
+        } catch (e) {
+          return this.broken(s, e as Error);
+        }
+        if (buf.length < REPLY_HEADER_BYTES + h.length) break;
+        const data = Buffer.from(buf.subarray(REPLY_HEADER_BYTES, REPLY_HEADER_BYTES + h.length));
+        buf = buf.subarray(REPLY_HEADER_BYTES + h.length);
+        const p = this.pending.get(h.reqId);
+        if (!p) continue;
+        this.pending.delete(h.reqId);
+        p.timer.cancel();
+        p.resolve(h.status === ReplyStatus.OK ? data : undefined);
+      }
+    });
+    s.on('error', (e) => this.broken(s, e));
+    s.on('close', () => this.broken(s, new Error('connection closed')));
+  }
+
+  /** The connection failed: every request on it fails, and the host rests a while. */
+  broken(s: net.Socket | undefined, e: Error): void {
+    if (s && this.socket !== s && this.socket !== undefined) return;
+    s?.destroy();
+    this.socket = undefined;
+    this.c.hostFailed(this, e);
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.timer.cancel();
+      p.resolve(undefined);
+    }
+  }
+
+  async request(r: Omit<ReplicaRequest, 'reqId'>): Promise<Buffer | undefined> {
+    let s: net.Socket;
+    try {
+      s = await this.connect();
+    } catch (e) {
+      this.c.hostFailed(this, e as Error);
+      return undefined;
+    }
+    const reqId = this.nextId;
+    this.nextId = (this.nextId + 1) >>> 0 || 1;
+    return new Promise<Buffer | undefined>((resolve) => {
+      const ms = this.c.o.requestTimeoutMs ?? 5000;
+      const timer = this.c.o.clock.setTimer(ms, () => {
+        // A server that stops answering is treated as gone.
+        if (this.pending.delete(reqId)) resolve(undefined);
+        this.broken(s, new Error(`no answer within ${ms} ms`));
+      });
+      this.pending.set(reqId, { resolve, timer });
+      s.write(encodeRequest({ ...r, reqId }));
+    });
+  }
+
+  close(): void {
+    this.broken(this.socket, new Error('closed'));
+  }
+}
+
+export class ReplicaClient {
+  private readonly hosts = new Map<string, HostConnection>();
+  private readonly warned = new Set<string>();
+  private closed = false;
+  readonly stats = { requests: 0, answered: 0, failed: 0, skipped: 0 };
+
+  constructor(readonly o: ReplicaClientOptions) {}
+
+  /** The block with this id from the replica server at `address`, unverified (the caller re-hashes), or undefined. */
+  async fetch(address: string, r: Omit<ReplicaRequest, 'reqId'>): Promise<Buffer | undefined> {
+    if (this.closed) return undefined;
+    let h = this.hosts.get(address);
+    if (!h) {
+      h = new HostConnection(address, this, this.o.maxInFlight ?? 64);
+      this.hosts.set(address, h);
+    }
+    if (this.o.clock.now() < h.downUntil) {
+      this.stats.skipped++;
+      return undefined;
+    }
+    const host = h;
+    this.stats.requests++;
+    const data = await host.limit.run(() => (this.o.clock.now() < host.downUntil ? Promise.resolve(undefined) : host.request(r)));
+    if (data) this.stats.answered++;
+    else this.stats.failed++;
+    return data;
+  }
+
+  /** A host failed: rest it, and say so once per host. */
+  hostFailed(h: HostConnection, e: Error): void {
+    if (this.closed) return;
+    h.downUntil = this.o.clock.now() + (this.o.retryAfterMs ?? 10_000);
+    if (!this.warned.has(h.address)) {
+      this.warned.add(h.address);
+      this.o.log.warn({ replicaServer: h.address, err: e.message }, 'replica server on a sibling host unavailable: its blocks come over the WAN instead');
+    } else {
+      this.o.log.debug({ replicaServer: h.address, err: e.message }, 'replica server still unavailable');
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const h of this.hosts.values()) h.close();
+    this.hosts.clear();
+  }
+}
