@@ -78,6 +78,8 @@ export const ErrorCode = {
   VM_POSTCOPY: 'FLIMCD_ERR_VM_POSTCOPY',
   VM_TIMEOUT: 'FLIMCD_ERR_VM_TIMEOUT',
   INTERRUPTED: 'FLIMCD_ERR_INTERRUPTED',
+  /** The qemu-storage-daemon serving a qcow2 image exited while flimcd used it (src/image/). */
+  STORAGE_DAEMON: 'FLIMCD_ERR_STORAGE_DAEMON',
   /** A test rig's own failure (an injected fault that did not bite, a helper command that failed). */
   TEST: 'FLIMCD_ERR_TEST',
 } as const;
