@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { openImage, type OpenedImage } from '../image/open-image.ts';
 import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
+import { backingBlocks, baseRoot, FromBackingFilter } from '../image/from-backing.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -114,6 +115,8 @@ export class SourceAgent {
     readonly nbdAddress: Address,
     private readonly state: StateDir,
     private saved: SourceState | undefined,
+    /** A qcow2 overlay's blocks served by its backing chain, and that base's root: sent only to a target whose base differs. */
+    private readonly backing: { blocks: Bitmap; root: string } | undefined,
   ) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
     // State found: an earlier process ran sessions of this migration. Without a checkpoint (killed within
@@ -154,7 +157,21 @@ export class SourceAgent {
     if (spec.kind === 'nbd' && !o.stateDir) throw new UsageError(`--state-dir: needed when --image is an NBD URI (${o.image}): there is no image file to keep the migration state next to`);
     const state = StateDir.forImage(spec.kind === 'file' ? spec.path : o.image, o.stateDir);
     const opened = await openImage({ spec, writable: true, socketDir: state.path, storageDaemon: o.storageDaemon, log: o.log });
-    const image = opened.disk;
+    let image = opened.disk;
+    let backing: { blocks: Bitmap; root: string } | undefined;
+    if (opened.allocationDepth && opened.backingFile) {
+      // Before the VM's export listens: no write can slip between the depth map and the filter that keeps it current.
+      try {
+        const blocks = await backingBlocks(opened.allocationDepth, image.size, o.blockSize);
+        const root = await baseRoot({ file: opened.backingFile.file, format: opened.backingFile.format, blockSize: o.blockSize, state, runtime: REAL_RUNTIME, log: o.log, storageDaemon: o.storageDaemon });
+        backing = { blocks, root };
+        image = new FromBackingFilter(image, blocks, o.blockSize);
+        o.log.info({ fromBacking: blocks.count, base: opened.backingFile.file }, 'blocks the top layer does not allocate come from the backing chain');
+      } catch (e) {
+        await opened.close();
+        throw e;
+      }
+    }
     const saved = state.readJson<SourceState>(STATE_FILE);
     if (saved && (saved.imageSize !== image.size || saved.blockSize !== o.blockSize)) {
       await opened.close();
@@ -171,7 +188,7 @@ export class SourceAgent {
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
     o.log.info({ nbd: formatAddress(bound), image: o.image, size: image.size }, 'source agent serving the VM');
-    return new SourceAgent(o, image, opened, tracking, gate, nbd, bound, state, saved);
+    return new SourceAgent(o, image, opened, tracking, gate, nbd, bound, state, saved, backing);
   }
 
   /**
@@ -281,6 +298,7 @@ export class SourceAgent {
         },
         targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
         resume,
+        fromBacking: welcome.backing === 'same' ? this.backing?.blocks : undefined,
         beforeCutover: async () => {
           this.saved = { ...this.saved!, phase: 'cutover', cutover: { at: Date.now() } };
           await this.persist();
@@ -359,7 +377,7 @@ export class SourceAgent {
       writeMessage(socket, {
         type: MsgType.HELLO,
         hello: {
-          version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features),
+          version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), backingRoot: this.backing?.root,
           processedSeq: this.channel?.processedSeq ?? 0, incarnation: this.incarnation, peerIncarnation: this.channel ? this.peerIncarnation : undefined,
         },
       });

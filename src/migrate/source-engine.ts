@@ -55,6 +55,11 @@ export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' |
    * exactly what to push; the VM already runs there.
    */
   resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
+  /**
+   * Blocks the target already holds through its backing file (same base root,
+   * checked at the handshake): not read, hashed or sent unless the VM writes them.
+   */
+  fromBacking?: Bitmap;
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
@@ -92,7 +97,7 @@ export class SourceEngine {
   /** What the engine counts; the blocks by the form they crossed the link in are in the channel's ledger. */
   private readonly counts = {
     resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, promotedBlocks: 0, dirtyEvents: 0,
-    replicaBlocks: 0, offeredBlocks: 0,
+    replicaBlocks: 0, offeredBlocks: 0, fromBackingBlocks: 0,
   };
   private readonly sender: ContentSender;
   private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
@@ -105,6 +110,9 @@ export class SourceEngine {
     this.n = Math.ceil(o.image.size / o.blockSize);
     this.needSend = new Bitmap(this.n, true);
     this.sentOnce = new Bitmap(this.n);
+    if (o.fromBacking && o.resume?.mode !== 'postcopy') {
+      for (const b of o.fromBacking.setBits()) if (b < this.n && this.needSend.clear(b)) this.counts.fromBackingBlocks++;
+    }
     this.t0 = o.clock.now();
     this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
     this.sender = new ContentSender({

@@ -6,6 +6,7 @@ import { FileDisk } from '../block/file.ts';
 import type { Disk } from '../block/disk.ts';
 import { openImage, type OpenedImage } from '../image/open-image.ts';
 import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
+import { baseRoot } from '../image/from-backing.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -408,6 +409,7 @@ export class TargetAgent {
     });
     this.channel = channel;
     this.engine = engine;
+    const backing = await this.compareBase(hello);
     const offer = dedup && local.hasCandidates;
     this.lastFeatures = [...featureList(features), ...(offer ? ['offer'] : [])];
     if (mode !== 'new') this.resumes.resynced++;
@@ -417,6 +419,7 @@ export class TargetAgent {
       welcome: {
         version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode,
         missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
+        backing,
       },
     });
     channel.attach(new SocketTransport(socket), 0, rest);
@@ -434,6 +437,17 @@ export class TargetAgent {
         if (this.engine === engine) this.rejectResult(e as Error);
       },
     );
+  }
+
+  /** The source's base root against this image's backing file: 'same' lets the source leave out what comes from it. */
+  private async compareBase(hello: Hello): Promise<'same' | 'differs' | 'none' | undefined> {
+    if (!hello.backingRoot) return undefined;
+    const base = this.opened?.backingFile;
+    if (!base) return 'none';
+    const root = await baseRoot({ file: base.file, format: base.format, blockSize: hello.blockSize, state: this.state, runtime: REAL_RUNTIME, log: this.o.log, storageDaemon: this.o.storageDaemon });
+    const same = root === hello.backingRoot;
+    this.o.log.info({ base: base.file, same }, same ? 'this base matches the source\'s: blocks from the backing chain are not sent' : 'this base differs from the source\'s: its blocks are compared one by one');
+    return same ? 'same' : 'differs';
   }
 
   /** Stops serving: link, NBD export (in-flight requests finish first) and the image. */
