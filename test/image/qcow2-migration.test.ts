@@ -1,0 +1,120 @@
+/**
+ * qcow2 images and backing chains through real QEMU tools (issue 19): the
+ * source opens an overlay through a supervised qemu-storage-daemon, the target
+ * writes into a new overlay on its own copy of the base (--backing), and what
+ * the backing chain serves is sent only when the target's base differs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { startAgentPair } from '../../src/demo/agent-pair.ts';
+import { NbdClient } from '../../src/nbd/client.ts';
+import { log } from '../../src/util/log.ts';
+import { tempDir } from '../helpers/tmp.ts';
+import { requirePeers, run, runOk } from '../helpers/peers.ts';
+
+const BS = 65536;
+const MiB = 1024 * 1024;
+
+/** A qcow2 base of random blocks (no two alike: nothing dedups by accident) and an overlay with `top` random blocks written. */
+async function chain(dir: string, sizeMiB: number, top: number[]): Promise<{ base: string; overlay: string }> {
+  const raw = join(dir, 'base.raw');
+  writeFileSync(raw, randomBytes(sizeMiB * MiB));
+  const base = join(dir, 'base.qcow2');
+  await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, base]);
+  const overlay = join(dir, 'vm.qcow2');
+  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
+  const data = join(dir, 'top.bin');
+  writeFileSync(data, randomBytes(BS));
+  for (const b of top) await runOk('qemu-io', ['-f', 'qcow2', '-c', `write -s ${data} ${b * BS} ${BS}`, overlay]);
+  return { base, overlay };
+}
+
+async function migrate(dir: string, overlay: string, targetBase: string, during?: (nbdSocket: string) => Promise<void>) {
+  const pair = await startAgentPair({
+    sourceImage: overlay, targetImage: join(dir, 'target.qcow2'), dir, algorithm: 'flimcd', blockSize: BS, bandwidthBps: 200e6, rttMs: 2,
+    security: { mode: 'insecure' }, log: log.child({ test: 'qcow2' }),
+    source: { format: 'qcow2' }, target: { backing: { file: targetBase, format: 'qcow2' } },
+  });
+  try {
+    const migrating = pair.source.migrate();
+    await during?.(join(dir, 'source.sock'));
+    const report = await migrating;
+    return report;
+  } finally {
+    await pair.close();
+  }
+}
+
+test('a qcow2 overlay migrates as an overlay: the target holds the base, only the top crosses the link, the VM writing meanwhile', async (t) => {
+  if (!requirePeers(t, 'qemu-img', 'qemu-io', 'qemu-storage-daemon')) return;
+  const dir = tempDir(t);
+  const top = [3, 4, 5, 20, 40, 41];
+  const { base, overlay } = await chain(dir, 8, top);
+  const targetBase = join(dir, 'target-base.qcow2');
+  await runOk('cp', [base, targetBase]);
+  const report = await migrate(dir, overlay, targetBase, async (sock) => {
+    // The VM writes through the source's export during the migration: into a from-backing block and a new one.
+    const vm = await NbdClient.connect({ kind: 'unix', path: sock });
+    await vm.write(10 * BS, randomBytes(BS));
+    await vm.write(60 * BS + 4096, randomBytes(8192));
+    await vm.flush();
+    await vm.close();
+  });
+  assert.equal(report.verified, true);
+  const target = join(dir, 'target.qcow2');
+  await runOk('qemu-img', ['check', target]);
+  await runOk('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', overlay, target]);
+  const info = JSON.parse((await runOk('qemu-img', ['info', '--output=json', target])).stdout) as { 'backing-filename'?: string };
+  assert.equal(info['backing-filename'], targetBase);
+  // 128 blocks: 6 top + 2 written are data, the rest came from the backing chain.
+  assert.ok(report.blocks.from_backing >= 128 - 8 - 2, `from_backing ${report.blocks.from_backing}`);
+  assert.ok(report.blocks.sent_data <= 8 + 2, `sent ${report.blocks.sent_data}`);
+  // Random data does not compress: the wire carries about the overlay's data, not the 8 MiB disk.
+  const overlayData = 8 * BS;
+  assert.ok(report.wire_bytes < overlayData * 1.3 + 64 * 1024, `wire ${report.wire_bytes} for ${overlayData} bytes of overlay data`);
+});
+
+test('a target whose base differs in some blocks receives exactly those blocks, and the result is byte-exact', async (t) => {
+  if (!requirePeers(t, 'qemu-img', 'qemu-io', 'qemu-storage-daemon')) return;
+  const dir = tempDir(t);
+  const top = [1, 2];
+  const { base, overlay } = await chain(dir, 4, top);
+  const targetBase = join(dir, 'target-base.qcow2');
+  await runOk('cp', [base, targetBase]);
+  const differ = [30, 31, 50];
+  const junk = join(dir, 'junk.bin');
+  writeFileSync(junk, randomBytes(BS));
+  for (const b of differ) await runOk('qemu-io', ['-f', 'qcow2', '-c', `write -s ${junk} ${b * BS} ${BS}`, targetBase]);
+  const report = await migrate(dir, overlay, targetBase);
+  assert.equal(report.verified, true);
+  assert.equal(report.blocks.from_backing, 0);
+  assert.equal(report.blocks.sent_data, top.length + differ.length);
+  await runOk('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', overlay, join(dir, 'target.qcow2')]);
+  await runOk('qemu-img', ['check', join(dir, 'target.qcow2')]);
+});
+
+test('bad qcow2 input is a clear one-line error (exit 2) before anything is migrated', async (t) => {
+  if (!requirePeers(t, 'qemu-img', 'qemu-storage-daemon')) return;
+  const dir = tempDir(t);
+  const orphan = join(dir, 'orphan.qcow2');
+  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', join(dir, 'gone.qcow2'), '-F', 'qcow2', orphan, '4M']);
+  const corrupt = join(dir, 'corrupt.qcow2');
+  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', corrupt, '4M']);
+  await runOk('dd', ['if=/dev/urandom', `of=${corrupt}`, 'bs=1', 'seek=4', 'count=4', 'conv=notrunc']);
+  const good = join(dir, 'good.qcow2');
+  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', good, '4M']);
+  const cli = (args: string[]) => run('node', ['bin/flimcd.js', 'source', '--to', 'tcp:127.0.0.1:9', '--insecure', '--nbd', `unix:${join(dir, 's.sock')}`, ...args], { env: { ...process.env, FLIMCD_LOG_LEVEL: 'silent' } });
+  const missing = await cli(['--image', orphan, '--format', 'qcow2']);
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.match(missing.stderr, /orphan\.qcow2 cannot be opened as qcow2: .*gone\.qcow2.*No such file/);
+  const bad = await cli(['--image', corrupt, '--format', 'qcow2']);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /corrupt\.qcow2 cannot be opened as qcow2/);
+  const noDaemon = await cli(['--image', good, '--format', 'qcow2', '--storage-daemon', join(dir, 'no-such-qsd')]);
+  assert.equal(noDaemon.code, 2, noDaemon.stderr);
+  assert.match(noDaemon.stderr, /no-such-qsd, which was not found/);
+  assert.equal(noDaemon.stderr.trim().split('\n').length, 1, noDaemon.stderr);
+});
