@@ -4,11 +4,12 @@
  * writes into a new overlay on its own copy of the base (--backing), and what
  * the backing chain serves is sent only when the target's base differs.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { startAgentPair } from '../../src/demo/agent-pair.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { log } from '../../src/util/log.ts';
@@ -117,4 +118,45 @@ test('bad qcow2 input is a clear one-line error (exit 2) before anything is migr
   assert.equal(noDaemon.code, 2, noDaemon.stderr);
   assert.match(noDaemon.stderr, /no-such-qsd, which was not found/);
   assert.equal(noDaemon.stderr.trim().split('\n').length, 1, noDaemon.stderr);
+});
+
+/** Migrates an NBD export (a URI as --image) to a raw file and checks the copy against `expected`. */
+async function migrateUri(t: TestContext, dir: string, uri: string, expected: string, format: string) {
+  mkdirSync(dir, { recursive: true });
+  const target = join(dir, 'target.img');
+  const pair = await startAgentPair({
+    sourceImage: uri, targetImage: target, dir, algorithm: 'flimcd', blockSize: BS, bandwidthBps: 200e6, rttMs: 2,
+    security: { mode: 'insecure' }, log: log.child({ test: 'nbd-uri' }), source: { stateDir: join(dir, 'source-state') },
+  });
+  try {
+    const report = await pair.source.migrate();
+    assert.equal(report.verified, true);
+  } finally {
+    await pair.close();
+  }
+  await runOk('qemu-img', ['compare', '-f', format, '-F', 'raw', expected, target]);
+  t.diagnostic(`${uri} migrated`);
+}
+
+test('an NBD URI source: qcow2 served by qemu-nbd, raw served by nbdkit', async (t) => {
+  if (!requirePeers(t, 'qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit')) return;
+  const dir = tempDir(t);
+  const { overlay } = await chain(dir, 2, [0, 7]);
+  const qsock = join(dir, 'qemu-nbd.sock');
+  const qemuNbd = spawn('qemu-nbd', ['-f', 'qcow2', '-k', qsock, '-x', 'vm', overlay], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !existsSync(qsock); i++) await new Promise((r) => setTimeout(r, 50));
+    await migrateUri(t, join(dir, 'a'), `nbd+unix:///vm?socket=${qsock}`, overlay, 'qcow2');
+  } finally {
+    qemuNbd.kill();
+  }
+  const raw = join(dir, 'base.raw');
+  const ksock = join(dir, 'nbdkit.sock');
+  const nbdkit = spawn('nbdkit', ['-f', '-U', ksock, 'file', raw], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !existsSync(ksock); i++) await new Promise((r) => setTimeout(r, 50));
+    await migrateUri(t, join(dir, 'b'), `nbd+unix:///?socket=${ksock}`, raw, 'raw');
+  } finally {
+    nbdkit.kill();
+  }
 });
