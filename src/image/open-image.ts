@@ -33,13 +33,15 @@ export interface OpenImageOptions {
   createSize?: number;
   /** The target's `--backing`: a missing image is created as a qcow2 overlay on this base. */
   backing?: { file: string; format: ImageFormat };
-  /** Where a storage daemon's socket goes (the agent's state directory). */
-  socketDir: string;
+  /** Where a storage daemon's socket goes (the agent's state directory; default a temporary directory). */
+  socketDir?: string;
   /** qemu-storage-daemon's binary (`--storage-daemon`). */
   storageDaemon?: string;
   log: Logger;
   /** The flag named in errors. */
   flag?: string;
+  /** Also open the qemu:allocation-depth view of a qcow2 with a backing file (the source's from_backing). */
+  allocationDepth?: boolean;
 }
 
 export interface OpenedImage {
@@ -95,13 +97,13 @@ export async function openImage(o: OpenImageOptions): Promise<OpenedImage> {
   // qcow2 (a new overlay included): QEMU's block layer in a supervised daemon.
   const format: ImageFormat = 'qcow2';
   const info = await imageInfo(path, format, flag);
-  mkdirSync(o.socketDir, { recursive: true });
+  if (o.socketDir) mkdirSync(o.socketDir, { recursive: true });
   const daemon = await StorageDaemon.start({ file: path, format, writable: o.writable, socketDir: o.socketDir, binary: o.storageDaemon, log: o.log, flag });
   let client: NbdClient | undefined;
   let depth: NbdClient | undefined;
   try {
     client = await connectNbd({ kind: 'unix', path: daemon.socketPath }, STORAGE_DAEMON_EXPORT, flag, path);
-    if (info.backing) depth = await NbdClient.connect({ kind: 'unix', path: daemon.socketPath }, { exportName: STORAGE_DAEMON_EXPORT, metaContext: ALLOCATION_DEPTH });
+    if (info.backing && o.allocationDepth) depth = await NbdClient.connect({ kind: 'unix', path: daemon.socketPath }, { exportName: STORAGE_DAEMON_EXPORT, metaContext: ALLOCATION_DEPTH });
   } catch (e) {
     await client?.close().catch(() => {});
     await daemon.stop();

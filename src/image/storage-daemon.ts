@@ -31,8 +31,8 @@ export interface StorageDaemonOptions {
   file: string;
   format: 'qcow2' | 'raw';
   writable: boolean;
-  /** Directory for the NBD socket (the agent's state directory); a temporary one if its path is too long. */
-  socketDir: string;
+  /** Directory for the NBD socket (the agent's state directory); a temporary one without it or if its path is too long. */
+  socketDir?: string;
   /** The daemon's binary (default `qemu-storage-daemon` on PATH). */
   binary?: string;
   log: Logger;
@@ -86,12 +86,11 @@ export class StorageDaemon {
   static async start(o: StorageDaemonOptions): Promise<StorageDaemon> {
     const flag = o.flag ?? '--image';
     const binary = o.binary ?? DEFAULT_STORAGE_DAEMON;
-    let dir = o.socketDir;
     let ownDir: string | undefined;
-    let socketPath = join(dir, `qsd-${process.pid}.sock`);
-    if (socketPath.length > MAX_SOCKET_PATH) {
-      ownDir = dir = mkdtempSync(join(tmpdir(), 'flimcd-qsd-'));
-      socketPath = join(dir, 'qsd.sock');
+    let socketPath = o.socketDir ? join(o.socketDir, `qsd-${process.pid}.sock`) : '';
+    if (!o.socketDir || socketPath.length > MAX_SOCKET_PATH) {
+      ownDir = mkdtempSync(join(tmpdir(), 'flimcd-qsd-'));
+      socketPath = join(ownDir, 'qsd.sock');
     }
     rmSync(socketPath, { force: true });
     const ro = !o.writable;
@@ -104,7 +103,8 @@ export class StorageDaemon {
     let child: ChildProcess;
     let stderr = '';
     const spawned = new Promise<void>((resolve, reject) => {
-      child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      // Its own process group: a terminal's Ctrl-C (or a supervisor's group signal) reaches flimcd, which stops the daemon after the VM's I/O is done, not the daemon under it.
+      child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
       child.once('spawn', () => resolve());
       child.once('error', (e) => reject(e));
     });

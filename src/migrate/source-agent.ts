@@ -156,7 +156,7 @@ export class SourceAgent {
     const spec = parseImageSpec(o.image, o.format);
     if (spec.kind === 'nbd' && !o.stateDir) throw new UsageError(`--state-dir: needed when --image is an NBD URI (${o.image}): there is no image file to keep the migration state next to`);
     const state = StateDir.forImage(spec.kind === 'file' ? spec.path : o.image, o.stateDir);
-    const opened = await openImage({ spec, writable: true, socketDir: state.path, storageDaemon: o.storageDaemon, log: o.log });
+    const opened = await openImage({ spec, writable: true, socketDir: state.path, storageDaemon: o.storageDaemon, log: o.log, allocationDepth: true });
     let image = opened.disk;
     let backing: { blocks: Bitmap; root: string } | undefined;
     if (opened.allocationDepth && opened.backingFile) {
