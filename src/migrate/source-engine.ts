@@ -378,6 +378,8 @@ export class SourceEngine {
         await image.read(b * blockSize, data);
       } catch (e) {
         this.needSend.set(b);
+        // A dead storage daemon keeps its own code: the cause, not a symptom.
+        if (e instanceof FlimcdError && e.code === ErrorCode.STORAGE_DAEMON) throw e;
         throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
       }
       await this.sendBlock(b, data, reason, Priority.BULK);

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { startAgentPair } from '../../src/demo/agent-pair.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { log } from '../../src/util/log.ts';
@@ -159,4 +159,54 @@ test('an NBD URI source: qcow2 served by qemu-nbd, raw served by nbdkit', async 
   } finally {
     nbdkit.kill();
   }
+});
+
+/** The pid of this process's qemu-storage-daemon child whose command line names `needle` (its socket's directory). */
+function daemonPid(needle: string): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (ppid === process.pid && cmd.startsWith('qemu-storage-daemon') && cmd.includes(needle)) return Number(d);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined;
+}
+
+test('qemu-storage-daemon killed mid-migration: a clear error with its code, the source image intact', async (t) => {
+  if (!requirePeers(t, 'qemu-img', 'qemu-io', 'qemu-storage-daemon')) return;
+  const dir = tempDir(t);
+  const { overlay } = await chain(dir, 1, []);
+  // A top layer of 4 MiB of random data: at 8 Mbit/s the migration takes seconds.
+  const data = join(dir, 'big.bin');
+  writeFileSync(data, randomBytes(4 * MiB));
+  await runOk('qemu-img', ['resize', '-q', '-f', 'qcow2', overlay, '8M']);
+  await runOk('qemu-io', ['-f', 'qcow2', '-c', `write -s ${data} 1M 4M`, overlay]);
+  const before = join(dir, 'before.qcow2');
+  await runOk('cp', [overlay, before]);
+  const pair = await startAgentPair({
+    sourceImage: overlay, targetImage: join(dir, 'target.img'), dir, algorithm: 'flimcd', blockSize: BS, bandwidthBps: 8e6, rttMs: 2,
+    security: { mode: 'insecure' }, log: log.child({ test: 'qsd-killed' }), source: { format: 'qcow2' },
+  });
+  try {
+    const migrating = pair.source.migrate();
+    migrating.catch(() => {});
+    await new Promise((r) => setTimeout(r, 1000));
+    const pid = daemonPid(`${overlay}.flimcd`);
+    assert.ok(pid, 'the source\'s qemu-storage-daemon runs');
+    process.kill(pid, 'SIGKILL');
+    await assert.rejects(migrating, (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'FLIMCD_ERR_STORAGE_DAEMON', e.message);
+      assert.match(e.message, /qemu-storage-daemon \(pid \d+\) serving .*vm\.qcow2 was killed by SIGKILL/);
+      return true;
+    });
+  } finally {
+    await pair.close();
+  }
+  await runOk('qemu-img', ['check', overlay]);
+  await runOk('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', before, overlay]);
 });
