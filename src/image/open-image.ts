@@ -121,6 +121,14 @@ export async function openImage(o: OpenImageOptions): Promise<OpenedImage> {
   };
 }
 
+/** An image's size (a qcow2's virtual size, an NBD export's size), opening it read-only for the moment. */
+export async function imageSizeOf(spec: ImageSpec, log: Logger, flag?: string): Promise<number> {
+  const opened = await openImage({ spec, writable: false, log, flag });
+  const size = opened.disk.size;
+  await opened.close();
+  return size;
+}
+
 /** A raw image that starts like a qcow2 file: say so, never switch (the guest may have written that header). */
 function warnIfQcow2(path: string, log: Logger, flag: string): void {
   let fd: number | undefined;
