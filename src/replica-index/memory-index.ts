@@ -56,7 +56,7 @@ export class MemoryReplicaIndex implements ContentIndex {
     const v = this.ids.get(MemoryReplicaIndex.key(blockSize, id));
     if (!v) return undefined;
     const im = this.byNo.get(v.no);
-    return im ? { path: im.path, offset: v.offset, format: im.format } : undefined;
+    return im ? { path: im.path, offset: v.offset, ...(im.format ? { format: im.format } : {}) } : undefined;
   }
 
   async forget(blockSize: number, id: Uint8Array): Promise<void> {

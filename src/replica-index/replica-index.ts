@@ -151,7 +151,7 @@ export class ReplicaIndex implements ContentIndex {
     const no = v.readUInt32BE(0);
     const offset = Number(v.readBigUInt64BE(4));
     const im = this.byNo(no);
-    return im ? { path: im.path, offset, format: im.format } : undefined;
+    return im ? { path: im.path, offset, ...(im.format ? { format: im.format } : {}) } : undefined;
   }
 
   /** A location proved wrong (the file changed): drop it so nobody tries it again. */
