@@ -10,17 +10,22 @@ import type { Logger } from 'pino';
 import type { Extent, WriteOptions, ZeroOptions } from '../block/disk.ts';
 import { FilterDisk } from '../block/filter.ts';
 import type { Disk } from '../block/disk.ts';
-import { blockId } from '../content/content-id.ts';
+import { blockId, type ContentModel } from '../content/content-id.ts';
 import { merkleRoot } from '../content/merkle.ts';
-import type { Runtime } from '../runtime.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { StateDir } from '../migrate/state-dir.ts';
 import type { ImageFormat } from './image-spec.ts';
 import { openImage } from './open-image.ts';
 
 /** Depth 2 and more: the range reads from a backing file (qemu:allocation-depth). */
 const BACKING_DEPTH = 2;
 const ROOT_CACHE = 'backing-root.json';
+
+/** Where a base's root is cached: the agent's state directory (src/migrate/state-dir.ts). */
+export interface RootCache {
+  readonly path: string;
+  readJson<T>(name: string): T | undefined;
+  writeJson(name: string, value: unknown): void;
+}
 
 /** Blocks wholly served by the backing chain, from the image's allocation depth. Ranges past the last extent answer count as not from backing. */
 export async function backingBlocks(depth: (offset: number, length: number) => Promise<Extent[]>, size: number, blockSize: number): Promise<Bitmap> {
@@ -49,7 +54,7 @@ export async function backingBlocks(depth: (offset: number, length: number) => P
  * Read and hashed once per base and block size: cached in the state directory
  * by path, size and modification time (a base is immutable while overlays use it).
  */
-export async function baseRoot(o: { file: string; format: ImageFormat; blockSize: number; state: StateDir; runtime: Pick<Runtime, 'content'>; log: Logger; storageDaemon?: string }): Promise<string> {
+export async function baseRoot(o: { file: string; format: ImageFormat; blockSize: number; state: RootCache; runtime: { content: ContentModel }; log: Logger; storageDaemon?: string }): Promise<string> {
   const st = statSync(o.file);
   const key = { file: o.file, size: st.size, mtimeMs: st.mtimeMs, blockSize: o.blockSize };
   const cached = o.state.readJson<typeof key & { root: string }>(ROOT_CACHE);
