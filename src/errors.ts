@@ -81,6 +81,8 @@ export const ErrorCode = {
   // The datacenter-wide content locator and LAN fetches from sibling hosts (src/locator/).
   LOCATOR: 'FLIMCD_ERR_LOCATOR',
   REPLICA_FETCH: 'FLIMCD_ERR_REPLICA_FETCH',
+  /** The qemu-storage-daemon serving a qcow2 image exited while flimcd used it (src/image/). */
+  STORAGE_DAEMON: 'FLIMCD_ERR_STORAGE_DAEMON',
   /** A test rig's own failure (an injected fault that did not bite, a helper command that failed). */
   TEST: 'FLIMCD_ERR_TEST',
 } as const;

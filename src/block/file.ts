@@ -1,4 +1,4 @@
-import { constants as fsConstants, read as fsRead, write as fsWrite } from 'node:fs';
+import { constants as fsConstants, read as fsRead, readFileSync, write as fsWrite } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { checkRange } from './range.ts';
 import { DEFAULT_BLOCK_SIZE_HINT, fullCapabilities, type BlockSizeHint, type Disk, type DiskCapabilities, type Extent, type WriteOptions, type ZeroOptions } from './disk.ts';
@@ -102,7 +102,13 @@ export class FileDisk implements Disk {
     }
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+      if (st.isBlockDevice()) {
+        // A block device (an LVM volume, a loop device): its own size, nothing to truncate, no holes to seek.
+        const size = blockDeviceSize(st.rdev);
+        if (opts.size !== undefined && opts.size !== size) throw new InvalidArgumentError(`${path} is a ${size}-byte block device, not ${opts.size} bytes`);
+        return new FileDisk(path, fh, size, readOnly, st.blksize, undefined);
+      }
+      if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file or block device`);
       let size = st.size;
       if (opts.size !== undefined && opts.size !== size) {
         if (opts.size < size) throw new InvalidArgumentError(`refusing to shrink ${path} from ${size} to ${opts.size} bytes`);
@@ -310,4 +316,12 @@ export class FileDisk implements Disk {
     this.live();
     if (this.capabilities.readOnly) throw new ReadOnlyError();
   }
+}
+
+/** A block device's size from sysfs (in 512-byte sectors whatever the device's sector size). */
+export function blockDeviceSize(rdev: number): number {
+  // Linux's dev_t (low 32 bits): major in bits 8-19, minor in bits 0-7 and 20-31.
+  const major = (rdev >>> 8) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+  return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
 }

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Disk } from '../block/disk.ts';
 import { FileDisk } from '../block/file.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import type { ContentIndex, IndexedImage } from '../replica-index/replica-index.ts';
+import type { ContentIndex, IndexedFormat, IndexedImage } from '../replica-index/replica-index.ts';
+import { openImage } from '../image/open-image.ts';
 import type { ContentModel } from '../content/content-id.ts';
 import type { RemoteContent, RemoteHit } from './remote-content.ts';
 
@@ -156,7 +157,7 @@ export class LocalContent {
     if (index) {
       const loc = index.lookup(blockSize, id);
       if (loc) {
-        const ok = await this.readReplica(loc.path, loc.offset, into).catch(() => false);
+        const ok = await this.readReplica(loc.path, loc.offset, into, loc.format).catch(() => false);
         if (ok && matches(this.o.content, into, id)) {
           this.stats.replica++;
           return 'replica';
@@ -180,7 +181,7 @@ export class LocalContent {
     return ok;
   }
 
-  private async readReplica(path: string, offset: number, into: Buffer): Promise<boolean> {
+  private async readReplica(path: string, offset: number, into: Buffer, format: IndexedFormat = 'raw'): Promise<boolean> {
     if (path === this.o.imagePath) {
       // Our own image, indexed in an earlier run: only trust blocks this migration did not overwrite.
       const c = offset / this.o.blockSize;
@@ -197,7 +198,7 @@ export class LocalContent {
         old.evicted = true;
         if (old.readers === 0) await closeReplica(old);
       }
-      f = { disk: this.o.openReplica ? this.o.openReplica(path) : FileDisk.open(path, { readOnly: true }), readers: 0, evicted: false };
+      f = { disk: this.o.openReplica ? this.o.openReplica(path) : openReplicaFile(path, format, this.o.log), readers: 0, evicted: false };
       this.files.set(path, f);
     }
     f.readers++;
@@ -247,6 +248,13 @@ interface ReplicaFile {
   disk: Promise<Disk>;
   readers: number;
   evicted: boolean;
+}
+
+/** An indexed image, read-only: a raw file directly, a qcow2 (with its chain) through a qemu-storage-daemon that closing stops. */
+async function openReplicaFile(path: string, format: IndexedFormat, log: Logger): Promise<Disk> {
+  if (format === 'raw') return FileDisk.open(path, { readOnly: true });
+  const opened = await openImage({ spec: { kind: 'file', path, format }, writable: false, log, flag: 'indexed image' });
+  return opened.disk;
 }
 
 async function closeReplica(f: ReplicaFile): Promise<void> {

@@ -33,7 +33,7 @@ export interface MigrationReport {
   downtime_ms: number;
   wire_bytes: number;
   wire_bytes_breakdown: { data: number; reference: number; zero: number; control: number };
-  blocks: { sent_data: number; sent_reference: number; from_replica: number; zero: number; resent_dirty: number; demand: number; prefetch: number; push: number; stop_copy: number; canceled_by_target_write: number; demand_promoted: number };
+  blocks: { sent_data: number; sent_reference: number; from_replica: number; from_backing: number; zero: number; resent_dirty: number; demand: number; prefetch: number; push: number; stop_copy: number; canceled_by_target_write: number; demand_promoted: number };
   rounds: number;
   cutover_reason: string;
   block_miss_rate: number;
@@ -177,6 +177,7 @@ export function buildReport(i: ReportInput): MigrationReport {
       sent_data: num(i.counts.dataBlocks),
       sent_reference: num(i.counts.refBlocks),
       from_replica: num(i.counts.replicaBlocks),
+      from_backing: num(i.counts.fromBackingBlocks),
       zero: num(i.counts.zeroBlocks),
       resent_dirty: num(i.counts.resentBlocks),
       demand: num(i.counts.demandBlocks),

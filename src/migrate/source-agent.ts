@@ -1,10 +1,12 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FileDisk } from '../block/file.ts';
+import type { Disk } from '../block/disk.ts';
+import { openImage, type OpenedImage } from '../image/open-image.ts';
+import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
+import { backingBlocks, baseRoot, FromBackingFilter } from '../image/from-backing.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
-import type { Disk } from '../block/disk.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { REAL_RUNTIME } from '../runtime.ts';
@@ -24,7 +26,12 @@ import { addWire, withEarlierSessions, type EarlierSessions, type MigrationRepor
 import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError, WrongPeerError } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
+  /** A raw file or block device, a qcow2 file (`format`), or an NBD URI. */
   image: string;
+  /** How a file is opened (default raw; never probed). */
+  format?: ImageFormat;
+  /** qemu-storage-daemon's binary, for qcow2 (default on PATH). */
+  storageDaemon?: string;
   /** Where the VM's NBD export listens. */
   nbd: Address;
   exportName?: string;
@@ -102,13 +109,16 @@ export class SourceAgent {
   private stateRemoved = false;
   private constructor(
     private readonly o: SourceAgentOptions,
-    readonly image: FileDisk,
+    readonly image: Disk,
+    private readonly opened: OpenedImage,
     readonly tracking: TrackingDisk,
     readonly gate: GateDisk,
     readonly nbd: NbdServer,
     readonly nbdAddress: Address,
     private readonly state: StateDir,
     private saved: SourceState | undefined,
+    /** A qcow2 overlay's blocks served by its backing chain, and that base's root: sent only to a target whose base differs. */
+    private readonly backing: { blocks: Bitmap; root: string } | undefined,
   ) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
     // State found: an earlier process ran sessions of this migration. Without a checkpoint (killed within
@@ -145,22 +155,33 @@ export class SourceAgent {
   }
 
   static async start(o: SourceAgentOptions): Promise<SourceAgent> {
-    let image: FileDisk;
-    try {
-      image = await FileDisk.open(o.image, {});
-    } catch (e) {
-      if (systemErrorCode(e) === 'ENOENT') throw new UsageError(`--image: ${o.image} does not exist`);
-      throw e;
+    const spec = parseImageSpec(o.image, o.format);
+    if (spec.kind === 'nbd' && !o.stateDir) throw new UsageError(`--state-dir: needed when --image is an NBD URI (${o.image}): there is no image file to keep the migration state next to`);
+    const state = StateDir.forImage(spec.kind === 'file' ? spec.path : o.image, o.stateDir);
+    const opened = await openImage({ spec, writable: true, socketDir: state.path, storageDaemon: o.storageDaemon, log: o.log, allocationDepth: true });
+    let image = opened.disk;
+    let backing: { blocks: Bitmap; root: string } | undefined;
+    if (opened.allocationDepth && opened.backingFile) {
+      // Before the VM's export listens: no write can slip between the depth map and the filter that keeps it current.
+      try {
+        const blocks = await backingBlocks(opened.allocationDepth, image.size, o.blockSize);
+        const root = await baseRoot({ file: opened.backingFile.file, format: opened.backingFile.format, blockSize: o.blockSize, state, runtime: REAL_RUNTIME, log: o.log, storageDaemon: o.storageDaemon });
+        backing = { blocks, root };
+        image = new FromBackingFilter(image, blocks, o.blockSize);
+        o.log.info({ fromBacking: blocks.count, base: opened.backingFile.file }, 'blocks the top layer does not allocate come from the backing chain');
+      } catch (e) {
+        await opened.close();
+        throw e;
+      }
     }
-    const state = StateDir.forImage(o.image, o.stateDir);
     const saved = state.readJson<SourceState>(STATE_FILE);
     if (saved && (saved.imageSize !== image.size || saved.blockSize !== o.blockSize)) {
-      await image.close();
+      await opened.close();
       throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
     }
     // The target resumes what it received under the first algorithm's rules: another one is another migration.
     if (saved && saved.algorithm !== o.algorithm) {
-      await image.close();
+      await opened.close();
       throw new UsageError(`${state.path} holds the state of a migration with --algorithm ${saved.algorithm}, not ${o.algorithm}; resume with --algorithm ${saved.algorithm}, or remove it to start a new migration`);
     }
     // Real bytes, the wall clock. A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
@@ -169,7 +190,7 @@ export class SourceAgent {
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: o.vmDisk ? o.vmDisk(gate) : gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
     o.log.info({ nbd: formatAddress(bound), image: o.image, size: image.size }, 'source agent serving the VM');
-    return new SourceAgent(o, image, tracking, gate, nbd, bound, state, saved);
+    return new SourceAgent(o, image, opened, tracking, gate, nbd, bound, state, saved, backing);
   }
 
   /**
@@ -279,6 +300,7 @@ export class SourceAgent {
         },
         targetHasReplicas: resume?.mode === 'precopy' || welcome.features.includes('offer'),
         resume,
+        fromBacking: welcome.backing === 'same' ? this.backing?.blocks : undefined,
         beforeCutover: async () => {
           this.saved = { ...this.saved!, phase: 'cutover', cutover: { at: Date.now() } };
           await this.persist();
@@ -358,7 +380,7 @@ export class SourceAgent {
       writeMessage(socket, {
         type: MsgType.HELLO,
         hello: {
-          version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features),
+          version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), backingRoot: this.backing?.root,
           processedSeq: this.channel?.processedSeq ?? 0, incarnation: this.incarnation, peerIncarnation: this.channel ? this.peerIncarnation : undefined,
         },
       });
@@ -437,7 +459,7 @@ export class SourceAgent {
     this.closed = true;
     this.channel?.close();
     await this.nbd.close();
-    await this.image.close();
+    await this.opened.close();
   }
 }
 

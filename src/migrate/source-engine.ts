@@ -56,6 +56,11 @@ export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' |
    * exactly what to push; the VM already runs there.
    */
   resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
+  /**
+   * Blocks the target already holds through its backing file (same base root,
+   * checked at the handshake): not read, hashed or sent unless the VM writes them.
+   */
+  fromBacking?: Bitmap;
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
@@ -93,7 +98,7 @@ export class SourceEngine {
   /** What the engine counts; the blocks by the form they crossed the link in are in the channel's ledger. */
   private readonly counts = {
     resentBlocks: 0, demandBlocks: 0, prefetchBlocks: 0, pushBlocks: 0, stopCopyBlocks: 0, canceledBlocks: 0, promotedBlocks: 0, dirtyEvents: 0,
-    replicaBlocks: 0, offeredBlocks: 0,
+    replicaBlocks: 0, offeredBlocks: 0, fromBackingBlocks: 0,
   };
   private readonly sender: ContentSender;
   private readonly waits = new Map<number, Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }>>();
@@ -106,6 +111,9 @@ export class SourceEngine {
     this.n = Math.ceil(o.image.size / o.blockSize);
     this.needSend = new Bitmap(this.n, true);
     this.sentOnce = new Bitmap(this.n);
+    if (o.fromBacking && o.resume?.mode !== 'postcopy') {
+      for (const b of o.fromBacking.setBits()) if (b < this.n && this.needSend.clear(b)) this.counts.fromBackingBlocks++;
+    }
     this.t0 = o.clock.now();
     this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
     this.sender = new ContentSender({
@@ -381,6 +389,8 @@ export class SourceEngine {
         await image.read(b * blockSize, data);
       } catch (e) {
         this.needSend.set(b);
+        // A dead storage daemon keeps its own code: the cause, not a symptom.
+        if (e instanceof FlimcdError && e.code === ErrorCode.STORAGE_DAEMON) throw e;
         throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
       }
       await this.sendBlock(b, data, reason, Priority.BULK);

@@ -3,6 +3,10 @@ import { resolve } from 'node:path';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FileDisk } from '../block/file.ts';
+import type { Disk } from '../block/disk.ts';
+import { openImage, type OpenedImage } from '../image/open-image.ts';
+import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
+import { baseRoot } from '../image/from-backing.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -31,7 +35,14 @@ import { servePlanProbe } from './plan-probe.ts';
 import type { RemoteContent } from './remote-content.ts';
 
 export interface TargetAgentOptions {
+  /** A raw file or block device, a qcow2 file (`format`), or an NBD URI. */
   image: string;
+  /** How a file is opened or created (default raw; never probed). */
+  format?: ImageFormat;
+  /** A missing image is created as a qcow2 overlay on this base (this host's copy of the source's backing chain). */
+  backing?: { file: string; format: ImageFormat };
+  /** qemu-storage-daemon's binary, for qcow2 (default on PATH). */
+  storageDaemon?: string;
   /** Where the source agent connects. */
   listen: Address;
   /** Link credentials (TLS certificates, PSK) or an explicit `{ mode: 'insecure' }`. */
@@ -100,7 +111,8 @@ export class TargetAgent {
   private readonly server: net.Server;
   private engine: TargetEngine | undefined;
   private channel: Channel | undefined;
-  private disk: FileDisk | undefined;
+  private disk: Disk | undefined;
+  private opened: OpenedImage | undefined;
   private postcopy: PostcopyDisk | undefined;
   private gate: GateDisk | undefined;
   private local: LocalContent | undefined;
@@ -306,14 +318,25 @@ export class TargetAgent {
   private async openImage(size: number, blockSize: number, preexistingHint: boolean): Promise<boolean> {
     const { o } = this;
     if (this.disk) return true;
-    if (existsSync(o.image)) {
+    const spec = parseImageSpec(o.image, o.backing ? 'qcow2' : o.format);
+    const rawFile = spec.kind === 'file' && spec.format === 'raw' && existsSync(o.image) && lstatSync(o.image).isFile();
+    if (rawFile) {
       const have = lstatSync(o.image).size;
       if (have !== 0 && have !== size) {
         throw new UsageError(`${o.image} exists with ${have} bytes but the source image has ${size}; refusing to overwrite a different disk`);
       }
     }
-    const preexisting = preexistingHint || (existsSync(o.image) && lstatSync(o.image).size === size);
-    const disk = await FileDisk.open(o.image, { create: true, size });
+    let preexisting = preexistingHint || (rawFile && lstatSync(o.image).size === size);
+    const opened = await openImage({ spec, writable: true, createSize: spec.kind === 'file' ? size : undefined, backing: o.backing, socketDir: this.state.path, storageDaemon: o.storageDaemon, log: o.log });
+    if (opened.disk.size !== size) {
+      await opened.close();
+      throw new UsageError(`${opened.label} holds ${opened.disk.size} bytes but the source image has ${size}; refusing to write a different disk`);
+    }
+    // A new overlay reads its base: worth comparing with, block by block (the base may differ from the source's).
+    // An existing qcow2 or NBD export holds whatever it holds: compared by content too.
+    if (!rawFile && !(opened.created && !o.backing)) preexisting = true;
+    const disk = opened.disk;
+    this.opened = opened;
     this.disk = disk;
     // Real bytes, the wall clock; post-copy reads go to the current session's engine.
     const { postcopy, gate } = buildTargetDisks({
@@ -406,6 +429,7 @@ export class TargetAgent {
     });
     this.channel = channel;
     this.engine = engine;
+    const backing = await this.compareBase(hello);
     const offer = dedup && local.hasCandidates;
     this.lastFeatures = [...featureList(features), ...(offer ? ['offer'] : [])];
     if (mode !== 'new') this.resumes.resynced++;
@@ -415,6 +439,7 @@ export class TargetAgent {
       welcome: {
         version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode,
         missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
+        backing,
       },
     });
     channel.attach(new SocketTransport(socket), 0, rest);
@@ -434,6 +459,17 @@ export class TargetAgent {
     );
   }
 
+  /** The source's base root against this image's backing file: 'same' lets the source leave out what comes from it. */
+  private async compareBase(hello: Hello): Promise<'same' | 'differs' | 'none' | undefined> {
+    if (!hello.backingRoot) return undefined;
+    const base = this.opened?.backingFile;
+    if (!base) return 'none';
+    const root = await baseRoot({ file: base.file, format: base.format, blockSize: hello.blockSize, state: this.state, runtime: REAL_RUNTIME, log: this.o.log, storageDaemon: this.o.storageDaemon });
+    const same = root === hello.backingRoot;
+    this.o.log.info({ base: base.file, same }, same ? 'this base matches the source\'s: blocks from the backing chain are not sent' : 'this base differs from the source\'s: its blocks are compared one by one');
+    return same ? 'same' : 'differs';
+  }
+
   /** Stops serving: link, NBD export (in-flight requests finish first) and the image. */
   async close(): Promise<void> {
     this.channel?.close();
@@ -442,7 +478,7 @@ export class TargetAgent {
     await this.presence?.close();
     await this.local?.close();
     await this.index?.close();
-    await this.disk?.close();
+    await this.opened?.close();
     // A completed migration leaves no state behind.
     if (this.finished || this.saved?.phase === 'done') this.state.remove();
     const a = this.o.listen;

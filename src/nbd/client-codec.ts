@@ -5,7 +5,7 @@
  * Cookies: the client only uses cookies whose high 32 bits are zero, so a
  * cookie is a plain number here; a reply with other high bits is unknown.
  */
-import { ExtentFlags, type Extent } from '../block/disk.ts';
+import type { Extent } from '../block/disk.ts';
 import {
   ErrorCode, FlimcdError, InvalidArgumentError, IoError, NoSpaceError, NotSupportedError, OverflowError, ProtocolError,
   ReadOnlyError, ShutdownError,
@@ -242,22 +242,22 @@ export function parseErrorChunk(type: number, p: Uint8Array): ErrorChunk {
  * (servers may let the last descriptor run past it). HOLE and ZERO map
  * directly; other flag bits are dropped.
  */
-export function parseBlockStatus(p: Uint8Array, reqOffset: number, reqLength: number): { contextId: number; extents: Extent[] } {
+/** `mask`: the status bits kept (base:allocation's by default; a context such as qemu:allocation-depth keeps its whole value). */
+export function parseBlockStatus(p: Uint8Array, reqOffset: number, reqLength: number, mask: number = StateFlags.HOLE | StateFlags.ZERO): { contextId: number; extents: Extent[] } {
   const b = Buffer.from(p.buffer, p.byteOffset, p.length);
   if (b.length < 12 || (b.length - 4) % 8 !== 0) throw new ProtocolError(`block status chunk has bad length ${b.length}`);
   const contextId = b.readUInt32BE(0);
   const end = reqOffset + reqLength;
   const extents: Extent[] = [];
   let pos = reqOffset;
-  const mask = StateFlags.HOLE | StateFlags.ZERO;
   for (let at = 4; at < b.length && pos < end; at += 8) {
     const len = b.readUInt32BE(at);
     if (len === 0) throw new ProtocolError('block status descriptor with zero length');
-    const flags = b.readUInt32BE(at + 4) & mask;
+    const flags = (b.readUInt32BE(at + 4) & mask) >>> 0;
     const n = Math.min(len, end - pos);
     const last = extents[extents.length - 1];
     if (last && last.flags === flags) last.length += n;
-    else extents.push({ offset: pos, length: n, flags: flags & (ExtentFlags.HOLE | ExtentFlags.ZERO) });
+    else extents.push({ offset: pos, length: n, flags });
     pos += n;
   }
   return { contextId, extents };

@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { checkRange } from '../block/range.ts';
-import type { BlockSizeHint, Disk, DiskCapabilities, Extent, WriteOptions, ZeroOptions } from '../block/disk.ts';
+import { ExtentFlags, type BlockSizeHint, type Disk, type DiskCapabilities, type Extent, type WriteOptions, type ZeroOptions } from '../block/disk.ts';
 import {
   FlimcdError, InvalidArgumentError, IoError, NotSupportedError, ProtocolError, ReadOnlyError, ShutdownError,
   toFlimcdError,
@@ -37,6 +37,12 @@ export interface NbdClientOptions {
   structuredReplies?: boolean;
   /** Negotiate the base:allocation meta context for extents() (default true; needs structured replies). */
   metaContexts?: boolean;
+  /**
+   * The one meta context extents() reports (default base:allocation). With
+   * `qemu:allocation-depth` (qemu-storage-daemon, qemu-nbd -A) an extent's
+   * `flags` is its depth in the backing chain: 0 unallocated, 1 the top layer.
+   */
+  metaContext?: string;
   /** Most requests on the wire at once (default 64). */
   maxInFlight?: number;
   /** Most read+write payload bytes on the wire at once (default 64 MiB). */
@@ -119,6 +125,8 @@ export class NbdClient extends EventEmitter implements Disk {
   private readonly socket: Socket;
   private readonly decoder: ReplyDecoder;
   private readonly contextId: number | undefined;
+  /** Status bits extents() keeps: base:allocation's two, or all of another context's value. */
+  private readonly statusMask: number;
   private readonly align: number;
   private readonly payloadMax: number;
   private readonly commandMax: number;
@@ -150,6 +158,7 @@ export class NbdClient extends EventEmitter implements Disk {
     this.description = n.description;
     this.structuredReplies = n.structured;
     this.contextId = n.contextId;
+    this.statusMask = (opts.metaContext ?? BASE_ALLOCATION) === BASE_ALLOCATION ? ExtentFlags.HOLE | ExtentFlags.ZERO : 0xffffffff;
     const f = n.txFlags;
     const has = (bit: number) => (f & bit) !== 0;
     this.capabilities = {
@@ -650,7 +659,7 @@ export class NbdClient extends EventEmitter implements Disk {
       }
       case ReplyType.BLOCK_STATUS: {
         if (p.cmd !== Cmd.BLOCK_STATUS) throw new ProtocolError(`block status chunk in reply to ${cmdName(p.cmd)}`);
-        const { contextId, extents } = parseBlockStatus(payload, p.offset, p.length);
+        const { contextId, extents } = parseBlockStatus(payload, p.offset, p.length, this.statusMask);
         if (contextId !== this.contextId) throw new ProtocolError(`block status for unknown meta context ${contextId}`);
         if (p.extents) throw new ProtocolError('two block status chunks for one meta context');
         p.extents = extents;
@@ -803,12 +812,13 @@ async function negotiate(socket: Socket, reader: ByteReader, addr: Address, opts
 
   let contextId: number | undefined;
   if (structured && (opts.metaContexts ?? true)) {
-    socket.write(encodeOption(Opt.SET_META_CONTEXT, encodeMetaContextData(name, [BASE_ALLOCATION])));
+    const wanted = opts.metaContext ?? BASE_ALLOCATION;
+    socket.write(encodeOption(Opt.SET_META_CONTEXT, encodeMetaContextData(name, [wanted])));
     for (;;) {
       const r = await readOptionReply(reader, Opt.SET_META_CONTEXT);
       if (r.type === Rep.META_CONTEXT) {
         const m = parseMetaContextReply(r.payload);
-        if (m.name === BASE_ALLOCATION) contextId = m.id;
+        if (m.name === wanted) contextId = m.id;
       } else if (r.type === Rep.ACK) {
         break;
       } else if (isRepError(r.type)) {

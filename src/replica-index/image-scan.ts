@@ -1,8 +1,8 @@
-import { FileDisk } from '../block/file.ts';
 import { ExtentFlags, type Disk } from '../block/disk.ts';
 import { REAL_CONTENT_MODEL, type ContentModel } from '../content/content-id.ts';
-import type { ContentIndex } from './replica-index.ts';
-import { systemErrorCode, UsageError } from '../errors.ts';
+import type { ContentIndex, IndexedFormat } from './replica-index.ts';
+import { openImage } from '../image/open-image.ts';
+import { log } from '../util/log.ts';
 
 /** Bytes read per request while scanning (whole blocks). */
 const SCAN_CHUNK = 4 << 20;
@@ -51,20 +51,18 @@ export interface IndexAddResult {
   ms: number;
 }
 
-/** Registers a local image file in the index (`flimcd index add`): every non-zero block's id → (image, offset). */
-export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
-  let disk: FileDisk;
-  try {
-    disk = await FileDisk.open(path, { readOnly: true });
-  } catch (e) {
-    if (systemErrorCode(e) === 'ENOENT') throw new UsageError(`${path} does not exist`);
-    throw e;
-  }
+/**
+ * Registers a local image in the index (`flimcd index add`): every non-zero
+ * block's id → (image, offset). A qcow2 image is read through its backing
+ * chain (what a VM on it reads), and is reopened that way when a block is used.
+ */
+export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void, format: IndexedFormat = 'raw'): Promise<IndexAddResult> {
+  const opened = await openImage({ spec: { kind: 'file', path, format }, writable: false, log, flag: 'image' });
   try {
     // A file on disk holds real bytes.
-    return await indexDisk(index, path, disk, blockSize, REAL_CONTENT_MODEL, onProgress);
+    return await indexDisk(index, path, opened.disk, blockSize, REAL_CONTENT_MODEL, onProgress, format);
   } finally {
-    await disk.close();
+    await opened.close();
   }
 }
 
@@ -72,9 +70,9 @@ export async function indexImage(index: ContentIndex, path: string, blockSize: n
  * Registers the content of an open disk under `path`, naming it with the runtime's
  * content ids (the simulator registers a modelled base image this way).
  */
-export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, content: ContentModel, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
+export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, content: ContentModel, onProgress?: (done: number, total: number) => void, format?: IndexedFormat): Promise<IndexAddResult> {
   const t = performance.now();
-  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
+  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered', format });
   let batch: Array<{ id: Buffer; offset: number }> = [];
   let scanned = 0;
   let added = 0;

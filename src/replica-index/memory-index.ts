@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ID_KEY_BYTES, countBlocks, imageRecord, type ContentIndex, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
+import { ID_KEY_BYTES, countBlocks, imageRecord, type ContentIndex, type ImageMeta, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
 
 /**
  * A replica index held in memory, with the LMDB index's semantics (first
@@ -26,7 +26,7 @@ export class MemoryReplicaIndex implements ContentIndex {
     return countBlocks(this.images.values(), blockSize);
   }
 
-  async ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage> {
+  async ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
     if (existing && existing.blockSize === meta.blockSize) return existing;
@@ -56,7 +56,7 @@ export class MemoryReplicaIndex implements ContentIndex {
     const v = this.ids.get(MemoryReplicaIndex.key(blockSize, id));
     if (!v) return undefined;
     const im = this.byNo.get(v.no);
-    return im ? { path: im.path, offset: v.offset } : undefined;
+    return im ? { path: im.path, offset: v.offset, ...(im.format ? { format: im.format } : {}) } : undefined;
   }
 
   async forget(blockSize: number, id: Uint8Array): Promise<void> {

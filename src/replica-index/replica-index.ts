@@ -4,9 +4,13 @@ import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
 
 /** Where some content lies locally: a file and a byte offset. */
+/** How an indexed image file is opened (absent: raw). */
+export type IndexedFormat = 'raw' | 'qcow2';
+
 export interface ReplicaLocation {
   path: string;
   offset: number;
+  format?: IndexedFormat;
 }
 
 export interface IndexedImage {
@@ -20,6 +24,8 @@ export interface IndexedImage {
   addedAt: string;
   /** `registered` by `flimcd index add`; `received` when a target recorded blocks as they arrived. */
   kind: 'registered' | 'received';
+  /** A qcow2 image (read through qemu-storage-daemon, its backing chain included); absent for raw. */
+  format?: IndexedFormat;
 }
 
 /**
@@ -30,12 +36,20 @@ export interface IndexedImage {
 export interface ContentIndex {
   /** Total entries for a block size (an upper bound). */
   blockCount(blockSize: number): number;
-  ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage>;
+  ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage>;
   addEntries(image: IndexedImage, entries: Array<{ id: Uint8Array; offset: number }>): Promise<number>;
   lookup(blockSize: number, id: Uint8Array): ReplicaLocation | undefined;
   forget(blockSize: number, id: Uint8Array): Promise<void>;
   /** Waits until every write so far is durable (at once where nothing is persisted). */
   flushed(): Promise<void>;
+}
+
+/** What registering an image records about it. */
+export interface ImageMeta {
+  size: number;
+  blockSize: number;
+  kind: IndexedImage['kind'];
+  format?: IndexedFormat;
 }
 
 /** Keys hold the first 128 bits of a content id (enough to find; users re-hash what they find). */
@@ -101,7 +115,7 @@ export class ReplicaIndex implements ContentIndex {
   }
 
   /** Registers (or re-registers) an image and returns its number. */
-  async ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage> {
+  async ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
     if (existing && existing.blockSize === meta.blockSize) return existing;
@@ -137,7 +151,7 @@ export class ReplicaIndex implements ContentIndex {
     const no = v.readUInt32BE(0);
     const offset = Number(v.readBigUInt64BE(4));
     const im = this.byNo(no);
-    return im ? { path: im.path, offset } : undefined;
+    return im ? { path: im.path, offset, ...(im.format ? { format: im.format } : {}) } : undefined;
   }
 
   /** Every entry that points into an image (its ids cut to the key's 128 bits), in key order. */
@@ -201,7 +215,7 @@ export function countBlocks(images: Iterable<IndexedImage>, blockSize: number): 
 }
 
 /** A (re-)registered image's record: it keeps its number, or takes the next free one. */
-export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): IndexedImage {
+export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: ImageMeta): IndexedImage {
   const no = existing?.no ?? all.reduce((m, im) => Math.max(m, im.no), 0) + 1;
-  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind };
+  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind, ...(meta.format && meta.format !== 'raw' ? { format: meta.format } : {}) };
 }

@@ -9,14 +9,15 @@
  *   compressible by the ratio zstd reaches on image-gen's text), without bytes:
  *   a 20 GiB image costs a few milliseconds.
  */
-import { open } from 'node:fs/promises';
 import { SimDisk } from './sim-disk.ts';
 import { mixId } from './content-model.ts';
 import { blake3, isZero } from '../content/content-id.ts';
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { DEFAULT_MIX, fillText, type ImageMix } from '../workload/image-gen.ts';
 import { Prng } from '../workload/prng.ts';
-import { UsageError } from '../errors.ts';
+import { openImage } from '../image/open-image.ts';
+import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
+import { log } from '../util/log.ts';
 
 /** zstd level the models measure sizes at (the sender's usual level on slow links). */
 const MODEL_LEVEL = 3;
@@ -27,17 +28,18 @@ function compressedSize(c: BlockCompressor, block: Buffer): number {
 }
 
 /** `onBlock` sees each non-zero block's full BLAKE3 id (e.g. to ask a replica index about it). */
-export async function scanImage(path: string, blockSize: number, onBlock?: (b: number, id: Buffer) => void): Promise<SimDisk> {
-  const fh = await open(path, 'r').catch((e: Error) => {
-    throw new UsageError(`cannot open image ${path}: ${e.message}`);
-  });
+export async function scanImage(path: string, blockSize: number, onBlock?: (b: number, id: Buffer) => void, format: ImageFormat = 'raw'): Promise<SimDisk> {
+  // Any image kind (raw file, block device, qcow2 chain, NBD URI), read-only.
+  const opened = await openImage({ spec: parseImageSpec(path, format), writable: false, log });
+  const image = opened.disk;
   try {
-    const size = (await fh.stat()).size;
+    const size = image.size;
     const disk = new SimDisk(size, blockSize);
     const c = new BlockCompressor(MODEL_LEVEL);
     const chunk = Buffer.allocUnsafe(Math.max(blockSize, 4 << 20) - (Math.max(blockSize, 4 << 20) % blockSize));
     for (let off = 0; off < size; off += chunk.length) {
-      const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, size - off), off);
+      const bytesRead = Math.min(chunk.length, size - off);
+      await image.read(off, chunk.subarray(0, bytesRead));
       for (let p = 0; p < bytesRead; p += blockSize) {
         const b = (off + p) / blockSize;
         const block = chunk.subarray(p, Math.min(bytesRead, p + blockSize));
@@ -50,7 +52,7 @@ export async function scanImage(path: string, blockSize: number, onBlock?: (b: n
     }
     return disk;
   } finally {
-    await fh.close();
+    await opened.close();
   }
 }
 

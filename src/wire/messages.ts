@@ -78,6 +78,8 @@ export const HelloSchema = z.object({
    * (OFFER, answered by HAVE) and nothing is written. Absent means a migration.
    */
   purpose: z.enum(['migrate', 'plan']).optional(),
+  /** Merkle root (hex) of the source image's backing file in this block size: a target whose base has the same root takes the from-backing blocks from it. */
+  backingRoot: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -98,6 +100,8 @@ export const WelcomeSchema = z.object({
   resume: z.enum(['new', 'attach', 'precopy', 'postcopy', 'done']).optional(),
   /** Base64 bitmap of the blocks the target still lacks (resume 'postcopy'). */
   missing: z.string().max(2_000_000).optional(),
+  /** The target's base against the HELLO's backingRoot: 'same' means blocks from the backing chain need not be sent. */
+  backing: z.enum(['same', 'differs', 'none']).optional(),
 });
 export type Welcome = z.infer<typeof WelcomeSchema>;
 

@@ -40,7 +40,7 @@ function badImages(dir: string): Array<[string, string, RegExp]> {
   return [
     ['missing', join(dir, 'missing.img'), /does not exist/],
     ['a directory', join(dir, 'dir.img'), /is a directory/],
-    ['a FIFO', fifo, /is not a regular file \(a FIFO\)/],
+    ['a FIFO', fifo, /is not a regular file or block device \(a FIFO\)/],
     ['empty', join(dir, 'empty.img'), /is empty/],
     ['1000 bytes', join(dir, 'ragged.img'), /1000 bytes, not a whole number of 512-byte sectors/],
   ];

@@ -14,7 +14,7 @@ test('flimcd --help and export --help describe the command', async () => {
   assert.match(top.stdout, /export/);
   const r = await flimcd(['export', '--help']);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /--image <file>/);
+  assert.match(r.stdout, /--image <image>/);
   assert.match(r.stdout, /--listen <addr>/);
   assert.match(r.stdout, /--read-only/);
 });

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SourceAgent } from '../../migrate/source-agent.ts';
 import { TargetAgent } from '../../migrate/target-agent.ts';
@@ -5,6 +6,7 @@ import { parseAddress, formatAddress, nbdUri, type Address } from '../../util/ad
 import { parseBitRate, parseBlockSize, parseDuration } from '../../util/units.ts';
 import { parseAlgorithm, resolveFeatures } from '../../policy/algorithm.ts';
 import { log, logSink } from '../../util/log.ts';
+import { UsageError } from '../../errors.ts';
 import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
 import { onShutdownSignal } from '../signals.ts';
@@ -16,13 +18,15 @@ import { addLogOptions } from '../log-options.ts';
 import { readPrediction } from '../../sim/plan-file.ts';
 import { closeTrace, openTrace } from '../record-trace.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
-import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
-import { UsageError } from '../../errors.ts';
+import { checkImageSpecArg } from '../image-arg.ts';
+import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
 import { addClusterOptions, clusterFromFlags, openFleetContent, type ClusterFlags } from '../cluster-options.ts';
 
 interface SourceOptions extends SecurityFlags {
   image: string;
+  format?: string;
+  storageDaemon?: string;
   nbd: string;
   name: string;
   to: string;
@@ -46,6 +50,10 @@ interface SourceOptions extends SecurityFlags {
 
 interface TargetOptions extends SecurityFlags, ClusterFlags {
   image: string;
+  format?: string;
+  backing?: string;
+  backingFormat?: string;
+  storageDaemon?: string;
   listen: string;
   nbd: string;
   name: string;
@@ -68,7 +76,9 @@ export function registerAgents(program: Command): void {
   addSecurityOptions(addLogOptions(program
     .command('source')), 'target')
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
-    .requiredOption('--image <file>', 'the VM\'s raw disk image')
+    .requiredOption('--image <image>', 'the VM\'s disk: a raw file, a block device, a qcow2 file (--format qcow2), or an NBD URI (nbd://HOST:PORT/NAME, nbd+unix:///NAME?socket=PATH; needs --state-dir)')
+    .option('--format <fmt>', 'raw or qcow2 (never probed); qcow2 is opened through a supervised qemu-storage-daemon', 'raw')
+    .option('--storage-daemon <binary>', 'qemu-storage-daemon binary for qcow2 images (default: on PATH)')
     .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
     .option('--nbd <addr>', 'where the VM reaches its disk: unix:PATH or tcp:HOST:PORT', 'unix:/tmp/flimcd-source.sock')
     .option('--name <name>', 'NBD export name', '')
@@ -89,7 +99,8 @@ export function registerAgents(program: Command): void {
     .option('--json', 'print events and the final report as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b.example:7000 --bandwidth 100Mbit \\\n      --tls-ca ca.crt --tls-cert source.crt --tls-key source.key\n  flimcd source --image vm.img --to tcp:10.0.0.2:7000 --psk-file link.psk --algorithm precopy --control unix:/run/flimcd.ctl --json\n\nA lost link is reconnected with backoff; a restarted agent (same arguments) resumes from its state dir.\nExit codes: 0 migrated and verified, 1 failure or `flimcd abort` (the VM keeps running here), 2 bad input, 3 verification failed,\n4 link down longer than --link-timeout (restart with the same arguments to resume), 130 SIGINT, 143 SIGTERM.\n\nStopping: before the cut-over a SIGINT, SIGTERM or `flimcd abort` ends the migration; the VM\'s disk stays here,\nserved until the VM disconnects (another signal exits at once). After the cut-over a signal means "finish\npost-copy, then exit" (exit 0 or 3 as usual); a second within 10 s asks for confirmation, a third exits at once\nwith the state kept for a resume.')
     .action(async (o: SourceOptions) => {
-      const imageSize = checkImageArg(o.image, { writable: true });
+      const imageSize = checkImageSpecArg(o.image, o.format, { writable: true });
+      const format = parseImageFormat(o.format);
       const nbd = parseAddress(o.nbd, '--nbd');
       const to = parseAddress(o.to, '--to');
       const security = securityFromFlags(o);
@@ -102,7 +113,8 @@ export function registerAgents(program: Command): void {
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
       const progress = createProgress({ json: o.json, role: 'source', logSink, log, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
-      const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
+      if (o.plan && imageSize === undefined) throw new UsageError('--plan: not with an NBD URI as --image (the plan is checked against the image size)');
+      const prediction = o.plan && imageSize !== undefined ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) is honoured at once.
       // Before the cut-over it ends the migration (the VM keeps its disk here); after it, post-copy finishes first.
       let signalled: NodeJS.Signals | undefined;
@@ -147,7 +159,7 @@ export function registerAgents(program: Command): void {
       const trace = o.recordTrace ? await openTrace(o.recordTrace) : undefined;
       const agent = await SourceAgent.start({
         vmDisk: trace?.wrap,
-        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
+        image: o.image, format, storageDaemon: o.storageDaemon, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       }).catch(async (e: unknown) => {
         await trace?.recorder.close().catch(() => {});
@@ -196,7 +208,11 @@ export function registerAgents(program: Command): void {
   addClusterOptions(addSecurityOptions(addLogOptions(program
     .command('target')), 'source'), 'blocks this agent receives and records in --index are published as held here')
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
-    .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
+    .requiredOption('--image <image>', 'where the disk is written: a raw file (created if missing; an existing one must have the source\'s size), a block device, a qcow2 file (--format qcow2), or an NBD URI (needs --state-dir)')
+    .option('--format <fmt>', 'raw or qcow2 (never probed); qcow2 is written through a supervised qemu-storage-daemon', 'raw')
+    .option('--backing <file>', 'create --image as a new qcow2 overlay on this base (this host\'s copy of the source\'s backing chain): blocks the source takes from an identical base are not sent')
+    .option('--backing-format <fmt>', 'the format of --backing: raw or qcow2', 'qcow2')
+    .option('--storage-daemon <binary>', 'qemu-storage-daemon binary for qcow2 images (default: on PATH)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
     .option('--nbd <addr>', 'where the VM reaches its disk once the migration starts', 'unix:/tmp/flimcd-target.sock')
     .option('--name <name>', 'NBD export name', '')
@@ -209,7 +225,15 @@ export function registerAgents(program: Command): void {
     .option('--json', 'print events and the result as JSON lines')
     .addHelpText('after', '\nExamples:\n  flimcd target --image /var/lib/vm/vm.img --listen tcp:0.0.0.0:7000 --nbd unix:/run/vm.sock \\\n      --tls-ca ca.crt --tls-cert target.crt --tls-key target.key\n\nAfter the migration the target keeps serving the VM (its disk lives here now) until SIGTERM,\nwhich lets in-flight requests finish and flushes first.')
     .action(async (o: TargetOptions) => {
-      checkImageArgIfExists(o.image, { writable: true });
+      const format = parseImageFormat(o.format);
+      const spec = parseImageSpec(o.image, format, '--image', o.format !== undefined);
+      const backing = o.backing ? { file: o.backing, format: parseImageFormat(o.backingFormat, '--backing-format') } : undefined;
+      if (backing) {
+        if (spec.kind !== 'file') throw new UsageError(`--backing: creates a qcow2 overlay file; --image ${o.image} is not a file`);
+        checkImageSpecArg(backing.file, backing.format, { flag: '--backing' });
+        if (existsSync(o.image)) checkImageSpecArg(o.image, 'qcow2', { writable: true });
+      } else if (spec.kind === 'file' && existsSync(o.image)) checkImageSpecArg(o.image, format, { writable: true });
+      if (spec.kind === 'nbd' && !o.stateDir) throw new UsageError(`--state-dir: needed when --image is an NBD URI (${o.image}): there is no image file to keep the migration state next to`);
       const listen = parseAddress(o.listen, '--listen');
       const nbd = parseAddress(o.nbd, '--nbd');
       const security = securityFromFlags(o);
@@ -221,7 +245,7 @@ export function registerAgents(program: Command): void {
       const fleet = cluster ? openFleetContent(cluster, security, log) : undefined;
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote,
+        image: o.image, format, backing, storageDaemon: o.storageDaemon, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { FileDisk } from '../../block/file.ts';
 import { ReadOnlyDisk } from '../../block/filters/read-only.ts';
 import type { Disk } from '../../block/disk.ts';
 import { NbdServer } from '../../nbd/server.ts';
@@ -8,12 +7,16 @@ import { formatBytes } from '../../util/units.ts';
 import { log } from '../../util/log.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { exitCodeForSignal } from '../exit-codes.ts';
-import { checkImageArg } from '../image-arg.ts';
+import { checkImageSpecArg } from '../image-arg.ts';
+import { openImage } from '../../image/open-image.ts';
+import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
 import { addLogOptions } from '../log-options.ts';
 import { closeTrace, openTrace } from '../record-trace.ts';
 
 interface ExportOptions {
   image: string;
+  format?: string;
+  storageDaemon?: string;
   listen: string;
   name: string;
   description?: string;
@@ -25,8 +28,10 @@ interface ExportOptions {
 export function registerExport(program: Command): void {
   addLogOptions(program
     .command('export'))
-    .description('Serve a raw disk image over NBD (fixed newstyle, structured replies, base:allocation).')
-    .requiredOption('--image <file>', 'raw image file to serve')
+    .description('Serve a disk image over NBD (fixed newstyle, structured replies, base:allocation).')
+    .requiredOption('--image <image>', 'image to serve: a raw file, a block device, a qcow2 file (--format qcow2) or an NBD URI')
+    .option('--format <fmt>', 'raw or qcow2 (never probed)', 'raw')
+    .option('--storage-daemon <binary>', 'qemu-storage-daemon binary for qcow2 images (default: on PATH)')
     .option('--listen <addr>', 'unix:PATH or tcp:HOST:PORT', 'tcp:127.0.0.1:10809')
     .option('--name <name>', 'export name (the empty default name also reaches it)', '')
     .option('--description <text>', 'export description shown by nbdinfo --list')
@@ -36,8 +41,10 @@ export function registerExport(program: Command): void {
     .addHelpText('after', '\nExamples:\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock\n  flimcd export --image vm.img --listen unix:/tmp/vm.sock --record-trace vm-trace.fiu.zst\n  flimcd export --image base.img --listen tcp:127.0.0.1:10809 --name base --read-only\n  qemu-io -f raw nbd+unix:///?socket=/tmp/vm.sock -c "read -P 0 0 4k"')
     .action(async (opts: ExportOptions) => {
       const addr = parseAddress(opts.listen, '--listen');
-      checkImageArg(opts.image, { writable: !opts.readOnly });
-      let disk: Disk = await FileDisk.open(opts.image, { readOnly: opts.readOnly ?? false });
+      checkImageSpecArg(opts.image, opts.format, { writable: !opts.readOnly });
+      const spec = parseImageSpec(opts.image, parseImageFormat(opts.format));
+      const opened = await openImage({ spec, writable: !opts.readOnly, storageDaemon: opts.storageDaemon, log });
+      let disk: Disk = opened.disk;
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);
       const recorder = opts.recordTrace ? await openTrace(opts.recordTrace) : undefined;
       if (recorder) disk = recorder.wrap(disk);
@@ -57,7 +64,7 @@ export function registerExport(program: Command): void {
       log.info({ signal }, 'shutting down: finishing in-flight requests');
       await server.close();
       await disk.flush().catch(() => {});
-      await disk.close();
+      await opened.close();
       if (recorder) await closeTrace(recorder, opts.recordTrace!, opts.json);
       if (opts.json) process.stdout.write(JSON.stringify({ event: 'stopped', signal }) + '\n');
       // Stopped by a signal, as the README's exit-code table says: a supervisor tells it from a clean end.

@@ -5,7 +5,8 @@ import { ReplicaIndex } from '../../replica-index/replica-index.ts';
 import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
 import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
-import { checkImageArg } from '../image-arg.ts';
+import { checkImageSpecArg } from '../image-arg.ts';
+import { parseImageFormat } from '../../image/image-spec.ts';
 import { addClusterOptions, clusterFromFlags, type ClusterFlags } from '../cluster-options.ts';
 import { RedisLocator } from '../../locator/redis-locator.ts';
 import { CONTENT_ID_FORMAT } from '../../locator/fleet-content.ts';
@@ -17,6 +18,7 @@ interface IndexOptions extends ClusterFlags {
   index: string;
   blockSize: string;
   reindex?: boolean;
+  format?: string;
   json?: boolean;
 }
 
@@ -41,7 +43,8 @@ export function registerIndex(program: Command): void {
   addClusterOptions(index
     .command('add'), 'required with --cluster: the images added are published as held here')
     .description('Hash every non-zero block of each image and record where it lies (holes and zero blocks cost nothing).')
-    .argument('[image...]', 'raw image files')
+    .argument('[image...]', 'image files: raw files or block devices, or qcow2 files with --format qcow2 (read through their backing chain)')
+    .option('--format <fmt>', 'format of the images named: raw or qcow2 (never probed)', 'raw')
     .requiredOption('--index <dir>', 'index directory (created if missing)')
     .option('--block-size <size>', 'must equal the block size migrations use (4KiB-1MiB)', '64KiB')
     .option('--reindex', 'also re-index every image already in the index whose block size differs from --block-size (its old entries are dropped)')
@@ -49,16 +52,18 @@ export function registerIndex(program: Command): void {
     .action(async (given: string[], o: IndexOptions) => {
       const blockSize = parseBlockSize(o.blockSize, '--block-size');
       if (given.length === 0 && !o.reindex) throw new UsageError('index add: name at least one image (or pass --reindex)');
-      for (const path of given) checkImageArg(path, { flag: 'image' });
+      const format = parseImageFormat(o.format);
+      for (const path of given) checkImageSpecArg(path, format, { flag: 'image' });
       const cluster = clusterFromFlags(o);
       if (cluster && !cluster.replicaAddress) throw new UsageError('index add --cluster needs --replica-address: the address of this host\'s `flimcd replica-server`, which siblings fetch from');
       const ix = ReplicaIndex.open(o.index);
       const locator = cluster && new RedisLocator({ urls: cluster.urls, idFormat: CONTENT_ID_FORMAT, clock: realClock, log });
       try {
         const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize) : [];
-        for (const im of stale) checkImageArg(im.path, { flag: 'indexed image' });
+        for (const im of stale) checkImageSpecArg(im.path, im.format ?? 'raw', { flag: 'indexed image' });
         for (const im of stale) await ix.removeImage(im.path);
-        const images = [...new Set([...stale.map((im) => im.path), ...given])];
+        const formats = new Map<string, 'raw' | 'qcow2'>([...stale.map((im) => [im.path, im.format ?? 'raw'] as const), ...given.map((p) => [p, format] as const)]);
+        const images = [...formats.keys()];
         for (const path of images) {
           const bar = !o.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${path} [{bar}] {percentage}% ETA {eta}s`, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
           let started = false;
@@ -69,7 +74,7 @@ export function registerIndex(program: Command): void {
               started = true;
             }
             bar.update(done);
-          });
+          }, formats.get(path));
           bar?.stop();
           print(o.json, { event: 'added', ...r, ms: Math.round(r.ms) }, `added ${r.path}: ${r.scannedBlocks} non-zero blocks of ${formatBytes(blockSize)}, ${r.newIds} new ids (${formatBytes(r.size)} in ${(r.ms / 1000).toFixed(1)} s)`);
           const im = locator && ix.image(path);

@@ -13,7 +13,10 @@ import { OFFER_ID_BYTES } from '../../wire/messages.ts';
 import { parseAddress } from '../../util/address.ts';
 import { securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { addSecurityOptions } from '../security-options.ts';
-import { checkImageArg } from '../image-arg.ts';
+import { checkImageArg, checkImageSpecArg } from '../image-arg.ts';
+import { imageSizeOf } from '../../image/open-image.ts';
+import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
+import { log } from '../../util/log.ts';
 import { indexBlockSizeProblem } from '../../replica-index/block-size-check.ts';
 
 /** The target's index, refused when it holds only other block sizes (it would find nothing). */
@@ -54,6 +57,7 @@ class TargetQuestion {
 
 interface PlanCliOptions extends SecurityFlags {
   image: string;
+  format?: string;
   target?: string;
   targetImage?: string;
   index?: string;
@@ -71,7 +75,8 @@ export function registerPlan(program: Command): void {
   addSecurityOptions(program
     .command('plan'), 'target')
     .description('Before migrating: watch the live source image, simulate every algorithm on this image, workload and link, and recommend one (with the predicted time and wire bytes behind the choice).')
-    .requiredOption('--image <file>', 'the source VM\'s raw image (the file the source agent serves the VM from)')
+    .requiredOption('--image <image>', 'the source VM\'s image (what the source agent serves the VM from): a raw file, a block device, a qcow2 file (--format qcow2) or an NBD URI')
+    .option('--format <fmt>', 'format of --image: raw or qcow2 (never probed)', 'raw')
     .option('--target-image <file>', 'an old copy of the image already at the target (its content need not cross the link)')
     .option('--index <dir>', 'the target\'s replica index (`flimcd index`): blocks it holds need not cross the link (asked per block during the scan)')
     .option('--target <addr>', 'ask the running target agent (tcp:HOST:PORT, with the source agent\'s link credentials below) which blocks it can build from its old image and replica index; nothing is migrated')
@@ -92,7 +97,8 @@ export function registerPlan(program: Command): void {
       if (!(watchMs >= 0)) throw new UsageError('--watch must not be negative');
       const blockSize = parseBlockSize(opts.blockSize);
       const algorithms = opts.algorithm.split(',').map((s) => parseAlgorithm(s.trim()));
-      const imageSize = checkImageArg(opts.image);
+      const format = parseImageFormat(opts.format);
+      const imageSize = checkImageSpecArg(opts.image, opts.format) ?? (await imageSizeOf(parseImageSpec(opts.image, format), log));
       if (imageSize < blockSize) throw new UsageError(`--image: ${opts.image} has ${imageSize} bytes, less than one ${blockSize}-byte block`);
       if (opts.targetImage) checkImageArg(opts.targetImage, { flag: '--target-image' });
       const to = opts.target ? parseAddress(opts.target, '--target') : undefined;
@@ -106,7 +112,7 @@ export function registerPlan(program: Command): void {
         image = await scanImage(opts.image, blockSize, index || asked ? (b, id) => {
           if (index?.lookup(blockSize, id)) inIndex.push(b);
           asked?.add(b, id);
-        } : undefined);
+        } : undefined, format);
       } finally {
         await index?.close();
       }

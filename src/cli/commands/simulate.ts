@@ -5,12 +5,14 @@ import { scanImage, syntheticImage } from '../../sim/image-model.ts';
 import { BASE_SHARE, baseOf } from '../../sim/base-image.ts';
 import { applySwitches, parseVariants, parseWorkload, runScenario, summarize, type SummaryRow } from '../../sim/scenario.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { checkImageArg } from '../image-arg.ts';
+import { checkImageSpecArg } from '../image-arg.ts';
+import { parseImageFormat } from '../../image/image-spec.ts';
 
 interface SimulateOptions {
   workload: string;
   imageSize?: string;
   image?: string;
+  format?: string;
   bandwidth: string;
   rtt: string;
   loss: string;
@@ -47,7 +49,8 @@ export function registerSimulate(program: Command): void {
     .description('Simulate a migration: the real source and target engines and policies on a virtual clock, with a modelled link and disk (a 20 GiB migration in seconds).')
     .requiredOption('--workload <spec>', 'profile (idle, light, moderate, heavy, mail, files) or trace:FILE (FIU IODedup format, .zst/.gz too)')
     .option('--image-size <size>', 'size of a synthetic image (image-gen mix: 30 % holes, 10 % repeated, 40 % text, 20 % random)', '20GiB')
-    .option('--image <file>', 'model this raw image file instead of a synthetic one (scanned: zero blocks, content ids, zstd sizes)')
+    .option('--image <image>', 'model this image instead of a synthetic one (scanned: zero blocks, content ids, zstd sizes): a raw file, a block device, a qcow2 file (--format qcow2) or an NBD URI')
+    .option('--format <fmt>', 'format of --image: raw or qcow2 (never probed)', 'raw')
     .option('--bandwidth <rate>', 'link bandwidth', '100Mbit')
     .option('--rtt <duration>', 'link round-trip time', '50ms')
     .option('--loss <percent>', 'packet loss, e.g. 0.1% (modelled as the rate it leaves TCP)', '0%')
@@ -81,8 +84,8 @@ export function registerSimulate(program: Command): void {
       const timeScale = Number(opts.timeScale);
       if (!(timeScale > 0)) throw new UsageError(`--time-scale: "${opts.timeScale}" must be a positive number`);
       const variants = applySwitches(parseVariants(opts.algorithm), { hotOrder: opts.hotOrder, prefetch: opts.prefetch, dedup: opts.dedup, compress: opts.compress });
-      if (opts.image) checkImageArg(opts.image);
-      const image = opts.image ? await scanImage(opts.image, blockSize) : syntheticImage(parseSize(opts.imageSize ?? '20GiB', '--image-size'), blockSize, Number(opts.seed));
+      if (opts.image) checkImageSpecArg(opts.image, opts.format);
+      const image = opts.image ? await scanImage(opts.image, blockSize, undefined, parseImageFormat(opts.format)) : syntheticImage(parseSize(opts.imageSize ?? '20GiB', '--image-size'), blockSize, Number(opts.seed));
       if (image.size < blockSize) throw new UsageError(`the image (${image.size} bytes) is smaller than one block`);
       if (opts.targetHolds !== 'none' && opts.targetHolds !== 'base') throw new UsageError(`--target-holds: "${opts.targetHolds}" must be none or base`);
       const shareM = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(opts.baseShare);
