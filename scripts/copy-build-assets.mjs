@@ -1,10 +1,12 @@
 // The shipped build's second step: plain JavaScript modules under src/ (worker entry points
 // loaded by URL, which tsc neither compiles nor copies) go to the same place under dist/.
 import { cpSync, readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const src = new URL('../src/', import.meta.url).pathname;
-const dist = new URL('../dist/', import.meta.url).pathname;
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+const dist = join(root, 'dist');
 
 function* walk(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
