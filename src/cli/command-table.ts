@@ -17,7 +17,7 @@ export interface CommandEntry {
 }
 
 export const COMMAND_TABLE: readonly CommandEntry[] = [
-  { names: ['export'], summaries: ['serve a raw disk image over NBD'], load: async () => (await import('./commands/export.ts')).registerExport },
+  { names: ['export'], summaries: ['serve a disk image over NBD'], load: async () => (await import('./commands/export.ts')).registerExport },
   { names: ['wan'], summaries: ['emulate a WAN link (bandwidth, RTT, faults) as a TCP/unix proxy'], load: async () => (await import('./commands/wan.ts')).registerWan },
   { names: ['demo'], summaries: ['a live migration on this machine, through an emulated WAN, with a workload'], load: async () => (await import('./commands/demo.ts')).registerDemo },
   { names: ['load'], summaries: ['the VM stand-in: a checked workload against an NBD export'], load: async () => (await import('./commands/load.ts')).registerLoad },
@@ -36,6 +36,7 @@ export const COMMAND_TABLE: readonly CommandEntry[] = [
   { names: ['simulate'], summaries: ['simulate a migration on a modelled link, disk and VM'], load: async () => (await import('./commands/simulate.ts')).registerSimulate },
   { names: ['plan'], summaries: ['predict every algorithm for this image and link, and recommend one'], load: async () => (await import('./commands/plan.ts')).registerPlan },
   { names: ['certs'], summaries: ['make link credentials: a CA with certificates, or a PSK file'], load: async () => (await import('./commands/certs.ts')).registerCerts },
+  { names: ['replica-server'], summaries: ['serve this host\'s indexed images to sibling target hosts by content id (LAN fetch)'], load: async () => (await import('./commands/replica-server.ts')).registerReplicaServer },
 ];
 
 /**
