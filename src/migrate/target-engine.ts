@@ -19,7 +19,7 @@ import { BlockDecompressor } from '../wire/block-codec.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
 /** The engine takes time, content ids, decompression and block buffers from the runtime it runs on. */
-export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
+export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock' | 'work' | 'cpuSeconds'> {
   /** The target image wrapped for post-copy; the VM's export serves it (through `gate`). */
   disk: PostcopyDisk;
   /** Holds the VM's I/O at the target until cut-over. */
@@ -210,16 +210,16 @@ export class TargetEngine {
         this.count(m.reason, m.data.length);
         if (m.block >= this.n) throw new ProtocolError(`DATA for block ${m.block} beyond the image (${this.n} blocks)`);
         if (m.compressed) this.dedupStats.compressedBlocks++;
-        let data: Buffer;
-        try {
-          data = this.blockDecoder.decodeBlock(m.data, m.compressed === true, this.blockLength(m.block));
-        } catch (e) {
-          throw new ProtocolError(`DATA for block ${m.block}: ${(e as Error).message}`);
-        }
         const b = m.block;
+        const hash = this.o.features?.dedup === true && this.o.local !== undefined;
+        // Decompression and the id run on the runtime's block work (worker threads for agents), started
+        // at once so blocks decode in parallel; each is applied in its block's order.
+        const decoded = this.decodeData(m.data, m.compressed === true, b, hash);
+        decoded.catch(() => {}); // awaited below, in the block's turn
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
-          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? this.o.content.id(data) : undefined);
+          const { block, id } = await decoded;
+          if (await this.o.disk.applyData(b, block)) this.o.local?.noteWritten(b, id);
         });
         if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
         return p;
@@ -269,6 +269,19 @@ export class TargetEngine {
     const k = REASONS[reason] ?? String(reason);
     this.received[k] = (this.received[k] ?? 0) + blocks;
     this.receivedBytes += bytes;
+  }
+
+  /** A DATA payload as the block it carries (and its id when `hash`); a payload that does not decode is a protocol error. */
+  private async decodeData(payload: Buffer, compressed: boolean, b: number, hash: boolean): Promise<{ block: Buffer; id: Buffer | undefined }> {
+    const length = this.blockLength(b);
+    try {
+      if (compressed) return await this.o.work.decode(payload, length, hash);
+      const block = this.blockDecoder.decodeBlock(payload, false, length);
+      // The work may take the buffer over: what it gives back is the block from here on.
+      return hash ? await this.o.work.encode({ block, hash: true, level: 0 }) : { block, id: undefined };
+    } catch (e) {
+      throw new ProtocolError(`DATA for block ${b}: ${(e as Error).message}`);
+    }
   }
 
   private track<T>(block: number, fn: () => Promise<T>): Promise<T> {
@@ -442,7 +455,7 @@ export class TargetEngine {
     const written = disk.writtenHere;
     const targetWrites: Array<[number, string]> = [];
     for (let b = written.nextSet(0); b >= 0; b = written.nextSet(b + 1)) targetWrites.push([b, ids[b]!.toString('hex')]);
-    const root = merkleRoot(ids).toString('hex');
+    const root = merkleRoot(ids, this.o.content.format).toString('hex');
     const hashMs = clock.now() - started;
     if (this.superseded) return;
     log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
