@@ -78,6 +78,8 @@ export const HelloSchema = z.object({
    * (OFFER, answered by HAVE) and nothing is written. Absent means a migration.
    */
   purpose: z.enum(['migrate', 'plan']).optional(),
+  /** How this agent names content (src/content/content-id.ts); absent: `blake3`, the only format before it was named. */
+  contentIds: z.string().max(32).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -98,6 +100,8 @@ export const WelcomeSchema = z.object({
   resume: z.enum(['new', 'attach', 'precopy', 'postcopy', 'done']).optional(),
   /** Base64 bitmap of the blocks the target still lacks (resume 'postcopy'). */
   missing: z.string().max(2_000_000).optional(),
+  /** How this agent names content, as in HELLO; absent: `blake3`. */
+  contentIds: z.string().max(32).optional(),
 });
 export type Welcome = z.infer<typeof WelcomeSchema>;
 
