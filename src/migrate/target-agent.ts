@@ -20,6 +20,7 @@ import { buildTargetDisks, buildTargetSession } from './stack.ts';
 import { LocalContent } from './local-content.ts';
 import { ReplicaIndex } from '../replica-index/replica-index.ts';
 import { indexBlockSizeProblem } from '../replica-index/block-size-check.ts';
+import { indexContentIdProblem } from '../replica-index/content-id-check.ts';
 import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
@@ -158,6 +159,8 @@ export class TargetAgent {
     const sizes = [...bySize].sort((a, b) => a[0] - b[0]).map(([bs, n]) => `${n} image${n > 1 ? 's' : ''} in ${bs / 1024} KiB blocks`);
     this.o.log.info({ index: this.o.indexDir, blockSizes: [...bySize.keys()] }, `replica index: ${sizes.join(', ') || 'empty'}; a migration uses only the entries of its own block size`);
     if (this.saved) this.warnIndexBlockSize(this.saved.blockSize);
+    const formats = indexContentIdProblem(this.index.list(), this.runtime.content.format, this.o.indexDir!);
+    if (formats) this.o.log.warn({ index: this.o.indexDir }, formats);
   }
 
   /** The index finds nothing for a migration at another block size: say so, with the fix. */

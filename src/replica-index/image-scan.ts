@@ -51,8 +51,8 @@ export interface IndexAddResult {
   ms: number;
 }
 
-/** Registers a local image file in the index (`flimcd index add`): every non-zero block's id → (image, offset). */
-export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
+/** Registers a local image file in the index (`flimcd index add`): every non-zero block's id (real bytes, `content`'s format) → (image, offset). */
+export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void, content: ContentModel = REAL_CONTENT_MODEL): Promise<IndexAddResult> {
   let disk: FileDisk;
   try {
     disk = await FileDisk.open(path, { readOnly: true });
@@ -62,7 +62,7 @@ export async function indexImage(index: ContentIndex, path: string, blockSize: n
   }
   try {
     // A file on disk holds real bytes.
-    return await indexDisk(index, path, disk, blockSize, REAL_CONTENT_MODEL, onProgress);
+    return await indexDisk(index, path, disk, blockSize, content, onProgress);
   } finally {
     await disk.close();
   }
@@ -74,7 +74,7 @@ export async function indexImage(index: ContentIndex, path: string, blockSize: n
  */
 export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, content: ContentModel, onProgress?: (done: number, total: number) => void): Promise<IndexAddResult> {
   const t = performance.now();
-  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered' });
+  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered', contentIds: content.format });
   let batch: Array<{ id: Buffer; offset: number }> = [];
   let scanned = 0;
   let added = 0;

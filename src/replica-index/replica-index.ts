@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
+import { DEFAULT_CONTENT_ID_FORMAT, UNNAMED_CONTENT_ID_FORMAT, type ContentIdFormat } from '../content/content-id.ts';
 
 /** Where some content lies locally: a file and a byte offset. */
 export interface ReplicaLocation {
@@ -20,6 +21,21 @@ export interface IndexedImage {
   addedAt: string;
   /** `registered` by `flimcd index add`; `received` when a target recorded blocks as they arrived. */
   kind: 'registered' | 'received';
+  /** Format of the ids recorded for it (src/content/content-id.ts); absent in indexes from before formats were named: `blake3`. */
+  contentIds?: string;
+}
+
+/** What registering an image says about it. `contentIds` absent: the default format. */
+export interface ImageMeta {
+  size: number;
+  blockSize: number;
+  kind: IndexedImage['kind'];
+  contentIds?: ContentIdFormat;
+}
+
+/** An image's id format as recorded (absent: BLAKE3, the only one before formats were named). */
+export function imageContentIds(im: IndexedImage): string {
+  return im.contentIds ?? UNNAMED_CONTENT_ID_FORMAT;
 }
 
 /**
@@ -30,7 +46,8 @@ export interface IndexedImage {
 export interface ContentIndex {
   /** Total entries for a block size (an upper bound). */
   blockCount(blockSize: number): number;
-  ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage>;
+  /** Registers an image (again: a new block size or id format starts it afresh). */
+  ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage>;
   addEntries(image: IndexedImage, entries: Array<{ id: Uint8Array; offset: number }>): Promise<number>;
   lookup(blockSize: number, id: Uint8Array): ReplicaLocation | undefined;
   forget(blockSize: number, id: Uint8Array): Promise<void>;
@@ -101,10 +118,10 @@ export class ReplicaIndex implements ContentIndex {
   }
 
   /** Registers (or re-registers) an image and returns its number. */
-  async ensureImage(path: string, meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): Promise<IndexedImage> {
+  async ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
-    if (existing && existing.blockSize === meta.blockSize) return existing;
+    if (existing && sameScheme(existing, meta)) return existing;
     const im = imageRecord(p, existing, this.list(), meta);
     await this.images.put(p, im);
     return im;
@@ -193,7 +210,12 @@ export function countBlocks(images: Iterable<IndexedImage>, blockSize: number): 
 }
 
 /** A (re-)registered image's record: it keeps its number, or takes the next free one. */
-export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: { size: number; blockSize: number; kind: IndexedImage['kind'] }): IndexedImage {
+export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: ImageMeta): IndexedImage {
   const no = existing?.no ?? all.reduce((m, im) => Math.max(m, im.no), 0) + 1;
-  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind };
+  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind, contentIds: meta.contentIds ?? DEFAULT_CONTENT_ID_FORMAT };
+}
+
+/** An image record already holds entries of this block size and id format. */
+export function sameScheme(im: IndexedImage, meta: ImageMeta): boolean {
+  return im.blockSize === meta.blockSize && imageContentIds(im) === (meta.contentIds ?? DEFAULT_CONTENT_ID_FORMAT);
 }

@@ -14,8 +14,9 @@ import { readPrediction } from '../../sim/plan-file.ts';
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { checkImageArg, checkImageArgIfExists } from '../image-arg.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
+import { addRuntimeOptions, runtimeFromFlags, type RuntimeFlags } from '../runtime-options.ts';
 
-interface SourceOptions extends SecurityFlags {
+interface SourceOptions extends SecurityFlags, RuntimeFlags {
   image: string;
   nbd: string;
   name: string;
@@ -37,7 +38,7 @@ interface SourceOptions extends SecurityFlags {
   json?: boolean;
 }
 
-interface TargetOptions extends SecurityFlags {
+interface TargetOptions extends SecurityFlags, RuntimeFlags {
   image: string;
   listen: string;
   nbd: string;
@@ -57,8 +58,8 @@ const emit = (json: boolean | undefined, event: Record<string, unknown>, human: 
 };
 
 export function registerAgents(program: Command): void {
-  addSecurityOptions(program
-    .command('source'), 'target')
+  addRuntimeOptions(addSecurityOptions(program
+    .command('source'), 'target'))
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
     .requiredOption('--image <file>', 'the VM\'s raw disk image')
     .requiredOption('--to <addr>', 'target agent link address, tcp:HOST:PORT')
@@ -94,6 +95,7 @@ export function registerAgents(program: Command): void {
       const progress = createProgress({ json: o.json, role: 'source', formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
       const prediction = o.plan ? readPrediction(o.plan, algorithm, imageSize) : undefined;
+      const runtime = runtimeFromFlags(o);
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) ends the agent at once.
       let signalled: NodeJS.Signals | undefined;
       let stop!: () => void;
@@ -104,7 +106,7 @@ export function registerAgents(program: Command): void {
         stop();
       });
       const agent = await SourceAgent.start({
-        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
+        image: o.image, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs, runtime,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       });
       agentRef = agent;
@@ -132,6 +134,7 @@ export function registerAgents(program: Command): void {
         progress.stop();
         await control?.close();
         await agent.close();
+        await runtime.work.close();
       }
       if (interrupted && signalled) {
         emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`);
@@ -139,8 +142,8 @@ export function registerAgents(program: Command): void {
       }
     });
 
-  addSecurityOptions(program
-    .command('target'), 'source')
+  addRuntimeOptions(addSecurityOptions(program
+    .command('target'), 'source'))
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <file>', 'where the disk image is written (created if missing; an existing file must have the source\'s size)')
     .option('--listen <addr>', 'link address the source agent connects to', 'tcp:0.0.0.0:7000')
@@ -161,9 +164,10 @@ export function registerAgents(program: Command): void {
       const security = securityFromFlags(o);
       const fetchTimeoutMs = parseDuration(o.fetchTimeout, '--fetch-timeout');
       const progress = createProgress({ json: o.json, role: 'target' });
+      const runtime = runtimeFromFlags(o);
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs,
+        image: o.image, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, runtime,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`),
       });
@@ -195,6 +199,7 @@ export function registerAgents(program: Command): void {
         progress.stop();
         await control?.close();
         await agent.close();
+        await runtime.work.close();
       }
       // Stopped by a signal, as the README's exit-code table says, whether it was serving the VM or still waiting.
       if (signalled && !process.exitCode) process.exitCode = exitCodeForSignal(signalled);

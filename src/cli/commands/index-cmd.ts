@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import { ReplicaIndex } from '../../replica-index/replica-index.ts';
+import { imageContentIds, ReplicaIndex } from '../../replica-index/replica-index.ts';
+import { parseContentHash } from '../runtime-options.ts';
+import { realContentModel } from '../../content/content-id.ts';
 import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
 import { UsageError } from '../../errors.ts';
@@ -11,6 +13,7 @@ interface IndexOptions {
   index: string;
   blockSize: string;
   reindex?: boolean;
+  contentHash: string;
   json?: boolean;
 }
 
@@ -38,15 +41,17 @@ export function registerIndex(program: Command): void {
     .argument('[image...]', 'raw image files')
     .requiredOption('--index <dir>', 'index directory (created if missing)')
     .option('--block-size <size>', 'must equal the block size migrations use (4KiB-1MiB)', '64KiB')
-    .option('--reindex', 'also re-index every image already in the index whose block size differs from --block-size (its old entries are dropped)')
+    .option('--reindex', 'also re-index every image already in the index whose block size or content hash differs from --block-size and --content-hash (its old entries are dropped)')
+    .option('--content-hash <name>', 'content id format: must equal the target agent\'s (sha256 or blake3)', 'sha256')
     .option('--json', 'one JSON object per image')
     .action(async (given: string[], o: IndexOptions) => {
       const blockSize = parseBlockSize(o.blockSize, '--block-size');
+      const content = realContentModel(parseContentHash(o.contentHash));
       if (given.length === 0 && !o.reindex) throw new UsageError('index add: name at least one image (or pass --reindex)');
       for (const path of given) checkImageArg(path, { flag: 'image' });
       const ix = ReplicaIndex.open(o.index);
       try {
-        const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize) : [];
+        const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize || imageContentIds(im) !== content.format) : [];
         for (const im of stale) checkImageArg(im.path, { flag: 'indexed image' });
         for (const im of stale) await ix.removeImage(im.path);
         const images = [...new Set([...stale.map((im) => im.path), ...given])];
@@ -60,7 +65,7 @@ export function registerIndex(program: Command): void {
               started = true;
             }
             bar.update(done);
-          });
+          }, content);
           bar?.stop();
           print(o.json, { event: 'added', ...r, ms: Math.round(r.ms) }, `added ${r.path}: ${r.scannedBlocks} non-zero blocks of ${formatBytes(blockSize)}, ${r.newIds} new ids (${formatBytes(r.size)} in ${(r.ms / 1000).toFixed(1)} s)`);
         }
@@ -100,7 +105,7 @@ export function registerIndex(program: Command): void {
         const list = ix.list();
         if (o.json) return print(true, list, '');
         if (list.length === 0) return print(false, null, `the index at ${ix.dir} is empty`);
-        for (const im of list) print(false, null, `${im.path}  ${formatBytes(im.size)}  blocks of ${formatBytes(im.blockSize)}: ${im.blocks} ids  (${im.kind}, ${im.addedAt})`);
+        for (const im of list) print(false, null, `${im.path}  ${formatBytes(im.size)}  blocks of ${formatBytes(im.blockSize)}: ${im.blocks} ${imageContentIds(im)} ids  (${im.kind}, ${im.addedAt})`);
       } finally {
         await ix.close();
       }
