@@ -68,6 +68,14 @@ export interface MigrationReport {
   compression: { level: number | null; raw_bytes: number; wire_bytes: number; compressed_blocks: number };
   /** Content-id offers and what the target made from local content. */
   dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: TargetDedupStats | null };
+  /**
+   * CPU each agent's process used over the last session (process.cpuUsage: every thread, the
+   * block-work pool's workers included), in seconds and in seconds per GiB of image; the target's
+   * until it sent VERIFY (its hashing included), null from an agent that does not say. Both agents in
+   * one process (the demo, tests) each count the whole process. `*_workers_busy_s`: how long the
+   * block-work threads were busy (wall time, part of the CPU above; 0 with the work on the event loop).
+   */
+  cpu: { source_s: number; target_s: number | null; source_s_per_gib: number; target_s_per_gib: number | null; worker_threads: number; source_workers_busy_s: number; target_workers_busy_s: number | null };
 }
 
 export interface ReportInput {
@@ -91,6 +99,8 @@ export interface ReportInput {
   targetStats: TargetStats;
   bandwidthBps: number | undefined;
   compressionLevel?: number | undefined;
+  /** The source process's CPU seconds over the session, its block-work threads and their busy seconds. */
+  cpu: { seconds: number; workerThreads: number; workersBusyS: number };
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
@@ -150,6 +160,7 @@ export function buildReport(i: ReportInput): MigrationReport {
   const misses = ts.missBlocks;
   // Without a post-copy phase (pre-copy) the target has everything when it starts serving: what follows is verification.
   const postcopyMs = i.enteredPostcopy ? Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs) : 0;
+  const gib = Math.max(1, i.imageBytes) / 2 ** 30;
   return {
     algorithm: i.algorithm,
     features: { hot_order: i.features.hotOrder, prefetch: i.features.prefetch },
@@ -200,6 +211,15 @@ export function buildReport(i: ReportInput): MigrationReport {
       replica_blocks: num(i.counts.replicaBlocks),
       reference_blocks: num(i.counts.refBlocks),
       target: ts.dedup,
+    },
+    cpu: {
+      source_s: r3(i.cpu.seconds),
+      target_s: ts.cpuS === undefined ? null : r3(ts.cpuS),
+      source_s_per_gib: r3(i.cpu.seconds / gib),
+      target_s_per_gib: ts.cpuS === undefined ? null : r3(ts.cpuS / gib),
+      worker_threads: i.cpu.workerThreads,
+      source_workers_busy_s: r3(i.cpu.workersBusyS),
+      target_workers_busy_s: ts.workersBusyS === undefined ? null : r3(ts.workersBusyS),
     },
   };
 }

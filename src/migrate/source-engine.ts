@@ -109,6 +109,9 @@ export class SourceEngine {
   private readonly inbox = new Map<number, Message>();
   private readonly config: CutoverConfig;
   readonly features: Features;
+  /** Process CPU seconds and block-work busy seconds when the session began (the report counts from here). */
+  private readonly cpuAtStart: number;
+  private readonly busyAtStart: number;
 
   constructor(private readonly o: SourceEngineOptions) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
@@ -116,6 +119,8 @@ export class SourceEngine {
     this.needSend = new Bitmap(this.n, true);
     this.sentOnce = new Bitmap(this.n);
     this.t0 = o.clock.now();
+    this.cpuAtStart = o.cpuSeconds();
+    this.busyAtStart = o.work.busySeconds();
     this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
     this.sender = new ContentSender({
       channel: o.channel,
@@ -303,6 +308,7 @@ export class SourceEngine {
       targetStats: verify.verify.stats,
       bandwidthBps: this.o.bandwidthBps,
       compressionLevel: this.sender.compressionLevel,
+      cpu: { seconds: this.o.cpuSeconds() - this.cpuAtStart, workerThreads: this.o.work.threads, workersBusyS: this.o.work.busySeconds() - this.busyAtStart },
     });
   }
 

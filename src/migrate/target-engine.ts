@@ -106,9 +106,14 @@ export class TargetEngine {
   /** Block messages that arrived during the cut-over, applied in arrival order once the VM is served here. */
   private heldInCutover: Array<{ m: Message; resolve: (applied: void | Promise<void>) => void; reject: (e: Error) => void }> = [];
   private superseded = false;
+  /** Process CPU seconds and block-work busy seconds when the session began (VERIFY reports from here). */
+  private readonly cpuAtStart: number;
+  private readonly busyAtStart: number;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
+    this.cpuAtStart = o.cpuSeconds();
+    this.busyAtStart = o.work.busySeconds();
     this.blockDecoder = new BlockDecompressor(o.codec);
     this.result = new Promise((resolve, reject) => {
       this.done = resolve;
@@ -459,7 +464,10 @@ export class TargetEngine {
     const hashMs = clock.now() - started;
     if (this.superseded) return;
     log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
-    const stats: TargetStats = { ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt };
+    const stats: TargetStats = {
+      ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt,
+      cpuS: this.o.cpuSeconds() - this.cpuAtStart, workersBusyS: this.o.work.busySeconds() - this.busyAtStart,
+    };
     channel.send({ type: MsgType.VERIFY, verify: { root, targetWrites, hashMs, stats } });
   }
 
