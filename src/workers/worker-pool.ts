@@ -110,7 +110,7 @@ export class WorkerPool implements BlockWork {
   }
 
   private async post(job: WorkerJob, transfer: ArrayBuffer[]): Promise<Extract<WorkerReply, { error?: undefined }>> {
-    while (this.posted >= this.capacity) {
+    while (this.posted >= this.capacity && !this.closed) {
       await new Promise<void>((r) => this.waiting.push(r));
     }
     if (this.closed) throw this.closed;
@@ -122,6 +122,11 @@ export class WorkerPool implements BlockWork {
       m.jobs.set(job.job, { resolve, reject, op: job.op });
       m.worker.postMessage(job, transfer);
     });
+  }
+
+  /** Jobs posted to workers and not yet answered (at most size × queuePerWorker). */
+  get postedJobs(): number {
+    return this.posted;
   }
 
   async encode(r: EncodeRequest): Promise<Encoded> {
