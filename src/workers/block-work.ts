@@ -64,7 +64,7 @@ export function inThreadBlockWork(content: ContentModel, codec: CodecModel = ZST
         const c = compressor.compress(r.block);
         return Promise.resolve({ block: r.block, id, payload: c.compressed ? c.payload : undefined, ms: c.ms });
       } catch (e) {
-        return Promise.reject(e as Error);
+        return Promise.reject(e);
       }
     },
     decode(payload, length, hash) {
@@ -72,7 +72,7 @@ export function inThreadBlockWork(content: ContentModel, codec: CodecModel = ZST
         const block = decompressor.decompress(payload, length);
         return Promise.resolve({ block, id: hash ? content.id(block) : undefined });
       } catch (e) {
-        return Promise.reject(e as Error);
+        return Promise.reject(e);
       }
     },
     busySeconds: () => 0,
