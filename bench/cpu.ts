@@ -21,7 +21,7 @@
  * cpu_s_per_gib_target (lower is better), hash_gbps, zstd_gbps (higher).
  * Run on a quiet machine; the load average is printed beside the numbers.
  */
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -47,11 +47,16 @@ const say = (s: string) => { if (!JSON_OUT) console.log(s); };
 
 /** Up to `limit` non-zero 64 KiB blocks of the image. */
 function sampleBlocks(path: string, limit: number): Buffer[] {
-  const all = readFileSync(path);
+  const fd = openSync(path, 'r');
   const out: Buffer[] = [];
-  for (let off = 0; off + BS <= all.length && out.length < limit; off += BS) {
-    const b = all.subarray(off, off + BS);
-    if (!isZero(b)) out.push(Buffer.from(b));
+  try {
+    for (let off = 0; out.length < limit; off += BS) {
+      const b = Buffer.allocUnsafe(BS);
+      if (readSync(fd, b, 0, BS, off) < BS) break;
+      if (!isZero(b)) out.push(b);
+    }
+  } finally {
+    closeSync(fd);
   }
   return out;
 }
