@@ -129,7 +129,7 @@ async function main(): Promise<void> {
       for (const [name, flags] of Object.entries(configs)) {
         const run = await migrateOnce(dir, image, flags, n++);
         rows[name]!.push(run);
-        say(`${name.padEnd(6)} run ${r + 1}: ${run.report.time_total_s.toFixed(1)} s, cpu ${run.report.cpu.source_s_per_gib} s/GiB source, ${run.report.cpu.target_s_per_gib} s/GiB target, wire ${run.wire_gbps.toFixed(2)} Gbit/s, raw ${run.raw_gbps.toFixed(2)} Gbit/s, verified ${run.report.verified}`);
+        say(`${name.padEnd(6)} run ${r + 1}: ${run.report.time_total_s.toFixed(1)} s, cpu ${run.report.cpu.source_s_per_gib} s/GiB source, ${run.report.cpu.target_s_per_gib} s/GiB target, wire ${run.wire_gbps.toFixed(2)} Gbit/s, raw ${run.raw_gbps.toFixed(2)} Gbit/s, zstd level ${run.report.compression.level} ratio ${(run.report.compression.raw_bytes / Math.max(1, run.report.compression.wire_bytes)).toFixed(2)}, workers busy ${run.report.cpu.source_workers_busy_s}/${run.report.cpu.target_workers_busy_s} s, verified ${run.report.verified}`);
       }
     }
     const summary = (name: string) => {
