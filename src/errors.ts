@@ -41,6 +41,8 @@ export const ErrorCode = {
   TARGET_STALE_STATE: 'FLIMCD_ERR_TARGET_STALE_STATE',
   TARGET_SETUP: 'FLIMCD_ERR_TARGET_SETUP',
   TARGET_TLS_REQUIRED: 'FLIMCD_ERR_TARGET_TLS_REQUIRED',
+  /** The two agents name content differently (`--content-hash`): their ids, references and Merkle roots would never match. */
+  TARGET_CONTENT_ID: 'FLIMCD_ERR_TARGET_CONTENT_ID',
   /** A refusal reason this version does not know (a newer or foreign target). */
   TARGET_REFUSED: 'FLIMCD_ERR_TARGET_REFUSED',
   /** The target does not answer plan probes (an older flimcd). */
@@ -231,6 +233,7 @@ export const TargetRefusal = {
   STALE_STATE: ErrorCode.TARGET_STALE_STATE,
   SETUP: ErrorCode.TARGET_SETUP,
   TLS_REQUIRED: ErrorCode.TARGET_TLS_REQUIRED,
+  CONTENT_ID: ErrorCode.TARGET_CONTENT_ID,
 } as const;
 export type TargetRefusalReason = keyof typeof TargetRefusal;
 

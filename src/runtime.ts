@@ -9,10 +9,12 @@
  * (src/sim/content-model.ts modelledRuntime).
  */
 import { realClock, type Clock } from './util/clock.ts';
-import { REAL_CONTENT_MODEL, type ContentModel } from './content/content-id.ts';
+import { DEFAULT_CONTENT_ID_FORMAT, realContentModel, type ContentIdFormat, type ContentModel } from './content/content-id.ts';
 import { ZSTD_CODEC, type CodecModel } from './wire/block-codec.ts';
 import { CRC32_FRAME_CHECKSUM, type FrameChecksum } from './wire/frame.ts';
 import { allocUnsafeBlock, type BlockAllocator } from './block/block-buffer.ts';
+import { inThreadBlockWork, type BlockWork } from './workers/block-work.ts';
+import { WorkerPool } from './workers/worker-pool.ts';
 
 export interface Runtime {
   clock: Clock;
@@ -24,12 +26,32 @@ export interface Runtime {
   frameChecksum: FrameChecksum;
   /** Buffers for blocks on their way to the link or the image. */
   allocBlock: BlockAllocator;
+  /** Where content ids and zstd of blocks on the link run: a pool of worker threads, or this thread. */
+  work: BlockWork;
+  /** CPU seconds this process has used so far, every thread (the pool's workers) included. */
+  cpuSeconds: () => number;
+}
+
+/** process.cpuUsage() covers the whole process (getrusage RUSAGE_SELF): worker threads are in it. */
+export function processCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+export interface RealRuntimeOptions {
+  clock?: Clock;
+  /** Content id format (default SHA-256; see src/content/content-id.ts). */
+  contentIds?: ContentIdFormat;
+  /** Worker threads for ids and zstd; 0 (the default) runs them on this thread. Close `work` when done. */
+  workers?: number;
 }
 
 /** Real bytes on the given clock (default the wall clock): what agents run on. */
-export function realRuntime(clock: Clock = realClock): Runtime {
-  return { clock, content: REAL_CONTENT_MODEL, codec: ZSTD_CODEC, frameChecksum: CRC32_FRAME_CHECKSUM, allocBlock: allocUnsafeBlock };
+export function realRuntime(o: RealRuntimeOptions = {}): Runtime {
+  const content = realContentModel(o.contentIds ?? DEFAULT_CONTENT_ID_FORMAT);
+  const work = o.workers && o.workers > 0 ? new WorkerPool({ size: o.workers, format: content.format }) : inThreadBlockWork(content);
+  return { clock: o.clock ?? realClock, content, codec: ZSTD_CODEC, frameChecksum: CRC32_FRAME_CHECKSUM, allocBlock: allocUnsafeBlock, work, cpuSeconds: processCpuSeconds };
 }
 
-/** The agents' runtime: the wall clock and real bytes. */
+/** The wall clock and real bytes, the work on this thread: the default where no runtime is handed in. */
 export const REAL_RUNTIME: Runtime = Object.freeze(realRuntime());

@@ -6,7 +6,8 @@ import { realClock } from '../util/clock.ts';
 import type { LinkSecurity } from '../wire/secure-link.ts';
 import { RedisLocator, parseClusterUrls } from '../locator/redis-locator.ts';
 import { ReplicaClient } from '../locator/replica-client.ts';
-import { FleetContent, CONTENT_ID_FORMAT } from '../locator/fleet-content.ts';
+import { FleetContent } from '../locator/fleet-content.ts';
+import type { ContentIdFormat } from '../content/content-id.ts';
 
 /** The datacenter-wide locator's flags (`flimcd target`, `flimcd index add`). */
 export interface ClusterFlags {
@@ -42,8 +43,8 @@ export function clusterFromFlags(f: ClusterFlags): { urls: string[]; replicaAddr
  * What a target agent gets from `--cluster`: the locator, the LAN fetcher,
  * and the view joining them; `close` publishes what is queued and disconnects.
  */
-export function openFleetContent(c: { urls: string[]; replicaAddress: string | undefined }, security: LinkSecurity, log: Logger): { remote: FleetContent; close(): Promise<void> } {
-  const locator = new RedisLocator({ urls: c.urls, idFormat: CONTENT_ID_FORMAT, clock: realClock, log });
+export function openFleetContent(c: { urls: string[]; replicaAddress: string | undefined }, security: LinkSecurity, log: Logger, idFormat: ContentIdFormat): { remote: FleetContent; close(): Promise<void> } {
+  const locator = new RedisLocator({ urls: c.urls, idFormat, clock: realClock, log });
   // Sibling replica servers present the target's certificate (flimcd-target), whatever peer name this agent pins for its source.
   const client = new ReplicaClient({ security: security.mode === 'cert' ? { ...security, peerName: undefined } : security, clock: realClock, log });
   const remote = new FleetContent({ locator, client, selfAddress: c.replicaAddress, log });

@@ -1,3 +1,4 @@
+import type { Runtime } from '../runtime.ts';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { generateImage, type ImageStats } from '../workload/image-gen.ts';
@@ -37,6 +38,8 @@ export interface LocalMigrationOptions {
   log: Logger;
   onPhase?: (p: Phase) => void;
   onStatus?: (s: Record<string, unknown>) => void;
+  /** What both agents run on (default REAL_RUNTIME: ids and zstd on the event loop); the caller closes its work. */
+  runtime?: Runtime;
 }
 
 export interface LocalMigrationResult {
@@ -63,7 +66,7 @@ export async function runLocalMigration(o: LocalMigrationOptions): Promise<Local
   const pair = await startAgentPair({
     sourceImage: src, targetImage: dst, dir: o.dir, algorithm: o.algorithm, features: o.features, blockSize: o.blockSize,
     bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, security: o.security, log: o.log,
-    source: { onPhase: o.onPhase }, target: { indexDir: o.indexDir },
+    source: { onPhase: o.onPhase, runtime: o.runtime }, target: { indexDir: o.indexDir, runtime: o.runtime },
   });
   const { source, target } = pair;
   const opened: Disk[] = [];

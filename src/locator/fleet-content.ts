@@ -11,9 +11,6 @@ import type { RedisLocator } from './redis-locator.ts';
 import type { ReplicaClient } from './replica-client.ts';
 import type { LocatorEntry } from './locator-keys.ts';
 
-/** The content id format the locator keys on: BLAKE3-256 ids (src/content/content-id.ts). */
-export const CONTENT_ID_FORMAT = 'blake3';
-
 interface FleetHit extends RemoteHit {
   entry: LocatorEntry;
 }

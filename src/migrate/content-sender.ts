@@ -4,6 +4,7 @@ import { DataReason, MAX_OFFER_BLOCKS, MsgType, OFFER_ID_BYTES, type DataReasonV
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { chooseCompressionLevel } from '../policy/compression-level.ts';
 import type { Runtime } from '../runtime.ts';
+import type { Encoded } from '../workers/block-work.ts';
 
 /** Ids offered per OFFER frame (36 bytes each on the wire). */
 const OFFER_BATCH = 512;
@@ -27,7 +28,7 @@ export interface SenderCounts {
 }
 
 /** The sender takes time, content ids, compression and block buffers from the runtime it runs on. */
-export interface ContentSenderOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
+export interface ContentSenderOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock' | 'work'> {
   channel: Channel;
   image: Disk;
   blockSize: number;
@@ -100,31 +101,53 @@ export class ContentSender {
   }
 
   /**
-   * Sends block `b` whose current bytes are `data`. Waits for room in the bulk
-   * lane when it sends bulk data. `allowRef` false forces bytes: the answer to
-   * a fetch must not be a reference (the target fetches when one fails).
+   * Starts the costly part of sending `data` (its content id, its zstd) on the
+   * runtime's block work (worker threads for agents), so an engine can read
+   * and prepare the next blocks while this one is still being hashed; hand
+   * the result to send(). Undefined for a zero block, which needs neither.
+   * `data` is handed over: use only what the promise gives back.
    */
-  async send(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, allowRef = true): Promise<void> {
+  prepare(data: Buffer, reason: DataReasonValue): Promise<Encoded> | undefined {
+    if (this.o.content.isZero(data)) return undefined;
+    // A block that will be offered first needs its id only; its bytes, if lacking, are read again later.
+    const offerFirst = this.o.dedup && this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY);
+    // One trip does both: a block that turns out to be a REF wastes a compression on a worker, which
+    // costs less than a second trip through the event loop for every block.
+    return this.o.work.encode({ block: data, hash: this.o.dedup, level: this.compressor && !offerFirst ? this.compressor.level : 0 });
+  }
+
+  /**
+   * Sends block `b` whose current bytes are `data` (or, `prepared`, the
+   * result of prepare(data)). Waits for room in the bulk lane when it sends
+   * bulk data. `allowRef` false forces bytes: the answer to a fetch must not
+   * be a reference (the target fetches when one fails).
+   */
+  async send(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, allowRef = true, prepared: Promise<Encoded> | undefined | 'unprepared' = 'unprepared'): Promise<void> {
     const { channel } = this.o;
+    const work = prepared === 'unprepared' ? this.prepare(data, reason) : prepared;
     if (prio === Priority.BULK && this.ready.length) await this.sendReady();
-    // Whatever block b held at the target is about to be replaced.
+    // Whatever block b held at the target is about to be replaced. The generation is taken now: a
+    // later send of b started while this one waits for its work makes this one's ack register nothing.
     this.overwritten(b);
-    if (this.o.content.isZero(data)) {
+    const g = this.gen[b]!;
+    if (!work) {
       channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio, { tag: { kind: 'zero', first: b, count: 1 } });
       return;
     }
-    if (!this.o.dedup) return this.sendData(b, data, reason, prio);
-    const id = this.o.content.id(data);
+    const r = await work;
+    this.checkAborted();
+    if (!this.o.dedup || !r.id) return this.sendData(b, r, reason, prio);
+    const id = r.id;
     const key = id.toString('base64');
     if (allowRef && this.known.has(key)) {
-      channel.send({ type: MsgType.REF, block: b, reason, id }, prio, { onAck: this.onApplied(b, key), tag: { kind: 'ref', block: b } });
+      channel.send({ type: MsgType.REF, block: b, reason, id }, prio, { onAck: this.onApplied(b, key, g), tag: { kind: 'ref', block: b } });
       return;
     }
     if (this.offersEnabled && (reason === DataReason.BULK || reason === DataReason.DIRTY)) {
-      await this.offer(b, id, key);
+      await this.offer(b, id, key, g);
       return;
     }
-    this.sendData(b, data, reason, prio, key);
+    this.sendData(b, r, reason, prio, key, g);
   }
 
   /** The target's answer to an OFFER. */
@@ -177,7 +200,7 @@ export class ContentSender {
     this.answered?.();
   }
 
-  private async offer(b: number, id: Buffer, key: string): Promise<void> {
+  private async offer(b: number, id: Buffer, key: string, g: number): Promise<void> {
     while (this.pendingCount + this.batch.blocks.length >= MAX_PENDING_OFFERS) {
       this.flushOffers();
       if (this.ready.length) await this.sendReady();
@@ -189,7 +212,7 @@ export class ContentSender {
     if (this.offeredIn.has(b)) this.stale.add(b);
     this.batch.blocks.push(b);
     this.batch.ids.push(id.subarray(0, OFFER_ID_BYTES));
-    this.batch.gens.push(this.gen[b]!);
+    this.batch.gens.push(g);
     this.batch.keys.push(key);
     this.o.counts.offeredBlocks++;
     if (this.batch.blocks.length >= Math.min(OFFER_BATCH, MAX_OFFER_BLOCKS) || this.o.clock.now() - this.batchStartedAt >= OFFER_MAX_AGE_MS) this.flushOffers();
@@ -226,24 +249,29 @@ export class ContentSender {
       }
       // Hash what was read, not what was offered: a write may have raced the read.
       this.overwritten(b);
-      this.sendData(b, data, DataReason.BULK, Priority.BULK, this.o.content.id(data).toString('base64'));
+      const g = this.gen[b]!;
+      const r = await this.o.work.encode({ block: data, hash: true, level: this.compressor?.level ?? 0 });
+      this.checkAborted();
+      this.sendData(b, r, DataReason.BULK, Priority.BULK, r.id!.toString('base64'), g);
     }
   }
 
-  private sendData(b: number, data: Buffer, reason: DataReasonValue, prio: PriorityValue, key?: string): void {
+  /** Puts a prepared block on the link as DATA: compressed when its work compressed it. */
+  private sendData(b: number, e: Encoded, reason: DataReasonValue, prio: PriorityValue, key?: string, g?: number): void {
     const { counts, channel } = this.o;
     if (reason === DataReason.DEMAND) counts.demandBlocks++;
     else if (reason === DataReason.PREFETCH) counts.prefetchBlocks++;
     else if (reason === DataReason.PUSH) counts.pushBlocks++;
     else if (reason === DataReason.STOP_COPY) counts.stopCopyBlocks++;
-    const onAck = key ? this.onApplied(b, key) : undefined;
+    const onAck = key && g !== undefined ? this.onApplied(b, key, g) : undefined;
+    const data = e.block;
     const c = this.compressor;
     if (!c) {
       channel.send({ type: MsgType.DATA, block: b, reason, data }, prio, { onAck, tag: { kind: 'data', block: b, rawBytes: data.length, wireBytes: data.length, compressed: false } });
       return;
     }
     if (--this.levelCountdown <= 0) this.adjustLevel();
-    const r = c.compress(data);
+    const r = c.account(data.length, e.payload ?? data, e.payload !== undefined, e.ms);
     channel.send({ type: MsgType.DATA, block: b, reason, data: r.payload, compressed: r.compressed }, prio, { onAck, tag: { kind: 'data', block: b, rawBytes: data.length, wireBytes: r.payload.length, compressed: r.compressed } });
   }
 
@@ -272,9 +300,8 @@ export class ContentSender {
     if (this.known.get(old) === b) this.known.delete(old);
   }
 
-  /** Ack callback: once the target has applied this send (and nothing newer went out for b), it holds `key` at b. */
-  private onApplied(b: number, key: string): () => void {
-    const g = this.gen[b]!;
+  /** Ack callback: once the target has applied this send (generation `g`, and nothing newer went out for b), it holds `key` at b. */
+  private onApplied(b: number, key: string, g: number): () => void {
     return () => {
       if (this.gen[b] === g) this.remember(b, key);
     };

@@ -222,7 +222,7 @@ export class LocalContent {
     if (!index || this.pendingRecords.length === 0) return;
     const batch = this.pendingRecords;
     this.pendingRecords = [];
-    this.recordImage ??= index.ensureImage(this.o.imagePath, { size: this.o.image.size, blockSize: this.o.blockSize, kind: 'received' });
+    this.recordImage ??= index.ensureImage(this.o.imagePath, { size: this.o.image.size, blockSize: this.o.blockSize, kind: 'received', contentIds: this.o.content.format });
     const img = this.recordImage;
     const remote = this.o.remote;
     this.recording = this.recording

@@ -20,6 +20,7 @@ import { realClock } from '../util/clock.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { ErrorCode, FlimcdError, IoError, ProtocolError, targetRefusalCode, WrongPeerError } from '../errors.ts';
 import type { LocalContent } from './local-content.ts';
+import { DEFAULT_CONTENT_ID_FORMAT, type ContentIdFormat } from '../content/content-id.ts';
 
 /** Lookups one OFFER runs at once at the target (each reads and hashes one block). */
 const LOOKUP_CONCURRENCY = 16;
@@ -34,7 +35,7 @@ const PLAN_FEATURE = 'plan';
  * Target side: answers one plan probe on `socket` (HELLO already read) from
  * `local`, until the plan closes the link. Resolves when the link is gone.
  */
-export function servePlanProbe(o: { socket: net.Socket; session: string; rest: Buffer; local: LocalContent | undefined; blockSize: number; incarnation: string; log: Logger }): Promise<{ offered: number; have: number }> {
+export function servePlanProbe(o: { socket: net.Socket; session: string; rest: Buffer; local: LocalContent | undefined; blockSize: number; incarnation: string; log: Logger; contentIds: ContentIdFormat }): Promise<{ offered: number; have: number }> {
   const { local } = o;
   const stats = { offered: 0, have: 0 };
   // One OFFER at a time (its lookups run LOOKUP_CONCURRENCY wide): memory stays bounded whatever the peer sends.
@@ -64,7 +65,7 @@ export function servePlanProbe(o: { socket: net.Socket; session: string; rest: B
       for (let i = 0; i < m.blocks.length; i++) if (have[i >> 3]! & (1 << (i & 7))) stats.have++;
       channel.send({ type: MsgType.HAVE, batch: m.batch, count: m.blocks.length, have }, Priority.CONTROL);
     };
-    writeMessage(o.socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: o.session, features: local ? [PLAN_FEATURE, 'offer'] : [PLAN_FEATURE], processedSeq: 0, incarnation: o.incarnation, resume: 'new' } });
+    writeMessage(o.socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: o.session, features: local ? [PLAN_FEATURE, 'offer'] : [PLAN_FEATURE], processedSeq: 0, incarnation: o.incarnation, resume: 'new', contentIds: o.contentIds } });
     channel.attach(new SocketTransport(o.socket), 0, o.rest);
   });
 }
@@ -77,6 +78,8 @@ export interface TargetHoldingsQuery {
   /** The image's non-zero blocks, and their content ids' first 128 bits (OFFER_ID_BYTES each, in the same order). */
   blocks: Uint32Array;
   ids: Buffer;
+  /** The ids' format (default SHA-256); a target of another format refuses the probe. */
+  contentIds?: ContentIdFormat;
   connectTimeoutMs?: number;
 }
 
@@ -98,7 +101,7 @@ export async function askTargetHoldings(q: TargetHoldingsQuery): Promise<number[
   try {
     writeMessage(socket, {
       type: MsgType.HELLO,
-      hello: { version: WIRE_VERSION, session: `plan-${randomBytes(6).toString('hex')}`, imageSize: q.imageSize, blockSize: q.blockSize, algorithm: 'plan', features: ['dedup'], processedSeq: 0, purpose: 'plan' },
+      hello: { version: WIRE_VERSION, session: `plan-${randomBytes(6).toString('hex')}`, imageSize: q.imageSize, blockSize: q.blockSize, algorithm: 'plan', features: ['dedup'], processedSeq: 0, purpose: 'plan', contentIds: q.contentIds ?? DEFAULT_CONTENT_ID_FORMAT },
     });
     const { message, rest } = await readMessage(socket, 30_000).catch((e: Error) => {
       if (e instanceof WrongPeerError) throw new WrongPeerError(`--target: ${where} is ${e.message}`, e.speaks);

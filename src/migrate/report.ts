@@ -76,6 +76,14 @@ export interface MigrationReport {
   dedup: { offered_blocks: number; replica_blocks: number; reference_blocks: number; target: TargetDedupStats | null };
   /** Blocks (and their bytes) the target fetched from sibling hosts over the LAN instead of the WAN (datacenter-wide locator). */
   from_lan: { blocks: number; bytes: number };
+  /**
+   * CPU each agent's process used over the last session (process.cpuUsage: every thread, the
+   * block-work pool's workers included), in seconds and in seconds per GiB of image; the target's
+   * until it sent VERIFY (its hashing included), null from an agent that does not say. Both agents in
+   * one process (the demo, tests) each count the whole process. `*_workers_busy_s`: how long the
+   * block-work threads were busy (wall time, part of the CPU above; 0 with the work on the event loop).
+   */
+  cpu: { source_s: number; target_s: number | null; source_s_per_gib: number; target_s_per_gib: number | null; worker_threads: number; source_workers_busy_s: number; target_workers_busy_s: number | null };
 }
 
 export interface ReportInput {
@@ -99,6 +107,8 @@ export interface ReportInput {
   targetStats: TargetStats;
   bandwidthBps: number | undefined;
   compressionLevel?: number | undefined;
+  /** The source process's CPU seconds over the session, its block-work threads and their busy seconds. */
+  cpu: { seconds: number; workerThreads: number; workersBusyS: number };
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
@@ -160,6 +170,7 @@ export function buildReport(i: ReportInput): MigrationReport {
   const writeBlocks = ts.writeBlocks ?? 0;
   // Without a post-copy phase (pre-copy) the target has everything when it starts serving: what follows is verification.
   const postcopyMs = i.enteredPostcopy ? Math.max(0, i.totalMs - i.precopyMs - i.downtimeMs) : 0;
+  const gib = Math.max(1, i.imageBytes) / 2 ** 30;
   return {
     algorithm: i.algorithm,
     features: { hot_order: i.features.hotOrder, prefetch: i.features.prefetch },
@@ -216,5 +227,14 @@ export function buildReport(i: ReportInput): MigrationReport {
       target: ts.dedup,
     },
     from_lan: { blocks: num(ts.dedup.local?.lan), bytes: num(ts.dedup.local?.lanBytes) },
+    cpu: {
+      source_s: r3(i.cpu.seconds),
+      target_s: ts.cpuS === undefined ? null : r3(ts.cpuS),
+      source_s_per_gib: r3(i.cpu.seconds / gib),
+      target_s_per_gib: ts.cpuS === undefined ? null : r3(ts.cpuS / gib),
+      worker_threads: i.cpu.workerThreads,
+      source_workers_busy_s: r3(i.cpu.workersBusyS),
+      target_workers_busy_s: ts.workersBusyS === undefined ? null : r3(ts.workersBusyS),
+    },
   };
 }

@@ -9,12 +9,13 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
-import { REAL_RUNTIME } from '../runtime.ts';
+import { REAL_RUNTIME, type Runtime } from '../runtime.ts';
+import { UNNAMED_CONTENT_ID_FORMAT } from '../content/content-id.ts';
 import { predictedStatus, type Prediction } from './prediction.ts';
 import type { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { connectLink, describeSecurity, type LinkSecurity } from '../wire/secure-link.ts';
-import { readMessage, SilentCloseError, writeMessage } from '../wire/handshake.ts';
+import { contentIdMismatch, readMessage, SilentCloseError, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import type { SourceEngine, SourceMigrationOptions } from './source-engine.ts';
 import { buildSourceDisks, buildSourceSession } from './stack.ts';
@@ -50,6 +51,8 @@ export interface SourceAgentOptions extends SourceMigrationOptions {
   prediction?: Prediction;
   /** Wraps the disk the VM reaches over NBD (above the cut-over gate), e.g. to record its requests (`--record-trace`). */
   vmDisk?: (gate: Disk) => Disk;
+  /** What the migration runs on (content id format, block-work pool); default REAL_RUNTIME (SHA-256, this thread). */
+  runtime?: Runtime;
 }
 
 /**
@@ -185,7 +188,7 @@ export class SourceAgent {
       throw new UsageError(`${state.path} holds the state of a migration with --algorithm ${saved.algorithm}, not ${o.algorithm}; resume with --algorithm ${saved.algorithm}, or remove it to start a new migration`);
     }
     // Real bytes, the wall clock. A cut-over had begun: the VM may run at the target now. Hold its I/O here until the target says.
-    const { tracking, gate } = buildSourceDisks({ runtime: REAL_RUNTIME, image, blockSize: o.blockSize, gate: saved?.phase === 'cutover' ? 'held' : 'open' });
+    const { tracking, gate } = buildSourceDisks({ runtime: o.runtime ?? REAL_RUNTIME, image, blockSize: o.blockSize, gate: saved?.phase === 'cutover' ? 'held' : 'open' });
     if (saved) o.log.info({ session: saved.session, phase: saved.phase, state: state.path }, 'found migration state: resuming the session');
     const nbd = new NbdServer({ exports: [{ name: o.exportName ?? '', description: `flimcd source ${o.image}`, disk: o.vmDisk ? o.vmDisk(gate) : gate }], log: o.log.child({ component: 'nbd' }) });
     const bound = await nbd.listen(o.nbd);
@@ -276,7 +279,7 @@ export class SourceAgent {
     this.peerIncarnation = welcome.incarnation;
     const features = resume?.mode === 'precopy' ? { ...this.features, dedup: true } : this.features;
     const { channel, engine } = buildSourceSession({
-      runtime: REAL_RUNTIME,
+      runtime: o.runtime ?? REAL_RUNTIME,
       disks: { image: this.image, tracking: this.tracking, gate: this.gate },
       channel: {
         onDisconnect: (err, s) => this.linkLost(s.engine, s.channel, err),
@@ -382,6 +385,7 @@ export class SourceAgent {
         hello: {
           version: WIRE_VERSION, session: saved.session, imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, features: featureList(this.features), backingRoot: this.backing?.root,
           processedSeq: this.channel?.processedSeq ?? 0, incarnation: this.incarnation, peerIncarnation: this.channel ? this.peerIncarnation : undefined,
+          contentIds: (o.runtime ?? REAL_RUNTIME).content.format,
         },
       });
       let reply;
@@ -415,6 +419,12 @@ export class SourceAgent {
       if (message.type !== MsgType.WELCOME) {
         socket.destroy();
         throw new IoError(`target answered HELLO with message type ${message.type}`);
+      }
+      // An older target ignores the format in HELLO: the source refuses it here.
+      const mismatch = contentIdMismatch((o.runtime ?? REAL_RUNTIME).content.format, message.welcome.contentIds, UNNAMED_CONTENT_ID_FORMAT, 'target');
+      if (mismatch) {
+        socket.destroy();
+        throw new FlimcdError(`cannot migrate to ${formatAddress(o.to)}: ${mismatch}`, ErrorCode.TARGET_CONTENT_ID);
       }
       return { socket, welcome: message.welcome, rest };
     }

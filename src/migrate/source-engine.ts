@@ -6,12 +6,14 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import { sleep } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
-import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
+import { DataReason, MsgType, type DataReasonValue, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
 import { blockId } from '../content/content-id.ts';
 import { merkleRoot } from '../content/merkle.ts';
 import type { Runtime } from '../runtime.ts';
 import { ContentSender } from './content-sender.ts';
+import { ReadAhead, readAheadDepth } from './read-ahead.ts';
+import type { Encoded } from '../workers/block-work.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
@@ -21,7 +23,7 @@ import { buildReport } from './report.ts';
 import { formatBytes } from '../util/units.ts';
 
 /** The engine takes time, content ids, compression and block buffers from the runtime it runs on. */
-export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
+export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock' | 'work' | 'cpuSeconds'> {
   /** The source image, read for sending (below the VM's tracking filter). */
   image: Disk;
   /** The VM's I/O path: tells which blocks writes change. */
@@ -61,6 +63,14 @@ export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' |
    * checked at the handshake): not read, hashed or sent unless the VM writes them.
    */
   fromBacking?: Bitmap;
+}
+
+/** A block read and handed to the block work, waiting for its turn to be sent. */
+interface PreparedBlock {
+  b: number;
+  /** Handed over to `prepared` (which gives the bytes back), unless prepared is undefined (a zero block). */
+  data: Buffer;
+  prepared: Promise<Encoded> | undefined;
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
@@ -105,6 +115,9 @@ export class SourceEngine {
   private readonly inbox = new Map<number, Message>();
   private readonly config: CutoverConfig;
   readonly features: Features;
+  /** Process CPU seconds and block-work busy seconds when the session began (the report counts from here). */
+  private readonly cpuAtStart: number;
+  private readonly busyAtStart: number;
 
   constructor(private readonly o: SourceEngineOptions) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
@@ -115,6 +128,8 @@ export class SourceEngine {
       for (const b of o.fromBacking.setBits()) if (b < this.n && this.needSend.clear(b)) this.counts.fromBackingBlocks++;
     }
     this.t0 = o.clock.now();
+    this.cpuAtStart = o.cpuSeconds();
+    this.busyAtStart = o.work.busySeconds();
     this.config = { ...DEFAULT_CUTOVER_CONFIG[o.algorithm], ...o.cutover };
     this.sender = new ContentSender({
       channel: o.channel,
@@ -124,6 +139,7 @@ export class SourceEngine {
       content: o.content,
       codec: o.codec,
       allocBlock: o.allocBlock,
+      work: o.work,
       dedup: this.features.dedup,
       compress: this.features.compress,
       counts: this.counts,
@@ -311,6 +327,7 @@ export class SourceEngine {
       targetStats: verify.verify.stats,
       bandwidthBps: this.o.bandwidthBps,
       compressionLevel: this.sender.compressionLevel,
+      cpu: { seconds: this.o.cpuSeconds() - this.cpuAtStart, workerThreads: this.o.work.threads, workersBusyS: this.o.work.busySeconds() - this.busyAtStart },
     });
   }
 
@@ -377,32 +394,50 @@ export class SourceEngine {
   private async sendRound(): Promise<boolean> {
     const { channel, image, blockSize } = this.o;
     const reason = this.round === 0 ? DataReason.BULK : DataReason.DIRTY;
-    for (const b of orderedBlocks(this.needSend, this.o.tracking, 'precopy', this.features.hotOrder, this.o.clock.now())) {
-      await channel.waitBulkRoom();
-      this.checkAborted();
-      if (this.cutoverRequested) return true;
-      if (!this.needSend.clear(b)) continue;
-      // Cleared before the read: a write that completes during the read marks it again.
-      const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = this.o.allocBlock(len);
-      try {
-        await image.read(b * blockSize, data);
-      } catch (e) {
-        this.needSend.set(b);
-        // A dead storage daemon keeps its own code: the cause, not a symptom.
-        if (e instanceof FlimcdError && e.code === ErrorCode.STORAGE_DAEMON) throw e;
-        throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
+    const ahead = this.readAhead(reason);
+    try {
+      for (const b of orderedBlocks(this.needSend, this.o.tracking, 'precopy', this.features.hotOrder, this.o.clock.now())) {
+        await channel.waitBulkRoom();
+        this.checkAborted();
+        if (this.cutoverRequested) return true;
+        if (!this.needSend.clear(b)) continue;
+        // Cleared before the read: a write that completes during the read marks it again.
+        const len = Math.min(blockSize, image.size - b * blockSize);
+        const data = this.o.allocBlock(len);
+        try {
+          await image.read(b * blockSize, data);
+        } catch (e) {
+          this.needSend.set(b);
+          // A dead storage daemon keeps its own code: the cause, not a symptom.
+          if (e instanceof FlimcdError && e.code === ErrorCode.STORAGE_DAEMON) throw e;
+          throw new IoError(`reading block ${b} of the source image failed: ${(e as Error).message}`, { cause: e });
+        }
+        await ahead.add(this.prepared(b, data, reason));
       }
-      await this.sendBlock(b, data, reason, Priority.BULK);
+      await ahead.drain();
+      return false;
+    } finally {
+      // Read but not sent (a cut-over request, a failure): they still need sending.
+      for (const a of ahead.takeUnsent()) this.needSend.set(a.b);
     }
-    return false;
   }
 
-  private sendBlock(b: number, data: Buffer, reason: (typeof DataReason)[keyof typeof DataReason], prio: (typeof Priority)[keyof typeof Priority]): Promise<void> {
+  /** Blocks read ahead of the one being sent, their ids and zstd under way on the runtime's block work. */
+  private readAhead(reason: DataReasonValue): ReadAhead<PreparedBlock> {
+    return new ReadAhead(readAheadDepth(this.o.work.threads), (a) => this.sendBlock(a.b, a.data, reason, Priority.BULK, a.prepared));
+  }
+
+  private prepared(b: number, data: Buffer, reason: DataReasonValue): PreparedBlock {
+    const prepared = this.sender.prepare(data, reason);
+    prepared?.catch(() => {}); // awaited when its turn to be sent comes
+    return { b, data, prepared };
+  }
+
+  private sendBlock(b: number, data: Buffer, reason: DataReasonValue, prio: (typeof Priority)[keyof typeof Priority], prepared: Promise<Encoded> | undefined | 'unprepared' = 'unprepared'): Promise<void> {
     if (this.sentOnce.get(b) && (reason === DataReason.DIRTY || reason === DataReason.STOP_COPY || reason === DataReason.BULK)) this.counts.resentBlocks++;
     this.sentOnce.set(b);
     const fetched = reason === DataReason.DEMAND || reason === DataReason.PREFETCH;
-    return this.sender.send(b, data, reason, prio, !fetched);
+    return this.sender.send(b, data, reason, prio, !fetched, prepared);
   }
 
   /** End of a round: ask the policy. Returns true to cut over. */
@@ -497,14 +532,20 @@ export class SourceEngine {
   private async push(): Promise<void> {
     const pending = this.pushPending!;
     const { image, blockSize, channel } = this.o;
-    for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
-      await channel.waitBulkRoom();
-      this.checkAborted();
-      if (!pending.clear(b)) continue; // fetched or canceled meanwhile
-      const len = Math.min(blockSize, image.size - b * blockSize);
-      const data = this.o.allocBlock(len);
-      await image.read(b * blockSize, data);
-      await this.sendBlock(b, data, DataReason.PUSH, Priority.BULK);
+    const ahead = this.readAhead(DataReason.PUSH);
+    try {
+      for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
+        await channel.waitBulkRoom();
+        this.checkAborted();
+        if (!pending.clear(b)) continue; // fetched or canceled meanwhile
+        const len = Math.min(blockSize, image.size - b * blockSize);
+        const data = this.o.allocBlock(len);
+        await image.read(b * blockSize, data);
+        await ahead.add(this.prepared(b, data, DataReason.PUSH));
+      }
+      await ahead.drain();
+    } finally {
+      for (const a of ahead.takeUnsent()) pending.set(a.b);
     }
   }
 
@@ -550,7 +591,7 @@ export class SourceEngine {
       await image.read(b * blockSize, view);
       ids[b] = blockId(this.o.content, view);
     }
-    const root = merkleRoot(ids).toString('hex');
+    const root = merkleRoot(ids, this.o.content.format).toString('hex');
     return { root, verified: root === v.root };
   }
 

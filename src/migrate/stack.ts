@@ -29,7 +29,7 @@ export type SessionChannelOptions<E> = Omit<ChannelOptions, 'clock' | 'frameChec
 };
 
 /** Parts of the runtime the engines take; the stack fills them in. */
-type RuntimeParts = 'clock' | 'content' | 'codec' | 'allocBlock';
+type RuntimeParts = 'clock' | 'content' | 'codec' | 'allocBlock' | 'work' | 'cpuSeconds';
 
 function sessionChannel<E extends { handle: ChannelOptions['onMessage'] }>(runtime: Runtime, o: SessionChannelOptions<E> | undefined, engine: () => E): Channel {
   const { onDisconnect, ...rest } = o ?? {};
@@ -70,8 +70,8 @@ export interface SourceSessionOptions {
 export function buildSourceSession(o: SourceSessionOptions): { channel: Channel; engine: SourceEngine } {
   let engine!: SourceEngine;
   const channel = sessionChannel(o.runtime, o.channel, () => engine);
-  const { clock, content, codec, allocBlock } = o.runtime;
-  engine = new SourceEngine({ ...o.engine, clock, content, codec, allocBlock, image: o.disks.image, tracking: o.disks.tracking, gate: o.disks.gate, channel });
+  const { clock, content, codec, allocBlock, work, cpuSeconds } = o.runtime;
+  engine = new SourceEngine({ ...o.engine, clock, content, codec, allocBlock, work, cpuSeconds, image: o.disks.image, tracking: o.disks.tracking, gate: o.disks.gate, channel });
   return { channel, engine };
 }
 
@@ -110,8 +110,8 @@ export interface TargetSessionOptions {
 export function buildTargetSession(o: TargetSessionOptions): { channel: Channel; engine: TargetEngine } {
   let engine!: TargetEngine;
   const channel = sessionChannel(o.runtime, o.channel, () => engine);
-  const { clock, content, codec, allocBlock } = o.runtime;
-  engine = new TargetEngine({ ...o.engine, clock, content, codec, allocBlock, disk: o.disks.postcopy, gate: o.disks.gate, channel });
+  const { clock, content, codec, allocBlock, work, cpuSeconds } = o.runtime;
+  engine = new TargetEngine({ ...o.engine, clock, content, codec, allocBlock, work, cpuSeconds, disk: o.disks.postcopy, gate: o.disks.gate, channel });
   return { channel, engine };
 }
 

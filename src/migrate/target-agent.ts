@@ -12,17 +12,19 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
 import { removeStaleSocket } from '../util/unix-socket.ts';
-import { REAL_RUNTIME } from '../runtime.ts';
+import { REAL_RUNTIME, type Runtime } from '../runtime.ts';
+import { UNNAMED_CONTENT_ID_FORMAT } from '../content/content-id.ts';
 import type { Channel } from '../wire/channel.ts';
 import { SocketTransport } from '../wire/socket-transport.ts';
 import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
-import { readMessage, writeMessage } from '../wire/handshake.ts';
+import { contentIdMismatch, readMessage, writeMessage } from '../wire/handshake.ts';
 import { MsgType, WIRE_VERSION, type Hello } from '../wire/messages.ts';
 import type { TargetEngine, TargetResult } from './target-engine.ts';
 import { buildTargetDisks, buildTargetSession } from './stack.ts';
 import { LocalContent } from './local-content.ts';
 import { ReplicaIndex } from '../replica-index/replica-index.ts';
 import { indexBlockSizeProblem } from '../replica-index/block-size-check.ts';
+import { indexContentIdProblem } from '../replica-index/content-id-check.ts';
 import type { Phase } from './report.ts';
 import { featureList, featuresFromList } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
@@ -71,6 +73,8 @@ export interface TargetAgentOptions {
   onPhase?: (p: Phase) => void;
   /** Called once the VM export is listening (after the source's HELLO, or at start when resuming post-copy). */
   onNbdListening?: (addr: Address) => void;
+  /** What the migration runs on (content id format, block-work pool); default REAL_RUNTIME (SHA-256, this thread). */
+  runtime?: Runtime;
 }
 
 /** What the target keeps durable. In post-copy also `missing.bin` (cut-over snapshot) and `presence.log` (changes since). */
@@ -135,6 +139,11 @@ export class TargetAgent {
   listenAddress: Address | undefined;
   nbdAddress: Address | undefined;
 
+  /** What the migration runs on: the options' runtime, or real bytes on this thread. */
+  private get runtime(): Runtime {
+    return this.o.runtime ?? REAL_RUNTIME;
+  }
+
   constructor(private readonly o: TargetAgentOptions) {
     // Links are taken one at a time: a reconnect must not race the link it replaces.
     this.server = createLinkServer(o.security, (s) => {
@@ -181,6 +190,8 @@ export class TargetAgent {
     const sizes = [...bySize].sort((a, b) => a[0] - b[0]).map(([bs, n]) => `${n} image${n > 1 ? 's' : ''} in ${bs / 1024} KiB blocks`);
     this.o.log.info({ index: this.o.indexDir, blockSizes: [...bySize.keys()] }, `replica index: ${sizes.join(', ') || 'empty'}; a migration uses only the entries of its own block size`);
     if (this.saved) this.warnIndexBlockSize(this.saved.blockSize);
+    const formats = indexContentIdProblem(this.index.list(), this.runtime.content.format, this.o.indexDir!);
+    if (formats) this.o.log.warn({ index: this.o.indexDir }, formats);
   }
 
   /** The index finds nothing for a migration at another block size: say so, with the fix. */
@@ -231,6 +242,8 @@ export class TargetAgent {
       socket.end();
     };
     if (Math.floor(hello.version) !== WIRE_VERSION) return refuse('VERSION', `wire version ${hello.version} is not supported (this agent speaks ${WIRE_VERSION})`);
+    const mismatch = contentIdMismatch(this.runtime.content.format, hello.contentIds, UNNAMED_CONTENT_ID_FORMAT, 'source');
+    if (mismatch) return refuse('CONTENT_ID', mismatch);
     if (hello.imageSize % 512 !== 0) return refuse('GEOMETRY', `image size ${hello.imageSize} is not a multiple of 512`);
     if (hello.purpose === 'plan') {
       // Not a migration: answered on its own, so a migration's connection is not held up behind it.
@@ -252,7 +265,7 @@ export class TargetAgent {
     if (this.saved?.phase === 'done' || this.finished) {
       // Everything is applied and the source's DONE was processed: tell it so.
       this.o.log.info({ session: hello.session }, 'the source reconnected after the migration completed');
-      writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [], processedSeq: Number.MAX_SAFE_INTEGER, incarnation: this.incarnation, resume: 'done' } });
+      writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: [], processedSeq: Number.MAX_SAFE_INTEGER, incarnation: this.incarnation, resume: 'done', contentIds: this.runtime.content.format } });
       socket.end();
       return;
     }
@@ -288,9 +301,9 @@ export class TargetAgent {
       if (o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
       if (this.index) this.warnIndexBlockSize(hello.blockSize);
       if (preexisting || (this.index?.blockCount(hello.blockSize) ?? 0) > 0) {
-        local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting, index: this.index, log: o.log });
+        local = new LocalContent({ image: image ?? new MemoryDisk(hello.imageSize, { readOnly: true }), imagePath: resolve(o.image), blockSize: hello.blockSize, content: this.runtime.content, preexisting, index: this.index, log: o.log });
       }
-      const r = await servePlanProbe({ socket, session: hello.session, rest, local, blockSize: hello.blockSize, incarnation: this.incarnation, log: o.log });
+      const r = await servePlanProbe({ socket, session: hello.session, rest, local, blockSize: hello.blockSize, incarnation: this.incarnation, log: o.log, contentIds: this.runtime.content.format });
       o.log.info({ session: hello.session, ...r, image: preexisting, index: this.index !== undefined }, 'answered a plan probe');
     } finally {
       this.planProbes--;
@@ -304,7 +317,7 @@ export class TargetAgent {
     const channel = this.channel!;
     this.resumes.reattached++;
     this.o.log.info({ session: hello.session, processedBySource: hello.processedSeq }, 'source reconnected; resending what it has not processed');
-    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: this.welcomeFeatures(), processedSeq: channel.processedSeq, incarnation: this.incarnation, resume: 'attach' } });
+    writeMessage(socket, { type: MsgType.WELCOME, welcome: { version: WIRE_VERSION, session: hello.session, features: this.welcomeFeatures(), processedSeq: channel.processedSeq, incarnation: this.incarnation, resume: 'attach', contentIds: this.runtime.content.format } });
     channel.attach(new SocketTransport(socket), hello.processedSeq, rest);
   }
 
@@ -340,7 +353,7 @@ export class TargetAgent {
     this.disk = disk;
     // Real bytes, the wall clock; post-copy reads go to the current session's engine.
     const { postcopy, gate } = buildTargetDisks({
-      runtime: REAL_RUNTIME, image: disk, blockSize, engine: () => this.engine,
+      runtime: this.runtime, image: disk, blockSize, engine: () => this.engine,
       postcopy: {
         fetchTimeoutMs: o.fetchTimeoutMs ?? 60_000,
         onFetchTimeout: (blocks, ms) => o.log.error({ blocks: blocks.slice(0, 16), waitedMs: ms, linkUp: this.channel?.connected ?? false }, 'post-copy read gave up waiting for the source: failing it with EIO'),
@@ -398,12 +411,12 @@ export class TargetAgent {
     if (first && dedup && o.indexDir) this.index ??= ReplicaIndex.open(o.indexDir);
     if (first && this.index) this.warnIndexBlockSize(hello.blockSize);
     await this.local?.close();
-    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: REAL_RUNTIME.content, preexisting: preexisting || mode === 'precopy', index: this.index, remote: o.remote, log: o.log });
+    const local = new LocalContent({ image: disk, imagePath: resolve(o.image), blockSize: hello.blockSize, content: this.runtime.content, preexisting: preexisting || mode === 'precopy', index: this.index, remote: o.remote, log: o.log });
     this.local = local;
     const asked = featuresFromList(hello.features);
     const features = { ...asked, dedup, prefetch: asked.prefetch && o.prefetch !== false && mode !== 'postcopy' };
     const { channel, engine } = buildTargetSession({
-      runtime: REAL_RUNTIME,
+      runtime: this.runtime,
       disks: { postcopy, gate },
       channel: {
         onDisconnect: (err, s) => {
@@ -437,7 +450,7 @@ export class TargetAgent {
     writeMessage(socket, {
       type: MsgType.WELCOME,
       welcome: {
-        version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode,
+        version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode, contentIds: this.runtime.content.format,
         missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
         backing,
       },

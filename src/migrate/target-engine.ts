@@ -20,7 +20,7 @@ import { BlockDecompressor } from '../wire/block-codec.ts';
 import { Semaphore } from '../util/semaphore.ts';
 
 /** The engine takes time, content ids, decompression and block buffers from the runtime it runs on. */
-export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock'> {
+export interface TargetEngineOptions extends Pick<Runtime, 'clock' | 'content' | 'codec' | 'allocBlock' | 'work' | 'cpuSeconds'> {
   /** The target image wrapped for post-copy; the VM's export serves it (through `gate`). */
   disk: PostcopyDisk;
   /** Holds the VM's I/O at the target until cut-over. */
@@ -109,10 +109,15 @@ export class TargetEngine {
   private superseded = false;
   /** Blocks whose content arrived (data, zero, reference, offer answered "have") in this session: pre-copy's first-pass progress. */
   private readonly arrived: Bitmap;
+  /** Process CPU seconds and block-work busy seconds when the session began (VERIFY reports from here). */
+  private readonly cpuAtStart: number;
+  private readonly busyAtStart: number;
 
   constructor(private readonly o: TargetEngineOptions) {
     this.n = o.disk.blockCount;
     this.arrived = new Bitmap(this.n);
+    this.cpuAtStart = o.cpuSeconds();
+    this.busyAtStart = o.work.busySeconds();
     this.blockDecoder = new BlockDecompressor(o.codec);
     this.result = new Promise((resolve, reject) => {
       this.done = resolve;
@@ -219,17 +224,17 @@ export class TargetEngine {
         this.count(m.reason, m.data.length);
         if (m.block >= this.n) throw new ProtocolError(`DATA for block ${m.block} beyond the image (${this.n} blocks)`);
         if (m.compressed) this.dedupStats.compressedBlocks++;
-        let data: Buffer;
-        try {
-          data = this.blockDecoder.decodeBlock(m.data, m.compressed === true, this.blockLength(m.block));
-        } catch (e) {
-          throw new ProtocolError(`DATA for block ${m.block}: ${(e as Error).message}`);
-        }
         const b = m.block;
         this.arrived.set(b);
+        const hash = this.o.features?.dedup === true && this.o.local !== undefined;
+        // Decompression and the id run on the runtime's block work (worker threads for agents), started
+        // at once so blocks decode in parallel; each is applied in its block's order.
+        const decoded = this.decodeData(m.data, m.compressed === true, b, hash);
+        decoded.catch(() => {}); // awaited below, in the block's turn
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
-          if (await this.o.disk.applyData(b, data)) this.o.local?.noteWritten(b, this.o.features?.dedup ? this.o.content.id(data) : undefined);
+          const { block, id } = await decoded;
+          if (await this.o.disk.applyData(b, block)) this.o.local?.noteWritten(b, id);
         });
         if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
         return p;
@@ -281,6 +286,19 @@ export class TargetEngine {
     const k = REASONS[reason] ?? String(reason);
     this.received[k] = (this.received[k] ?? 0) + blocks;
     this.receivedBytes += bytes;
+  }
+
+  /** A DATA payload as the block it carries (and its id when `hash`); a payload that does not decode is a protocol error. */
+  private async decodeData(payload: Buffer, compressed: boolean, b: number, hash: boolean): Promise<{ block: Buffer; id: Buffer | undefined }> {
+    const length = this.blockLength(b);
+    try {
+      if (compressed) return await this.o.work.decode(payload, length, hash);
+      const block = this.blockDecoder.decodeBlock(payload, false, length);
+      // The work may take the buffer over: what it gives back is the block from here on.
+      return hash ? await this.o.work.encode({ block, hash: true, level: 0 }) : { block, id: undefined };
+    } catch (e) {
+      throw new ProtocolError(`DATA for block ${b}: ${(e as Error).message}`);
+    }
   }
 
   private track<T>(block: number, fn: () => Promise<T>): Promise<T> {
@@ -460,11 +478,14 @@ export class TargetEngine {
     const written = disk.writtenHere;
     const targetWrites: Array<[number, string]> = [];
     for (let b = written.nextSet(0); b >= 0; b = written.nextSet(b + 1)) targetWrites.push([b, ids[b]!.toString('hex')]);
-    const root = merkleRoot(ids).toString('hex');
+    const root = merkleRoot(ids, this.o.content.format).toString('hex');
     const hashMs = clock.now() - started;
     if (this.superseded) return;
     log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
-    const stats: TargetStats = { ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt };
+    const stats: TargetStats = {
+      ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt,
+      cpuS: this.o.cpuSeconds() - this.cpuAtStart, workersBusyS: this.o.work.busySeconds() - this.busyAtStart,
+    };
     channel.send({ type: MsgType.VERIFY, verify: { root, targetWrites, hashMs, stats } });
   }
 

@@ -56,11 +56,11 @@ export interface IndexAddResult {
  * block's id → (image, offset). A qcow2 image is read through its backing
  * chain (what a VM on it reads), and is reopened that way when a block is used.
  */
-export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void, format: IndexedFormat = 'raw'): Promise<IndexAddResult> {
+export async function indexImage(index: ContentIndex, path: string, blockSize: number, onProgress?: (done: number, total: number) => void, format: IndexedFormat = 'raw', content: ContentModel = REAL_CONTENT_MODEL): Promise<IndexAddResult> {
   const opened = await openImage({ spec: { kind: 'file', path, format }, writable: false, log, flag: 'image' });
   try {
     // A file on disk holds real bytes.
-    return await indexDisk(index, path, opened.disk, blockSize, REAL_CONTENT_MODEL, onProgress, format);
+    return await indexDisk(index, path, opened.disk, blockSize, content, onProgress, format);
   } finally {
     await opened.close();
   }
@@ -72,7 +72,7 @@ export async function indexImage(index: ContentIndex, path: string, blockSize: n
  */
 export async function indexDisk(index: ContentIndex, path: string, disk: Disk, blockSize: number, content: ContentModel, onProgress?: (done: number, total: number) => void, format?: IndexedFormat): Promise<IndexAddResult> {
   const t = performance.now();
-  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered', format });
+  const image = await index.ensureImage(path, { size: disk.size, blockSize, kind: 'registered', format, contentIds: content.format });
   let batch: Array<{ id: Buffer; offset: number }> = [];
   let scanned = 0;
   let added = 0;

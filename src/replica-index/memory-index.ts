@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ID_KEY_BYTES, countBlocks, imageRecord, type ContentIndex, type ImageMeta, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
+import { ID_KEY_BYTES, countBlocks, imageRecord, sameScheme, type ContentIndex, type ImageMeta, type IndexedImage, type ReplicaLocation } from './replica-index.ts';
 
 /**
  * A replica index held in memory, with the LMDB index's semantics (first
@@ -29,7 +29,7 @@ export class MemoryReplicaIndex implements ContentIndex {
   async ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
-    if (existing && existing.blockSize === meta.blockSize) return existing;
+    if (existing && sameScheme(existing, meta)) return existing;
     const im = imageRecord(p, existing, this.list(), meta);
     this.images.set(p, im);
     this.byNo.set(im.no, im);

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { ErrorCode, FlimcdError, UsageError } from '../errors.ts';
+import { DEFAULT_CONTENT_ID_FORMAT, UNNAMED_CONTENT_ID_FORMAT, type ContentIdFormat } from '../content/content-id.ts';
 
 /** Where some content lies locally: a file and a byte offset. */
 /** How an indexed image file is opened (absent: raw). */
@@ -26,6 +27,22 @@ export interface IndexedImage {
   kind: 'registered' | 'received';
   /** A qcow2 image (read through qemu-storage-daemon, its backing chain included); absent for raw. */
   format?: IndexedFormat;
+  /** Format of the ids recorded for it (src/content/content-id.ts); absent in indexes from before formats were named: `blake3`. */
+  contentIds?: string;
+}
+
+/** What registering an image says about it. `contentIds` absent: the default format. */
+export interface ImageMeta {
+  size: number;
+  blockSize: number;
+  kind: IndexedImage['kind'];
+  contentIds?: ContentIdFormat;
+  format?: IndexedFormat;
+}
+
+/** An image's id format as recorded (absent: BLAKE3, the only one before formats were named). */
+export function imageContentIds(im: IndexedImage): string {
+  return im.contentIds ?? UNNAMED_CONTENT_ID_FORMAT;
 }
 
 /**
@@ -36,20 +53,13 @@ export interface IndexedImage {
 export interface ContentIndex {
   /** Total entries for a block size (an upper bound). */
   blockCount(blockSize: number): number;
+  /** Registers an image (again: a new block size or id format starts it afresh). */
   ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage>;
   addEntries(image: IndexedImage, entries: Array<{ id: Uint8Array; offset: number }>): Promise<number>;
   lookup(blockSize: number, id: Uint8Array): ReplicaLocation | undefined;
   forget(blockSize: number, id: Uint8Array): Promise<void>;
   /** Waits until every write so far is durable (at once where nothing is persisted). */
   flushed(): Promise<void>;
-}
-
-/** What registering an image records about it. */
-export interface ImageMeta {
-  size: number;
-  blockSize: number;
-  kind: IndexedImage['kind'];
-  format?: IndexedFormat;
 }
 
 /** Keys hold the first 128 bits of a content id (enough to find; users re-hash what they find). */
@@ -118,7 +128,7 @@ export class ReplicaIndex implements ContentIndex {
   async ensureImage(path: string, meta: ImageMeta): Promise<IndexedImage> {
     const p = resolve(path);
     const existing = this.images.get(p);
-    if (existing && existing.blockSize === meta.blockSize) return existing;
+    if (existing && sameScheme(existing, meta)) return existing;
     const im = imageRecord(p, existing, this.list(), meta);
     await this.images.put(p, im);
     return im;
@@ -217,5 +227,10 @@ export function countBlocks(images: Iterable<IndexedImage>, blockSize: number): 
 /** A (re-)registered image's record: it keeps its number, or takes the next free one. */
 export function imageRecord(path: string, existing: IndexedImage | undefined, all: IndexedImage[], meta: ImageMeta): IndexedImage {
   const no = existing?.no ?? all.reduce((m, im) => Math.max(m, im.no), 0) + 1;
-  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind, ...(meta.format && meta.format !== 'raw' ? { format: meta.format } : {}) };
+  return { path, no, size: meta.size, blockSize: meta.blockSize, blocks: 0, addedAt: new Date().toISOString(), kind: meta.kind, ...(meta.format && meta.format !== 'raw' ? { format: meta.format } : {}), contentIds: meta.contentIds ?? DEFAULT_CONTENT_ID_FORMAT };
+}
+
+/** An image record already holds entries of this block size and id format. */
+export function sameScheme(im: IndexedImage, meta: ImageMeta): boolean {
+  return im.blockSize === meta.blockSize && imageContentIds(im) === (meta.contentIds ?? DEFAULT_CONTENT_ID_FORMAT);
 }

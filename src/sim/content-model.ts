@@ -23,13 +23,14 @@
  * agents in the same process keep hashing, compressing and checksumming every
  * real byte. Bytes that carry no token are handled as real ones here too.
  */
-import { contentId, isZero, zeroContentId, type ContentModel } from '../content/content-id.ts';
+import { contentId, DEFAULT_CONTENT_ID_FORMAT, isZero, zeroContentId, type ContentModel } from '../content/content-id.ts';
 import type { CodecModel } from '../wire/block-codec.ts';
 import type { FrameChecksum } from '../wire/frame.ts';
 import { crc32 } from 'node:zlib';
 import { OverlapArena } from './overlap-arena.ts';
 import type { Clock } from '../util/clock.ts';
 import type { Runtime } from '../runtime.ts';
+import { inThreadBlockWork } from '../workers/block-work.ts';
 
 export const TOKEN_BYTES = 24;
 const MAGIC = 0x4d495346; // "FSIM" little-endian
@@ -98,7 +99,7 @@ export function mixId(...xs: number[]): number {
   return id === 0 ? 1 : id;
 }
 
-// A fixed tail: these ids never equal a real BLAKE3 digest of interest.
+// A fixed tail: these ids never equal a real digest of interest.
 const ID_TAIL = Buffer.alloc(20);
 ID_TAIL.write('flimcd-sim-content-id', 0, 'latin1');
 
@@ -112,6 +113,7 @@ function idBytes(id: number): Buffer {
 
 /** Modelled blocks are named by their token; other bytes are hashed. */
 const contentModel: ContentModel = {
+  format: DEFAULT_CONTENT_ID_FORMAT,
   id(block) {
     const t = readToken(block);
     if (!t || t.kind !== Kind.BLOCK) return contentId(block);
@@ -181,11 +183,16 @@ export function modelledRuntime(clock: Clock): Runtime {
   // Blocks the engines read to send: private bytes cover the token and whatever
   // of a frame's payload the frame checksum reads, since a payload may be a view of such a block.
   const engineBlocks = new OverlapArena(1 << 21);
+  const codec = codecModel(decompressed);
   return {
     clock,
     content: contentModel,
-    codec: codecModel(decompressed),
+    codec,
     frameChecksum,
     allocBlock: (length) => engineBlocks.take(length, CHECKED_PAYLOAD_BYTES),
+    // The models' work is cheap and on this thread, as the engines' time is virtual.
+    work: inThreadBlockWork(contentModel, codec),
+    // The process's CPU is not the modelled agents' and would make reports (VERIFY's size) vary run to run.
+    cpuSeconds: () => 0,
   };
 }

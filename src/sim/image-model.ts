@@ -11,7 +11,7 @@
  */
 import { SimDisk } from './sim-disk.ts';
 import { mixId } from './content-model.ts';
-import { blake3, isZero } from '../content/content-id.ts';
+import { contentId, isZero } from '../content/content-id.ts';
 import { BlockCompressor } from '../wire/block-codec.ts';
 import { DEFAULT_MIX, fillText, type ImageMix } from '../workload/image-gen.ts';
 import { Prng } from '../workload/prng.ts';
@@ -44,7 +44,7 @@ export async function scanImage(path: string, blockSize: number, onBlock?: (b: n
         const b = (off + p) / blockSize;
         const block = chunk.subarray(p, Math.min(bytesRead, p + blockSize));
         if (isZero(block)) continue;
-        const h = blake3(block);
+        const h = contentId(block);
         onBlock?.(b, h);
         disk.ids[b] = (h.readUInt32LE(0) & 0xfffff) * 2 ** 32 + h.readUInt32LE(4) || 1;
         disk.zsizes[b] = compressedSize(c, Buffer.from(block));

@@ -17,7 +17,7 @@
  * back by k.
  */
 import { open } from 'node:fs/promises';
-import { blake3, isZero } from '../content/content-id.ts';
+import { contentId, isZero } from '../content/content-id.ts';
 import { ALGORITHMS, resolveFeatures, type Algorithm } from '../policy/algorithm.ts';
 import { AREA_SIZE, RequestGenerator } from '../workload/generator.ts';
 import { PROFILES, resolveProfile, type ProfileSpec } from '../workload/profiles.ts';
@@ -47,7 +47,7 @@ async function blockIds(path: string, blockSize: number): Promise<Float64Array> 
       for (let p = 0; p < bytesRead; p += blockSize) {
         const block = chunk.subarray(p, Math.min(bytesRead, p + blockSize));
         if (isZero(block)) continue;
-        const h = blake3(block);
+        const h = contentId(block);
         ids[(off + p) / blockSize] = (h.readUInt32LE(0) & 0xfffff) * 2 ** 32 + h.readUInt32LE(4) || 1;
       }
     }

@@ -68,7 +68,8 @@ export class BlockCompressor {
     return n < 0 ? this.account(data.length, data, false, ms) : this.account(data.length, out.subarray(0, n), true, ms);
   }
 
-  private account(rawBytes: number, payload: Buffer, compressed: boolean, ms: number): CompressResult {
+  /** Counts a block compressed elsewhere (a worker thread) as if compressed here: the level policy reads these stats. */
+  account(rawBytes: number, payload: Buffer, compressed: boolean, ms: number): CompressResult {
     this.stats.ms += ms;
     this.stats.rawBytes += rawBytes;
     this.stats.wireBytes += payload.length;

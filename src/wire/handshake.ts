@@ -78,3 +78,17 @@ export function readMessage(socket: Socket, timeoutMs: number): Promise<{ messag
     socket.resume();
   });
 }
+
+/**
+ * Why two agents cannot migrate together because they name content
+ * differently, or undefined when they agree. Formats are names as HELLO and
+ * WELCOME carry them (`contentIds`); a peer that sends none predates named
+ * formats and uses `unnamed` (BLAKE3). Ids, references, offers and the Merkle
+ * root all depend on it, so a mismatch is refused at the handshake.
+ */
+export function contentIdMismatch(ours: string, theirs: string | undefined, unnamed: string, peer: 'source' | 'target'): string | undefined {
+  const peerFormat = theirs ?? unnamed;
+  if (peerFormat === ours) return undefined;
+  const older = theirs === undefined ? ' (it names none: an older flimcd)' : '';
+  return `the ${peer} agent uses ${peerFormat} content ids${older}, this agent ${ours}: run both with the same --content-hash`;
+}

@@ -80,6 +80,8 @@ export const HelloSchema = z.object({
   purpose: z.enum(['migrate', 'plan']).optional(),
   /** Merkle root (hex) of the source image's backing file in this block size: a target whose base has the same root takes the from-backing blocks from it. */
   backingRoot: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  /** How this agent names content (src/content/content-id.ts); absent: `blake3`, the only format before it was named. */
+  contentIds: z.string().max(32).optional(),
 });
 export type Hello = z.infer<typeof HelloSchema>;
 
@@ -102,6 +104,8 @@ export const WelcomeSchema = z.object({
   missing: z.string().max(2_000_000).optional(),
   /** The target's base against the HELLO's backingRoot: 'same' means blocks from the backing chain need not be sent. */
   backing: z.enum(['same', 'differs', 'none']).optional(),
+  /** How this agent names content, as in HELLO; absent: `blake3`. */
+  contentIds: z.string().max(32).optional(),
 });
 export type Welcome = z.infer<typeof WelcomeSchema>;
 

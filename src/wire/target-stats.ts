@@ -65,6 +65,9 @@ export const TargetStatsSchema = z.object({
   prefetchWindow: count().optional(),
   /** Target-clock time the VM was first served there. */
   servingAt: measure(),
+  /** CPU seconds of the target's process over the session until VERIFY (every thread), and its block-work threads' busy seconds (absent from older agents). */
+  cpuS: measure(),
+  workersBusyS: measure(),
 });
 export type TargetStats = z.infer<typeof TargetStatsSchema>;
 export type TargetDedupStats = z.infer<typeof TargetDedupStatsSchema>;

@@ -26,7 +26,7 @@ test('isZero: word-wise and byte-wise, at any alignment', () => {
 
 test('blockId: a zero block gets the zero id without the model hashing it; other blocks the model names', () => {
   const hashed: number[] = [];
-  const model: ContentModel = { id: (b) => { hashed.push(b.length); return REAL_CONTENT_MODEL.id(b); }, isZero: REAL_CONTENT_MODEL.isZero };
+  const model: ContentModel = { format: REAL_CONTENT_MODEL.format, id: (b) => { hashed.push(b.length); return REAL_CONTENT_MODEL.id(b); }, isZero: REAL_CONTENT_MODEL.isZero };
   assert.ok(blockId(model, new Uint8Array(65536)).equals(zeroContentId(65536)));
   assert.ok(zeroContentId(65536).equals(contentId(new Uint8Array(65536))));
   assert.deepEqual(hashed, []);

@@ -9,7 +9,7 @@ import { MemoryDisk } from '../../src/block/memory.ts';
 import type { Disk } from '../../src/block/disk.ts';
 import type { Channel } from '../../src/wire/channel.ts';
 import { memoryLink } from '../../src/wire/memory-transport.ts';
-import { REAL_RUNTIME } from '../../src/runtime.ts';
+import { REAL_RUNTIME, type Runtime } from '../../src/runtime.ts';
 import type { SourceEngine } from '../../src/migrate/source-engine.ts';
 import type { TargetEngine } from '../../src/migrate/target-engine.ts';
 import { buildSourceDisks, buildSourceSession, buildTargetDisks, buildTargetSession } from '../../src/migrate/stack.ts';
@@ -43,6 +43,8 @@ export interface RigOptions {
   duplicateWrites?: boolean;
   /** TargetEngine's backgroundFlushBytes (default: the engine's). */
   backgroundFlushBytes?: number;
+  /** What both sides run on (default REAL_RUNTIME: the block work on this thread). */
+  runtime?: Runtime;
 }
 
 export async function fillImage(disk: Disk, seed: number): Promise<void> {
@@ -58,7 +60,7 @@ export async function fillImage(disk: Disk, seed: number): Promise<void> {
 
 export function buildRig(o: RigOptions) {
   const bs = o.blockSize ?? 65536;
-  const runtime = REAL_RUNTIME;
+  const runtime = o.runtime ?? REAL_RUNTIME;
   const srcImage = new MemoryDisk(o.size);
   const features = resolveFeatures(o.algorithm, o.features);
   const { tracking, gate: srcGate } = buildSourceDisks({ runtime, image: srcImage, blockSize: bs });

@@ -16,13 +16,13 @@ import { indexImage } from '../../src/replica-index/image-scan.ts';
 import { ReplicaServer } from '../../src/locator/replica-server.ts';
 import { ReplicaClient } from '../../src/locator/replica-client.ts';
 import { RedisLocator } from '../../src/locator/redis-locator.ts';
-import { FleetContent, CONTENT_ID_FORMAT } from '../../src/locator/fleet-content.ts';
+import { FleetContent } from '../../src/locator/fleet-content.ts';
 import { publishIndexedImage } from '../../src/locator/publish-index.ts';
 import { WanProxy } from '../../src/wan-emulator/proxy.ts';
 import { ephemeralPsk } from '../../src/wire/secure-link.ts';
 import { formatAddress } from '../../src/util/address.ts';
 import { realClock } from '../../src/util/clock.ts';
-import { contentId } from '../../src/content/content-id.ts';
+import { contentId, DEFAULT_CONTENT_ID_FORMAT } from '../../src/content/content-id.ts';
 import { log } from '../../src/util/log.ts';
 
 const BS = 16384;
@@ -72,7 +72,7 @@ async function fleet(t: TestContext, o: { wanBps: number; lanBps: number }) {
   const lan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: await server.listen(), bandwidthBps: o.lanBps, rttMs: 1 });
   t.after(() => lan.close());
   const hostB = formatAddress(await lan.listen());
-  const locator = new RedisLocator({ urls: rc.urls, idFormat: CONTENT_ID_FORMAT, clock: realClock, log: quiet, commandTimeoutMs: 500 });
+  const locator = new RedisLocator({ urls: rc.urls, idFormat: DEFAULT_CONTENT_ID_FORMAT, clock: realClock, log: quiet, commandTimeoutMs: 500 });
   t.after(() => locator.close());
   const published = await publishIndexedImage(locator, indexB, indexB.image(templatePath)!, hostB);
   assert.equal(published.published, BLOCKS);

@@ -37,6 +37,7 @@ const input: ReportInput = {
   channel: { retransmittedBytes: 0, window: 0, inFlight: 0, minRttMs: 10, minAckRttMs: 12, deliveryRateBps: undefined, linkRateBps: 5e7 },
   wire: { data: 900, reference: 0, zero: 0, control: 200 },
   counts: {}, rounds: 2, cutoverReason: 'converged', bandwidthBps: 5e7,
+  cpu: { seconds: 0.5, workerThreads: 2, workersBusyS: 0.25 },
   targetStats: {
     phase: 'done', blocks: 16, blockSize: 65536, receivedBlocks: {}, receivedBytes: 0,
     dedup: { refBlocks: 0, refFromReceived: 0, refFromLocal: 0, refFallback: 0, offered: 0, offerHave: 0, compressedBlocks: 0 },
@@ -70,4 +71,13 @@ test('demand_fetch_rate counts read misses and partial-write fetches over all po
   const older = buildReport({ ...input, targetStats: { ...input.targetStats, readBlocks: 50, missBlocks: 5, writeBlocks: undefined, writeMissBlocks: undefined } });
   assert.equal(older.write_fetches, 0, 'an older target does not count write fetches');
   assert.equal(older.demand_fetch_rate, 0.1);
+});
+
+test('CPU seconds per GiB of image at each side; null for a target that does not report them', () => {
+  const gib = { ...input, imageBytes: 2 * 2 ** 30 };
+  const r = buildReport({ ...gib, targetStats: { ...gib.targetStats, cpuS: 3, workersBusyS: 1.5 } });
+  assert.deepEqual(r.cpu, { source_s: 0.5, target_s: 3, source_s_per_gib: 0.25, target_s_per_gib: 1.5, worker_threads: 2, source_workers_busy_s: 0.25, target_workers_busy_s: 1.5 });
+  const older = buildReport(gib);
+  assert.equal(older.cpu.target_s, null);
+  assert.equal(older.cpu.target_s_per_gib, null);
 });

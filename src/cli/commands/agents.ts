@@ -22,8 +22,9 @@ import { checkImageSpecArg } from '../image-arg.ts';
 import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
 import type { MigrationReport } from '../../migrate/report.ts';
 import { addClusterOptions, clusterFromFlags, openFleetContent, type ClusterFlags } from '../cluster-options.ts';
+import { addRuntimeOptions, runtimeFromFlags, type RuntimeFlags } from '../runtime-options.ts';
 
-interface SourceOptions extends SecurityFlags {
+interface SourceOptions extends SecurityFlags, RuntimeFlags {
   image: string;
   format?: string;
   storageDaemon?: string;
@@ -48,7 +49,7 @@ interface SourceOptions extends SecurityFlags {
   json?: boolean;
 }
 
-interface TargetOptions extends SecurityFlags, ClusterFlags {
+interface TargetOptions extends SecurityFlags, ClusterFlags, RuntimeFlags {
   image: string;
   format?: string;
   backing?: string;
@@ -73,8 +74,8 @@ const emit = (json: boolean | undefined, event: Record<string, unknown>, human: 
 };
 
 export function registerAgents(program: Command): void {
-  addSecurityOptions(addLogOptions(program
-    .command('source')), 'target')
+  addRuntimeOptions(addSecurityOptions(addLogOptions(program
+    .command('source')), 'target'))
     .description('Serve the running VM\'s disk over NBD and migrate it live to a target agent.')
     .requiredOption('--image <image>', 'the VM\'s disk: a raw file, a block device, a qcow2 file (--format qcow2), or an NBD URI (nbd://HOST:PORT/NAME, nbd+unix:///NAME?socket=PATH; needs --state-dir)')
     .option('--format <fmt>', 'raw or qcow2 (never probed); qcow2 is opened through a supervised qemu-storage-daemon', 'raw')
@@ -115,6 +116,7 @@ export function registerAgents(program: Command): void {
       let agentRef: SourceAgent | undefined;
       if (o.plan && imageSize === undefined) throw new UsageError('--plan: not with an NBD URI as --image (the plan is checked against the image size)');
       const prediction = o.plan && imageSize !== undefined ? readPrediction(o.plan, algorithm, imageSize) : undefined;
+      const runtime = runtimeFromFlags(o);
       // Handlers go in before anything listens: a signal in any phase (start-up, dialling, handshake) is honoured at once.
       // Before the cut-over it ends the migration (the VM keeps its disk here); after it, post-copy finishes first.
       let signalled: NodeJS.Signals | undefined;
@@ -159,7 +161,7 @@ export function registerAgents(program: Command): void {
       const trace = o.recordTrace ? await openTrace(o.recordTrace) : undefined;
       const agent = await SourceAgent.start({
         vmDisk: trace?.wrap,
-        image: o.image, format, storageDaemon: o.storageDaemon, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs,
+        image: o.image, format, storageDaemon: o.storageDaemon, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs, runtime,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
       }).catch(async (e: unknown) => {
         await trace?.recorder.close().catch(() => {});
@@ -198,6 +200,7 @@ export function registerAgents(program: Command): void {
         await control?.close();
         await agent.close();
         if (trace) await closeTrace(trace, o.recordTrace!, o.json);
+        await runtime.work.close();
       }
       if (interrupted && signalled) {
         emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);
@@ -205,8 +208,8 @@ export function registerAgents(program: Command): void {
       }
     });
 
-  addClusterOptions(addSecurityOptions(addLogOptions(program
-    .command('target')), 'source'), 'blocks this agent receives and records in --index are published as held here')
+  addRuntimeOptions(addClusterOptions(addSecurityOptions(addLogOptions(program
+    .command('target')), 'source'), 'blocks this agent receives and records in --index are published as held here'))
     .description('Receive a live migration and serve the VM\'s disk at the destination over NBD (post-copy from cut-over on).')
     .requiredOption('--image <image>', 'where the disk is written: a raw file (created if missing; an existing one must have the source\'s size), a block device, a qcow2 file (--format qcow2), or an NBD URI (needs --state-dir)')
     .option('--format <fmt>', 'raw or qcow2 (never probed); qcow2 is written through a supervised qemu-storage-daemon', 'raw')
@@ -241,11 +244,12 @@ export function registerAgents(program: Command): void {
       const cluster = clusterFromFlags(o);
       if (cluster?.replicaAddress && !o.index) throw new UsageError('--replica-address needs --index: the replica server serves what the index records');
       const progress = createProgress({ json: o.json, role: 'target', logSink, log });
+      const runtime = runtimeFromFlags(o);
       // Sibling hosts' content: looked up after this host's own, before the WAN.
-      const fleet = cluster ? openFleetContent(cluster, security, log) : undefined;
+      const fleet = cluster ? openFleetContent(cluster, security, log, runtime.content.format) : undefined;
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
-        image: o.image, format, backing, storageDaemon: o.storageDaemon, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote,
+        image: o.image, format, backing, storageDaemon: o.storageDaemon, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote, runtime,
         onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
@@ -282,6 +286,7 @@ export function registerAgents(program: Command): void {
         await agent.close();
         // After the agent: its last received blocks are recorded, then published.
         await fleet?.close();
+        await runtime.work.close();
       }
       // Stopped by a signal, as the README's exit-code table says, whether it was serving the VM or still waiting.
       if (signalled && !process.exitCode) process.exitCode = exitCodeForSignal(signalled);

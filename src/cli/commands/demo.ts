@@ -1,3 +1,5 @@
+import { realRuntime } from '../../runtime.ts';
+import { defaultPoolSize } from '../../workers/worker-pool.ts';
 import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,10 +61,12 @@ export function registerDemo(program: Command): void {
       say(`flimcd demo: ${formatBytes(size)} image, ${o.workload} workload, ${algorithm}, link ${formatBitRate(bandwidthBps)} / ${formatDuration(rttMs)} RTT\n`);
       const quiet = log.child({ demo: true });
       if (!process.env.FLIMCD_LOG_LEVEL) quiet.level = 'warn';
+      // Both agents share one pool of worker threads for ids and zstd (both cores, as agents in two processes would use).
+      const runtime = realRuntime({ workers: defaultPoolSize() });
       try {
         const r = await runLocalMigration({
           dir, size, bandwidthBps, security: o.insecure ? { mode: 'insecure' } : undefined, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
-          features: { dedup: o.dedup === false ? false : undefined, compress: o.compress === false ? false : undefined },
+          features: { dedup: o.dedup === false ? false : undefined, compress: o.compress === false ? false : undefined }, runtime,
           onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
           onStatus: process.stdout.isTTY && !o.json ? (s) => {
             const rem = Number(s.remainingBlocks ?? 0) * blockSize;
@@ -80,6 +84,7 @@ export function registerDemo(program: Command): void {
         else say('\n' + formatReport(r.report, extra));
         if (!ok) process.exitCode = ExitCode.VERIFY_FAILED;
       } finally {
+        await runtime.work.close();
         if (o.keep) say(`work directory kept: ${dir}\n`);
         else rmSync(dir, { recursive: true, force: true });
       }

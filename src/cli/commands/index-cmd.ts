@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import { ReplicaIndex } from '../../replica-index/replica-index.ts';
+import { imageContentIds, ReplicaIndex } from '../../replica-index/replica-index.ts';
+import { parseContentHash } from '../runtime-options.ts';
+import { realContentModel } from '../../content/content-id.ts';
 import { indexImage } from '../../replica-index/image-scan.ts';
 import { formatBytes, parseBlockSize } from '../../util/units.ts';
 import { ErrorCode, FlimcdError, UsageError } from '../../errors.ts';
@@ -9,7 +11,6 @@ import { checkImageSpecArg } from '../image-arg.ts';
 import { parseImageFormat } from '../../image/image-spec.ts';
 import { addClusterOptions, clusterFromFlags, type ClusterFlags } from '../cluster-options.ts';
 import { RedisLocator } from '../../locator/redis-locator.ts';
-import { CONTENT_ID_FORMAT } from '../../locator/fleet-content.ts';
 import { publishIndexedImage } from '../../locator/publish-index.ts';
 import { realClock } from '../../util/clock.ts';
 import { log } from '../../util/log.ts';
@@ -19,6 +20,7 @@ interface IndexOptions extends ClusterFlags {
   blockSize: string;
   reindex?: boolean;
   format?: string;
+  contentHash: string;
   json?: boolean;
 }
 
@@ -47,19 +49,21 @@ export function registerIndex(program: Command): void {
     .option('--format <fmt>', 'format of the images named: raw or qcow2 (never probed)', 'raw')
     .requiredOption('--index <dir>', 'index directory (created if missing)')
     .option('--block-size <size>', 'must equal the block size migrations use (4KiB-1MiB)', '64KiB')
-    .option('--reindex', 'also re-index every image already in the index whose block size differs from --block-size (its old entries are dropped)')
+    .option('--reindex', 'also re-index every image already in the index whose block size or content hash differs from --block-size and --content-hash (its old entries are dropped)')
+    .option('--content-hash <name>', 'content id format: must equal the target agent\'s (sha256 or blake3)', 'sha256')
     .option('--json', 'one JSON object per image')
     .action(async (given: string[], o: IndexOptions) => {
       const blockSize = parseBlockSize(o.blockSize, '--block-size');
+      const content = realContentModel(parseContentHash(o.contentHash));
       if (given.length === 0 && !o.reindex) throw new UsageError('index add: name at least one image (or pass --reindex)');
       const format = parseImageFormat(o.format);
       for (const path of given) checkImageSpecArg(path, format, { flag: 'image' });
       const cluster = clusterFromFlags(o);
       if (cluster && !cluster.replicaAddress) throw new UsageError('index add --cluster needs --replica-address: the address of this host\'s `flimcd replica-server`, which siblings fetch from');
       const ix = ReplicaIndex.open(o.index);
-      const locator = cluster && new RedisLocator({ urls: cluster.urls, idFormat: CONTENT_ID_FORMAT, clock: realClock, log });
+      const locator = cluster && new RedisLocator({ urls: cluster.urls, idFormat: content.format, clock: realClock, log });
       try {
-        const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize) : [];
+        const stale = o.reindex ? ix.list().filter((im) => im.blockSize !== blockSize || imageContentIds(im) !== content.format) : [];
         for (const im of stale) checkImageSpecArg(im.path, im.format ?? 'raw', { flag: 'indexed image' });
         for (const im of stale) await ix.removeImage(im.path);
         const formats = new Map<string, 'raw' | 'qcow2'>([...stale.map((im) => [im.path, im.format ?? 'raw'] as const), ...given.map((p) => [p, format] as const)]);
@@ -74,7 +78,7 @@ export function registerIndex(program: Command): void {
               started = true;
             }
             bar.update(done);
-          }, formats.get(path));
+          }, formats.get(path), content);
           bar?.stop();
           print(o.json, { event: 'added', ...r, ms: Math.round(r.ms) }, `added ${r.path}: ${r.scannedBlocks} non-zero blocks of ${formatBytes(blockSize)}, ${r.newIds} new ids (${formatBytes(r.size)} in ${(r.ms / 1000).toFixed(1)} s)`);
           const im = locator && ix.image(path);
@@ -121,7 +125,7 @@ export function registerIndex(program: Command): void {
         const list = ix.list();
         if (o.json) return print(true, list, '');
         if (list.length === 0) return print(false, null, `the index at ${ix.dir} is empty`);
-        for (const im of list) print(false, null, `${im.path}  ${formatBytes(im.size)}  blocks of ${formatBytes(im.blockSize)}: ${im.blocks} ids  (${im.kind}, ${im.addedAt})`);
+        for (const im of list) print(false, null, `${im.path}  ${formatBytes(im.size)}  blocks of ${formatBytes(im.blockSize)}: ${im.blocks} ${imageContentIds(im)} ids  (${im.kind}, ${im.addedAt})`);
       } finally {
         await ix.close();
       }

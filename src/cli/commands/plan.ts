@@ -18,6 +18,8 @@ import { imageSizeOf } from '../../image/open-image.ts';
 import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
 import { log } from '../../util/log.ts';
 import { indexBlockSizeProblem } from '../../replica-index/block-size-check.ts';
+import { indexContentIdProblem } from '../../replica-index/content-id-check.ts';
+import { DEFAULT_CONTENT_ID_FORMAT } from '../../content/content-id.ts';
 
 /** The target's index, refused when it holds only other block sizes (it would find nothing). */
 function openIndex(dir: string, blockSize: number): ReplicaIndex {
@@ -27,7 +29,7 @@ function openIndex(dir: string, blockSize: number): ReplicaIndex {
   } catch (e) {
     throw new UsageError(`--index: cannot open the replica index at ${dir}: ${(e as Error).message}`);
   }
-  const problem = indexBlockSizeProblem(ix.list(), blockSize, dir);
+  const problem = indexBlockSizeProblem(ix.list(), blockSize, dir) ?? indexContentIdProblem(ix.list(), DEFAULT_CONTENT_ID_FORMAT, dir);
   if (problem) {
     void ix.close();
     throw new UsageError(`--index: ${problem}`);
