@@ -86,6 +86,24 @@ export class LocalContent {
     }
   }
 
+  /** Blocks [first, first + count) are zero now (holes): per remembered block, not per block of the range. */
+  noteZeroed(first: number, count: number): void {
+    this.touched.setRange(first, count);
+    const end = first + count;
+    const forget = (b: number, key: string) => {
+      if (this.byId.get(key) === b) this.byId.delete(key);
+      this.idOf.delete(b);
+    };
+    if (count <= this.idOf.size) {
+      for (let b = first; b < end; b++) {
+        const key = this.idOf.get(b);
+        if (key !== undefined) forget(b, key);
+      }
+    } else {
+      for (const [b, key] of this.idOf) if (b >= first && b < end) forget(b, key);
+    }
+  }
+
   /** The VM changed block `b` here: content remembered for it is no longer there. */
   noteChanged(b: number): void {
     this.noteWritten(b, undefined);

@@ -8,14 +8,14 @@ import { sleep } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
-import { blockId } from '../content/content-id.ts';
-import { merkleRoot } from '../content/merkle.ts';
+import { bitmapSpans } from '../wire/bitmap-span.ts';
+import { imageRoot, TargetWriteIds } from './image-root.ts';
 import type { Runtime } from '../runtime.ts';
 import { ContentSender } from './content-sender.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
-import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError, ProtocolError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
 
@@ -52,9 +52,9 @@ export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' |
    * in-flight messages are lost). 'precopy': what the target lacks is
    * re-derived by offering every block's content id (the target compares with
    * what its image holds). 'postcopy': the target's durable missing map says
-   * exactly what to push; the VM already runs there.
+   * exactly what to push (it arrives in MISSING spans); the VM already runs there.
    */
-  resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
+  resume?: { mode: 'precopy' } | { mode: 'postcopy' };
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
@@ -99,6 +99,14 @@ export class SourceEngine {
   private readonly inbox = new Map<number, Message>();
   private readonly config: CutoverConfig;
   readonly features: Features;
+  /** Post-copy resume: the target's missing map as its MISSING spans arrive; settled by the last one. */
+  private readonly resumeMissing: Bitmap | undefined;
+  private resumeMissingDone: (() => void) | undefined;
+  private readonly resumeMissingComplete: Promise<void> | undefined;
+  /** Content ids of the blocks the VM wrote at the target (WRITTEN), for the final comparison. */
+  private readonly targetWrites = new TargetWriteIds();
+  private targetWritesArrived: (() => void) | undefined;
+  private readonly abortListeners: Array<() => void> = [];
 
   constructor(private readonly o: SourceEngineOptions) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
@@ -121,6 +129,10 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
+    if (o.resume?.mode === 'postcopy') {
+      this.resumeMissing = new Bitmap(this.n);
+      this.resumeMissingComplete = new Promise((r) => (this.resumeMissingDone = r));
+    }
     if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', ErrorCode.RESUME);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
@@ -155,6 +167,7 @@ export class SourceEngine {
       } catch { /* link already down */ }
     }
     this.sender.abort(this.aborted);
+    for (const f of this.abortListeners.splice(0)) f();
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
@@ -192,6 +205,19 @@ export class SourceEngine {
       case MsgType.HAVE:
         this.sender.handleHave(m);
         return;
+      case MsgType.MISSING:
+        if (!this.resumeMissing || !this.resumeMissingDone) throw new ProtocolError('MISSING from the target outside a post-copy resume');
+        if (m.span) {
+          if (m.span.first + m.span.count > this.n) throw new ProtocolError(`MISSING span ${m.span.first}+${m.span.count} beyond the image (${this.n} blocks)`);
+          this.resumeMissing.setSpan(m.span.first, m.span.count, m.span.bits);
+        }
+        if (m.last) this.resumeMissingDone();
+        return;
+      case MsgType.WRITTEN:
+        for (const b of m.blocks) if (b >= this.n) throw new ProtocolError(`WRITTEN for block ${b} beyond the image (${this.n} blocks)`);
+        this.targetWrites.append(m.blocks, m.ids);
+        this.targetWritesArrived?.();
+        return;
       case MsgType.ABORT:
         this.abort(`target aborted: ${m.reason}`);
         return;
@@ -211,8 +237,10 @@ export class SourceEngine {
       this.frozenAt = this.cutoverDoneAt = this.t0;
       this.cutoverReason = 'resumed in post-copy';
       this.needSend.clearAll();
-      this.pushPending = resume.missing;
-      log.info({ missingBlocks: resume.missing.count }, 'post-copy resumed: pushing what the target still lacks');
+      await Promise.race([this.resumeMissingComplete, this.abortedPromise()]);
+      this.checkAborted();
+      this.pushPending = this.resumeMissing;
+      log.info({ missingBlocks: this.pushPending?.count }, 'post-copy resumed: pushing what the target still lacks');
       this.setPhase('postcopy');
       await this.push();
     } else {
@@ -457,7 +485,9 @@ export class SourceEngine {
     this.pushPending = this.needSend.clone();
     this.o.log.info({ missingBlocks: this.pushPending.count, reason: this.cutoverReason }, 'cut-over: VM I/O held at the source');
     const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
-    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.clone().bits }); // a copy: the frame holds these bytes uncopied until acked, and the push clears bits of pushPending at once
+    // The missing map in bounded spans (copies: the push clears bits of pushPending at once), then the hand-off.
+    for (const span of bitmapSpans(this.pushPending)) channel.send({ type: MsgType.MISSING, last: false, span });
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat } });
     const done = this.expect(MsgType.CUTOVER_DONE).then(() => {
       this.cutoverDoneAt = clock.now();
       // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
@@ -507,25 +537,25 @@ export class SourceEngine {
     }
   }
 
-  /** Source root over its (frozen) image, with the blocks the VM wrote at the target taken from the target's ids. */
+  /**
+   * Source root over its (frozen) image, holes taken from its extents unread, with the blocks the
+   * VM wrote at the target taken from the target's ids (the WRITTEN batches VERIFY counts).
+   */
   private async verify(v: Verify): Promise<{ root: string; verified: boolean }> {
-    const { image, blockSize } = this.o;
-    const written = new Map(v.targetWrites.map(([b, id]) => [b, Buffer.from(id, 'hex')]));
-    const ids = new Array<Buffer>(this.n);
-    const buf = Buffer.allocUnsafe(blockSize);
-    for (let b = 0; b < this.n; b++) {
-      const w = written.get(b);
-      if (w) {
-        ids[b] = w;
-        continue;
-      }
-      const len = Math.min(blockSize, image.size - b * blockSize);
-      const view = len === blockSize ? buf : buf.subarray(0, len);
-      await image.read(b * blockSize, view);
-      ids[b] = blockId(this.o.content, view);
+    while (this.targetWrites.count < v.targetWrites) {
+      this.checkAborted();
+      await Promise.race([new Promise<void>((r) => (this.targetWritesArrived = r)), this.abortedPromise()]);
     }
-    const root = merkleRoot(ids).toString('hex');
+    this.checkAborted();
+    if (this.targetWrites.count !== v.targetWrites) throw new ProtocolError(`VERIFY counts ${v.targetWrites} blocks written at the target, WRITTEN listed ${this.targetWrites.count}`);
+    const root = (await imageRoot({ image: this.o.image, blockSize: this.o.blockSize, content: this.o.content, overrides: this.targetWrites })).toString('hex');
     return { root, verified: root === v.root };
+  }
+
+  /** Settles (never resolves) once the engine is aborted: a wait raced against it ends with the abort. */
+  private abortedPromise(): Promise<void> {
+    if (this.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.abortListeners.push(resolve));
   }
 
   private setPhase(p: Phase): void {

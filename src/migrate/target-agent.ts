@@ -394,7 +394,6 @@ export class TargetAgent {
       type: MsgType.WELCOME,
       welcome: {
         version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode,
-        missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
       },
     });
     channel.attach(new SocketTransport(socket), 0, rest);

@@ -48,6 +48,21 @@ export class Bitmap {
     return true;
   }
 
+  /** Sets bits [first, first + count), whole bytes at a time. */
+  setRange(first: number, count: number): void {
+    const end = Math.min(this.size, first + count);
+    let i = first;
+    for (; i < end && (i & 7) !== 0; i++) this.set(i);
+    for (; i + 8 <= end; i += 8) {
+      const byte = this.bits[i >> 3]!;
+      if (byte !== 0xff) {
+        this.ones += 8 - POP[byte]!;
+        this.bits[i >> 3] = 0xff;
+      }
+    }
+    for (; i < end; i++) this.set(i);
+  }
+
   setAll(): void {
     this.bits.fill(0xff);
     const tail = this.size % 8;
@@ -72,6 +87,33 @@ export class Bitmap {
       i++;
     }
     return -1;
+  }
+
+  /** Next clear bit at or after `from`, or `size`. Skips full bytes quickly. */
+  nextClear(from: number): number {
+    for (let i = from; i < this.size; ) {
+      const byte = this.bits[i >> 3]!;
+      if (byte === 0xff) {
+        i = ((i >> 3) + 1) << 3;
+        continue;
+      }
+      if (!(byte & (1 << (i & 7)))) return i;
+      i++;
+    }
+    return this.size;
+  }
+
+  /** Sets bits [first, first + count) from `bits` (bit i of `bits` is bit first + i here). */
+  setSpan(first: number, count: number, bits: Uint8Array): void {
+    for (let i = 0; i < count; ) {
+      const byte = bits[i >> 3]!;
+      if (byte === 0 && (i & 7) === 0) {
+        i += 8;
+        continue;
+      }
+      if (byte & (1 << (i & 7))) this.set(first + i);
+      i++;
+    }
   }
 
   *setBits(): Generator<number> {

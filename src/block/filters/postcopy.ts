@@ -188,15 +188,16 @@ export class PostcopyDisk extends FilterDisk {
 
   /** A range of zero blocks from the source (holes): same rules as applyData. */
   async applyZero(first: number, count: number): Promise<number> {
+    if (!this.active) {
+      // Pre-copy: one zeroing of the whole range (a hole of a terabyte image is one call, not one per block).
+      const offset = first * this.unit;
+      const len = Math.min(count * this.unit, this.inner.size - offset);
+      if (len > 0) await this.inner.writeZeroes(offset, len);
+      return count;
+    }
     let applied = 0;
-    for (let b = first; b < first + count; b++) {
-      if (this.active && !this.missing.get(b)) continue;
+    for (let b = this.missing.nextSet(first); b >= 0 && b < first + count; b = this.missing.nextSet(b + 1)) {
       const len = Math.min(this.unit, this.inner.size - b * this.unit);
-      if (!this.active) {
-        await this.inner.writeZeroes(b * this.unit, len);
-        applied++;
-        continue;
-      }
       const w = this.waiters.get(b) ?? this.newWaiter(b);
       this.missing.clear(b);
       try {
