@@ -64,8 +64,13 @@ export class ContentSender {
   private readonly known = new Map<string, number>();
   /** Block → id it holds at the target, to forget an id when its block is overwritten. */
   private readonly heldBy = new Map<number, string>();
-  /** Per-block send generation: an ack or answer for an older send must not register anything. */
-  private readonly gen: Uint32Array;
+  /**
+   * Generation of the send of a block whose ack or HAVE is still awaited; a newer send of the block
+   * drops its entry, so an ack or answer for an older send registers nothing. Only blocks in flight
+   * have an entry (bounded by the window and MAX_PENDING_OFFERS), never one per block of the image.
+   */
+  private readonly awaited = new Map<number, number>();
+  private generation = 0;
   private batch: OfferBatch = { blocks: [], ids: [], gens: [], keys: [] };
   private batchStartedAt = 0;
   private nextBatch = 1;
@@ -87,7 +92,6 @@ export class ContentSender {
       const level = chooseCompressionLevel({ linkBytesPerSec: o.linkBytesPerSec(), measuredBytesPerSec: undefined, currentLevel: 1, ratio: 1 });
       this.compressor = new BlockCompressor(level, o.codec);
     }
-    this.gen = new Uint32Array(Math.ceil(o.image.size / o.blockSize));
   }
 
   get compressionLevel(): number | undefined {
@@ -139,11 +143,12 @@ export class ContentSender {
       const has = i < m.count && (m.have[i >> 3]! & (1 << (i & 7))) !== 0;
       if (has) {
         this.o.counts.replicaBlocks++;
-        if (!wasStale && this.gen[b] === batch.gens[i]) this.remember(b, batch.keys[i]!);
+        if (!wasStale && this.awaited.get(b) === batch.gens[i]) this.remember(b, batch.keys[i]!);
       } else if (!wasStale) {
         this.ready.push(b);
       }
       // Stale and lacking: the dirty set already has it; the next round sends it.
+      if (this.awaited.get(b) === batch.gens[i]) this.awaited.delete(b);
     });
     this.answered?.();
   }
@@ -162,7 +167,10 @@ export class ContentSender {
   abandonPending(): number[] {
     this.flushOffers();
     const out = [...this.ready];
-    for (const batch of this.pending.values()) out.push(...batch.blocks);
+    for (const batch of this.pending.values()) {
+      out.push(...batch.blocks);
+      batch.blocks.forEach((b, i) => { if (this.awaited.get(b) === batch.gens[i]) this.awaited.delete(b); });
+    }
     this.pending.clear();
     this.pendingCount = 0;
     this.offeredIn.clear();
@@ -189,7 +197,9 @@ export class ContentSender {
     if (this.offeredIn.has(b)) this.stale.add(b);
     this.batch.blocks.push(b);
     this.batch.ids.push(id.subarray(0, OFFER_ID_BYTES));
-    this.batch.gens.push(this.gen[b]!);
+    const g = ++this.generation;
+    this.awaited.set(b, g);
+    this.batch.gens.push(g);
     this.batch.keys.push(key);
     this.o.counts.offeredBlocks++;
     if (this.batch.blocks.length >= Math.min(OFFER_BATCH, MAX_OFFER_BLOCKS) || this.o.clock.now() - this.batchStartedAt >= OFFER_MAX_AGE_MS) this.flushOffers();
@@ -265,7 +275,7 @@ export class ContentSender {
 
   /** A send for block b is under way: forget the content b held at the target, start a new generation. */
   private overwritten(b: number): void {
-    this.gen[b] = (this.gen[b]! + 1) >>> 0;
+    this.awaited.delete(b);
     const old = this.heldBy.get(b);
     if (old === undefined) return;
     this.heldBy.delete(b);
@@ -274,9 +284,12 @@ export class ContentSender {
 
   /** Ack callback: once the target has applied this send (and nothing newer went out for b), it holds `key` at b. */
   private onApplied(b: number, key: string): () => void {
-    const g = this.gen[b]!;
+    const g = ++this.generation;
+    this.awaited.set(b, g);
     return () => {
-      if (this.gen[b] === g) this.remember(b, key);
+      if (this.awaited.get(b) !== g) return;
+      this.awaited.delete(b);
+      this.remember(b, key);
     };
   }
 
