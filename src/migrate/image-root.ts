@@ -91,12 +91,18 @@ export async function imageRoot(o: ImageRootOptions): Promise<Buffer> {
     merkle.add(id);
     if (o.report?.blocks.get(b)) await o.report.onId(b, id);
   };
+  // The next reported block at or after the walk, looked up again only once the walk passes it (a
+  // fresh scan per hole would cost the whole bitmap each time). A bit set behind the cached one
+  // during the walk is a write after the walk took that block's id: the id taken is the content the
+  // source has, so leaving it unreported is what the source's root expects.
+  let nextReported = o.report ? o.report.blocks.nextSet(0) : -1;
   /** Blocks [first, end) lie wholly in holes: runs of the zero id, except blocks given or reported. */
   const addZeros = async (first: number, end: number): Promise<void> => {
     for (let at = first; at < end; ) {
       while (ov && oi < ov.count && ov.block(oi) < at) oi++;
       const nextOverride = ov && oi < ov.count ? ov.block(oi) : end;
-      const r = o.report ? o.report.blocks.nextSet(at) : -1;
+      if (nextReported >= 0 && nextReported < at) nextReported = o.report!.blocks.nextSet(at);
+      const r = nextReported;
       const stop = Math.min(end, nextOverride, r < 0 ? end : r);
       if (stop > at) {
         merkle.addRepeated(zeroId, stop - at);
