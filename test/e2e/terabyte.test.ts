@@ -58,22 +58,43 @@ async function assertSameData(a: Disk, b: Disk): Promise<number> {
   return compared;
 }
 
+const SIZE = 2 * TIB;
+
+/** A 2 TiB sparse image with 1 MiB of random data in a few places, first and last MiB included. */
+async function makeImage(path: string, rng: Prng): Promise<void> {
+  const img = await FileDisk.open(path, { create: true, size: SIZE });
+  const buf = Buffer.alloc(MIB);
+  for (const at of [0, 3 * MIB, 7 * 2 ** 30, 400 * 2 ** 30, TIB + 12345 * BS, SIZE - MIB]) {
+    rng.fill(buf);
+    await img.write(at, buf);
+  }
+  await img.close();
+}
+
+/** The target holds exactly the source's bytes, its root is the one the source verified, and its holes stayed holes. */
+async function assertMigrated(src: string, dst: string, merkleRoot: unknown): Promise<void> {
+  const a = await FileDisk.open(src, { readOnly: true });
+  const b = await FileDisk.open(dst, { readOnly: true });
+  try {
+    const compared = await assertSameData(a, b);
+    assert.ok(compared >= 5 * MIB, `compared ${compared} bytes`);
+    // The target's own root over its image, computed here, is the root the source verified.
+    const root = await imageRoot({ image: b, blockSize: BS, content: REAL_CONTENT_MODEL });
+    assert.equal(root.toString('hex'), merkleRoot);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  // The target allocated about what the source holds, not the image size.
+  assert.ok(statSync(dst).blocks * 512 < 64 * MIB, `target allocated ${statSync(dst).blocks * 512} bytes`);
+}
+
 test('a 2 TiB sparse image with a workload writing a little migrates verified: byte-exact on the allocated ranges, same Merkle root', { timeout: 180_000 }, async (t) => {
   const dir = tempDir(t);
   const src = join(dir, 'src.img');
   const dst = join(dir, 'dst.img');
-  const size = 2 * TIB;
   const rng = new Prng(20);
-  const regions = [0, 3 * MIB, 7 * 2 ** 30, 400 * 2 ** 30, TIB + 12345 * BS, size - MIB];
-  {
-    const img = await FileDisk.open(src, { create: true, size });
-    const buf = Buffer.alloc(MIB);
-    for (const at of regions) {
-      rng.fill(buf);
-      await img.write(at, buf);
-    }
-    await img.close();
-  }
+  await makeImage(src, rng);
 
   const run = await migrateWithAgents({
     dir, source: src, target: dst, timeoutMs: 170_000,
@@ -93,20 +114,34 @@ test('a 2 TiB sparse image with a workload writing a little migrates verified: b
   const r = run.report;
   t.diagnostic(`2 TiB: wall ${(run.wallMs / 1000).toFixed(1)} s, time_total_s ${String(r.time_total_s)}, peak RSS source ${run.peakRssMiB.source.toFixed(0)} MiB, target ${run.peakRssMiB.target.toFixed(0)} MiB`);
   assert.equal(r.verified, true);
-  assert.equal(r.image_bytes, size);
+  assert.equal(r.image_bytes, SIZE);
+  await assertMigrated(src, dst, r.merkle_root);
+});
 
-  const a = await FileDisk.open(src, { readOnly: true });
-  const b = await FileDisk.open(dst, { readOnly: true });
-  try {
-    const compared = await assertSameData(a, b);
-    assert.ok(compared >= 5 * MIB, `compared ${compared} bytes`);
-    // The target's own root over its image, computed here, is the root the source verified.
-    const root = await imageRoot({ image: b, blockSize: BS, content: REAL_CONTENT_MODEL });
-    assert.equal(root.toString('hex'), r.merkle_root);
-  } finally {
-    await a.close();
-    await b.close();
-  }
-  // Holes stayed holes: the target allocated about what the source holds, not the image size.
-  assert.ok(statSync(dst).blocks * 512 < 64 * MIB, `target allocated ${statSync(dst).blocks * 512} bytes`);
+test('a source killed -9 in the middle of a 2 TiB cut-over restarts and completes: the VM\'s disk is not held for good', { timeout: 180_000 }, async (t) => {
+  // The issue's failure: the cut-over of a terabyte image failed, the source exited with the VM's
+  // I/O held, and the resumed cut-over failed the same way. Here the source dies while its hand-off
+  // is unanswered (the target is stopped); restarted with the same arguments it learns from the
+  // target whether it took over, and goes on from there to a verified end.
+  const dir = tempDir(t);
+  const src = join(dir, 'src.img');
+  const dst = join(dir, 'dst.img');
+  const rng = new Prng(21);
+  await makeImage(src, rng);
+  const run = await migrateWithAgents({
+    dir, source: src, target: dst, timeoutMs: 170_000, crashSourceInCutover: true,
+    duringPrecopy: async (nbd) => {
+      const vm = await NbdClient.connect(nbd);
+      const data = Buffer.alloc(128 * 1024);
+      rng.fill(data);
+      await vm.write(TIB + 7 * MIB, data);
+      await vm.flush();
+      await vm.close();
+    },
+  });
+  const r = run.report as { verified?: boolean; merkle_root?: string; resumes?: { sessions?: number } };
+  t.diagnostic(`2 TiB, source killed in cut-over: wall ${(run.wallMs / 1000).toFixed(1)} s, resumes ${JSON.stringify(r.resumes)}`);
+  assert.equal(r.verified, true);
+  assert.ok((r.resumes?.sessions ?? 0) >= 2, 'the restarted source resumed the session');
+  await assertMigrated(src, dst, r.merkle_root);
 });

@@ -4,6 +4,7 @@
  * terabyte tests and `npm run bench:terabyte` drive it; not product code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -20,6 +21,12 @@ export interface AgentsRunOptions {
   duringPrecopy?: (sourceNbd: string) => Promise<void>;
   /** Kills both agents after this long (default 10 min). */
   timeoutMs?: number;
+  /**
+   * With duringPrecopy: the source dies (kill -9) in the middle of its cut-over (the target is
+   * stopped meanwhile, so the hand-off is not answered), then restarts with the same image and
+   * state and, without --manual-cutover, resumes to the end.
+   */
+  crashSourceInCutover?: boolean;
 }
 
 export interface AgentsRun {
@@ -56,6 +63,32 @@ function start(args: string[], rssFile: string): Agent {
   return { child, ready: readyOrExit, exited };
 }
 
+/** The source's phase from its control endpoint (undefined while it does not answer). */
+function sourcePhase(socketPath: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/status', method: 'GET', timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => {
+        try {
+          resolve((JSON.parse(body) as { phase?: string }).phase);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('error', () => resolve(undefined)).on('timeout', () => { req.destroy(); resolve(undefined); });
+    req.end();
+  });
+}
+
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function peakMiB(file: string): number {
   if (!existsSync(file)) throw new Error(`no peak RSS recorded at ${file} (the agent did not exit normally)`);
   return Number(readFileSync(file, 'utf8')) / 1024;
@@ -73,14 +106,24 @@ export async function migrateWithAgents(o: AgentsRunOptions): Promise<AgentsRun>
     const listen = (JSON.parse(await target.ready) as { listen: string }).listen;
     const ctl = `unix:${join(o.dir, 'src.ctl')}`;
     const nbd = `unix:${join(o.dir, 'src.sock')}`;
-    const source = start(['source', '--insecure', '--image', o.source, '--to', listen, '--nbd', nbd, '--bandwidth', '10Gbit', '--control', ctl, '--json', ...(o.duringPrecopy ? ['--manual-cutover'] : [])], rss.source);
+    const sourceArgs = ['source', '--insecure', '--image', o.source, '--to', listen, '--nbd', nbd, '--bandwidth', '10Gbit', '--control', ctl, '--json'];
+    let source = start([...sourceArgs, ...(o.duringPrecopy ? ['--manual-cutover'] : [])], rss.source);
     agents.push(source);
     await source.ready;
     if (o.duringPrecopy) {
       await o.duringPrecopy(nbd);
+      if (o.crashSourceInCutover) target.child.kill('SIGSTOP');
       const cut = start(['cutover', '--control', ctl], join(o.dir, 'cutover.rss'));
       const r = await cut.exited;
       if (r.code !== 0) throw new Error(`flimcd cutover exited ${r.code}: ${r.stderr}`);
+      if (o.crashSourceInCutover) {
+        await until(async () => (await sourcePhase(join(o.dir, 'src.ctl'))) === 'cutover', 60_000, 'the source to reach its cut-over');
+        source.child.kill('SIGKILL');
+        await source.exited;
+        target.child.kill('SIGCONT');
+        source = start(sourceArgs, rss.source);
+        agents.push(source);
+      }
     }
     const [s, t] = await Promise.all([source.exited, target.exited]);
     if (s.code !== 0) throw new Error(`the source exited ${s.code}\n${s.stderr.slice(-3000)}`);
