@@ -11,8 +11,11 @@ const OFFER_BATCH = 512;
 const OFFER_MAX_AGE_MS = 20;
 /** Offered blocks awaiting an answer (ids only are held: ~40 bytes each). */
 const MAX_PENDING_OFFERS = 8192;
-/** Content ids the source remembers the target holding (about 100 bytes each). */
-const MAX_KNOWN_IDS = 4_000_000;
+/**
+ * Content ids the source remembers the target holding (about 140 bytes each with the block → id
+ * map: at most ~140 MiB, so an agent stays within 512 MiB on a terabyte image; the oldest go first).
+ */
+const MAX_KNOWN_IDS = 1_000_000;
 /** Blocks between compression-level decisions. */
 const LEVEL_EVERY = 128;
 

@@ -5,8 +5,11 @@ import { Bitmap } from '../util/bitmap.ts';
 import type { ContentIndex, IndexedImage } from '../replica-index/replica-index.ts';
 import type { ContentModel } from '../content/content-id.ts';
 
-/** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
-const MAX_RECEIVED_IDS = 4_000_000;
+/**
+ * Most content ids remembered for blocks received in this migration (about 120 bytes each with the
+ * block → id map: at most ~120 MiB, so the target stays within 512 MiB on a terabyte image).
+ */
+const MAX_RECEIVED_IDS = 1_000_000;
 /** Replica files kept open at once. */
 const MAX_OPEN_FILES = 16;
 /** Received-block entries written to the persistent index per transaction. */
