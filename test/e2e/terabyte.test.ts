@@ -120,9 +120,9 @@ test('a 2 TiB sparse image with a workload writing a little migrates verified: b
 
 test('a source killed -9 in the middle of a 2 TiB cut-over restarts and completes: the VM\'s disk is not held for good', { timeout: 180_000 }, async (t) => {
   // The issue's failure: the cut-over of a terabyte image failed, the source exited with the VM's
-  // I/O held, and the resumed cut-over failed the same way. Here the source dies while its hand-off
-  // is unanswered (the target is stopped); restarted with the same arguments it learns from the
-  // target whether it took over, and goes on from there to a verified end.
+  // I/O held, and the resumed cut-over failed the same way. Here the source dies as its cut-over
+  // begins (the VM's I/O held, the hand-off perhaps on its way); restarted with the same arguments
+  // it learns from the target whether it took over, and goes on from there to a verified end.
   const dir = tempDir(t);
   const src = join(dir, 'src.img');
   const dst = join(dir, 'dst.img');
@@ -140,7 +140,7 @@ test('a source killed -9 in the middle of a 2 TiB cut-over restarts and complete
     },
   });
   const r = run.report as { verified?: boolean; merkle_root?: string; resumes?: { sessions?: number } };
-  t.diagnostic(`2 TiB, source killed in cut-over: wall ${(run.wallMs / 1000).toFixed(1)} s, resumes ${JSON.stringify(r.resumes)}`);
+  t.diagnostic(`2 TiB, source killed in phase ${run.killedInPhase}: wall ${(run.wallMs / 1000).toFixed(1)} s, resumes ${JSON.stringify(r.resumes)}`);
   assert.equal(r.verified, true);
   assert.ok((r.resumes?.sessions ?? 0) >= 2, 'the restarted source resumed the session');
   await assertMigrated(src, dst, r.merkle_root);

@@ -22,9 +22,9 @@ export interface AgentsRunOptions {
   /** Kills both agents after this long (default 10 min). */
   timeoutMs?: number;
   /**
-   * With duringPrecopy: the source dies (kill -9) in the middle of its cut-over (the target is
-   * stopped meanwhile, so the hand-off is not answered), then restarts with the same image and
-   * state and, without --manual-cutover, resumes to the end.
+   * With duringPrecopy: the source dies (kill -9) the moment its status leaves pre-copy (its
+   * control endpoint polled every 10 ms: in the cut-over, or on a fast run just after it), then
+   * restarts with the same image and state and, without --manual-cutover, resumes to the end.
    */
   crashSourceInCutover?: boolean;
 }
@@ -34,6 +34,8 @@ export interface AgentsRun {
   report: Record<string, unknown> & { verified?: boolean };
   peakRssMiB: { source: number; target: number };
   wallMs: number;
+  /** With crashSourceInCutover: the phase the source reported just before it was killed. */
+  killedInPhase?: string;
 }
 
 interface Agent {
@@ -85,7 +87,7 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   const end = performance.now() + ms;
   while (!(await cond())) {
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -100,6 +102,7 @@ export async function migrateWithAgents(o: AgentsRunOptions): Promise<AgentsRun>
   const rss = { source: join(o.dir, 'source.rss'), target: join(o.dir, 'target.rss') };
   const agents: Agent[] = [];
   const timer = setTimeout(() => { for (const a of agents) a.child.kill('SIGKILL'); }, o.timeoutMs ?? 600_000);
+  let killedInPhase: string | undefined;
   try {
     const target = start(['target', '--insecure', '--image', o.target, '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(o.dir, 'dst.sock')}`, '--exit-when-done', '--json'], rss.target);
     agents.push(target);
@@ -112,15 +115,18 @@ export async function migrateWithAgents(o: AgentsRunOptions): Promise<AgentsRun>
     await source.ready;
     if (o.duringPrecopy) {
       await o.duringPrecopy(nbd);
-      if (o.crashSourceInCutover) target.child.kill('SIGSTOP');
       const cut = start(['cutover', '--control', ctl], join(o.dir, 'cutover.rss'));
       const r = await cut.exited;
       if (r.code !== 0) throw new Error(`flimcd cutover exited ${r.code}: ${r.stderr}`);
       if (o.crashSourceInCutover) {
-        await until(async () => (await sourcePhase(join(o.dir, 'src.ctl'))) === 'cutover', 60_000, 'the source to reach its cut-over');
-        source.child.kill('SIGKILL');
+        await until(async () => {
+          const phase = await sourcePhase(join(o.dir, 'src.ctl'));
+          if (phase === undefined || phase === 'starting' || phase === 'precopy') return false;
+          source.child.kill('SIGKILL');
+          killedInPhase = phase;
+          return true;
+        }, 120_000, 'the source to begin its cut-over');
         await source.exited;
-        target.child.kill('SIGCONT');
         source = start(sourceArgs, rss.source);
         agents.push(source);
       }
@@ -130,7 +136,7 @@ export async function migrateWithAgents(o: AgentsRunOptions): Promise<AgentsRun>
     if (t.code !== 0) throw new Error(`the target exited ${t.code}\n${t.stderr.slice(-3000)}`);
     const line = s.stdout.split('\n').find((l) => l.includes('"event":"report"'));
     if (!line) throw new Error(`the source printed no report\n${s.stdout.slice(-2000)}`);
-    return { report: JSON.parse(line) as AgentsRun['report'], peakRssMiB: { source: peakMiB(rss.source), target: peakMiB(rss.target) }, wallMs: performance.now() - t0 };
+    return { report: JSON.parse(line) as AgentsRun['report'], peakRssMiB: { source: peakMiB(rss.source), target: peakMiB(rss.target) }, wallMs: performance.now() - t0, killedInPhase };
   } finally {
     clearTimeout(timer);
     for (const a of agents) a.child.kill('SIGKILL');
