@@ -12,8 +12,11 @@ const OFFER_BATCH = 512;
 const OFFER_MAX_AGE_MS = 20;
 /** Offered blocks awaiting an answer (ids only are held: ~40 bytes each). */
 const MAX_PENDING_OFFERS = 8192;
-/** Content ids the source remembers the target holding (about 100 bytes each). */
-const MAX_KNOWN_IDS = 4_000_000;
+/**
+ * Content ids the source remembers the target holding (about 140 bytes each with the block → id
+ * map: at most ~140 MiB, so an agent stays within 512 MiB on a terabyte image; the oldest go first).
+ */
+const MAX_KNOWN_IDS = 1_000_000;
 /** Blocks between compression-level decisions. */
 const LEVEL_EVERY = 128;
 
@@ -65,8 +68,13 @@ export class ContentSender {
   private readonly known = new Map<string, number>();
   /** Block → id it holds at the target, to forget an id when its block is overwritten. */
   private readonly heldBy = new Map<number, string>();
-  /** Per-block send generation: an ack or answer for an older send must not register anything. */
-  private readonly gen: Uint32Array;
+  /**
+   * Generation of the send of a block whose ack or HAVE is still awaited; a newer send of the block
+   * replaces its entry, so an ack or answer for an older send registers nothing. Only blocks in flight
+   * have an entry (bounded by the window and MAX_PENDING_OFFERS), never one per block of the image.
+   */
+  private readonly awaited = new Map<number, number>();
+  private generation = 0;
   private batch: OfferBatch = { blocks: [], ids: [], gens: [], keys: [] };
   private batchStartedAt = 0;
   private nextBatch = 1;
@@ -88,7 +96,6 @@ export class ContentSender {
       const level = chooseCompressionLevel({ linkBytesPerSec: o.linkBytesPerSec(), measuredBytesPerSec: undefined, currentLevel: 1, ratio: 1 });
       this.compressor = new BlockCompressor(level, o.codec);
     }
-    this.gen = new Uint32Array(Math.ceil(o.image.size / o.blockSize));
   }
 
   get compressionLevel(): number | undefined {
@@ -128,15 +135,18 @@ export class ContentSender {
     if (prio === Priority.BULK && this.ready.length) await this.sendReady();
     // Whatever block b held at the target is about to be replaced. The generation is taken now: a
     // later send of b started while this one waits for its work makes this one's ack register nothing.
-    this.overwritten(b);
-    const g = this.gen[b]!;
+    const g = this.overwritten(b);
     if (!work) {
+      this.settle(b, g);
       channel.send({ type: MsgType.ZERO, first: b, count: 1, reason }, prio, { tag: { kind: 'zero', first: b, count: 1 } });
       return;
     }
     const r = await work;
     this.checkAborted();
-    if (!this.o.dedup || !r.id) return this.sendData(b, r, reason, prio);
+    if (!this.o.dedup || !r.id) {
+      this.settle(b, g);
+      return this.sendData(b, r, reason, prio);
+    }
     const id = r.id;
     const key = id.toString('base64');
     if (allowRef && this.known.has(key)) {
@@ -162,11 +172,12 @@ export class ContentSender {
       const has = i < m.count && (m.have[i >> 3]! & (1 << (i & 7))) !== 0;
       if (has) {
         this.o.counts.replicaBlocks++;
-        if (!wasStale && this.gen[b] === batch.gens[i]) this.remember(b, batch.keys[i]!);
+        if (!wasStale && this.awaited.get(b) === batch.gens[i]) this.remember(b, batch.keys[i]!);
       } else if (!wasStale) {
         this.ready.push(b);
       }
       // Stale and lacking: the dirty set already has it; the next round sends it.
+      if (this.awaited.get(b) === batch.gens[i]) this.awaited.delete(b);
     });
     this.answered?.();
   }
@@ -185,7 +196,10 @@ export class ContentSender {
   abandonPending(): number[] {
     this.flushOffers();
     const out = [...this.ready];
-    for (const batch of this.pending.values()) out.push(...batch.blocks);
+    for (const batch of this.pending.values()) {
+      out.push(...batch.blocks);
+      batch.blocks.forEach((b, i) => { if (this.awaited.get(b) === batch.gens[i]) this.awaited.delete(b); });
+    }
     this.pending.clear();
     this.pendingCount = 0;
     this.offeredIn.clear();
@@ -248,8 +262,7 @@ export class ContentSender {
         continue;
       }
       // Hash what was read, not what was offered: a write may have raced the read.
-      this.overwritten(b);
-      const g = this.gen[b]!;
+      const g = this.overwritten(b);
       const r = await this.o.work.encode({ block: data, hash: true, level: this.compressor?.level ?? 0 });
       this.checkAborted();
       this.sendData(b, r, DataReason.BULK, Priority.BULK, r.id!.toString('base64'), g);
@@ -292,18 +305,28 @@ export class ContentSender {
   }
 
   /** A send for block b is under way: forget the content b held at the target, start a new generation. */
-  private overwritten(b: number): void {
-    this.gen[b] = (this.gen[b]! + 1) >>> 0;
+  private overwritten(b: number): number {
+    const g = ++this.generation;
+    this.awaited.set(b, g);
     const old = this.heldBy.get(b);
-    if (old === undefined) return;
-    this.heldBy.delete(b);
-    if (this.known.get(old) === b) this.known.delete(old);
+    if (old !== undefined) {
+      this.heldBy.delete(b);
+      if (this.known.get(old) === b) this.known.delete(old);
+    }
+    return g;
+  }
+
+  /** Send `g` of b will register nothing (no ack awaited): its entry goes, so `awaited` holds only sends in flight. */
+  private settle(b: number, g: number): void {
+    if (this.awaited.get(b) === g) this.awaited.delete(b);
   }
 
   /** Ack callback: once the target has applied this send (generation `g`, and nothing newer went out for b), it holds `key` at b. */
   private onApplied(b: number, key: string, g: number): () => void {
     return () => {
-      if (this.gen[b] === g) this.remember(b, key);
+      if (this.awaited.get(b) !== g) return;
+      this.awaited.delete(b);
+      this.remember(b, key);
     };
   }
 

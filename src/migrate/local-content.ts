@@ -7,8 +7,11 @@ import { openImage } from '../image/open-image.ts';
 import type { ContentModel } from '../content/content-id.ts';
 import type { RemoteContent, RemoteHit } from './remote-content.ts';
 
-/** Most content ids remembered for blocks received in this migration (about 100 bytes each). */
-const MAX_RECEIVED_IDS = 4_000_000;
+/**
+ * Most content ids remembered for blocks received in this migration (about 120 bytes each with the
+ * block → id map: at most ~120 MiB, so the target stays within 512 MiB on a terabyte image).
+ */
+const MAX_RECEIVED_IDS = 1_000_000;
 /** Replica files kept open at once. */
 const MAX_OPEN_FILES = 16;
 /** Received-block entries written to the persistent index per transaction. */
@@ -124,6 +127,24 @@ export class LocalContent {
     if (this.o.index) {
       this.pendingRecords.push({ id: Buffer.from(id), offset: b * this.o.blockSize });
       if (this.pendingRecords.length >= RECORD_BATCH) this.flushRecords();
+    }
+  }
+
+  /** Blocks [first, first + count) are zero now (holes): per remembered block, not per block of the range. */
+  noteZeroed(first: number, count: number): void {
+    this.touched.setRange(first, count);
+    const end = first + count;
+    const forget = (b: number, key: string) => {
+      if (this.byId.get(key) === b) this.byId.delete(key);
+      this.idOf.delete(b);
+    };
+    if (count <= this.idOf.size) {
+      for (let b = first; b < end; b++) {
+        const key = this.idOf.get(b);
+        if (key !== undefined) forget(b, key);
+      }
+    } else {
+      for (const [b, key] of this.idOf) if (b >= first && b < end) forget(b, key);
     }
   }
 

@@ -9,6 +9,7 @@ import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { formatAddress, type Address } from '../util/address.ts';
+import { Bitmap } from '../util/bitmap.ts';
 import { REAL_RUNTIME, type Runtime } from '../runtime.ts';
 import { UNNAMED_CONTENT_ID_FORMAT } from '../content/content-id.ts';
 import { predictedStatus, type Prediction } from './prediction.ts';
@@ -20,7 +21,6 @@ import { MsgType, WIRE_VERSION } from '../wire/messages.ts';
 import type { SourceEngine, SourceMigrationOptions } from './source-engine.ts';
 import { buildSourceDisks, buildSourceSession } from './stack.ts';
 import { StateDir } from './state-dir.ts';
-import { Bitmap } from '../util/bitmap.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
@@ -255,11 +255,11 @@ export class SourceAgent {
     const saved = this.saved!;
     const { welcome } = link;
     const mode = welcome.resume ?? 'new';
-    let resume: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap } | undefined;
-    const n = Math.ceil(this.image.size / o.blockSize);
+    let resume: { mode: 'precopy' } | { mode: 'postcopy' } | undefined;
     if (mode === 'postcopy') {
       this.gate.shut('this disk has moved to the migration target');
-      resume = { mode: 'postcopy', missing: Bitmap.from(n, Buffer.from(welcome.missing ?? '', 'base64')) };
+      // What the target still lacks follows on the channel, in MISSING spans (bounded messages).
+      resume = { mode: 'postcopy' };
     } else if (mode === 'new' && saved.phase === 'cutover') {
       link.socket.destroy();
       throw new FlimcdError(`the target does not know session ${saved.session} although a cut-over had begun: the VM may be running there, so its disk stays shut here; check the target, then remove ${this.state.path} to migrate again`, ErrorCode.RESUME);
@@ -312,7 +312,7 @@ export class SourceAgent {
     });
     this.channel = channel;
     this.engine = engine;
-    if (mode !== 'new') o.log.info({ mode, missingBlocks: resume?.mode === 'postcopy' ? resume.missing.count : undefined }, 'target restarted or this agent did: session continues from durable state');
+    if (mode !== 'new') o.log.info({ mode, }, 'target restarted or this agent did: session continues from durable state');
     channel.attach(new SocketTransport(link.socket), welcome.processedSeq, link.rest);
     this.sessionStartedAt = Date.now();
     this.sessionResumedAfterCutover = mode === 'postcopy';

@@ -8,8 +8,8 @@ import { sleep } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type DataReasonValue, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
-import { blockId } from '../content/content-id.ts';
-import { merkleRoot } from '../content/merkle.ts';
+import { bitmapSpans } from '../wire/bitmap-span.ts';
+import { imageRoot, TargetWriteIds } from './image-root.ts';
 import type { Runtime } from '../runtime.ts';
 import { ContentSender } from './content-sender.ts';
 import { ReadAhead, readAheadDepth } from './read-ahead.ts';
@@ -17,7 +17,7 @@ import type { Encoded } from '../workers/block-work.ts';
 import { decideCutover, DEFAULT_CUTOVER_CONFIG, type CutoverConfig } from '../policy/cutover.ts';
 import { featureList, hasPostcopy, resolveFeatures, type Algorithm, type Features } from '../policy/algorithm.ts';
 import { heatForHandoff, orderedBlocks } from './heat-handoff.ts';
-import { ErrorCode, FlimcdError, IoError } from '../errors.ts';
+import { ErrorCode, FlimcdError, IoError, ProtocolError } from '../errors.ts';
 import type { MigrationReport, Phase, SourceStatus } from './report.ts';
 import { buildReport } from './report.ts';
 import { formatBytes } from '../util/units.ts';
@@ -55,9 +55,9 @@ export interface SourceEngineOptions extends Pick<Runtime, 'clock' | 'content' |
    * in-flight messages are lost). 'precopy': what the target lacks is
    * re-derived by offering every block's content id (the target compares with
    * what its image holds). 'postcopy': the target's durable missing map says
-   * exactly what to push; the VM already runs there.
+   * exactly what to push (it arrives in MISSING spans); the VM already runs there.
    */
-  resume?: { mode: 'precopy' } | { mode: 'postcopy'; missing: Bitmap };
+  resume?: { mode: 'precopy' } | { mode: 'postcopy' };
   /**
    * Blocks the target already holds through its backing file (same base root,
    * checked at the handshake): not read, hashed or sent unless the VM writes them.
@@ -118,6 +118,14 @@ export class SourceEngine {
   /** Process CPU seconds and block-work busy seconds when the session began (the report counts from here). */
   private readonly cpuAtStart: number;
   private readonly busyAtStart: number;
+  /** Post-copy resume: the target's missing map as its MISSING spans arrive; settled by the last one. */
+  private readonly resumeMissing: Bitmap | undefined;
+  private resumeMissingDone: (() => void) | undefined;
+  private readonly resumeMissingComplete: Promise<void> | undefined;
+  /** Content ids of the blocks the VM wrote at the target (WRITTEN), for the final comparison. */
+  private readonly targetWrites = new TargetWriteIds();
+  private targetWritesArrived: (() => void) | undefined;
+  private readonly abortListeners: Array<() => void> = [];
 
   constructor(private readonly o: SourceEngineOptions) {
     this.features = o.features ?? resolveFeatures(o.algorithm);
@@ -146,6 +154,10 @@ export class SourceEngine {
       linkBytesPerSec: () => (o.channel.stats.deliveryRateBps ?? o.bandwidthBps ?? 100e6) / 8,
     });
     this.sender.offersEnabled = this.features.dedup && (o.targetHasReplicas ?? false);
+    if (o.resume?.mode === 'postcopy') {
+      this.resumeMissing = new Bitmap(this.n);
+      this.resumeMissingComplete = new Promise((r) => (this.resumeMissingDone = r));
+    }
     if (o.resume?.mode === 'precopy' && !this.features.dedup) throw new FlimcdError('a pre-copy resume re-derives what the target lacks by content id: it needs the dedup feature', ErrorCode.RESUME);
     o.tracking.onDirty((a, b) => {
       for (let i = a; i <= b; i++) {
@@ -180,6 +192,7 @@ export class SourceEngine {
       } catch { /* link already down */ }
     }
     this.sender.abort(this.aborted);
+    for (const f of this.abortListeners.splice(0)) f();
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
@@ -227,6 +240,19 @@ export class SourceEngine {
       case MsgType.HAVE:
         this.sender.handleHave(m);
         return;
+      case MsgType.MISSING:
+        if (!this.resumeMissing || !this.resumeMissingDone) throw new ProtocolError('MISSING from the target outside a post-copy resume');
+        if (m.span) {
+          if (m.span.first + m.span.count > this.n) throw new ProtocolError(`MISSING span ${m.span.first}+${m.span.count} beyond the image (${this.n} blocks)`);
+          this.resumeMissing.setSpan(m.span.first, m.span.count, m.span.bits);
+        }
+        if (m.last) this.resumeMissingDone();
+        return;
+      case MsgType.WRITTEN:
+        for (const b of m.blocks) if (b >= this.n) throw new ProtocolError(`WRITTEN for block ${b} beyond the image (${this.n} blocks)`);
+        this.targetWrites.append(m.blocks, m.ids);
+        this.targetWritesArrived?.();
+        return;
       case MsgType.ABORT:
         this.abort(`target aborted: ${m.reason}`);
         return;
@@ -246,8 +272,10 @@ export class SourceEngine {
       this.frozenAt = this.cutoverDoneAt = this.t0;
       this.cutoverReason = 'resumed in post-copy';
       this.needSend.clearAll();
-      this.pushPending = resume.missing;
-      log.info({ missingBlocks: resume.missing.count }, 'post-copy resumed: pushing what the target still lacks');
+      await Promise.race([this.resumeMissingComplete, this.abortedPromise()]);
+      this.checkAborted();
+      this.pushPending = this.resumeMissing;
+      log.info({ missingBlocks: this.pushPending?.count }, 'post-copy resumed: pushing what the target still lacks');
       this.setPhase('postcopy');
       await this.push();
     } else {
@@ -344,7 +372,8 @@ export class SourceEngine {
     this.dirtiedDuringScan = new Bitmap(this.n);
     try {
       while (pos < image.size) {
-        this.dirtiedDuringScan.clearAll();
+        // Cleared only when something was set: at 2 TiB the bitmap is 4 MiB and there are 2048 answers.
+        if (this.dirtiedDuringScan.count) this.dirtiedDuringScan.clearAll();
         const ext = await image.extents(pos, Math.min(image.size - pos, 1 << 30), 4096);
         if (ext.length === 0) break;
         pos = await this.sendHoleExtents(ext, this.dirtiedDuringScan);
@@ -364,19 +393,20 @@ export class SourceEngine {
       const first = Math.ceil(e.offset / blockSize);
       const endBlock = Math.floor((e.offset + e.length) / blockSize);
       const lastFull = e.offset + e.length >= image.size ? this.n : endBlock;
-      let run = 0;
-      let runStart = first;
-      for (let b = first; b < lastFull; b++) {
-        if (!dirtied.get(b) && this.needSend.clear(b)) {
-          this.sentOnce.set(b);
-          if (run === 0) runStart = b;
-          run++;
-        } else if (run) {
-          await this.sendZero(runStart, run);
-          run = 0;
+      // Runs of blocks that still need sending and were not written since the answer was read, taken
+      // a range at a time (a terabyte hole is one run, not millions of steps).
+      for (let b = first; b < lastFull; ) {
+        if (dirtied.get(b) || !this.needSend.get(b)) {
+          b++;
+          continue;
         }
+        const d = dirtied.nextSet(b, lastFull);
+        const end = this.needSend.nextClear(b, d < 0 ? lastFull : d);
+        this.needSend.clearRange(b, end - b);
+        this.sentOnce.setRange(b, end - b);
+        await this.sendZero(b, end - b);
+        b = end;
       }
-      if (run) await this.sendZero(runStart, run);
     }
     return pos;
   }
@@ -518,7 +548,9 @@ export class SourceEngine {
       missing ? `cut-over: VM I/O held at the source; ${missing} blocks (${formatBytes(missingBytes)}) still missing at the target travel in post-copy` : 'cut-over: VM I/O held at the source; the target holds every block',
     );
     const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
-    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat }, missing: this.pushPending.clone().bits }); // a copy: the frame holds these bytes uncopied until acked, and the push clears bits of pushPending at once
+    // The missing map in bounded spans (copies: the push clears bits of pushPending at once), then the hand-off.
+    for (const span of bitmapSpans(this.pushPending)) channel.send({ type: MsgType.MISSING, last: false, span });
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat } });
     const done = this.expect(MsgType.CUTOVER_DONE).then(() => {
       this.cutoverDoneAt = clock.now();
       // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).
@@ -574,25 +606,25 @@ export class SourceEngine {
     }
   }
 
-  /** Source root over its (frozen) image, with the blocks the VM wrote at the target taken from the target's ids. */
+  /**
+   * Source root over its (frozen) image, holes taken from its extents unread, with the blocks the
+   * VM wrote at the target taken from the target's ids (the WRITTEN batches VERIFY counts).
+   */
   private async verify(v: Verify): Promise<{ root: string; verified: boolean }> {
-    const { image, blockSize } = this.o;
-    const written = new Map(v.targetWrites.map(([b, id]) => [b, Buffer.from(id, 'hex')]));
-    const ids = new Array<Buffer>(this.n);
-    const buf = Buffer.allocUnsafe(blockSize);
-    for (let b = 0; b < this.n; b++) {
-      const w = written.get(b);
-      if (w) {
-        ids[b] = w;
-        continue;
-      }
-      const len = Math.min(blockSize, image.size - b * blockSize);
-      const view = len === blockSize ? buf : buf.subarray(0, len);
-      await image.read(b * blockSize, view);
-      ids[b] = blockId(this.o.content, view);
+    while (this.targetWrites.count < v.targetWrites) {
+      this.checkAborted();
+      await Promise.race([new Promise<void>((r) => (this.targetWritesArrived = r)), this.abortedPromise()]);
     }
-    const root = merkleRoot(ids, this.o.content.format).toString('hex');
+    this.checkAborted();
+    if (this.targetWrites.count !== v.targetWrites) throw new ProtocolError(`VERIFY counts ${v.targetWrites} blocks written at the target, WRITTEN listed ${this.targetWrites.count}`);
+    const root = (await imageRoot({ image: this.o.image, blockSize: this.o.blockSize, content: this.o.content, overrides: this.targetWrites })).toString('hex');
     return { root, verified: root === v.root };
+  }
+
+  /** Settles (never resolves) once the engine is aborted: a wait raced against it ends with the abort. */
+  private abortedPromise(): Promise<void> {
+    if (this.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.abortListeners.push(resolve));
   }
 
   private setPhase(p: Phase): void {

@@ -451,7 +451,6 @@ export class TargetAgent {
       type: MsgType.WELCOME,
       welcome: {
         version: WIRE_VERSION, session: hello.session, features: this.lastFeatures, processedSeq: 0, incarnation: this.incarnation, resume: mode, contentIds: this.runtime.content.format,
-        missing: mode === 'postcopy' ? Buffer.from(postcopy.missing.bits).toString('base64') : undefined,
         backing,
       },
     });

@@ -3,14 +3,14 @@ import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import { Channel, Priority } from '../wire/channel.ts';
-import { DataReason, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
+import { DataReason, MAX_WRITTEN_BLOCKS, MsgType, OFFER_ID_BYTES, type Cutover, type Message } from '../wire/messages.ts';
+import { bitmapSpans } from '../wire/bitmap-span.ts';
+import { imageRoot } from './image-root.ts';
 import type { TargetStats } from '../wire/target-stats.ts';
 import type { Features } from '../policy/algorithm.ts';
 import type { PrefetchConfig } from '../policy/prefetch.ts';
 import { Prefetcher } from './prefetcher.ts';
 import { heatFromHandoff } from './heat-handoff.ts';
-import { blockId } from '../content/content-id.ts';
-import { merkleRoot } from '../content/merkle.ts';
 import type { Runtime } from '../runtime.ts';
 import { ErrorCode, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Phase } from './report.ts';
@@ -84,6 +84,10 @@ export class TargetEngine {
   private phase: Phase = 'precopy';
   /** Last apply per block, so two sends of one block land in the order they were sent. */
   private readonly chains = new Map<number, Promise<unknown>>();
+  /** Range applies (ZERO) still running: kept as ranges, not per block, since one can cover a terabyte of holes. */
+  private readonly ranges = new Set<{ first: number; end: number; p: Promise<unknown> }>();
+  /** The missing map the source sends in MISSING spans ahead of CUTOVER. */
+  private cutoverMissing: Bitmap | undefined;
   private readonly outstanding = new Set<Promise<unknown>>();
   private readonly received: Record<string, number> = {};
   private receivedBytes = 0;
@@ -127,6 +131,9 @@ export class TargetEngine {
     if (o.resumePostcopy) {
       this.phase = 'postcopy';
       this.servingAt = o.clock.now();
+      // What this side still lacks, for the source to push: bounded spans, the last one flagged.
+      for (const span of bitmapSpans(o.disk.missing)) o.channel.send({ type: MsgType.MISSING, last: false, span });
+      o.channel.send({ type: MsgType.MISSING, last: true, span: undefined });
       const again = o.disk.pendingFetches();
       if (again.length) this.blockSource().fetch(again);
       void o.disk.whenComplete().then(() => this.finish()).catch((e) => this.failed?.(e as Error));
@@ -247,7 +254,7 @@ export class TargetEngine {
         {
           const p = this.trackRange(m.first, m.count, async () => {
             await this.o.disk.applyZero(m.first, m.count);
-            for (let b = m.first; b < m.first + m.count; b++) this.o.local?.noteWritten(b, undefined);
+            this.o.local?.noteZeroed(m.first, m.count);
           });
           // A block fetched again may have become zero at the source since it was referenced.
           if (m.reason === DataReason.DEMAND) for (let b = m.first; b < m.first + m.count; b++) this.refetching.get(b)?.();
@@ -262,8 +269,18 @@ export class TargetEngine {
         return this.handleRef(m.block, m.id);
       case MsgType.OFFER:
         return this.handleOffer(m.batch, m.blocks, m.ids);
+      case MsgType.MISSING: {
+        if (m.last) throw new ProtocolError('MISSING: a last span from the source');
+        if (!m.span) return;
+        if (m.span.first + m.span.count > this.n) throw new ProtocolError(`MISSING span ${m.span.first}+${m.span.count} beyond the image (${this.n} blocks)`);
+        (this.cutoverMissing ??= new Bitmap(this.n)).setSpan(m.span.first, m.span.count, m.span.bits);
+        return;
+      }
       case MsgType.CUTOVER: {
-        const running = this.cutover(Bitmap.from(this.n, m.missing), m.cutover.heat);
+        const missing = this.cutoverMissing ?? new Bitmap(this.n);
+        this.cutoverMissing = undefined;
+        if (missing.count !== m.cutover.missing) throw new ProtocolError(`CUTOVER counts ${m.cutover.missing} missing blocks, its MISSING spans set ${missing.count}`);
+        const running = this.cutover(missing, m.cutover.heat);
         running.then(() => this.releaseHeld(), (e) => this.releaseHeld(e as Error));
         return (this.cutoverRunning = running);
       }
@@ -302,7 +319,9 @@ export class TargetEngine {
   }
 
   private track<T>(block: number, fn: () => Promise<T>): Promise<T> {
-    const prev = this.chains.get(block);
+    let prev: Promise<unknown> | undefined = this.chains.get(block);
+    const covering = [...this.ranges].filter((r) => r.first <= block && block < r.end).map((r) => r.p);
+    if (covering.length) prev = Promise.allSettled(prev ? [prev, ...covering] : covering);
     const p = prev ? prev.then(fn, fn) : fn();
     this.chains.set(block, p);
     this.outstanding.add(p);
@@ -325,18 +344,26 @@ export class TargetEngine {
     this.backgroundFlush = f.finally(() => { this.backgroundFlush = undefined; });
   }
 
+  /** As track() for a range of blocks; the work per call is bounded by what is in flight, not by the range. */
   private trackRange(first: number, count: number, fn: () => Promise<unknown>): Promise<void> {
+    const end = first + count;
     const prevs: Promise<unknown>[] = [];
-    for (let b = first; b < first + count; b++) {
-      const p = this.chains.get(b);
-      if (p) prevs.push(p);
+    if (count < this.chains.size) {
+      for (let b = first; b < end; b++) {
+        const p = this.chains.get(b);
+        if (p) prevs.push(p);
+      }
+    } else {
+      for (const [b, p] of this.chains) if (b >= first && b < end) prevs.push(p);
     }
+    for (const r of this.ranges) if (r.first < end && first < r.end) prevs.push(r.p);
     const p = (prevs.length ? Promise.allSettled(prevs).then(fn) : fn()).then(() => undefined);
-    for (let b = first; b < first + count; b++) this.chains.set(b, p);
+    const range = { first, end, p };
+    this.ranges.add(range);
     this.outstanding.add(p);
     void p.finally(() => {
       this.outstanding.delete(p);
-      for (let b = first; b < first + count; b++) if (this.chains.get(b) === p) this.chains.delete(b);
+      this.ranges.delete(range);
     }).catch(() => {});
     return p;
   }
@@ -465,23 +492,35 @@ export class TargetEngine {
     this.prefetcher?.finish();
     this.setPhase('verify');
     await disk.flush();
-    const bs = disk.unit;
-    const ids = new Array<Buffer>(this.n);
-    const buf = Buffer.allocUnsafe(bs);
-    // A VM write racing this read is harmless: the id we read is the one we report for that block.
-    for (let b = 0; b < this.n; b++) {
-      const len = Math.min(bs, disk.size - b * bs);
-      const view = len === bs ? buf : buf.subarray(0, len);
-      await disk.readLocal(b * bs, view);
-      ids[b] = blockId(this.o.content, view);
-    }
-    const written = disk.writtenHere;
-    const targetWrites: Array<[number, string]> = [];
-    for (let b = written.nextSet(0); b >= 0; b = written.nextSet(b + 1)) targetWrites.push([b, ids[b]!.toString('hex')]);
-    const root = merkleRoot(ids, this.o.content.format).toString('hex');
+    // Holes are walked from the image's extents, not read. A VM write racing the walk is harmless:
+    // the id the walk takes for a block is the one reported for it. The ids of blocks the VM wrote
+    // here go out in bounded WRITTEN batches, in block order, ahead of VERIFY.
+    let targetWrites = 0;
+    let blocks: number[] = [];
+    let ids: Buffer[] = [];
+    const sendWritten = () => {
+      if (!blocks.length || this.superseded) return;
+      channel.send({ type: MsgType.WRITTEN, blocks: Uint32Array.from(blocks), ids: Buffer.concat(ids) });
+      blocks = [];
+      ids = [];
+    };
+    const reader = { size: disk.size, capabilities: disk.capabilities, extents: disk.extents.bind(disk), read: disk.readLocal.bind(disk) };
+    const root = (await imageRoot({
+      image: reader, blockSize: disk.unit, content: this.o.content,
+      report: {
+        blocks: disk.writtenHere,
+        onId: (b, id) => {
+          blocks.push(b);
+          ids.push(id);
+          targetWrites++;
+          if (blocks.length >= MAX_WRITTEN_BLOCKS) sendWritten();
+        },
+      },
+    })).toString('hex');
+    sendWritten();
     const hashMs = clock.now() - started;
     if (this.superseded) return;
-    log.info({ root, targetWrites: targetWrites.length, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
+    log.info({ root, targetWrites, hashMs: Math.round(hashMs) }, 'all blocks present; sent root for verification');
     const stats: TargetStats = {
       ...this.status(), missMean: disk.missLatency.mean, servingAt: this.servingAt,
       cpuS: this.o.cpuSeconds() - this.cpuAtStart, workersBusyS: this.o.work.busySeconds() - this.busyAtStart,

@@ -48,6 +48,21 @@ export class Bitmap {
     return true;
   }
 
+  /** Sets bits [first, first + count), whole bytes at a time. */
+  setRange(first: number, count: number): void {
+    const end = Math.min(this.size, first + count);
+    let i = first;
+    for (; i < end && (i & 7) !== 0; i++) this.set(i);
+    for (; i + 8 <= end; i += 8) {
+      const byte = this.bits[i >> 3]!;
+      if (byte !== 0xff) {
+        this.ones += 8 - POP[byte]!;
+        this.bits[i >> 3] = 0xff;
+      }
+    }
+    for (; i < end; i++) this.set(i);
+  }
+
   setAll(): void {
     this.bits.fill(0xff);
     const tail = this.size % 8;
@@ -60,9 +75,9 @@ export class Bitmap {
     this.ones = 0;
   }
 
-  /** Next set bit at or after `from`, or -1. Skips empty bytes quickly. */
-  nextSet(from: number): number {
-    for (let i = from; i < this.size; ) {
+  /** Next set bit at or after `from` and before `end` (default: the size), or -1. Skips empty bytes quickly. */
+  nextSet(from: number, end = this.size): number {
+    for (let i = from; i < end; ) {
       const byte = this.bits[i >> 3]!;
       if (byte === 0) {
         i = ((i >> 3) + 1) << 3;
@@ -72,6 +87,48 @@ export class Bitmap {
       i++;
     }
     return -1;
+  }
+
+  /** Next clear bit at or after `from` and before `end` (default: the size), or `end`. Skips full bytes quickly. */
+  nextClear(from: number, end = this.size): number {
+    for (let i = from; i < end; ) {
+      const byte = this.bits[i >> 3]!;
+      if (byte === 0xff) {
+        i = ((i >> 3) + 1) << 3;
+        continue;
+      }
+      if (!(byte & (1 << (i & 7)))) return i;
+      i++;
+    }
+    return end;
+  }
+
+  /** Clears bits [first, first + count), whole bytes at a time. */
+  clearRange(first: number, count: number): void {
+    const end = Math.min(this.size, first + count);
+    let i = first;
+    for (; i < end && (i & 7) !== 0; i++) this.clear(i);
+    for (; i + 8 <= end; i += 8) {
+      const byte = this.bits[i >> 3]!;
+      if (byte !== 0) {
+        this.ones -= POP[byte]!;
+        this.bits[i >> 3] = 0;
+      }
+    }
+    for (; i < end; i++) this.clear(i);
+  }
+
+  /** Sets bits [first, first + count) from `bits` (bit i of `bits` is bit first + i here). */
+  setSpan(first: number, count: number, bits: Uint8Array): void {
+    for (let i = 0; i < count; ) {
+      const byte = bits[i >> 3]!;
+      if (byte === 0 && (i & 7) === 0) {
+        i += 8;
+        continue;
+      }
+      if (byte & (1 << (i & 7))) this.set(first + i);
+      i++;
+    }
   }
 
   *setBits(): Generator<number> {

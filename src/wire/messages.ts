@@ -1,9 +1,14 @@
 import { z } from 'zod';
 import { ProtocolError } from '../errors.ts';
 import { TargetStatsSchema } from './target-stats.ts';
+import { decodeSpan, encodeSpan, type BitmapSpan } from './bitmap-span.ts';
 
-/** Protocol version spoken in HELLO; a peer with another major version is refused. */
-export const WIRE_VERSION = 1;
+/**
+ * Protocol version spoken in HELLO; a peer with another major version is refused.
+ * 2: block bitmaps travel in MISSING spans and the target's write ids in WRITTEN
+ * batches (no message grows with the image).
+ */
+export const WIRE_VERSION = 2;
 
 export const MsgType = {
   HELLO: 1,
@@ -24,8 +29,16 @@ export const MsgType = {
   REF: 16,
   CUTOVER: 20,
   CUTOVER_DONE: 21,
+  /**
+   * A span of a missing-block bitmap. Source → target: the blocks the target
+   * lacks, before CUTOVER. Target → source on a post-copy resume: what it still
+   * lacks, the last span flagged.
+   */
+  MISSING: 22,
   VERIFY: 30,
   DONE: 31,
+  /** Target → source, before VERIFY: blocks the VM wrote at the target with their content ids, in block order. */
+  WRITTEN: 33,
   ABORT: 32,
 } as const;
 
@@ -50,6 +63,8 @@ export const CONTENT_ID_BYTES = 32;
  * re-hashes what it finds and compares), at half the bytes on the wire.
  */
 export const OFFER_ID_BYTES = 16;
+/** Most blocks one WRITTEN carries (36 bytes each: 576 KiB). */
+export const MAX_WRITTEN_BLOCKS = 16384;
 
 /** Zigzag varint of the step between consecutive offered blocks (mostly 1: one byte). */
 function writeVarint(out: number[], v: number): void {
@@ -100,8 +115,6 @@ export const WelcomeSchema = z.object({
    * target's durable presence map, the source pushes exactly those blocks).
    */
   resume: z.enum(['new', 'attach', 'precopy', 'postcopy', 'done']).optional(),
-  /** Base64 bitmap of the blocks the target still lacks (resume 'postcopy'). */
-  missing: z.string().max(2_000_000).optional(),
   /** The target's base against the HELLO's backingRoot: 'same' means blocks from the backing chain need not be sent. */
   backing: z.enum(['same', 'differs', 'none']).optional(),
   /** How this agent names content, as in HELLO; absent: `blake3`. */
@@ -114,7 +127,7 @@ export const ErrorSchema = z.object({ code: z.string().max(64), message: z.strin
 export const CutoverSchema = z.object({
   /** Source-side timestamp (ms on the source's clock) when VM I/O stopped, for the report. */
   frozenAt: z.number(),
-  /** Number of blocks in the missing bitmap that are set. */
+  /** Number of missing blocks: the MISSING spans sent just before this message set exactly these. */
   missing: z.number().int().nonnegative(),
   /** The source's heat map (hottest areas, decayed read/write counts) and co-read area pairs; area size in blocks. */
   heat: z.object({
@@ -131,8 +144,8 @@ export type Cutover = z.infer<typeof CutoverSchema>;
 export const VerifySchema = z.object({
   /** Hex Merkle root over block content ids. */
   root: z.string().regex(/^[0-9a-f]{64}$/),
-  /** Blocks the VM wrote at the target after cut-over, with their content ids (hex). */
-  targetWrites: z.array(z.tuple([z.number().int().nonnegative(), z.string().regex(/^[0-9a-f]{64}$/)])).max(1 << 24),
+  /** How many blocks the VM wrote at the target after cut-over: the WRITTEN batches sent just before this message list them. */
+  targetWrites: z.number().int().nonnegative(),
   /** Time the target spent hashing after the last block arrived (subtracted from time_total). */
   hashMs: z.number().nonnegative(),
   /** Target-side counters for the report (misses, latencies, blocks by reason). */
@@ -159,8 +172,10 @@ export type Message =
   | { type: typeof MsgType.OFFER; batch: number; blocks: Uint32Array; ids: Buffer }
   | { type: typeof MsgType.HAVE; batch: number; count: number; have: Uint8Array }
   | { type: typeof MsgType.REF; block: number; reason: DataReasonValue; id: Buffer }
-  | { type: typeof MsgType.CUTOVER; cutover: Cutover; missing: Uint8Array }
+  | { type: typeof MsgType.CUTOVER; cutover: Cutover }
   | { type: typeof MsgType.CUTOVER_DONE; servingAt: number }
+  | { type: typeof MsgType.MISSING; last: boolean; span: BitmapSpan | undefined }
+  | { type: typeof MsgType.WRITTEN; blocks: Uint32Array; ids: Buffer }
   | { type: typeof MsgType.VERIFY; verify: Verify }
   | { type: typeof MsgType.DONE; done: Done }
   | { type: typeof MsgType.ABORT; reason: string };
@@ -227,13 +242,17 @@ export function encodeMessage(m: Message): Buffer[] {
       m.blocks.forEach((x, i) => b.writeUInt32BE(x, 1 + 4 * i));
       return [b];
     }
-    case MsgType.CUTOVER: {
-      const j = json(m.cutover);
-      const h = Buffer.allocUnsafe(4);
-      h.writeUInt32BE(j.length);
-      return [h, j, Buffer.from(m.missing.buffer, m.missing.byteOffset, m.missing.byteLength)];
-    }
+    case MsgType.CUTOVER: return [json(m.cutover)];
     case MsgType.CUTOVER_DONE: return [json({ servingAt: m.servingAt })];
+    case MsgType.MISSING: return [Buffer.from([m.last ? 1 : 0]), ...(m.span ? encodeSpan(m.span) : [])];
+    case MsgType.WRITTEN: {
+      const n = m.blocks.length;
+      if (n === 0 || n > MAX_WRITTEN_BLOCKS || m.ids.length !== n * CONTENT_ID_BYTES) throw new ProtocolError(`WRITTEN: ${n} blocks with ${m.ids.length} bytes of ids (1-${MAX_WRITTEN_BLOCKS} blocks, ${CONTENT_ID_BYTES} bytes each)`);
+      const h = Buffer.allocUnsafe(4 + 4 * n);
+      h.writeUInt32BE(n, 0);
+      m.blocks.forEach((b, i) => h.writeUInt32BE(b, 4 + 4 * i));
+      return [h, m.ids];
+    }
     case MsgType.VERIFY: return [json(m.verify)];
     case MsgType.DONE: return [json(m.done)];
     case MsgType.ABORT: return [json({ reason: m.reason })];
@@ -328,12 +347,26 @@ export function decodeMessage(type: number, payload: Buffer): Message {
       for (let p = 1; p < payload.length; p += 4) blocks.push(payload.readUInt32BE(p));
       return type === MsgType.FETCH ? { type, prefetch: payload[0] === 1, blocks } : { type, blocks };
     }
-    case MsgType.CUTOVER: {
-      need(payload, 4, 'CUTOVER');
-      const jl = payload.readUInt32BE(0);
-      need(payload, 4 + jl, 'CUTOVER');
-      const cutover = parseJson(CutoverSchema, payload.subarray(4, 4 + jl), 'CUTOVER');
-      return { type, cutover, missing: new Uint8Array(payload.subarray(4 + jl)) };
+    case MsgType.CUTOVER: return { type, cutover: parseJson(CutoverSchema, payload, 'CUTOVER') };
+    case MsgType.MISSING: {
+      need(payload, 1, 'MISSING');
+      const flags = payload.readUInt8(0);
+      if (flags > 1) throw new ProtocolError(`MISSING: unknown flags ${flags}`);
+      const last = flags === 1;
+      if (payload.length === 1 && !last) throw new ProtocolError('MISSING: a span is required unless it is the last');
+      return { type, last, span: payload.length === 1 ? undefined : decodeSpan(payload.subarray(1), 'MISSING') };
+    }
+    case MsgType.WRITTEN: {
+      need(payload, 4, 'WRITTEN');
+      const n = payload.readUInt32BE(0);
+      if (n === 0 || n > MAX_WRITTEN_BLOCKS) throw new ProtocolError(`WRITTEN: ${n} blocks (1-${MAX_WRITTEN_BLOCKS} allowed)`);
+      if (payload.length !== 4 + n * (4 + CONTENT_ID_BYTES)) throw new ProtocolError(`WRITTEN: payload of ${payload.length} bytes does not hold ${n} blocks and ids`);
+      const blocks = new Uint32Array(n);
+      for (let i = 0; i < n; i++) {
+        blocks[i] = payload.readUInt32BE(4 + 4 * i);
+        if (i > 0 && blocks[i]! <= blocks[i - 1]!) throw new ProtocolError('WRITTEN: blocks are not in ascending order');
+      }
+      return { type, blocks, ids: payload.subarray(4 + 4 * n) };
     }
     case MsgType.CUTOVER_DONE: {
       const v = parseJson(z.object({ servingAt: z.number() }), payload, 'CUTOVER_DONE');

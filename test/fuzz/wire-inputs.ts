@@ -46,10 +46,20 @@ export function randomMessage(rng: Prng): Message {
     case MsgType.REF: return { type, block: rng.u32(), reason: reason(rng), id: randomBytes(rng, CONTENT_ID_BYTES) };
     case MsgType.CUTOVER: return {
       type, cutover: { frozenAt: rng.next() * 1e6, missing: rng.int(100), heat: rng.next() < 0.5 ? { areaBlocks: 16, reads: [[rng.int(100), rng.next() * 10]], co: [[1, [2, 3]]] } : undefined },
-      missing: new Uint8Array(randomBytes(rng, rng.int(64))),
     };
+    case MsgType.MISSING: {
+      const count = 1 + rng.int(4096);
+      return { type, last: rng.next() < 0.2, span: { first: rng.int(1 << 20) * 8, count, bits: new Uint8Array(randomBytes(rng, Math.ceil(count / 8))) } };
+    }
+    case MsgType.WRITTEN: {
+      const n = 1 + rng.int(50);
+      const blocks = new Uint32Array(n);
+      let b = rng.int(1000);
+      for (let i = 0; i < n; i++) { blocks[i] = b; b += 1 + rng.int(100); }
+      return { type, blocks, ids: randomBytes(rng, n * CONTENT_ID_BYTES) };
+    }
     case MsgType.CUTOVER_DONE: return { type, servingAt: rng.next() * 1e6 };
-    case MsgType.VERIFY: return { type, verify: { root: hex(rng, 32), targetWrites: [[rng.int(100), hex(rng, 32)]], hashMs: rng.next() * 10, stats: targetStats(rng) } };
+    case MsgType.VERIFY: return { type, verify: { root: hex(rng, 32), targetWrites: rng.int(100), hashMs: rng.next() * 10, stats: targetStats(rng) } };
     case MsgType.DONE: return { type, done: { verified: rng.next() < 0.5, root: hex(rng, 32) } };
     case MsgType.ABORT: return { type, reason: 'operator' };
     default: throw new Error(`unhandled type ${type}`);

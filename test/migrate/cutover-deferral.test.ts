@@ -54,7 +54,7 @@ for (const answer of ['data', 'zero'] as const) {
       await until(() => t.fetches().length === 1, 3000, 'the unresolved reference is fetched');
       assert.deepEqual(t.fetches()[0], [3]);
       // The source froze the VM and sent CUTOVER before the fetch reached it; the answer follows.
-      t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 }, missing: new Bitmap(BLOCKS).bits });
+      t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 0 } });
       // Or the block was zeroed at the source since it was referenced.
       if (answer === 'data') t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: content }, Priority.DEMAND);
       else t.src.send({ type: MsgType.ZERO, first: 3, count: 1, reason: DataReason.DEMAND }, Priority.DEMAND);
@@ -79,7 +79,8 @@ test('a fetch answered during the cut-over for a block listed missing is asked a
     // fetch with the frozen content and counts that as the block's delivery (it will not push it).
     const missing = new Bitmap(BLOCKS);
     missing.set(3);
-    t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 }, missing: missing.bits });
+    t.src.send({ type: MsgType.MISSING, last: false, span: { first: 0, count: BLOCKS, bits: missing.bits } });
+    t.src.send({ type: MsgType.CUTOVER, cutover: { frozenAt: 0, missing: 1 } });
     const current = Buffer.alloc(BS, 9);
     t.src.send({ type: MsgType.DATA, block: 3, reason: DataReason.DEMAND, data: current }, Priority.DEMAND);
     await until(t.cutoverDone, 3000, 'the cut-over completes');

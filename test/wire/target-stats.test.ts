@@ -11,7 +11,7 @@ const stats: TargetStats = {
   missP50: 21.5, missP99: 40, missMean: 23, prefetchRequested: 12, prefetchHits: 9, servingAt: 1234,
 };
 
-const verify = (s: unknown): Message => ({ type: MsgType.VERIFY, verify: { root: 'ab'.repeat(32), targetWrites: [[3, 'cd'.repeat(32)]], hashMs: 12, stats: s as TargetStats } });
+const verify = (s: unknown): Message => ({ type: MsgType.VERIFY, verify: { root: 'ab'.repeat(32), targetWrites: 1, hashMs: 12, stats: s as TargetStats } });
 const roundTrip = (m: Message) => decodeMessage(m.type, Buffer.concat(encodeMessage(m)));
 
 test('VERIFY carries the target statistics typed: what the target encodes is what the source decodes', () => {

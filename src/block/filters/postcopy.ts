@@ -1,5 +1,5 @@
 import { FilterDisk } from '../filter.ts';
-import type { Disk, Extent, WriteOptions, ZeroOptions } from '../disk.ts';
+import { ExtentFlags, type Disk, type Extent, type WriteOptions, type ZeroOptions } from '../disk.ts';
 import { Bitmap } from '../../util/bitmap.ts';
 import { IoError } from '../../errors.ts';
 import type { Clock } from '../../util/clock.ts';
@@ -192,15 +192,23 @@ export class PostcopyDisk extends FilterDisk {
 
   /** A range of zero blocks from the source (holes): same rules as applyData. */
   async applyZero(first: number, count: number): Promise<number> {
-    let applied = 0;
-    for (let b = first; b < first + count; b++) {
-      if (this.active && !this.missing.get(b)) continue;
-      const len = Math.min(this.unit, this.inner.size - b * this.unit);
-      if (!this.active) {
-        await this.inner.writeZeroes(b * this.unit, len);
-        applied++;
-        continue;
+    if (!this.active) {
+      // Pre-copy: one zeroing of the whole range (a hole of a terabyte image is one call, not one per
+      // block), and none where the image already reads as zeroes (a fresh sparse target is all holes).
+      const offset = first * this.unit;
+      const len = Math.min(count * this.unit, this.inner.size - offset);
+      if (len <= 0) return count;
+      if (this.inner.capabilities.canExtents) {
+        const ext = await this.inner.extents(offset, len, 1);
+        const e = ext[0];
+        if (e && (e.flags & ExtentFlags.ZERO) !== 0 && e.offset <= offset && e.offset + e.length >= offset + len) return count;
       }
+      await this.inner.writeZeroes(offset, len);
+      return count;
+    }
+    let applied = 0;
+    for (let b = this.missing.nextSet(first); b >= 0 && b < first + count; b = this.missing.nextSet(b + 1)) {
+      const len = Math.min(this.unit, this.inner.size - b * this.unit);
       const w = this.waiters.get(b) ?? this.newWaiter(b);
       this.missing.clear(b);
       try {
