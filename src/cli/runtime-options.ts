@@ -21,7 +21,9 @@ export function parseContentHash(value: string, flag = '--content-hash'): Conten
 
 /** `--workers`: worker threads for content ids and zstd; 0 runs them on the event loop. */
 export function parseWorkers(value: string | undefined): number {
-  if (value === undefined) return defaultPoolSize();
+  // In-thread by default: one message each way per block costs more CPU than the pool saves when both
+  // agents share two cores (bench:cpu); the pool pays where an agent has cores to spare.
+  if (value === undefined) return 0;
   if (!/^\d+$/.test(value.trim()) || Number(value) > MAX_WORKERS) throw new UsageError(`--workers must be a whole number from 0 to ${MAX_WORKERS}, not ${JSON.stringify(value)}`);
   return Number(value);
 }
@@ -30,7 +32,7 @@ export function parseWorkers(value: string | undefined): number {
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
     .option('--content-hash <name>', `content id format, ${CONTENT_ID_FORMATS.join(' or ')}; both agents (and a replica index) must use the same`, DEFAULT_CONTENT_ID_FORMAT)
-    .option('--workers <n>', `worker threads for content ids and zstd (default ${defaultPoolSize()}: the host's cores, at most 2); 0 runs them on the event loop`);
+    .option('--workers <n>', `worker threads for content ids and zstd (default 0: on the event loop; ${defaultPoolSize()} = this host's cores, at most 2, helps where the agent has cores to spare)`);
 }
 
 /** The agent's runtime from its flags: real bytes, the wall clock, a worker pool. Close `work` when done. */

@@ -1,5 +1,4 @@
 import { realRuntime } from '../../runtime.ts';
-import { defaultPoolSize } from '../../workers/worker-pool.ts';
 import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,7 +61,7 @@ export function registerDemo(program: Command): void {
       const quiet = log.child({ demo: true });
       if (!process.env.FLIMCD_LOG_LEVEL) quiet.level = 'warn';
       // Both agents share one pool of worker threads for ids and zstd (both cores, as agents in two processes would use).
-      const runtime = realRuntime({ workers: defaultPoolSize() });
+      const runtime = realRuntime({ workers: 0 });
       try {
         const r = await runLocalMigration({
           dir, size, bandwidthBps, security: o.insecure ? { mode: 'insecure' } : undefined, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
