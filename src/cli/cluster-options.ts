@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { formatAddress, parseAddress } from '../util/address.ts';
 import { realClock } from '../util/clock.ts';
-import type { LinkSecurity } from '../wire/secure-link.ts';
+import { ROLE_CERT_NAME, type LinkSecurity } from '../wire/secure-link.ts';
 import { RedisLocator, parseClusterUrls } from '../locator/redis-locator.ts';
 import { ReplicaClient } from '../locator/replica-client.ts';
 import { FleetContent } from '../locator/fleet-content.ts';
@@ -45,8 +45,9 @@ export function clusterFromFlags(f: ClusterFlags): { urls: string[]; replicaAddr
  */
 export function openFleetContent(c: { urls: string[]; replicaAddress: string | undefined }, security: LinkSecurity, log: Logger, idFormat: ContentIdFormat): { remote: FleetContent; close(): Promise<void> } {
   const locator = new RedisLocator({ urls: c.urls, idFormat, clock: realClock, log });
-  // Sibling replica servers present the target's certificate (flimcd-target), whatever peer name this agent pins for its source.
-  const client = new ReplicaClient({ security: security.mode === 'cert' ? { ...security, peerName: undefined } : security, clock: realClock, log });
+  // Sibling replica servers present the target's certificate (flimcd-target), whatever peer name this agent pins for its source;
+  // this agent presents its own target certificate to them, which `flimcd certs` makes with clientAuth for that.
+  const client = new ReplicaClient({ security: security.mode === 'cert' ? { ...security, peerName: ROLE_CERT_NAME.target } : security, clock: realClock, log });
   const remote = new FleetContent({ locator, client, selfAddress: c.replicaAddress, log });
   return {
     remote,

@@ -97,8 +97,15 @@ export async function openImage(o: OpenImageOptions): Promise<OpenedImage> {
   // qcow2 (a new overlay included): QEMU's block layer in a supervised daemon.
   const format: ImageFormat = 'qcow2';
   const info = await imageInfo(path, format, flag);
-  if (o.socketDir) mkdirSync(o.socketDir, { recursive: true });
-  const daemon = await StorageDaemon.start({ file: path, format, writable: o.writable, socketDir: o.socketDir, binary: o.storageDaemon, log: o.log, flag });
+  let socketDir = o.socketDir;
+  try {
+    if (socketDir) mkdirSync(socketDir, { recursive: true });
+  } catch (e) {
+    // A read-only export from a directory it cannot write: it still serves, from a temporary socket directory.
+    o.log.warn({ dir: socketDir, err: (e as Error).message }, 'cannot create the state directory for qemu-storage-daemon\'s socket; using a temporary one (a daemon left by a killed flimcd is then not reaped)');
+    socketDir = undefined;
+  }
+  const daemon = await StorageDaemon.start({ file: path, format, writable: o.writable, socketDir, binary: o.storageDaemon, log: o.log, flag });
   let client: NbdClient | undefined;
   let depth: NbdClient | undefined;
   try {

@@ -6,12 +6,14 @@
  * context on, so the source can tell which ranges come from the backing chain.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCode, FlimcdError, UsageError, systemErrorCode } from '../errors.ts';
 import { socketAlive } from '../util/unix-socket.ts';
+import { nbdServerArg, reapStaleDaemons, removeDaemonRecord, writeDaemonRecord } from './stale-daemons.ts';
 
 export const DEFAULT_STORAGE_DAEMON = 'qemu-storage-daemon';
 /** The NBD export's name inside the daemon. */
@@ -31,7 +33,11 @@ export interface StorageDaemonOptions {
   file: string;
   format: 'qcow2' | 'raw';
   writable: boolean;
-  /** Directory for the NBD socket (the agent's state directory); a temporary one without it or if its path is too long. */
+  /**
+   * Directory for the NBD socket and the daemon's record (the agent's state directory), where a start
+   * also stops daemons left by a flimcd that was killed (stale-daemons.ts); a temporary directory
+   * without it or if its path is too long (and then nothing to reap).
+   */
   socketDir?: string;
   /** The daemon's binary (default `qemu-storage-daemon` on PATH). */
   binary?: string;
@@ -87,17 +93,21 @@ export class StorageDaemon {
     const flag = o.flag ?? '--image';
     const binary = o.binary ?? DEFAULT_STORAGE_DAEMON;
     let ownDir: string | undefined;
-    let socketPath = o.socketDir ? join(o.socketDir, `qsd-${process.pid}.sock`) : '';
+    // Unique per start: one process may run several daemons in one state directory (an image and its base).
+    let socketPath = o.socketDir ? join(o.socketDir, `qsd-${process.pid}-${randomBytes(4).toString('hex')}.sock`) : '';
     if (!o.socketDir || socketPath.length > MAX_SOCKET_PATH) {
       ownDir = mkdtempSync(join(tmpdir(), 'flimcd-qsd-'));
       socketPath = join(ownDir, 'qsd.sock');
+    } else {
+      // A daemon a killed flimcd left here would still hold the image (and QEMU's lock on it).
+      await reapStaleDaemons(o.socketDir, o.log);
     }
     rmSync(socketPath, { force: true });
     const ro = !o.writable;
     const args = [
       '--blockdev', JSON.stringify({ driver: 'file', 'node-name': 'file0', filename: o.file, 'read-only': ro, 'auto-read-only': false }),
       '--blockdev', JSON.stringify({ driver: o.format, 'node-name': 'disk0', file: 'file0', 'read-only': ro }),
-      '--nbd-server', JSON.stringify({ addr: { type: 'unix', path: socketPath } }),
+      '--nbd-server', nbdServerArg(socketPath),
       '--export', JSON.stringify({ type: 'nbd', id: 'export0', 'node-name': 'disk0', name: STORAGE_DAEMON_EXPORT, writable: o.writable, 'allocation-depth': true }),
     ];
     let child: ChildProcess;
@@ -117,6 +127,7 @@ export class StorageDaemon {
       throw new UsageError(`${flag}: could not start ${binary}: ${(e as Error).message}`);
     }
     const proc = child!;
+    if (!ownDir && proc.pid !== undefined) writeDaemonRecord({ pid: proc.pid, owner: process.pid, socket: socketPath, file: o.file });
     proc.stderr!.setEncoding('utf8');
     proc.stderr!.on('data', (d: string) => {
       stderr = (stderr + d).slice(-STDERR_KEEP);
@@ -163,6 +174,7 @@ export class StorageDaemon {
 
   private cleanup(): void {
     rmSync(this.socketPath, { force: true });
+    if (!this.ownDir) removeDaemonRecord(this.socketPath);
     if (this.ownDir) rmSync(this.ownDir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,10 @@
 /**
  * `flimcd replica-server`: serves this host's blocks to sibling target hosts
  * by content id, read-only, from the images registered in its replica index
- * (never any other file), over TLS with the agents' credentials. Bounded: the
+ * (never any other file), over TLS with the agents' credentials. Its clients
+ * are sibling target agents, so with certificates it presents the target's
+ * certificate and accepts only a client certificate naming flimcd-target
+ * (or --tls-peer-name), never a source's. Bounded: the
  * link listener's connection limit, a fixed number of requests in flight per
  * connection (reading pauses beyond it), a small cache of open files.
  */
@@ -10,7 +13,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { formatAddress, type Address } from '../util/address.ts';
 import { removeStaleSocket } from '../util/unix-socket.ts';
-import { createLinkServer, type LinkSecurity } from '../wire/secure-link.ts';
+import { createLinkServer, ROLE_CERT_NAME, type LinkSecurity } from '../wire/secure-link.ts';
 import type { ReplicaIndex, IndexedImage } from '../replica-index/replica-index.ts';
 import { UsageError } from '../errors.ts';
 import { Semaphore } from '../util/semaphore.ts';
@@ -42,7 +45,9 @@ export class ReplicaServer {
   address: Address | undefined;
 
   constructor(private readonly o: ReplicaServerOptions) {
-    this.server = createLinkServer(o.security, (s) => this.serve(s), o.log);
+    // The link server's default client is a source: here it is a sibling target (an explicit peer name still wins).
+    const security: LinkSecurity = o.security.mode === 'cert' ? { ...o.security, peerName: o.security.peerName ?? ROLE_CERT_NAME.target } : o.security;
+    this.server = createLinkServer(security, (s) => this.serve(s), o.log);
   }
 
   async listen(): Promise<Address> {

@@ -259,9 +259,10 @@ function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, 
   const server = tls.createServer({ minVersion: 'TLSv1.3', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...serverTlsOptions(security, refusals) }, (s) => {
     s.once('close', () => rawOf(s)?.destroy());
     if (security.mode === 'cert') {
-      const why = checkPeerName(s.getPeerCertificate(), security.peerName ?? ROLE_CERT_NAME.source);
+      const expected = security.peerName ?? ROLE_CERT_NAME.source;
+      const why = checkPeerName(s.getPeerCertificate(), expected);
       if (why) {
-        refusals.refuse(s, `wrong role or peer name: ${why}`, 'peer certificate');
+        refusals.refuse(s, peerNameRefusalReason(why, s.getPeerCertificate(), expected), 'peer certificate');
         s.destroy();
         return;
       }
@@ -281,7 +282,7 @@ function createTlsServer(security: Exclude<LinkSecurity, { mode: 'insecure' }>, 
 
 /** Why a source's certificate failed verification (OpenSSL's verify code), in the operator's words. */
 export function certificateRefusalReason(code: string): string {
-  if (code === 'INVALID_PURPOSE') return 'wrong role: its certificate is not a source certificate (its extended key usage lacks clientAuth; a target\'s certificate?)';
+  if (code === 'INVALID_PURPOSE') return 'wrong role: its certificate\'s extended key usage lacks clientAuth, so it cannot connect as a client (a server-only certificate, or a target certificate from an older `flimcd certs`, which LAN fetches need re-made)';
   if (/ISSUER|SELF_SIGNED|UNTRUSTED|SIGNATURE_FAILURE|CHAIN/.test(code)) return `wrong CA: its certificate is not signed by this target's --tls-ca (${code})`;
   if (/EXPIRED|NOT_YET_VALID/.test(code)) return `its certificate is outside its validity period (${code})`;
   return `its certificate was refused (${code})`;
@@ -356,6 +357,16 @@ function serverTlsOptions(sec: Exclude<LinkSecurity, { mode: 'insecure' }>, refu
     };
   }
   return { ca: sec.ca, cert: sec.cert, key: sec.key, requestCert: true, rejectUnauthorized: true };
+}
+
+/**
+ * The refusal line for a verified certificate with the wrong name: another
+ * role's name is a wrong role (a target's certificate offered as a source, a
+ * source's to a replica server), anything else a wrong peer name.
+ */
+function peerNameRefusalReason(why: string, cert: tls.PeerCertificate | undefined, expected: string): string {
+  const role = (Object.keys(ROLE_CERT_NAME) as LinkRole[]).find((r) => ROLE_CERT_NAME[r] !== expected && checkPeerName(cert, ROLE_CERT_NAME[r]) === undefined);
+  return role ? `wrong role: it presents a ${role} certificate (${ROLE_CERT_NAME[role]}), this listener accepts only ${expected}` : `wrong peer name: ${why}`;
 }
 
 /** Why the certificate does not name `expected` (CN or a DNS SAN), or undefined if it does. */

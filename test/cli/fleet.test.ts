@@ -1,7 +1,8 @@
 // The datacenter-wide locator as an operator runs it: `index add --cluster`
 // on a sibling host, its `flimcd replica-server`, and a `flimcd target
-// --cluster` on another host that fetches the sibling's blocks over the LAN.
-import { test } from 'node:test';
+// --cluster` on another host that fetches the sibling's blocks over the LAN,
+// with a pre-shared key and with certificates from `flimcd certs`.
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { copyFileSync, openSync, writeSync, closeSync, readFileSync } from 'node:fs';
@@ -30,14 +31,33 @@ test('bad --cluster and --replica-address input is refused with exit 2 and names
   assert.match(noAddr.stderr, /needs --replica-address/);
 });
 
-test('a target with --cluster builds the blocks a sibling host holds from that host\'s replica server', async (t) => {
+/**
+ * Host B's replica server and host A's target use the target's credentials, the source its own,
+ * all from `flimcd certs`: one PSK file, or a CA with a source and a target certificate.
+ */
+async function credentials(dir: string, mode: 'psk' | 'cert'): Promise<{ source: string[]; target: string[] }> {
+  if (mode === 'psk') {
+    const psk = join(dir, 'link.psk');
+    assert.equal((await flimcd(['certs', '--psk', psk])).code, 0);
+    return { source: ['--psk-file', psk], target: ['--psk-file', psk] };
+  }
+  const pki = join(dir, 'pki');
+  assert.equal((await flimcd(['certs', '--out', pki])).code, 0);
+  const as = (role: string) => ['--tls-ca', join(pki, 'ca.crt'), '--tls-cert', join(pki, `${role}.crt`), '--tls-key', join(pki, `${role}.key`)];
+  return { source: as('source'), target: as('target') };
+}
+
+for (const mode of ['psk', 'cert'] as const) {
+  test(`a target with --cluster builds the blocks a sibling host holds from that host's replica server (${mode === 'psk' ? 'pre-shared key' : 'certificates'})`, (t) => lanFetchThroughCli(t, mode));
+}
+
+async function lanFetchThroughCli(t: TestContext, mode: 'psk' | 'cert'): Promise<void> {
   const rc = await startRedisCluster(t);
   if (!rc) return;
   const dir = tempDir(t);
   const base = join(dir, 'base.img');
   await generateImage(base, 16 * 1024 * 1024, { seed: 31 });
-  const psk = join(dir, 'link.psk');
-  assert.equal((await flimcd(['certs', '--psk', psk])).code, 0);
+  const creds = await credentials(dir, mode);
   const kids: Array<{ kill: (s?: NodeJS.Signals) => boolean }> = [];
   t.after(() => { for (const k of kids) k.kill('SIGKILL'); });
   // Host B: registers the base image, publishes it, serves it.
@@ -48,7 +68,7 @@ test('a target with --cluster builds the blocks a sibling host holds from that h
   const [added, published] = add.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; newIds: number; entries: number });
   assert.equal(published!.event, 'published');
   assert.equal(published!.entries, added!.newIds, 'every id the index holds for the image is published');
-  const server = await flimcdBackground(['replica-server', '--index', ixB, '--listen', `tcp:127.0.0.1:${port}`, '--psk-file', psk, '--json'], /"event":"listening"/);
+  const server = await flimcdBackground(['replica-server', '--index', ixB, '--listen', `tcp:127.0.0.1:${port}`, ...creds.target, '--json'], /"event":"listening"/);
   kids.push(server.child);
   // The VM: the base with 16 blocks rewritten.
   const vm = join(dir, 'vm.img');
@@ -62,10 +82,10 @@ test('a target with --cluster builds the blocks a sibling host holds from that h
   }
   closeSync(fd);
   // Host A: a target agent that knows host B only through the locator.
-  const target = await flimcdBackground(['target', '--psk-file', psk, '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--cluster', rc.urls[0]!, '--exit-when-done', '--json'], /"event":"listening"/);
+  const target = await flimcdBackground(['target', ...creds.target, '--image', join(dir, 'dst.img'), '--listen', 'tcp:127.0.0.1:0', '--nbd', `unix:${join(dir, 'dst.sock')}`, '--cluster', rc.urls[0]!, '--exit-when-done', '--json'], /"event":"listening"/);
   kids.push(target.child);
   const addr = JSON.parse(target.line).listen as string;
-  const source = await flimcd(['source', '--psk-file', psk, '--image', vm, '--to', addr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--json'], { timeoutMs: 60000 });
+  const source = await flimcd(['source', ...creds.source, '--image', vm, '--to', addr, '--nbd', `unix:${join(dir, 'src.sock')}`, '--json'], { timeoutMs: 60000 });
   assert.equal(source.code, 0, source.stderr.slice(-2000));
   const report = JSON.parse(source.stdout.split('\n').find((l) => l.includes('"event":"report"'))!);
   assert.equal(report.verified, true);
@@ -76,4 +96,4 @@ test('a target with --cluster builds the blocks a sibling host holds from that h
   assert.ok(readFileSync(join(dir, 'dst.img')).equals(readFileSync(vm)), 'target byte-exact');
   server.child.kill('SIGTERM');
   assert.equal((await server.exited).code, 143);
-});
+}

@@ -69,7 +69,7 @@ test('certificates: mutual TLS 1.3 link carries data; wrong CA, wrong role and p
 
   // A source certificate from another CA.
   await assert.rejects(connectLink(srv.addr, certs(other, 'source')), (e: unknown) => e instanceof AuthError && e.code === 'FLIMCD_ERR_AUTH');
-  // The right CA, but the target's own certificate presented as a source (its EKU is serverAuth only).
+  // The right CA, but the target's own certificate presented as a source (refused by its name, flimcd-target).
   await assert.rejects(connectLink(srv.addr, certs(pki, 'source', 'target')), AuthError);
   // A source with a PSK against a certificate target.
   await assert.rejects(connectLink(srv.addr, ephemeralPsk()), AuthError);
@@ -142,7 +142,7 @@ test('a refused peer is logged once with its address and the reason in words: wr
     return String(l.reason);
   };
   assert.match(await reasonFor(certs(other, 'source')), /wrong CA/);
-  assert.match(await reasonFor(certs(pki, 'source', 'target')), /wrong role/);
+  assert.match(await reasonFor(certs(pki, 'source', 'target')), /wrong role: it presents a target certificate \(flimcd-target\), this listener accepts only flimcd-source/);
 
   const key = ephemeralPsk('dc-a') as Extract<LinkSecurity, { mode: 'psk' }>;
   const psk = await echoServer(key);

@@ -22,7 +22,10 @@ const CERT_FILES = ['ca.crt', 'ca.key', 'source.crt', 'source.key', 'target.crt'
  * The openssl commands `flimcd certs --out DIR` runs (README lists them for
  * doing it by hand): an EC P-256 CA, then one certificate per role whose CN
  * and DNS SAN are the role name the agents pin, with the role's extended key
- * usage (a target certificate cannot act as a source and vice versa).
+ * usage: source clientAuth; target serverAuth and clientAuth, because a target
+ * is also the client of its siblings' replica servers for LAN fetches. A
+ * source certificate cannot serve as a target (no serverAuth); a target
+ * certificate offered as a source is refused by the name pin (flimcd-source).
  */
 export function certificateCommands(dir: string, days: number): string[][] {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
@@ -39,8 +42,11 @@ export function certificateCommands(dir: string, days: number): string[][] {
   return cmds;
 }
 
+/** Extended key usage per role (see certificateCommands). */
+export const ROLE_EXTENDED_KEY_USAGE = { source: 'clientAuth', target: 'serverAuth,clientAuth' } as const;
+
 function extFile(role: 'source' | 'target'): string {
-  return `subjectAltName=DNS:${ROLE_CERT_NAME[role]}\nextendedKeyUsage=${role === 'target' ? 'serverAuth' : 'clientAuth'}\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n`;
+  return `subjectAltName=DNS:${ROLE_CERT_NAME[role]}\nextendedKeyUsage=${ROLE_EXTENDED_KEY_USAGE[role]}\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n`;
 }
 
 export function makeCertificates(dir: string, days: number, force: boolean): string[] {

@@ -9,6 +9,7 @@ import { onShutdownSignal } from '../signals.ts';
 import { exitCodeForSignal } from '../exit-codes.ts';
 import { checkImageSpecArg } from '../image-arg.ts';
 import { openImage } from '../../image/open-image.ts';
+import { StateDir } from '../../migrate/state-dir.ts';
 import { parseImageFormat, parseImageSpec } from '../../image/image-spec.ts';
 import { addLogOptions } from '../log-options.ts';
 import { closeTrace, openTrace } from '../record-trace.ts';
@@ -43,7 +44,9 @@ export function registerExport(program: Command): void {
       const addr = parseAddress(opts.listen, '--listen');
       checkImageSpecArg(opts.image, opts.format, { writable: !opts.readOnly });
       const spec = parseImageSpec(opts.image, parseImageFormat(opts.format));
-      const opened = await openImage({ spec, writable: !opts.readOnly, storageDaemon: opts.storageDaemon, log });
+      // A qcow2 file's storage daemon keeps its socket and record in IMAGE.flimcd/, as the agents do, so the next export reaps one a killed flimcd left.
+      const socketDir = spec.kind === 'file' ? StateDir.forImage(spec.path).path : undefined;
+      const opened = await openImage({ spec, writable: !opts.readOnly, storageDaemon: opts.storageDaemon, log, socketDir });
       let disk: Disk = opened.disk;
       if (opts.readOnly) disk = new ReadOnlyDisk(disk);
       const recorder = opts.recordTrace ? await openTrace(opts.recordTrace) : undefined;
