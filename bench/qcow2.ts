@@ -3,7 +3,7 @@
  * to a target that holds the base, against the same disk as a raw image to an
  * empty target, through the WAN emulator.
  *
- *   npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--keep]
+ *   npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--via fuse|rebase] [--keep]
  *
  * Images:
  * - base.qcow2: an ext4 file system made by `mke2fs -d` from this machine's
@@ -15,9 +15,10 @@
  *   content) and deleted, with `debugfs -w` on the overlay exported as a file
  *   by qemu-storage-daemon's FUSE export, so every write goes through QEMU's
  *   qcow2 driver into the overlay as a guest's would. Where FUSE is not
- *   available the same debugfs commands run on a raw copy of the base and
- *   `qemu-img convert -B base.qcow2` writes the differing clusters into the
- *   overlay (`changes_via` in the JSON says which).
+ *   available (or with `--via rebase`) the same debugfs commands run on a raw
+ *   copy of the base, and `qemu-img rebase` of an empty overlay on that copy
+ *   onto base.qcow2 writes the clusters whose content differs into the overlay
+ *   (`changes_via` in the JSON says which).
  * - vm.raw: the chain converted to a sparse raw image (`qemu-img convert -O raw`).
  *
  * Cases (the VM is idle: every byte on the wire is attributable to the disk):
@@ -54,18 +55,21 @@ const GOAL = 1.05;
 const FALLBACK_LEVEL = 9;
 const TOOL_PATH = `/usr/bin:/usr/sbin:/sbin:/bin:${process.env.PATH ?? ''}`;
 
-const parsed = benchArgs('qcow2', 'usage: npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--keep]\n', {
+const parsed = benchArgs('qcow2', 'usage: npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--via fuse|rebase] [--keep]\n', {
   json: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
   runs: { type: 'string' },
   bandwidth: { type: 'string', default: '100Mbit' },
   rtt: { type: 'string', default: '40ms' },
+  via: { type: 'string' },
   keep: { type: 'boolean', default: false },
 });
 const args = parsed.values;
 const runs = parsed.int(args.runs, 3, '--runs');
 const bandwidthBps = parsed.rate(args.bandwidth, 100e6, '--bandwidth');
 const rttMs = parsed.duration(args.rtt, 40, '--rtt');
+const via = args.via ?? 'fuse';
+if (via !== 'fuse' && via !== 'rebase') parsed.fail(`--via must be fuse or rebase, got "${via}"`);
 const say = (s: string) => process.stderr.write(s + '\n');
 const quiet = log.child({ bench: 'qcow2' });
 quiet.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
@@ -191,7 +195,7 @@ async function changeThroughFuse(dir: string, overlay: string, commands: string[
       await new Promise((r) => setTimeout(r, 50));
     }
     if (!isMounted(mnt)) {
-      say(`FUSE export unavailable (${stderr.trim().split('\n')[0] ?? 'not mounted'}); falling back to qemu-img convert -B`);
+      say(`FUSE export unavailable (${stderr.trim().split('\n')[0] ?? 'not mounted'}); falling back to qemu-img rebase`);
       return false;
     }
     sh('debugfs', ['-w', '-f', '-', mnt], commands.join('\n') + '\n');
@@ -295,14 +299,16 @@ async function main(): Promise<void> {
     const overlay = join(dir, 'vm.qcow2');
     sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
     const changes = planChanges(dir, tree, quick);
-    let changesVia: 'fuse' | 'convert-B' = 'fuse';
-    if (!(await changeThroughFuse(dir, overlay, changes.commands))) {
-      changesVia = 'convert-B';
+    let changesVia: 'fuse' | 'rebase' = 'fuse';
+    if (via === 'rebase' || !(await changeThroughFuse(dir, overlay, changes.commands))) {
+      changesVia = 'rebase';
       const vmRaw = join(dir, 'vm-changed.raw');
       copyFileSync(baseRaw, vmRaw);
       sh('debugfs', ['-w', '-f', '-', vmRaw], changes.commands.join('\n') + '\n');
+      // An empty overlay on the changed disk, rebased onto the base: rebase writes exactly the clusters whose content differs.
       rmSync(overlay);
-      sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-B', base, '-F', 'qcow2', vmRaw, overlay]);
+      sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', vmRaw, '-F', 'raw', overlay]);
+      sh('qemu-img', ['rebase', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
       rmSync(vmRaw);
     }
     rmSync(baseRaw);
