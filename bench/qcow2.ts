@@ -270,6 +270,8 @@ function summary(reports: MigrationReport[]) {
     wire_bytes: stat(col((r) => r.wire_bytes)),
     time_s: stat(col((r) => r.time_total_s)),
     downtime_ms: stat(col((r) => r.downtime_ms)),
+    time_precopy_s: median(col((r) => r.time_precopy_s)),
+    rounds: median(col((r) => r.rounds)),
     from_backing_blocks: median(col((r) => r.blocks.from_backing)),
     sent_data_blocks: median(col((r) => r.blocks.sent_data)),
     sent_reference_blocks: median(col((r) => r.blocks.sent_reference)),
