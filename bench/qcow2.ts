@@ -35,7 +35,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
@@ -174,7 +174,10 @@ async function stopDaemon(qsd: ChildProcess): Promise<void> {
   if (qsd.exitCode !== null || qsd.signalCode !== null) return;
   const exited = new Promise<void>((r) => qsd.once('exit', () => r()));
   qsd.kill('SIGTERM');
+  // It unmounts the export on SIGTERM; one that hangs is killed rather than hanging the bench.
+  const hung = setTimeout(() => qsd.kill('SIGKILL'), 10_000);
   await exited;
+  clearTimeout(hung);
 }
 
 /** Applies debugfs commands to the overlay through qemu-storage-daemon's FUSE export; false when FUSE is unavailable. */
@@ -287,6 +290,7 @@ async function main(): Promise<void> {
       parsed.fail(`${tool} is missing (apt-get install e2fsprogs qemu-utils)`);
     }
   }
+  const loadBefore = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'flimcd-bench-qcow2-'));
   try {
     const quick = args.quick;
@@ -348,6 +352,8 @@ async function main(): Promise<void> {
       link: { bandwidth_bps: bandwidthBps, rtt_ms: rttMs },
       runs,
       quick,
+      // The 1-minute load average before and after: these machines are shared, and times move with it.
+      load_average: { before: r3(loadBefore[0]!), after: r3(loadavg()[0]!) },
       overlay: { ...bound, compression_level: level, file_bytes: statSync(overlay).size, changes_via: changesVia, files_added: changes.added, files_rewritten: changes.rewritten, files_deleted: changes.deleted },
       goal: GOAL,
       headline: {
@@ -369,7 +375,8 @@ async function main(): Promise<void> {
       for (const [name, s] of [['qcow2 overlay, target has base', qcow2], ['raw, empty target', raw]] as const) {
         console.log(line([name, span(s.wire_bytes, formatBytes), span(s.time_s, (x) => `${x.toFixed(2)} s`), span(s.downtime_ms, (x) => `${x.toFixed(0)} ms`), String(s.from_backing_blocks), String(s.sent_data_blocks)]));
       }
-      console.log(`\nheadline: wire_over_overlay ${out.headline.wire_over_overlay} (goal <= ${GOAL}: ${wireOverOverlay <= GOAL ? 'ok' : 'ABOVE'}), wire qcow2/raw ${out.headline.wire_qcow2_over_raw}, time qcow2/raw ${out.headline.time_qcow2_over_raw}`);
+      console.log(`\nload average (1 min): ${out.load_average.before} before, ${out.load_average.after} after`);
+      console.log(`headline: wire_over_overlay ${out.headline.wire_over_overlay} (goal <= ${GOAL}: ${wireOverOverlay <= GOAL ? 'ok' : 'ABOVE'}), wire qcow2/raw ${out.headline.wire_qcow2_over_raw}, time qcow2/raw ${out.headline.time_qcow2_over_raw}`);
     }
   } finally {
     if (args.keep) say(`kept ${dir}`);
