@@ -6,11 +6,10 @@
 // after it a signal means "finish post-copy, then exit".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FLIMCD_BIN, flimcd, type CliResult } from '../helpers/cli.ts';
-import { PEER_PATH, hasPeer, run } from '../helpers/peers.ts';
+import { flimcd, flimcdWatched, type CliResult, type WatchedFlimcd } from '../helpers/cli.ts';
+import { hasPeer, run } from '../helpers/peers.ts';
 import { freePort } from '../helpers/net.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
@@ -19,33 +18,8 @@ import { controlRequest } from '../../src/control/client.ts';
 import { parseAddress } from '../../src/util/address.ts';
 import { generateImage } from '../../src/workload/image-gen.ts';
 
-interface Proc {
-  child: ChildProcess;
-  exited: Promise<CliResult>;
-  /** Whether stdout or stderr (logs) matched yet. */
-  seen(re: RegExp): boolean;
-  output(): string;
-  running(): boolean;
-}
-
-/** Starts flimcd with info logs on stderr. */
-function start(t: TestCtx, args: string[]): Proc {
-  const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, FLIMCD_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return {
-    child, exited,
-    seen: (re) => re.test(stdout) || re.test(stderr),
-    output: () => `--- stdout\n${stdout.slice(-3000)}\n--- stderr\n${stderr.slice(-3000)}`,
-    running: () => child.exitCode === null && child.signalCode === null,
-  };
-}
+type Proc = WatchedFlimcd;
+const start = flimcdWatched;
 
 /** The exit of `p`, which must come within `ms`. */
 async function exitOf(p: Proc, ms = 30_000): Promise<CliResult> {

@@ -3,33 +3,18 @@
 // handshake the target never answers, and while the target waits for a source.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { FLIMCD_BIN, flimcdBackground, type CliResult } from '../helpers/cli.ts';
-import { PEER_PATH } from '../helpers/peers.ts';
+import { flimcdBackground, flimcdWatched, type CliResult, type WatchedFlimcd } from '../helpers/cli.ts';
 import { freePort, listenFor } from '../helpers/net.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
-import type { TestCtx } from '../helpers/test-context.ts';
 
-/** Starts flimcd with info logs; `seen(re)` tells whether its output (logs are on stderr) matched yet. */
-function start(t: TestCtx, args: string[]) {
-  const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, FLIMCD_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, exited, seen: (re: RegExp) => re.test(stdout) || re.test(stderr), output: () => stdout + stderr };
-}
+const start = flimcdWatched;
 
 /** Sends `signal` and returns the exit and how long it took; a process still running after 10 s is killed and fails the test. */
-async function stopWith(p: { child: ChildProcess; exited: Promise<CliResult> }, signal: NodeJS.Signals): Promise<{ r: CliResult; ms: number }> {
+async function stopWith(p: Pick<WatchedFlimcd, 'child' | 'exited'>, signal: NodeJS.Signals): Promise<{ r: CliResult; ms: number }> {
   const t0 = Date.now();
   p.child.kill(signal);
   const late = setTimeout(() => p.child.kill('SIGKILL'), 10_000);

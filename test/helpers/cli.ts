@@ -55,3 +55,33 @@ export function flimcdSpawn(args: string[], opts: { env?: NodeJS.ProcessEnv } = 
   const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
   return { child, exited };
 }
+
+/** A flimcd process a test watches: its output so far, whether it runs, its exit. */
+export interface WatchedFlimcd {
+  child: ChildProcess;
+  exited: Promise<CliResult>;
+  /** Whether stdout or stderr (logs) matched yet. */
+  seen(re: RegExp): boolean;
+  /** The last 3000 characters of each stream, for assertion messages. */
+  output(): string;
+  running(): boolean;
+}
+
+/** Starts flimcd with info logs on stderr, killed when the test ends if it still runs. */
+export function flimcdWatched(t: { after(fn: () => void): void }, args: string[]): WatchedFlimcd {
+  const child = spawn(process.execPath, [FLIMCD_BIN, ...args], { env: { ...process.env, PATH: PEER_PATH, FLIMCD_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<CliResult>((res) => child.on('close', (code, signal) => res({ code, signal, stdout, stderr })));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  t.after(() => {
+    if (running()) child.kill('SIGKILL');
+  });
+  return {
+    child, exited, running,
+    seen: (re) => re.test(stdout) || re.test(stderr),
+    output: () => `--- stdout\n${stdout.slice(-3000)}\n--- stderr\n${stderr.slice(-3000)}`,
+  };
+}
