@@ -14,6 +14,7 @@ import { startAgentPair } from '../../src/demo/agent-pair.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { log } from '../../src/util/log.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { FLIMCD_BIN } from '../helpers/cli.ts';
 import { requirePeers, run, runOk } from '../helpers/peers.ts';
 
 const BS = 65536;
@@ -108,7 +109,7 @@ test('bad qcow2 input is a clear one-line error (exit 2) before anything is migr
   await runOk('dd', ['if=/dev/urandom', `of=${corrupt}`, 'bs=1', 'seek=4', 'count=4', 'conv=notrunc']);
   const good = join(dir, 'good.qcow2');
   await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', good, '4M']);
-  const cli = (args: string[]) => run('node', ['bin/flimcd.js', 'source', '--to', 'tcp:127.0.0.1:9', '--insecure', '--nbd', `unix:${join(dir, 's.sock')}`, ...args], { env: { ...process.env, FLIMCD_LOG_LEVEL: 'silent' } });
+  const cli = (args: string[]) => run(process.execPath, [FLIMCD_BIN, 'source', '--to', 'tcp:127.0.0.1:9', '--insecure', '--nbd', `unix:${join(dir, 's.sock')}`, ...args], { env: { ...process.env, FLIMCD_LOG_LEVEL: 'silent' } });
   const missing = await cli(['--image', orphan, '--format', 'qcow2']);
   assert.equal(missing.code, 2, missing.stderr);
   assert.match(missing.stderr, /orphan\.qcow2 cannot be opened as qcow2: .*gone\.qcow2.*No such file/);
