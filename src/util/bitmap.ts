@@ -50,17 +50,7 @@ export class Bitmap {
 
   /** Sets bits [first, first + count), whole bytes at a time. */
   setRange(first: number, count: number): void {
-    const end = Math.min(this.size, first + count);
-    let i = first;
-    for (; i < end && (i & 7) !== 0; i++) this.set(i);
-    for (; i + 8 <= end; i += 8) {
-      const byte = this.bits[i >> 3]!;
-      if (byte !== 0xff) {
-        this.ones += 8 - POP[byte]!;
-        this.bits[i >> 3] = 0xff;
-      }
-    }
-    for (; i < end; i++) this.set(i);
+    this.fillRange(first, count, true);
   }
 
   setAll(): void {
@@ -105,17 +95,28 @@ export class Bitmap {
 
   /** Clears bits [first, first + count), whole bytes at a time. */
   clearRange(first: number, count: number): void {
+    this.fillRange(first, count, false);
+  }
+
+  private put(i: number, value: boolean): void {
+    if (value) this.set(i);
+    else this.clear(i);
+  }
+
+  /** Sets or clears bits [first, first + count): bit by bit up to a byte boundary, then whole bytes. */
+  private fillRange(first: number, count: number, value: boolean): void {
     const end = Math.min(this.size, first + count);
+    const full = value ? 0xff : 0;
     let i = first;
-    for (; i < end && (i & 7) !== 0; i++) this.clear(i);
+    for (; i < end && (i & 7) !== 0; i++) this.put(i, value);
     for (; i + 8 <= end; i += 8) {
       const byte = this.bits[i >> 3]!;
-      if (byte !== 0) {
-        this.ones -= POP[byte]!;
-        this.bits[i >> 3] = 0;
+      if (byte !== full) {
+        this.ones += value ? 8 - POP[byte]! : -POP[byte]!;
+        this.bits[i >> 3] = full;
       }
     }
-    for (; i < end; i++) this.clear(i);
+    for (; i < end; i++) this.put(i, value);
   }
 
   /** Sets bits [first, first + count) from `bits` (bit i of `bits` is bit first + i here). */
