@@ -14,21 +14,14 @@ import { indexImage } from '../../src/replica-index/image-scan.ts';
 import { log } from '../../src/util/log.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { requirePeers, runOk } from '../helpers/peers.ts';
+import { makeQcow2Chain } from '../helpers/qcow2-chain.ts';
 
 const BS = 65536;
 
 test('a qcow2 chain in the replica index: indexed through its backing file, and blocks are built from it at the target', async (t) => {
   if (!requirePeers(t, 'qemu-img', 'qemu-io', 'qemu-storage-daemon')) return;
   const dir = tempDir(t);
-  const baseRaw = join(dir, 'base.raw');
-  writeFileSync(baseRaw, randomBytes(2 << 20));
-  const base = join(dir, 'base.qcow2');
-  await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', baseRaw, base]);
-  const overlay = join(dir, 'old.qcow2');
-  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
-  const top = join(dir, 'top.bin');
-  writeFileSync(top, randomBytes(BS));
-  await runOk('qemu-io', ['-f', 'qcow2', '-c', `write -s ${top} ${5 * BS} ${BS}`, overlay]);
+  const { overlay } = await makeQcow2Chain(dir, 2 << 20, [5], BS, 'old.qcow2');
 
   const indexDir = join(dir, 'index');
   const ix = ReplicaIndex.open(indexDir);

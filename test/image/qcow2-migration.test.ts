@@ -16,23 +16,12 @@ import { log } from '../../src/util/log.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { FLIMCD_BIN } from '../helpers/cli.ts';
 import { requirePeers, run, runOk } from '../helpers/peers.ts';
+import { makeQcow2Chain } from '../helpers/qcow2-chain.ts';
 
 const BS = 65536;
 const MiB = 1024 * 1024;
 
-/** A qcow2 base of random blocks (no two alike: nothing dedups by accident) and an overlay with `top` random blocks written. */
-async function chain(dir: string, sizeMiB: number, top: number[]): Promise<{ base: string; overlay: string }> {
-  const raw = join(dir, 'base.raw');
-  writeFileSync(raw, randomBytes(sizeMiB * MiB));
-  const base = join(dir, 'base.qcow2');
-  await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, base]);
-  const overlay = join(dir, 'vm.qcow2');
-  await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
-  const data = join(dir, 'top.bin');
-  writeFileSync(data, randomBytes(BS));
-  for (const b of top) await runOk('qemu-io', ['-f', 'qcow2', '-c', `write -s ${data} ${b * BS} ${BS}`, overlay]);
-  return { base, overlay };
-}
+const chain = (dir: string, sizeMiB: number, top: number[]) => makeQcow2Chain(dir, sizeMiB * MiB, top, BS);
 
 async function migrate(dir: string, overlay: string, targetBase: string, during?: (nbdSocket: string) => Promise<void>) {
   const pair = await startAgentPair({
