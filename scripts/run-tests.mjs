@@ -2,6 +2,8 @@
 // Runs every test file under test/ with node's test runner through tsx.
 // `--only unit` restricts to files that need no external peer (test/**/*.unit.test.ts
 // and anything outside test/interop, test/vm, test/e2e, test/locator).
+// `--only long` runs the long forms (test/**/*.long.test.ts: resource limits and scale runs that
+// a benchmark also measures); `npm test` leaves them out to keep CI's run short.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +23,9 @@ function walk(dir) {
 }
 
 let files = walk('test');
+const isLong = (f) => f.endsWith('.long.test.ts');
+if (only === 'long') files = files.filter(isLong);
+else files = files.filter((f) => !isLong(f));
 if (only === 'unit') files = files.filter((f) => !/test\/(interop|e2e|vm|locator)\//.test(f));
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
 if (files.length === 0) {
