@@ -26,13 +26,13 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { generateImage } from '../src/workload/image-gen.ts';
 import { blake3, sha256, isZero } from '../src/content/content-id.ts';
 import { WorkerPool, defaultPoolSize } from '../src/workers/worker-pool.ts';
 import type { MigrationReport } from '../src/migrate/report.ts';
 import { median } from './stats.ts';
 import { benchArgs } from './bench-args.ts';
+import { builtFlimcd } from '../testing/built-cli.ts';
 
 const args = benchArgs('cpu', 'usage: npm run -s bench:cpu [-- --json] [--size 1GiB] [--runs N]\n', {
   json: { type: 'boolean', default: false },
@@ -43,7 +43,7 @@ const SIZE = args.size(args.values.size, 1 << 30, '--size');
 const RUNS = args.int(args.values.runs, 1, '--runs');
 const JSON_OUT = args.values.json ?? false;
 const BS = 65536;
-const BIN = fileURLToPath(new URL('../bin/flimcd.js', import.meta.url));
+const BIN = builtFlimcd();
 const say = (s: string) => { if (!JSON_OUT) console.log(s); };
 
 /** Up to `limit` non-zero 64 KiB blocks of the image. */

@@ -57,6 +57,7 @@ import { benchArgs } from './bench-args.ts';
 import { formatBytes } from '../src/util/units.ts';
 import { nbdUri } from '../src/util/address.ts';
 import { median } from './stats.ts';
+import { builtFlimcd } from '../testing/built-cli.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Distribution tools first: the peers live in /usr/bin, and pyenv shims must not shadow them. */
@@ -156,7 +157,7 @@ let interrupted = false;
 /** Our server as a real deployment runs it: its own node process, through bin/flimcd.js. */
 async function startOurs(name: string, image: string, sock: string, profileDir: string | undefined): Promise<Running> {
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/flimcd.js'), 'export', '--image', image, '--listen', `unix:${sock}`, '--json'], {
+  const child = spawn(process.execPath, [...nodeArgs, builtFlimcd(), 'export', '--image', image, '--listen', `unix:${sock}`, '--json'], {
     cwd: ROOT,
     env: { ...process.env, FLIMCD_LOG_LEVEL: process.env.FLIMCD_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -31,9 +31,9 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { benchArgs } from './bench-args.ts';
 import { median } from './stats.ts';
+import { builtFlimcd } from '../testing/built-cli.ts';
 
 const args = benchArgs('record-trace', `usage: tsx bench/record-trace.ts [--json] [--runs N] [--seconds S] [--size SIZE]
   --runs N       runs per job and export; medians are reported (default 5)
@@ -47,7 +47,7 @@ const args = benchArgs('record-trace', `usage: tsx bench/record-trace.ts [--json
 const runs = args.int(args.values.runs, 5, '--runs');
 const seconds = args.int(args.values.seconds, 5, '--seconds');
 const size = args.size(args.values.size, 256 << 20, '--size');
-const BIN = fileURLToPath(new URL('../bin/flimcd.js', import.meta.url));
+const BIN = builtFlimcd();
 
 function startExport(image: string, sock: string, extra: string[]): Promise<{ child: ChildProcess; stopped: Promise<string> }> {
   return new Promise((resolve, reject) => {

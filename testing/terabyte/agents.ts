@@ -8,8 +8,9 @@ import { request } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { builtFlimcd } from '../built-cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/flimcd.js', import.meta.url));
+const BIN = builtFlimcd();
 const PRELOAD = fileURLToPath(new URL('./peak-rss-preload.mjs', import.meta.url));
 
 export interface AgentsRunOptions {
