@@ -103,9 +103,12 @@ async function record(job: TraceJob, secs: number, work: string): Promise<void> 
   const drain = () => {
     for (; seen < guest.serial.lines.length; seen++) {
       const l = guest.serial.lines[seen]!;
-      if (l.includes('FLIMCD-TRACE')) {
-        progress.push(l.trim());
-        process.stdout.write(`[${job} ${Math.round((Date.now() - started) / 1000)} s] ${l.trim()}\n`);
+      const at = l.indexOf('FLIMCD-TRACE');
+      if (at >= 0) {
+        // From the marker on: the console's first line starts with the terminal's reset codes.
+        const line = l.slice(at).trim();
+        progress.push(line);
+        process.stdout.write(`[${job} ${Math.round((Date.now() - started) / 1000)} s] ${line}\n`);
       }
     }
   };
