@@ -97,6 +97,7 @@ async function record(job: TraceJob, secs: number, work: string): Promise<void> 
   await listening;
   const exited = new Promise<number | null>((r) => exp.once('exit', (code) => r(code)));
   const started = Date.now();
+  process.stdout.write(`[${job}] export listening; starting the guest\n`);
   const guest = await QemuGuest.start({ name: `trace-${job}`, dir, kernel: kernel.vmlinuz, initrd, append: traceCmdline(job, secs), memMiB: GUEST_MEM_MIB, disk: { addr: { kind: 'unix', path: sock } }, diskBytes: IMAGE_BYTES });
   const progress: string[] = [];
   let seen = 0;
@@ -114,10 +115,8 @@ async function record(job: TraceJob, secs: number, work: string): Promise<void> 
   };
   const tick = setInterval(drain, 1000);
   try {
-    await Promise.race([
-      guest.serial.waitFor(/FLIMCD-TRACE .*DONE/, (secs + 900) * 1000),
-      guest.serial.waitFor(/FLIMCD-TRACE FAIL/, (secs + 900) * 1000).then((m) => Promise.reject(new Error(`guest: ${m[0]}`))),
-    ]);
+    const end = await guest.serial.waitFor(/FLIMCD-TRACE (?:.*DONE|FAIL.*)/, (secs + 900) * 1000);
+    if (end[0].includes('FAIL')) throw new Error(`guest: ${end[0]}`);
   } finally {
     clearInterval(tick);
     drain();
@@ -172,6 +171,8 @@ if (cmd === 'image') {
   const secs = Number(v.secs);
   if (!Number.isInteger(secs) || secs < 10) usage(`--secs must be a whole number of seconds, at least 10 (got "${v.secs}")`);
   await record(job, secs, v.work);
+  // Nothing is left to wait for; a stray handle of the guest's console must not keep the script.
+  process.exit(0);
 } else if (cmd === 'summary') {
   summary(v['update-docs']);
 } else {
