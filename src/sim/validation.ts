@@ -18,6 +18,7 @@ import { writeBaseFile } from './base-image.ts';
 import { ReplicaIndex } from '../replica-index/replica-index.ts';
 import { indexImage } from '../replica-index/image-scan.ts';
 import { simulate, type SimulationResult } from './simulate.ts';
+import { FiuReplay, type FiuRecord } from '../workload/fiu-trace.ts';
 
 export interface ValidationCase {
   size: number;
@@ -34,6 +35,12 @@ export interface ValidationCase {
    * registered in the real target's replica index as `flimcd index add` does.
    */
   baseShare?: number;
+  /**
+   * Replay these recorded requests (a trace, e.g. testing/traces/) instead of
+   * the `workload` profile, in both runs: folded into `size` as the simulator
+   * folds them, `speed` times faster than recorded.
+   */
+  trace?: { records: readonly FiuRecord[]; speed: number };
   log: Logger;
 }
 
@@ -68,10 +75,13 @@ export async function validate(c: ValidationCase): Promise<ValidationResult> {
         await ix.close();
       }
     };
+    const trace = c.trace;
+    const replay = trace ? () => new FiuReplay(trace.records, { imageBytes: c.size, speed: trace.speed }) : undefined;
     const t0 = performance.now();
     const real = await runLocalMigration({
       dir, size: c.size, bandwidthBps: c.bandwidthBps, rttMs: c.rttMs, workload: c.workload, algorithm: c.algorithm,
       warmupMs: c.warmupMs, blockSize: bs, seed: c.seed, log: c.log, indexDir, beforeStart: indexDir ? registerBase : undefined,
+      requests: replay?.(),
     });
     const realWall_s = (performance.now() - t0) / 1000;
     if (!real.report.verified || !real.workloadVerified) throw new Error('the real migration did not verify');
@@ -81,7 +91,7 @@ export async function validate(c: ValidationCase): Promise<ValidationResult> {
     const params = resolveProfile(c.workload, { linkBitsPerSecond: c.bandwidthBps, imageBytes: c.size, blockSize: bs }).params;
     const simRun = await simulate({
       image, baseImage, algorithm: c.algorithm, bandwidthBps: c.bandwidthBps, rttMs: c.rttMs, warmupMs: c.warmupMs,
-      requests: new RequestGenerator(params, c.seed),
+      requests: replay?.() ?? new RequestGenerator(params, c.seed),
     });
     const sim = simRun.report;
     const err = {} as ValidationResult['relError'];
