@@ -166,6 +166,8 @@ try {
         time_total_s: r3(r.time_total_s), time_to_switch_s: r3(r.time_to_switch_s ?? r.time_total_s), wire_bytes: r.wire_bytes, wire_bytes_disk: r.wire_bytes_disk_link, wire_bytes_ram: r.wire_bytes_ram_link,
         downtime_ms: r.downtime_ms, guest_write_Bps: Math.round(r.guest_write_Bps ?? 0), load1: r3((load1 + loadavg()[0]!) / 2), checks_ok: ok, ...(m ? { mirror: m } : {}),
       };
+      if (r.vm) say(`  flimcd stages: before migrateVm ${(sample.time_to_switch_s - (r.vm.time_total_s - r.vm.time_postcopy_s)).toFixed(1)} s, pre-copy ${r.vm.time_precopy_s.toFixed(1)} s, RAM ${r.vm.time_ram_s.toFixed(1)} s, post-copy ${r.vm.time_postcopy_s.toFixed(1)} s, cut-over ${r.vm.storage_cutover_ms} ms, missing at cut-over ${r.vm.missing_at_cutover}`);
+      if (r.peer) say(`  mirror ready ${r.peer.mirror_ready_s.toFixed(1)} s, then RAM ${r.peer.ram_s.toFixed(1)} s`);
       say(`  switch ${sample.time_to_switch_s.toFixed(1)} s, total ${sample.time_total_s.toFixed(1)} s, wire ${formatBytes(r.wire_bytes)} (disk ${formatBytes(r.wire_bytes_disk_link)}, RAM ${formatBytes(r.wire_bytes_ram_link)}), downtime ${r.downtime_ms} ms, guest ${formatBytes(sample.guest_write_Bps)}/s ${r.guest.verdict}, host mismatches ${r.host.mismatches}, load ${sample.load1}`);
       return sample;
     } finally {

@@ -486,6 +486,9 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
   void fromLine;
   const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
+  // The host reads the image file: stop its writers first, so everything they hold is on disk.
+  await dst.stop();
+  await pair.close();
   const host = await hostCompare(o.sabotage ? staleImage : toRaw(targetImage, targetBase ? 'qcow2' : 'raw', join(d, 'target-view.raw')), original, log, o.diskBytes, BS);
   return {
     method: 'flimcd',
@@ -614,6 +617,8 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   await D.execute('nbd-server-stop');
   const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
   const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
+  // The host reads the image file: stop the target QEMU first, so what it holds is on disk.
+  await dst.stop();
   const host = await hostCompare(toRaw(targetImage, targetBase ? 'qcow2' : 'raw', join(d, 'target-view.raw')), original, log, o.diskBytes, BS);
   return {
     method: 'qemu-mirror',
