@@ -252,7 +252,7 @@ const out = {
 
 if (a.json) process.stdout.write(JSON.stringify(out) + '\n');
 else {
-  const row = (cells: string[]) => cells.map((x, i) => (i === 0 ? x.padEnd(22) : x.padStart(16))).join('');
+  const row = (cells: string[]) => cells.map((x, i) => (i === 0 ? x.padEnd(22) : x.padStart(21))).join('');
   process.stdout.write(`\nWhole-VM migration, ${formatBytes(size)} ext4 disk, ${memMiB} MiB RAM (${ram}), ${a.bandwidth} / ${a.rtt} RTT, guest target ${formatBytes(writesPerS * WRITE_BS)}/s, ${runs} run(s), medians\n`);
   if (tuneSamples.length) {
     process.stdout.write('\nmirror tuning (one run each)\n');
@@ -273,7 +273,7 @@ else {
     line('downtime (ms)', (s) => s.downtime_ms.toFixed(0), 'downtime');
     line('guest writes', (s) => `${formatBytes(s.guest_write_Bps)}/s`);
     line('load (1 min)', (s) => s.load1.toFixed(2));
-    line('mirror gran/buf', (s) => (s.mirror ? `${formatBytes(s.mirror.granularity)}/${formatBytes(s.mirror.bufSize)}` : '-'));
+    line('mirror gran/buf', (s) => (s.mirror ? `${s.mirror.granularity / 1024}K/${s.mirror.bufSize / 1024 ** 2}M` : '-'));
   }
   if (failures.length) process.stdout.write(`\nFAILED:\n${failures.join('\n')}\n`);
 }
