@@ -7,9 +7,14 @@
  *   endpoints) and `migrateVm` (vm-migrate.ts), exactly what
  *   `flimcd vm migrate` does; or
  * - `qemu-mirror`: QEMU's own storage migration as libvirt
- *   `--copy-storage-all` drives it (docs/qemu.md): `blockdev-mirror`
- *   (sync full) into an NBD export of the target QEMU, then the RAM migration
- *   with pause-before-switchover, `block-job-cancel` at the switch-over.
+ *   `--copy-storage-all` / `--copy-storage-inc` drives it (docs/qemu.md):
+ *   `blockdev-mirror` (sync full, or sync top onto an overlay on the base the
+ *   target holds) into an NBD export of the target QEMU (detect-zeroes=unmap),
+ *   then the RAM migration with pause-before-switchover, `block-job-cancel`
+ *   at the switch-over.
+ *
+ * Both methods get the same RAM settings (`ram`, `ramMaxBandwidth`), and every
+ * image copy keeps its holes (sparseCopy).
  *
  * Both methods use the same two emulated links: one for the disk (flimcd's
  * agent link / the mirror's NBD connection) and one for QEMU's RAM stream,
@@ -167,7 +172,7 @@ export function createOverlay(file: string, base: string): void {
   qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', file]);
 }
 
-/** The guest-visible content of a qcow2 image as a sparse raw file (-U: the VM may still hold it). */
+/** The guest-visible content of a qcow2 image as a sparse raw file (its writers stopped first; -U for the image lock). */
 function toRaw(image: string, format: 'raw' | 'qcow2', out: string): string {
   if (format === 'raw') return image;
   qemuImg(['convert', '-U', '-f', 'qcow2', '-O', 'raw', image, out]);
