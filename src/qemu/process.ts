@@ -19,8 +19,12 @@ export interface QemuGuestOptions {
   initrd: string;
   append: string;
   memMiB?: number;
-  /** The disk: an NBD export, or a local raw file (the peer's setup: QEMU's own storage migration). */
-  disk: { addr: Address; exportName?: string } | { file: string };
+  /**
+   * The disk: an NBD export, or a local file (the peer's setup: QEMU's own storage migration),
+   * raw or qcow2 (a qcow2 opens its backing chain from its header), optionally with
+   * `detect-zeroes` (`unmap`: zero writes become holes, as a mirror target should).
+   */
+  disk: { addr: Address; exportName?: string } | { file: string; format?: 'raw' | 'qcow2'; detectZeroes?: 'on' | 'unmap' };
   /** `defer` starts the destination side of a migration (`-incoming defer`). */
   incoming?: 'defer';
   /** Disk size, for the explicit CHS geometry (see chsGeometry). */
@@ -141,7 +145,7 @@ export class QemuGuest {
       '-serial', 'chardev:ser0',
       '-qmp', `unix:${qmpPath},server=on,wait=off`,
       ...('file' in o.disk
-        ? ['-blockdev', `driver=file,filename=${o.disk.file},node-name=file0,cache.direct=off`, '-blockdev', 'driver=raw,file=file0,node-name=disk0']
+        ? ['-blockdev', `driver=file,filename=${o.disk.file},node-name=file0,cache.direct=off${o.disk.detectZeroes === 'unmap' ? ',discard=unmap' : ''}`, '-blockdev', `driver=${o.disk.format ?? 'raw'},file=file0,node-name=disk0${o.disk.detectZeroes ? `,detect-zeroes=${o.disk.detectZeroes}${o.disk.detectZeroes === 'unmap' ? ',discard=unmap' : ''}` : ''}`]
         : ['-blockdev', nbdBlockdev(o.disk.addr, 'disk0', o.disk.exportName)]),
       '-device', `virtio-blk-pci,drive=disk0,id=vd0,addr=0x4,${chsGeometry(o.diskBytes)}`,
       ...(o.incoming ? ['-incoming', o.incoming] : []),

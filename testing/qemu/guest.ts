@@ -19,10 +19,26 @@
  * Parameters come from the kernel command line: flimcd.bs (bytes per write,
  * default 65536), flimcd.reads (reads per write, default 2), flimcd.hot
  * (per cent of writes that go to the hot tenth of the disk, default 80),
- * flimcd.pause (seconds of sleep between writes, default 0).
+ * flimcd.pause (seconds of sleep between writes, default 0), flimcd.rate
+ * (writes per second, default 0: closed loop), flimcd.content (1: real file
+ * content, default 0: random bytes).
+ *
+ * flimcd.rate makes the workload open-loop: write k is due at (k-1)/rate
+ * seconds after READY whatever the disk does; a write that the disk holds up
+ * delays the ones behind it, which then run back to back until the schedule is
+ * met again. So a method that slows the guest's writes shows as a lower
+ * achieved rate, not as a lighter workload.
+ *
+ * flimcd.content=1 takes each block's content from files packed into the
+ * initramfs under /corpus (`realContentFiles`): half the writes a chunk of a
+ * tar of a real tree (unpacking), three in ten a chunk of its gzip
+ * (compressing), two in ten the next chunk of a real log appended to a log
+ * area at the end of the disk; each block starts with a line naming its write,
+ * so no two writes are the same.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, FlimcdError } from '../../src/errors.ts';
@@ -77,17 +93,36 @@ BS=$(arg bs 65536)
 READS=$(arg reads 2)
 HOT=$(arg hot 80)
 PAUSE=$(arg pause 0)
+RATE=$(arg rate 0)
+CONTENT=$(arg content 0)
 SECTORS=$(cat /sys/block/vda/size)
 NB=$((SECTORS * 512 / BS))
 HOTN=$((NB / 10)); [ $HOTN -gt 0 ] || HOTN=1
 HOT0=$((NB / 3))
+LOGN=$((NB / 20)); [ $LOGN -gt 0 ] || LOGN=1
+LOG0=$((NB - LOGN))
 rnd() { echo $(( (RANDOM * 32768 + RANDOM) % $1 )); }
+now_cs() { read -r up _ </proc/uptime; echo $(( ${"$"}{up%.*} * 100 + 1${"$"}{up#*.} - 100 )); }
+chunks() { echo $(( $(wc -c <$1) / 4096 )); }
+if [ "$CONTENT" = 1 ]; then TARN=$(chunks /corpus/tree.tar); GZN=$(chunks /corpus/tree.tar.gz); LOGC=$(chunks /corpus/log); fi
 workload() {
-  seq=0; err=0
+  seq=0; err=0; logseq=0; T0=$(now_cs)
   while [ ! -e /tmp/stop ]; do
     seq=$((seq+1))
+    if [ "$RATE" != 0 ]; then
+      while [ $(( ($(now_cs) - T0) * RATE )) -lt $(( (seq - 1) * 100 )) ] && [ ! -e /tmp/stop ]; do sleep 0.02; done
+    fi
     if [ $((RANDOM % 100)) -lt $HOT ]; then b=$((HOT0 + $(rnd $HOTN))); else b=$(rnd $NB); fi
-    dd if=/dev/urandom of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
+    if [ "$CONTENT" = 1 ]; then
+      k=$((RANDOM % 10))
+      if [ $k -ge 8 ]; then
+        b=$((LOG0 + logseq % LOGN)); src=/corpus/log; off=$(( (logseq * BS / 4096) % LOGC )); logseq=$((logseq+1))
+      elif [ $k -ge 5 ]; then src=/corpus/tree.tar.gz; off=$(rnd $GZN)
+      else src=/corpus/tree.tar; off=$(rnd $TARN); fi
+      { echo "flimcd write $seq block $b"; dd if=$src bs=4096 skip=$off count=$((BS / 4096)) 2>/dev/null; dd if=/dev/zero bs=$BS count=1 2>/dev/null; } | dd of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
+    else
+      dd if=/dev/urandom of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
+    fi
     sum=$(md5sum </tmp/blk); sum=${"$"}{sum%% *}
     if dd if=/tmp/blk of=/dev/vda bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>/dev/null; then
       echo "$b $sum" >>/tmp/log
@@ -167,10 +202,10 @@ export function cpioNewc(entries: CpioEntry[]): Buffer {
 }
 
 /** Writes the test guest's initramfs to `out`. */
-export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: string; init?: string } = {}): void {
+export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: string; init?: string; files?: Array<{ name: string; data: Buffer }> } = {}): void {
   const busybox = o.busybox ?? BUSYBOX;
   if (!existsSync(busybox)) throw new FlimcdError(`${busybox} is missing (install busybox-static)`, ErrorCode.GUEST_KERNEL);
-  const dirs = ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib', 'lib/modules'];
+  const dirs = ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib', 'lib/modules', ...(o.files?.length ? ['corpus'] : [])];
   const mods = readdirSync(kernel.modulesDir).filter((f) => f.endsWith('.ko'));
   writeFileSync(
     out,
@@ -180,16 +215,57 @@ export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: 
       { name: 'bin/busybox', mode: S_IFREG | 0o755, data: readFileSync(busybox) },
       { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(o.init ?? INIT_SCRIPT) },
       ...mods.map((m) => ({ name: `lib/modules/${m}`, mode: S_IFREG | 0o644, data: readFileSync(join(kernel.modulesDir, m)) })),
+      ...(o.files ?? []).map((f) => ({ name: f.name, mode: S_IFREG | 0o644, data: f.data })),
     ]),
   );
 }
 
 /** Kernel command line for the test guest with workload parameters. */
-export function guestCmdline(p: { bs?: number; reads?: number; hot?: number; pause?: number } = {}): string {
+export function guestCmdline(p: { bs?: number; reads?: number; hot?: number; pause?: number; rate?: number; content?: 'random' | 'real' } = {}): string {
   const parts = ['console=ttyS0', 'quiet', 'panic=-1', 'rdinit=/init'];
   if (p.bs !== undefined) parts.push(`flimcd.bs=${p.bs}`);
   if (p.reads !== undefined) parts.push(`flimcd.reads=${p.reads}`);
   if (p.hot !== undefined) parts.push(`flimcd.hot=${p.hot}`);
   if (p.pause !== undefined) parts.push(`flimcd.pause=${p.pause}`);
+  if (p.rate !== undefined) parts.push(`flimcd.rate=${p.rate}`);
+  if (p.content === 'real') parts.push('flimcd.content=1');
   return parts.join(' ');
+}
+
+/**
+ * Real file content for `flimcd.content=1`, under /corpus in the initramfs:
+ * tree.tar (files of `tree` in name order, up to `maxBytes`), tree.tar.gz
+ * (its gzip) and log (a real log of this machine, up to `maxBytes`).
+ */
+export function realContentFiles(dir: string, o: { tree?: string; log?: string; maxBytes?: number } = {}): Array<{ name: string; data: Buffer }> {
+  const tree = o.tree ?? '/usr/share/doc';
+  const max = o.maxBytes ?? 4 * 1024 * 1024;
+  const list: string[] = [];
+  let total = 0;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (total >= max) return;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        list.push(p.slice(tree.length + 1));
+        total += statSync(p).size + 512;
+      }
+    }
+  };
+  walk(tree);
+  const tar = join(dir, 'corpus.tar');
+  const r = spawnSync('tar', ['-cf', tar, '-C', tree, '--', ...list], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new FlimcdError(`tar of ${tree} failed: ${r.stderr}`, ErrorCode.TEST);
+  const tarData = readFileSync(tar);
+  const gz = gzipSync(tarData);
+  const logFile = o.log ?? ['/var/log/dpkg.log', '/var/log/apt/history.log', '/var/log/alternatives.log'].find((f) => existsSync(f));
+  const log = logFile ? readFileSync(logFile).subarray(0, max) : tarData.subarray(0, max);
+  // Each file at least one write long, so the guest's chunk count is never 0.
+  const atLeast = (b: Buffer) => (b.length >= 65536 ? b : Buffer.concat([b, Buffer.alloc(65536 - b.length)]));
+  return [
+    { name: 'corpus/tree.tar', data: atLeast(tarData) },
+    { name: 'corpus/tree.tar.gz', data: atLeast(gz) },
+    { name: 'corpus/log', data: atLeast(log) },
+  ];
 }

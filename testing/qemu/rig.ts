@@ -7,9 +7,14 @@
  *   endpoints) and `migrateVm` (vm-migrate.ts), exactly what
  *   `flimcd vm migrate` does; or
  * - `qemu-mirror`: QEMU's own storage migration as libvirt
- *   `--copy-storage-all` drives it (docs/qemu.md): `blockdev-mirror`
- *   (sync full) into an NBD export of the target QEMU, then the RAM migration
- *   with pause-before-switchover, `block-job-cancel` at the switch-over.
+ *   `--copy-storage-all` / `--copy-storage-inc` drives it (docs/qemu.md):
+ *   `blockdev-mirror` (sync full, or sync top onto an overlay on the base the
+ *   target holds) into an NBD export of the target QEMU (detect-zeroes=unmap),
+ *   then the RAM migration with pause-before-switchover, `block-job-cancel`
+ *   at the switch-over.
+ *
+ * Both methods get the same RAM settings (`ram`, `ramMaxBandwidth`), and every
+ * image copy keeps its holes (sparseCopy).
  *
  * Both methods use the same two emulated links: one for the disk (flimcd's
  * agent link / the mirror's NBD connection) and one for QEMU's RAM stream,
@@ -22,7 +27,7 @@
  * compares the image the target VM uses with the guest's final log (written
  * blocks) and with the original image (all other blocks).
  */
-import { copyFileSync, writeFileSync, truncateSync } from 'node:fs';
+import { writeFileSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
@@ -51,6 +56,19 @@ export interface GuestWorkload {
   reads?: number;
   hot?: number;
   pause?: number;
+  /** Writes per second, open loop (guest.ts); absent: closed loop. */
+  rate?: number;
+  content?: 'random' | 'real';
+}
+
+/** Disks a caller prepared (see VmRigOptions.images). */
+export interface RigImages {
+  /** The VM's whole disk as a raw image: what the host compares the target's disk against. */
+  original: string;
+  /** The VM's disk as it starts; copied (sparse) into the run's folder. A qcow2 keeps its backing file. */
+  vm: { file: string; format: 'raw' | 'qcow2' };
+  /** A qcow2 base the target holds (read only): the target's disk is a new overlay on it. */
+  targetBase?: string;
 }
 
 /** Is the replica index (`flimcd index`, TargetAgent `indexDir`) in this tree? */
@@ -95,6 +113,21 @@ export interface VmRigOptions {
   failAt?: 'ram-link' | 'after-storage-cutover';
   /** QEMU mirror's copy mode (qemu-mirror only); default write-blocking. */
   mirrorCopyMode?: 'background' | 'write-blocking';
+  /** QEMU mirror's `granularity` and `buf-size` in bytes (qemu-mirror only); QEMU's defaults when absent. */
+  mirrorTuning?: { granularity?: number; bufSize?: number };
+  /**
+   * The disks, prepared by the caller (instead of generated images and `base`):
+   * with `targetBase`, `vm` is a qcow2 overlay on a base the target also holds
+   * (the mirror runs `sync=top` onto a new overlay on `targetBase`; flimcd's
+   * target creates its overlay on it with `backing`); without, the target starts empty.
+   */
+  images?: RigImages;
+  /** Extra files for the guest's initramfs (realContentFiles for `workload.content` real). */
+  guestFiles?: Array<{ name: string; data: Buffer }>;
+  /** QEMU's RAM migration settings, the same for both methods: plain, or multifd (4 channels) with zstd. */
+  ram?: 'plain' | 'multifd-zstd';
+  /** RAM `max-bandwidth` in bytes/s for both methods (default twice the link). */
+  ramMaxBandwidth?: number;
   log: Logger;
   onProgress?: (p: VmProgress) => void;
 }
@@ -114,12 +147,44 @@ export interface VmRigResult {
   peer: { mirror_ready_s: number; ram_s: number } | null;
   /** The guest's write rate over the whole run, bytes/s (writes × write size / guest uptime until STOP). */
   guest_write_Bps?: number;
+  /** From the first command of the migration (target QEMU already started) until the VM runs at the target. */
+  time_to_switch_s?: number;
   /** With failAt: the error, and where the VM was afterwards. */
   failure: { message: string; code: string; vmAt: string; sourceStatus: string; targetStatus: string } | null;
   serialTail: string[];
 }
 
 const BS = 65536;
+
+/** Copies an image keeping its holes (never copyFileSync, which fills them). */
+export function sparseCopy(from: string, to: string): void {
+  const r = spawnSync('cp', ['--sparse=always', '--', from, to], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new FlimcdError(`cp --sparse=always ${from} ${to} failed: ${r.stderr || String(r.error)}`, ErrorCode.TEST);
+}
+
+function qemuImg(args: string[]): void {
+  const r = spawnSync('qemu-img', args, { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new FlimcdError(`qemu-img ${args.join(' ')} failed: ${r.stderr || String(r.error)}`, ErrorCode.TEST);
+}
+
+/** A new qcow2 overlay on `base` (a qcow2). */
+export function createOverlay(file: string, base: string): void {
+  qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', file]);
+}
+
+/** The guest-visible content of a qcow2 image as a sparse raw file (its writers stopped first; -U for the image lock). */
+function toRaw(image: string, format: 'raw' | 'qcow2', out: string): string {
+  if (format === 'raw') return image;
+  qemuImg(['convert', '-U', '-f', 'qcow2', '-O', 'raw', image, out]);
+  return out;
+}
+
+/** Sets the RAM migration capabilities and parameters both methods share, on one QEMU (both sides need them). */
+async function setRamSettings(q: QmpClient, o: VmRigOptions): Promise<void> {
+  if (o.ram !== 'multifd-zstd') return;
+  await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'multifd', state: true }] });
+  await q.execute('migrate-set-parameters', { 'multifd-channels': 4, 'multifd-compression': 'zstd' });
+}
 
 /** `n` distinct free loopback ports (held open together, so they differ, then released). */
 async function freePorts(n: number): Promise<number[]> {
@@ -198,13 +263,18 @@ function guestWrites(lines: string[]): number {
 }
 
 async function prepareImages(o: VmRigOptions): Promise<{ original: string; vmDisk: string; base: string | undefined }> {
+  if (o.images) {
+    const vmDisk = join(o.dir, o.images.vm.format === 'qcow2' ? 'vm.qcow2' : 'vm.img');
+    sparseCopy(o.images.vm.file, vmDisk);
+    return { original: o.images.original, vmDisk, base: undefined };
+  }
   const original = join(o.dir, 'original.img');
   const seed = o.seed ?? 7;
   let base: string | undefined;
   if (o.base) {
     base = join(o.dir, 'base.img');
     await generateImage(base, o.diskBytes, { seed });
-    copyFileSync(base, original);
+    sparseCopy(base, original);
     // Per-VM changes: a share of the blocks rewritten with other content.
     const changes = join(o.dir, 'changes.img');
     await generateImage(changes, o.diskBytes, { seed: seed + 1000, mix: { zero: 0, duplicate: 0.1, text: 0.5 } });
@@ -226,14 +296,14 @@ async function prepareImages(o: VmRigOptions): Promise<{ original: string; vmDis
     await generateImage(original, o.diskBytes, { seed });
   }
   const vmDisk = join(o.dir, 'vm.img');
-  copyFileSync(original, vmDisk);
+  sparseCopy(original, vmDisk);
   return { original, vmDisk, base };
 }
 
 /** Runs one whole-VM migration and the checks; always cleans up its processes. */
 export async function runVmMigration(o: VmRigOptions): Promise<VmRigResult> {
   const initrd = join(o.dir, 'initrd.cpio');
-  buildInitramfs(initrd, o.kernel);
+  buildInitramfs(initrd, o.kernel, { files: o.guestFiles });
   const append = guestCmdline(o.workload ?? {});
   const { original, vmDisk, base } = await prepareImages(o);
   const cleanups: Array<() => unknown> = [];
@@ -293,20 +363,26 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
 
 async function runFlimcd(o: VmRigOptions, initrd: string, append: string, original: string, vmDisk: string, base: string | undefined, cleanups: Array<() => unknown>): Promise<VmRigResult> {
   const d = o.dir;
-  const targetImage = join(d, 'target.img');
-  if (base) copyFileSync(base, targetImage);
+  const targetBase = o.images?.targetBase;
+  const sourceFormat = o.images?.vm.format ?? 'raw';
+  // With a base at the target, the target agent writes a new qcow2 overlay on it (`--backing`).
+  const targetImage = join(d, targetBase ? 'target.qcow2' : 'target.img');
+  if (base) sparseCopy(base, targetImage);
   if (base && o.base?.indexAvailable) {
     // The target datacenter's replica index holds the base image.
     const baseAtTarget = join(d, 'base-at-target.img');
-    copyFileSync(base, baseAtTarget);
+    sparseCopy(base, baseAtTarget);
     const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'flimcd.js'), 'index', 'add', '--index', join(d, 'index'), baseAtTarget], { encoding: 'utf8', timeout: 300_000 });
     if (r.status !== 0) throw new FlimcdError(`flimcd index add failed: ${r.stderr}`, ErrorCode.TEST);
   }
   // Both agents share an ephemeral PSK (the pair's default): the link is TLS as in production.
   const pair = await startAgentPair({
     sourceImage: vmDisk, targetImage, dir: d, algorithm: 'flimcd', blockSize: BS, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, log: o.log,
-    source: { manualCutover: true },
-    target: o.base?.indexAvailable ? { indexDir: join(d, 'index') } : {},
+    source: { manualCutover: true, format: sourceFormat },
+    target: {
+      ...(o.base?.indexAvailable ? { indexDir: join(d, 'index') } : {}),
+      ...(targetBase ? { format: 'qcow2' as const, backing: { file: targetBase, format: 'qcow2' as const } } : {}),
+    },
   });
   cleanups.push(() => pair.close());
   const { source, target } = pair;
@@ -354,10 +430,13 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const ramWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: ramWanPort }, to: { kind: 'tcp', host: '127.0.0.1', port: ramPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
   cleanups.push(() => ramWan.close());
   const ramWanAddr = (await ramWan.listen()) as { host: string; port: number };
+  await setRamSettings(src.qmp, o);
+  await setRamSettings(dst.qmp, o);
   // Leave the QMP connections to migrateVm, as `flimcd vm migrate` would find them.
   src.qmp.close();
   dst.qmp.close();
 
+  const migrateVmAt = Date.now();
   const migration = migrateVm({
     sourceQmp: { kind: 'unix', path: src.qmpPath },
     targetQmp: { kind: 'unix', path: dst.qmpPath },
@@ -365,12 +444,12 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     targetControl: tctl.address!,
     incomingUri: `tcp:127.0.0.1:${ramPort}`,
     migrateUri: o.failAt === 'ram-link' ? `tcp:127.0.0.1:${deadPort}` : `tcp:${ramWanAddr.host}:${ramWanAddr.port}`,
-    ramMaxBandwidth: o.bandwidthBps / 8 * 2,
+    ramMaxBandwidth: o.ramMaxBandwidth ?? o.bandwidthBps / 8 * 2,
     log: o.log.child({ component: 'vm-migrate' }),
     onProgress: o.onProgress,
     hooks: {
       beforeRam: () => {
-        if (o.sabotage === 'stale-handover') copyFileSync(targetImage, staleImage);
+        if (o.sabotage === 'stale-handover') sparseCopy(targetImage, staleImage);
       },
       atSwitchover: () => {
         staleGate?.open();
@@ -406,16 +485,22 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const vm = await migration;
   const report = await migrating;
   const t1 = Date.now();
+  // migrateVm's own clock starts at its call; the VM ran at the target when its RAM stage ended.
+  const timeToSwitchS = (migrateVmAt - t0) / 1000 + vm.time_total_s - vm.time_postcopy_s;
   const fromLine = dst.serial.lines.length;
   const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
   void fromLine;
   const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
-  const host = await hostCompare(o.sabotage ? staleImage : targetImage, original, log, o.diskBytes, BS);
+  // The host reads the image file: stop its writers first, so everything they hold is on disk.
+  await dst.stop();
+  await pair.close();
+  const host = await hostCompare(o.sabotage ? staleImage : toRaw(targetImage, targetBase ? 'qcow2' : 'raw', join(d, 'target-view.raw')), original, log, o.diskBytes, BS);
   return {
     method: 'flimcd',
     guest,
     host,
     time_total_s: (t1 - t0) / 1000,
+    time_to_switch_s: timeToSwitchS,
     downtime_ms: vm.downtime_ms,
     wire_bytes: linkBytes(diskWan) + linkBytes(ramWan),
     wire_bytes_disk_link: linkBytes(diskWan),
@@ -431,18 +516,26 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
 
 async function runMirror(o: VmRigOptions, initrd: string, append: string, original: string, vmDisk: string, base: string | undefined, cleanups: Array<() => unknown>): Promise<VmRigResult> {
   const d = o.dir;
-  const targetImage = join(d, 'target.img');
-  if (base) copyFileSync(base, targetImage);
+  const targetBase = o.images?.targetBase;
+  const sourceFormat = o.images?.vm.format ?? 'raw';
+  // With a base at the target: a new overlay on it, and the mirror copies only the source's top layer (sync=top).
+  const targetImage = join(d, targetBase ? 'target.qcow2' : 'target.img');
+  if (targetBase) createOverlay(targetImage, targetBase);
+  else if (base) sparseCopy(base, targetImage);
   else {
     writeFileSync(targetImage, '');
     truncateSync(targetImage, o.diskBytes);
   }
-  const src = await QemuGuest.start({ name: 'source', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: vmDisk } });
+  const src = await QemuGuest.start({ name: 'source', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: vmDisk, format: sourceFormat } });
   cleanups.push(() => src.stop());
   await src.serial.waitFor(/FLIMCD-GUEST READY/, 60_000);
   const readyAt = Date.now();
   await new Promise((r) => setTimeout(r, o.warmupMs ?? 2000));
-  const dst = await QemuGuest.start({ name: 'target', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes, disk: { file: targetImage }, incoming: 'defer' });
+  // detect-zeroes=unmap: zero regions the mirror writes become holes at the target.
+  const dst = await QemuGuest.start({
+    name: 'target', dir: d, kernel: o.kernel.vmlinuz, initrd, append, memMiB: o.memMiB, diskBytes: o.diskBytes,
+    disk: { file: targetImage, format: targetBase ? 'qcow2' : 'raw', detectZeroes: 'unmap' }, incoming: 'defer',
+  });
   cleanups.push(() => dst.stop());
   const [nbdPort, ramPort, diskWanPort, ramWanPort] = (await freePorts(4)) as [number, number, number, number];
   const diskWan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: diskWanPort }, to: { kind: 'tcp', host: '127.0.0.1', port: nbdPort }, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs });
@@ -454,6 +547,8 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   const D = dst.qmp;
   const poll = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+  await setRamSettings(S, o);
+  await setRamSettings(D, o);
   const t0 = Date.now();
   // 1. Target: NBD export of its disk, incoming RAM.
   await D.execute('nbd-server-start', { addr: { type: 'inet', data: { host: '127.0.0.1', port: String(nbdPort) } } });
@@ -461,13 +556,17 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
   await D.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${ramPort}` });
   // 2. Source: mirror into it through the disk link.
   await S.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: true }, { capability: 'events', state: true }] });
-  await S.execute('migrate-set-parameters', { 'max-bandwidth': Math.round((o.bandwidthBps / 8) * 2) });
+  await S.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(o.ramMaxBandwidth ?? (o.bandwidthBps / 8) * 2) });
   await S.execute('blockdev-add', { driver: 'nbd', 'node-name': 'mig-target', server: { type: 'inet', host: diskWanAddr.host, port: String(diskWanAddr.port) }, export: 'disk0' });
   // write-blocking (libvirt's --copy-storage-synchronous-writes): guest writes go to both sides, so
   // the mirror converges. In the default background mode it chases this workload's writes through
   // a WAN-like RTT for minutes, sending the disk several times over, which would make the comparison
   // about a non-converging peer (`--mirror-mode background` measures it; docs/qemu.md).
-  await S.execute('blockdev-mirror', { 'job-id': 'mirror0', device: 'disk0', target: 'mig-target', sync: 'full', 'copy-mode': o.mirrorCopyMode ?? 'write-blocking' });
+  await S.execute('blockdev-mirror', {
+    'job-id': 'mirror0', device: 'disk0', target: 'mig-target', sync: targetBase ? 'top' : 'full', 'copy-mode': o.mirrorCopyMode ?? 'write-blocking',
+    ...(o.mirrorTuning?.granularity ? { granularity: o.mirrorTuning.granularity } : {}),
+    ...(o.mirrorTuning?.bufSize ? { 'buf-size': o.mirrorTuning.bufSize } : {}),
+  });
   // Bounded: ten times the time the link needs for the whole disk, at least two minutes.
   const readyDeadline = Date.now() + Math.max(120_000, ((o.diskBytes * 8) / o.bandwidthBps) * 10_000);
   for (;;) {
@@ -507,28 +606,32 @@ async function runMirror(o: VmRigOptions, initrd: string, append: string, origin
     await poll(20);
   }
   void downtimeQemu;
-  // 4. Target loaded; clean up the export; run.
+  // 4. Target loaded: run it at once (as migrateVm does), then remove the export.
   for (;;) {
     const s = await D.execute<{ status: string }>('query-status');
     if (s.status !== 'inmigrate') break;
     await poll(20);
   }
-  await S.execute('blockdev-del', { 'node-name': 'mig-target' }).catch(() => {});
-  await D.execute('block-export-del', { id: 'mig0', mode: 'hard' });
-  await D.execute('nbd-server-stop');
   const st = await D.execute<{ status: string }>('query-status');
   if (st.status !== 'running') await D.execute('cont');
   const resumed = await D.waitEvent('RESUME', { since: dstSince, timeoutMs: 10_000 });
   const stopped = await S.waitEvent('STOP', { since: srcSince, timeoutMs: 1000 });
   const t1 = Date.now();
+  await S.execute('blockdev-del', { 'node-name': 'mig-target' }).catch(() => {});
+  await D.execute('block-export-del', { id: 'mig0', mode: 'hard' });
+  await D.execute('nbd-server-stop');
   const { guest, log, stopSentAt } = await finishGuest(o, dst, 0);
   const guestWriteBps = (guest.writes * (o.workload?.bs ?? BS)) / ((stopSentAt - readyAt) / 1000);
-  const host = await hostCompare(targetImage, original, log, o.diskBytes, BS);
+  // The host reads the image file: stop the target QEMU first, so what it holds is on disk.
+  await dst.stop();
+  const host = await hostCompare(toRaw(targetImage, targetBase ? 'qcow2' : 'raw', join(d, 'target-view.raw')), original, log, o.diskBytes, BS);
   return {
     method: 'qemu-mirror',
     guest,
     host,
+    // Every block is at the target when the VM runs there: both times are the same.
     time_total_s: (t1 - t0) / 1000,
+    time_to_switch_s: (t1 - t0) / 1000,
     downtime_ms: Math.round((resumed.timeMs - stopped.timeMs) * 10) / 10,
     wire_bytes: linkBytes(diskWan) + linkBytes(ramWan),
     wire_bytes_disk_link: linkBytes(diskWan),
