@@ -10,8 +10,9 @@ import { PEER_PATH } from './peers.ts';
 import type { TestCtx } from './test-context.ts';
 
 export interface BareQemu {
+  /** A QMP monitor left free for the code under test (a QMP monitor takes one client at a time). */
   qmpPath: string;
-  /** A QMP connection for the test's own checks. */
+  /** A connection to a second monitor, for the test's own checks. */
   qmp: QmpClient;
   stderr(): string;
   stop(): Promise<void>;
@@ -19,7 +20,9 @@ export interface BareQemu {
 
 export async function startBareQemu(t: TestCtx, dir: string, name: string, args: string[]): Promise<BareQemu> {
   const qmpPath = join(dir, `${name}.qmp`);
-  const proc = spawn('qemu-system-x86_64', ['-nodefaults', '-no-user-config', '-display', 'none', '-accel', 'tcg', '-qmp', `unix:${qmpPath},server=on,wait=off`, ...args], { env: { ...process.env, PATH: PEER_PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const testQmpPath = join(dir, `${name}-test.qmp`);
+  const monitors = [qmpPath, testQmpPath].flatMap((p) => ['-qmp', `unix:${p},server=on,wait=off`]);
+  const proc = spawn('qemu-system-x86_64', ['-nodefaults', '-no-user-config', '-display', 'none', '-accel', 'tcg', ...monitors, ...args], { env: { ...process.env, PATH: PEER_PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const gone = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -29,7 +32,7 @@ export async function startBareQemu(t: TestCtx, dir: string, name: string, args:
     await gone;
   };
   t.after(stop);
-  const qmp = await QmpClient.connect({ kind: 'unix', path: qmpPath }, { name, connectTimeoutMs: 20_000 }).catch((e: unknown) => {
+  const qmp = await QmpClient.connect({ kind: 'unix', path: testQmpPath }, { name, connectTimeoutMs: 20_000 }).catch((e: unknown) => {
     throw new Error(`${name}: ${(e as Error).message}\n${err}`);
   });
   t.after(() => qmp.close());
