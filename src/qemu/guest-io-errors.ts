@@ -28,9 +28,9 @@ interface BlockStats {
 }
 
 async function failedOps(qmp: QmpClient): Promise<{ rd: number; wr: number; flush: number }> {
-  const list = await qmp.execute<{ stats?: BlockStats }[]>('query-blockstats', undefined, { timeoutMs: 5000 });
+  const list = await qmp.execute<{ stats?: BlockStats }[] | undefined>('query-blockstats', undefined, { timeoutMs: 5000 });
   const sum = { rd: 0, wr: 0, flush: 0 };
-  for (const d of list) {
+  for (const d of Array.isArray(list) ? list : []) {
     sum.rd += d.stats?.failed_rd_operations ?? 0;
     sum.wr += d.stats?.failed_wr_operations ?? 0;
     sum.flush += d.stats?.failed_flush_operations ?? 0;
