@@ -94,7 +94,7 @@ export function registerAgents(program: Command): void {
     .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
     .option('--state-dir <dir>', 'durable migration state, for resuming after a crash (default IMAGE.flimcd)')
     .option('--link-timeout <duration>', 'after a link loss, keep reconnecting this long before giving up (exit code 4; restart to resume)', '10min')
-    .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM, even after the VM disconnects (for `flimcd vm migrate`)')
+    .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM, even after the VM disconnects, migrating nothing (status: phase idle) until `flimcd retry` starts a new migration (for `flimcd vm migrate`)')
     .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
     .option('--record-trace <file>', 'record the VM\'s requests here until the cut-over, as an FIU trace (flimcd simulate --workload trace:FILE); .zst or .gz compresses')
     .option('--json', 'print events and the final report as JSON lines')
