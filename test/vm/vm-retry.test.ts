@@ -93,6 +93,9 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
     assert.equal(st.etaSeconds, null);
     assert.equal(st.vmConnections, 1, `${what}: the source QEMU is still connected to its disk`);
     assert.match(String((st.lastMigration as { reason: string }).reason), /aborted|VM migration failed/);
+    const human = await flimcd(['status', '--control', `unix:${sctl.path}`]);
+    assert.match(human.stdout, /idle/);
+    assert.match(human.stdout, /flimcd retry/);
     // An idle source has nothing to abort or cut over.
     const abort = await flimcd(['abort', '--control', `unix:${sctl.path}`]);
     assert.equal(abort.code, 1);

@@ -101,7 +101,8 @@ async function watchStatus(addr: Address, timeoutMs: number, intervalMs: number,
         process.stdout.write(`${new Date().toISOString()} ${statusLine(s)}\n`);
       }
       if (s.phase === 'done') return ExitCode.OK;
-      if (s.phase === 'failed') return ExitCode.FAILURE;
+      // idle: the source's migration ended without moving the VM (it keeps serving it, --keep-serving).
+      if (s.phase === 'failed' || s.phase === 'idle') return ExitCode.FAILURE;
       await sleep(intervalMs, stop.signal);
     }
     return ExitCode.INTERRUPTED;
