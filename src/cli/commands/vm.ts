@@ -67,18 +67,19 @@ QEMU migration setting it changed (capabilities, max-bandwidth), whatever the ou
 it warns when the RAM migration does not converge.
 
 Retrying after a rollback: the source agent (--keep-serving) goes on serving the VM and
-migrates nothing (flimcd status: phase idle). Start a new target agent and a new target
-QEMU (-incoming defer), then \`flimcd retry --control SOURCE-CONTROL\` and, once the target
-prints its VM export line, run vm migrate again. Nothing that serves the VM restarts.
+migrates nothing (flimcd status: phase idle). Start a new target agent (fresh image), then
+\`flimcd retry --control SOURCE-CONTROL\`; once the target prints its VM export line, start
+a new target QEMU (-incoming defer) and run vm migrate again. Nothing that serves the VM
+restarts.
 
 Sequence: pre-copy until the dirty set is small; QEMU's RAM migration with
 pause-before-switchover; at the pause the storage cut-over (the guest is stopped,
 its I/O drained); migrate-continue; post-copy while the VM runs at the target.
 
-Exit codes: 0 migrated and verified, the guest saw no I/O error; 1 failed (the guest saw
-I/O errors, or: before the switch-over the VM keeps
-running at the source with its disk there (migration cancelled, agents aborted);
-after it the VM runs at the target and the error says so; 2 bad input;
+Exit codes: 0 migrated and verified, and the guest saw no I/O error; 1 the guest saw I/O
+errors, or failed: before the switch-over the VM keeps running at the source with its disk
+there (migration cancelled, agents aborted, QEMU settings restored); after it the VM runs
+at the target and the error says so; 2 bad input;
 3 the disk did not verify; 130 on SIGINT, 143 on SIGTERM (rolled back when still possible).`;
 
 function progressLine(p: VmProgress): string {
