@@ -61,6 +61,8 @@ export const ErrorCode = {
   CONTROL_UNREACHABLE: 'FLIMCD_ERR_CONTROL_UNREACHABLE',
   CUTOVER_REFUSED: 'FLIMCD_ERR_CUTOVER_REFUSED',
   ABORT_REFUSED: 'FLIMCD_ERR_ABORT_REFUSED',
+  /** POST /retry while a migration runs, or after one that moved the VM. */
+  RETRY_REFUSED: 'FLIMCD_ERR_RETRY_REFUSED',
   // Simulator (src/sim/).
   SIM_STALLED: 'FLIMCD_ERR_SIM_STALLED',
   SIM_LIMIT: 'FLIMCD_ERR_SIM_LIMIT',
@@ -79,6 +81,10 @@ export const ErrorCode = {
   VM_MIGRATION: 'FLIMCD_ERR_VM_MIGRATION',
   VM_POSTCOPY: 'FLIMCD_ERR_VM_POSTCOPY',
   VM_TIMEOUT: 'FLIMCD_ERR_VM_TIMEOUT',
+  /** The target QEMU's disk is not attached to the live target agent's export. */
+  VM_TARGET_DETACHED: 'FLIMCD_ERR_VM_TARGET_DETACHED',
+  /** The guest saw I/O errors during the migration. */
+  VM_GUEST_IO_ERRORS: 'FLIMCD_ERR_VM_GUEST_IO_ERRORS',
   INTERRUPTED: 'FLIMCD_ERR_INTERRUPTED',
   // The datacenter-wide content locator and LAN fetches from sibling hosts (src/locator/).
   LOCATOR: 'FLIMCD_ERR_LOCATOR',

@@ -27,8 +27,8 @@ export const COMMAND_TABLE: readonly CommandEntry[] = [
     load: async () => (await import('./commands/agents.ts')).registerAgents,
   },
   {
-    names: ['status', 'cutover', 'abort'],
-    summaries: ['show a running agent\'s phase, progress and ETA', 'ask a running source agent to cut over now', 'abort a running migration (refused on the source after cut-over)'],
+    names: ['status', 'cutover', 'retry', 'abort'],
+    summaries: ['show a running agent\'s phase, progress and ETA', 'ask a running source agent to cut over now', 'start a new migration on a source whose last one ended (it kept serving the VM)', 'abort a running migration (refused on the source after cut-over)'],
     load: async () => (await import('./commands/control.ts')).registerControl,
   },
   { names: ['index'], summaries: ['manage a target\'s replica index of local images'], load: async () => (await import('./commands/index-cmd.ts')).registerIndex },

@@ -66,6 +66,9 @@ export function formatStatus(s: AgentStatus): string {
   const rows: Array<[string, string]> = [];
   rows.push(['role', String(s.role ?? '?')]);
   rows.push(['phase', `${s.phase}${finite(s.round) && s.phase === 'precopy' ? ` (round ${s.round})` : ''}`]);
+  // A source whose migration ended with the VM's disk here: say why, and how to start again.
+  const ended = s.lastMigration as { reason?: unknown } | undefined;
+  if (s.phase === 'idle' && ended) rows.push(['migration', `none running; the last one ended: ${String(ended.reason)} (flimcd retry starts a new one)`]);
   if (typeof s.algorithm === 'string') rows.push(['algorithm', s.algorithm]);
   rows.push(['progress', formatPercent(s.progress)]);
   const rem = remainingText(s);
@@ -95,6 +98,7 @@ export function formatStatus(s: AgentStatus): string {
 /** One line: "source precopy 42.1 % | 1,234 blocks, 77.1 MiB left | 93.4 Mbit/s | ETA 12.0 s | wire 1.21 GiB". */
 export function statusLine(s: AgentStatus): string {
   const parts = [`${s.role ?? '?'} ${s.phase}`];
+  if (s.phase === 'idle') parts.push('no migration running (flimcd retry starts one)');
   if (finite(s.progress)) parts[0] += ` ${formatPercent(s.progress)}`;
   const r = s.remainingBlocks;
   if (finite(r)) parts.push(`${int(r)} blocks${finite(s.blockSize) ? `, ${formatBytes(r * s.blockSize)}` : ''} left`);

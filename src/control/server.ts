@@ -10,6 +10,8 @@
  *   POST /abort     body {"reason":"…","reclaim":true} optional (reclaim: the source takes the VM's
  *                   disk back even after cut-over, for a hypervisor switch-over that failed); 202 {"accepted":true,"reason","phase"}; 409 when already done/failed,
  *                   and on the source after cut-over without reclaim (the VM runs at the target)
+ *   POST /retry     202 {"accepted":true}: the source starts a new migration after one ended with the VM's
+ *                   disk here (phase idle); 409 while one runs, on the target, or after the VM moved
  *   GET  /metrics   200 Prometheus text exposition (per-server prom-client Registry)
  *
  * Errors are JSON {"error": "...", "code": "FLIMCD_ERR_…"}: 400 malformed body,
@@ -23,7 +25,7 @@ import type { Logger } from '../util/log.ts';
 import { HttpError, JsonHttpServer, requireLoopback, type HttpReply, type HttpRequest } from './http.ts';
 import { MetricsMirror, statusSamples } from './metrics.ts';
 import { createStatusEnricher } from './status.ts';
-import { AFTER_CUTOVER_PHASES, CUTOVER_PHASES, FINAL_PHASES, type AgentControl, type AgentStatus } from './types.ts';
+import { AFTER_CUTOVER_PHASES, CUTOVER_PHASES, FINAL_PHASES, IDLE_PHASE, type AgentControl, type AgentStatus } from './types.ts';
 
 export { DEFAULT_MAX_BODY } from './http.ts';
 const MAX_REASON = 1000;
@@ -32,6 +34,7 @@ export const ROUTES: Record<string, string[]> = {
   '/status': ['GET'],
   '/cutover': ['POST'],
   '/abort': ['POST'],
+  '/retry': ['POST'],
   '/metrics': ['GET'],
 };
 
@@ -117,6 +120,7 @@ export class ControlServer {
         if (!CUTOVER_PHASES.includes(phase)) {
           const why =
             phase === 'cutover' ? 'cut-over is already in progress'
+            : phase === IDLE_PHASE ? 'no migration is running (the last one ended; POST /retry starts a new one)'
             : phase === 'failed' ? 'the migration has failed'
             : `the migration is already past cut-over (phase ${phase})`;
           throw new HttpError(409, `cannot cut over: ${why}`, ErrorCode.CUTOVER_REFUSED, { phase });
@@ -135,6 +139,9 @@ export class ControlServer {
         if (r !== undefined && typeof r !== 'string') throw new HttpError(400, 'reason must be a string', ErrorCode.CONTROL_BODY);
         const reason = (r?.trim() || 'requested through the control endpoint').slice(0, MAX_REASON);
         const phase = (await this.status()).phase;
+        if (phase === IDLE_PHASE) {
+          throw new HttpError(409, 'nothing to abort: no migration is running (the last one ended; the VM\'s disk is served here)', ErrorCode.ABORT_REFUSED, { phase });
+        }
         if (FINAL_PHASES.includes(phase)) {
           throw new HttpError(409, `nothing to abort: the migration is already ${phase === 'done' ? 'done' : 'failed'}`, ErrorCode.ABORT_REFUSED, { phase });
         }
@@ -148,6 +155,18 @@ export class ControlServer {
         else await this.o.control.abort(reason);
         this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');
         return { status: 202, json: { accepted: true, reason, phase } };
+      }
+      case '/retry': {
+        const c = this.o.control;
+        if (!c.retry) throw new HttpError(409, `the ${c.role} agent cannot start a migration; ask the source agent`, ErrorCode.RETRY_REFUSED, { role: c.role });
+        try {
+          await c.retry();
+        } catch (e) {
+          if (e instanceof FlimcdError) throw new HttpError(409, `cannot start a new migration: ${e.message}`, ErrorCode.RETRY_REFUSED, { phase: (await this.status()).phase });
+          throw e;
+        }
+        this.o.log?.info('new migration requested through the control endpoint');
+        return { status: 202, json: { accepted: true } };
       }
     }
     throw new HttpError(404, `no such endpoint ${path}`, ErrorCode.CONTROL_NOT_FOUND);

@@ -73,6 +73,11 @@ export interface AgentControl {
   cutover?(): void | Promise<void>;
   /** Abort the migration; the VM keeps running where it is safe (engine semantics). */
   abort(reason: string, opts?: { reclaim?: boolean }): void | Promise<void>;
+  /**
+   * Start a new migration after one ended with the VM's disk here (source role, phase `idle`).
+   * Absent → POST /retry answers 409; throwing a FlimcdError answers 409 with its message.
+   */
+  retry?(): void | Promise<void>;
   /** Extra samples for GET /metrics beyond those derived from status(). */
   metrics?: () => MetricsSnapshot;
 }
@@ -81,5 +86,7 @@ export interface AgentControl {
 export const CUTOVER_PHASES: readonly string[] = ['starting', 'precopy'];
 /** Phases in which the VM may already run at the target: the source must serve it to the end. */
 export const AFTER_CUTOVER_PHASES: readonly string[] = ['cutover', 'postcopy', 'verify'];
+/** The source after a migration ended with the VM's disk here: it only serves the VM until POST /retry. */
+export const IDLE_PHASE = 'idle';
 /** Phases after which there is nothing left to abort. */
 export const FINAL_PHASES: readonly string[] = ['done', 'failed'];

@@ -101,8 +101,15 @@ export class SourceAgent {
   private nextLink: Link | undefined;
   private closed = false;
   private gaveUp: Error | undefined;
-  /** Aborted by abort(): stops dialling and a handshake at once, whatever the phase. */
-  private readonly stopping = new AbortController();
+  /** Aborted by abort(): stops dialling and a handshake at once, whatever the phase. A retry() makes a new one. */
+  private stopping = new AbortController();
+  /**
+   * Set when a migration ended (aborted, failed, rolled back) with the VM's disk still here: the agent
+   * only serves the VM (no dialling, no session to resume) until retry() starts a new migration.
+   */
+  private ended: { session: string; reason: string; at: number } | undefined;
+  /** Resolved by retry(): whoever runs this agent (the CLI) starts migrate() again. */
+  private retryWaiters: (() => void)[] = [];
   /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
   readonly resumes = { reattached: 0, resynced: 0 };
   /** Sessions before the current one (this process's superseded ones and earlier processes'), for the final report. */
@@ -202,6 +209,55 @@ export class SourceAgent {
    * restarts of either agent (a new engine re-derives what the target lacks).
    */
   async migrate(): Promise<MigrationReport> {
+    this.ended = undefined;
+    try {
+      return await this.runMigration();
+    } catch (e) {
+      // The VM's disk is served here: this migration is over, and nothing of it goes on behind the VM's back.
+      if (!this.closed && this.gate.status === 'open') {
+        this.ended = { session: this.saved?.session ?? '', reason: (e as Error).message, at: Date.now() };
+        this.stopping.abort(new FlimcdError(`migration ended: ${(e as Error).message}`, ErrorCode.ABORTED));
+        this.o.log.warn({ session: this.ended.session, reason: this.ended.reason }, 'migration ended; the VM\'s disk is served here, and nothing is migrating (POST /retry starts a new migration)');
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Starts over after a migration ended with the VM's disk here (e.g. `flimcd vm migrate` rolled back):
+   * the ended session's state is dropped, and the next migrate() runs a new session. The VM's export,
+   * its dirty tracking and the control endpoint stay as they are: nothing that serves the VM restarts.
+   */
+  async retry(): Promise<void> {
+    if (!this.ended) {
+      const phase = String(this.status().phase);
+      throw new FlimcdError(phase === 'done' ? 'the migration is done: the VM\'s disk has moved' : `a migration is running (phase ${phase}); abort it first`, ErrorCode.RETRY_REFUSED);
+    }
+    if (this.gate.status !== 'open') throw new FlimcdError('the VM\'s disk is not served here (a cut-over had begun); it cannot be migrated again from here', ErrorCode.RETRY_REFUSED);
+    const ended = this.ended;
+    await this.removeState();
+    this.stateRemoved = false;
+    this.saved = undefined;
+    this.engine = undefined;
+    this.channel = undefined;
+    this.peerIncarnation = undefined;
+    this.nextLink = undefined;
+    this.gaveUp = undefined;
+    this.stopping = new AbortController();
+    this.before = { sessions: 0, wire: { data: 0, reference: 0, zero: 0, control: 0 }, exact: true };
+    this.resumes.reattached = 0;
+    this.resumes.resynced = 0;
+    this.ended = undefined;
+    this.o.log.info({ endedSession: ended.session }, 'new migration requested: starting a new session');
+    for (const w of this.retryWaiters.splice(0)) w();
+  }
+
+  /** Resolves when retry() has prepared a new migration. */
+  whenRetried(): Promise<void> {
+    return new Promise((resolve) => this.retryWaiters.push(resolve));
+  }
+
+  private async runMigration(): Promise<MigrationReport> {
     const { o } = this;
     if (!this.saved) {
       this.saved = { session: randomBytes(8).toString('hex'), imageSize: this.image.size, blockSize: o.blockSize, algorithm: o.algorithm, phase: 'precopy', startedAt: Date.now() };
@@ -436,6 +492,10 @@ export class SourceAgent {
   }
 
   status(): Record<string, unknown> {
+    if (this.ended) {
+      // Nothing migrates: no progress, no ETA; what ended and why.
+      return { role: 'source', phase: 'idle', migrating: false, progress: null, etaSeconds: null, remainingBlocks: null, lastMigration: { session: this.ended.session, outcome: 'ended', reason: this.ended.reason, atMs: this.ended.at }, vmConnections: this.nbd.connectionCount };
+    }
     const st: Record<string, unknown> = this.engine ? { role: 'source', ...this.engine.status() } : { role: 'source', phase: 'starting' };
     // Who still uses the VM's disk here: after a stop before the cut-over the agent serves it until this is 0.
     st.vmConnections = this.nbd.connectionCount;

@@ -206,10 +206,12 @@ export class TargetAgent {
   }
 
   status(): Record<string, unknown> {
-    if (!this.engine) return { role: 'target', phase: this.postcopy?.isActive ? 'postcopy' : 'waiting', ...(this.postcopy?.isActive ? {} : { progress: 0, etaSeconds: null }) };
+    // Where the VM's export listens and who uses it: `flimcd vm migrate` checks the target QEMU is attached here.
+    const vm = { nbd: this.nbdAddress ? formatAddress(this.nbdAddress) : null, vmConnections: this.nbd?.connectionCount ?? 0 };
+    if (!this.engine) return { role: 'target', phase: this.postcopy?.isActive ? 'postcopy' : 'waiting', ...(this.postcopy?.isActive ? {} : { progress: 0, etaSeconds: null }), ...vm };
     const r = this.finished;
     const st = this.engine.status();
-    return { role: 'target', ...st, ...precopyProgress(st.phase, st.blocks, this.engine.arrivedBlocks), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}) };
+    return { role: 'target', ...st, ...precopyProgress(st.phase, st.blocks, this.engine.arrivedBlocks), ...(r ? { verified: r.verified, merkleRoot: r.root } : {}), ...vm };
   }
 
   abort(reason: string): void {

@@ -33,10 +33,17 @@ export interface QemuGuestOptions {
   extraArgs?: string[];
 }
 
-/** QEMU's -blockdev for an NBD export. */
-export function nbdBlockdev(addr: Address, nodeName: string, exportName?: string): string {
+/** How long QEMU holds the guest's requests while it reconnects to a restarted agent (seconds), instead of failing them. */
+export const NBD_RECONNECT_DELAY_S = 30;
+
+/**
+ * QEMU's -blockdev for an NBD export. `reconnect-delay`: when the agent is
+ * restarted under the running VM, QEMU reconnects and the guest sees a stall,
+ * not an I/O error.
+ */
+export function nbdBlockdev(addr: Address, nodeName: string, exportName?: string, reconnectDelayS = NBD_RECONNECT_DELAY_S): string {
   const server = addr.kind === 'unix' ? `server.type=unix,server.path=${addr.path}` : `server.type=inet,server.host=${addr.host},server.port=${addr.port}`;
-  return `driver=nbd,${server}${exportName ? `,export=${exportName}` : ''},node-name=${nodeName}`;
+  return `driver=nbd,${server}${exportName ? `,export=${exportName}` : ''},reconnect-delay=${reconnectDelayS},node-name=${nodeName}`;
 }
 
 /**

@@ -38,6 +38,10 @@ import { formatAddress } from '../util/address.ts';
 import { controlRequest } from '../control/client.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { ErrorCode, FlimcdError, QmpError } from '../errors.ts';
+import { ChangedMigrationSettings } from './ram-settings.ts';
+import { GuestIoErrorWatch, type GuestIoErrors } from './guest-io-errors.ts';
+import { checkTargetAttached } from './target-attach.ts';
+import { RamConvergenceWatch, type RamFigures } from './ram-convergence.ts';
 
 export interface VmMigrateOptions {
   sourceQmp: Address;
@@ -48,13 +52,13 @@ export interface VmMigrateOptions {
   incomingUri: string;
   /** Where the source QEMU sends it (default `incomingUri`): e.g. through a WAN link. */
   migrateUri?: string;
-  /** QEMU's RAM migration bandwidth limit, bytes/s (`max-bandwidth`); QEMU's default is 32 MiB/s. */
+  /** QEMU's RAM migration bandwidth limit, bytes/s (`max-bandwidth`; set back afterwards); QEMU 7.2's default is 128 MiB/s. */
   ramMaxBandwidth?: number;
   /** Start the RAM migration once the disk's dirty set is at most this (default 8 MiB or 1 s of link). */
   precopyThresholdBytes?: number;
   /** Start the RAM migration anyway after this long (default 30 min): post-copy moves the rest. */
   precopyTimeoutMs?: number;
-  /** RAM migration up to the switch-over (default 30 min). */
+  /** RAM migration up to the switch-over (default 30 min); past it the migration rolls back. */
   ramTimeoutMs?: number;
   /** Storage cut-over (default 60 s). */
   cutoverTimeoutMs?: number;
@@ -104,6 +108,8 @@ export interface VmMigrationResult {
   /** Blocks the target lacked at cut-over (moved in post-copy). */
   missing_at_cutover: number | null;
   verified: boolean | null;
+  /** I/O errors the guest saw on either QEMU during the migration: any makes it a failure. */
+  guest_io_errors: GuestIoErrors;
 }
 
 export class VmMigrationError extends FlimcdError {
@@ -126,7 +132,7 @@ interface QueryMigrate {
   'error-desc'?: string;
   downtime?: number;
   'total-time'?: number;
-  ram?: { transferred?: number; total?: number; remaining?: number; duplicate?: number; normal?: number; 'dirty-sync-count'?: number };
+  ram?: RamFigures & { transferred?: number; total?: number; remaining?: number; duplicate?: number; normal?: number; 'dirty-sync-count'?: number };
 }
 
 async function status(addr: Address): Promise<Record<string, unknown>> {
@@ -158,8 +164,11 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
   let storageHandedOver = false;
   let vmAtTarget = false;
   let continueSent = false;
+  let settings: ChangedMigrationSettings | undefined;
+  let ioErrors: GuestIoErrorWatch | undefined;
   try {
     dst = await QmpClient.connect(o.targetQmp, { name: 'target QEMU', connectTimeoutMs: 10_000, commandTimeoutMs: 30_000 });
+    ioErrors = await GuestIoErrorWatch.start(src, dst);
     const ss = await src.execute<{ status: string }>('query-status');
     if (ss.status !== 'running' && ss.status !== 'paused') throw new FlimcdError(`the source VM is ${ss.status}, not running`, ErrorCode.VM_STATE);
     const ds = await dst.execute<{ status: string }>('query-status');
@@ -189,9 +198,13 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     // 2. RAM migration with a pause before the switch-over.
     await o.hooks?.beforeRam?.();
     stage = 'ram';
+    await checkTargetAttached(dst, await status(o.targetControl));
     await dst.execute('migrate-incoming', { uri: o.incomingUri });
-    await src.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: true }, { capability: 'events', state: true }] });
-    if (o.ramMaxBandwidth) await src.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(o.ramMaxBandwidth) });
+    // Remembered as found, and set back at the end whatever happens.
+    settings = await ChangedMigrationSettings.apply(src, {
+      capabilities: { 'pause-before-switchover': true, events: true },
+      parameters: o.ramMaxBandwidth ? { 'max-bandwidth': Math.round(o.ramMaxBandwidth) } : {},
+    });
     const srcSince = src.lastEventSeq;
     const dstSince = dst.lastEventSeq;
     const ramStart = Date.now();
@@ -201,6 +214,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
 
     // 3. Until QEMU pauses before the switch-over.
     const ramDeadline = Date.now() + (o.ramTimeoutMs ?? 30 * 60_000);
+    const convergence = new RamConvergenceWatch();
     let tick = 0;
     for (;;) {
       lastRam = await src.execute<QueryMigrate>('query-migrate');
@@ -209,7 +223,9 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       if (st === 'failed' || st === 'cancelled' || st === 'cancelling' || st === 'completed' || !st) {
         throw new FlimcdError(`QEMU's RAM migration ended as ${st ?? 'nothing'}${lastRam['error-desc'] ? `: ${lastRam['error-desc']}` : ''}`, ErrorCode.VM_MIGRATION);
       }
-      if (Date.now() > ramDeadline) throw new FlimcdError(`QEMU's RAM migration did not reach the switch-over within ${o.ramTimeoutMs ?? 30 * 60_000} ms`, ErrorCode.VM_TIMEOUT);
+      if (Date.now() > ramDeadline) throw new FlimcdError(`QEMU's RAM migration did not reach the switch-over within ${o.ramTimeoutMs ?? 30 * 60_000} ms (--ram-timeout)`, ErrorCode.VM_TIMEOUT);
+      const stuck = convergence.observe(lastRam.ram);
+      if (stuck) log?.warn(stuck, 'the RAM migration is not converging: the guest dirties memory about as fast as QEMU sends it; raise --ram-bandwidth, or --ram-timeout rolls back');
       if (tick++ % 10 === 0) {
         lastDisk = await status(o.sourceControl);
         if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', ErrorCode.VM_MIGRATION);
@@ -232,6 +248,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
       await sleep(Math.min(poll, 20), o.signal);
     }
+    // The guest must find its disk at the target: the target QEMU's NBD node on the live target export.
+    await checkTargetAttached(dst, lastDisk);
     const missingAtCutover = num(lastDisk.missingBlocks);
     const storageCutoverMs = Date.now() - swStart;
     log?.info({ storageCutoverMs, missingAtCutover }, 'storage cut over; continuing the switch-over');
@@ -286,6 +304,9 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     stage = o.postcopyTimeoutMs === 0 ? 'postcopy' : 'done';
     progress();
     const end = Date.now();
+    await restoreSettings(settings, log);
+    const guestIoErrors = await ioErrors.read();
+    if (guestIoErrors.total > 0) log?.error({ ...guestIoErrors }, 'the guest saw I/O errors during the migration');
     return {
       time_total_s: (end - t0) / 1000,
       time_precopy_s: (precopyEnd - t0) / 1000,
@@ -304,6 +325,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       disk: lastDisk,
       missing_at_cutover: missingAtCutover,
       verified: typeof lastDisk.verified === 'boolean' ? lastDisk.verified : null,
+      guest_io_errors: guestIoErrors,
     };
   } catch (e) {
     if (!vmAtTarget && continueSent) {
@@ -314,16 +336,24 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     if (vmAtTarget) {
       stage = 'failed';
       progress();
+      await restoreSettings(settings, log);
       throw new VmMigrationError(`the VM runs at the target, but: ${(e as Error).message}`, 'target', { cause: e });
     }
     stage = 'rollback';
     progress();
     await rollback(src, ramStarted, storageHandedOver, o, log);
+    await restoreSettings(settings, log);
     throw new VmMigrationError(`VM migration failed; the VM keeps running at the source: ${(e as Error).message}`, 'source', { cause: e });
   } finally {
+    ioErrors?.stop();
     src.close();
     dst?.close();
   }
+}
+
+/** Sets back the source QEMU's migration settings; a failure is a warning (the operator can set them). */
+async function restoreSettings(settings: ChangedMigrationSettings | undefined, log?: Logger): Promise<void> {
+  await settings?.restore(log).catch((e: unknown) => log?.warn({ err: (e as Error).message, before: settings.before }, 'could not restore the source QEMU\'s migration settings; set them back with migrate-set-parameters / migrate-set-capabilities'));
 }
 
 /**
@@ -352,7 +382,14 @@ async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: 
       }
     });
   }
-  await step('abort the target agent', () => controlRequest(o.targetControl, 'POST', '/abort', { reason: 'VM migration failed' }));
+  await step('abort the target agent', () =>
+    controlRequest(o.targetControl, 'POST', '/abort', { reason: 'VM migration failed' }).catch((e: unknown) => {
+      // A target agent that has already exited (the source's abort ended its session) is what the rollback wants.
+      if (e instanceof FlimcdError && e.code === ErrorCode.CONTROL_UNREACHABLE) log?.info({ target: formatAddress(o.targetControl) }, 'rollback: the target agent has already stopped');
+      else if (e instanceof FlimcdError && e.code === ErrorCode.ABORT_REFUSED) log?.info({ target: formatAddress(o.targetControl) }, 'rollback: the target agent\'s migration has already ended');
+      else throw e;
+    }),
+  );
   await step('resume the source VM', async () => {
     const s = await src.execute<{ status: string }>('query-status');
     if (s.status !== 'running') await src.execute('cont');

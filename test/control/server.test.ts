@@ -295,7 +295,7 @@ test('unknown routes 404, wrong methods 405 with Allow, malformed bodies 400', a
   const nf = await raw(addr, 'GET', '/nope');
   assert.equal(nf.status, 404);
   assert.match(nf.headers['content-type']!, /application\/json/);
-  assert.match(JSON.parse(nf.text).error, /no such endpoint \/nope \(GET \/status, POST \/cutover, POST \/abort, GET \/metrics\)/);
+  assert.match(JSON.parse(nf.text).error, /no such endpoint \/nope \(GET \/status, POST \/cutover, POST \/abort, POST \/retry, GET \/metrics\)/);
   const m1 = await raw(addr, 'POST', '/status');
   assert.equal(m1.status, 405);
   assert.equal(m1.headers.allow, 'GET');

@@ -45,7 +45,7 @@ import { NbdServer } from '../../src/nbd/server.ts';
 import { FileDisk } from '../../src/block/file.ts';
 import { GateDisk } from '../../src/block/filters/gate.ts';
 import { generateImage } from '../../src/workload/image-gen.ts';
-import type { Address } from '../../src/util/address.ts';
+import { formatAddress, type Address } from '../../src/util/address.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
 import { ErrorCode, FlimcdError } from '../../src/errors.ts';
 
@@ -388,7 +388,10 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
   const { source, target } = pair;
   const diskWan = pair.wan;
   const sctl = new ControlServer({ address: { kind: 'unix', path: join(d, 's.ctl') }, control: { role: 'source', status: () => source.status(), cutover: () => source.cutover(), abort: (r, x) => source.abort(r, x) } });
-  const tctl = new ControlServer({ address: { kind: 'unix', path: join(d, 't.ctl') }, control: { role: 'target', status: () => target.status(), abort: (r) => target.abort(r) } });
+  // The stale-handover sabotage stands a stale export in for the target agent's: its status names that one.
+  let staleExport: { address: Address; server: NbdServer } | undefined;
+  const targetStatus = () => (staleExport ? { ...target.status(), nbd: formatAddress(staleExport.address), vmConnections: staleExport.server.connectionCount } : target.status());
+  const tctl = new ControlServer({ address: { kind: 'unix', path: join(d, 't.ctl') }, control: { role: 'target', status: targetStatus, abort: (r) => target.abort(r) } });
   await sctl.listen();
   await tctl.listen();
   cleanups.push(() => sctl.close(), () => tctl.close());
@@ -418,6 +421,7 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     staleGate = new GateDisk(fd, 'held');
     const nbd = new NbdServer({ exports: [{ name: '', description: 'sabotaged target export', disk: staleGate }], log: o.log.child({ component: 'stale-nbd' }) });
     targetDisk = await nbd.listen({ kind: 'unix', path: join(d, 'stale.nbd') });
+    staleExport = { address: targetDisk, server: nbd };
     cleanups.push(async () => {
       await nbd.close();
       await fd.close();

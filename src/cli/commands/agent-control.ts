@@ -6,9 +6,10 @@ export interface ControllableAgent {
   status(): Record<string, unknown>;
   abort(reason: string, opts?: { reclaim?: boolean }): void;
   cutover?(): void;
+  retry?(): Promise<void>;
 }
 
-/** Serves an agent's control endpoint: GET /status, POST /cutover, POST /abort, GET /metrics. */
+/** Serves an agent's control endpoint: GET /status, POST /cutover, POST /abort, POST /retry, GET /metrics. */
 export async function attachControl(addr: Address, role: 'source' | 'target', agent: ControllableAgent): Promise<{ close(): Promise<void> }> {
   const server = new ControlServer({
     address: addr,
@@ -18,6 +19,7 @@ export async function attachControl(addr: Address, role: 'source' | 'target', ag
       role,
       status: () => agent.status(),
       cutover: agent.cutover ? () => agent.cutover!() : undefined,
+      retry: agent.retry ? () => agent.retry!() : undefined,
       abort: (reason: string, opts?: { reclaim?: boolean }) => (opts ? agent.abort(reason, opts) : agent.abort(reason)),
     },
   });

@@ -94,7 +94,7 @@ export function registerAgents(program: Command): void {
     .option('--no-hot-order', 'transfer in block order instead of cold-first pre-copy and read-hot-first push (ablation; flimcd has it on)')
     .option('--state-dir <dir>', 'durable migration state, for resuming after a crash (default IMAGE.flimcd)')
     .option('--link-timeout <duration>', 'after a link loss, keep reconnecting this long before giving up (exit code 4; restart to resume)', '10min')
-    .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM, even after the VM disconnects (for `flimcd vm migrate`)')
+    .option('--keep-serving', 'when the migration fails or is aborted while the VM\'s disk is still here, keep serving it until SIGTERM, even after the VM disconnects, migrating nothing (status: phase idle) until `flimcd retry` starts a new migration (for `flimcd vm migrate`)')
     .option('--plan <file>', 'a plan from `flimcd plan --out FILE`: status shows its prediction for this algorithm as the ETA')
     .option('--record-trace <file>', 'record the VM\'s requests here until the cut-over, as an FIU trace (flimcd simulate --workload trace:FILE); .zst or .gz compresses')
     .option('--json', 'print events and the final report as JSON lines')
@@ -176,25 +176,39 @@ export function registerAgents(program: Command): void {
       progress.watch(() => agent.status());
       let interrupted = false;
       try {
-        const report = await agent.migrate();
-        progress.done(report as unknown as Record<string, unknown>);
-        if (finishing) log.info({ signal: finishing }, `post-copy finished, as ${finishing} asked: exiting`);
-        if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
-      } catch (e) {
-        if (o.keepServing && !signalled && agent.gate.status === 'open') {
-          progress.stop();
-          const msg = (e as Error).message;
-          emit(o.json, { event: 'serving', migrated: false, error: msg }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; stop with SIGTERM`, progress);
-          await stopped;
-        } else if ((signalled || (e instanceof FlimcdError && e.code === ErrorCode.ABORTED)) && agent.gate.status === 'open' && agent.nbd.connectionCount > 0) {
-          // Stopped or aborted before the cut-over: the migration is over, but the VM still uses its disk here.
-          progress.stop();
-          const why = signalled ? `stopped by ${signalled}` : (e as Error).message;
-          emit(o.json, { event: 'serving', migrated: false, until: 'vm-disconnects', error: why }, `flimcd source: migration ${why}; the VM's disk stays here: serving it until the VM disconnects (${signalled ? 'another' : 'a'} SIGINT or SIGTERM exits at once)`, progress);
-          await (signalled ? agent.nbd.whenIdle() : Promise.race([agent.nbd.whenIdle(), stopped]));
+        // One migration, or, with --keep-serving, one after another: after one ends with the VM's disk here,
+        // `POST /retry` on the control endpoint starts the next without restarting what serves the VM.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const report = await agent.migrate();
+            progress.done(report as unknown as Record<string, unknown>);
+            if (finishing) log.info({ signal: finishing }, `post-copy finished, as ${finishing} asked: exiting`);
+            if (!report.verified) process.exitCode = ExitCode.VERIFY_FAILED;
+            break;
+          } catch (e) {
+            if (o.keepServing && !signalled && agent.gate.status === 'open') {
+              // The progress display carries on: it shows phase idle, then the next migration.
+              const msg = (e as Error).message;
+              emit(o.json, { event: 'serving', migrated: false, error: msg, retry: controlAddress ? 'POST /retry' : null }, `flimcd source: ${msg}; the VM's disk stays here, still serving it; nothing migrates now${controlAddress ? ` (flimcd retry --control ${formatAddress(controlAddress)} starts a new migration)` : ''}; stop with SIGTERM`, progress);
+              const next = await Promise.race([stopped.then(() => 'stop' as const), agent.whenRetried().then(() => 'retry' as const)]);
+              if (next === 'retry' && !signalled) {
+                emit(o.json, { event: 'retry', attempt: attempt + 1 }, `flimcd source: starting a new migration to ${formatAddress(to)} (attempt ${attempt + 1})`, progress);
+                continue;
+              }
+            } else if ((signalled || (e instanceof FlimcdError && e.code === ErrorCode.ABORTED)) && agent.gate.status === 'open' && agent.nbd.connectionCount > 0) {
+              // Stopped or aborted before the cut-over: the migration is over, but the VM still uses its disk here.
+              progress.stop();
+              const why = signalled ? `stopped by ${signalled}` : (e as Error).message;
+              emit(o.json, { event: 'serving', migrated: false, until: 'vm-disconnects', error: why }, `flimcd source: migration ${why}; the VM's disk stays here: serving it until the VM disconnects (${signalled ? 'another' : 'a'} SIGINT or SIGTERM exits at once)`, progress);
+              await (signalled ? agent.nbd.whenIdle() : Promise.race([agent.nbd.whenIdle(), stopped]));
+            }
+            if (signalled) {
+              interrupted = true;
+              break;
+            }
+            throw e;
+          }
         }
-        if (signalled) interrupted = true;
-        else throw e;
       } finally {
         progress.stop();
         await control?.close();

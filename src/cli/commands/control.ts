@@ -1,5 +1,5 @@
 /**
- * `flimcd status`, `flimcd cutover`, `flimcd abort`: talk to a running agent's
+ * `flimcd status`, `flimcd cutover`, `flimcd retry`, `flimcd abort`: talk to a running agent's
  * control endpoint (src/control/server.ts) given with `--control ADDR`.
  */
 import type { Command } from 'commander';
@@ -101,7 +101,8 @@ async function watchStatus(addr: Address, timeoutMs: number, intervalMs: number,
         process.stdout.write(`${new Date().toISOString()} ${statusLine(s)}\n`);
       }
       if (s.phase === 'done') return ExitCode.OK;
-      if (s.phase === 'failed') return ExitCode.FAILURE;
+      // idle: the source's migration ended without moving the VM (it keeps serving it, --keep-serving).
+      if (s.phase === 'failed' || s.phase === 'idle') return ExitCode.FAILURE;
       await sleep(intervalMs, stop.signal);
     }
     return ExitCode.INTERRUPTED;
@@ -165,6 +166,31 @@ Examples:
       const { addr, timeoutMs } = common(o);
       const r = agentAnswer(addr, await controlRequest<{ accepted: boolean; phase?: string }>(addr, 'POST', '/cutover', {}, { timeoutMs }).catch(refusal(addr)));
       process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: cut-over accepted by the agent at ${formatAddress(addr)} (it was in phase ${r.phase ?? '?'})\n`);
+    });
+
+  program
+    .command('retry')
+    .description('Start a new migration on a source agent whose last one ended (aborted, or rolled back by `flimcd vm migrate`) while it kept serving the VM (--keep-serving): a new session, nothing that serves the VM restarts.')
+    .requiredOption('--control <addr>', CONTROL_HELP)
+    .option('--json', 'print the agent\'s answer as JSON')
+    .option('--timeout <duration>', TIMEOUT_HELP, '5s')
+    .addHelpText(
+      'after',
+      `
+Only a source agent in phase idle (flimcd status says so) starts over; it dials its --to
+again, so start the new target agent first. A running migration, a target agent, or a
+source whose VM already moved refuse, and this command exits 1 with the reason.
+
+Exit codes: 0 accepted, 1 refused or agent unreachable, 2 bad input.
+
+Example:
+  flimcd status --control unix:/run/flimcd-src.ctl    # phase idle, last migration ended: …
+  flimcd retry --control unix:/run/flimcd-src.ctl`,
+    )
+    .action(async (o: CommonOptions) => {
+      const { addr, timeoutMs } = common(o);
+      const r = agentAnswer(addr, await controlRequest<{ accepted: boolean }>(addr, 'POST', '/retry', {}, { timeoutMs }).catch(refusal(addr)));
+      process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: the source agent at ${formatAddress(addr)} starts a new migration\n`);
     });
 
   program

@@ -11,8 +11,9 @@ import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { formatReport } from '../report-format.ts';
+import { addLogOptions, type LogFlags } from '../log-options.ts';
 
-interface DemoOptions {
+interface DemoOptions extends LogFlags {
   size: string;
   bandwidth: string;
   rtt: string;
@@ -28,8 +29,8 @@ interface DemoOptions {
 }
 
 export function registerDemo(program: Command): void {
-  program
-    .command('demo')
+  addLogOptions(program
+    .command('demo'))
     .description('A live migration on this machine: a generated disk image moves from a source agent to a target agent through an emulated WAN while a workload writes to it, ending in a verified report.')
     .option('--size <size>', 'image size', '1GiB')
     .option('--bandwidth <rate>', 'emulated link bandwidth', '100Mbit')
@@ -43,7 +44,7 @@ export function registerDemo(program: Command): void {
     .option('--no-dedup', 'flimcd: no content-id dedup (ablation)')
     .option('--no-compress', 'flimcd: no zstd on data frames (ablation)')
     .option('--insecure', 'plaintext link between the agents (default: TLS 1.3 with a fresh pre-shared key)')
-    .addHelpText('after', '\nExamples:\n  flimcd demo\n  flimcd demo --size 256MiB --bandwidth 20Mbit --rtt 20ms --algorithm precopy --json')
+    .addHelpText('after', '\n--quiet prints only the report (and warnings); --verbose also shows the agents\' info and debug logs.\n\nExamples:\n  flimcd demo\n  flimcd demo --quiet\n  flimcd demo --size 256MiB --bandwidth 20Mbit --rtt 20ms --algorithm precopy --json')
     .action(async (o: DemoOptions) => {
       const size = parseSize(o.size, '--size');
       if (size < 16 * 1024 * 1024) throw new UsageError('--size must be at least 16MiB');
@@ -55,19 +56,22 @@ export function registerDemo(program: Command): void {
       const seed = Number(o.seed);
       if (!Number.isInteger(seed)) throw new UsageError(`--seed: "${o.seed}" is not an integer`);
       const say = (s: string) => { if (!o.json) process.stdout.write(s); };
+      // The running commentary (header, phases, the status line); --quiet keeps only the report.
+      const chatter = (s: string) => { if (!o.quiet) say(s); };
       const dir = mkdtempSync(join(tmpdir(), 'flimcd-demo-'));
       const started = performance.now();
-      say(`flimcd demo: ${formatBytes(size)} image, ${o.workload} workload, ${algorithm}, link ${formatBitRate(bandwidthBps)} / ${formatDuration(rttMs)} RTT\n`);
+      chatter(`flimcd demo: ${formatBytes(size)} image, ${o.workload} workload, ${algorithm}, link ${formatBitRate(bandwidthBps)} / ${formatDuration(rttMs)} RTT\n`);
       const quiet = log.child({ demo: true });
-      if (!process.env.FLIMCD_LOG_LEVEL) quiet.level = 'warn';
+      // The agents' info logs would drown the commentary: warnings only, unless --verbose or FLIMCD_LOG_LEVEL asks.
+      if (!process.env.FLIMCD_LOG_LEVEL && !o.verbose) quiet.level = 'warn';
       // Both agents share one pool of worker threads for ids and zstd (both cores, as agents in two processes would use).
       const runtime = realRuntime({ workers: 0 });
       try {
         const r = await runLocalMigration({
           dir, size, bandwidthBps, security: o.insecure ? { mode: 'insecure' } : undefined, rttMs, workload: o.workload as (typeof PROFILE_NAMES)[number], algorithm, blockSize, seed, log: quiet,
           features: { dedup: o.dedup === false ? false : undefined, compress: o.compress === false ? false : undefined }, runtime,
-          onPhase: (p) => say(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
-          onStatus: process.stdout.isTTY && !o.json ? (s) => {
+          onPhase: (p) => chatter(`  [${formatDuration(performance.now() - started).padStart(7)}] ${p}\n`),
+          onStatus: process.stdout.isTTY && !o.json && !o.quiet ? (s) => {
             const rem = Number(s.remainingBlocks ?? 0) * blockSize;
             process.stdout.write(`\r    ${String(s.phase)} round ${Number(s.round ?? 0)}: ${formatBytes(rem)} to go, ${formatBytes(Number(s.wireBytes ?? 0))} on the wire   `);
           } : undefined,
@@ -80,7 +84,7 @@ export function registerDemo(program: Command): void {
         ];
         const ok = r.report.verified && r.workloadVerified;
         if (o.json) process.stdout.write(JSON.stringify({ ...r.report, workload: { ops: wl.ops, iops: wl.iops, latency: wl.latency, switch_over: wl.switchOver, mismatches: r.finalVerify.mismatches + wl.verify.mismatches, verified: r.workloadVerified }, image_content: r.image, wall_s: (performance.now() - started) / 1000 }) + '\n');
-        else say('\n' + formatReport(r.report, extra));
+        else say((o.quiet ? '' : '\n') + formatReport(r.report, extra));
         if (!ok) process.exitCode = ExitCode.VERIFY_FAILED;
       } finally {
         await runtime.work.close();

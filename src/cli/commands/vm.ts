@@ -10,7 +10,9 @@ import { parseBitRate, parseDuration, parseSize, formatBytes } from '../../util/
 import { log } from '../../util/log.ts';
 import { UsageError } from '../../errors.ts';
 import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
-import { migrateVm, VmMigrationError, type VmProgress } from '../../qemu/vm-migrate.ts';
+import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from '../../qemu/vm-migrate.ts';
+import { chsGeometry, nbdBlockdev, NBD_RECONNECT_DELAY_S } from '../../qemu/process.ts';
+import { checkImageSpecArg } from '../image-arg.ts';
 
 interface VmMigrateCliOptions {
   sourceQmp: string;
@@ -22,6 +24,7 @@ interface VmMigrateCliOptions {
   ramBandwidth?: string;
   precopyThreshold?: string;
   precopyTimeout: string;
+  ramTimeout: string;
   postcopyTimeout: string;
   waitPostcopy: boolean;
   json?: boolean;
@@ -37,25 +40,46 @@ The VM's disk must already be served by flimcd on both sides:
   # datacenter A: the source agent (pre-copy starts at once; cut-over waits for this command)
   flimcd source --image vm.img --nbd unix:/run/vm.sock --to tcp:dc-b:7000 --manual-cutover --keep-serving --control unix:/run/flimcd-src.ctl \\
       --psk-file link.psk
-  qemu-system-x86_64 ... -blockdev driver=nbd,server.type=unix,server.path=/run/vm.sock,node-name=d0 \\
-      -device virtio-blk-pci,drive=d0,cyls=C,heads=16,secs=63 -qmp unix:/run/vm-src.qmp,server=on,wait=off
-  # datacenter B, once the target agent prints "VM export at …" (the nbd-listening event with --json):
-  qemu-system-x86_64 ... (same devices) -blockdev driver=nbd,server.type=unix,server.path=/run/vm-dst.sock,node-name=d0 \\
+  # the -blockdev/-device lines with the geometry for this image: flimcd vm qemu-args --disk vm.img --socket unix:/run/vm.sock
+  qemu-system-x86_64 ... -blockdev driver=nbd,server.type=unix,server.path=/run/vm.sock,reconnect-delay=30,node-name=d0 \\
+      -device virtio-blk-pci,drive=d0,cyls=C,heads=16,secs=63 -qmp unix:/run/vm-src.qmp,server=on,wait=off \\
+      -qmp unix:/run/vm-src-operator.qmp,server=on,wait=off
+  # datacenter B, once the target agent prints "flimcd target: VM export at … (held until cut-over)"
+  # (with --json: the nbd-listening event):
+  qemu-system-x86_64 ... (same devices) -blockdev driver=nbd,server.type=unix,server.path=/run/vm-dst.sock,reconnect-delay=30,node-name=d0 \\
       -qmp unix:/run/vm-dst.qmp,server=on,wait=off -incoming defer
 
   flimcd vm migrate --source-qmp unix:/run/vm-src.qmp --target-qmp unix:/run/vm-dst.qmp \\
       --source-control unix:/run/flimcd-src.ctl --target-control unix:/run/flimcd-dst.ctl --incoming tcp:0.0.0.0:4444 --migrate-uri tcp:dc-b:4444
 
-Give virtio-blk an explicit geometry (cyls/heads/secs): otherwise the target QEMU
-reads sector 0 at start-up to guess one, and that read waits for the cut-over.
+Give virtio-blk an explicit geometry (cyls/heads/secs; \`flimcd vm qemu-args\` computes it):
+otherwise the target QEMU reads sector 0 at start-up to guess one, and that read waits
+for the cut-over. reconnect-delay=30 lets QEMU ride out a restart of the agent (the guest
+sees a stall, not an I/O error).
+
+vm migrate holds each QEMU's QMP monitor while it runs: give the source QEMU a second
+-qmp socket (as above) to watch or steer it meanwhile.
+
+Before migrate-continue it checks that the target QEMU's disk is the live target agent's
+export (query-named-block-nodes, and a client on the agent's export); it counts the
+guest's I/O errors on both QEMUs (BLOCK_IO_ERROR, query-blockstats); it sets back every
+QEMU migration setting it changed (capabilities, max-bandwidth), whatever the outcome;
+it warns when the RAM migration does not converge.
+
+Retrying after a rollback: the source agent (--keep-serving) goes on serving the VM and
+migrates nothing (flimcd status: phase idle). Start a new target agent (fresh image), then
+\`flimcd retry --control SOURCE-CONTROL\`; once the target prints its VM export line, start
+a new target QEMU (-incoming defer) and run vm migrate again. Nothing that serves the VM
+restarts.
 
 Sequence: pre-copy until the dirty set is small; QEMU's RAM migration with
 pause-before-switchover; at the pause the storage cut-over (the guest is stopped,
 its I/O drained); migrate-continue; post-copy while the VM runs at the target.
 
-Exit codes: 0 migrated and verified; 1 failed — before the switch-over the VM keeps
-running at the source with its disk there (migration cancelled, agents aborted);
-after it the VM runs at the target and the error says so; 2 bad input;
+Exit codes: 0 migrated and verified, and the guest saw no I/O error; 1 the guest saw I/O
+errors, or failed: before the switch-over the VM keeps running at the source with its disk
+there (migration cancelled, agents aborted, QEMU settings restored); after it the VM runs
+at the target and the error says so; 2 bad input;
 3 the disk did not verify; 130 on SIGINT, 143 on SIGTERM (rolled back when still possible).`;
 
 function progressLine(p: VmProgress): string {
@@ -63,6 +87,26 @@ function progressLine(p: VmProgress): string {
   const disk = d.progress !== null ? `disk ${(d.progress * 100).toFixed(1)}%${d.remainingBlocks !== null ? ` (${d.remainingBlocks} blocks left)` : ''}` : `disk ${d.phase}`;
   const ram = p.ram ? ` | RAM ${p.ram.status} ${formatBytes(p.ram.transferred)} of ${formatBytes(p.ram.total)}` : '';
   return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${ram}`;
+}
+
+/** The human result line: guest I/O errors come first, and never next to a bare "disk verified". */
+export function resultLine(r: VmMigrationResult): string {
+  const e = r.guest_io_errors;
+  const disk = r.verified === null ? 'still in post-copy' : r.verified ? 'verified' : 'NOT verified';
+  return (
+    `flimcd vm migrate: the VM runs at the target; total ${r.time_total_s.toFixed(1)} s (pre-copy ${r.time_precopy_s.toFixed(1)} s, RAM ${r.time_ram_s.toFixed(1)} s, post-copy ${r.time_postcopy_s.toFixed(1)} s), ` +
+    `downtime ${r.downtime_ms} ms (storage cut-over ${r.storage_cutover_ms} ms), RAM ${formatBytes(r.ram.transferred_bytes)} sent, ` +
+    (e.total > 0
+      ? `FAILED: the guest saw ${e.total} I/O error${e.total === 1 ? '' : 's'} (${e.failed_reads} failed reads, ${e.failed_writes} failed writes, ${e.events} BLOCK_IO_ERROR events); flimcd's copy of the disk: ${disk}`
+      : `disk ${disk}, no guest I/O error`)
+  );
+}
+
+/** 0 only when the guest saw no I/O error and the disk verified (or is still in post-copy with --no-wait-postcopy). */
+export function exitCodeForResult(r: VmMigrationResult): number {
+  if (r.guest_io_errors.total > 0) return ExitCode.FAILURE;
+  if (r.verified === false) return ExitCode.VERIFY_FAILED;
+  return ExitCode.OK;
 }
 
 export function registerVm(program: Command): void {
@@ -75,9 +119,10 @@ export function registerVm(program: Command): void {
     .requiredOption('--target-control <addr>', 'the target agent\'s control endpoint')
     .requiredOption('--incoming <uri>', 'where the target QEMU listens for the RAM stream, e.g. tcp:0.0.0.0:4444')
     .option('--migrate-uri <uri>', 'where the source QEMU sends the RAM stream (default: --incoming)')
-    .option('--ram-bandwidth <rate>', 'QEMU\'s RAM migration limit, e.g. 1Gbit (QEMU\'s default is 32 MiB/s)')
+    .option('--ram-bandwidth <rate>', 'QEMU\'s RAM migration limit, e.g. 1Gbit (QEMU 7.2\'s default is 128 MiB/s); set back afterwards')
     .option('--precopy-threshold <size>', 'start the RAM migration once the disk\'s dirty set is at most this (default 8MiB or 1 s of link)')
     .option('--precopy-timeout <duration>', 'start the RAM migration anyway after this long; post-copy moves the rest', '30m')
+    .option('--ram-timeout <duration>', 'roll back when QEMU\'s RAM migration has not reached the switch-over after this long', '30m')
     .option('--postcopy-timeout <duration>', 'give up waiting for the post-copy end after this long', '2h')
     .option('--no-wait-postcopy', 'return once the VM runs at the target (post-copy carries on in the agents)')
     .option('--json', 'print progress events and the result as JSON lines')
@@ -93,6 +138,8 @@ export function registerVm(program: Command): void {
       const ramMaxBandwidth = o.ramBandwidth ? parseBitRate(o.ramBandwidth, '--ram-bandwidth') / 8 : undefined;
       const precopyThresholdBytes = o.precopyThreshold ? parseSize(o.precopyThreshold, '--precopy-threshold') : undefined;
       const precopyTimeoutMs = parseDuration(o.precopyTimeout, '--precopy-timeout');
+      const ramTimeoutMs = parseDuration(o.ramTimeout, '--ram-timeout');
+      if (!(ramTimeoutMs > 0)) throw new UsageError('--ram-timeout must be more than 0');
       const postcopyTimeoutMs = o.waitPostcopy ? parseDuration(o.postcopyTimeout, '--postcopy-timeout') : 0;
       if (o.waitPostcopy && !(postcopyTimeoutMs > 0)) throw new UsageError('--postcopy-timeout must be more than 0');
       const ac = new AbortController();
@@ -108,7 +155,7 @@ export function registerVm(program: Command): void {
       try {
         const r = await migrateVm({
           sourceQmp, targetQmp, sourceControl, targetControl,
-          incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, precopyTimeoutMs, postcopyTimeoutMs,
+          incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, precopyTimeoutMs, ramTimeoutMs, postcopyTimeoutMs,
           signal: ac.signal, log,
           onProgress: (p) => {
             const now = Date.now();
@@ -120,14 +167,8 @@ export function registerVm(program: Command): void {
           },
         });
         if (o.json) process.stdout.write(JSON.stringify({ event: 'result', ...r }) + '\n');
-        else {
-          process.stdout.write(
-            `flimcd vm migrate: the VM runs at the target; total ${r.time_total_s.toFixed(1)} s (pre-copy ${r.time_precopy_s.toFixed(1)} s, RAM ${r.time_ram_s.toFixed(1)} s, post-copy ${r.time_postcopy_s.toFixed(1)} s), ` +
-              `downtime ${r.downtime_ms} ms (storage cut-over ${r.storage_cutover_ms} ms), RAM ${formatBytes(r.ram.transferred_bytes)} sent, ` +
-              `disk ${r.verified === null ? 'still in post-copy' : r.verified ? 'verified' : 'NOT verified'}\n`,
-          );
-        }
-        if (r.verified === false) process.exitCode = ExitCode.VERIFY_FAILED;
+        else process.stdout.write(resultLine(r) + '\n');
+        process.exitCode = exitCodeForResult(r);
       } catch (e) {
         if (o.json) process.stdout.write(JSON.stringify({ event: 'failed', error: (e as Error).message, code: (e as { code?: string }).code, vm_at: e instanceof VmMigrationError ? e.vmAt : null }) + '\n');
         if (interrupted) {
@@ -140,5 +181,23 @@ export function registerVm(program: Command): void {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
+    });
+
+  vm.command('qemu-args')
+    .description('Print the QEMU -blockdev/-device lines that attach a VM to a flimcd agent\'s export, with the explicit CHS geometry for the disk.')
+    .requiredOption('--disk <image>', 'the VM\'s disk image (its size gives the geometry)')
+    .option('--socket <addr>', 'the agent\'s --nbd address: unix:PATH or tcp:HOST:PORT', 'unix:/tmp/flimcd-source.sock')
+    .option('--name <name>', 'the agent\'s NBD export name (--name), if any')
+    .option('--node-name <name>', 'QEMU block node name', 'd0')
+    .option('--reconnect-delay <duration>', 'how long QEMU holds the guest\'s I/O while reconnecting to a restarted agent', `${NBD_RECONNECT_DELAY_S}s`)
+    .addHelpText('after', '\nThe same lines serve the source QEMU (the source agent\'s --nbd) and the target QEMU (the target agent\'s --nbd, with -incoming defer):\nboth sides must use the same geometry.\n\nExample:\n  flimcd vm qemu-args --disk vm.img --socket unix:/run/vm.sock')
+    .action((o: { disk: string; socket: string; name?: string; nodeName: string; reconnectDelay: string }) => {
+      const size = checkImageSpecArg(o.disk, undefined, { flag: '--disk' });
+      if (size === undefined) throw new UsageError(`--disk: ${o.disk} is not an image file`);
+      const addr = parseAddress(o.socket, '--socket');
+      if (!/^[A-Za-z][\w-]*$/.test(o.nodeName)) throw new UsageError(`--node-name: "${o.nodeName}" is not a QEMU node name (a letter, then letters, digits, - or _)`);
+      const delayMs = parseDuration(o.reconnectDelay, '--reconnect-delay');
+      if (delayMs % 1000 !== 0) throw new UsageError(`--reconnect-delay: QEMU takes whole seconds, not ${o.reconnectDelay}`);
+      process.stdout.write(`-blockdev ${nbdBlockdev(addr, o.nodeName, o.name || undefined, delayMs / 1000)}\n-device virtio-blk-pci,drive=${o.nodeName},${chsGeometry(size)}\n`);
     });
 }
