@@ -223,7 +223,8 @@ async function migrate(o: TwoDiskRigOptions, cleanups: Array<() => unknown>): Pr
       }
     };
     const sourceStatus = await status(src.qmpPath);
-    const targetStatus = await status(dst.qmpPath);
+    // The target QEMU may have quit when vdb's export vanished under it: then it does not run the VM either.
+    const targetStatus = await status(dst.qmpPath).catch(() => (dst.running ? 'unreachable' : 'exited'));
     const { guest, logs } = await finishGuest(o, src, src.serial.lines.length);
     const serialTail = src.serial.lines.slice(-20);
     const wire = linkBytes(wan);
