@@ -92,3 +92,40 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     assert.equal(src.aborts, 1, 'the source agent was told to abort');
   });
 }
+
+test('vm migrate --disk: several disks; bad --disk input exits 2 naming what was wrong', async () => {
+  const qmp = ['vm', 'migrate', '--source-qmp', 'unix:/a', '--target-qmp', 'unix:/b', '--incoming', 'tcp:127.0.0.1:4444'];
+  const cases: Array<[string[], RegExp]> = [
+    [[], /give --source-control and --target-control \(one disk\), or --disk for each disk/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--source-control', 'unix:/x'], /give --disk \(one per disk\) or --source-control and --target-control \(one disk\), not both/],
+    [['--disk', 'name=vda,source=unix:/s'], /--disk: "name=vda,source=unix:\/s" needs source=ADDR and target=ADDR/],
+    [['--disk', 'name=vda,src=unix:/s,target=unix:/t'], /"src=unix:\/s" is not one of them/],
+    [['--disk', 'name=vda,source=/s,target=unix:/t'], /--disk vda source: "\/s" must start with unix: or tcp:/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--disk', 'name=vda,source=unix:/s2,target=unix:/t2'], /two disks are named vda/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--disk', 'name=vdb,source=unix:/s,target=unix:/t2'], /disk vdb: control endpoint unix:\/s is given twice/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await flimcd([...qmp, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
+});
+
+test('vm migrate --disk ×2: SIGTERM during pre-copy rolls back both disks (every agent told) and exits 143', async (t) => {
+  const dir = tempDir(t);
+  await fakeQemu(t, join(dir, 'src.qmp'), 'running');
+  await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+  const agents = [];
+  for (const n of ['vda', 'vdb']) agents.push(await fakeAgent(t, join(dir, `${n}-s.ctl`)), await fakeAgent(t, join(dir, `${n}-t.ctl`)));
+  const disks = ['vda', 'vdb'].flatMap((n) => ['--disk', `name=${n},source=unix:${join(dir, `${n}-s.ctl`)},target=unix:${join(dir, `${n}-t.ctl`)}`]);
+  const p = flimcdSpawn(['vm', 'migrate', '--source-qmp', `unix:${join(dir, 'src.qmp')}`, '--target-qmp', `unix:${join(dir, 'dst.qmp')}`, '--incoming', 'tcp:127.0.0.1:4444', ...disks, '--json']);
+  t.after(() => p.child.kill('SIGKILL'));
+  let out = '';
+  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => out.includes('"name":"vdb"'), 30_000, 'vm migrate never reported both disks');
+  p.child.kill('SIGTERM');
+  const r = await p.exited;
+  assert.equal(r.code, 143, r.stderr);
+  assert.match(r.stdout, /"event":"failed".*"vm_at":"source"/);
+  assert.deepEqual(agents.map((a) => a.aborts), [1, 1, 1, 1], 'both disks\' source and target agents were told to abort');
+});
