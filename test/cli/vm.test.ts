@@ -9,6 +9,8 @@ import { flimcd, flimcdSpawn } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
 import type { TestCtx } from '../helpers/test-context.ts';
+import { formatVmResult } from '../../src/cli/commands/vm.ts';
+import type { VmMigrationResult } from '../../src/qemu/vm-migrate.ts';
 
 const base = (dir: string) => ['vm', 'migrate', '--source-control', `unix:${join(dir, 's.ctl')}`, '--target-control', `unix:${join(dir, 't.ctl')}`, '--incoming', 'tcp:127.0.0.1:4444'];
 
@@ -128,4 +130,20 @@ test('vm migrate --disk ×2: SIGTERM during pre-copy rolls back both disks (ever
   assert.equal(r.code, 143, r.stderr);
   assert.match(r.stdout, /"event":"failed".*"vm_at":"source"/);
   assert.deepEqual(agents.map((a) => a.aborts), [1, 1, 1, 1], 'both disks\' source and target agents were told to abort');
+});
+
+test('vm migrate\'s report: the totals, then a line per disk when there are several', () => {
+  const disk = (name: string, verified: boolean, receivedBytes: number, missing: number) => ({ name, disk: { phase: 'done', verified, receivedBytes }, missing_at_cutover: missing, verified });
+  const r: VmMigrationResult = {
+    time_total_s: 12.5, time_precopy_s: 8, time_ram_s: 3, time_postcopy_s: 1.5, downtime_ms: 420, qemu_downtime_ms: 300, storage_cutover_ms: 35,
+    ram: { transferred_bytes: 64 << 20, total_bytes: 128 << 20, duplicate_pages: 0, normal_pages: 0, dirty_sync_count: 2 },
+    disk: { phase: 'done', verified: false }, missing_at_cutover: 7, verified: false,
+    disks: [disk('vda', true, 3 << 20, 3), disk('vdb', false, 1 << 20, 4)],
+  };
+  const text = formatVmResult(r);
+  assert.match(text, /downtime 420 ms \(storage cut-over 35 ms\).*2 disks NOT verified\n/);
+  assert.match(text, /\n {2}disk vda: verified, 3\.00 MiB received, missing at cut-over 3 blocks\n {2}disk vdb: NOT verified, 1\.00 MiB received, missing at cut-over 4 blocks\n$/);
+  const one = formatVmResult({ ...r, verified: true, disks: [disk('disk0', true, 3 << 20, 3)] });
+  assert.match(one, /disk verified\n$/);
+  assert.equal(one.split('\n').length, 2, 'one disk: one line');
 });
