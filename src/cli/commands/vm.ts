@@ -110,8 +110,9 @@ export function formatVmResult(r: VmMigrationResult): string {
 function progressLine(p: VmProgress): string {
   const d = p.disk;
   const disk = d.progress !== null ? `disk ${(d.progress * 100).toFixed(1)}%${d.remainingBlocks !== null ? ` (${d.remainingBlocks} blocks left)` : ''}` : `disk ${d.phase}`;
+  const each = p.disks.length > 1 ? ` (${p.disks.map((x) => `${x.name} ${x.progress !== null ? `${(x.progress * 100).toFixed(1)}%` : x.phase}`).join(', ')})` : '';
   const ram = p.ram ? ` | RAM ${p.ram.status} ${formatBytes(p.ram.transferred)} of ${formatBytes(p.ram.total)}` : '';
-  return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${ram}`;
+  return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${each}${ram}`;
 }
 
 export function registerVm(program: Command): void {
