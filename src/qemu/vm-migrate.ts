@@ -110,6 +110,8 @@ export interface VmDiskResult {
   /** The target agent's last status. */
   disk: Record<string, unknown>;
   missing_at_cutover: number | null;
+  /** From the cut-over request until this disk's target agent was seen serving (the last disk's is storage_cutover_ms). */
+  serving_after_ms: number | null;
   verified: boolean | null;
 }
 
@@ -273,9 +275,11 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     storageHandedOver = true;
     // Every disk at once, inside the one pause: one storage downtime for the VM.
     await disks.cutover();
+    const servingAfter = new Map<string, number>();
     const cutDeadline = Date.now() + (o.cutoverTimeoutMs ?? 60_000);
     for (;;) {
       see(await disks.targetStatuses());
+      for (const d of lastDisks) if (SERVING_PHASES.includes(String(d.status.phase)) && !servingAfter.has(d.name)) servingAfter.set(d.name, Date.now() - swStart);
       if (lastDisks.every((d) => SERVING_PHASES.includes(String(d.status.phase)))) break;
       DiskSet.throwIfFailed(lastDisks, 'target', 'during the storage cut-over');
       if (Date.now() > cutDeadline) {
@@ -358,7 +362,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       disk: lastDisk,
       missing_at_cutover: missingAtCutover,
       verified: typeof lastDisk.verified === 'boolean' ? lastDisk.verified : null,
-      disks: lastDisks.map((d) => ({ name: d.name, disk: d.status, missing_at_cutover: missingPerDisk.get(d.name) ?? null, verified: typeof d.status.verified === 'boolean' ? d.status.verified : null })),
+      disks: lastDisks.map((d) => ({ name: d.name, disk: d.status, missing_at_cutover: missingPerDisk.get(d.name) ?? null, serving_after_ms: servingAfter.get(d.name) ?? null, verified: typeof d.status.verified === 'boolean' ? d.status.verified : null })),
     };
   } catch (e) {
     if (!vmAtTarget && continueSent) {

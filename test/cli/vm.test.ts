@@ -133,7 +133,7 @@ test('vm migrate --disk ×2: SIGTERM during pre-copy rolls back both disks (ever
 });
 
 test('vm migrate\'s report: the totals, then a line per disk when there are several', () => {
-  const disk = (name: string, verified: boolean, receivedBytes: number, missing: number) => ({ name, disk: { phase: 'done', verified, receivedBytes }, missing_at_cutover: missing, verified });
+  const disk = (name: string, verified: boolean, receivedBytes: number, missing: number) => ({ name, disk: { phase: 'done', verified, receivedBytes }, missing_at_cutover: missing, serving_after_ms: 10, verified });
   const r: VmMigrationResult = {
     time_total_s: 12.5, time_precopy_s: 8, time_ram_s: 3, time_postcopy_s: 1.5, downtime_ms: 420, qemu_downtime_ms: 300, storage_cutover_ms: 35,
     ram: { transferred_bytes: 64 << 20, total_bytes: 128 << 20, duplicate_pages: 0, normal_pages: 0, dirty_sync_count: 2 },

@@ -47,6 +47,8 @@ test('a two-disk QEMU guest (raw + qcow2 overlay) migrates while writing to both
   assert.ok(r.vm);
   assert.deepEqual(r.vm.disks.map((d) => [d.name, d.verified]), [['vda', true], ['vdb', true]]);
   assert.equal(r.vm.verified, true);
+  // One storage cut-over for both: each disk served within the one switch-over pause.
+  for (const d of r.vm.disks) assert.ok(d.serving_after_ms !== null && d.serving_after_ms <= r.vm.storage_cutover_ms, `${d.name} served after ${d.serving_after_ms} ms of ${r.vm.storage_cutover_ms}`);
   // The target's vdb is again a thin overlay on its own base, and sound.
   assert.ok(r.qcow2.checkOk, r.qcow2.checkOutput);
   assert.match(r.qcow2.backing ?? '', /base-at-target\.qcow2$/);
