@@ -104,7 +104,8 @@ try {
     verified: reports.map((r) => r.verified),
     loadavg_1m: Math.round(loadavg()[0]! * 100) / 100,
   };
-  if (a.json) process.stdout.write(JSON.stringify(out) + '\n');
+  const headline = { fairness_min_over_max: out.fairness_min_over_max, link_use: out.link_use };
+  if (a.json) process.stdout.write(JSON.stringify({ headline, ...out }) + '\n');
   else {
     process.stdout.write(`${n} disks (${sizes.map((s) => `${s >> 20} MiB`).join(', ')}) through one ${bandwidthBps / 1e6} Mbit/s link, RTT ${rttMs} ms, each source at ${perSource / 1e6} Mbit/s${a.split ? ' (split)' : ''}\n`);
     process.stdout.write(`while all were in their first pass (${out.window_s} s): ${out.rate_mbit.map((r, i) => `disk ${i} ${r} Mbit/s`).join(', ')}; slowest/fastest ${out.fairness_min_over_max}, link use ${out.link_use}\n`);
