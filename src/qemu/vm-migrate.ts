@@ -26,6 +26,13 @@
  *  6. post-copy carries on while the VM runs at the target; wait until the
  *     target agent reports `done` (and `verified`).
  *
+ * Several disks (`disks`): one agent pair per disk, driven as one set
+ * (disk-set.ts): pre-copy converged when every disk is, one cut-over for all
+ * inside the same switch-over pause (every source agent cut over, every
+ * target agent serving, then `migrate-continue`), post-copy until every
+ * target agent is done; a failure of any disk before the VM runs at the
+ * target rolls all of them back.
+ *
  * Failure before step 5 completes leaves the VM at the source: `migrate_cancel`,
  * both agents aborted (the source with `reclaim` once its disk was handed over:
  * the target VM never ran, so the source image is still current), and `cont`
@@ -35,26 +42,29 @@
 import type { Logger } from 'pino';
 import type { Address } from '../util/address.ts';
 import { formatAddress } from '../util/address.ts';
-import { controlRequest } from '../control/client.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
-import { ErrorCode, FlimcdError, QmpError } from '../errors.ts';
+import { ErrorCode, FlimcdError, QmpError, UsageError } from '../errors.ts';
 import { ChangedMigrationSettings } from './ram-settings.ts';
 import { GuestIoErrorWatch, type GuestIoErrors } from './guest-io-errors.ts';
 import { checkTargetAttached } from './target-attach.ts';
 import { RamConvergenceWatch, type RamFigures } from './ram-convergence.ts';
+import { DiskSet, remainingBytes, sumField, totalStatus, SERVING_PHASES, type DiskEndpoints, type DiskStatus } from './disk-set.ts';
 
 export interface VmMigrateOptions {
   sourceQmp: Address;
   targetQmp: Address;
-  sourceControl: Address;
-  targetControl: Address;
+  /** The one disk's agents (single-disk form; or `disks`). */
+  sourceControl?: Address;
+  targetControl?: Address;
+  /** Several disks of the VM, each with its own agent pair (or `sourceControl`/`targetControl` for one). */
+  disks?: DiskEndpoints[];
   /** Where the target QEMU listens for the RAM stream (`migrate-incoming`), e.g. tcp:0.0.0.0:4444. */
   incomingUri: string;
   /** Where the source QEMU sends it (default `incomingUri`): e.g. through a WAN link. */
   migrateUri?: string;
   /** QEMU's RAM migration bandwidth limit, bytes/s (`max-bandwidth`; set back afterwards); QEMU 7.2's default is 128 MiB/s. */
   ramMaxBandwidth?: number;
-  /** Start the RAM migration once the disk's dirty set is at most this (default 8 MiB or 1 s of link). */
+  /** Start the RAM migration once the disks' dirty sets together are at most this (default 8 MiB or 1 s of link). */
   precopyThresholdBytes?: number;
   /** Start the RAM migration anyway after this long (default 30 min): post-copy moves the rest. */
   precopyTimeoutMs?: number;
@@ -83,8 +93,30 @@ export type VmStage = 'precopy' | 'ram' | 'switchover' | 'postcopy' | 'done' | '
 export interface VmProgress {
   stage: VmStage;
   elapsedMs: number;
-  disk: { phase: string; progress: number | null; remainingBlocks: number | null; blockSize: number | null; wireBytes: number | null };
+  /** All disks together (one disk: that disk). */
+  disk: DiskProgress;
+  /** Each disk. */
+  disks: Array<DiskProgress & { name: string }>;
   ram: { status: string; transferred: number; total: number; remaining: number } | null;
+}
+
+export interface DiskProgress {
+  phase: string;
+  progress: number | null;
+  remainingBlocks: number | null;
+  blockSize: number | null;
+  wireBytes: number | null;
+}
+
+/** One disk's part of the result. */
+export interface VmDiskResult {
+  name: string;
+  /** The target agent's last status. */
+  disk: Record<string, unknown>;
+  missing_at_cutover: number | null;
+  /** From the cut-over request until this disk's target agent was seen serving (the last disk's is storage_cutover_ms). */
+  serving_after_ms: number | null;
+  verified: boolean | null;
 }
 
 export interface VmMigrationResult {
@@ -103,13 +135,16 @@ export interface VmMigrationResult {
   /** The storage cut-over inside the switch-over pause. */
   storage_cutover_ms: number;
   ram: { transferred_bytes: number; total_bytes: number; duplicate_pages: number; normal_pages: number; dirty_sync_count: number };
-  /** The target agent's last status (phase, verified, counters). */
+  /** The target agents' last status (phase, verified, counters), all disks together (one disk: its status). */
   disk: Record<string, unknown>;
-  /** Blocks the target lacked at cut-over (moved in post-copy). */
+  /** Blocks the targets lacked at cut-over (moved in post-copy), all disks. */
   missing_at_cutover: number | null;
+  /** Every disk verified. */
   verified: boolean | null;
   /** I/O errors the guest saw on either QEMU during the migration: any makes it a failure. */
   guest_io_errors: GuestIoErrors;
+  /** Each disk, in the order given. */
+  disks: VmDiskResult[];
 }
 
 export class VmMigrationError extends FlimcdError {
@@ -125,7 +160,6 @@ const sleep = (ms: number, signal: AbortSignal | undefined) =>
     setTimeout(resolve, ms);
   });
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-const SERVING = ['postcopy', 'verify', 'done'];
 
 interface QueryMigrate {
   status?: string;
@@ -135,8 +169,18 @@ interface QueryMigrate {
   ram?: RamFigures & { transferred?: number; total?: number; remaining?: number; duplicate?: number; normal?: number; 'dirty-sync-count'?: number };
 }
 
-async function status(addr: Address): Promise<Record<string, unknown>> {
-  return controlRequest<Record<string, unknown>>(addr, 'GET', '/status', undefined, { timeoutMs: 5000 });
+const diskProgress = (st: Record<string, unknown>): DiskProgress => ({
+  phase: typeof st.phase === 'string' ? st.phase : 'unknown', progress: num(st.progress), remainingBlocks: num(st.remainingBlocks), blockSize: num(st.blockSize), wireBytes: num(st.wireBytes),
+});
+
+/** The disks of `o`: `disks`, or the single-disk form. */
+export function diskEndpoints(o: Pick<VmMigrateOptions, 'disks' | 'sourceControl' | 'targetControl'>): DiskEndpoints[] {
+  if (o.disks?.length) {
+    if (o.sourceControl || o.targetControl) throw new UsageError('give either disks or sourceControl/targetControl, not both');
+    return o.disks;
+  }
+  if (!o.sourceControl || !o.targetControl) throw new UsageError('no disk: give disks, or sourceControl and targetControl');
+  return [{ name: 'disk0', sourceControl: o.sourceControl, targetControl: o.targetControl }];
 }
 
 /** Migrates the VM; see the module comment for the sequence and the failure semantics. */
@@ -145,7 +189,13 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
   const poll = o.pollMs ?? 50;
   const t0 = Date.now();
   let stage: VmStage = 'precopy';
+  const disks = new DiskSet(diskEndpoints(o));
+  let lastDisks: DiskStatus[] = [];
   let lastDisk: Record<string, unknown> = {};
+  const see = (all: DiskStatus[]) => {
+    lastDisks = all;
+    lastDisk = totalStatus(all);
+  };
   let lastRam: QueryMigrate | undefined;
   const progress = () => {
     if (!o.onProgress) return;
@@ -153,7 +203,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     o.onProgress({
       stage,
       elapsedMs: Date.now() - t0,
-      disk: { phase: typeof lastDisk.phase === 'string' ? lastDisk.phase : 'unknown', progress: num(lastDisk.progress), remainingBlocks: num(lastDisk.remainingBlocks), blockSize: num(lastDisk.blockSize), wireBytes: num(lastDisk.wireBytes) },
+      disk: diskProgress(lastDisk),
+      disks: lastDisks.map((d) => ({ name: d.name, ...diskProgress(d.status) })),
       ram: lastRam ? { status: lastRam.status ?? 'none', transferred: ram?.transferred ?? 0, total: ram?.total ?? 0, remaining: ram?.remaining ?? 0 } : null,
     });
   };
@@ -174,19 +225,19 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     const ds = await dst.execute<{ status: string }>('query-status');
     if (ds.status !== 'inmigrate') throw new FlimcdError(`the target QEMU is ${ds.status}; start it with -incoming defer`, ErrorCode.VM_STATE);
 
-    // 1. Pre-copy until the dirty set is small.
+    // 1. Pre-copy until the dirty sets (all disks together) are small.
     const precopyDeadline = t0 + (o.precopyTimeoutMs ?? 30 * 60_000);
     for (;;) {
-      lastDisk = await status(o.sourceControl);
+      see(await disks.sourceStatuses());
       progress();
-      const phase = String(lastDisk.phase);
-      if (phase === 'failed') throw new FlimcdError('the source agent reports the migration failed', ErrorCode.VM_MIGRATION);
-      if (phase !== 'starting' && phase !== 'precopy') throw new FlimcdError(`the source agent is already in phase ${phase}; start it with --manual-cutover`, ErrorCode.VM_STATE);
-      const round = num(lastDisk.round) ?? 0;
-      const remaining = (num(lastDisk.remainingBlocks) ?? Infinity) * (num(lastDisk.blockSize) ?? 65536);
-      const rate = num(lastDisk.linkRateBps);
-      const threshold = o.precopyThresholdBytes ?? Math.max(8 << 20, rate ? rate / 8 : 0);
-      if (phase === 'precopy' && round >= 1 && remaining <= threshold) break;
+      DiskSet.throwIfFailed(lastDisks, 'source', 'in pre-copy');
+      const ahead = lastDisks.find((d) => d.status.phase !== 'starting' && d.status.phase !== 'precopy');
+      if (ahead) throw new FlimcdError(`${disks.size > 1 ? `disk ${ahead.name}: ` : ''}the source agent is already in phase ${String(ahead.status.phase)}; start it with --manual-cutover`, ErrorCode.VM_STATE);
+      const remaining = remainingBytes(lastDisks);
+      // The disks share one link: one second of it is the largest link rate any agent sees.
+      const rate = Math.max(0, ...lastDisks.map((d) => num(d.status.linkRateBps) ?? 0));
+      const threshold = o.precopyThresholdBytes ?? Math.max(8 << 20, rate / 8);
+      if (DiskSet.precopyConverged(lastDisks, threshold)) break;
       if (Date.now() > precopyDeadline) {
         log?.warn({ remainingBytes: remaining }, 'pre-copy did not converge in time; moving on, post-copy carries the rest');
         break;
@@ -198,7 +249,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     // 2. RAM migration with a pause before the switch-over.
     await o.hooks?.beforeRam?.();
     stage = 'ram';
-    await checkTargetAttached(dst, await status(o.targetControl));
+    for (const d of await disks.targetStatuses()) await checkTargetAttached(dst, d.status);
     await dst.execute('migrate-incoming', { uri: o.incomingUri });
     // Remembered as found, and set back at the end whatever happens.
     settings = await ChangedMigrationSettings.apply(src, {
@@ -227,8 +278,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       const stuck = convergence.observe(lastRam.ram);
       if (stuck) log?.warn(stuck, 'the RAM migration is not converging: the guest dirties memory about as fast as QEMU sends it; raise --ram-bandwidth, or --ram-timeout rolls back');
       if (tick++ % 10 === 0) {
-        lastDisk = await status(o.sourceControl);
-        if (lastDisk.phase === 'failed') throw new FlimcdError('the disk migration failed during the RAM migration', ErrorCode.VM_MIGRATION);
+        see(await disks.sourceStatuses());
+        DiskSet.throwIfFailed(lastDisks, 'source', 'during the RAM migration');
       }
       progress();
       await sleep(poll, o.signal);
@@ -238,19 +289,25 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     stage = 'switchover';
     const swStart = Date.now();
     storageHandedOver = true;
-    await controlRequest(o.sourceControl, 'POST', '/cutover', {});
+    // Every disk at once, inside the one pause: one storage downtime for the VM.
+    await disks.cutover();
+    const servingAfter = new Map<string, number>();
     const cutDeadline = Date.now() + (o.cutoverTimeoutMs ?? 60_000);
     for (;;) {
-      lastDisk = await status(o.targetControl);
-      const phase = String(lastDisk.phase);
-      if (SERVING.includes(phase)) break;
-      if (phase === 'failed') throw new FlimcdError('the target agent failed during the storage cut-over', ErrorCode.VM_MIGRATION);
-      if (Date.now() > cutDeadline) throw new FlimcdError(`the target agent did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
+      see(await disks.targetStatuses());
+      for (const d of lastDisks) if (SERVING_PHASES.includes(String(d.status.phase)) && !servingAfter.has(d.name)) servingAfter.set(d.name, Date.now() - swStart);
+      if (lastDisks.every((d) => SERVING_PHASES.includes(String(d.status.phase)))) break;
+      DiskSet.throwIfFailed(lastDisks, 'target', 'during the storage cut-over');
+      if (Date.now() > cutDeadline) {
+        const late = lastDisks.filter((d) => !SERVING_PHASES.includes(String(d.status.phase))).map((d) => d.name);
+        throw new FlimcdError(`the target agent${disks.size > 1 ? ` of disk ${late.join(', ')}` : ''} did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
+      }
       await sleep(Math.min(poll, 20), o.signal);
     }
-    // The guest must find its disk at the target: the target QEMU's NBD node on the live target export.
-    await checkTargetAttached(dst, lastDisk);
-    const missingAtCutover = num(lastDisk.missingBlocks);
+    // The guest must find its disks at the target: the target QEMU's NBD nodes on the live target exports.
+    for (const d of lastDisks) await checkTargetAttached(dst, d.status);
+    const missingAtCutover = sumField(lastDisks, 'missingBlocks');
+    const missingPerDisk = new Map(lastDisks.map((d) => [d.name, num(d.status.missingBlocks)]));
     const storageCutoverMs = Date.now() - swStart;
     log?.info({ storageCutoverMs, missingAtCutover }, 'storage cut over; continuing the switch-over');
     progress();
@@ -293,10 +350,11 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     const postDeadline = Date.now() + (o.postcopyTimeoutMs ?? 2 * 3600_000);
     if (o.postcopyTimeoutMs !== 0) {
       for (;;) {
-        lastDisk = await status(o.targetControl);
+        see(await disks.targetStatuses());
         progress();
-        if (lastDisk.phase === 'done') break;
-        if (lastDisk.phase === 'failed') throw new FlimcdError('post-copy failed at the target agent', ErrorCode.VM_POSTCOPY);
+        if (lastDisks.every((d) => d.status.phase === 'done')) break;
+        const failed = lastDisks.find((d) => d.status.phase === 'failed');
+        if (failed) throw new FlimcdError(`post-copy failed at the target agent${disks.size > 1 ? ` of disk ${failed.name}` : ''}`, ErrorCode.VM_POSTCOPY);
         if (Date.now() > postDeadline) throw new FlimcdError(`post-copy did not finish within ${o.postcopyTimeoutMs} ms`, ErrorCode.VM_TIMEOUT);
         await sleep(Math.max(poll, 100), o.signal);
       }
@@ -326,6 +384,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       missing_at_cutover: missingAtCutover,
       verified: typeof lastDisk.verified === 'boolean' ? lastDisk.verified : null,
       guest_io_errors: guestIoErrors,
+      disks: lastDisks.map((d) => ({ name: d.name, disk: d.status, missing_at_cutover: missingPerDisk.get(d.name) ?? null, serving_after_ms: servingAfter.get(d.name) ?? null, verified: typeof d.status.verified === 'boolean' ? d.status.verified : null })),
     };
   } catch (e) {
     if (!vmAtTarget && continueSent) {
@@ -341,7 +400,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     }
     stage = 'rollback';
     progress();
-    await rollback(src, ramStarted, storageHandedOver, o, log);
+    await rollback(src, ramStarted, storageHandedOver, disks, o, log);
     await restoreSettings(settings, log);
     throw new VmMigrationError(`VM migration failed; the VM keeps running at the source: ${(e as Error).message}`, 'source', { cause: e });
   } finally {
@@ -362,7 +421,7 @@ async function restoreSettings(settings: ChangedMigrationSettings | undefined, l
  * cancelling lets the source VM run again at once, and its I/O must find the
  * disk served, not shut.
  */
-async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: boolean, o: VmMigrateOptions, log?: Logger): Promise<void> {
+async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: boolean, disks: DiskSet, o: VmMigrateOptions, log?: Logger): Promise<void> {
   const step = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
@@ -370,8 +429,11 @@ async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: 
       log?.warn({ err: (e as Error).message }, `rollback: ${what} failed`);
     }
   };
-  // The source agent takes the disk back (after a hand-over too: the target VM never ran).
-  await step('abort the source agent', () => controlRequest(o.sourceControl, 'POST', '/abort', { reason: 'VM migration failed', ...(storageHandedOver ? { reclaim: true } : {}) }));
+  // Every source agent takes its disk back (after a hand-over too: the target VM never ran).
+  await step('abort the source agents', async () => {
+    const failed = await disks.abortSources('VM migration failed', storageHandedOver);
+    if (failed.length) throw new Error(failed.join('; '));
+  });
   if (ramStarted) {
     await step('migrate_cancel', () => src.execute('migrate_cancel', undefined, { timeoutMs: 10_000 }));
     await step('wait for the cancel', async () => {
@@ -382,14 +444,10 @@ async function rollback(src: QmpClient, ramStarted: boolean, storageHandedOver: 
       }
     });
   }
-  await step('abort the target agent', () =>
-    controlRequest(o.targetControl, 'POST', '/abort', { reason: 'VM migration failed' }).catch((e: unknown) => {
-      // A target agent that has already exited (the source's abort ended its session) is what the rollback wants.
-      if (e instanceof FlimcdError && e.code === ErrorCode.CONTROL_UNREACHABLE) log?.info({ target: formatAddress(o.targetControl) }, 'rollback: the target agent has already stopped');
-      else if (e instanceof FlimcdError && e.code === ErrorCode.ABORT_REFUSED) log?.info({ target: formatAddress(o.targetControl) }, 'rollback: the target agent\'s migration has already ended');
-      else throw e;
-    }),
-  );
+  await step('abort the target agents', async () => {
+    const failed = await disks.abortTargets('VM migration failed', log);
+    if (failed.length) throw new Error(failed.join('; '));
+  });
   await step('resume the source VM', async () => {
     const s = await src.execute<{ status: string }>('query-status');
     if (s.status !== 'running') await src.execute('cont');

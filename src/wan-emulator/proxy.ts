@@ -135,6 +135,8 @@ export class WanProxy {
   private refuseUntil = -Infinity;
   private refuseTimer: TimerHandle | null = null;
   private closing = false;
+  /** Further listeners (addRoute) whose connections share this link. */
+  private readonly routes = new Set<net.Server>();
 
   constructor(opts: WanProxyOptions) {
     this.opts = opts;
@@ -160,6 +162,26 @@ export class WanProxy {
     if (this.server) throw new FlimcdError('WanProxy is already listening', ErrorCode.STATE);
     this.bound = await this.openListener(this.opts.listen);
     return this.bound;
+  }
+
+  /**
+   * Another entrance to the same link: connections accepted at `listen` go
+   * to `to`, their bytes on this link with every other connection's (several
+   * agent pairs, e.g. a VM's disks, behind one WAN). cut()'s refusal period
+   * does not close these listeners.
+   */
+  async addRoute(listen: Address, to: Address): Promise<Address> {
+    if (this.closing) throw new FlimcdError('WanProxy is closed', ErrorCode.STATE);
+    if (listen.kind === 'unix') await removeStaleSocket(listen.path, '--listen');
+    const server = net.createServer({ allowHalfOpen: true }, (s) => this.accept(s, to));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      if (listen.kind === 'unix') server.listen(listen.path, resolve);
+      else server.listen(listen.port, listen.host, resolve);
+    });
+    this.routes.add(server);
+    if (listen.kind === 'unix') return listen;
+    return { kind: 'tcp', host: listen.host, port: (server.address() as net.AddressInfo).port };
   }
 
   /**
@@ -223,6 +245,8 @@ export class WanProxy {
       c.upstream.destroy();
     }
     this.link.close();
+    for (const r of this.routes) r.close();
+    this.routes.clear();
     await this.closeListener();
   }
 
@@ -293,12 +317,11 @@ export class WanProxy {
 
   // --- connections ----------------------------------------------------------
 
-  private accept(client: net.Socket): void {
+  private accept(client: net.Socket, to: Address = this.opts.to): void {
     if (this.closing || this.clock.now() < this.refuseUntil) {
       abort(client);
       return;
     }
-    const to = this.opts.to;
     const upstream = to.kind === 'unix' ? net.connect({ path: to.path, allowHalfOpen: true }) : net.connect({ host: to.host, port: to.port, allowHalfOpen: true });
     if (client.setNoDelay) client.setNoDelay(true);
     if (to.kind === 'tcp') upstream.setNoDelay(true);

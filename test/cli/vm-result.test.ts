@@ -14,7 +14,7 @@ const none = { events: 0, failed_reads: 0, failed_writes: 0, failed_flushes: 0 }
 const result = (o: Partial<VmMigrationResult>): VmMigrationResult => ({
   time_total_s: 10, time_precopy_s: 5, time_ram_s: 4, time_postcopy_s: 1, downtime_ms: 200, qemu_downtime_ms: 50, storage_cutover_ms: 30,
   ram: { transferred_bytes: 1 << 20, total_bytes: 1 << 20, duplicate_pages: 0, normal_pages: 256, dirty_sync_count: 2 },
-  disk: {}, missing_at_cutover: 0, verified: true, guest_io_errors: { ...none, total: 0, source: none, target: none }, ...o,
+  disk: {}, missing_at_cutover: 0, verified: true, guest_io_errors: { ...none, total: 0, source: none, target: none }, disks: [], ...o,
 });
 
 test('vm migrate result: guest I/O errors make it a failure (exit 1) whatever the disk verification says', () => {

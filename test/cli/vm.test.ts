@@ -9,6 +9,8 @@ import { flimcd, flimcdSpawn } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
 import type { TestCtx } from '../helpers/test-context.ts';
+import { formatVmResult } from '../../src/cli/commands/vm.ts';
+import type { VmMigrationResult } from '../../src/qemu/vm-migrate.ts';
 
 const base = (dir: string) => ['vm', 'migrate', '--source-control', `unix:${join(dir, 's.ctl')}`, '--target-control', `unix:${join(dir, 't.ctl')}`, '--incoming', 'tcp:127.0.0.1:4444'];
 
@@ -92,3 +94,57 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     assert.equal(src.aborts, 1, 'the source agent was told to abort');
   });
 }
+
+test('vm migrate --disk: several disks; bad --disk input exits 2 naming what was wrong', async () => {
+  const qmp = ['vm', 'migrate', '--source-qmp', 'unix:/a', '--target-qmp', 'unix:/b', '--incoming', 'tcp:127.0.0.1:4444'];
+  const cases: Array<[string[], RegExp]> = [
+    [[], /give --source-control and --target-control \(one disk\), or --disk for each disk/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--source-control', 'unix:/x'], /give --disk \(one per disk\) or --source-control and --target-control \(one disk\), not both/],
+    [['--disk', 'name=vda,source=unix:/s'], /--disk: "name=vda,source=unix:\/s" needs source=ADDR and target=ADDR/],
+    [['--disk', 'name=vda,src=unix:/s,target=unix:/t'], /"src=unix:\/s" is not one of them/],
+    [['--disk', 'name=vda,source=/s,target=unix:/t'], /--disk vda source: "\/s" must start with unix: or tcp:/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--disk', 'name=vda,source=unix:/s2,target=unix:/t2'], /two disks are named vda/],
+    [['--disk', 'name=vda,source=unix:/s,target=unix:/t', '--disk', 'name=vdb,source=unix:/s,target=unix:/t2'], /disk vdb: control endpoint unix:\/s is given twice/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await flimcd([...qmp, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
+});
+
+test('vm migrate --disk ×2: SIGTERM during pre-copy rolls back both disks (every agent told) and exits 143', async (t) => {
+  const dir = tempDir(t);
+  await fakeQemu(t, join(dir, 'src.qmp'), 'running');
+  await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+  const agents = [];
+  for (const n of ['vda', 'vdb']) agents.push(await fakeAgent(t, join(dir, `${n}-s.ctl`)), await fakeAgent(t, join(dir, `${n}-t.ctl`)));
+  const disks = ['vda', 'vdb'].flatMap((n) => ['--disk', `name=${n},source=unix:${join(dir, `${n}-s.ctl`)},target=unix:${join(dir, `${n}-t.ctl`)}`]);
+  const p = flimcdSpawn(['vm', 'migrate', '--source-qmp', `unix:${join(dir, 'src.qmp')}`, '--target-qmp', `unix:${join(dir, 'dst.qmp')}`, '--incoming', 'tcp:127.0.0.1:4444', ...disks, '--json']);
+  t.after(() => p.child.kill('SIGKILL'));
+  let out = '';
+  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => out.includes('"name":"vdb"'), 30_000, 'vm migrate never reported both disks');
+  p.child.kill('SIGTERM');
+  const r = await p.exited;
+  assert.equal(r.code, 143, r.stderr);
+  assert.match(r.stdout, /"event":"failed".*"vm_at":"source"/);
+  assert.deepEqual(agents.map((a) => a.aborts), [1, 1, 1, 1], 'both disks\' source and target agents were told to abort');
+});
+
+test('vm migrate\'s report: the totals, then a line per disk when there are several', () => {
+  const disk = (name: string, verified: boolean, receivedBytes: number, missing: number) => ({ name, disk: { phase: 'done', verified, receivedBytes }, missing_at_cutover: missing, serving_after_ms: 10, verified });
+  const r: VmMigrationResult = {
+    time_total_s: 12.5, time_precopy_s: 8, time_ram_s: 3, time_postcopy_s: 1.5, downtime_ms: 420, qemu_downtime_ms: 300, storage_cutover_ms: 35,
+    ram: { transferred_bytes: 64 << 20, total_bytes: 128 << 20, duplicate_pages: 0, normal_pages: 0, dirty_sync_count: 2 },
+    disk: { phase: 'done', verified: false }, missing_at_cutover: 7, verified: false,
+    disks: [disk('vda', true, 3 << 20, 3), disk('vdb', false, 1 << 20, 4)],
+    guest_io_errors: { total: 0, events: 0, failed_reads: 0, failed_writes: 0, failed_flushes: 0, source: { events: 0, failed_reads: 0, failed_writes: 0, failed_flushes: 0 }, target: { events: 0, failed_reads: 0, failed_writes: 0, failed_flushes: 0 } },
+  };
+  const text = formatVmResult(r);
+  assert.match(text, /downtime 420 ms \(storage cut-over 35 ms\).*2 disks NOT verified, no guest I\/O error\n/);
+  assert.match(text, /\n {2}disk vda: verified, 3\.00 MiB received, missing at cut-over 3 blocks\n {2}disk vdb: NOT verified, 1\.00 MiB received, missing at cut-over 4 blocks\n$/);
+  const one = formatVmResult({ ...r, verified: true, disks: [disk('disk0', true, 3 << 20, 3)] });
+  assert.match(one, /disk verified, no guest I\/O error\n$/);
+  assert.equal(one.split('\n').length, 2, 'one disk: one line');
+});

@@ -399,3 +399,21 @@ test('a client that resets its connection makes the proxy reset the upstream sid
   await sleep(10);
   assert.equal(proxy.stats().connections.active, 0);
 });
+
+test('addRoute: a second entrance reaches its own upstream over the same link (a VM\'s disks behind one WAN)', async (t) => {
+  const a = await sinkServer(t);
+  const b = await sinkServer(t);
+  const { proxy, address } = await startProxy(t, a, { bandwidthBps: 1e9, rttMs: 2 });
+  const routed = await proxy.addRoute({ kind: 'unix', path: join(tempDir(t), 'route.sock') }, b);
+  const da = randomBytes(100_000);
+  const db = randomBytes(70_000);
+  const [ra, rb] = await Promise.all([sendToSink(address, da), sendToSink(routed, db)]);
+  assert.deepEqual([ra.bytes, ra.hash], [da.length, createHash('sha256').update(da).digest('hex')]);
+  assert.deepEqual([rb.bytes, rb.hash], [db.length, createHash('sha256').update(db).digest('hex')]);
+  // Both connections' bytes went over the one link.
+  const s = proxy.stats();
+  assert.equal(s.connections.total, 2);
+  assert.ok(s.forward.bytesOut >= da.length + db.length, `forward ${s.forward.bytesOut}`);
+  await proxy.close();
+  await assert.rejects(connect(routed), /ENOENT|ECONNREFUSED/, 'close() closes the routes too');
+});

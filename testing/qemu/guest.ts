@@ -2,7 +2,7 @@
  * A tiny Linux test guest: Debian's cloud kernel (scripts/fetch-guest-kernel.sh),
  * an initramfs built here (cpio newc, no external tool) from busybox-static,
  * the virtio modules and an init script that runs a self-checking write
- * workload on /dev/vda.
+ * workload on /dev/vda (and /dev/vdb … with flimcd.disks=N).
  *
  * The workload (init script below) writes whole blocks of random content at
  * random offsets with O_DIRECT, and after each completed write appends
@@ -21,7 +21,8 @@
  * (per cent of writes that go to the hot tenth of the disk, default 80),
  * flimcd.pause (seconds of sleep between writes, default 0), flimcd.rate
  * (writes per second, default 0: closed loop), flimcd.content (1: real file
- * content, default 0: random bytes).
+ * content, default 0: random bytes), flimcd.disks (how many virtio disks, vda,
+ * vdb …, default 1: the writes take turns).
  *
  * flimcd.rate makes the workload open-loop: write k is due at (k-1)/rate
  * seconds after READY whatever the disk does; a write that the disk holds up
@@ -35,6 +36,9 @@
  * (compressing), two in ten the next chunk of a real log appended to a log
  * area at the end of the disk; each block starts with a line naming its write,
  * so no two writes are the same.
+ *
+ * The final log prints one line per written block: `FLIMCD-LOG BLOCK MD5` for
+ * vda and `FLIMCD-LOG DEV BLOCK MD5` for the others.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
@@ -85,9 +89,6 @@ exec </dev/console >/dev/console 2>&1
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
   insmod /lib/modules/$m.ko || echo "FLIMCD-GUEST FAIL insmod $m"
 done
-i=0
-while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-if [ ! -b /dev/vda ]; then echo "FLIMCD-GUEST VERIFY FAIL no /dev/vda"; while true; do sleep 3600; done; fi
 arg() { v=$(sed -n "s/.*flimcd\.$1=\([0-9.]*\).*/\1/p" /proc/cmdline); echo "${"$"}{v:-$2}"; }
 BS=$(arg bs 65536)
 READS=$(arg reads 2)
@@ -95,12 +96,19 @@ HOT=$(arg hot 80)
 PAUSE=$(arg pause 0)
 RATE=$(arg rate 0)
 CONTENT=$(arg content 0)
-SECTORS=$(cat /sys/block/vda/size)
-NB=$((SECTORS * 512 / BS))
-HOTN=$((NB / 10)); [ $HOTN -gt 0 ] || HOTN=1
-HOT0=$((NB / 3))
-LOGN=$((NB / 20)); [ $LOGN -gt 0 ] || LOGN=1
-LOG0=$((NB - LOGN))
+ND=$(arg disks 1)
+DEVS=""; n=0
+for x in a b c d e f g h; do [ $n -lt $ND ] || break; DEVS="$DEVS vd$x"; n=$((n+1)); done
+for dev in $DEVS; do
+  i=0
+  while [ ! -b /dev/$dev ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+  if [ ! -b /dev/$dev ]; then echo "FLIMCD-GUEST VERIFY FAIL no /dev/$dev"; while true; do sleep 3600; done; fi
+  nb=$(( $(cat /sys/block/$dev/size) * 512 / BS ))
+  hotn=$((nb / 10)); [ $hotn -gt 0 ] || hotn=1
+  logn=$((nb / 20)); [ $logn -gt 0 ] || logn=1
+  eval "NB_$dev=$nb HOTN_$dev=$hotn HOT0_$dev=$((nb / 3)) LOGN_$dev=$logn LOG0_$dev=$((nb - logn))"
+done
+NB=$NB_vda
 rnd() { echo $(( (RANDOM * 32768 + RANDOM) % $1 )); }
 now_cs() { read -r up _ </proc/uptime; echo $(( ${"$"}{up%.*} * 100 + 1${"$"}{up#*.} - 100 )); }
 chunks() { echo $(( $(wc -c <$1) / 4096 )); }
@@ -112,11 +120,13 @@ workload() {
     if [ "$RATE" != 0 ]; then
       while [ $(( ($(now_cs) - T0) * RATE )) -lt $(( (seq - 1) * 100 )) ] && [ ! -e /tmp/stop ]; do sleep 0.02; done
     fi
-    if [ $((RANDOM % 100)) -lt $HOT ]; then b=$((HOT0 + $(rnd $HOTN))); else b=$(rnd $NB); fi
+    set -- $DEVS; shift $((seq % ND)); dev=$1
+    eval "nb=\$NB_$dev hotn=\$HOTN_$dev hot0=\$HOT0_$dev logn=\$LOGN_$dev log0=\$LOG0_$dev"
+    if [ $((RANDOM % 100)) -lt $HOT ]; then b=$((hot0 + $(rnd $hotn))); else b=$(rnd $nb); fi
     if [ "$CONTENT" = 1 ]; then
       k=$((RANDOM % 10))
       if [ $k -ge 8 ]; then
-        b=$((LOG0 + logseq % LOGN)); src=/corpus/log; off=$(( (logseq * BS / 4096) % LOGC )); logseq=$((logseq+1))
+        b=$((log0 + logseq % logn)); src=/corpus/log; off=$(( (logseq * BS / 4096) % LOGC )); logseq=$((logseq+1))
       elif [ $k -ge 5 ]; then src=/corpus/tree.tar.gz; off=$(rnd $GZN)
       else src=/corpus/tree.tar; off=$(rnd $TARN); fi
       { echo "flimcd write $seq block $b"; dd if=$src bs=4096 skip=$off count=$((BS / 4096)) 2>/dev/null; dd if=/dev/zero bs=$BS count=1 2>/dev/null; } | dd of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
@@ -124,15 +134,15 @@ workload() {
       dd if=/dev/urandom of=/tmp/blk bs=$BS count=1 iflag=fullblock 2>/dev/null
     fi
     sum=$(md5sum </tmp/blk); sum=${"$"}{sum%% *}
-    if dd if=/tmp/blk of=/dev/vda bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>/dev/null; then
-      echo "$b $sum" >>/tmp/log
+    if dd if=/tmp/blk of=/dev/$dev bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>/dev/null; then
+      echo "$dev $b $sum" >>/tmp/log
     else
-      err=$((err+1)); echo "FLIMCD-GUEST IOERROR write block=$b seq=$seq"
-      echo "$b ?" >>/tmp/log
+      err=$((err+1)); echo "FLIMCD-GUEST IOERROR write disk=$dev block=$b seq=$seq"
+      echo "$dev $b ?" >>/tmp/log
     fi
     r=0
     while [ $r -lt $READS ]; do
-      dd if=/dev/vda of=/dev/null bs=$BS skip=$(rnd $NB) count=1 iflag=direct 2>/dev/null || { err=$((err+1)); echo "FLIMCD-GUEST IOERROR read seq=$seq"; }
+      dd if=/dev/$dev of=/dev/null bs=$BS skip=$(rnd $nb) count=1 iflag=direct 2>/dev/null || { err=$((err+1)); echo "FLIMCD-GUEST IOERROR read disk=$dev seq=$seq"; }
       r=$((r+1))
     done
     [ $((seq % 25)) -eq 0 ] && echo "FLIMCD-GUEST PROGRESS writes=$seq"
@@ -153,15 +163,17 @@ read -r WRITES ERR </tmp/wrote
 echo "FLIMCD-GUEST STOPPED writes=$WRITES"
 sync
 echo 3 >/proc/sys/vm/drop_caches
-awk '{ last[$1] = $2 } END { for (k in last) print k, last[k] }' /tmp/log >/tmp/final
+awk '{ last[$1 " " $2] = $3 } END { for (k in last) print k, last[k] }' /tmp/log >/tmp/final
 n=0; bad=0
-while read -r b sum; do
+while read -r dev b sum; do
   n=$((n+1))
-  got=$(dd if=/dev/vda bs=$BS skip=$b count=1 iflag=direct 2>/dev/null | md5sum); got=${"$"}{got%% *}
-  if [ "$got" != "$sum" ]; then bad=$((bad+1)); echo "FLIMCD-GUEST MISMATCH block=$b want=$sum got=$got"; fi
+  got=$(dd if=/dev/$dev bs=$BS skip=$b count=1 iflag=direct 2>/dev/null | md5sum); got=${"$"}{got%% *}
+  if [ "$got" != "$sum" ]; then bad=$((bad+1)); echo "FLIMCD-GUEST MISMATCH disk=$dev block=$b want=$sum got=$got"; fi
 done </tmp/final
 echo "FLIMCD-LOG-BEGIN"
-while read -r b sum; do echo "FLIMCD-LOG $b $sum"; done </tmp/final
+while read -r dev b sum; do
+  if [ "$dev" = vda ]; then echo "FLIMCD-LOG $b $sum"; else echo "FLIMCD-LOG $dev $b $sum"; fi
+done </tmp/final
 echo "FLIMCD-LOG-END"
 if [ $bad -eq 0 ] && [ "$ERR" = 0 ]; then
   echo "FLIMCD-GUEST VERIFY PASS blocks=$n writes=$WRITES"
@@ -221,14 +233,16 @@ export function buildInitramfs(out: string, kernel: GuestKernel, o: { busybox?: 
 }
 
 /** Kernel command line for the test guest with workload parameters. */
-export function guestCmdline(p: { bs?: number; reads?: number; hot?: number; pause?: number; rate?: number; content?: 'random' | 'real' } = {}): string {
-  const parts = ['console=ttyS0', 'quiet', 'panic=-1', 'rdinit=/init'];
+export function guestCmdline(p: { bs?: number; reads?: number; hot?: number; pause?: number; rate?: number; content?: 'random' | 'real'; disks?: number } = {}): string {
+  // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic ("IO-APIC + timer doesn't work").
+  const parts = ['console=ttyS0', 'quiet', 'panic=-1', 'rdinit=/init', 'no_timer_check'];
   if (p.bs !== undefined) parts.push(`flimcd.bs=${p.bs}`);
   if (p.reads !== undefined) parts.push(`flimcd.reads=${p.reads}`);
   if (p.hot !== undefined) parts.push(`flimcd.hot=${p.hot}`);
   if (p.pause !== undefined) parts.push(`flimcd.pause=${p.pause}`);
   if (p.rate !== undefined) parts.push(`flimcd.rate=${p.rate}`);
   if (p.content === 'real') parts.push('flimcd.content=1');
+  if (p.disks !== undefined) parts.push(`flimcd.disks=${p.disks}`);
   return parts.join(' ');
 }
 

@@ -187,7 +187,7 @@ async function setRamSettings(q: QmpClient, o: VmRigOptions): Promise<void> {
 }
 
 /** `n` distinct free loopback ports (held open together, so they differ, then released). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () =>
       new Promise<net.Server>((resolve, reject) => {
@@ -202,7 +202,7 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-function linkBytes(p: WanProxy): number {
+export function linkBytes(p: WanProxy): number {
   const s = p.stats();
   return s.forward.bytesOut + s.reverse.bytesOut;
 }
@@ -214,7 +214,7 @@ async function md5Block(fh: Awaited<ReturnType<typeof open>>, block: number, bs:
 }
 
 /** Host-side check of the image the target VM uses: written blocks against the guest's log, the rest against the original. */
-async function hostCompare(image: string, original: string, log: Map<number, string>, size: number, bs: number): Promise<VmRigResult['host']> {
+export async function hostCompare(image: string, original: string, log: Map<number, string>, size: number, bs: number): Promise<VmRigResult['host']> {
   const a = await open(image, 'r');
   const b = await open(original, 'r');
   let mismatches = 0;
@@ -323,7 +323,8 @@ export async function runVmMigration(o: VmRigOptions): Promise<VmRigResult> {
   }
 }
 
-async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number): Promise<{ guest: VmRigResult['guest']; log: Map<number, string>; stopSentAt: number }> {
+/** Lets the guest write `writesAtTarget` more, tells it STOP, and collects its verdict and final log (vda's in `log`, every disk's in `logs`). */
+export async function finishGuest(o: Pick<VmRigOptions, 'writesAtTarget'>, target: QemuGuest, fromLine: number): Promise<{ guest: VmRigResult['guest']; log: Map<number, string>; logs: Map<string, Map<number, string>>; stopSentAt: number }> {
   // Keep writing at the target for a while (post-copy may still run), then check.
   const want = o.writesAtTarget ?? 25;
   // (fromLine: only progress printed from there on counts as "at the target".)
@@ -339,13 +340,19 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
   const m = await target.serial.waitFor(/FLIMCD-GUEST VERIFY (PASS|FAIL).*/, 120_000);
   const lines = target.serial.lines;
   const log = new Map<number, string>();
+  const logs = new Map<string, Map<number, string>>([['vda', log]]);
   let inLog = false;
   for (const l of lines) {
     if (l.includes('FLIMCD-LOG-BEGIN')) inLog = true;
     else if (l.includes('FLIMCD-LOG-END')) inLog = false;
     else if (inLog) {
-      const x = /FLIMCD-LOG (\d+) (\S+)/.exec(l);
-      if (x) log.set(Number(x[1]), x[2]!);
+      // vda's lines carry no device name; the other disks' do.
+      const x = /FLIMCD-LOG (?:(vd[a-z]) )?(\d+) (\S+)/.exec(l);
+      if (x) {
+        const dev = x[1] ?? 'vda';
+        if (!logs.has(dev)) logs.set(dev, new Map());
+        logs.get(dev)!.set(Number(x[2]), x[3]!);
+      }
     }
   }
   const stopped = lines.map((l) => /FLIMCD-GUEST STOPPED writes=(\d+)/.exec(l)).find(Boolean);
@@ -357,6 +364,7 @@ async function finishGuest(o: VmRigOptions, target: QemuGuest, fromLine: number)
       writesAtTarget: firstAtTarget ? writes - Number(firstAtTarget[1]) + 25 : 0,
     },
     log,
+    logs,
     stopSentAt,
   };
 }

@@ -13,12 +13,14 @@ import { ExitCode, exitCodeForSignal } from '../exit-codes.ts';
 import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } from '../../qemu/vm-migrate.ts';
 import { chsGeometry, nbdBlockdev, NBD_RECONNECT_DELAY_S } from '../../qemu/process.ts';
 import { checkImageSpecArg } from '../image-arg.ts';
+import { checkDiskEndpoints, type DiskEndpoints } from '../../qemu/disk-set.ts';
 
 interface VmMigrateCliOptions {
   sourceQmp: string;
   targetQmp: string;
-  sourceControl: string;
-  targetControl: string;
+  sourceControl?: string;
+  targetControl?: string;
+  disk: string[];
   incoming: string;
   migrateUri?: string;
   ramBandwidth?: string;
@@ -52,6 +54,17 @@ The VM's disk must already be served by flimcd on both sides:
   flimcd vm migrate --source-qmp unix:/run/vm-src.qmp --target-qmp unix:/run/vm-dst.qmp \\
       --source-control unix:/run/flimcd-src.ctl --target-control unix:/run/flimcd-dst.ctl --incoming tcp:0.0.0.0:4444 --migrate-uri tcp:dc-b:4444
 
+Several disks: one agent pair per disk (each source agent with --manual-cutover and its
+own --control; on a shared link give each its share of --bandwidth), then one --disk
+per disk instead of --source-control/--target-control:
+
+  flimcd vm migrate --source-qmp … --target-qmp … --incoming tcp:0.0.0.0:4444 \\
+      --disk name=vda,source=unix:/run/vda-src.ctl,target=unix:/run/vda-dst.ctl \\
+      --disk name=vdb,source=unix:/run/vdb-src.ctl,target=unix:/run/vdb-dst.ctl
+
+All disks cut over together inside QEMU's switch-over pause (one storage downtime);
+a failure of any disk before the VM runs at the target rolls all of them back.
+
 Give virtio-blk an explicit geometry (cyls/heads/secs; \`flimcd vm qemu-args\` computes it):
 otherwise the target QEMU reads sector 0 at start-up to guess one, and that read waits
 for the cut-over. reconnect-delay=30 lets QEMU ride out a restart of the agent (the guest
@@ -60,8 +73,8 @@ sees a stall, not an I/O error).
 vm migrate holds each QEMU's QMP monitor while it runs: give the source QEMU a second
 -qmp socket (as above) to watch or steer it meanwhile.
 
-Before migrate-continue it checks that the target QEMU's disk is the live target agent's
-export (query-named-block-nodes, and a client on the agent's export); it counts the
+Before migrate-continue it checks that the target QEMU's disks are the live target agents'
+exports (query-named-block-nodes, and a client on each agent's export); it counts the
 guest's I/O errors on both QEMUs (BLOCK_IO_ERROR, query-blockstats); it sets back every
 QEMU migration setting it changed (capabilities, max-bandwidth), whatever the outcome;
 it warns when the RAM migration does not converge.
@@ -82,23 +95,57 @@ there (migration cancelled, agents aborted, QEMU settings restored); after it th
 at the target and the error says so; 2 bad input;
 3 the disk did not verify; 130 on SIGINT, 143 on SIGTERM (rolled back when still possible).`;
 
+/** `--disk name=N,source=ADDR,target=ADDR` (name optional: disk0, disk1 … by position). */
+export function parseDiskSpec(spec: string, index: number): DiskEndpoints {
+  const fields = new Map<string, string>();
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq > 0 ? part.slice(0, eq) : '';
+    if (!['name', 'source', 'target'].includes(key)) throw new UsageError(`--disk: "${spec}" is not name=NAME,source=ADDR,target=ADDR ("${part}" is not one of them)`);
+    if (fields.has(key)) throw new UsageError(`--disk: "${spec}" gives ${key} twice`);
+    fields.set(key, part.slice(eq + 1));
+  }
+  const name = fields.get('name') ?? `disk${index}`;
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new UsageError(`--disk: name "${name}" must be 1-64 letters, digits, '.', '_' or '-'`);
+  const source = fields.get('source');
+  const target = fields.get('target');
+  if (!source || !target) throw new UsageError(`--disk: "${spec}" needs source=ADDR and target=ADDR (the disk's agents' control endpoints)`);
+  return { name, sourceControl: parseAddress(source, `--disk ${name} source`), targetControl: parseAddress(target, `--disk ${name} target`) };
+}
+
+/** The report as a human reads it: the result line (totals), then a line per disk when there are several. */
+export function formatVmResult(r: VmMigrationResult): string {
+  const lines = [resultLine(r)];
+  if (r.disks.length > 1) {
+    for (const d of r.disks) {
+      const n = (k: string) => (typeof d.disk[k] === 'number' ? (d.disk[k]) : null);
+      const received = n('receivedBytes');
+      lines.push(`  disk ${d.name}: ${verdict(d.verified)}, ${received !== null ? `${formatBytes(received)} received, ` : ''}missing at cut-over ${d.missing_at_cutover ?? '?'} blocks`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+const verdict = (v: boolean | null) => (v === null ? 'still in post-copy' : v ? 'verified' : 'NOT verified');
+
 function progressLine(p: VmProgress): string {
   const d = p.disk;
   const disk = d.progress !== null ? `disk ${(d.progress * 100).toFixed(1)}%${d.remainingBlocks !== null ? ` (${d.remainingBlocks} blocks left)` : ''}` : `disk ${d.phase}`;
+  const each = p.disks.length > 1 ? ` (${p.disks.map((x) => `${x.name} ${x.progress !== null ? `${(x.progress * 100).toFixed(1)}%` : x.phase}`).join(', ')})` : '';
   const ram = p.ram ? ` | RAM ${p.ram.status} ${formatBytes(p.ram.transferred)} of ${formatBytes(p.ram.total)}` : '';
-  return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${ram}`;
+  return `[${(p.elapsedMs / 1000).toFixed(1)} s] ${p.stage}: ${disk}${each}${ram}`;
 }
 
 /** The human result line: guest I/O errors come first, and never next to a bare "disk verified". */
 export function resultLine(r: VmMigrationResult): string {
   const e = r.guest_io_errors;
-  const disk = r.verified === null ? 'still in post-copy' : r.verified ? 'verified' : 'NOT verified';
+  const disks = r.disks.length > 1 ? `${r.disks.length} disks` : 'disk';
   return (
     `flimcd vm migrate: the VM runs at the target; total ${r.time_total_s.toFixed(1)} s (pre-copy ${r.time_precopy_s.toFixed(1)} s, RAM ${r.time_ram_s.toFixed(1)} s, post-copy ${r.time_postcopy_s.toFixed(1)} s), ` +
     `downtime ${r.downtime_ms} ms (storage cut-over ${r.storage_cutover_ms} ms), RAM ${formatBytes(r.ram.transferred_bytes)} sent, ` +
     (e.total > 0
-      ? `FAILED: the guest saw ${e.total} I/O error${e.total === 1 ? '' : 's'} (${e.failed_reads} failed reads, ${e.failed_writes} failed writes, ${e.events} BLOCK_IO_ERROR events); flimcd's copy of the disk: ${disk}`
-      : `disk ${disk}, no guest I/O error`)
+      ? `FAILED: the guest saw ${e.total} I/O error${e.total === 1 ? '' : 's'} (${e.failed_reads} failed reads, ${e.failed_writes} failed writes, ${e.events} BLOCK_IO_ERROR events); flimcd's copy of the ${disks}: ${verdict(r.verified)}`
+      : `${disks} ${verdict(r.verified)}, no guest I/O error`)
   );
 }
 
@@ -115,8 +162,9 @@ export function registerVm(program: Command): void {
     .description('Live-migrate a QEMU VM: flimcd moves its disk, QEMU its RAM; the storage cut-over happens at QEMU\'s switch-over.')
     .requiredOption('--source-qmp <addr>', 'the source QEMU\'s QMP socket: unix:PATH or tcp:HOST:PORT')
     .requiredOption('--target-qmp <addr>', 'the target QEMU\'s QMP socket (QEMU started with -incoming defer)')
-    .requiredOption('--source-control <addr>', 'the source agent\'s control endpoint (its --control)')
-    .requiredOption('--target-control <addr>', 'the target agent\'s control endpoint')
+    .option('--source-control <addr>', 'the source agent\'s control endpoint (its --control); one disk')
+    .option('--target-control <addr>', 'the target agent\'s control endpoint; one disk')
+    .option('--disk <spec>', 'one disk\'s agents, name=NAME,source=ADDR,target=ADDR (control endpoints); repeat for each disk', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .requiredOption('--incoming <uri>', 'where the target QEMU listens for the RAM stream, e.g. tcp:0.0.0.0:4444')
     .option('--migrate-uri <uri>', 'where the source QEMU sends the RAM stream (default: --incoming)')
     .option('--ram-bandwidth <rate>', 'QEMU\'s RAM migration limit, e.g. 1Gbit (QEMU 7.2\'s default is 128 MiB/s); set back afterwards')
@@ -130,8 +178,12 @@ export function registerVm(program: Command): void {
     .action(async (o: VmMigrateCliOptions) => {
       const sourceQmp = parseAddress(o.sourceQmp, '--source-qmp');
       const targetQmp = parseAddress(o.targetQmp, '--target-qmp');
-      const sourceControl = parseAddress(o.sourceControl, '--source-control');
-      const targetControl = parseAddress(o.targetControl, '--target-control');
+      if (o.disk.length && (o.sourceControl || o.targetControl)) throw new UsageError('give --disk (one per disk) or --source-control and --target-control (one disk), not both');
+      if (!o.disk.length && !(o.sourceControl && o.targetControl)) throw new UsageError('give --source-control and --target-control (one disk), or --disk for each disk');
+      const disks = o.disk.length
+        ? o.disk.map((spec, i) => parseDiskSpec(spec, i))
+        : [{ name: 'disk0', sourceControl: parseAddress(o.sourceControl!, '--source-control'), targetControl: parseAddress(o.targetControl!, '--target-control') }];
+      checkDiskEndpoints(disks);
       for (const [name, uri] of [['--incoming', o.incoming], ['--migrate-uri', o.migrateUri]] as const) {
         if (uri !== undefined && !/^(tcp|unix|exec|fd|rdma):/.test(uri)) throw new UsageError(`${name}: "${uri}" is not a QEMU migration URI (e.g. tcp:0.0.0.0:4444, unix:/run/mig.sock)`);
       }
@@ -154,7 +206,7 @@ export function registerVm(program: Command): void {
       let lastPrint = 0;
       try {
         const r = await migrateVm({
-          sourceQmp, targetQmp, sourceControl, targetControl,
+          sourceQmp, targetQmp, disks,
           incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, precopyTimeoutMs, ramTimeoutMs, postcopyTimeoutMs,
           signal: ac.signal, log,
           onProgress: (p) => {
@@ -167,7 +219,7 @@ export function registerVm(program: Command): void {
           },
         });
         if (o.json) process.stdout.write(JSON.stringify({ event: 'result', ...r }) + '\n');
-        else process.stdout.write(resultLine(r) + '\n');
+        else process.stdout.write(formatVmResult(r));
         process.exitCode = exitCodeForResult(r);
       } catch (e) {
         if (o.json) process.stdout.write(JSON.stringify({ event: 'failed', error: (e as Error).message, code: (e as { code?: string }).code, vm_at: e instanceof VmMigrationError ? e.vmAt : null }) + '\n');
