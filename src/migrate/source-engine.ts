@@ -500,6 +500,7 @@ export class SourceEngine {
       history: this.history,
       linkBytesPerSec,
       dirtyBytesPerSec,
+      rttMs: ch.minAckRttMs ?? ch.minRttMs ?? 0,
       config: this.config,
     });
     this.o.log.info({ round: this.round, unqueuedBytes: remainingBytes, dirtyBytesPerSec: Math.round(dirtyBytesPerSec), linkBytesPerSec: Math.round(linkBytesPerSec), decision: d }, 'pre-copy round done');
