@@ -5,7 +5,9 @@
  *
  * Breakdown of `downtime_ms` (the report's: from the source holding the VM's I/O until the target
  * serves, less half the smallest RTT), from the agents' cut-over log lines:
- * - `hold_ms`: the VM's requests in flight finishing (before the clock of downtime_ms starts; shown apart);
+ * - before the downtime (the VM still running), shown apart: `drain_ms`, the source waiting for the
+ *   target to apply what was on the link, and `in_flight_kib`, what was still unacked at the hold
+ *   (0 unless the drain timed out); `hold_ms`, the VM's requests in flight finishing;
  * - `handoff_ms`: source, from held until CUTOVER is queued (purge, missing map);
  * - `apply_ms`: target, applying what came before CUTOVER;
  * - `durable_ms`: target, the image flush and the missing map made durable;
@@ -23,6 +25,8 @@ export interface DowntimeRow {
   image_bytes: number;
   data_bytes: number;
   downtime_ms: number;
+  drain_ms: number | null;
+  in_flight_kib: number | null;
   hold_ms: number | null;
   handoff_ms: number | null;
   link_ms: number | null;
@@ -44,13 +48,15 @@ export async function measureDowntime(dir: string, o: { dataBytes: number; image
     duringMigration: (nbd, stop) => moderateLoad(nbd, o.bandwidthBps, stop),
   });
   const src = logLine(r.logs.source, 'cut-over: VM I/O held');
+  const drain = logLine(r.logs.source, 'cut-over: link drained') ?? logLine(r.logs.source, 'cut-over: the link did not drain');
+  const inFlight = num(drain, 'inFlight');
   const tgt = logLine(r.logs.target, 'cut-over: serving the VM');
   const d = r.report.downtime_ms;
   const parts = [num(src, 'handoffMs'), num(tgt, 'applyMs'), num(tgt, 'durableMs'), num(tgt, 'serveMs')];
   const known = parts.every((p) => p !== null) ? parts.reduce((s, p) => s + p, 0) : null;
   return {
     image: o.imageBytes >= 2 ** 30 ? `${(o.imageBytes / 2 ** 30).toFixed(0)} GiB` : `${(o.imageBytes / 2 ** 20).toFixed(0)} MiB`, image_bytes: o.imageBytes, data_bytes: o.dataBytes, downtime_ms: d,
-    hold_ms: num(src, 'holdMs'), handoff_ms: parts[0]!, link_ms: known === null ? null : +(d - known).toFixed(1),
+    drain_ms: num(drain, 'drainMs'), in_flight_kib: inFlight === null ? null : Math.round(inFlight / 1024), hold_ms: num(src, 'holdMs'), handoff_ms: parts[0]!, link_ms: known === null ? null : +(d - known).toFixed(1),
     apply_ms: parts[1]!, durable_ms: parts[2]!, serve_ms: parts[3]!, rtt_ms: r.report.link.rtt_ms, verified: r.report.verified,
   };
 }
