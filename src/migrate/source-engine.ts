@@ -4,7 +4,7 @@ import { ExtentFlags, type Extent } from '../block/disk.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import { sleep } from '../util/clock.ts';
+import { sleep, type TimerHandle } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type DataReasonValue, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
@@ -74,6 +74,9 @@ interface PreparedBlock {
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
+/** drainBeforeHold waits at most this many transmit-to-ack times (plus 100 ms) for the link to empty. */
+const DRAIN_RTTS = 4;
+
 export type SourceMigrationOptions = Pick<SourceEngineOptions, 'algorithm' | 'features' | 'blockSize' | 'bandwidthBps' | 'cutover' | 'manualCutover' | 'log' | 'onPhase'>;
 
 /**
@@ -288,6 +291,8 @@ export class SourceEngine {
     const { clock } = this.o;
     this.setPhase('precopy');
     this.roundStartedAt = clock.now();
+    // Nothing is fetched on demand before the cut-over: the link may queue more (channel.ts).
+    if (this.o.algorithm !== 'postcopy') this.o.channel.preferThroughput(true);
     await this.sendHoles();
 
     if (this.o.algorithm !== 'postcopy') {
@@ -495,6 +500,7 @@ export class SourceEngine {
       history: this.history,
       linkBytesPerSec,
       dirtyBytesPerSec,
+      rttMs: ch.minAckRttMs ?? ch.minRttMs ?? 0,
       config: this.config,
     });
     this.o.log.info({ round: this.round, unqueuedBytes: remainingBytes, dirtyBytesPerSec: Math.round(dirtyBytesPerSec), linkBytesPerSec: Math.round(linkBytesPerSec), decision: d }, 'pre-copy round done');
@@ -515,6 +521,12 @@ export class SourceEngine {
     const { channel, gate, clock, image, blockSize } = this.o;
     if (this.cutoverRequested && !this.cutoverReason) this.cutoverReason = 'requested by the operator';
     this.setPhase('cutover');
+    await this.drainBeforeHold();
+    // The read heat the target's prefetch starts from, taken while the VM still runs here: sorting
+    // the block heat (up to 64 Ki entries) is tens of ms that would otherwise be downtime, and a
+    // few ms older heat predicts the same reads.
+    const heatNow = this.features.prefetch ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
+    const holdAskedAt = clock.now();
     await gate.hold();
     this.frozenAt = clock.now();
     await this.o.beforeCutover?.();
@@ -522,10 +534,7 @@ export class SourceEngine {
     // their blocks are listed as missing instead. Offers not yet answered, and blocks answered
     // "lacking" but not yet sent, are missing too (an offer's blocks come back from abandonPending).
     for (const b of this.sender.abandonPending()) this.needSend.set(b);
-    for (const tag of channel.purge(Priority.BULK, () => true)) {
-      const [first, count] = taggedBlocks(tag);
-      for (let b = first; b < first + count; b++) this.needSend.set(b);
-    }
+    this.takeBackQueuedBulk();
     if (!hasPostcopy(this.o.algorithm)) {
       // Stop-and-copy: everything, then the hand-off.
       for (let b = this.needSend.nextSet(0); b >= 0; b = this.needSend.nextSet(b + 1)) {
@@ -544,10 +553,11 @@ export class SourceEngine {
     const missing = this.pushPending.count;
     const missingBytes = missing * blockSize;
     this.o.log.info(
-      { missingBlocks: missing, missingBytes, reason: this.cutoverReason },
+      // holdMs: the VM's requests in flight finishing; handoffMs: from held to CUTOVER queued (bench:perf's breakdown).
+      { missingBlocks: missing, missingBytes, reason: this.cutoverReason, holdMs: this.frozenAt - holdAskedAt, handoffMs: clock.now() - this.frozenAt },
       missing ? `cut-over: VM I/O held at the source; ${missing} blocks (${formatBytes(missingBytes)}) still missing at the target travel in post-copy` : 'cut-over: VM I/O held at the source; the target holds every block',
     );
-    const heat = this.features.prefetch && this.pushPending.count ? heatForHandoff(this.o.tracking, clock.now()) : undefined;
+    const heat = this.pushPending.count ? heatNow : undefined;
     // The missing map in bounded spans (copies: the push clears bits of pushPending at once), then the hand-off.
     for (const span of bitmapSpans(this.pushPending)) channel.send({ type: MsgType.MISSING, last: false, span });
     channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat } });
@@ -558,6 +568,40 @@ export class SourceEngine {
     });
     done.catch(() => {}); // the caller awaits it; an abort before then rejects it
     return { handedOver: done };
+  }
+
+  /**
+   * Before the VM's I/O is held: the window shrinks to what latency-sensitive traffic tolerates,
+   * queued bulk messages are taken back (their blocks stay to send), and the source waits, the VM
+   * still running here, until the target has applied what is on the link. Otherwise CUTOVER would
+   * queue behind up to a window of data (2 × the bandwidth-delay product in pre-copy) that the
+   * target must receive and apply first, all of it inside the downtime. Bounded: a target slower
+   * than DRAIN_RTTS round trips (plus 100 ms) is cut over anyway.
+   */
+  private async drainBeforeHold(): Promise<void> {
+    const { channel, clock } = this.o;
+    channel.preferThroughput(false);
+    this.takeBackQueuedBulk();
+    const rtt = channel.stats.minAckRttMs ?? channel.stats.minRttMs ?? 100;
+    const drainStart = clock.now();
+    let timer: TimerHandle | undefined;
+    await Promise.race([
+      channel.waitAllAcked(),
+      new Promise<void>((resolve) => { timer = clock.setTimer(DRAIN_RTTS * rtt + 100, resolve); }),
+      this.abortedPromise(),
+    ]);
+    timer?.cancel();
+    this.checkAborted();
+    const inFlight = channel.stats.inFlight;
+    this.o.log.info({ drainMs: clock.now() - drainStart, inFlight }, inFlight ? 'cut-over: the link did not drain in time; holding anyway' : 'cut-over: link drained before the hold');
+  }
+
+  /** Bulk block messages not yet on the wire come back; their blocks are still to send. */
+  private takeBackQueuedBulk(): void {
+    for (const tag of this.o.channel.purge(Priority.BULK, () => true)) {
+      const [first, count] = taggedBlocks(tag);
+      for (let b = first; b < first + count; b++) this.needSend.set(b);
+    }
   }
 
   /** Post-copy background push of everything the target still misses: read-hot areas first with hot order, else block order. */

@@ -32,6 +32,12 @@ export interface RoundState {
   linkBytesPerSec: number;
   /** Bytes newly dirtied per second over the last round. */
   dirtyBytesPerSec: number;
+  /**
+   * The link's round trip (ms; 0 when unknown). The downtime of a stop-and-copy is not only the rest
+   * over the link: CUTOVER's trip and its answer's count too, and the VM keeps writing while the
+   * source drains the link before the hold (about one round trip), which adds to the rest.
+   */
+  rttMs?: number;
   config: CutoverConfig;
 }
 
@@ -47,7 +53,9 @@ export type CutoverDecision = { cutover: false } | { cutover: true; reason: stri
 export function decideCutover(s: RoundState): CutoverDecision {
   const c = s.config;
   if (s.algorithm === 'postcopy') return { cutover: true, reason: 'post-copy cuts over at once' };
-  const restMs = s.linkBytesPerSec > 0 ? (s.remainingBytes / s.linkBytesPerSec) * 1000 : Infinity;
+  const rtt = s.rttMs ?? 0;
+  const restBytes = s.remainingBytes + s.dirtyBytesPerSec * (rtt / 1000);
+  const restMs = s.linkBytesPerSec > 0 ? rtt + (restBytes / s.linkBytesPerSec) * 1000 : Infinity;
   if (s.remainingBytes === 0 || restMs <= c.downtimeBudgetMs) {
     // No byte count in the words: blocks already queued on the link are not in remainingBytes, and a
     // "remaining 0 bytes" beside hundreds of blocks still missing at the target misleads (issue 21).

@@ -26,7 +26,10 @@ export interface ChannelOptions {
   minWindow?: number;
   maxWindow?: number;
   initialWindow?: number;
-  /** Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks. */
+  /**
+   * Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks, at least
+   * (default 1 MiB); the bound grows to BULK_QUEUE_MS of the measured rate.
+   */
   bulkQueueLimit?: number;
   pingIntervalMs?: number;
   /**
@@ -36,6 +39,15 @@ export interface ChannelOptions {
    */
   silenceTimeoutMs?: number;
 }
+
+/**
+ * The bulk queue holds this long of the link's measured rate (within [bulkQueueLimit, 16 MiB]: memory is bounded): a
+ * producer stall shorter than that (a slow read, a GC pause, a busy core) leaves the link busy.
+ * 1 MiB alone is 84 ms at 100 Mbit/s but 8 ms at 1 Gbit/s. Queued bytes delay nothing urgent:
+ * demand and control messages overtake them, and a cut-over takes them back.
+ */
+export const BULK_QUEUE_MS = 100;
+const MAX_BULK_QUEUE = 16 * 1024 * 1024;
 
 export interface SendOptions {
   /** Called once the peer has processed it (never for a message taken back before sending). */
@@ -180,6 +192,17 @@ export class Channel {
     for (const p of parts) bytes += p.length;
     this.lanes.push({ type: m.type, prio, parts, bytes, seq: 0, onAck: o.onAck, tag: o.tag });
     if (o.tag) this.ledger.queued(o.tag);
+    this.pump();
+  }
+
+  /**
+   * Whether nothing latency-sensitive (an on-demand fetch, the cut-over) waits behind bulk traffic
+   * now: the send window then keeps more headroom over the bandwidth-delay product (link-estimator.ts,
+   * THROUGHPUT_GAIN), so stalls of the peer do not idle the link. Off by default; turning it off
+   * shrinks the window at once (bytes already sent drain within a round trip).
+   */
+  preferThroughput(on: boolean): void {
+    this.estimator.preferThroughput(on);
     this.pump();
   }
 
@@ -345,9 +368,19 @@ export class Channel {
       newest = o;
       o.onAck?.();
     }
-    if (newest) this.estimator.acked(bytes, newest.sample!, this.opts.clock.now());
+    if (newest) {
+      this.estimator.acked(bytes, newest.sample!, this.opts.clock.now());
+      this.scaleBulkQueue();
+    }
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
     this.pump();
+  }
+
+  private scaleBulkQueue(): void {
+    const rate = this.estimator.deliveryRateBps;
+    if (rate === undefined) return;
+    const floor = this.opts.bulkQueueLimit ?? 1024 * 1024;
+    this.lanes.setBulkQueueLimit(Math.min(Math.max(floor, MAX_BULK_QUEUE), Math.max(floor, (rate / 8) * (BULK_QUEUE_MS / 1000))));
   }
 
   private fail(err: Error): void {

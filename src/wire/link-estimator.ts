@@ -13,6 +13,18 @@ export const INITIAL_WINDOW = 512 * 1024;
 export const WINDOW_GAIN = 1.25;
 
 /**
+ * The window over the bandwidth-delay product while no one waits behind the bulk traffic (pre-copy:
+ * the VM's reads are served at the source, nothing is fetched on demand). An ack means the peer has
+ * *processed* a message, so every stall of the peer (a flush, a GC pause, a busy core) delays the
+ * acks while the link could still carry data into its socket buffer; with 1.25 × the window runs
+ * out after a quarter of a round trip of stall and the link idles. 2 is BBR's cwnd gain, chosen
+ * for the same reason (delayed and aggregated acks). The extra bytes queue in the network, which
+ * only a latency-sensitive message (an on-demand fetch, the cut-over) would wait behind: the
+ * channel's owner turns this off before those exist (Channel.preferThroughput).
+ */
+export const THROUGHPUT_GAIN = 2;
+
+/**
  * The same during start-up: doubling per round trip reaches 1 Gbit/s × 150 ms
  * from INITIAL_WINDOW in ~6 round trips (1.25 would take ~16, 2.4 s there).
  */
@@ -65,6 +77,8 @@ export class LinkEstimator {
   /** The delivery-rate estimate includes acks of messages sent while the link held the sender back. */
   private rateLinkLimited = false;
   private currentWindow: number;
+  /** See THROUGHPUT_GAIN. */
+  private throughputFirst = false;
 
   /** Max of the delivery-rate samples over the last 10 s. */
   deliveryRateBps: number | undefined;
@@ -81,6 +95,16 @@ export class LinkEstimator {
 
   constructor(private readonly o: LinkEstimatorOptions = {}) {
     this.currentWindow = o.initialWindow ?? INITIAL_WINDOW;
+  }
+
+  /**
+   * Whether nothing latency-sensitive waits behind bulk traffic: the window keeps THROUGHPUT_GAIN
+   * of headroom instead of WINDOW_GAIN. Turning it off shrinks the window at once.
+   */
+  preferThroughput(on: boolean): void {
+    this.throughputFirst = on;
+    if (!on) this.currentWindow = Math.min(this.currentWindow, this.sized(WINDOW_GAIN) ?? this.currentWindow);
+    else this.resize();
   }
 
   /** Bytes of bulk traffic the link should hold unacknowledged. */
@@ -201,21 +225,29 @@ export class LinkEstimator {
    * message (its write, one serialisation, the ack coalescing), and little
    * more, since every byte beyond it waits in the link's queue, in front of
    * any on-demand reply sent after it. (The ping's round trip leaves the
-   * processing out.)
+   * processing out.) THROUGHPUT_GAIN instead of 1.25 while nothing waits
+   * behind the bulk traffic.
    */
   private resize(): void {
-    const rate = this.deliveryRateBps;
-    const rtt = this.minAckRttMs ?? this.minRttMs;
-    if (rate === undefined || rtt === undefined) return;
-    const bdp = (rate / 8) * (Math.max(rtt, 1) / 1000);
-    const min = this.o.minWindow ?? 256 * 1024;
-    const max = this.o.maxWindow ?? 256 * 1024 * 1024;
+    const steadyGain = this.throughputFirst ? THROUGHPUT_GAIN : WINDOW_GAIN;
     // While window-limited the rate sample equals window/RTT, so growing by the gain per round probes for more.
-    let next = Math.min(max, Math.max(min, (this.pipeFilled ? WINDOW_GAIN : STARTUP_GAIN) * bdp));
+    let next = this.sized(this.pipeFilled ? steadyGain : Math.max(STARTUP_GAIN, steadyGain));
+    if (next === undefined) return;
     // Rate samples from a sender that neither filled the window nor the transport measure what
     // it offered, not the link (e.g. only OFFERs in flight while their answers are awaited):
     // they may grow the window, never shrink it (as BBR treats application-limited samples).
     if (!this.rateLinkLimited) next = Math.max(next, this.currentWindow);
     this.currentWindow = next;
+  }
+
+  /** `gain` × the bandwidth-delay product, within the bounds; undefined before a rate and an RTT are known. */
+  private sized(gain: number): number | undefined {
+    const rate = this.deliveryRateBps;
+    const rtt = this.minAckRttMs ?? this.minRttMs;
+    if (rate === undefined || rtt === undefined) return undefined;
+    const bdp = (rate / 8) * (Math.max(rtt, 1) / 1000);
+    const min = this.o.minWindow ?? 256 * 1024;
+    const max = this.o.maxWindow ?? 256 * 1024 * 1024;
+    return Math.min(max, Math.max(min, gain * bdp));
   }
 }

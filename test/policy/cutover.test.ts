@@ -17,6 +17,15 @@ test('precopy stops and copies once the rest fits the downtime budget', () => {
   assert.equal(decideCutover(base({ remainingBytes: 5 * MB, history: [50 * MB] })).cutover, false); // 400 ms, still shrinking
 });
 
+test("precopy's stop-and-copy counts the round trip and the writes that arrive before the hold", () => {
+  // 3 MB is 240 ms at 12.5 MB/s: it fits 300 ms on a short link...
+  assert.equal(decideCutover(base({ remainingBytes: 3 * MB, history: [50 * MB], rttMs: 5 })).cutover, true);
+  // ...but not with a 100 ms round trip (340 ms + 1 MB/s × 100 ms of writes meanwhile = 348 ms).
+  assert.equal(decideCutover(base({ remainingBytes: 3 * MB, history: [50 * MB], rttMs: 100 })).cutover, false);
+  // 1 MB then fits: 100 + (1 + 0.1) MB / 12.5 MB/s = 188 ms.
+  assert.equal(decideCutover(base({ remainingBytes: 1 * MB, history: [50 * MB], rttMs: 100 })).cutover, true);
+});
+
 test('precopy gives up on a dirty set that stopped shrinking, but not before stallRounds', () => {
   assert.equal(decideCutover(base({ remainingBytes: 40 * MB, history: [41 * MB, 40.5 * MB] })).cutover, false);
   const d = decideCutover(base({ remainingBytes: 40 * MB, history: [41 * MB, 40.5 * MB, 40.2 * MB] }));

@@ -247,3 +247,74 @@ test('start-up doubles the window per round trip until the rate stops growing, t
   const r = src.stats.linkRateBps!;
   assert.ok(r > 0.85e9 && r <= 1.01e9, `link rate ${(r / 1e6).toFixed(0)} Mbit/s on a 1 Gbit/s link`);
 });
+
+/** Payload bytes a channel delivered per second of link time between 3 s and 8 s, over the link's rate. */
+async function utilisation(o: { bandwidthBps: number; delayMs: number; preferThroughput: boolean; stallEveryMs?: number; stallMs?: number; feedEveryMs?: number }): Promise<number> {
+  const clock = new VirtualClock();
+  const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps, delayMs: o.delayMs });
+  const src = new Channel({ clock, onMessage: () => {} });
+  src.preferThroughput(o.preferThroughput);
+  const held: Array<() => void> = [];
+  let stalled = false;
+  let got = 0;
+  let gotAt3s = 0;
+  // The receiver stalls for stallMs every stallEveryMs (a flush, a GC pause): its acks wait, the link need not.
+  const dst = new Channel({ clock, onMessage: () => { got++; return stalled ? new Promise<void>((r) => held.push(r)) : undefined; } });
+  src.attach(a);
+  dst.attach(b);
+  let next = 0;
+  for (let t = 0; t <= 8000; t++) {
+    // The producer fills the bulk queue every feedEveryMs (a reader that stalls in between).
+    if (t % (o.feedEveryMs ?? 1) === 0) {
+      for (;;) {
+        // Room now? (waitBulkRoom resolves at once when there is; its callback runs before this await's.)
+        let room = false;
+        void src.waitBulkRoom().then(() => (room = true));
+        await Promise.resolve();
+        if (!room) break;
+        src.send(data(next++), Priority.BULK);
+      }
+    }
+    if (o.stallEveryMs) {
+      const phase = t % o.stallEveryMs;
+      if (phase === 0) stalled = true;
+      if (phase === o.stallMs) {
+        stalled = false;
+        for (const f of held.splice(0)) f();
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    clock.advanceTo(t);
+    if (t === 3000) gotAt3s = got;
+  }
+  return ((got - gotAt3s) * (65536 + 5 + FRAME_HEADER_SIZE) * 8) / 5 / o.bandwidthBps;
+}
+
+test('preferring throughput (pre-copy), a receiver that stalls 10 ms in every 100 leaves a 1 Gbit/s link busy; otherwise the window keeps 1.25 × the BDP', async () => {
+  const link = { bandwidthBps: 1e9, delayMs: 5, stallEveryMs: 100, stallMs: 10 };
+  const throughput = await utilisation({ ...link, preferThroughput: true });
+  assert.ok(throughput >= 0.97, `utilisation ${throughput.toFixed(3)} preferring throughput`);
+  // The latency-sensitive window (post-copy) idles the link during such stalls: the price of a short queue.
+  const latency = await utilisation({ ...link, preferThroughput: false });
+  assert.ok(latency < throughput, `latency-sensitive ${latency.toFixed(3)} vs ${throughput.toFixed(3)}`);
+});
+
+test('turning preferThroughput off shrinks the window to 1.25 × the bandwidth-delay product at once', () => {
+  const clock = new VirtualClock();
+  const { src } = pair(clock, { bandwidthBps: 100e6, delayMs: 20 });
+  src.preferThroughput(true);
+  let next = 0;
+  for (let t = 0; t < 6000; t += 5) {
+    while (src.queuedBytes(Priority.BULK) < 1 << 20) src.send(data(next++), Priority.BULK);
+    run(clock, t);
+  }
+  const bdp = (src.stats.deliveryRateBps! / 8) * (src.stats.minAckRttMs! / 1000);
+  assert.ok(src.stats.window >= 1.9 * bdp, `window ${src.stats.window} is ~2 × ${Math.round(bdp)} preferring throughput`);
+  src.preferThroughput(false);
+  assert.ok(src.stats.window <= 1.26 * bdp, `window ${src.stats.window} is ~1.25 × ${Math.round(bdp)} after`);
+});
+
+test('the bulk queue holds 100 ms of the measured rate: a producer that refills every 20 ms keeps a 1 Gbit/s link busy', async () => {
+  const u = await utilisation({ bandwidthBps: 1e9, delayMs: 5, preferThroughput: false, feedEveryMs: 20 });
+  assert.ok(u >= 0.97, `utilisation ${u.toFixed(3)} (a 1 MiB queue is 8 ms at 1 Gbit/s)`);
+});
