@@ -146,6 +146,11 @@ export class ShapedRelay {
     this.sockets.add(client);
     this.sockets.add(up);
     const end = () => {
+      // Bytes queued for a connection that is gone must not reach the next one.
+      if (this.sockets.has(up)) {
+        this.flow.queue.length = 0;
+        this.flow.queued = 0;
+      }
       client.destroy();
       up.destroy();
       this.sockets.delete(client);

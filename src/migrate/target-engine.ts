@@ -397,7 +397,12 @@ export class TargetEngine {
       const hit = found ? undefined : await remote;
       if (hit?.inFlight) onInFlight?.();
       if (hit && (await local.fetchRemote(id, hit, buf))) found = 'lan';
-      if (!found) return undefined;
+      if (!found) {
+        // HAVE already said "have" for an in-flight copy that never came: ask the source, inside this
+        // block's chain so the cut-over (which waits for every chain) also waits for the answer.
+        if (hit?.inFlight && onInFlight) this.refetch(b);
+        return undefined;
+      }
       // 'same': block b already holds it; during pre-copy nothing needs writing.
       if (found !== 'same' || this.o.disk.isActive) {
         if (!(await this.o.disk.applyData(b, buf))) return found;
@@ -444,11 +449,10 @@ export class TargetEngine {
     const results = Array.from(blocks, (b, i) => {
       // A sibling is fetching this content over the WAN (an in-flight claim): answer "have" now, so this
       // batch never waits on a sibling's batch (which may wait on ours), and take the copy when it lands;
-      // if it never does, ask the source for the block as for an unresolvable REF.
+      // if it never does, materialise asks the source for the block as for an unresolvable REF.
       let inFlight!: () => void;
       const early = new Promise<'sibling'>((r) => (inFlight = () => r('sibling')));
       const done = this.materialise(b, idOf(i), remote?.[i], inFlight).catch(() => undefined);
-      void Promise.all([early, done]).then(([, got]) => { if (!got) this.refetch(b); });
       return Promise.race([done, early]);
     });
     const have = new Uint8Array(Math.ceil(blocks.length / 8));
