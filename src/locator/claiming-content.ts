@@ -66,6 +66,7 @@ export class ClaimingContent implements RemoteContent {
     const hits = await this.located(blockSize, ids);
     const out: Array<ClaimHit | undefined> = hits;
     const missing = ids.map((_, i) => i).filter((i) => !hits[i]);
+    this.stats.lanHits += ids.length - missing.length;
     if (missing.length === 0 || this.closed) return out;
     const answers = await this.o.claims.claim(blockSize, missing.map((i) => ids[i]!));
     const won: number[] = [];
@@ -81,8 +82,8 @@ export class ClaimingContent implements RemoteContent {
       won.forEach((i, k) => { if (again[k]) out[i] = again[k]; });
       if (found.length) void this.o.claims.release(blockSize, found.map((i) => ids[i]!));
       this.stats.claimedWan += won.length - found.length;
+      this.stats.lanHits += found.length;
     }
-    this.stats.lanHits += out.filter((h) => h && !h.inFlight).length;
     return out;
   }
 
