@@ -99,7 +99,7 @@ export function parseFleetPlan(body: string, name: string): FleetPlan {
     const parsed = parseYamlSubset(body, what);
     raw = parsed.value;
     lineOf = (p) => {
-      for (let n = p.length; n >= 0; n--) {
+      for (let n = p.length; n >= 1; n--) {
         const l = parsed.lines.get(p.slice(0, n).map(String).join('.'));
         if (l !== undefined) return l;
       }
@@ -109,7 +109,9 @@ export function parseFleetPlan(body: string, name: string): FleetPlan {
   const r = PlanSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    const line = lineOf(issue.path);
+    // An unknown key is on its own line: name that one.
+    const path = issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined ? [...issue.path, issue.keys[0]] : issue.path;
+    const line = lineOf(path);
     throw new UsageError(`${what}: ${line !== undefined ? `line ${line}: ` : ''}${fieldName(issue.path) || 'the plan'}: ${issue.message}`);
   }
   const p = r.data;
