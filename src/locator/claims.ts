@@ -75,6 +75,16 @@ export class ClaimStore {
     });
   }
 
+  /** The client refuses commands until it has the slot map (no offline queue): wait for it, within the timeout. */
+  private ready(): Promise<void> {
+    const c = this.o.cluster;
+    if (c.status === 'ready') return Promise.resolve();
+    this.firstReady ??= new Promise<void>((resolve) => c.once('ready', () => resolve()));
+    return this.timed(this.firstReady);
+  }
+
+  private firstReady: Promise<void> | undefined;
+
   /**
    * Tries to claim each id (one pipelined round trip). `won`: this process
    * fetches it and must release it; `holder`: someone else is fetching it;
@@ -86,6 +96,7 @@ export class ClaimStore {
     const room = MAX_HELD_CLAIMS - this.held.size;
     const ask = ids.slice(0, Math.max(0, room));
     try {
+      await this.ready();
       const keys = ask.map((id) => claimKey(this.o.idFormat, blockSize, id));
       // All in one tick: ioredis auto-pipelines them, one pipeline per master.
       const answers = await this.timed(Promise.all(keys.map((k) => this.o.cluster.set(k, this.o.holder, 'PX', this.ttl, 'NX', 'GET'))));
@@ -110,6 +121,7 @@ export class ClaimStore {
   async stillClaimed(blockSize: number, ids: Uint8Array[]): Promise<boolean[]> {
     if (this.closed || ids.length === 0) return ids.map(() => false);
     try {
+      await this.ready();
       const n = await this.timed(Promise.all(ids.map((id) => this.o.cluster.exists(claimKey(this.o.idFormat, blockSize, id)))));
       return n.map((x) => x > 0);
     } catch (e) {
