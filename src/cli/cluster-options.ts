@@ -7,6 +7,9 @@ import { ROLE_CERT_NAME, type LinkSecurity } from '../wire/secure-link.ts';
 import { RedisLocator, parseClusterUrls } from '../locator/redis-locator.ts';
 import { ReplicaClient } from '../locator/replica-client.ts';
 import { FleetContent } from '../locator/fleet-content.ts';
+import { ClaimStore } from '../locator/claims.ts';
+import { ClaimingContent } from '../locator/claiming-content.ts';
+import type { RemoteContent } from '../migrate/remote-content.ts';
 import type { ContentIdFormat } from '../content/content-id.ts';
 
 /** The datacenter-wide locator's flags (`flimcd target`, `flimcd index add`). */
@@ -42,16 +45,23 @@ export function clusterFromFlags(f: ClusterFlags): { urls: string[]; replicaAddr
 /**
  * What a target agent gets from `--cluster`: the locator, the LAN fetcher,
  * and the view joining them; `close` publishes what is queued and disconnects.
+ * With `--replica-address` the host can serve what it receives, so it also
+ * takes part in in-flight claims (src/locator/claiming-content.ts): content a
+ * sibling is already fetching over the WAN is waited for and taken over the LAN.
  */
-export function openFleetContent(c: { urls: string[]; replicaAddress: string | undefined }, security: LinkSecurity, log: Logger, idFormat: ContentIdFormat): { remote: FleetContent; close(): Promise<void> } {
+export function openFleetContent(c: { urls: string[]; replicaAddress: string | undefined }, security: LinkSecurity, log: Logger, idFormat: ContentIdFormat): { remote: RemoteContent; close(): Promise<void> } {
   const locator = new RedisLocator({ urls: c.urls, idFormat, clock: realClock, log });
   // Sibling replica servers present the target's certificate (flimcd-target), whatever peer name this agent pins for its source;
   // this agent presents its own target certificate to them, which `flimcd certs` makes with clientAuth for that.
   const client = new ReplicaClient({ security: security.mode === 'cert' ? { ...security, peerName: ROLE_CERT_NAME.target } : security, clock: realClock, log });
-  const remote = new FleetContent({ locator, client, selfAddress: c.replicaAddress, log });
+  const claiming = c.replicaAddress
+    ? new ClaimingContent({ locator, client, claims: new ClaimStore({ cluster: locator.client, idFormat, holder: c.replicaAddress, clock: realClock, log }), selfAddress: c.replicaAddress, clock: realClock, log })
+    : undefined;
+  const remote = claiming ?? new FleetContent({ locator, client, selfAddress: c.replicaAddress, log });
   return {
     remote,
     async close() {
+      await claiming?.close();
       client.close();
       await locator.close();
     },

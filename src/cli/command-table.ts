@@ -37,6 +37,7 @@ export const COMMAND_TABLE: readonly CommandEntry[] = [
   { names: ['plan'], summaries: ['predict every algorithm for this image and link, and recommend one'], load: async () => (await import('./commands/plan.ts')).registerPlan },
   { names: ['certs'], summaries: ['make link credentials: a CA with certificates, or a PSK file'], load: async () => (await import('./commands/certs.ts')).registerCerts },
   { names: ['replica-server'], summaries: ['serve this host\'s indexed images to sibling target hosts by content id (LAN fetch)'], load: async () => (await import('./commands/replica-server.ts')).registerReplicaServer },
+  { names: ['fleet'], summaries: ['migrate a group of VMs together: shared WAN cap, shared content sent once, one view'], load: async () => (await import('./commands/fleet.ts')).registerFleet },
 ];
 
 /**

@@ -62,6 +62,7 @@ export class LocalContent {
   private pendingRecords: Array<{ id: Uint8Array; offset: number }> = [];
   private recordImage: Promise<IndexedImage> | undefined;
   private recording: Promise<unknown> = Promise.resolve();
+  private recordQueued = false;
   readonly stats = { same: 0, received: 0, replica: 0, lookups: 0, staleEntries: 0, misses: 0, lan: 0, lanBytes: 0, lanStale: 0, lanFailed: 0 };
 
   constructor(private readonly o: LocalContentOptions) {
@@ -127,6 +128,7 @@ export class LocalContent {
     if (this.o.index) {
       this.pendingRecords.push({ id: Buffer.from(id), offset: b * this.o.blockSize });
       if (this.pendingRecords.length >= RECORD_BATCH) this.flushRecords();
+      else if (this.o.remote) this.recordSoon();
     }
   }
 
@@ -236,6 +238,20 @@ export class LocalContent {
       f.readers--;
       if (f.evicted && f.readers === 0) await closeReplica(f);
     }
+  }
+
+  /**
+   * With sibling hosts, received blocks are published promptly (a sibling may be waiting for one
+   * this migration claimed): the next batch is written as soon as the one being written is done,
+   * so batches grow while a transaction runs instead of waiting for RECORD_BATCH entries.
+   */
+  private recordSoon(): void {
+    if (this.recordQueued) return;
+    this.recordQueued = true;
+    void this.recording.then(() => {
+      this.recordQueued = false;
+      this.flushRecords();
+    });
   }
 
   private flushRecords(): void {

@@ -11,6 +11,12 @@
 export interface RemoteHit {
   /** For logs: the sibling's address. */
   readonly where: string;
+  /**
+   * A sibling is fetching this content over the WAN right now (an in-flight
+   * claim, src/locator/claims.ts): the target answers "have" at once, and
+   * `fetch` waits for that copy; if it fails the target asks its own source.
+   */
+  readonly inFlight?: boolean;
 }
 
 export interface RemoteContent {

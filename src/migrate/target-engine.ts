@@ -379,7 +379,7 @@ export class TargetEngine {
    * overwrite cannot race it), else from the target's old image or the replica
    * index. Resolves to where it came from, or undefined if nothing local has it.
    */
-  private materialise(b: number, id: Buffer, remote?: Promise<RemoteHit | undefined>): Promise<Found | undefined> {
+  private materialise(b: number, id: Buffer, remote?: Promise<RemoteHit | undefined>, onInFlight?: () => void): Promise<Found | undefined> {
     const local = this.o.local;
     if (!local) return this.track(b, async () => undefined);
     const buf = this.o.allocBlock(this.blockLength(b));
@@ -395,8 +395,14 @@ export class TargetEngine {
       else found = await this.localWork.run(() => local.findLocal(b, id, buf));
       // Then a sibling host in this datacenter (looked up for the whole OFFER batch at once), re-hashed.
       const hit = found ? undefined : await remote;
+      if (hit?.inFlight) onInFlight?.();
       if (hit && (await local.fetchRemote(id, hit, buf))) found = 'lan';
-      if (!found) return undefined;
+      if (!found) {
+        // HAVE already said "have" for an in-flight copy that never came: ask the source, inside this
+        // block's chain so the cut-over (which waits for every chain) also waits for the answer.
+        if (hit?.inFlight && onInFlight) this.refetch(b);
+        return undefined;
+      }
       // 'same': block b already holds it; during pre-copy nothing needs writing.
       if (found !== 'same' || this.o.disk.isActive) {
         if (!(await this.o.disk.applyData(b, buf))) return found;
@@ -440,7 +446,15 @@ export class TargetEngine {
     this.dedupStats.offered += blocks.length;
     const idOf = (i: number) => ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1));
     const remote = this.o.local?.lookupRemote(Array.from(blocks, (_, i) => idOf(i)));
-    const results = Array.from(blocks, (b, i) => this.materialise(b, idOf(i), remote?.[i]).catch(() => undefined));
+    const results = Array.from(blocks, (b, i) => {
+      // A sibling is fetching this content over the WAN (an in-flight claim): answer "have" now, so this
+      // batch never waits on a sibling's batch (which may wait on ours), and take the copy when it lands;
+      // if it never does, materialise asks the source for the block as for an unresolvable REF.
+      let inFlight!: () => void;
+      const early = new Promise<'sibling'>((r) => (inFlight = () => r('sibling')));
+      const done = this.materialise(b, idOf(i), remote?.[i], inFlight).catch(() => undefined);
+      return Promise.race([done, early]);
+    });
     const have = new Uint8Array(Math.ceil(blocks.length / 8));
     const found = await Promise.all(results);
     found.forEach((f, i) => {

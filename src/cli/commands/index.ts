@@ -11,6 +11,7 @@ import { registerSimulate } from './simulate.ts';
 import { registerPlan } from './plan.ts';
 import { registerCerts } from './certs.ts';
 import { registerReplicaServer } from './replica-server.ts';
+import { registerFleet } from './fleet.ts';
 
 /** Every subcommand registers itself here; one line each. */
 export function registerCommands(program: Command): void {
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerPlan(program);
   registerCerts(program);
   registerReplicaServer(program);
+  registerFleet(program);
 }

@@ -1,0 +1,185 @@
+/**
+ * Sibling hosts' content with in-flight claims (src/locator/claims.ts): what
+ * a target in a fleet uses so that content several migrations of a group
+ * need crosses the WAN once. For each offered id the target's own host lacks:
+ *
+ *   1. the locator (one pipelined round trip): a sibling holds it → LAN fetch;
+ *   2. else a claim (SET NX PX, one round trip): won → this target asks its
+ *      source (the WAN) and releases the claim once the block is published;
+ *      lost → the hit is "in flight": the engine answers HAVE at once and
+ *      `fetch` waits until the holder's copy appears in the locator, then
+ *      takes it over the LAN. If the claim vanishes first (the holder died or
+ *      gave up) `fetch` fails and the engine asks its own source.
+ *   3. Claims won are checked against the locator once more (a holder may
+ *      have published and released between steps 1 and 2).
+ *
+ * Waiters are polled together (one locator lookup and one EXISTS pipeline per
+ * poll), bounded in number and in time.
+ */
+import type { Logger } from 'pino';
+import type { RemoteContent, RemoteHit } from '../migrate/remote-content.ts';
+import type { RedisLocator } from './redis-locator.ts';
+import type { ReplicaClient } from './replica-client.ts';
+import type { LocatorEntry } from './locator-keys.ts';
+import type { ClaimStore } from './claims.ts';
+import type { Clock, TimerHandle } from '../util/clock.ts';
+
+interface ClaimHit extends RemoteHit {
+  entry?: LocatorEntry;
+}
+
+interface Waiter {
+  blockSize: number;
+  id: Uint8Array;
+  since: number;
+  done: Array<(hit: ClaimHit | undefined) => void>;
+}
+
+export interface ClaimingContentOptions {
+  locator: RedisLocator;
+  client: ReplicaClient;
+  claims: ClaimStore;
+  /** This host's replica server as siblings reach it (tcp:HOST:PORT): named in what it publishes. */
+  selfAddress: string;
+  clock: Clock;
+  log: Logger;
+  /** How often waiters look for the holder's copy (default 100 ms). */
+  pollMs?: number;
+  /** A waiter gives up (the block crosses the WAN) after this long (default 120 s). */
+  maxWaitMs?: number;
+  /** Waiting blocks at most; beyond, an in-flight block is fetched from the source (default 16384). */
+  maxWaiters?: number;
+}
+
+const keyOf = (blockSize: number, id: Uint8Array) => `${blockSize}:${Buffer.from(id).toString('hex')}`;
+
+export class ClaimingContent implements RemoteContent {
+  private hostNo: Promise<number | undefined> | undefined;
+  private readonly waiting = new Map<string, Waiter>();
+  private pollTimer: TimerHandle | undefined;
+  private closed = false;
+  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0 };
+
+  constructor(private readonly o: ClaimingContentOptions) {}
+
+  async lookup(blockSize: number, ids: Uint8Array[]): Promise<Array<RemoteHit | undefined>> {
+    const hits = await this.located(blockSize, ids);
+    const out: Array<ClaimHit | undefined> = hits;
+    const missing = ids.map((_, i) => i).filter((i) => !hits[i]);
+    this.stats.lanHits += ids.length - missing.length;
+    if (missing.length === 0 || this.closed) return out;
+    const answers = await this.o.claims.claim(blockSize, missing.map((i) => ids[i]!));
+    const won: number[] = [];
+    answers.forEach((a, k) => {
+      const i = missing[k]!;
+      if (a.won) won.push(i);
+      else if (a.holder !== undefined && a.holder !== this.o.selfAddress && this.waiting.size < (this.o.maxWaiters ?? 16384)) out[i] = { where: a.holder, inFlight: true };
+    });
+    if (won.length) {
+      // A holder may have published and released between the lookup and our claim.
+      const again = await this.located(blockSize, won.map((i) => ids[i]!));
+      const found = won.filter((_, k) => again[k]);
+      won.forEach((i, k) => { if (again[k]) out[i] = again[k]; });
+      if (found.length) void this.o.claims.release(blockSize, found.map((i) => ids[i]!));
+      this.stats.claimedWan += won.length - found.length;
+      this.stats.lanHits += found.length;
+    }
+    return out;
+  }
+
+  private async located(blockSize: number, ids: Uint8Array[]): Promise<Array<ClaimHit | undefined>> {
+    const hits = await this.o.locator.lookup(blockSize, ids);
+    return hits.map((h) => (h && h.hostAddress !== this.o.selfAddress ? { where: h.hostAddress, entry: h.entry } : undefined));
+  }
+
+  async fetch(blockSize: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
+    const located = hit.inFlight ? await this.waitFor(blockSize, id) : (hit as ClaimHit);
+    if (!located?.entry) return false;
+    const data = await this.o.client.fetch(located.where, { blockSize, image: located.entry.image, block: located.entry.block, id });
+    if (!data || data.length !== into.length) return false;
+    data.copy(into);
+    return true;
+  }
+
+  stale(blockSize: number, id: Uint8Array): void {
+    void this.o.locator.forget(blockSize, id);
+  }
+
+  publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
+    const self = this.o.selfAddress;
+    this.hostNo ??= this.o.locator.registerHost(self).catch((e: unknown) => {
+      this.o.log.debug({ err: (e as Error).message }, 'could not register this host with the content locator');
+      this.hostNo = undefined;
+      return undefined;
+    });
+    void this.hostNo.then(async (host) => {
+      if (host !== undefined) {
+        this.o.locator.publish(blockSize, host, image, entries.map((e) => ({ id: e.id, block: Math.floor(e.offset / blockSize) })));
+        // Released only once the entries are visible: a waiter that sees the claim gone then finds the entry.
+        await this.o.locator.flush();
+      }
+      await this.o.claims.release(blockSize, entries.map((e) => e.id));
+    });
+  }
+
+  /** Waits until the content appears in the locator (resolves its hit), or the claim is gone or too old (undefined). */
+  private waitFor(blockSize: number, id: Uint8Array): Promise<ClaimHit | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    this.stats.waitedFor++;
+    return new Promise((resolve) => {
+      const k = keyOf(blockSize, id);
+      const w = this.waiting.get(k);
+      if (w) w.done.push(resolve);
+      else this.waiting.set(k, { blockSize, id: Buffer.from(id), since: this.o.clock.now(), done: [resolve] });
+      this.schedulePoll();
+    });
+  }
+
+  private schedulePoll(): void {
+    if (this.pollTimer || this.waiting.size === 0 || this.closed) return;
+    this.pollTimer = this.o.clock.setTimer(this.o.pollMs ?? 100, () => {
+      void this.poll().finally(() => {
+        this.pollTimer = undefined;
+        this.schedulePoll();
+      });
+    });
+  }
+
+  private settle(k: string, hit: ClaimHit | undefined): void {
+    const w = this.waiting.get(k);
+    if (!w) return;
+    this.waiting.delete(k);
+    if (hit) this.stats.waitedFound++;
+    else this.stats.waitedGaveUp++;
+    for (const d of w.done) d(hit);
+  }
+
+  private async poll(): Promise<void> {
+    const bySize = new Map<number, Array<[string, Waiter]>>();
+    for (const e of this.waiting) {
+      const list = bySize.get(e[1].blockSize);
+      if (list) list.push(e);
+      else bySize.set(e[1].blockSize, [e]);
+    }
+    const now = this.o.clock.now();
+    for (const [bs, list] of bySize) {
+      const ids = list.map(([, w]) => w.id);
+      // EXISTS before the lookup: a holder publishes before it releases, so "gone" then "not found" means given up.
+      const claimed = await this.o.claims.stillClaimed(bs, ids);
+      const hits = await this.located(bs, ids);
+      list.forEach(([k, w], i) => {
+        if (hits[i]) this.settle(k, hits[i]);
+        else if (!claimed[i] || now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
+      });
+    }
+  }
+
+  /** Waiters give up (their blocks cross the WAN); held claims are released. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.pollTimer?.cancel();
+    this.pollTimer = undefined;
+    for (const k of [...this.waiting.keys()]) this.settle(k, undefined);
+    await this.o.claims.close();
+  }
+}

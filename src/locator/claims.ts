@@ -1,0 +1,190 @@
+/**
+ * In-flight claims in the Redis Cluster: "host H is fetching content C over
+ * the WAN now". A target that is about to ask its source for a block first
+ * claims the block's content (SET NX PX); a sibling migration that finds the
+ * claim taken waits for that copy and fetches it over the LAN instead. The
+ * holder renews its claims while it holds them (PEXPIRE every third of the
+ * lifetime) and releases them once the content is published in the locator;
+ * a holder that dies stops renewing, so its claims expire and waiters fall
+ * back to the WAN. Like the locator, claims are hints: any Redis failure
+ * answers "not claimed by anyone" (the block crosses the WAN) and never throws.
+ */
+import type { Cluster } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../util/clock.ts';
+import { LOCATOR_ID_BYTES } from './locator-keys.ts';
+
+/** A claim lives this long unless renewed (a dead holder's waiters wait at most about this long). */
+export const DEFAULT_CLAIM_TTL_MS = 6000;
+/** Claims one process holds at most; beyond, content is fetched without claiming (bounded memory and renewals). */
+export const MAX_HELD_CLAIMS = 65536;
+/**
+ * A claim is given up after this long even while its holder lives: the block
+ * it was for may never be published (the VM rewrote it before it arrived).
+ */
+export const MAX_HOLD_MS = 60_000;
+
+export interface ClaimStoreOptions {
+  cluster: Cluster;
+  idFormat: string;
+  /** Who holds a claim (this host's replica-server address): what a waiter logs. */
+  holder: string;
+  clock: Clock;
+  log: Logger;
+  ttlMs?: number;
+  /** A command not answered by then counts as a failure (default 1 s). */
+  commandTimeoutMs?: number;
+}
+
+/** The key of one content's claim; the {hashtag} spreads claims over slots as the locator's buckets do. */
+export function claimKey(idFormat: string, blockSize: number, id: Uint8Array): string {
+  const hex = Buffer.from(id.buffer, id.byteOffset, Math.min(id.length, LOCATOR_ID_BYTES)).toString('hex');
+  return `fl:claim:${idFormat}:${blockSize / 1024}:{${hex.slice(0, 2)}}${hex.slice(2)}`;
+}
+
+export type ClaimAnswer = { won: true } | { won: false; holder: string } | { won: false; holder: undefined };
+
+export class ClaimStore {
+  /** Held claim keys → when claimed (insertion order = age). */
+  private readonly held = new Map<string, number>();
+  private renewTimer: TimerHandle | undefined;
+  private closed = false;
+  private warned = false;
+  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0 };
+
+  constructor(private readonly o: ClaimStoreOptions) {}
+
+  private get ttl(): number {
+    return this.o.ttlMs ?? DEFAULT_CLAIM_TTL_MS;
+  }
+
+  private failed(e: unknown, what: string): void {
+    this.stats.failures++;
+    const msg = (e as Error).message;
+    if (!this.warned) {
+      this.warned = true;
+      this.o.log.warn({ err: msg, what }, 'in-flight claims (Redis Cluster) unavailable: shared content may cross the WAN more than once');
+    } else this.o.log.debug({ err: msg, what }, 'in-flight claims still unavailable');
+  }
+
+  private timed<T>(p: Promise<T>): Promise<T> {
+    const ms = (this.o.commandTimeoutMs ?? 1000) * 2;
+    return new Promise<T>((resolve, reject) => {
+      const t = this.o.clock.setTimer(ms, () => reject(new Error(`no answer from the Redis Cluster within ${ms} ms`)));
+      p.then((v) => { t.cancel(); resolve(v); }, (e: unknown) => { t.cancel(); reject(e instanceof Error ? e : new Error(String(e))); });
+    });
+  }
+
+  /** The client refuses commands until it has the slot map (no offline queue): wait for it, within the timeout. */
+  private ready(): Promise<void> {
+    const c = this.o.cluster;
+    if (c.status === 'ready') return Promise.resolve();
+    this.firstReady ??= new Promise<void>((resolve) => c.once('ready', () => resolve()));
+    return this.timed(this.firstReady);
+  }
+
+  private firstReady: Promise<void> | undefined;
+
+  /**
+   * Tries to claim each id (one pipelined round trip). `won`: this process
+   * fetches it and must release it; `holder`: someone else is fetching it;
+   * `holder: undefined`: unknown (Redis failed, or too many held): fetch it.
+   */
+  async claim(blockSize: number, ids: Uint8Array[]): Promise<ClaimAnswer[]> {
+    const out: ClaimAnswer[] = ids.map(() => ({ won: false, holder: undefined }));
+    if (this.closed || ids.length === 0) return out;
+    const room = MAX_HELD_CLAIMS - this.held.size;
+    const ask = ids.slice(0, Math.max(0, room));
+    try {
+      await this.ready();
+      const keys = ask.map((id) => claimKey(this.o.idFormat, blockSize, id));
+      // All in one tick: ioredis auto-pipelines them, one pipeline per master.
+      const answers = await this.timed(Promise.all(keys.map((k) => this.o.cluster.set(k, this.o.holder, 'PX', this.ttl, 'NX', 'GET'))));
+      answers.forEach((prev, i) => {
+        if (prev === null) {
+          this.held.set(keys[i]!, this.o.clock.now());
+          this.stats.claimed++;
+          out[i] = { won: true };
+        } else {
+          this.stats.lost++;
+          out[i] = { won: false, holder: prev };
+        }
+      });
+      this.scheduleRenew();
+    } catch (e) {
+      this.failed(e, 'claim');
+    }
+    return out;
+  }
+
+  /** Which of these ids are still claimed (by anyone); false on failure (a waiter then takes the WAN). */
+  async stillClaimed(blockSize: number, ids: Uint8Array[]): Promise<boolean[]> {
+    if (this.closed || ids.length === 0) return ids.map(() => false);
+    try {
+      await this.ready();
+      const n = await this.timed(Promise.all(ids.map((id) => this.o.cluster.exists(claimKey(this.o.idFormat, blockSize, id)))));
+      return n.map((x) => x > 0);
+    } catch (e) {
+      this.failed(e, 'exists');
+      return ids.map(() => false);
+    }
+  }
+
+  /** Content now published (or given up): drop these claims if this process holds them. */
+  async release(blockSize: number, ids: Iterable<Uint8Array>): Promise<void> {
+    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => this.held.delete(k));
+    if (keys.length === 0 || this.closed) return;
+    try {
+      // Only our own claim: one that expired and was taken by another is theirs now.
+      await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder))));
+      this.stats.released += keys.length;
+    } catch (e) {
+      this.failed(e, 'release');
+    }
+  }
+
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  private scheduleRenew(): void {
+    if (this.renewTimer || this.held.size === 0 || this.closed) return;
+    this.renewTimer = this.o.clock.setTimer(Math.max(50, Math.floor(this.ttl / 3)), () => {
+      this.renewTimer = undefined;
+      void this.renew().finally(() => this.scheduleRenew());
+    });
+  }
+
+  private async renew(): Promise<void> {
+    const now = this.o.clock.now();
+    const old: string[] = [];
+    for (const [k, since] of this.held) {
+      if (now - since <= MAX_HOLD_MS) break;
+      old.push(k);
+    }
+    for (const k of old) this.held.delete(k);
+    if (old.length) await this.timed(Promise.all(old.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder)))).catch((e: unknown) => this.failed(e, 'release'));
+    const keys = [...this.held.keys()];
+    if (keys.length === 0) return;
+    try {
+      await this.timed(Promise.all(keys.map((k) => this.o.cluster.pexpire(k, this.ttl))));
+      this.stats.renewals++;
+    } catch (e) {
+      this.failed(e, 'renew');
+    }
+  }
+
+  /** Releases every held claim (waiters then take the WAN) and stops renewing. */
+  async close(): Promise<void> {
+    this.renewTimer?.cancel();
+    this.renewTimer = undefined;
+    const keys = [...this.held.keys()];
+    this.held.clear();
+    if (keys.length && !this.closed) {
+      await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder)))).catch((e: unknown) => this.failed(e, 'release'));
+    }
+    this.closed = true;
+  }
+}
+
+const RELEASE_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
