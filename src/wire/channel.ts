@@ -27,8 +27,9 @@ export interface ChannelOptions {
   maxWindow?: number;
   initialWindow?: number;
   /**
-   * Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks, at least
-   * (default 1 MiB); the bound grows to BULK_QUEUE_MS of the measured rate.
+   * Queued (not yet transmitted) bulk bytes above which waitBulkRoom() blocks (default 1 MiB).
+   * Not scaled with the link's rate: a deeper queue decides REF-or-DATA for more blocks before the
+   * target has acknowledged their duplicates' originals, and dirty-block dedup finds less.
    */
   bulkQueueLimit?: number;
   pingIntervalMs?: number;
@@ -40,14 +41,6 @@ export interface ChannelOptions {
   silenceTimeoutMs?: number;
 }
 
-/**
- * The bulk queue holds this long of the link's measured rate (within [bulkQueueLimit, 16 MiB]: memory is bounded): a
- * producer stall shorter than that (a slow read, a GC pause, a busy core) leaves the link busy.
- * 1 MiB alone is 84 ms at 100 Mbit/s but 8 ms at 1 Gbit/s. Queued bytes delay nothing urgent:
- * demand and control messages overtake them, and a cut-over takes them back.
- */
-export const BULK_QUEUE_MS = 100;
-const MAX_BULK_QUEUE = 16 * 1024 * 1024;
 
 export interface SendOptions {
   /** Called once the peer has processed it (never for a message taken back before sending). */
@@ -368,20 +361,11 @@ export class Channel {
       newest = o;
       o.onAck?.();
     }
-    if (newest) {
-      this.estimator.acked(bytes, newest.sample!, this.opts.clock.now());
-      this.scaleBulkQueue();
-    }
+    if (newest) this.estimator.acked(bytes, newest.sample!, this.opts.clock.now());
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
     this.pump();
   }
 
-  private scaleBulkQueue(): void {
-    const rate = this.estimator.deliveryRateBps;
-    if (rate === undefined) return;
-    const floor = this.opts.bulkQueueLimit ?? 1024 * 1024;
-    this.lanes.setBulkQueueLimit(Math.min(Math.max(floor, MAX_BULK_QUEUE), Math.max(floor, (rate / 8) * (BULK_QUEUE_MS / 1000))));
-  }
 
   private fail(err: Error): void {
     const t = this.transport;

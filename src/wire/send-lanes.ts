@@ -23,13 +23,8 @@ export class SendLanes<T extends Queued> {
   private queuedBulkBytes = 0;
   private roomWaiters: Array<() => void> = [];
 
-  constructor(private bulkQueueLimit = 1024 * 1024) {}
+  constructor(private readonly bulkQueueLimit = 1024 * 1024) {}
 
-  /** Changes the bulk and prefetch bound (the channel scales it with the link's rate); producers wake if it grew. */
-  setBulkQueueLimit(bytes: number): void {
-    this.bulkQueueLimit = bytes;
-    this.wakeProducers();
-  }
 
   push(o: T): void {
     this.queues[o.prio]!.push(o);

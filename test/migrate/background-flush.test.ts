@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { buildRig, fillImage } from '../helpers/migration-rig.ts';
 
 async function run(backgroundFlushBytes: number) {
-  const rig = buildRig({ algorithm: 'hybrid', size: 8 * 1024 * 1024, seed: 4, backgroundFlushBytes });
+  // 50 Mbit/s: the pre-copy's 5 MiB take most of a second, so it cannot outrun the flushes.
+  const rig = buildRig({ algorithm: 'hybrid', size: 8 * 1024 * 1024, seed: 4, backgroundFlushBytes, bandwidthBps: 50e6 });
   await fillImage(rig.srcImage, 4);
   const flushes: Array<{ phase: string }> = [];
   let running = 0;

@@ -88,7 +88,9 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
   const rolledBack = async (what: string) => {
     assert.equal((await srcQemu.qmp.execute<{ status: string }>('query-status')).status, 'running', `${what}: the VM runs at the source`);
     assert.deepEqual(await migrationSettings(srcQemu.qmp), original, `${what}: the source QEMU's migration settings are as they were`);
-    const st = await sourceStatus();
+    // The abort is answered before the agent has wound its session down: give it a moment.
+    let st = await sourceStatus();
+    for (const end = Date.now() + 15_000; st.phase !== 'idle' && Date.now() < end; st = await sourceStatus()) await sleep(100);
     assert.equal(st.phase, 'idle', `${what}: status ${JSON.stringify(st)}`);
     assert.equal(st.etaSeconds, null);
     assert.equal(st.vmConnections, 1, `${what}: the source QEMU is still connected to its disk`);
