@@ -61,7 +61,7 @@ export class Prefetcher {
   /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
   arrived(b: number, byPrefetch: boolean, byPush = false): void {
     if (byPush) this.frontier?.onPushed(b);
-    this.policy.onArrived(b, byPrefetch);
+    this.policy.onArrived(b, byPrefetch, byPush);
   }
 
   /** Post-copy is over: stop watching and settle the waste count. */

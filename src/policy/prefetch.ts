@@ -111,6 +111,8 @@ interface Stream {
   ahead: number;
   touchedAt: number;
   confirmed: boolean;
+  /** The last block it read had come with the push: the push runs ahead of this reader, so it reads nothing ahead. */
+  fedByPush: boolean;
 }
 
 export class PrefetchPolicy {
@@ -124,6 +126,8 @@ export class PrefetchPolicy {
   private unreadCount = 0;
   /** Requested by prefetch (so an arrival of it counts). */
   private readonly requested: Uint8Array;
+  /** Arrived as part of the background push (onArrived's byPush). */
+  private readonly pushed: Uint8Array;
   private window: number;
   /** Current estimate of config.fetchLatencyMs. */
   fetchLatencyMs: number;
@@ -142,6 +146,7 @@ export class PrefetchPolicy {
     this.fetchLatencyMs = c.fetchLatencyMs;
     this.unread = new Uint8Array(c.blockCount);
     this.requested = new Uint8Array(c.blockCount);
+    this.pushed = new Uint8Array(c.blockCount);
     this.stats = { requestedBlocks: 0, streamBlocks: 0, areaBlocks: 0, coAccessBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
   }
 
@@ -181,7 +186,13 @@ export class PrefetchPolicy {
     const s = sequential === false ? undefined : this.findStream(b);
     if (s) {
       this.touch(s, now);
-      if (b > s.last) {
+      // A reader the push feeds (the source started its push ahead of it: read-streams.ts) needs no read-ahead:
+      // asking for its next blocks would only race the push for the same link, and the push is already ahead.
+      if (b > s.last) s.fedByPush = present && this.pushed[b] === 1;
+      if (b > s.last && s.fedByPush) {
+        s.advanced += b - s.last;
+        s.last = b;
+      } else if (b > s.last) {
         s.advanced += b - s.last;
         s.last = b;
         if (!s.confirmed) {
@@ -203,11 +214,11 @@ export class PrefetchPolicy {
         if (s.window > 0 && s.ahead - b < s.window / 2 + 1 && now - s.startedAt >= this.fetchLatencyMs) this.extend(s, out);
       }
     } else if (sequential) {
-      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true };
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true, fedByPush: false };
       this.addStream(ns);
       this.stats.sequentialStreams++;
     } else if (!present) {
-      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: this.window, ahead: b, touchedAt: now, confirmed: false };
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: this.window, ahead: b, touchedAt: now, confirmed: false, fedByPush: false };
       this.addStream(ns);
       this.extend(ns, out);
     }
@@ -230,9 +241,10 @@ export class PrefetchPolicy {
     return !this.frontier || this.frontier.worthPrefetching(area, this.heat?.reads(area, now) ?? 0);
   }
 
-  /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch. */
-  onArrived(b: number, byPrefetch: boolean): void {
+  /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch, `byPush` with the background push. */
+  onArrived(b: number, byPrefetch: boolean, byPush = false): void {
     if (b < 0 || b >= this.config.blockCount) return;
+    if (byPush) this.pushed[b] = 1;
     const was = this.outstanding.delete(b);
     if (byPrefetch && was && this.requested[b] && !this.unread[b]) {
       this.unread[b] = 1;
