@@ -9,8 +9,10 @@ import { walkAreas, walkPlan } from './area-walk.ts';
 export const HANDOFF_AREAS = 1024;
 /** Most areas whose co-access partners travel with it. */
 export const HANDOFF_CO_AREAS = 256;
-/** Most single blocks whose read heat travels (about 15 bytes each: ~60 KB). */
+/** Most single blocks whose read heat travels (about 15 bytes each: ~15 KB). */
 export const HANDOFF_BLOCKS = 1024;
+/** Most block successor pairs that travel (about 14 bytes each: ~14 KB). */
+export const HANDOFF_FOLLOWS = 1024;
 
 export type Heat = NonNullable<Cutover['heat']>;
 
@@ -46,15 +48,16 @@ export function heatForHandoff(tracking: TrackingDisk, now: number): Heat {
       .slice(0, HANDOFF_BLOCKS)
       .map((h) => [h.block, sig(h.reads)] as [number, number]),
     co: tracking.coAccess.export(top.slice(0, HANDOFF_CO_AREAS).map((h) => h.area)),
+    follows: tracking.successors.export(HANDOFF_FOLLOWS),
   };
 }
 
 /** The target's heat map seeded from the hand-off (heat as it stood at cut-over, decaying from `now`). */
-export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: number): { heat: HeatMap; co: Map<number, number[]>; areaBlocks: number | undefined; blocks: BlockHeat[] } {
+export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: number): { heat: HeatMap; co: Map<number, number[]>; areaBlocks: number | undefined; blocks: BlockHeat[]; follows: Map<number, number> } {
   // Two scales as at the source: the hand-off is seeded into the long one and lasts the post-copy (heat-map.ts seed).
   const heat = new HeatMap({ halfLifeMs, maxEntries: 4 * HANDOFF_AREAS, longHalfLifeMs: LONG_HALF_LIFE_MS });
   const co = new Map<number, number[]>();
-  if (!h) return { heat, co, areaBlocks: undefined, blocks: [] };
+  if (!h) return { heat, co, areaBlocks: undefined, blocks: [], follows: new Map() };
   const byArea = new Map<number, { area: number; reads: number; writes: number }>();
   for (const [area, r] of h.reads) byArea.set(area, { area, reads: r, writes: 0 });
   for (const [area, w] of h.writes ?? []) {
@@ -64,5 +67,5 @@ export function heatFromHandoff(h: Heat | undefined, now: number, halfLifeMs?: n
   }
   heat.seed(byArea.values(), now);
   for (const [area, partners] of h.co ?? []) co.set(area, partners);
-  return { heat, co, areaBlocks: h.areaBlocks, blocks: (h.blocks ?? []).map(([block, reads]) => ({ block, reads })) };
+  return { heat, co, areaBlocks: h.areaBlocks, blocks: (h.blocks ?? []).map(([block, reads]) => ({ block, reads })), follows: new Map(h.follows ?? []) };
 }

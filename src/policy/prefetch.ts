@@ -24,8 +24,11 @@
  * 2. Hot areas: a miss in an area whose read heat (the source's, handed over
  *    at cut-over, plus what the target itself observes) is at least
  *    `hotAreaReads` fetches the rest of that area.
- * 3. Co-access: a miss in an area fetches the areas that were read together
- *    with it at the source (up to `maxCoAreas`).
+ * 3. Co-access: a miss on a block fetches the blocks the VM read right after
+ *    it at the source (block-successors.ts: a file's data after its inode, the
+ *    next file of a job), up to `followHops` hops along that chain; and a miss
+ *    in an area fetches the areas that were read together with it at the
+ *    source (up to `maxCoAreas`). Both count as `co_access`.
  * With a read-hot-first push (a `PushFrontier`), 2 and 3 yield to it: an area
  * is fetched whole only if it is hotter than what the push sends next and the
  * push will not reach it soon anyway (push-frontier.ts).
@@ -64,6 +67,8 @@ export interface PrefetchConfig {
   hotAreaReads: number;
   /** Most co-accessed areas fetched per miss; 0 turns co-access prefetch off. */
   maxCoAreas: number;
+  /** Hops along the learned block successor chain fetched per miss; 0 turns it off. */
+  followHops: number;
 }
 
 export const DEFAULT_PREFETCH = {
@@ -76,6 +81,8 @@ export const DEFAULT_PREFETCH = {
   staleMs: 2000,
   hotAreaReads: 2,
   maxCoAreas: 2,
+  // A few hops: a file walk's next jumps; each is one block, so a wrong guess costs one block of link.
+  followHops: 4,
 } as const;
 
 export interface PrefetchStats {
@@ -139,6 +146,8 @@ export class PrefetchPolicy {
     private readonly coAccess?: ReadonlyMap<number, readonly number[]>,
     /** The read-hot-first push, when there is one: whole-area prefetch yields to it. */
     private readonly frontier?: PushFrontier,
+    /** Block → the block the VM read right after it at the source. */
+    private readonly follows?: ReadonlyMap<number, number>,
   ) {
     this.config = { ...DEFAULT_PREFETCH, ...config };
     const c = this.config;
@@ -229,6 +238,12 @@ export class PrefetchPolicy {
       if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads && this.aheadOfPush(area, now)) out.area(area);
       const fromArea = out.blocks.length;
       this.stats.areaBlocks += fromArea - fromStream;
+      for (let x = b, hop = 0; this.follows && hop < this.config.followHops; hop++) {
+        const next = this.follows.get(x);
+        if (next === undefined || next === b) break;
+        out.block(next);
+        x = next;
+      }
       const partners = this.coAccess?.get(area);
       if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) if (this.aheadOfPush(p, now)) out.area(p);
       this.stats.coAccessBlocks += out.blocks.length - fromArea;

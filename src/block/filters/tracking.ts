@@ -3,6 +3,7 @@ import type { Disk, WriteOptions, ZeroOptions } from '../disk.ts';
 import { HeatMap, LONG_HALF_LIFE_MS, type HeatMapOptions } from '../../policy/heat-map.ts';
 import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
 import { ReadStreams } from '../../policy/read-streams.ts';
+import { BlockSuccessors } from '../../policy/block-successors.ts';
 
 /** Receives the blocks a completed write (or trim/zero) changed. */
 export type DirtyListener = (firstBlock: number, lastBlock: number) => void;
@@ -46,6 +47,8 @@ export class TrackingDisk extends FilterDisk {
   readonly coAccess: CoAccess;
   /** The sequential readers in progress: the post-copy push starts ahead of them (read-streams.ts). */
   readonly streams = new ReadStreams();
+  /** Which block the VM reads right after which (block-successors.ts): handed to the target's prefetch. */
+  readonly successors = new BlockSuccessors();
   readonly areaSize: number;
   private readonly now: () => number;
 
@@ -107,6 +110,7 @@ export class TrackingDisk extends FilterDisk {
     const last = Math.floor((offset + length - 1) / bs);
     if (read) {
       this.streams.observe(first, last, now);
+      this.successors.observe(first, last, now);
       if (last - first < MAX_BLOCKS_PER_READ) for (let x = first; x <= last; x++) this.blockHeat.recordRead(x, now);
       for (let i = a; i <= b; i++) {
         this.heat.recordRead(i, now);
