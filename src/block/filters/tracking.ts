@@ -34,10 +34,9 @@ export interface TrackingOptions {
  *
  * Writes: a block the VM writes whole costs the target nothing (the write
  * claims it, no fetch), and reads of it afterwards read what the VM wrote.
- * Such writes go into the block map's write counter (the push discounts the
- * block's reads by them: heat-handoff.ts), not into the area's write heat;
- * the area's write heat counts only the partial blocks of writes, those a
- * target-side write would have to fetch first.
+ * Such writes also go into the block map's write counter (the push discounts
+ * the block's reads by them: heat-handoff.ts). The area's write heat counts
+ * every write, as pre-copy's order needs.
  */
 export class TrackingDisk extends FilterDisk {
   private listener: DirtyListener | undefined;
@@ -118,13 +117,11 @@ export class TrackingDisk extends FilterDisk {
       }
       return;
     }
-    // Whole blocks this write covers, and the partial ones at its ends (at most two).
+    // Every write heats its areas (pre-copy sends write-hot areas last: they would be dirtied again);
+    // the whole blocks it covers also go into the block map's write counter.
+    for (let i = a; i <= b; i++) this.heat.recordWrite(i, now);
     const wholeFirst = Math.ceil(offset / bs);
     const wholeLast = Math.floor((offset + length) / bs) - 1;
     if (wholeLast - wholeFirst < MAX_BLOCKS_PER_READ) for (let x = wholeFirst; x <= wholeLast; x++) this.blockHeat.recordWrite(x, now);
-    const partial = new Set<number>();
-    if (offset % bs !== 0) partial.add(first);
-    if ((offset + length) % bs !== 0) partial.add(last);
-    for (const x of partial) this.heat.recordWrite(Math.floor((x * bs) / this.areaSize), now);
   }
 }

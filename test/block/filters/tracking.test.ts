@@ -24,7 +24,7 @@ test('reads heat their area once per request and every block they touch; writes 
   near(t.blockHeat.reads(17, 0), both(4));
   near(t.blockHeat.reads(18, 0), both(1));
   assert.equal(t.blockHeat.reads(16, 0), 0);
-  assert.equal(t.heat.writes(3, 0), 0, 'whole-block writes cost a target write no fetch: no area write heat');
+  near(t.heat.writes(3, 0), both(1));
   near(t.blockHeat.writes(48, 0), both(1));
   near(t.blockHeat.writes(49, 0), both(1));
   assert.equal(t.blockHeat.reads(48, 0), 0, 'writes add no block read heat');
