@@ -34,8 +34,8 @@ test('random reads, short runs and readers gone quiet give no continuation', () 
 
 test('continuations stop at the image end and at maxBlocks; several readers, most recent first', () => {
   const s = new ReadStreams();
-  for (let b = 0; b < 16; b++) s.observe(b, b, 10 * b);
-  for (let b = 100; b < 116; b++) s.observe(b, b, 10 * b);
-  const c = s.continuations(1160, { leadMs: 0, horizonMs: 1e6, maxBlocks: 5, blockCount: 119 });
+  for (let b = 0; b < 16; b++) s.observe(b, b, 10 * b); // 0-150 ms
+  for (let b = 100; b < 116; b++) s.observe(b, b, 10 * b - 840); // 160-310 ms
+  const c = s.continuations(320, { leadMs: 0, horizonMs: 1e6, maxBlocks: 5, blockCount: 119 });
   assert.deepEqual(c, [116, 117, 118, 16, 17, 18, 19, 20]);
 });
