@@ -26,18 +26,24 @@
  *     algorithm), to show what no prior content costs and its floor.
  *   Only dedup can use what the target holds: precopy, postcopy and hybrid
  *   (and flimcd-no-dedup) send the same bytes in both.
- * - Runs: --runs seeds per cell (default 1: the simulator is deterministic for
- *   a seed); every number is the median over seeds.
+ * - Runs: --runs seeds per cell (default 3: seed k is the k-th synthetic
+ *   image, its base and the workload's seed); a cell's numbers are the median
+ *   over seeds, and the spread (min-max over seeds) of each headline is
+ *   reported beside it (`spread` in results.json).
  * - Guest I/O slowdown: mean response time of the VM's requests arriving
- *   during the migration over that of the requests in the warm-up before it
- *   (src/sim/sim-vm.ts).
+ *   during the migration over that of the same requests in a paired control
+ *   run without migration (src/sim/control-run.ts).
  * - Headline (base scenario): time_flimcd_over_precopy_moderate = median over
  *   the six links of time(flimcd)/time(precopy) on moderate (paper 0.357,
- *   goal ≤ 0.30); miss_flimcd_over_postcopy = median over all workload × link
- *   cells of miss rate(flimcd)/miss rate(postcopy) (paper ≤ 0.51, goal ≤ 0.40);
- *   beside it miss_flimcd_over_postcopy_pooled: all cells' misses over all
- *   their post-copy reads, flimcd over postcopy (flimcd reads few blocks in
- *   its short post-copy, so one cell's rate is coarse).
+ *   goal ≤ 0.30); miss_flimcd_over_postcopy = pooled over every workload ×
+ *   link cell and seed: all of flimcd's post-copy misses over all its
+ *   post-copy reads, over the same for postcopy (paper ≤ 0.51, goal ≤ 0.40;
+ *   flimcd reads few blocks in its short post-copy, so one cell's rate is
+ *   coarse and a median of per-cell ratios rests on small samples: it stays
+ *   beside as miss_flimcd_over_postcopy_median_of_cells).
+ *   miss_flimcd_over_hybrid (pooled the same way) and
+ *   time_flimcd_over_hybrid_moderate isolate the optimizations: hybrid is
+ *   flimcd's pre-copy/post-copy schedule with none of them.
  *   Beside them: time_flimcd_over_precopy_moderate_empty_target (the same
  *   ratio, empty target) and its floor, floor_empty_target: the time the
  *   distinct non-zero content takes at its modelled zstd size over the link
@@ -85,6 +91,8 @@ interface Cell {
   blocks_read_postcopy: number;
   misses: number;
   guest_slowdown: number | null;
+  /** Each seed's numbers, for pooling and the spread. */
+  per_seed: Array<{ seed: number; time_total_s: number; misses: number; blocks_read_postcopy: number }>;
   error?: string;
 }
 
@@ -93,7 +101,7 @@ function usage(msg?: string): never {
   process.stderr.write(`usage: tsx bench/paper.ts [--json] [--quick] [--image-size SIZE] [--runs N] [--out DIR]
   --quick        512 MiB image, links 100Mbit/50ms and 1Gbit/10ms only (smoke run)
   --image-size   synthetic image size (default 1GiB)
-  --runs N       seeds per cell; medians reported (default 1)
+  --runs N       seeds per cell; medians reported, pooled misses, spread over seeds (default 3, quick 1)
   --base-share X share of non-zero blocks the base image still holds (default ${BASE_SHARE}; for sensitivity, not tuning)
   --out DIR      report folder (default reports/paper)
   --json         print the table as one JSON object (headline first)
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
   }
   if (v.help) usage();
   const size = parseSize(v['image-size'] ?? (v.quick ? '512MiB' : '1GiB'), '--image-size');
-  const runs = Number(v.runs ?? 1);
+  const runs = Number(v.runs ?? (v.quick ? 1 : 3));
   const share = Number(v['base-share'] ?? BASE_SHARE);
   if (!(share >= 0 && share <= 1)) usage('--base-share must be a fraction from 0 to 1');
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) usage('--runs must be an integer from 1 to 20');
@@ -174,6 +182,7 @@ async function main(): Promise<void> {
         time_total_s: m('time_total_s'), time_precopy_s: m('time_precopy_s'), time_postcopy_s: m('time_postcopy_s'), downtime_ms: m('downtime_ms'),
         wire_bytes: m('wire_bytes'), block_miss_rate: m('block_miss_rate'), blocks_read_postcopy: m('blocks_read_postcopy'),
         misses: samples.length ? median(samples.map((s) => Math.round(s.block_miss_rate * s.blocks_read_postcopy))) : NaN, guest_slowdown: slow.length ? median(slow) : null,
+        per_seed: samples.map((s, i) => ({ seed: i + 1, time_total_s: s.time_total_s, misses: Math.round(s.block_miss_rate * s.blocks_read_postcopy), blocks_read_postcopy: s.blocks_read_postcopy })),
         ...(error ? { error } : {}),
       });
       if (!v.json) process.stderr.write(`\r  ${cells.length}/${total} cells, ${((performance.now() - wall0) / 1000).toFixed(0)} s   `);
@@ -181,20 +190,31 @@ async function main(): Promise<void> {
   }
   if (!v.json) process.stderr.write('\n');
 
+  const r3 = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
   const cell = (w: string, link: string, a: string, holds: TargetHolds = 'base') => cells.find((c) => c.target_holds === holds && c.workload === w && c.link === link && c.algorithm === a);
   const linkNames = [...new Set(cells.map((c) => c.link))];
   const ratiosByLink = (holds: TargetHolds) =>
     Object.fromEntries(linkNames.map((l) => [l, (cell('moderate', l, 'flimcd', holds)?.time_total_s ?? NaN) / (cell('moderate', l, 'precopy', holds)?.time_total_s ?? NaN)]));
   const timeRatio = (holds: TargetHolds) =>
     medianOfRatios(linkNames.map((l) => ({ num: cell('moderate', l, 'flimcd', holds)?.time_total_s, den: cell('moderate', l, 'precopy', holds)?.time_total_s })));
-  const pairs = WORKLOADS.flatMap((w) => linkNames.map((l) => ({ flimcd: cell(w, l, 'flimcd'), postcopy: cell(w, l, 'postcopy') })));
-  const missRatio = medianOfRatios(pairs.map((c) => ({ num: c.flimcd?.block_miss_rate, den: c.postcopy?.block_miss_rate })));
-  // Pooled: all cells' misses over all their post-copy reads, per algorithm. flimcd's post-copy lasts a
-  // fraction of a second and reads few blocks per cell, so a cell's rate is coarse; the pooled ratio
-  // weighs every read once and says whether the median over cells is carried by small samples.
-  const poolOf = (k: 'flimcd' | 'postcopy'): Pool =>
-    pool(pairs.flatMap((c) => (c[k] ? [{ events: c[k].misses, trials: c[k].blocks_read_postcopy }] : [])));
-  const pools = { flimcd: poolOf('flimcd'), postcopy: poolOf('postcopy') };
+  const pairs = WORKLOADS.flatMap((w) => linkNames.map((l) => ({ flimcd: cell(w, l, 'flimcd'), postcopy: cell(w, l, 'postcopy'), hybrid: cell(w, l, 'hybrid') })));
+  const missRatioMedian = medianOfRatios(pairs.map((c) => ({ num: c.flimcd?.block_miss_rate, den: c.postcopy?.block_miss_rate })));
+  // Pooled: all cells' misses over all their post-copy reads, per algorithm (every seed's). flimcd's post-copy
+  // lasts a fraction of a second and reads few blocks per cell, so a cell's rate is coarse; the pooled ratio
+  // weighs every read once. `seed` picks one seed's runs (for the spread).
+  const poolOf = (k: 'flimcd' | 'postcopy' | 'hybrid', seed?: number): Pool =>
+    pool(pairs.flatMap((c) => (c[k]?.per_seed ?? []).filter((x) => seed === undefined || x.seed === seed).map((x) => ({ events: x.misses, trials: x.blocks_read_postcopy }))));
+  const pools = { flimcd: poolOf('flimcd'), postcopy: poolOf('postcopy'), hybrid: poolOf('hybrid') };
+  const timeRatioOver = (base: string, seed?: number) =>
+    medianOfRatios(linkNames.map((l) => {
+      const at = (a: string) => cell('moderate', l, a)?.per_seed.find((x) => seed === undefined || x.seed === seed)?.time_total_s;
+      return seed === undefined ? { num: cell('moderate', l, 'flimcd')?.time_total_s, den: cell('moderate', l, base)?.time_total_s } : { num: at('flimcd'), den: at(base) };
+    }));
+  const seedList = Array.from({ length: runs }, (_, i) => i + 1);
+  const spreadOf = (f: (seed: number) => number): [number | null, number | null] => {
+    const xs = seedList.map(f).filter(Number.isFinite);
+    return xs.length ? [r3(Math.min(...xs)), r3(Math.max(...xs))] : [null, null];
+  };
   // The empty target's floor: every distinct non-zero content once, at its modelled zstd size, over the link, against precopy's time.
   const floorBytes = distinctContentBytes(images[0]!);
   const floorRatios = linkNames
@@ -203,16 +223,24 @@ async function main(): Promise<void> {
       return c ? (floorBytes * 8) / c.bandwidth_bps / c.time_total_s : NaN;
     })
     .filter(Number.isFinite);
-  const r3 = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
   const headline = {
     time_flimcd_over_precopy_moderate: r3(timeRatio('base')),
-    miss_flimcd_over_postcopy: r3(missRatio),
-    miss_flimcd_over_postcopy_pooled: r3(pooledRatio(pools.flimcd, pools.postcopy)),
+    miss_flimcd_over_postcopy: r3(pooledRatio(pools.flimcd, pools.postcopy)),
+    miss_flimcd_over_hybrid: r3(pooledRatio(pools.flimcd, pools.hybrid)),
+    time_flimcd_over_hybrid_moderate: r3(timeRatioOver('hybrid')),
+    miss_flimcd_over_postcopy_median_of_cells: r3(missRatioMedian),
     time_flimcd_over_precopy_moderate_empty_target: r3(timeRatio('empty')),
     floor_empty_target: floorRatios.length ? r3(median(floorRatios)) : null,
     scenario: `target holds the base image the VM was cloned from (${share * 100} % of non-zero blocks shared, in its replica index)`,
     paper: { time_flimcd_over_precopy_moderate: PAPER.time, miss_flimcd_over_postcopy: PAPER.miss },
     goal: { time_flimcd_over_precopy_moderate: GOAL.time, miss_flimcd_over_postcopy: GOAL.miss },
+    spread: {
+      seeds: runs,
+      time_flimcd_over_precopy_moderate: spreadOf((seed) => timeRatioOver('precopy', seed)),
+      miss_flimcd_over_postcopy: spreadOf((seed) => pooledRatio(poolOf('flimcd', seed), poolOf('postcopy', seed))),
+      miss_flimcd_over_hybrid: spreadOf((seed) => pooledRatio(poolOf('flimcd', seed), poolOf('hybrid', seed))),
+      time_flimcd_over_hybrid_moderate: spreadOf((seed) => timeRatioOver('hybrid', seed)),
+    },
   };
   const byLink = (holds: TargetHolds) => Object.fromEntries(Object.entries(ratiosByLink(holds)).map(([l, x]) => [l, r3(x)]));
   const perLink = { base: byLink('base'), empty: byLink('empty') };
@@ -239,9 +267,15 @@ async function main(): Promise<void> {
   md.push('## Headline', '');
   md.push(`Scenario of the headline: the destination holds the base image (OS template) the VM was cloned from, registered in its replica index; ${share * 100} % of the image's non-zero blocks are still the template's (src/sim/base-image.ts gives the rationale for the default, ${BASE_SHARE * 100} %). The baselines cannot use it and send the same bytes as with an empty target.`, '');
   md.push('| ratio | measured | paper | goal |', '|---|---|---|---|');
-  md.push(`| time flimcd / precopy, moderate (median over links), target holds the base | ${headline.time_flimcd_over_precopy_moderate ?? 'n/a'} | ${PAPER.time} | ≤ ${GOAL.time} |`);
-  md.push(`| miss rate flimcd / postcopy (median over cells), target holds the base | ${headline.miss_flimcd_over_postcopy ?? 'n/a'} | ≤ ${PAPER.miss} | ≤ ${GOAL.miss} |`);
-  md.push(`| same, pooled: all cells' misses over all their post-copy reads (flimcd ${pools.flimcd.events}/${pools.flimcd.trials}, postcopy ${pools.postcopy.events}/${pools.postcopy.trials}) | ${headline.miss_flimcd_over_postcopy_pooled ?? 'n/a'} | | |`);
+  const sp = (k: keyof typeof headline.spread) => {
+    const x = headline.spread[k];
+    return Array.isArray(x) && runs > 1 ? ` (${x[0] ?? 'n/a'}–${x[1] ?? 'n/a'} over ${runs} seeds)` : '';
+  };
+  md.push(`| time flimcd / precopy, moderate (median over links), target holds the base | ${headline.time_flimcd_over_precopy_moderate ?? 'n/a'}${sp('time_flimcd_over_precopy_moderate')} | ${PAPER.time} | ≤ ${GOAL.time} |`);
+  md.push(`| miss rate flimcd / postcopy, pooled: all cells' misses over all their post-copy reads (flimcd ${pools.flimcd.events}/${pools.flimcd.trials}, postcopy ${pools.postcopy.events}/${pools.postcopy.trials}), target holds the base | ${headline.miss_flimcd_over_postcopy ?? 'n/a'}${sp('miss_flimcd_over_postcopy')} | ≤ ${PAPER.miss} | ≤ ${GOAL.miss} |`);
+  md.push(`| miss rate flimcd / hybrid, pooled (hybrid ${pools.hybrid.events}/${pools.hybrid.trials}): the optimizations alone | ${headline.miss_flimcd_over_hybrid ?? 'n/a'}${sp('miss_flimcd_over_hybrid')} | | |`);
+  md.push(`| time flimcd / hybrid, moderate (median over links) | ${headline.time_flimcd_over_hybrid_moderate ?? 'n/a'}${sp('time_flimcd_over_hybrid_moderate')} | | |`);
+  md.push(`| miss rate flimcd / postcopy, median of per-cell ratios | ${headline.miss_flimcd_over_postcopy_median_of_cells ?? 'n/a'} | | |`);
   md.push(`| time flimcd / precopy, moderate, **empty target** | ${headline.time_flimcd_over_precopy_moderate_empty_target ?? 'n/a'} | | |`);
   md.push(`| floor of that ratio with an empty target | ${headline.floor_empty_target ?? 'n/a'} | | |`);
   md.push('', `With an empty target no algorithm can beat the floor: every distinct non-zero content (${formatBytes(floorBytes)} of the ${formatBytes(size)} image, at its modelled zstd size; the 20 % random blocks do not compress) must cross the link once, which alone takes ${headline.floor_empty_target ?? 'n/a'} of precopy's time, before any re-sent dirty blocks or post-copy. The paper's and design.md's scenario is a destination that already holds much of the content.`);
@@ -249,7 +283,7 @@ async function main(): Promise<void> {
   for (const l of linkNames) md.push(`| ${l} | ${perLink.base[l] ?? 'n/a'} | ${perLink.empty[l] ?? 'n/a'} |`);
   md.push('', 'Modelled, not measured: CPU time is zero, and a block\'s zstd size is its level-3 size whatever level the sender picks. At 100 Mbit/s the sender picks level 6 (within 0.5 % of level 3 on image-gen text); at 1 Gbit/s it picks level 1 (about 6 % larger on text), and real compression at 1 Gbit/s would need more CPU than the level policy allows itself: the 1 Gbit/s cells are optimistic for the algorithms that compress.');
   md.push('', `Image ${formatBytes(size)} (synthetic, image-gen mix), block 64 KiB, ${runs} seed(s) per cell (medians), 10 s warm-up; every migration ${allVerified ? 'verified (Merkle roots agree)' : '**did NOT all verify**'}. Simulated in ${setup.wall_s} s.`, '');
-  md.push('Guest I/O slowdown = mean response time of VM requests arriving during the migration / during the warm-up before it.', '');
+  md.push('Guest I/O slowdown = mean response time of VM requests arriving during the migration / that of the same requests in a paired control run without migration.', '');
   md.push('Every cell is a simulated migration: the real engines, filters, channel and policies on a virtual clock with a modelled link and disk (`flimcd simulate`; validated against real agents through the WAN emulator by test/sim/validation.test.ts).', '');
   for (const [n, , title] of charts) md.push(`### ${title}`, '', `![${title}](${n}.png)`, '', `SVG: [${n}.svg](${n}.svg)`, '');
   for (const l of linkNames) {
@@ -264,7 +298,8 @@ async function main(): Promise<void> {
 
   if (v.json) process.stdout.write(JSON.stringify({ headline, setup, cells }) + '\n');
   else {
-    process.stdout.write(`headline (target holds the base image): time flimcd/precopy (moderate) ${headline.time_flimcd_over_precopy_moderate} (paper ${PAPER.time}, goal ≤ ${GOAL.time}); miss flimcd/postcopy ${headline.miss_flimcd_over_postcopy} (paper ≤ ${PAPER.miss}, goal ≤ ${GOAL.miss})\n`);
+    process.stdout.write(`headline (target holds the base image): time flimcd/precopy (moderate) ${headline.time_flimcd_over_precopy_moderate}${sp('time_flimcd_over_precopy_moderate')} (paper ${PAPER.time}, goal ≤ ${GOAL.time}); miss flimcd/postcopy, pooled ${headline.miss_flimcd_over_postcopy}${sp('miss_flimcd_over_postcopy')} (paper ≤ ${PAPER.miss}, goal ≤ ${GOAL.miss})\n`);
+    process.stdout.write(`flimcd vs hybrid (the optimizations alone): miss, pooled ${headline.miss_flimcd_over_hybrid}${sp('miss_flimcd_over_hybrid')}; time (moderate) ${headline.time_flimcd_over_hybrid_moderate}${sp('time_flimcd_over_hybrid_moderate')}\n`);
     process.stdout.write(`empty target: time flimcd/precopy (moderate) ${headline.time_flimcd_over_precopy_moderate_empty_target}; floor ${headline.floor_empty_target} (distinct content at its zstd size over the link / precopy time)\n\n`);
     const w = [6, 10, 20, 16, 9, 9, 10, 10, 9];
     const row = (xs: string[]) => xs.map((x, i) => (i < 4 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(' ');

@@ -1,247 +1,238 @@
 /**
- * Post-copy miss benchmark (issue 5): how much hot-area ordering and prefetch
- * cut the block miss rate of post-copy, against plain post-copy, in the same run.
+ * Post-copy demand-fetch benchmark (issues 5 and 18): how much the read-hot
+ * push order and prefetch cut what the VM waits for after the cut-over,
+ * against plain post-copy, on the same requests.
  *
- *   npm run -s bench:postcopy [-- --json] [--runs N] [--size 128MiB] [--quick]
- *   npx tsx bench/postcopy.ts --quick
+ *   npm run -s bench:postcopy [-- --json] [--seeds N] [--size 2GiB] [--quick] [--only files,moderate,...]
  *
  * Method
- * - Each sample is a whole local migration (src/demo/local-migration.ts): a
- *   generated image, real source and target agents, the WAN emulator between
- *   them (default 100 Mbit/s, 30 ms RTT), and a workload that runs against the
- *   source export and follows the VM to the target export at cut-over.
- * - Algorithm `postcopy` (immediate cut-over) in four variants: plain (block-
- *   order push, no prefetch), +hot (read-hot-first push), +prefetch, both.
- * - The workload runs `--warmup` seconds (default 10) at the source before the
- *   migration starts: the source agent sits on the VM's I/O path all along, so
- *   its heat map has seen the VM before an operator starts a migration.
- * - Workloads: the `moderate` and `mail` profiles (resolved against the link
- *   as docs/design.md pins them, untouched), and a replay of an FIU-format trace.
- *   No real FIU trace is available offline: the trace is synthetic, generated
- *   deterministically by src/workload/fiu-synth.ts (files read sequentially
- *   after their metadata page, a Zipf-hot database region, a log), and
- *   replayed with src/workload/fiu-trace.ts like a real one would be.
- * - block_miss_rate as docs/design.md defines it (blocks read at the target that
- *   were absent when read / all blocks read at the target during post-copy).
- *   Every run must verify (Merkle roots and the workload's content model).
- * - Runs: `--runs` repetitions (default 3); repetition k uses seed k for every
- *   variant (the same requests), and the variant order rotates per repetition
- *   so drift on a shared machine spreads over all of them. Medians reported.
- * - headline.hot / .prefetch / .both = the worst (largest) over the workloads
- *   of median(variant miss rate) / median(plain miss rate). Below 1 is better;
- *   the goal for `both` is at most 0.40.
- * - Beside the measurements, the push-order model (bench/postcopy-model.ts)
- *   on the same requests, seeds and link: `bound.source_block_heat` is what
- *   the hot order's plan does there, `bound.oracle_probability` the best any
- *   order (or prefetch) that knows only the past can do on these i.i.d. reads.
- *   When the oracle's worst ratio is above 0.40, `goal.below_model_bound` says
- *   the goal is out of reach on these workloads, whatever the policy.
+ * - Each sample is a simulated migration (src/sim/simulate.ts: the real
+ *   engines, filters and policies on a virtual clock, a modelled link and
+ *   disk; test/sim/validation.test.ts and `npm run sim:validate` check it
+ *   against real agents). The simulator, not real agents, because the
+ *   workloads that matter here run for tens of minutes before the cut-over
+ *   (a periodic job's read set must have been seen), which real agents would
+ *   take in real time.
+ * - Algorithm `postcopy` (immediate cut-over) in four variants with dedup and
+ *   compression off: plain (block-order push, no prefetch), +hot (read-hot-first
+ *   push), +prefetch, both.
+ * - Workloads:
+ *   - `files` (src/workload/files-generator.ts: files read front to back,
+ *     periodic jobs, bursts; its parameters were fixed before any migration
+ *     ran on it) with a 20 min warm-up: every job (period 2-10 min) has run
+ *     at least twice before the migration starts;
+ *   - every trace under testing/traces/ (`*.fiu`, `*.fiu.zst`, `*.fiu.gz`,
+ *     globbed: recorded guest traces join when they land), replayed as
+ *     recorded; the migration starts at 60 % of the trace's span, so the
+ *     source has seen most of it and post-copy replays the rest;
+ *   - the i.i.d. profiles `moderate` and `mail` (10 s warm-up, as before) and the
+ *     synthetic FIU-format trace of src/workload/fiu-synth.ts: reported, not
+ *     headlined (on i.i.d. reads no order that knows only the past gets far
+ *     below plain; see bench:postcopy-bound).
+ * - Measure: demand_fetch_rate as docs/design.md defines it ((misses +
+ *   write_fetches) / (blocks read + written in post-copy)): every access
+ *   that waited for the link. block_miss_rate beside it.
+ * - Seeds: `--seeds` (default 3) per workload; the generators take the seed,
+ *   a trace is the same every seed (the simulator is deterministic: one run).
+ *   A workload's rate is pooled over its seeds (all waits over all accesses),
+ *   and the spread (min-max of the per-seed ratios) is printed beside it.
+ * - headline.hot / .prefetch / .both = the worst (largest) over `files` and
+ *   the recorded traces of pooled demand_fetch_rate(variant) / pooled
+ *   demand_fetch_rate(plain). Lower is better; the goal for `both` is at most
+ *   0.40 with `verified` true in every run.
+ * - Not a bound: the push-order model (bench:postcopy-bound) orders blocks by
+ *   their read probability, which is not optimal once a block stops costing
+ *   after its first fetch, and it models i.i.d. reads only.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { runLocalMigration } from '../src/demo/local-migration.ts';
-import { formatBytes } from '../src/util/units.ts';
+import { fileURLToPath } from 'node:url';
 import { benchArgs } from './bench-args.ts';
-import { modelPushOrders } from './postcopy-model.ts';
-import { log } from '../src/util/log.ts';
+import { worstRatio } from './headline.ts';
+import { syntheticImage } from '../src/sim/image-model.ts';
+import { parseWorkload, runScenario, type Workload } from '../src/sim/scenario.ts';
 import { synthesizeFiuTrace } from '../src/workload/fiu-synth.ts';
-import { FiuReplay, parseFiuTrace } from '../src/workload/fiu-trace.ts';
+import { FiuReplay, parseFiuTrace, type FiuRecord } from '../src/workload/fiu-trace.ts';
+import { readTraceText } from '../src/workload/trace-recorder.ts';
 import type { Features } from '../src/policy/algorithm.ts';
-import { median } from './stats.ts';
-import { ratioToBaseline, worstRatio } from './headline.ts';
+import { formatBytes } from '../src/util/units.ts';
 
 const VARIANTS = ['postcopy', 'hot', 'prefetch', 'both'] as const;
 type Variant = (typeof VARIANTS)[number];
 const FEATURES: Record<Variant, Features> = {
-  // Dedup and compression stay off: this measures misses, and plain post-copy has neither.
+  // Dedup and compression stay off: this measures waits, and plain post-copy has neither.
   postcopy: { dedup: false, compress: false, hotOrder: false, prefetch: false },
   hot: { dedup: false, compress: false, hotOrder: true, prefetch: false },
   prefetch: { dedup: false, compress: false, hotOrder: false, prefetch: true },
   both: { dedup: false, compress: false, hotOrder: true, prefetch: true },
 };
-const WORKLOADS = ['moderate', 'mail', 'fiu'] as const;
-type Workload = (typeof WORKLOADS)[number];
 const GOAL_BOTH = 0.4;
+const TRACE_DIR = fileURLToPath(new URL('../testing/traces/', import.meta.url));
+/** Where a trace's migration starts: this share of its span in (the source has seen most of it). */
+const TRACE_CUTOVER_SHARE = 0.6;
+const FILES_WARMUP_MS = 20 * 60_000;
+const PROFILE_WARMUP_MS = 10_000;
 
-interface Options {
-  json: boolean;
-  runs: number;
-  size: number;
-  bandwidthBps: number;
-  rttMs: number;
+interface Case {
+  name: string;
+  /** Headlined (files and recorded traces) or only reported (i.i.d. profiles, the synthetic trace). */
+  headline: boolean;
+  imageBytes: number;
   warmupMs: number;
-  workloads: Workload[];
-  keepTrace: string | undefined;
+  /** One run for a trace (the same requests every seed). */
+  seeded: boolean;
+  workload: (seed: number) => Workload;
 }
 
 interface Sample {
-  workload: Workload;
+  workload: string;
   variant: Variant;
-  run: number;
+  seed: number;
+  demand_fetch_rate: number;
   block_miss_rate: number;
   misses: number;
+  write_fetches: number;
   blocks_read: number;
+  blocks_written: number;
+  prefetch_requested: number;
   prefetch_hits: number;
-  prefetch_wasted_bytes: number;
-  miss_p50_ms: number | null;
-  miss_p99_ms: number | null;
   time_postcopy_s: number;
   verified: boolean;
+  sim_wall_s: number;
 }
 
-const USAGE = `usage: tsx bench/postcopy.ts [--json] [--runs N] [--size SIZE] [--quick]
-                          [--bandwidth RATE] [--rtt MS] [--warmup S] [--only moderate,mail,fiu] [--trace-out FILE]
-  --quick        64 MiB, 1 run, 5 s warm-up (smoke run)
-  --runs N       repetitions per workload and variant; medians are reported (default 3)
-  --size SIZE    image size (default 128MiB)
-  --bandwidth    emulated link rate (default 100Mbit)
-  --rtt MS       emulated round-trip time (default 30)
-  --warmup S     seconds the workload runs at the source before the migration starts (default 10)
-  --trace-out F  also write the synthetic FIU-format trace to F`;
+const USAGE = `usage: tsx bench/postcopy.ts [--json] [--seeds N] [--size SIZE] [--quick]
+                          [--bandwidth RATE] [--rtt MS] [--only files,moderate,mail,fiu-synth,trace:NAME] [--traces DIR]
+  --quick        1 seed, 1 GiB
+  --seeds N      seeds per workload; rates are pooled over them (default 3)
+  --size SIZE    image size for the generated workloads (default 2GiB)
+  --bandwidth    link rate (default 100Mbit)
+  --rtt MS       round-trip time (default 50)
+  --traces DIR   the recorded traces to replay (default testing/traces/)`;
 
-function parseOptions(argv: string[]): Options {
-  const args = benchArgs('postcopy', USAGE, {
-    json: { type: 'boolean' },
-    quick: { type: 'boolean' },
-    runs: { type: 'string' },
-    size: { type: 'string' },
-    bandwidth: { type: 'string' },
-    rtt: { type: 'string' },
-    warmup: { type: 'string' },
-    only: { type: 'string' },
-    'trace-out': { type: 'string' },
-  }, argv);
-  const v = args.values;
-  const quick = v.quick ?? false;
-  const size = args.size(v.size, quick ? 64 * 1024 ** 2 : 128 * 1024 ** 2, '--size');
-  if (size < 32 * 1024 ** 2 || size % (1024 * 1024) !== 0) args.fail('--size must be a multiple of 1 MiB and at least 32 MiB');
-  return {
-    json: v.json ?? false,
-    runs: args.int(v.runs, quick ? 1 : 3, '--runs'),
-    size,
-    bandwidthBps: args.rate(v.bandwidth, 100e6, '--bandwidth'),
-    rttMs: args.num(v.rtt, 30, '--rtt', 0),
-    warmupMs: args.num(v.warmup, quick ? 5 : 10, '--warmup', 0) * 1000,
-    workloads: args.list(v.only, WORKLOADS, '--only'),
-    keepTrace: v['trace-out'],
-  };
+function traceFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /\.fiu(\.zst|\.gz)?$/.test(f)).sort().map((f) => join(dir, f));
 }
 
-const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+function traceCase(name: string, records: FiuRecord[], headline: boolean, minImage: number): Case {
+  let end = 0;
+  for (const r of records) end = Math.max(end, (r.lba + r.sectors) * 512);
+  const first = records[0]!.tsNs;
+  let last = first;
+  for (const r of records) if (r.tsNs > last) last = r.tsNs;
+  const spanMs = Number(last - first) / 1e6;
+  const imageBytes = Math.max(minImage, Math.ceil(end / (1 << 20)) * (1 << 20));
+  return { name, headline, imageBytes, warmupMs: spanMs * TRACE_CUTOVER_SHARE, seeded: false, workload: () => ({ name, requests: () => new FiuReplay(records, { imageBytes }) }) };
+}
 
 async function main(): Promise<void> {
-  const o = parseOptions(process.argv.slice(2));
-  const quiet = log.child({ bench: 'postcopy' }, { level: 'warn' });
-  // Long enough for warm-up plus a slow post-copy: the push alone takes size / rate.
-  const traceSeconds = Math.ceil(o.warmupMs / 1000 + 4 * ((o.size * 8) / o.bandwidthBps) + 60);
-  const trace = o.workloads.includes('fiu') ? synthesizeFiuTrace({ imageBytes: o.size, seconds: traceSeconds, seed: 391 }) : [];
-  if (o.keepTrace && trace.length) writeFileSync(o.keepTrace, trace.join('\n') + '\n');
-  const traceRecords = trace.length ? [...parseFiuTrace(trace)] : [];
+  const args = benchArgs('postcopy', USAGE, {
+    json: { type: 'boolean' }, quick: { type: 'boolean' }, seeds: { type: 'string' }, size: { type: 'string' },
+    bandwidth: { type: 'string' }, rtt: { type: 'string' }, only: { type: 'string' }, traces: { type: 'string' },
+  });
+  const v = args.values;
+  const quick = v.quick ?? false;
+  const size = args.size(v.size, quick ? 1024 ** 3 : 2 * 1024 ** 3, '--size');
+  if (size < 64 * 1024 ** 2 || size % (1 << 20) !== 0) args.fail('--size must be a multiple of 1 MiB and at least 64 MiB');
+  const seeds = args.int(v.seeds, quick ? 1 : 3, '--seeds');
+  const bandwidthBps = args.rate(v.bandwidth, 100e6, '--bandwidth');
+  const rttMs = args.num(v.rtt, 50, '--rtt', 0);
+  const BS = 65536;
+  const traceDir = v.traces ? join(v.traces, '/') : TRACE_DIR;
+  const traces = traceFiles(traceDir);
+
+  const cases: Case[] = [
+    { name: 'files', headline: true, imageBytes: size, warmupMs: FILES_WARMUP_MS, seeded: true, workload: (seed) => parseWorkload({ spec: 'files', imageBytes: size, bandwidthBps, blockSize: BS, seed }) },
+    ...traces.map((f) => traceCase(`trace:${f.slice(traceDir.length)}`, [...parseFiuTrace(readTraceText(f))], true, 64 << 20)),
+    ...(['moderate', 'mail'] as const).map((p): Case => ({ name: p, headline: false, imageBytes: size, warmupMs: PROFILE_WARMUP_MS, seeded: true, workload: (seed) => parseWorkload({ spec: p, imageBytes: size, bandwidthBps, blockSize: BS, seed }) })),
+    // The synthetic FIU-format trace: long enough for its warm-up share plus a post-copy of the whole image.
+    traceCase('fiu-synth', [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: size, seconds: Math.ceil((4 * size * 8) / bandwidthBps / (1 - TRACE_CUTOVER_SHARE)), seed: 391 }))], false, size),
+  ];
+  const only = v.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (only) for (const o of only) if (!cases.some((c) => c.name === o || c.name === `trace:${o}`)) args.fail(`--only: unknown workload "${o}" (${cases.map((c) => c.name).join(', ')})`);
+  const chosen = only ? cases.filter((c) => only.includes(c.name) || only.includes(c.name.replace(/^trace:/, ''))) : cases;
+
   const samples: Sample[] = [];
   const started = Date.now();
-  const total = o.runs * o.workloads.length * VARIANTS.length;
-  for (let run = 1; run <= o.runs; run++) {
-    for (const workload of o.workloads) {
-      for (let i = 0; i < VARIANTS.length; i++) {
-        const variant = VARIANTS[(i + run - 1) % VARIANTS.length]!;
-        const dir = mkdtempSync(join(tmpdir(), 'flimcd-bench-postcopy-'));
-        try {
-          const r = await runLocalMigration({
-            dir, size: o.size, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, algorithm: 'postcopy', features: FEATURES[variant],
-            workload: workload === 'fiu' ? 'moderate' : workload, requests: workload === 'fiu' ? new FiuReplay(traceRecords, { imageBytes: o.size }) : undefined,
-            warmupMs: o.warmupMs, blockSize: 65536, seed: run, log: quiet,
-          });
-          const rep = r.report;
-          const s: Sample = {
-            workload, variant, run, block_miss_rate: rep.block_miss_rate, misses: rep.misses, blocks_read: rep.blocks_read_postcopy,
-            prefetch_hits: rep.prefetch_hits, prefetch_wasted_bytes: rep.prefetch_wasted_bytes, miss_p50_ms: rep.miss_latency_ms.p50,
-            miss_p99_ms: rep.miss_latency_ms.p99, time_postcopy_s: rep.time_postcopy_s, verified: rep.verified && r.workloadVerified,
-          };
-          samples.push(s);
-          if (!o.json) {
-            process.stderr.write(`[${samples.length}/${total}, ${Math.round((Date.now() - started) / 1000)} s] run ${run} ${workload} ${variant}: miss rate ${(s.block_miss_rate * 100).toFixed(2)} % (${s.misses}/${s.blocks_read}), prefetch hits ${s.prefetch_hits}, verified ${s.verified}\n`);
-          }
-        } finally {
-          rmSync(dir, { recursive: true, force: true });
-        }
+  const images = new Map<number, ReturnType<typeof syntheticImage>>();
+  for (const c of chosen) {
+    const image = images.get(c.imageBytes) ?? syntheticImage(c.imageBytes, BS, 1);
+    images.set(c.imageBytes, image);
+    for (let seed = 1; seed <= (c.seeded ? seeds : 1); seed++) {
+      const workload = c.workload(seed);
+      for (const variant of VARIANTS) {
+        const res = await runScenario({ image, workload, variant: { name: variant, algorithm: 'postcopy', features: FEATURES[variant] }, bandwidthBps, rttMs, warmupMs: c.warmupMs });
+        const r = res.report;
+        const s: Sample = {
+          workload: c.name, variant, seed, demand_fetch_rate: r.demand_fetch_rate, block_miss_rate: r.block_miss_rate, misses: r.misses, write_fetches: r.write_fetches,
+          blocks_read: r.blocks_read_postcopy, blocks_written: r.blocks_written_postcopy, prefetch_requested: r.prefetch_requested, prefetch_hits: r.prefetch_hits,
+          time_postcopy_s: r.time_postcopy_s, verified: r.verified, sim_wall_s: Math.round(res.wall_s * 10) / 10,
+        };
+        samples.push(s);
+        if (!v.json) process.stderr.write(`[${Math.round((Date.now() - started) / 1000)} s] ${c.name} seed ${seed} ${variant}: demand_fetch_rate ${(s.demand_fetch_rate * 100).toFixed(2)} % (${s.misses}+${s.write_fetches}/${s.blocks_read}+${s.blocks_written}), verified ${s.verified}\n`);
       }
     }
   }
 
-  const medians: Record<string, Record<string, Record<string, number | null>>> = {};
-  const ratios: Record<string, Record<string, number>> = {};
-  for (const w of o.workloads) {
-    medians[w] = {};
-    ratios[w] = {};
-    for (const v of VARIANTS) {
-      const xs = samples.filter((s) => s.workload === w && s.variant === v);
-      const med = (k: keyof Sample) => {
-        const vals = xs.map((s) => s[k]).filter((x): x is number => typeof x === 'number');
-        return vals.length ? round(median(vals), 6) : null;
-      };
-      medians[w][v] = {
-        block_miss_rate: med('block_miss_rate'), misses: med('misses'), blocks_read: med('blocks_read'), prefetch_hits: med('prefetch_hits'),
-        prefetch_wasted_bytes: med('prefetch_wasted_bytes'), miss_p50_ms: med('miss_p50_ms'), miss_p99_ms: med('miss_p99_ms'), time_postcopy_s: med('time_postcopy_s'),
-      };
-    }
-    const base = medians[w].postcopy!.block_miss_rate ?? 0;
-    for (const v of VARIANTS) ratios[w][v] = round(ratioToBaseline(medians[w][v]!.block_miss_rate ?? 0, base), 3);
-  }
-  const worst = (v: Variant) => round(worstRatio(o.workloads.map((w) => ratios[w]![v]!)), 3);
-  const headline = { hot: worst('hot'), prefetch: worst('prefetch'), both: worst('both') };
-  const allVerified = samples.every((s) => s.verified);
-  // The model of the same workloads, seeds and link (bench/postcopy-model.ts): what push order can reach at best.
-  const model = await modelPushOrders({ runs: o.runs, size: o.size, bandwidthBps: o.bandwidthBps, rttMs: o.rttMs, queueMs: 40, warmupMs: o.warmupMs, only: o.workloads });
-  const pick = (ord: 'source block heat' | 'oracle probability') => Object.fromEntries(o.workloads.map((w) => [w, model.ratios[w]![ord]]));
-  const bound = {
-    model: true,
-    source_block_heat: pick('source block heat'),
-    oracle_probability: pick('oracle probability'),
-    worst_oracle_probability: model.headline.oracle_probability!,
+  const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+  const waits = (s: Sample) => s.misses + s.write_fetches;
+  const accesses = (s: Sample) => s.blocks_read + s.blocks_written;
+  const pooled = (xs: Sample[]) => {
+    const den = xs.reduce((a, s) => a + accesses(s), 0);
+    return den > 0 ? xs.reduce((a, s) => a + waits(s), 0) / den : NaN;
   };
+  const workloads: Record<string, { headline: boolean; rate: Record<Variant, number>; ratio: Record<Variant, number>; spread: Record<Variant, [number, number]>; misses: Record<Variant, number>; accesses: number }> = {};
+  for (const c of chosen) {
+    const of = (vr: Variant) => samples.filter((s) => s.workload === c.name && s.variant === vr);
+    const rate = {} as Record<Variant, number>;
+    const ratio = {} as Record<Variant, number>;
+    const spread = {} as Record<Variant, [number, number]>;
+    const misses = {} as Record<Variant, number>;
+    for (const vr of VARIANTS) {
+      rate[vr] = round(pooled(of(vr)), 6);
+      ratio[vr] = round(pooled(of(vr)) / pooled(of('postcopy')));
+      const per = of(vr).map((s) => {
+        const base = of('postcopy').find((b) => b.seed === s.seed)!;
+        return base.demand_fetch_rate > 0 ? s.demand_fetch_rate / base.demand_fetch_rate : NaN;
+      }).filter(Number.isFinite);
+      spread[vr] = per.length ? [round(Math.min(...per)), round(Math.max(...per))] : [NaN, NaN];
+      misses[vr] = of(vr).reduce((a, s) => a + waits(s), 0);
+    }
+    workloads[c.name] = { headline: c.headline, rate, ratio, spread, misses, accesses: of('postcopy').reduce((a, s) => a + accesses(s), 0) };
+  }
+  const headlined = Object.entries(workloads).filter(([, w]) => w.headline);
+  const worst = (vr: Variant) => (headlined.length ? round(worstRatio(headlined.map(([, w]) => w.ratio[vr]))) : NaN);
+  const headline = { hot: worst('hot'), prefetch: worst('prefetch'), both: worst('both') };
+  const verified = samples.every((s) => s.verified);
   const result = {
     benchmark: 'postcopy',
     headline,
-    goal: { both: GOAL_BOTH, met: headline.both <= GOAL_BOTH, below_model_bound: GOAL_BOTH < bound.worst_oracle_probability },
-    bound,
-    verified: allVerified,
-    medians,
-    ratios,
+    goal: { both: GOAL_BOTH, met: headline.both <= GOAL_BOTH && verified },
+    verified,
+    workloads,
     config: {
-      image_bytes: o.size, block_size: 65536, bandwidth_bps: o.bandwidthBps, rtt_ms: o.rttMs, warmup_s: o.warmupMs / 1000, runs: o.runs,
-      algorithm: 'postcopy', fiu_trace: trace.length ? { synthetic: true, requests: trace.length, seconds: traceSeconds, generator: 'src/workload/fiu-synth.ts seed 391' } : undefined,
+      simulator: true, image_bytes: size, block_size: BS, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, seeds, algorithm: 'postcopy',
+      warmup_s: { files: FILES_WARMUP_MS / 1000, profiles: PROFILE_WARMUP_MS / 1000, traces: `${TRACE_CUTOVER_SHARE * 100} % of the trace's span` },
+      traces: traces.map((f) => f.slice(traceDir.length)),
     },
     samples,
   };
-  if (o.json) {
+  if (v.json) {
     process.stdout.write(JSON.stringify(result) + '\n');
   } else {
-    const pct = (x: number | null | undefined) => (typeof x === 'number' ? `${(x * 100).toFixed(2)} %` : '–');
-    const rows: string[][] = [['workload', ...VARIANTS.map((v) => `${v} miss rate`), ...VARIANTS.slice(1).map((v) => `${v}/plain`)]];
-    for (const w of o.workloads) {
-      rows.push([w, ...VARIANTS.map((v) => pct(medians[w]![v]!.block_miss_rate)), ...VARIANTS.slice(1).map((v) => ratios[w]![v]!.toFixed(2))]);
+    const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)} %` : '–');
+    const rows: string[][] = [['workload', 'headlined', ...VARIANTS.map((vr) => `${vr} dfr`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (spread)`)]];
+    for (const [name, w] of Object.entries(workloads)) {
+      rows.push([name, w.headline ? 'yes' : 'no', ...VARIANTS.map((vr) => pct(w.rate[vr])), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr][0]}-${w.spread[vr][1]})`)]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    process.stdout.write(`\npost-copy block miss rate, median of ${o.runs} run(s): ${formatBytes(o.size)} image, ${o.bandwidthBps / 1e6} Mbit/s, ${o.rttMs} ms RTT, ${o.warmupMs / 1000} s warm-up\n\n`);
-    for (const r of rows) process.stdout.write(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
-    process.stdout.write('\nmisses / blocks read, prefetch hits, miss latency p50 / p99 (ms):\n');
-    for (const w of o.workloads) {
-      for (const v of VARIANTS) {
-        const m = medians[w]![v]!;
-        process.stdout.write(`  ${w.padEnd(8)} ${v.padEnd(8)} ${m.misses}/${m.blocks_read}  hits ${m.prefetch_hits}  wasted ${formatBytes(m.prefetch_wasted_bytes ?? 0)}  p50 ${m.miss_p50_ms ?? '–'}  p99 ${m.miss_p99_ms ?? '–'}\n`);
-      }
-    }
-    process.stdout.write(`\nheadline (worst ratio over workloads): hot ${headline.hot}, prefetch ${headline.prefetch}, both ${headline.both} (goal <= ${GOAL_BOTH}: ${headline.both <= GOAL_BOTH ? 'met' : 'NOT met'})\n`);
-    process.stdout.write(`\nmodel of the same requests and link (bench/postcopy-model.ts, not a measurement), ratio to plain block order:\n`);
-    for (const w of o.workloads) {
-      process.stdout.write(`  ${w.padEnd(8)} source block heat (what hot order does) ${bound.source_block_heat[w]}  oracle probability (best order knowing only the past) ${bound.oracle_probability[w]}  measured both ${ratios[w]!.both}\n`);
-    }
-    process.stdout.write(`  worst oracle ratio ${bound.worst_oracle_probability}${bound.worst_oracle_probability > GOAL_BOTH ? `: above the goal of ${GOAL_BOTH}; in the model no order knowing only the past reaches it on these workloads (single runs scatter around the model)` : ''}\n`);
-    process.stdout.write(`all runs verified: ${allVerified}\n`);
-    if (trace.length) process.stdout.write(`fiu: a synthetic FIU-format trace (${trace.length} requests, src/workload/fiu-synth.ts), not a real one\n`);
+    process.stdout.write(`\npost-copy demand_fetch_rate (simulator), pooled over ${seeds} seed(s): ${formatBytes(size)} image, ${bandwidthBps / 1e6} Mbit/s, ${rttMs} ms RTT\n\n`);
+    for (const r of rows) process.stdout.write(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
+    process.stdout.write(`\nheadline (worst over files and recorded traces): hot ${headline.hot}, prefetch ${headline.prefetch}, both ${headline.both} (goal <= ${GOAL_BOTH}: ${result.goal.met ? 'met' : 'NOT met'})\n`);
+    process.stdout.write(`recorded traces: ${result.config.traces.length ? result.config.traces.join(', ') : `none in ${traceDir}`}\nall runs verified: ${verified}\n`);
   }
-  if (!allVerified) process.exitCode = 1;
+  if (!verified) process.exitCode = 1;
 }
 
 await main();

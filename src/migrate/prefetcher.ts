@@ -26,6 +26,8 @@ export interface PrefetcherOptions {
   hotOrderPush?: boolean;
   /** The source's per-block read heat from the hand-off (its push plan uses it). */
   blockHeat?: readonly BlockHeat[];
+  /** Block → the block the VM read right after it at the source (block-successors.ts). */
+  follows?: ReadonlyMap<number, number>;
 }
 
 /** The read heat of the area at the `share` quantile from the top (at least 2 reads). */
@@ -53,7 +55,7 @@ export class Prefetcher {
     const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
     // The heat map holds exactly the source's hand-off at this point: the push order is derived from it.
     this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now()), o.blockHeat ?? [], o.areaBlocks) : undefined;
-    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier);
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier, o.follows);
     this.wanted = (b) => d.isWanted(b);
     d.observeReads((offset, length, blocks) => this.read(offset, length, blocks));
   }
@@ -61,7 +63,7 @@ export class Prefetcher {
   /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
   arrived(b: number, byPrefetch: boolean, byPush = false): void {
     if (byPush) this.frontier?.onPushed(b);
-    this.policy.onArrived(b, byPrefetch);
+    this.policy.onArrived(b, byPrefetch, byPush);
   }
 
   /** Post-copy is over: stop watching and settle the waste count. */

@@ -24,8 +24,11 @@
  * 2. Hot areas: a miss in an area whose read heat (the source's, handed over
  *    at cut-over, plus what the target itself observes) is at least
  *    `hotAreaReads` fetches the rest of that area.
- * 3. Co-access: a miss in an area fetches the areas that were read together
- *    with it at the source (up to `maxCoAreas`).
+ * 3. Co-access: a miss on a block fetches the blocks the VM read right after
+ *    it at the source (block-successors.ts: a file's data after its inode, the
+ *    next file of a job), up to `followHops` hops along that chain; and a miss
+ *    in an area fetches the areas that were read together with it at the
+ *    source (up to `maxCoAreas`). Both count as `co_access`.
  * With a read-hot-first push (a `PushFrontier`), 2 and 3 yield to it: an area
  * is fetched whole only if it is hotter than what the push sends next and the
  * push will not reach it soon anyway (push-frontier.ts).
@@ -64,6 +67,8 @@ export interface PrefetchConfig {
   hotAreaReads: number;
   /** Most co-accessed areas fetched per miss; 0 turns co-access prefetch off. */
   maxCoAreas: number;
+  /** Hops along the learned block successor chain fetched per miss; 0 turns it off. */
+  followHops: number;
 }
 
 export const DEFAULT_PREFETCH = {
@@ -76,6 +81,8 @@ export const DEFAULT_PREFETCH = {
   staleMs: 2000,
   hotAreaReads: 2,
   maxCoAreas: 2,
+  // A few hops: a file walk's next jumps; each is one block, so a wrong guess costs one block of link.
+  followHops: 4,
 } as const;
 
 export interface PrefetchStats {
@@ -111,6 +118,8 @@ interface Stream {
   ahead: number;
   touchedAt: number;
   confirmed: boolean;
+  /** The last block it read had come with the push: the push runs ahead of this reader, so it reads nothing ahead. */
+  fedByPush: boolean;
 }
 
 export class PrefetchPolicy {
@@ -124,6 +133,8 @@ export class PrefetchPolicy {
   private unreadCount = 0;
   /** Requested by prefetch (so an arrival of it counts). */
   private readonly requested: Uint8Array;
+  /** Arrived as part of the background push (onArrived's byPush). */
+  private readonly pushed: Uint8Array;
   private window: number;
   /** Current estimate of config.fetchLatencyMs. */
   fetchLatencyMs: number;
@@ -135,6 +146,8 @@ export class PrefetchPolicy {
     private readonly coAccess?: ReadonlyMap<number, readonly number[]>,
     /** The read-hot-first push, when there is one: whole-area prefetch yields to it. */
     private readonly frontier?: PushFrontier,
+    /** Block → the block the VM read right after it at the source. */
+    private readonly follows?: ReadonlyMap<number, number>,
   ) {
     this.config = { ...DEFAULT_PREFETCH, ...config };
     const c = this.config;
@@ -142,6 +155,7 @@ export class PrefetchPolicy {
     this.fetchLatencyMs = c.fetchLatencyMs;
     this.unread = new Uint8Array(c.blockCount);
     this.requested = new Uint8Array(c.blockCount);
+    this.pushed = new Uint8Array(c.blockCount);
     this.stats = { requestedBlocks: 0, streamBlocks: 0, areaBlocks: 0, coAccessBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
   }
 
@@ -181,7 +195,13 @@ export class PrefetchPolicy {
     const s = sequential === false ? undefined : this.findStream(b);
     if (s) {
       this.touch(s, now);
-      if (b > s.last) {
+      // A reader the push feeds (the source started its push ahead of it: read-streams.ts) needs no read-ahead:
+      // asking for its next blocks would only race the push for the same link, and the push is already ahead.
+      if (b > s.last) s.fedByPush = present && this.pushed[b] === 1;
+      if (b > s.last && s.fedByPush) {
+        s.advanced += b - s.last;
+        s.last = b;
+      } else if (b > s.last) {
         s.advanced += b - s.last;
         s.last = b;
         if (!s.confirmed) {
@@ -203,11 +223,11 @@ export class PrefetchPolicy {
         if (s.window > 0 && s.ahead - b < s.window / 2 + 1 && now - s.startedAt >= this.fetchLatencyMs) this.extend(s, out);
       }
     } else if (sequential) {
-      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true };
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: Math.max(1, this.window), ahead: b, touchedAt: now, confirmed: true, fedByPush: false };
       this.addStream(ns);
       this.stats.sequentialStreams++;
     } else if (!present) {
-      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: this.window, ahead: b, touchedAt: now, confirmed: false };
+      const ns: Stream = { last: b, startedAt: now, advanced: 0, window: this.window, ahead: b, touchedAt: now, confirmed: false, fedByPush: false };
       this.addStream(ns);
       this.extend(ns, out);
     }
@@ -218,6 +238,12 @@ export class PrefetchPolicy {
       if (this.heat && this.heat.reads(area, now) >= this.config.hotAreaReads && this.aheadOfPush(area, now)) out.area(area);
       const fromArea = out.blocks.length;
       this.stats.areaBlocks += fromArea - fromStream;
+      for (let x = b, hop = 0; this.follows && hop < this.config.followHops; hop++) {
+        const next = this.follows.get(x);
+        if (next === undefined || next === b) break;
+        out.block(next);
+        x = next;
+      }
       const partners = this.coAccess?.get(area);
       if (partners) for (const p of partners.slice(0, this.config.maxCoAreas)) if (this.aheadOfPush(p, now)) out.area(p);
       this.stats.coAccessBlocks += out.blocks.length - fromArea;
@@ -230,9 +256,10 @@ export class PrefetchPolicy {
     return !this.frontier || this.frontier.worthPrefetching(area, this.heat?.reads(area, now) ?? 0);
   }
 
-  /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch. */
-  onArrived(b: number, byPrefetch: boolean): void {
+  /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch, `byPush` with the background push. */
+  onArrived(b: number, byPrefetch: boolean, byPush = false): void {
     if (b < 0 || b >= this.config.blockCount) return;
+    if (byPush) this.pushed[b] = 1;
     const was = this.outstanding.delete(b);
     if (byPrefetch && was && this.requested[b] && !this.unread[b]) {
       this.unread[b] = 1;

@@ -137,6 +137,8 @@ export const CutoverSchema = z.object({
     /** Read heat of the hottest single blocks (block, reads): the source pushes by block grain too. */
     blocks: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
     co: z.array(z.tuple([z.number().int().nonnegative(), z.array(z.number().int().nonnegative()).max(16)])).max(1 << 16).optional(),
+    /** Block → the block the VM read right after it, learned at the source (policy/block-successors.ts). */
+    follows: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])).max(1 << 16).optional(),
   }).optional(),
 });
 export type Cutover = z.infer<typeof CutoverSchema>;

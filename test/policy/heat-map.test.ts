@@ -96,3 +96,23 @@ test('the walk sees the bitmap live: a block set ahead of it is visited, one cle
   }
   assert.deepEqual(seen, [1, 6]);
 });
+
+test('two time scales: a periodic job\'s read set outlasts the short half-life, a steady area keeps its rank', () => {
+  const h = new HeatMap({ halfLifeMs: 60_000, longHalfLifeMs: 3_600_000 });
+  const short = new HeatMap({ halfLifeMs: 60_000 });
+  // Area 1: a job reading 16 times every 10 minutes; area 2: one read two minutes before "now".
+  for (const m of [h, short]) {
+    for (let run = 0; run < 3; run++) for (let i = 0; i < 16; i++) m.recordRead(1, run * 600_000);
+    m.recordRead(2, 1_680_000);
+  }
+  const now = 1_800_000; // 10 minutes after the job's last run
+  assert.ok(short.reads(1, now) < short.reads(2, now), 'one scale: the job is forgotten behind a single recent read');
+  assert.ok(h.reads(1, now) > h.reads(2, now), 'two scales: the job\'s set still ranks first');
+  assert.deepEqual(h.hottestReads(now, 1).map((x) => x.area), [1]);
+  // A seed (the hand-off) lasts at the long scale: after 10 minutes most of it is left.
+  const t = new HeatMap({ halfLifeMs: 60_000, longHalfLifeMs: 3_600_000 });
+  t.seed([{ area: 9, reads: 5, writes: 1 }], 0);
+  assert.ok(Math.abs(t.reads(9, 0) - 5) < 1e-9);
+  assert.ok(t.reads(9, 600_000) > 4, `seeded heat after 10 min: ${t.reads(9, 600_000)}`);
+  assert.ok(t.writes(9, 600_000) > 0.8);
+});

@@ -233,3 +233,25 @@ test('a sustained reader faster than one block per fetch latency (but slower tha
   assert.ok(misses <= 16, `128 blocks read sequentially, ${misses} of them missed`);
   assert.ok(p.stats.hits >= 100, `read-ahead hits ${p.stats.hits}`);
 });
+
+test('a reader the push runs ahead of reads nothing ahead: prefetch would only race the push for the link', () => {
+  const p = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, hotAreaReads: Infinity, fetchLatencyMs: 0 });
+  const present = new Uint8Array(1000);
+  const wanted = (b: number) => !present[b];
+  // The push has brought blocks 100-159 and is bringing the next (the source started it ahead of this reader: read-streams.ts).
+  for (let b = 100; b < 160; b++) {
+    present[b] = 1;
+    p.onArrived(b, false, true);
+  }
+  const asked: number[] = [];
+  for (let b = 100; b < 160; b++) asked.push(...p.onRead(b, true, b, wanted, b > 100));
+  assert.deepEqual(asked, [], 'fed by the push: no read-ahead');
+  // Blocks that came by other means (the old image, demand) leave a sequential reader its read-ahead.
+  const q = new PrefetchPolicy({ blockCount: 1000, blockSize: BS, areaBlocks: 16, hotAreaReads: Infinity, fetchLatencyMs: 0 });
+  const got: number[] = [];
+  for (let b = 300; b < 320; b++) {
+    present[b] = 1;
+    got.push(...q.onRead(b, true, b, wanted, b > 300));
+  }
+  assert.ok(got.length > 0, 'a sequential reader over present blocks reads ahead');
+});

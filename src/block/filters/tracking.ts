@@ -1,7 +1,9 @@
 import { FilterDisk } from '../filter.ts';
 import type { Disk, WriteOptions, ZeroOptions } from '../disk.ts';
-import { HeatMap, type HeatMapOptions } from '../../policy/heat-map.ts';
+import { HeatMap, LONG_HALF_LIFE_MS, type HeatMapOptions } from '../../policy/heat-map.ts';
 import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
+import { ReadStreams } from '../../policy/read-streams.ts';
+import { BlockSuccessors } from '../../policy/block-successors.ts';
 
 /** Receives the blocks a completed write (or trim/zero) changed. */
 export type DirtyListener = (firstBlock: number, lastBlock: number) => void;
@@ -29,6 +31,12 @@ export interface TrackingOptions {
  * per-block read heat (same map, keyed by block: which blocks of an area are
  * the read ones, e.g. the hot files in it) and which areas are read together. O(1) amortised per request (a request spans
  * at most a few areas).
+ *
+ * Writes: a block the VM writes whole costs the target nothing (the write
+ * claims it, no fetch), and reads of it afterwards read what the VM wrote.
+ * Such writes also go into the block map's write counter (the push discounts
+ * the block's reads by them: heat-handoff.ts). The area's write heat counts
+ * every write, as pre-copy's order needs.
  */
 export class TrackingDisk extends FilterDisk {
   private listener: DirtyListener | undefined;
@@ -36,6 +44,10 @@ export class TrackingDisk extends FilterDisk {
   /** Read heat per tracking block (sparse, bounded: only blocks read recently enough to be among the hottest). */
   readonly blockHeat: HeatMap;
   readonly coAccess: CoAccess;
+  /** The sequential readers in progress: the post-copy push starts ahead of them (read-streams.ts). */
+  readonly streams = new ReadStreams();
+  /** Which block the VM reads right after which (block-successors.ts): handed to the target's prefetch. */
+  readonly successors = new BlockSuccessors();
   readonly areaSize: number;
   private readonly now: () => number;
 
@@ -45,8 +57,9 @@ export class TrackingDisk extends FilterDisk {
     const blocks = Math.max(1, Math.round((o.areaBytes ?? 1024 * 1024) / trackBlockSize));
     this.areaSize = blocks * trackBlockSize;
     this.now = o.now ?? (() => performance.now());
-    this.heat = new HeatMap(o.heat);
-    this.blockHeat = new HeatMap({ maxEntries: 65_536, ...o.heat, ...o.blockHeat });
+    // Two time scales (heat-map.ts): the long one keeps a periodic job's read set between its runs.
+    this.heat = new HeatMap({ longHalfLifeMs: LONG_HALF_LIFE_MS, ...o.heat });
+    this.blockHeat = new HeatMap({ maxEntries: 65_536, longHalfLifeMs: LONG_HALF_LIFE_MS, ...o.heat, ...o.blockHeat });
     this.coAccess = new CoAccess(o.coAccess);
   }
 
@@ -91,16 +104,24 @@ export class TrackingDisk extends FilterDisk {
     // A whole-disk trim or zeroing is not heat; it would only flood the map.
     if (b - a >= MAX_AREAS_PER_REQUEST) return;
     const now = this.now();
+    const bs = this.trackBlockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
     if (read) {
-      const first = Math.floor(offset / this.trackBlockSize);
-      const last = Math.floor((offset + length - 1) / this.trackBlockSize);
+      this.streams.observe(first, last, now);
+      this.successors.observe(first, last, now);
       if (last - first < MAX_BLOCKS_PER_READ) for (let x = first; x <= last; x++) this.blockHeat.recordRead(x, now);
-    }
-    for (let i = a; i <= b; i++) {
-      if (read) {
+      for (let i = a; i <= b; i++) {
         this.heat.recordRead(i, now);
         this.coAccess.observe(i, now);
-      } else this.heat.recordWrite(i, now);
+      }
+      return;
     }
+    // Every write heats its areas (pre-copy sends write-hot areas last: they would be dirtied again);
+    // the whole blocks it covers also go into the block map's write counter.
+    for (let i = a; i <= b; i++) this.heat.recordWrite(i, now);
+    const wholeFirst = Math.ceil(offset / bs);
+    const wholeLast = Math.floor((offset + length) / bs) - 1;
+    if (wholeLast - wholeFirst < MAX_BLOCKS_PER_READ) for (let x = wholeFirst; x <= wholeLast; x++) this.blockHeat.recordWrite(x, now);
   }
 }
