@@ -3,38 +3,18 @@
 // target exits on purpose when the source ends the migration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import http from 'node:http';
 import { join } from 'node:path';
 import { flimcdSpawn } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
-import type { TestCtx } from '../helpers/test-context.ts';
+import { fakeQemuInState } from '../helpers/fake-qmp.ts';
 
-/** Greets as QEMU 7.2, answers query-status with `status` and everything else with {}. */
-async function fakeQemu(t: TestCtx, path: string, status: string): Promise<void> {
-  const server = net.createServer((sock) => {
-    const send = (o: unknown) => sock.write(JSON.stringify(o) + '\r\n');
-    send({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: '' }, capabilities: [] } });
-    let buf = '';
-    sock.setEncoding('utf8').on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; id?: unknown };
-        buf = buf.slice(nl + 1);
-        send({ return: cmd.execute === 'query-status' ? { status, running: status === 'running' } : {}, id: cmd.id });
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  t.after(() => server.close());
-}
 
 test('vm migrate rollback: a target agent that has already exited is no warning', { timeout: 60_000 }, async (t) => {
   const dir = tempDir(t);
-  await fakeQemu(t, join(dir, 'src.qmp'), 'running');
-  await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+  await fakeQemuInState(t, join(dir, 'src.qmp'), 'running');
+  await fakeQemuInState(t, join(dir, 'dst.qmp'), 'inmigrate');
   // The source agent stays in pre-copy round 0; the target agent's control socket is gone.
   const agent = http.createServer((req, res) => {
     req.resume();

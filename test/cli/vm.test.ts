@@ -11,6 +11,7 @@ import { until } from '../helpers/until.ts';
 import type { TestCtx } from '../helpers/test-context.ts';
 import { formatVmResult } from '../../src/cli/commands/vm.ts';
 import type { VmMigrationResult } from '../../src/qemu/vm-migrate.ts';
+import { fakeQemuInState } from '../helpers/fake-qmp.ts';
 
 const base = (dir: string) => ['vm', 'migrate', '--source-control', `unix:${join(dir, 's.ctl')}`, '--target-control', `unix:${join(dir, 't.ctl')}`, '--incoming', 'tcp:127.0.0.1:4444'];
 
@@ -41,25 +42,6 @@ test('vm migrate: a QMP socket that is not QEMU fails with exit 1 and says so', 
   assert.match(r.stderr, /source QEMU: .*(closed|greeting)/);
 });
 
-/** A QMP server that greets, accepts capabilities and reports `status` for query-status; other commands get {}. */
-async function fakeQemu(t: TestCtx, path: string, status: string): Promise<void> {
-  const server = net.createServer((sock) => {
-    const send = (o: unknown) => sock.write(JSON.stringify(o) + '\r\n');
-    send({ QMP: { version: { qemu: { major: 8, minor: 2, micro: 0 }, package: '' }, capabilities: [] } });
-    let buf = '';
-    sock.setEncoding('utf8').on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; id?: unknown };
-        buf = buf.slice(nl + 1);
-        send({ return: cmd.execute === 'query-status' ? { status, running: status === 'running' } : {}, id: cmd.id });
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  t.after(() => server.close());
-}
 
 /** An agent control endpoint that stays in pre-copy round 0 (the RAM phase never starts) and counts aborts. */
 async function fakeAgent(t: TestCtx, path: string): Promise<{ aborts: number }> {
@@ -78,8 +60,8 @@ async function fakeAgent(t: TestCtx, path: string): Promise<{ aborts: number }> 
 for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
   test(`vm migrate: ${signal} during pre-copy rolls back (the agents are told) and exits ${code}`, async (t) => {
     const dir = tempDir(t);
-    await fakeQemu(t, join(dir, 'src.qmp'), 'running');
-    await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+    await fakeQemuInState(t, join(dir, 'src.qmp'), 'running');
+    await fakeQemuInState(t, join(dir, 'dst.qmp'), 'inmigrate');
     const src = await fakeAgent(t, join(dir, 's.ctl'));
     await fakeAgent(t, join(dir, 't.ctl'));
     const p = flimcdSpawn([...base(dir), '--source-qmp', `unix:${join(dir, 'src.qmp')}`, '--target-qmp', `unix:${join(dir, 'dst.qmp')}`, '--json']);
@@ -115,8 +97,8 @@ test('vm migrate --disk: several disks; bad --disk input exits 2 naming what was
 
 test('vm migrate --disk ×2: SIGTERM during pre-copy rolls back both disks (every agent told) and exits 143', async (t) => {
   const dir = tempDir(t);
-  await fakeQemu(t, join(dir, 'src.qmp'), 'running');
-  await fakeQemu(t, join(dir, 'dst.qmp'), 'inmigrate');
+  await fakeQemuInState(t, join(dir, 'src.qmp'), 'running');
+  await fakeQemuInState(t, join(dir, 'dst.qmp'), 'inmigrate');
   const agents = [];
   for (const n of ['vda', 'vdb']) agents.push(await fakeAgent(t, join(dir, `${n}-s.ctl`)), await fakeAgent(t, join(dir, `${n}-t.ctl`)));
   const disks = ['vda', 'vdb'].flatMap((n) => ['--disk', `name=${n},source=unix:${join(dir, `${n}-s.ctl`)},target=unix:${join(dir, `${n}-t.ctl`)}`]);

@@ -3,41 +3,24 @@
 // give the guest read errors and still exit 0 with "disk verified".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { join } from 'node:path';
 import { QmpClient } from '../../src/qemu/qmp.ts';
 import { GuestIoErrorWatch } from '../../src/qemu/guest-io-errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import type { TestCtx } from '../helpers/test-context.ts';
+import { fakeQmp } from '../helpers/fake-qmp.ts';
 
 /** A QEMU stand-in whose disk's failed-operation counters the test raises, and which can emit events. */
 async function fakeQemu(t: TestCtx, name: string) {
   const path = join(tempDir(t), `${name}.qmp`);
   const stats = { failed_rd_operations: 3, failed_wr_operations: 1, failed_flush_operations: 0 };
-  const clients = new Set<net.Socket>();
-  const send = (sock: net.Socket, o: unknown) => sock.write(JSON.stringify(o) + '\r\n');
-  const server = net.createServer((sock) => {
-    clients.add(sock);
-    send(sock, { QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: '' }, capabilities: [] } });
-    let buf = '';
-    sock.setEncoding('utf8').on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; id?: unknown };
-        buf = buf.slice(nl + 1);
-        send(sock, { return: cmd.execute === 'query-blockstats' ? [{ device: '', 'node-name': 'd0', stats: { ...stats } }] : {}, id: cmd.id });
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  t.after(() => server.close());
+  const server = await fakeQmp(t, path, (execute) => (execute === 'query-blockstats' ? [{ device: '', 'node-name': 'd0', stats: { ...stats } }] : {}));
   const qmp = await QmpClient.connect({ kind: 'unix', path }, { name });
   t.after(() => qmp.close());
   const ioError = (operation: 'read' | 'write') => {
     if (operation === 'read') stats.failed_rd_operations++;
     else stats.failed_wr_operations++;
-    for (const s of clients) send(s, { event: 'BLOCK_IO_ERROR', data: { device: '', 'node-name': 'd0', operation, action: 'report', reason: 'Input/output error' }, timestamp: { seconds: 1, microseconds: 0 } });
+    server.broadcast({ event: 'BLOCK_IO_ERROR', data: { device: '', 'node-name': 'd0', operation, action: 'report', reason: 'Input/output error' }, timestamp: { seconds: 1, microseconds: 0 } });
   };
   return { qmp, ioError };
 }

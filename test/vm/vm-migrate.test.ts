@@ -4,28 +4,13 @@
 // the storage hand-over and must make the same checks fail.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { requirePeers } from '../helpers/peers.ts';
+import { guestKernelFor } from '../helpers/guest-kernel.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { ensureGuestKernel, findGuestKernel, BUSYBOX, type GuestKernel } from '../../testing/qemu/guest.ts';
+import type { GuestKernel } from '../../testing/qemu/guest.ts';
 import { runVmMigration, type VmRigOptions } from '../../testing/qemu/rig.ts';
 import { log } from '../../src/util/log.ts';
 
-function guestKernel(t: TestContext): GuestKernel | undefined {
-  if (!requirePeers(t, 'qemu-system-x86_64')) return undefined;
-  if (!existsSync(BUSYBOX)) {
-    if (process.env.CI) throw new Error(`${BUSYBOX} is missing under CI (busybox-static)`);
-    t.skip(`${BUSYBOX} missing (install busybox-static)`);
-    return undefined;
-  }
-  try {
-    return findGuestKernel() ?? ensureGuestKernel();
-  } catch (e) {
-    if (process.env.CI) throw e;
-    t.skip(`no guest kernel: ${(e as Error).message}`);
-    return undefined;
-  }
-}
+const guestKernel = (t: TestContext): GuestKernel | undefined => guestKernelFor(t);
 
 const common = (dir: string, kernel: GuestKernel): VmRigOptions => ({
   dir,

@@ -6,28 +6,13 @@
 // disks roll back with the VM running at the source, its data intact.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { requirePeers } from '../helpers/peers.ts';
+import { guestKernelFor } from '../helpers/guest-kernel.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { ensureGuestKernel, findGuestKernel, BUSYBOX, type GuestKernel } from '../../testing/qemu/guest.ts';
+import type { GuestKernel } from '../../testing/qemu/guest.ts';
 import { runTwoDiskMigration, type TwoDiskRigOptions } from '../../testing/qemu/two-disk-rig.ts';
 import { log } from '../../src/util/log.ts';
 
-function guestKernel(t: TestContext): GuestKernel | undefined {
-  if (!requirePeers(t, 'qemu-system-x86_64', 'qemu-img', 'qemu-io', 'qemu-storage-daemon')) return undefined;
-  if (!existsSync(BUSYBOX)) {
-    if (process.env.CI) throw new Error(`${BUSYBOX} is missing under CI (busybox-static)`);
-    t.skip(`${BUSYBOX} missing (install busybox-static)`);
-    return undefined;
-  }
-  try {
-    return findGuestKernel() ?? ensureGuestKernel();
-  } catch (e) {
-    if (process.env.CI) throw e;
-    t.skip(`no guest kernel: ${(e as Error).message}`);
-    return undefined;
-  }
-}
+const guestKernel = (t: TestContext): GuestKernel | undefined => guestKernelFor(t, 'qemu-img', 'qemu-io', 'qemu-storage-daemon');
 
 const common = (dir: string, kernel: GuestKernel): TwoDiskRigOptions => ({
   dir, kernel, diskBytes: 32 << 20, memMiB: 128, bandwidthBps: 100e6, rttMs: 20, warmupMs: 1500, writesAtTarget: 25, log: log.child({ test: 'vm-two-disks' }),
