@@ -33,6 +33,7 @@ import { formatAddress, type Address } from '../../src/util/address.ts';
 import { realClock } from '../../src/util/clock.ts';
 import { contentId, DEFAULT_CONTENT_ID_FORMAT } from '../../src/content/content-id.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
+import { FileDisk } from '../../src/block/file.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { WorkloadExecutor } from '../../src/workload/executor.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
@@ -166,7 +167,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
     }
     const plan = parseFleetPlan(`concurrency: ${n}\nwan_cap: ${Math.round((o.capBps ?? 80e6) / 1e6)}Mbit\nblock_size: ${bs / 1024}KiB\nvms:\n${planVms.join('\n')}\n`, 'rig.yaml');
 
-    const running = new Map<string, { exec: WorkloadExecutor; expected: ExpectedDisk; done: Promise<unknown>; opened: Disk[] }>();
+    const running = new Map<string, { exec: WorkloadExecutor; expected: ExpectedDisk; done: Promise<unknown>; opened: Disk[]; targetImage: string }>();
     const run = new FleetRun({
       plan, security, dir: o.dir, log: quiet,
       onServing: async (vm, nbd: Address) => {
@@ -185,7 +186,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
           requests: new RequestGenerator(resolveProfile('light', { linkBitsPerSecond: 8e6, imageBytes: size, blockSize: bs }).params, 7 + i),
           durationMs: 3600_000, expected, blockSize: bs,
         });
-        running.set(vm.name, { exec, expected, done: exec.run(), opened });
+        running.set(vm.name, { exec, expected, done: exec.run(), opened, targetImage: join(o.dir, vms[i]!.host, `${vm.name}.img`) });
       },
       onFinished: async (vm) => {
         const r = running.get(vm.name);
@@ -199,7 +200,10 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
 
     let mismatches = 0;
     for (const r of running.values()) {
-      const fin = await finalVerify(r.exec.disk, r.expected, { queueDepth: 8 });
+      // The target image as the finished agent left it: a workload that issued no request after its
+      // VM's cut-over never switched to the target, and its source export is closed by now.
+      const image = await FileDisk.open(r.targetImage, { readOnly: true });
+      const fin = await finalVerify(image, r.expected, { queueDepth: 8 }).finally(() => image.close());
       mismatches += fin.mismatches + r.expected.stats.mismatches;
       for (const d of r.opened) await d.close().catch(() => {});
       await r.expected.close();
