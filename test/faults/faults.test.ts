@@ -1,4 +1,4 @@
-// The reduced fault suite CI runs: 20 seeded schedules of link cuts, stalls,
+// The reduced fault suite CI runs: 10 seeded schedules of link cuts, stalls,
 // delays and kill -9 of either agent process across pre-copy, cut-over and
 // post-copy. Each must end verified with a byte-exact target image.
 // The full form (100+) is `npm run test:faults`.
@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { runMany } from './run-faults.ts';
 import { describeSchedule, generateSchedule } from './schedule.ts';
 
-const COUNT = Number(process.env.FLIMCD_FAULT_COUNT ?? 20);
+const COUNT = Number(process.env.FLIMCD_FAULT_COUNT ?? 10);
 const FIRST = Number(process.env.FLIMCD_FAULT_SEED ?? 1001);
 
 test(`${COUNT} random fault schedules end verified and byte-exact`, { timeout: 15 * 60_000 }, async () => {
