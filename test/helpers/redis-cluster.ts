@@ -20,6 +20,12 @@ export interface RedisClusterRig {
   kill(i: number): Promise<void>;
   /** `redis-cli` against master `i`. */
   cli(i: number, ...args: string[]): Promise<string>;
+  /**
+   * Waits until node `i`'s replicas have acknowledged its whole replication
+   * stream (every write it took so far). `WAIT` from redis-cli cannot say
+   * this: it counts only the writes of its own connection.
+   */
+  replicated(i: number): Promise<void>;
 }
 
 /** A port p with p and p + 10000 (the cluster bus) free a moment ago. */
@@ -72,6 +78,8 @@ export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: numbe
     const args = [
       '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'),
       '--cluster-node-timeout', '2000', '--dir', nodeDir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no',
+      // A replica's first sync would otherwise wait 5 s for more replicas to join it (Redis 7's default).
+      '--repl-diskless-sync-delay', '0',
       ...(o.maxmemoryMb ? ['--maxmemory', `${o.maxmemoryMb}mb`] : []),
     ];
     const p = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PATH: PEER_PATH } });
@@ -88,10 +96,27 @@ export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: numbe
   for (let i = 0; i < nodes; i++) {
     await waitFor(async () => (await cli(i, 'cluster', 'info')).includes('cluster_state:ok'), 20_000, `cluster state not ok on port ${ports[i]}`);
   }
+  // A master's replica counts only once its first sync is done: until then WAIT answers 0 and a fail-over loses data.
+  if (o.replicas) {
+    for (let i = 0; i < nodes; i++) {
+      await waitFor(async () => {
+        const info = await cli(i, 'info', 'replication');
+        return info.includes('role:master') ? /slave0:.*state=online/.test(info) : info.includes('master_link_status:up');
+      }, 20_000, `replication not in sync on port ${ports[i]}`);
+    }
+  }
   return {
     urls: ports.map((p) => `redis://127.0.0.1:${p}`),
     ports,
     cli,
+    async replicated(i) {
+      await waitFor(async () => {
+        const info = await cli(i, 'info', 'replication');
+        const master = Number(/master_repl_offset:(\d+)/.exec(info)?.[1]);
+        const acked = [...info.matchAll(/slave\d+:.*offset=(\d+)/g)].map((m) => Number(m[1]));
+        return acked.length > 0 && acked.every((o) => o >= master);
+      }, 10_000, `replicas of port ${ports[i]} did not catch up`);
+    },
     async kill(i) {
       const p = procs[i];
       if (!p || p.exitCode !== null || p.signalCode !== null) return;

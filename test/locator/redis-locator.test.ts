@@ -114,7 +114,7 @@ test('a master failing over: lookups answer "nowhere" meanwhile, then find the e
   await loc.flush();
   assert.match(await rc.cli(0, 'role'), /^master/);
   // The replicas have every write before the master dies.
-  assert.match(await rc.cli(0, 'wait', '1', '5000'), /^1/);
+  await rc.replicated(0);
   await rc.kill(0);
   // Until a replica takes over (node timeout 2 s), some lookups fail; none throws and none hangs.
   let found = 0;
