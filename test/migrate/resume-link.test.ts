@@ -73,7 +73,8 @@ test('post-copy: a link cut during the push resumes; the push continues where it
   assert.equal(report.verified, true);
   assert.ok(pair.source.resumes.reattached >= 1);
   assert.ok(report.blocks.push + report.blocks.demand + report.blocks.zero <= n, 'each block pushed at most once');
-  assert.ok(report.retransmitted_bytes > 0 && report.retransmitted_bytes < size / 2, `resent ${report.retransmitted_bytes} bytes`);
+  // What was in flight at the cut is sent again (nothing, when a starved source had nothing in flight); never the whole push.
+  assert.ok(report.retransmitted_bytes < size / 2, `resent ${report.retransmitted_bytes} bytes`);
   assert.ok(pair.imagesEqual());
 });
 
