@@ -479,9 +479,15 @@ async function runFlimcd(o: VmRigOptions, initrd: string, append: string, origin
     const q = await QmpClient.connect({ kind: 'unix', path: src.qmpPath }, { name: 'source QEMU' });
     const sourceStatus = (await q.execute<{ status: string }>('query-status')).status;
     q.close();
-    const q2 = await QmpClient.connect({ kind: 'unix', path: dst.qmpPath }, { name: 'target QEMU' });
-    const targetStatus = (await q2.execute<{ status: string }>('query-status')).status;
-    q2.close();
+    // A target QEMU whose incoming migration failed may have exited (QEMU quits on a failed load): it does not run the VM either.
+    const targetStatus = await (async () => {
+      const q2 = await QmpClient.connect({ kind: 'unix', path: dst.qmpPath }, { name: 'target QEMU' });
+      try {
+        return (await q2.execute<{ status: string }>('query-status')).status;
+      } finally {
+        q2.close();
+      }
+    })().catch(() => (dst.running ? 'unreachable' : 'exited'));
     await migrating.catch(() => {});
     // The guest keeps writing at the source, then checks everything there.
     const { guest, log } = await finishGuest(o, src, src.serial.lines.length);
