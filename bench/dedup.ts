@@ -28,68 +28,29 @@
  * Time and wire bytes of precopy are shown beside it for the same case.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, openSync, readSync, closeSync, statSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, rmSync, mkdirSync, readFileSync, openSync, readSync, closeSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchArgs } from './bench-args.ts';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { startAgentPair } from '../src/demo/agent-pair.ts';
+import { pairBench, sh, tableRow, vmFiles, TOOL_PATH, PAIR_BENCH_BLOCK as BS, type PairCase } from './pair-bench.ts';
 import { ReplicaIndex } from '../src/replica-index/replica-index.ts';
 import { indexImage } from '../src/replica-index/image-scan.ts';
 import { contentId, isZero } from '../src/content/content-id.ts';
-import type { Algorithm } from '../src/policy/algorithm.ts';
-import type { MigrationReport } from '../src/migrate/report.ts';
 import { formatBytes } from '../src/util/units.ts';
-import { log } from '../src/util/log.ts';
-import { Prng } from '../src/workload/prng.ts';
 import { median } from './stats.ts';
 import { ratioOfMedians } from './headline.ts';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
-const BS = 65536;
 const BOUND_LEVEL = 9;
 const GOAL = 1.03;
 
-const parsed = benchArgs('dedup', 'usage: npm run -s bench:dedup [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 20ms] [--keep]\n', {
-  json: { type: 'boolean', default: false },
-  quick: { type: 'boolean', default: false },
-  runs: { type: 'string' },
-  bandwidth: { type: 'string', default: '100Mbit' },
-  rtt: { type: 'string', default: '20ms' },
-  keep: { type: 'boolean', default: false },
-});
-const args = parsed.values;
-const runs = parsed.int(args.runs, args.quick ? 1 : 3, '--runs');
-const bandwidthBps = parsed.rate(args.bandwidth, 100e6, '--bandwidth');
-const rttMs = parsed.duration(args.rtt, 20, '--rtt');
-const say = (s: string) => process.stderr.write(s + '\n');
-const quiet = log.child({ bench: 'dedup' });
-quiet.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
+const bench = pairBench('dedup', 'usage: npm run -s bench:dedup [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 20ms] [--keep]\n', { rtt: '20ms', runs: 3, quickRuns: 1 }, {});
+const args = bench.values;
+const { runs, bandwidthBps, rttMs, say } = bench;
 
-function sh(cmd: string, argv: string[], input?: string): void {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', input, env: { ...process.env, PATH: `/usr/sbin:/sbin:/usr/bin:${process.env.PATH}` } });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr || r.stdout}`);
-}
-
-/** Files for per-VM changes: text logs and random blobs, deterministic. */
+/** Files for per-VM changes: text logs and random blobs (every other one), deterministic. */
 function makeFiles(dir: string, seed: number, count: number, size: number): string[] {
-  mkdirSync(dir, { recursive: true });
-  const rng = new Prng(seed);
-  const out: string[] = [];
-  const words = 'kernel: eth0 link up systemd started session user root cron job finished nginx GET /index.html 200 error warning'.split(' ');
-  for (let i = 0; i < count; i++) {
-    const p = join(dir, `f${seed}-${i}`);
-    const b = Buffer.allocUnsafe(size);
-    if (i % 2) rng.fill(b);
-    else {
-      let o = 0;
-      while (o < size) o += b.write(`${(1700000000 + rng.int(1e6)).toString()} ${words[rng.int(words.length)]} ${words[rng.int(words.length)]} ${rng.int(65536)}\n`, o, 'latin1');
-    }
-    writeFileSync(p, b);
-    out.push(p);
-  }
-  return out;
+  return vmFiles(dir, { seed, count, size, name: (i) => `f${seed}-${i}`, random: (i) => i % 2 === 1 });
 }
 
 /** Writes files into an ext4 image and removes some, with debugfs (no mount). */
@@ -99,7 +60,7 @@ function changeImage(img: string, dir: string, files: string[], remove: string[]
 }
 
 function listFiles(img: string, dir: string): string[] {
-  const r = spawnSync('debugfs', ['-R', `ls -p ${dir}`, img], { encoding: 'utf8', env: { ...process.env, PATH: `/usr/sbin:/sbin:${process.env.PATH}` } });
+  const r = spawnSync('debugfs', ['-R', `ls -p ${dir}`, img], { encoding: 'utf8', env: { ...process.env, PATH: TOOL_PATH } });
   return r.stdout.split('\n').map((l) => l.split('/')).filter((p) => p.length > 5 && p[2]?.startsWith('100')).map((p) => `${dir}/${p[5]}`);
 }
 
@@ -139,32 +100,10 @@ function lowerBound(src: string, have: string[]): { blocks: number; bytes: numbe
   return { blocks, bytes };
 }
 
-interface RunResult {
-  report: MigrationReport;
-  wallS: number;
-}
-
-async function migrate(dir: string, src: string, dst: string, algorithm: Algorithm, indexDir?: string): Promise<RunResult> {
-  const t0 = performance.now();
-  const pair = await startAgentPair({ sourceImage: src, targetImage: dst, dir, algorithm, blockSize: BS, bandwidthBps, rttMs, log: quiet, target: { indexDir } });
-  const { source, target } = pair;
-  try {
-    const report = await source.migrate();
-    await target.result();
-    if (!report.verified) throw new Error(`${algorithm} ${src} → ${dst}: not verified`);
-    return { report, wallS: (performance.now() - t0) / 1000 };
-  } finally {
-    await pair.close();
-  }
-}
-
 
 async function main(): Promise<void> {
-  for (const tool of ['mke2fs', 'debugfs']) {
-    if (spawnSync('sh', ['-c', `PATH=/usr/sbin:/sbin:$PATH command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing (apt-get install e2fsprogs)`);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'flimcd-bench-dedup-'));
-  try {
+  bench.requireTools(['mke2fs', 'debugfs'], 'e2fsprogs');
+  await bench.inTempDir('flimcd-bench-dedup-', async (dir) => {
     const size = args.quick ? '160M' : '256M';
     const trees = args.quick ? ['/usr/lib/python3.11'] : ['/usr/lib/python3.11', '/usr/share/perl'];
     const tree = join(dir, 'tree');
@@ -195,35 +134,32 @@ async function main(): Promise<void> {
     await ix.close();
 
     type Case = keyof typeof bounds;
-    const cases: Array<{ name: Case; src: string; prepare: (dst: string) => void; index?: string }> = [
-      { name: 'fresh', src: vm, prepare: () => {} },
-      { name: 'base', src: vm, prepare: () => {}, index: indexDir },
+    const cases: Array<{ name: Case; src: string; prepare?: (dst: string) => void; index?: string }> = [
+      { name: 'fresh', src: vm },
+      { name: 'base', src: vm, index: indexDir },
       { name: 'back', src: vmB, prepare: (dst) => copyFileSync(vm, dst) },
     ];
-    const samples: Record<string, { wire: number[]; time: number[]; report?: MigrationReport }> = {};
-    for (let r = 0; r < runs; r++) {
-      for (const c of cases) {
-        for (const algorithm of ['flimcd', 'precopy'] as const) {
-          const dst = join(dir, `dst-${c.name}-${algorithm}.img`);
-          rmSync(dst, { force: true });
-          c.prepare(dst);
-          // Precopy has no dedup: it gets no index (it would not use one).
-          const res = await migrate(dir, c.src, dst, algorithm, algorithm === 'flimcd' ? c.index : undefined);
-          const want = readFileSync(c.src);
-          if (!readFileSync(dst).equals(want)) throw new Error(`${c.name}/${algorithm}: target differs from source`);
-          const k = `${c.name}/${algorithm}`;
-          samples[k] ??= { wire: [], time: [] };
-          samples[k].wire.push(res.report.wire_bytes);
-          samples[k].time.push(res.report.time_total_s);
-          samples[k].report = res.report;
-          say(`run ${r + 1}/${runs} ${k}: ${formatBytes(res.report.wire_bytes)} on the wire, ${res.report.time_total_s.toFixed(2)} s`);
-          rmSync(dst, { force: true });
-        }
-      }
-    }
+    const migrations = cases.flatMap((c) => (['flimcd', 'precopy'] as const).map((algorithm): PairCase<string> => ({
+      name: `${c.name}/${algorithm}`,
+      source: c.src,
+      target: join(dir, `dst-${c.name}-${algorithm}.img`),
+      algorithm,
+      // Precopy has no dedup: it gets no index (it would not use one).
+      agents: { target: { indexDir: algorithm === 'flimcd' ? c.index : undefined } },
+      prepare: c.prepare,
+      check: (dst) => {
+        if (!readFileSync(dst).equals(readFileSync(c.src))) throw new Error(`${c.name}/${algorithm}: target differs from source`);
+        rmSync(dst, { force: true });
+      },
+    })));
+    const reports = await bench.runCases(dir, migrations);
+    const samples = (k: string) => {
+      const rs = reports[k]!;
+      return { wire: rs.map((r) => r.wire_bytes), time: rs.map((r) => r.time_total_s), report: rs[rs.length - 1] };
+    };
     const rows = cases.map((c) => {
-      const f = samples[`${c.name}/flimcd`]!;
-      const p = samples[`${c.name}/precopy`]!;
+      const f = samples(`${c.name}/flimcd`);
+      const p = samples(`${c.name}/precopy`);
       const bound = bounds[c.name];
       const fr = f.report!;
       return {
@@ -254,25 +190,19 @@ async function main(): Promise<void> {
       headline,
       cases: rows,
     };
-    if (args.json) {
-      process.stdout.write(JSON.stringify(out) + '\n');
-    } else {
-      const line = (cells: string[]) => '| ' + cells.join(' | ') + ' |';
+    bench.print(out, () => {
       console.log(`\nbench:dedup — ${formatBytes(imgBytes)} ext4 image, ${args.bandwidth} / ${args.rtt}, median of ${runs} run(s)\n`);
-      console.log(line(['case', 'lower bound', 'flimcd wire', 'wire / bound', 'precopy wire', 'flimcd time', 'precopy time', 'time ratio', 'goal']));
-      console.log(line(Array<string>(9).fill('---')));
+      console.log(tableRow(['case', 'lower bound', 'flimcd wire', 'wire / bound', 'precopy wire', 'flimcd time', 'precopy time', 'time ratio', 'goal']));
+      console.log(tableRow(Array<string>(9).fill('---')));
       for (const r of rows) {
-        console.log(line([
+        console.log(tableRow([
           r.case, formatBytes(r.lower_bound_bytes), formatBytes(r.flimcd.wire_bytes), r.wire_over_bound.toFixed(3), formatBytes(r.precopy.wire_bytes),
           `${r.flimcd.time_s.toFixed(2)} s`, `${r.precopy.time_s.toFixed(2)} s`, r.time_flimcd_over_precopy.toFixed(3), r.wire_over_bound <= GOAL ? 'ok' : 'ABOVE',
         ]));
       }
       console.log(`\nheadline (wire bytes / lower bound): fresh ${headline.fresh}, base ${headline.base}, back ${headline.back}`);
-    }
-  } finally {
-    if (args.keep) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  }
+    });
+  });
 }
 
 await main();

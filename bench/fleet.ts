@@ -28,12 +28,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { benchArgs } from './bench-args.ts';
 import { ratioOfMedians } from './headline.ts';
 import { median } from './stats.ts';
 import { log } from '../src/util/log.ts';
-import { startRedisCluster } from '../test/helpers/redis-cluster.ts';
+import { startRedisClusterRig } from '../testing/redis-cluster.ts';
 import { runFleetRig, type FleetRigResult } from '../testing/fleet/fleet-rig.ts';
 
 const GOAL_WAN = 1.05;
@@ -58,12 +57,10 @@ const capBps = args.rate(args.values.cap, 80e6, '--cap');
 if (size % (64 * 1024) !== 0) args.fail('--size must be a whole number of 64 KiB blocks');
 if (templates > vms) args.fail('--templates must not exceed --vms');
 
-/** The test helper's cluster, torn down by this script (it only needs after() and skip()). */
 async function redis(closers: Array<() => unknown>): Promise<string[]> {
-  const ctx = { after: (fn: () => unknown) => closers.push(fn), skip: (why: string) => args.fail(why) } as unknown as TestContext;
-  const rc = await startRedisCluster(ctx);
-  if (!rc) args.fail('redis-server and redis-cli are needed');
-  return rc!.urls;
+  const rc = await startRedisClusterRig();
+  closers.push(() => rc.stop());
+  return rc.urls;
 }
 
 async function main(): Promise<void> {

@@ -33,52 +33,30 @@
  * agents reported using (the highest over runs), raw when that is smaller.
  * Zero clusters in the overlay travel as holes and are counted apart. Goal <= 1.05.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { benchArgs } from './bench-args.ts';
 import { median } from './stats.ts';
 import { ratioOfMedians } from './headline.ts';
-import { startAgentPair } from '../src/demo/agent-pair.ts';
+import { pairBench, sh, tableRow, vmFiles, TOOL_PATH, PAIR_BENCH_BLOCK as BS } from './pair-bench.ts';
 import type { MigrationReport } from '../src/migrate/report.ts';
 import { formatBytes } from '../src/util/units.ts';
-import { log } from '../src/util/log.ts';
-import { Prng } from '../src/workload/prng.ts';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
-const BS = 65536;
 const GOAL = 1.05;
 /** The level when a report names none (compression off): the policy's highest. */
 const FALLBACK_LEVEL = 9;
-const TOOL_PATH = `/usr/bin:/usr/sbin:/sbin:/bin:${process.env.PATH ?? ''}`;
 
-const parsed = benchArgs('qcow2', 'usage: npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--via fuse|rebase] [--keep]\n', {
-  json: { type: 'boolean', default: false },
-  quick: { type: 'boolean', default: false },
-  runs: { type: 'string' },
-  bandwidth: { type: 'string', default: '100Mbit' },
-  rtt: { type: 'string', default: '40ms' },
+const bench = pairBench('qcow2', 'usage: npm run -s bench:qcow2 [-- --json] [--quick] [--runs N] [--bandwidth 100Mbit] [--rtt 40ms] [--via fuse|rebase] [--keep]\n', { rtt: '40ms', runs: 3 }, {
   via: { type: 'string' },
-  keep: { type: 'boolean', default: false },
 });
-const args = parsed.values;
-const runs = parsed.int(args.runs, 3, '--runs');
-const bandwidthBps = parsed.rate(args.bandwidth, 100e6, '--bandwidth');
-const rttMs = parsed.duration(args.rtt, 40, '--rtt');
+const args = bench.values;
+const { runs, bandwidthBps, rttMs, say } = bench;
 const via = args.via ?? 'fuse';
-if (via !== 'fuse' && via !== 'rebase') parsed.fail(`--via must be fuse or rebase, got "${via}"`);
-const say = (s: string) => process.stderr.write(s + '\n');
-const quiet = log.child({ bench: 'qcow2' });
-quiet.level = process.env.FLIMCD_LOG_LEVEL ?? 'warn';
-
-function sh(cmd: string, argv: string[], input?: string): string {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', input, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, PATH: TOOL_PATH } });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
-  return r.stdout;
-}
+if (via !== 'fuse' && via !== 'rebase') bench.parsed.fail(`--via must be fuse or rebase, got "${via}"`);
 
 /** Regular files under `root` (symlinks skipped), sorted, with their sizes. */
 function regularFiles(root: string): Array<{ path: string; size: number }> {
@@ -104,24 +82,9 @@ function copyTree(src: string, dest: string, budget: number): number {
   return bytes;
 }
 
-/** New files for the VM: text logs and random blobs, deterministic. */
+/** New files for the VM: text logs and random blobs (every third), deterministic. */
 function newFiles(dir: string, seed: number, count: number, size: number): string[] {
-  mkdirSync(dir, { recursive: true });
-  const rng = new Prng(seed);
-  const words = 'kernel: eth0 link up systemd started session user root cron job finished nginx GET /index.html 200 error warning'.split(' ');
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const b = Buffer.allocUnsafe(size);
-    if (i % 3 === 2) rng.fill(b);
-    else {
-      let o = 0;
-      while (o < size) o += b.write(`${(1700000000 + rng.int(1e6)).toString()} ${words[rng.int(words.length)]} ${words[rng.int(words.length)]} ${rng.int(65536)}\n`, o, 'latin1');
-    }
-    const p = join(dir, `new-${i}`);
-    writeFileSync(p, b);
-    out.push(p);
-  }
-  return out;
+  return vmFiles(dir, { seed, count, size, name: (i) => `new-${i}`, random: (i) => i % 3 === 2 });
 }
 
 interface Changes {
@@ -248,21 +211,6 @@ function overlayBound(overlay: string, chainRaw: string, level: number): { data_
   return out;
 }
 
-async function migrate(dir: string, src: string, dst: string, qcow2?: { targetBase: string }): Promise<MigrationReport> {
-  const pair = await startAgentPair({
-    sourceImage: src, targetImage: dst, dir, algorithm: 'flimcd', blockSize: BS, bandwidthBps, rttMs, log: quiet,
-    ...(qcow2 ? { source: { format: 'qcow2' as const }, target: { backing: { file: qcow2.targetBase, format: 'qcow2' as const } } } : {}),
-  });
-  try {
-    const report = await pair.source.migrate();
-    await pair.target.result();
-    if (!report.verified) throw new Error(`${src} → ${dst}: not verified`);
-    return report;
-  } finally {
-    await pair.close();
-  }
-}
-
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 function summary(reports: MigrationReport[]) {
@@ -285,14 +233,9 @@ function summary(reports: MigrationReport[]) {
 }
 
 async function main(): Promise<void> {
-  for (const tool of ['mke2fs', 'debugfs', 'qemu-img', 'qemu-storage-daemon']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { ...process.env, PATH: TOOL_PATH } }).status !== 0) {
-      parsed.fail(`${tool} is missing (apt-get install e2fsprogs qemu-utils)`);
-    }
-  }
+  bench.requireTools(['mke2fs', 'debugfs', 'qemu-img', 'qemu-storage-daemon'], 'e2fsprogs qemu-utils');
   const loadBefore = loadavg();
-  const dir = mkdtempSync(join(tmpdir(), 'flimcd-bench-qcow2-'));
-  try {
+  await bench.inTempDir('flimcd-bench-qcow2-', async (dir) => {
     const quick = args.quick;
     const imageSize = quick ? '48M' : '384M';
     const tree = join(dir, 'tree');
@@ -326,19 +269,18 @@ async function main(): Promise<void> {
     const imageBytes = statSync(chainRaw).size;
     say(`overlay: ${changes.added} files added, ${changes.rewritten} rewritten, ${changes.deleted} deleted (via ${changesVia}); ${formatBytes(statSync(overlay).size)} file`);
 
-    const reports: Record<'qcow2' | 'raw', MigrationReport[]> = { qcow2: [], raw: [] };
     const targets = { qcow2: join(dir, 'target.qcow2'), raw: join(dir, 'target.raw') };
-    for (let r = 0; r < runs; r++) {
-      // Alternate the order so drift on a shared machine falls on both cases.
-      for (const c of r % 2 ? (['raw', 'qcow2'] as const) : (['qcow2', 'raw'] as const)) {
-        rmSync(targets[c], { force: true });
-        const report = c === 'qcow2' ? await migrate(dir, overlay, targets.qcow2, { targetBase }) : await migrate(dir, chainRaw, targets.raw);
-        if (c === 'qcow2') sh('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'qcow2', overlay, targets.qcow2]);
-        else sh('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'raw', chainRaw, targets.raw]);
-        reports[c].push(report);
-        say(`run ${r + 1}/${runs} ${c}: ${formatBytes(report.wire_bytes)} on the wire, ${report.time_total_s.toFixed(2)} s, from_backing ${report.blocks.from_backing}, downtime ${report.downtime_ms} ms`);
-      }
-    }
+    const reports = await bench.runCases(dir, [
+      {
+        name: 'qcow2', source: overlay, target: targets.qcow2, algorithm: 'flimcd',
+        agents: { source: { format: 'qcow2' }, target: { backing: { file: targetBase, format: 'qcow2' } } },
+        check: (dst) => sh('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'qcow2', overlay, dst]),
+      },
+      {
+        name: 'raw', source: chainRaw, target: targets.raw, algorithm: 'flimcd',
+        check: (dst) => sh('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'raw', chainRaw, dst]),
+      },
+    ], { alternate: true, detail: (r) => `from_backing ${r.blocks.from_backing}, downtime ${r.downtime_ms} ms` });
     sh('qemu-img', ['check', '-q', targets.qcow2]);
     const qcow2 = summary(reports.qcow2);
     const raw = summary(reports.raw);
@@ -364,24 +306,18 @@ async function main(): Promise<void> {
       cases: { qcow2, raw },
       ...(args.keep ? { kept: { dir, source_overlay: overlay, target_overlay: targets.qcow2, source_raw: chainRaw, target_raw: targets.raw } } : {}),
     };
-    if (args.json) {
-      process.stdout.write(JSON.stringify(out) + '\n');
-    } else {
-      const line = (cells: string[]) => '| ' + cells.join(' | ') + ' |';
+    bench.print(out, () => {
       const span = (s: { median: number; min: number; max: number }, f: (x: number) => string) => `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
       console.log(`\nbench:qcow2 — ${formatBytes(imageBytes)} ext4 disk, overlay data ${formatBytes(bound.data_bytes)} (${formatBytes(bound.compressed_bytes)} after zstd ${level}), ${args.bandwidth} / ${args.rtt} RTT, median (min–max) of ${runs} run(s)\n`);
-      console.log(line(['case', 'wire', 'time', 'downtime', 'from_backing', 'data blocks']));
-      console.log(line(Array<string>(6).fill('---')));
+      console.log(tableRow(['case', 'wire', 'time', 'downtime', 'from_backing', 'data blocks']));
+      console.log(tableRow(Array<string>(6).fill('---')));
       for (const [name, s] of [['qcow2 overlay, target has base', qcow2], ['raw, empty target', raw]] as const) {
-        console.log(line([name, span(s.wire_bytes, formatBytes), span(s.time_s, (x) => `${x.toFixed(2)} s`), span(s.downtime_ms, (x) => `${x.toFixed(0)} ms`), String(s.from_backing_blocks), String(s.sent_data_blocks)]));
+        console.log(tableRow([name, span(s.wire_bytes, formatBytes), span(s.time_s, (x) => `${x.toFixed(2)} s`), span(s.downtime_ms, (x) => `${x.toFixed(0)} ms`), String(s.from_backing_blocks), String(s.sent_data_blocks)]));
       }
       console.log(`\nload average (1 min): ${out.load_average.before} before, ${out.load_average.after} after`);
       console.log(`headline: wire_over_overlay ${out.headline.wire_over_overlay} (goal <= ${GOAL}: ${wireOverOverlay <= GOAL ? 'ok' : 'ABOVE'}), wire qcow2/raw ${out.headline.wire_qcow2_over_raw}, time qcow2/raw ${out.headline.time_qcow2_over_raw}`);
-    }
-  } finally {
-    if (args.keep) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  }
+    });
+  });
 }
 
 await main();

@@ -11,6 +11,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SourceAgent } from '../migrate/source-agent.ts';
+import { BaseRoots } from '../image/base-roots.ts';
 import type { MigrationReport } from '../migrate/report.ts';
 import { resolveFeatures } from '../policy/algorithm.ts';
 import type { LinkSecurity } from '../wire/secure-link.ts';
@@ -98,6 +99,8 @@ export class FleetRun {
   private readonly link: FairShareLink;
   private readonly rowsByName = new Map<string, FleetRow>();
   private readonly sources = new Map<string, SourceAgent>();
+  /** VMs cloned from one template share its base: hashed once for all of them. */
+  private readonly baseRoots = new BaseRoots();
   private readonly order: Predicted[];
   private t0 = 0;
   private stopping = false;
@@ -191,7 +194,7 @@ export class FleetRun {
         stateDir: vm.image.kind === 'nbd' ? join(this.o.dir, `${vm.name}.state`) : undefined,
         nbd, to, security: this.o.security, algorithm: plan.algorithm, blockSize: plan.blockSize,
         bandwidthBps: plan.wanCapBps / Math.min(plan.concurrency, plan.vms.length), features: resolveFeatures(plan.algorithm),
-        log: log.child({ vm: vm.name }),
+        log: log.child({ vm: vm.name }), baseRoots: this.baseRoots,
       });
       this.sources.set(vm.name, source);
       await this.o.onServing?.(vm, source.nbdAddress, source);

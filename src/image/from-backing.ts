@@ -15,6 +15,7 @@ import { merkleRoot } from '../content/merkle.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { ImageFormat } from './image-spec.ts';
 import { openImage } from './open-image.ts';
+import { baseRootKey, type BaseRoots } from './base-roots.ts';
 
 /** Depth 2 and more: the range reads from a backing file (qemu:allocation-depth). */
 const BACKING_DEPTH = 2;
@@ -49,16 +50,34 @@ export async function backingBlocks(depth: (offset: number, length: number) => P
   return map;
 }
 
+/** A base image, cut into `blockSize` blocks hashed with `runtime`'s ids. */
+interface BaseFile {
+  file: string;
+  format: ImageFormat;
+  blockSize: number;
+  state: RootCache;
+  runtime: { content: ContentModel };
+  log: Logger;
+  storageDaemon?: string;
+}
+
 /**
  * The Merkle root of a base image (with its own chain) in `blockSize` blocks.
- * Read and hashed once per base and block size: cached in the state directory
- * by path, size and modification time (a base is immutable while overlays use it).
+ * Read and hashed once per base, block size and id format: `roots` keeps it
+ * by the file's identity for the agents of this process, and the state
+ * directory keeps it across restarts (a base is immutable while overlays use it).
  */
-export async function baseRoot(o: { file: string; format: ImageFormat; blockSize: number; state: RootCache; runtime: { content: ContentModel }; log: Logger; storageDaemon?: string }): Promise<string> {
-  const st = statSync(o.file);
-  const key = { file: o.file, size: st.size, mtimeMs: st.mtimeMs, blockSize: o.blockSize };
-  const cached = o.state.readJson<typeof key & { root: string }>(ROOT_CACHE);
-  if (cached && cached.file === key.file && cached.size === key.size && cached.mtimeMs === key.mtimeMs && cached.blockSize === key.blockSize) return cached.root;
+export async function baseRoot(o: BaseFile & { roots: BaseRoots }): Promise<string> {
+  const key = baseRootKey(statSync(o.file), o.blockSize, o.runtime.content.format);
+  const root = await o.roots.get(key, async () => {
+    const cached = o.state.readJson<{ key?: string; root: string }>(ROOT_CACHE);
+    return cached?.key === key ? cached.root : hashBase(o);
+  });
+  if (existsSync(o.state.path) && o.state.readJson<{ key?: string }>(ROOT_CACHE)?.key !== key) o.state.writeJson(ROOT_CACHE, { key, file: o.file, root });
+  return root;
+}
+
+async function hashBase(o: BaseFile): Promise<string> {
   const opened = await openImage({ spec: { kind: 'file', path: o.file, format: o.format }, writable: false, socketDir: o.state.path, storageDaemon: o.storageDaemon, log: o.log, flag: 'backing file' });
   try {
     const disk = opened.disk;
@@ -72,8 +91,7 @@ export async function baseRoot(o: { file: string; format: ImageFormat; blockSize
       ids[b] = blockId(o.runtime.content, view);
     }
     const root = merkleRoot(ids).toString('hex');
-    if (existsSync(o.state.path)) o.state.writeJson(ROOT_CACHE, { ...key, root });
-    o.log.info({ base: o.file, blocks: n, root }, 'hashed the backing file once (cached in the state directory)');
+    o.log.info({ base: o.file, blocks: n, root }, 'hashed the backing file once (cached by its identity)');
     return root;
   } finally {
     await opened.close();

@@ -14,30 +14,23 @@
  *      have published and released between steps 1 and 2).
  *
  * Waiters are polled together (one locator lookup and one EXISTS pipeline per
- * poll), bounded in number and in time.
+ * poll), bounded in number and in time. Lookups, LAN fetches and publishing
+ * are a FleetContent's; this adds only the claims.
  */
 import type { Logger } from 'pino';
 import type { RemoteContent, RemoteHit } from '../migrate/remote-content.ts';
-import type { RedisLocator } from './redis-locator.ts';
-import type { ReplicaClient } from './replica-client.ts';
-import type { LocatorEntry } from './locator-keys.ts';
+import { FleetContent, type FleetContentOptions } from './fleet-content.ts';
 import type { ClaimStore } from './claims.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
-
-interface ClaimHit extends RemoteHit {
-  entry?: LocatorEntry;
-}
 
 interface Waiter {
   blockSize: number;
   id: Uint8Array;
   since: number;
-  done: Array<(hit: ClaimHit | undefined) => void>;
+  done: Array<(hit: RemoteHit | undefined) => void>;
 }
 
-export interface ClaimingContentOptions {
-  locator: RedisLocator;
-  client: ReplicaClient;
+export interface ClaimingContentOptions extends FleetContentOptions {
   claims: ClaimStore;
   /** This host's replica server as siblings reach it (tcp:HOST:PORT): named in what it publishes. */
   selfAddress: string;
@@ -54,18 +47,20 @@ export interface ClaimingContentOptions {
 const keyOf = (blockSize: number, id: Uint8Array) => `${blockSize}:${Buffer.from(id).toString('hex')}`;
 
 export class ClaimingContent implements RemoteContent {
-  private hostNo: Promise<number | undefined> | undefined;
+  /** Where siblings' copies are found, fetched from and published: all but the claims. */
+  private readonly sites: FleetContent;
   private readonly waiting = new Map<string, Waiter>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
   readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0 };
 
-  constructor(private readonly o: ClaimingContentOptions) {}
+  constructor(private readonly o: ClaimingContentOptions) {
+    this.sites = new FleetContent(o);
+  }
 
   async lookup(blockSize: number, ids: Uint8Array[]): Promise<Array<RemoteHit | undefined>> {
-    const hits = await this.located(blockSize, ids);
-    const out: Array<ClaimHit | undefined> = hits;
-    const missing = ids.map((_, i) => i).filter((i) => !hits[i]);
+    const out = await this.sites.lookup(blockSize, ids);
+    const missing = ids.map((_, i) => i).filter((i) => !out[i]);
     this.stats.lanHits += ids.length - missing.length;
     if (missing.length === 0 || this.closed) return out;
     const answers = await this.o.claims.claim(blockSize, missing.map((i) => ids[i]!));
@@ -77,7 +72,7 @@ export class ClaimingContent implements RemoteContent {
     });
     if (won.length) {
       // A holder may have published and released between the lookup and our claim.
-      const again = await this.located(blockSize, won.map((i) => ids[i]!));
+      const again = await this.sites.lookup(blockSize, won.map((i) => ids[i]!));
       const found = won.filter((_, k) => again[k]);
       won.forEach((i, k) => { if (again[k]) out[i] = again[k]; });
       if (found.length) void this.o.claims.release(blockSize, found.map((i) => ids[i]!));
@@ -87,43 +82,22 @@ export class ClaimingContent implements RemoteContent {
     return out;
   }
 
-  private async located(blockSize: number, ids: Uint8Array[]): Promise<Array<ClaimHit | undefined>> {
-    const hits = await this.o.locator.lookup(blockSize, ids);
-    return hits.map((h) => (h && h.hostAddress !== this.o.selfAddress ? { where: h.hostAddress, entry: h.entry } : undefined));
-  }
-
   async fetch(blockSize: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
-    const located = hit.inFlight ? await this.waitFor(blockSize, id) : (hit as ClaimHit);
-    if (!located?.entry) return false;
-    const data = await this.o.client.fetch(located.where, { blockSize, image: located.entry.image, block: located.entry.block, id });
-    if (!data || data.length !== into.length) return false;
-    data.copy(into);
-    return true;
+    const located = hit.inFlight ? await this.waitFor(blockSize, id) : hit;
+    return located ? this.sites.fetch(blockSize, id, located, into) : false;
   }
 
   stale(blockSize: number, id: Uint8Array): void {
-    void this.o.locator.forget(blockSize, id);
+    this.sites.stale(blockSize, id);
   }
 
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
-    const self = this.o.selfAddress;
-    this.hostNo ??= this.o.locator.registerHost(self).catch((e: unknown) => {
-      this.o.log.debug({ err: (e as Error).message }, 'could not register this host with the content locator');
-      this.hostNo = undefined;
-      return undefined;
-    });
-    void this.hostNo.then(async (host) => {
-      if (host !== undefined) {
-        this.o.locator.publish(blockSize, host, image, entries.map((e) => ({ id: e.id, block: Math.floor(e.offset / blockSize) })));
-        // Released only once the entries are visible: a waiter that sees the claim gone then finds the entry.
-        await this.o.locator.flush();
-      }
-      await this.o.claims.release(blockSize, entries.map((e) => e.id));
-    });
+    // Released only once the entries are visible: a waiter that sees the claim gone then finds the entry.
+    void this.sites.publishEntries(blockSize, image, entries, true).then(() => this.o.claims.release(blockSize, entries.map((e) => e.id)));
   }
 
   /** Waits until the content appears in the locator (resolves its hit), or the claim is gone or too old (undefined). */
-  private waitFor(blockSize: number, id: Uint8Array): Promise<ClaimHit | undefined> {
+  private waitFor(blockSize: number, id: Uint8Array): Promise<RemoteHit | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     this.stats.waitedFor++;
     return new Promise((resolve) => {
@@ -145,7 +119,7 @@ export class ClaimingContent implements RemoteContent {
     });
   }
 
-  private settle(k: string, hit: ClaimHit | undefined): void {
+  private settle(k: string, hit: RemoteHit | undefined): void {
     const w = this.waiting.get(k);
     if (!w) return;
     this.waiting.delete(k);
@@ -166,7 +140,7 @@ export class ClaimingContent implements RemoteContent {
       const ids = list.map(([, w]) => w.id);
       // EXISTS before the lookup: a holder publishes before it releases, so "gone" then "not found" means given up.
       const claimed = await this.o.claims.stillClaimed(bs, ids);
-      const hits = await this.located(bs, ids);
+      const hits = await this.sites.lookup(bs, ids);
       list.forEach(([k, w], i) => {
         if (hits[i]) this.settle(k, hits[i]);
         else if (!claimed[i] || now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);

@@ -34,7 +34,9 @@ export class FleetContent implements RemoteContent {
   }
 
   async fetch(blockSize: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
-    const { entry } = hit as FleetHit;
+    // An in-flight hit (src/locator/claiming-content.ts) names no block yet.
+    const { entry } = hit as Partial<FleetHit>;
+    if (!entry) return false;
     const data = await this.o.client.fetch(hit.where, { blockSize, image: entry.image, block: entry.block, id });
     if (!data || data.length !== into.length) return false;
     data.copy(into);
@@ -46,16 +48,30 @@ export class FleetContent implements RemoteContent {
   }
 
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
+    void this.publishEntries(blockSize, image, entries);
+  }
+
+  /**
+   * Queues these entries with the locator under this host's number; with
+   * `visible`, resolves only once they are sent (or dropped), so that a
+   * lookup made after it finds them. Nothing is published without an address.
+   */
+  async publishEntries(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>, visible = false): Promise<void> {
+    const host = await this.registered();
+    if (host === undefined) return;
+    this.o.locator.publish(blockSize, host, image, entries.map((e) => ({ id: e.id, block: Math.floor(e.offset / blockSize) })));
+    if (visible) await this.o.locator.flush();
+  }
+
+  private registered(): Promise<number | undefined> {
     const self = this.o.selfAddress;
-    if (!self) return;
+    if (!self) return Promise.resolve(undefined);
     // Registered once; if the cluster cannot be reached now, the next batch tries again.
     this.hostNo ??= this.o.locator.registerHost(self).catch((e: unknown) => {
       this.o.log.debug({ err: (e as Error).message }, 'could not register this host with the content locator');
       this.hostNo = undefined;
       return undefined;
     });
-    void this.hostNo.then((host) => {
-      if (host !== undefined) this.o.locator.publish(blockSize, host, image, entries.map((e) => ({ id: e.id, block: Math.floor(e.offset / blockSize) })));
-    });
+    return this.hostNo;
   }
 }

@@ -5,6 +5,7 @@ import type { Disk } from '../block/disk.ts';
 import { openImage, type OpenedImage } from '../image/open-image.ts';
 import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
 import { backingBlocks, baseRoot, FromBackingFilter } from '../image/from-backing.ts';
+import { BaseRoots } from '../image/base-roots.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -33,6 +34,8 @@ export interface SourceAgentOptions extends SourceMigrationOptions {
   format?: ImageFormat;
   /** qemu-storage-daemon's binary, for qcow2 (default on PATH). */
   storageDaemon?: string;
+  /** Base images' roots, shared by the agents of a process so a base is hashed once (default: this agent's own). */
+  baseRoots?: BaseRoots;
   /** Where the VM's NBD export listens. */
   nbd: Address;
   exportName?: string;
@@ -175,7 +178,7 @@ export class SourceAgent {
       // Before the VM's export listens: no write can slip between the depth map and the filter that keeps it current.
       try {
         const blocks = await backingBlocks(opened.allocationDepth, image.size, o.blockSize);
-        const root = await baseRoot({ file: opened.backingFile.file, format: opened.backingFile.format, blockSize: o.blockSize, state, runtime: REAL_RUNTIME, log: o.log, storageDaemon: o.storageDaemon });
+        const root = await baseRoot({ file: opened.backingFile.file, format: opened.backingFile.format, blockSize: o.blockSize, state, roots: o.baseRoots ?? new BaseRoots(), runtime: REAL_RUNTIME, log: o.log, storageDaemon: o.storageDaemon });
         backing = { blocks, root };
         image = new FromBackingFilter(image, blocks, o.blockSize);
         o.log.info({ fromBacking: blocks.count, base: opened.backingFile.file }, 'blocks the top layer does not allocate come from the backing chain');

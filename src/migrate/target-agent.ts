@@ -7,6 +7,7 @@ import type { Disk } from '../block/disk.ts';
 import { openImage, type OpenedImage } from '../image/open-image.ts';
 import { parseImageSpec, type ImageFormat } from '../image/image-spec.ts';
 import { baseRoot } from '../image/from-backing.ts';
+import { BaseRoots } from '../image/base-roots.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import { NbdServer } from '../nbd/server.ts';
@@ -45,6 +46,8 @@ export interface TargetAgentOptions {
   backing?: { file: string; format: ImageFormat };
   /** qemu-storage-daemon's binary, for qcow2 (default on PATH). */
   storageDaemon?: string;
+  /** Base images' roots, shared by the agents of a process so a base is hashed once (default: this agent's own). */
+  baseRoots?: BaseRoots;
   /** Where the source agent connects. */
   listen: Address;
   /** Link credentials (TLS certificates, PSK) or an explicit `{ mode: 'insecure' }`. */
@@ -124,6 +127,7 @@ export class TargetAgent {
   private nbd: NbdServer | undefined;
   private presence: PresenceLog | undefined;
   private readonly state: StateDir;
+  private readonly baseRoots: BaseRoots;
   private saved: TargetState | undefined;
   /** This process: lets the source tell a reconnect (channel intact) from a restart. */
   private readonly incarnation = randomBytes(8).toString('hex');
@@ -150,6 +154,7 @@ export class TargetAgent {
       this.accepting = this.accepting.then(() => this.accept(s)).catch((e) => o.log.error({ err: (e as Error).message }, 'link connection failed'));
     }, o.log);
     this.state = StateDir.forImage(o.image, o.stateDir);
+    this.baseRoots = o.baseRoots ?? new BaseRoots();
     this.resultPromise = new Promise((res, rej) => {
       this.resolveResult = res;
       this.rejectResult = rej;
@@ -478,7 +483,7 @@ export class TargetAgent {
     if (!hello.backingRoot) return undefined;
     const base = this.opened?.backingFile;
     if (!base) return 'none';
-    const root = await baseRoot({ file: base.file, format: base.format, blockSize: hello.blockSize, state: this.state, runtime: REAL_RUNTIME, log: this.o.log, storageDaemon: this.o.storageDaemon });
+    const root = await baseRoot({ file: base.file, format: base.format, blockSize: hello.blockSize, state: this.state, roots: this.baseRoots, runtime: REAL_RUNTIME, log: this.o.log, storageDaemon: this.o.storageDaemon });
     const same = root === hello.backingRoot;
     this.o.log.info({ base: base.file, same }, same ? 'this base matches the source\'s: blocks from the backing chain are not sent' : 'this base differs from the source\'s: its blocks are compared one by one');
     return same ? 'same' : 'differs';

@@ -41,7 +41,6 @@ export interface ChannelOptions {
   silenceTimeoutMs?: number;
 }
 
-
 export interface SendOptions {
   /** Called once the peer has processed it (never for a message taken back before sending). */
   onAck?: () => void;
@@ -365,7 +364,6 @@ export class Channel {
     if (this.isIdle()) for (const f of this.idleWaiters.splice(0)) f();
     this.pump();
   }
-
 
   private fail(err: Error): void {
     const t = this.transport;

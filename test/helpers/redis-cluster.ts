@@ -1,127 +1,18 @@
 /**
- * A real Redis Cluster of three masters (and optionally a replica each) on loopback, started by the test that
- * needs it and torn down after it: `redis-server --cluster-enabled yes` three
- * times in a temp dir, then `redis-cli --cluster create … --cluster-yes`.
- * Nodes can be killed mid-test (SIGKILL) to see what a migration does then.
+ * The Redis Cluster rig (testing/redis-cluster.ts) for a test: stopped when
+ * the test ends, and skipped when redis-server is missing outside CI (under
+ * CI=true a missing peer fails).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
-import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { requirePeers, run, runOk, PEER_PATH } from './peers.ts';
-import { tempDir } from './tmp.ts';
+import { requirePeers, PEER_PATH } from './peers.ts';
+import { startRedisClusterRig, type RedisClusterOptions, type RedisClusterRig } from '../../testing/redis-cluster.ts';
 
-export interface RedisClusterRig {
-  /** `redis://127.0.0.1:PORT` of every node (masters, then replicas when there are any). */
-  urls: string[];
-  ports: number[];
-  /** Kills master `i` (SIGKILL) and waits for it to exit. */
-  kill(i: number): Promise<void>;
-  /** `redis-cli` against master `i`. */
-  cli(i: number, ...args: string[]): Promise<string>;
-  /**
-   * Waits until node `i`'s replicas have acknowledged its whole replication
-   * stream (every write it took so far). `WAIT` from redis-cli cannot say
-   * this: it counts only the writes of its own connection.
-   */
-  replicated(i: number): Promise<void>;
-}
+export type { RedisClusterRig } from '../../testing/redis-cluster.ts';
 
-/** A port p with p and p + 10000 (the cluster bus) free a moment ago. */
-async function clusterPort(): Promise<number> {
-  for (let tries = 0; tries < 50; tries++) {
-    const p = 20000 + Math.floor(Math.random() * 20000);
-    if ((await portFree(p)) && (await portFree(p + 10000))) return p;
-  }
-  throw new Error('no free port pair for a Redis Cluster node');
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-async function waitFor(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`${what} (waited ${ms} ms)`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * Starts the cluster, or returns undefined after marking the test skipped when
- * redis-server is missing outside CI (under CI=true a missing peer fails).
- */
-export async function startRedisCluster(t: TestContext, o: { maxmemoryMb?: number; /** One replica per master (6 nodes), so a killed master fails over. */ replicas?: boolean } = {}): Promise<RedisClusterRig | undefined> {
+/** Starts the cluster, or returns undefined after marking the test skipped. */
+export async function startRedisCluster(t: TestContext, o: Omit<RedisClusterOptions, 'path'> = {}): Promise<RedisClusterRig | undefined> {
   if (!requirePeers(t, 'redis-server', 'redis-cli')) return undefined;
-  const dir = tempDir(t, 'flimcd-redis-');
-  const procs: Array<ChildProcess | undefined> = [];
-  const ports: number[] = [];
-  t.after(async () => {
-    for (const p of procs) {
-      if (p && p.exitCode === null && p.signalCode === null) {
-        p.kill('SIGKILL');
-        await new Promise((r) => p.once('exit', r));
-      }
-    }
-  });
-  const nodes = o.replicas ? 6 : 3;
-  for (let i = 0; i < nodes; i++) {
-    const port = await clusterPort();
-    const nodeDir = join(dir, String(port));
-    mkdirSync(nodeDir);
-    const args = [
-      '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'),
-      '--cluster-node-timeout', '2000', '--dir', nodeDir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no',
-      // A replica's first sync would otherwise wait 5 s for more replicas to join it (Redis 7's default).
-      '--repl-diskless-sync-delay', '0',
-      ...(o.maxmemoryMb ? ['--maxmemory', `${o.maxmemoryMb}mb`] : []),
-    ];
-    const p = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PATH: PEER_PATH } });
-    p.stderr?.resume();
-    procs.push(p);
-    ports.push(port);
-  }
-  const cli = async (i: number, ...args: string[]) => (await runOk('redis-cli', ['-p', String(ports[i]), ...args], { timeoutMs: 20_000 })).stdout;
-  for (let i = 0; i < nodes; i++) {
-    await waitFor(async () => (await run('redis-cli', ['-p', String(ports[i]), 'ping'], { timeoutMs: 5000 })).stdout.trim() === 'PONG', 10_000, `redis-server on port ${ports[i]} did not start`);
-  }
-  await runOk('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), ...(o.replicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes'], { timeoutMs: 30_000 });
-  // Every node must agree the cluster is up before a client is handed its address.
-  for (let i = 0; i < nodes; i++) {
-    await waitFor(async () => (await cli(i, 'cluster', 'info')).includes('cluster_state:ok'), 20_000, `cluster state not ok on port ${ports[i]}`);
-  }
-  // A master's replica counts only once its first sync is done: until then WAIT answers 0 and a fail-over loses data.
-  if (o.replicas) {
-    for (let i = 0; i < nodes; i++) {
-      await waitFor(async () => {
-        const info = await cli(i, 'info', 'replication');
-        return info.includes('role:master') ? /slave0:.*state=online/.test(info) : info.includes('master_link_status:up');
-      }, 20_000, `replication not in sync on port ${ports[i]}`);
-    }
-  }
-  return {
-    urls: ports.map((p) => `redis://127.0.0.1:${p}`),
-    ports,
-    cli,
-    async replicated(i) {
-      await waitFor(async () => {
-        const info = await cli(i, 'info', 'replication');
-        const master = Number(/master_repl_offset:(\d+)/.exec(info)?.[1]);
-        const acked = [...info.matchAll(/slave\d+:.*offset=(\d+)/g)].map((m) => Number(m[1]));
-        return acked.length > 0 && acked.every((o) => o >= master);
-      }, 10_000, `replicas of port ${ports[i]} did not catch up`);
-    },
-    async kill(i) {
-      const p = procs[i];
-      if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      p.kill('SIGKILL');
-      await new Promise((r) => p.once('exit', r));
-    },
-  };
+  const rig = await startRedisClusterRig({ ...o, path: PEER_PATH });
+  t.after(() => rig.stop());
+  return rig;
 }

@@ -249,7 +249,7 @@ test('start-up doubles the window per round trip until the rate stops growing, t
 });
 
 /** Payload bytes a channel delivered per second of link time between 3 s and 8 s, over the link's rate. */
-async function utilisation(o: { bandwidthBps: number; delayMs: number; preferThroughput: boolean; stallEveryMs?: number; stallMs?: number; feedEveryMs?: number }): Promise<number> {
+async function utilisation(o: { bandwidthBps: number; delayMs: number; preferThroughput: boolean; stallEveryMs?: number; stallMs?: number }): Promise<number> {
   const clock = new VirtualClock();
   const [a, b] = memoryLink(clock, { bandwidthBps: o.bandwidthBps, delayMs: o.delayMs });
   const src = new Channel({ clock, onMessage: () => {} });
@@ -264,16 +264,14 @@ async function utilisation(o: { bandwidthBps: number; delayMs: number; preferThr
   dst.attach(b);
   let next = 0;
   for (let t = 0; t <= 8000; t++) {
-    // The producer fills the bulk queue every feedEveryMs (a reader that stalls in between).
-    if (t % (o.feedEveryMs ?? 1) === 0) {
-      for (;;) {
-        // Room now? (waitBulkRoom resolves at once when there is; its callback runs before this await's.)
-        let room = false;
-        void src.waitBulkRoom().then(() => (room = true));
-        await Promise.resolve();
-        if (!room) break;
-        src.send(data(next++), Priority.BULK);
-      }
+    // The producer fills the bulk queue every millisecond.
+    for (;;) {
+      // Room now? (waitBulkRoom resolves at once when there is; its callback runs before this await's.)
+      let room = false;
+      void src.waitBulkRoom().then(() => (room = true));
+      await Promise.resolve();
+      if (!room) break;
+      src.send(data(next++), Priority.BULK);
     }
     if (o.stallEveryMs) {
       const phase = t % o.stallEveryMs;
