@@ -179,6 +179,9 @@ export class SourceEngine {
   /** Operator or hypervisor asks for cut-over now. */
   requestCutover(): void {
     this.cutoverRequested = true;
+    // A round waiting for offer answers (and the lacking blocks they name) stops waiting: those go back
+    // to the missing set at the hold, instead of the hold waiting for the round.
+    this.sender.interrupt();
   }
 
   /**
@@ -300,7 +303,8 @@ export class SourceEngine {
         const stopped = await this.sendRound();
         this.checkAborted();
         if (stopped) break;
-        // The round is only over when every offer is answered and what the target lacks is sent.
+        // The round is only over when every offer is answered and what the target lacks is sent,
+        // unless a cut-over is requested meanwhile (the sender is interrupted; the hold takes back the rest).
         await this.sender.drain();
         this.checkAborted();
         const decision = this.decide();
