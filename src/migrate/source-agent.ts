@@ -120,7 +120,7 @@ export class SourceAgent {
   private migrating = false;
   private settleWaiters: (() => void)[] = [];
   /** abort() ended the running migration: status says `aborting` until migrate() has wound it down. */
-  private aborting: { reason: string; resumable: boolean } | undefined;
+  private aborting: { reason: string; resumable: boolean; at: number } | undefined;
   /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
   readonly resumes = { reattached: 0, resynced: 0 };
   /** Sessions before the current one (this process's superseded ones and earlier processes'), for the final report. */
@@ -237,9 +237,12 @@ export class SourceAgent {
         this.stopping.abort(new FlimcdError(`migration ended: ${ended.reason}`, ErrorCode.ABORTED));
         // An operator's abort ends it for good, on disk too: a restarted agent does not resume it.
         // A signal or a lost link leaves the state resumable, as the CLI says.
-        if (this.aborting && !this.aborting.resumable) await this.recordEnded(ended);
+        // A failure before any session (dialling) wrote no state on the way out: the abort is recorded here.
+        if (this.aborting && !this.aborting.resumable && !this.saved?.ended) await this.recordEnded(ended);
         this.ended = ended;
-        this.o.log.warn({ session: ended.session, reason: ended.reason }, 'migration ended; the VM\'s disk is served here, and nothing is migrating (POST /retry starts a new migration)');
+        // How long the abort took to wind down: the session stopping and the state written.
+        const windDown = this.aborting ? { windDownMs: Date.now() - this.aborting.at } : {};
+        this.o.log.warn({ session: ended.session, reason: ended.reason, ...windDown }, 'migration ended; the VM\'s disk is served here, and nothing is migrating (POST /retry starts a new migration)');
       }
       throw e;
     } finally {
@@ -313,7 +316,9 @@ export class SourceAgent {
         if (!(e instanceof Superseded) || !this.nextLink) {
           // On the way out: what this process moved, exactly, for the report of the session that resumes.
           if (this.saved && !this.stateRemoved) {
-            this.saved = { ...this.saved, spent: this.spentNow(true) };
+            // An operator's abort ends it for good, on disk too (one write: this one).
+            const ended = this.aborting && !this.aborting.resumable && this.gate.status === 'open' && !this.closed ? { reason: (e as Error).message, at: Date.now() } : undefined;
+            this.saved = { ...this.saved, spent: this.spentNow(true), ...(ended ? { ended } : {}) };
             await this.persist().catch(() => {});
           }
           throw e;
@@ -524,6 +529,11 @@ export class SourceAgent {
     return this.state.path;
   }
 
+  /** The last migration was aborted by an operator and the state says so: a restart starts a new one. */
+  get abortRecorded(): boolean {
+    return this.saved?.ended !== undefined && !this.stateRemoved;
+  }
+
   status(): Record<string, unknown> {
     if (this.aborting && this.migrating && !this.ended) {
       // Aborted, still winding down (the engine stopping, the state written): idle next.
@@ -559,7 +569,7 @@ export class SourceAgent {
   abort(reason: string, o: { reclaim?: boolean; resumable?: boolean } = {}): Promise<void> {
     // Also ends a dial or handshake under way (before the first session, or while reconnecting).
     if (!this.stopping.signal.aborted) this.stopping.abort(new FlimcdError(`migration aborted: ${reason}`, ErrorCode.ABORTED));
-    if (this.migrating) this.aborting ??= { reason, resumable: o.resumable ?? false };
+    if (this.migrating) this.aborting ??= { reason, resumable: o.resumable ?? false, at: Date.now() };
     this.engine?.abort(reason);
     if (o.reclaim && this.gate.status !== 'open') {
       this.gate.open();

@@ -198,6 +198,9 @@ export class SourceEngine {
       } catch { /* link already down */ }
     }
     this.sender.abort(this.aborted);
+    // Queued bulk data matters no more. Taking it back also frees a loop waiting for room on a link
+    // the target may have stopped reading: run() ends now, not when the link is given up.
+    this.o.channel.purge(Priority.BULK, () => true);
     for (const f of this.abortListeners.splice(0)) f();
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
@@ -422,6 +425,7 @@ export class SourceEngine {
 
   private async sendZero(first: number, count: number): Promise<void> {
     await this.o.channel.waitBulkRoom();
+    this.checkAborted();
     this.o.channel.send({ type: MsgType.ZERO, first, count, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first, count } });
   }
 

@@ -60,7 +60,8 @@ test('abort answers with the source idle; the state records the abort, and a res
 
   // The operator stops the idle source and, later, starts it again with the same arguments and a new target.
   source.child.kill('SIGTERM');
-  await source.exited;
+  const stopped = await source.exited;
+  assert.match(stopped.stdout, /"event":"interrupted".*"resumable":false/, 'it does not promise a resume of the aborted migration');
   if (t1.running()) t1.child.kill('SIGTERM');
   await t1.exited;
   const t2 = target(2);

@@ -90,7 +90,7 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
     assert.deepEqual(await migrationSettings(srcQemu.qmp), original, `${what}: the source QEMU's migration settings are as they were`);
     // The rollback's abort was answered once the agent had wound its session down: idle now, no waiting.
     const st = await sourceStatus();
-    assert.equal(st.phase, 'idle', `${what}: status ${JSON.stringify(st)}`);
+    assert.equal(st.phase, 'idle', `${what}: status ${JSON.stringify(st)}\n${source.output().slice(-6000)}`);
     assert.equal(st.etaSeconds, null);
     assert.equal(st.vmConnections, 1, `${what}: the source QEMU is still connected to its disk`);
     assert.match(String((st.lastMigration as { reason: string }).reason), /aborted|VM migration failed/);

@@ -218,7 +218,10 @@ export function registerAgents(program: Command): void {
         await runtime.work.close();
       }
       if (interrupted && signalled) {
-        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);
+        const resumable = !agent.abortRecorded;
+        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath, resumable }, resumable
+          ? `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`
+          : `flimcd source: stopped by ${signalled}; the last migration was aborted (recorded in ${agent.statePath}): a restart starts a new migration`, progress);
         process.exitCode = exitCodeForSignal(signalled);
       }
     });
