@@ -152,5 +152,6 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
   assert.equal(end.code, 0, source.output());
   assert.match(end.stdout, /"event":"retry","attempt":3/);
   assert.match(end.stdout, /"event":"report".*"verified":true/);
+  t.diagnostic(`abort wind-downs: ${[...source.output().matchAll(/"windDownMs":(\d+)/g)].map((m) => `${m[1]} ms`).join(', ')}`);
   await stopTarget(t3);
 });
