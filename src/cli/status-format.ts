@@ -69,6 +69,8 @@ export function formatStatus(s: AgentStatus): string {
   // A source whose migration ended with the VM's disk here: say why, and how to start again.
   const ended = s.lastMigration as { reason?: unknown } | undefined;
   if (s.phase === 'idle' && ended) rows.push(['migration', `none running; the last one ended: ${String(ended.reason)} (flimcd retry starts a new one)`]);
+  const aborted = (s.abort as { reason?: unknown } | undefined)?.reason;
+  if (s.phase === 'aborting') rows.push(['migration', `aborted (${typeof aborted === 'string' ? aborted : '?'}); winding down, idle next`]);
   if (typeof s.algorithm === 'string') rows.push(['algorithm', s.algorithm]);
   rows.push(['progress', formatPercent(s.progress)]);
   const rem = remainingText(s);
@@ -99,6 +101,7 @@ export function formatStatus(s: AgentStatus): string {
 export function statusLine(s: AgentStatus): string {
   const parts = [`${s.role ?? '?'} ${s.phase}`];
   if (s.phase === 'idle') parts.push('no migration running (flimcd retry starts one)');
+  if (s.phase === 'aborting') parts.push('aborted, winding down (idle next)');
   if (finite(s.progress)) parts[0] += ` ${formatPercent(s.progress)}`;
   const r = s.remainingBlocks;
   if (finite(r)) parts.push(`${int(r)} blocks${finite(s.blockSize) ? `, ${formatBytes(r * s.blockSize)}` : ''} left`);

@@ -8,8 +8,10 @@
  *   GET  /status    200 AgentStatus JSON
  *   POST /cutover   202 {"accepted":true,"phase":…}; 409 {"error","code"} when this role/phase cannot cut over
  *   POST /abort     body {"reason":"…","reclaim":true} optional (reclaim: the source takes the VM's
- *                   disk back even after cut-over, for a hypervisor switch-over that failed); 202 {"accepted":true,"reason","phase"}; 409 when already done/failed,
- *                   and on the source after cut-over without reclaim (the VM runs at the target)
+ *                   disk back even after cut-over, for a hypervisor switch-over that failed); answered once the
+ *                   migration has wound down (at most abortWindDownMs): 202 {"accepted":true,"reason","abortedIn","phase"},
+ *                   phase being the one after (the source's idle, or aborting while it still winds down);
+ *                   409 when already done/failed, and on the source after cut-over without reclaim (the VM runs at the target)
  *   POST /retry     202 {"accepted":true}: the source starts a new migration after one ended with the VM's
  *                   disk here (phase idle); 409 while one runs, on the target, or after the VM moved
  *   GET  /metrics   200 Prometheus text exposition (per-server prom-client Registry)
@@ -29,6 +31,8 @@ import { AFTER_CUTOVER_PHASES, CUTOVER_PHASES, FINAL_PHASES, IDLE_PHASE, type Ag
 
 export { DEFAULT_MAX_BODY } from './http.ts';
 const MAX_REASON = 1000;
+/** How long POST /abort waits for the migration to wind down before it answers `aborting`. */
+export const ABORT_WIND_DOWN_MS = 3000;
 
 export const ROUTES: Record<string, string[]> = {
   '/status': ['GET'],
@@ -54,6 +58,8 @@ export interface ControlServerOptions {
    * target can only derive from it) is known at the first request, not only from the second.
    */
   rateSampleMs?: number;
+  /** POST /abort answers after the wind-down, or after this long (default ABORT_WIND_DOWN_MS) with the phase meanwhile. */
+  abortWindDownMs?: number;
 }
 
 export class ControlServer {
@@ -151,10 +157,12 @@ export class ControlServer {
         if (this.o.control.role === 'source' && !body.reclaim && AFTER_CUTOVER_PHASES.includes(phase)) {
           throw new HttpError(409, `cannot abort after the cut-over (phase ${phase}): the VM already runs at the target and reads its remaining blocks from this source; the only way forward is to let the migration finish`, ErrorCode.ABORT_REFUSED, { phase });
         }
-        if (body.reclaim) await this.o.control.abort(reason, { reclaim: true });
-        else await this.o.control.abort(reason);
-        this.o.log?.warn({ phase, reason }, 'migration aborted through the control endpoint');
-        return { status: 202, json: { accepted: true, reason, phase } };
+        const woundDown = body.reclaim ? this.o.control.abort(reason, { reclaim: true }) : this.o.control.abort(reason);
+        // The answer says where the agent is after the abort: once wound down (idle), or still aborting.
+        await within(Promise.resolve(woundDown), this.o.abortWindDownMs ?? ABORT_WIND_DOWN_MS);
+        const now = (await this.status()).phase;
+        this.o.log?.warn({ abortedIn: phase, phase: now, reason }, 'migration aborted through the control endpoint');
+        return { status: 202, json: { accepted: true, reason, abortedIn: phase, phase: now } };
       }
       case '/retry': {
         const c = this.o.control;
@@ -170,6 +178,16 @@ export class ControlServer {
       }
     }
     throw new HttpError(404, `no such endpoint ${path}`, ErrorCode.CONTROL_NOT_FOUND);
+  }
+}
+
+/** Waits for `p` (its rejection thrown), but no longer than `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -71,7 +71,11 @@ export interface AgentControl {
    * can cut over. Throwing a FlimcdError here also answers 409 with its message.
    */
   cutover?(): void | Promise<void>;
-  /** Abort the migration; the VM keeps running where it is safe (engine semantics). */
+  /**
+   * Abort the migration; the VM keeps running where it is safe (engine semantics). A promise resolves
+   * once the migration has wound down: POST /abort answers then, or after `abortWindDownMs` with the
+   * phase status shows meanwhile (the source's `aborting`).
+   */
   abort(reason: string, opts?: { reclaim?: boolean }): void | Promise<void>;
   /**
    * Start a new migration after one ended with the VM's disk here (source role, phase `idle`).
@@ -88,5 +92,7 @@ export const CUTOVER_PHASES: readonly string[] = ['starting', 'precopy'];
 export const AFTER_CUTOVER_PHASES: readonly string[] = ['cutover', 'postcopy', 'verify'];
 /** The source after a migration ended with the VM's disk here: it only serves the VM until POST /retry. */
 export const IDLE_PHASE = 'idle';
+/** The source between an abort and `idle`: the migration winding down. */
+export const ABORTING_PHASE = 'aborting';
 /** Phases after which there is nothing left to abort. */
 export const FINAL_PHASES: readonly string[] = ['done', 'failed'];

@@ -89,6 +89,8 @@ export class ContentSender {
   private readonly compressor: BlockCompressor | undefined;
   private levelCountdown = LEVEL_EVERY;
   private aborted: Error | undefined;
+  /** Set by interrupt(): a cut-over is coming, nothing waits for offers any more. */
+  private interrupted = false;
 
   constructor(private readonly o: ContentSenderOptions) {
     if (o.compress) {
@@ -182,14 +184,27 @@ export class ContentSender {
     this.answered?.();
   }
 
-  /** Sends any partial OFFER and waits until every offered block is answered and every lacking one sent. */
+  /**
+   * Sends any partial OFFER and waits until every offered block is answered and every lacking one sent,
+   * or until interrupt() (a cut-over request: abandonPending hands what is left back as missing).
+   */
   async drain(): Promise<void> {
     this.flushOffers();
-    while (this.pending.size || this.ready.length) {
+    while ((this.pending.size || this.ready.length) && !this.interrupted) {
       this.checkAborted();
       if (this.ready.length) await this.sendReady();
       else await this.nextAnswer();
     }
+  }
+
+  /**
+   * A cut-over was requested: waits for offer answers end now, and lacking blocks are no longer sent
+   * (the hold takes them back through abandonPending). Without this the hold waited for the whole
+   * round of offers: seconds on a resumed session, where every block is offered.
+   */
+  interrupt(): void {
+    this.interrupted = true;
+    this.answered?.();
   }
 
   /** Cut-over: offers still unanswered, and lacking blocks not yet sent, are handed back as missing. */
@@ -215,7 +230,7 @@ export class ContentSender {
   }
 
   private async offer(b: number, id: Buffer, key: string, g: number): Promise<void> {
-    while (this.pendingCount + this.batch.blocks.length >= MAX_PENDING_OFFERS) {
+    while (this.pendingCount + this.batch.blocks.length >= MAX_PENDING_OFFERS && !this.interrupted) {
       this.flushOffers();
       if (this.ready.length) await this.sendReady();
       else await this.nextAnswer();
@@ -249,7 +264,7 @@ export class ContentSender {
 
   private async sendReady(): Promise<void> {
     const { image, blockSize, channel } = this.o;
-    while (this.ready.length) {
+    while (this.ready.length && !this.interrupted) {
       await channel.waitBulkRoom();
       this.checkAborted();
       const b = this.ready.shift()!;

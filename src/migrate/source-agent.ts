@@ -25,6 +25,7 @@ import { StateDir } from './state-dir.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
+import { ABORTING_PHASE } from '../control/types.ts';
 import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError, WrongPeerError } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
@@ -76,6 +77,11 @@ interface SourceState {
   cutover?: { at: number; downtimeMs?: number };
   /** Sessions so far and their wire bytes, checkpointed every few seconds; `final` when a process wrote it on its way out. */
   spent?: { sessions: number; wire: WireBreakdown; exact: boolean; final: boolean };
+  /**
+   * Set when an operator's abort (not a signal, not a lost link) ended the migration with the VM's disk
+   * here: the session is over for good, and a restarted agent starts a new migration instead of resuming it.
+   */
+  ended?: { reason: string; at: number };
 }
 
 /** How often a running session checkpoints its wire bytes into the state (lost on kill -9 since the last one). */
@@ -113,6 +119,11 @@ export class SourceAgent {
   private ended: { session: string; reason: string; at: number } | undefined;
   /** Resolved by retry(): whoever runs this agent (the CLI) starts migrate() again. */
   private retryWaiters: (() => void)[] = [];
+  /** A migrate() call is under way; settleWaiters resolve once it has returned or thrown (abort() answers then). */
+  private migrating = false;
+  private settleWaiters: (() => void)[] = [];
+  /** abort() ended the running migration: status says `aborting` until migrate() has wound it down. */
+  private aborting: { reason: string; resumable: boolean; at: number } | undefined;
   /** Link losses survived and sessions re-derived after a restart, for the report and tests. */
   readonly resumes = { reattached: 0, resynced: 0 };
   /** Sessions before the current one (this process's superseded ones and earlier processes'), for the final report. */
@@ -187,7 +198,13 @@ export class SourceAgent {
         throw e;
       }
     }
-    const saved = state.readJson<SourceState>(STATE_FILE);
+    let saved = state.readJson<SourceState>(STATE_FILE);
+    if (saved?.ended) {
+      // An operator aborted that migration: it is over, whatever a target still holds of it.
+      o.log.warn({ session: saved.session, reason: saved.ended.reason, endedAt: new Date(saved.ended.at).toISOString(), state: state.path }, 'the migration in the state dir was aborted: not resuming it; starting a new migration');
+      state.removeFile(STATE_FILE);
+      saved = undefined;
+    }
     if (saved && (saved.imageSize !== image.size || saved.blockSize !== o.blockSize)) {
       await opened.close();
       throw new UsageError(`${state.path} holds the state of a migration of a ${saved.imageSize}-byte image with ${saved.blockSize}-byte blocks, not this ${image.size}-byte image with ${o.blockSize}-byte blocks; remove it to start a new migration`);
@@ -213,17 +230,36 @@ export class SourceAgent {
    */
   async migrate(): Promise<MigrationReport> {
     this.ended = undefined;
+    this.migrating = true;
     try {
       return await this.runMigration();
     } catch (e) {
       // The VM's disk is served here: this migration is over, and nothing of it goes on behind the VM's back.
       if (!this.closed && this.gate.status === 'open') {
-        this.ended = { session: this.saved?.session ?? '', reason: (e as Error).message, at: Date.now() };
-        this.stopping.abort(new FlimcdError(`migration ended: ${(e as Error).message}`, ErrorCode.ABORTED));
-        this.o.log.warn({ session: this.ended.session, reason: this.ended.reason }, 'migration ended; the VM\'s disk is served here, and nothing is migrating (POST /retry starts a new migration)');
+        const ended = { session: this.saved?.session ?? '', reason: (e as Error).message, at: Date.now() };
+        this.stopping.abort(new FlimcdError(`migration ended: ${ended.reason}`, ErrorCode.ABORTED));
+        // An operator's abort ends it for good, on disk too: a restarted agent does not resume it.
+        // A signal or a lost link leaves the state resumable, as the CLI says.
+        // A failure before any session (dialling) wrote no state on the way out: the abort is recorded here.
+        if (this.aborting && !this.aborting.resumable && !this.saved?.ended) await this.recordEnded(ended);
+        this.ended = ended;
+        // How long the abort took to wind down: the session stopping and the state written.
+        const windDown = this.aborting ? { windDownMs: Date.now() - this.aborting.at } : {};
+        this.o.log.warn({ session: ended.session, reason: ended.reason, ...windDown }, 'migration ended; the VM\'s disk is served here, and nothing is migrating (POST /retry starts a new migration)');
       }
       throw e;
+    } finally {
+      this.migrating = false;
+      this.aborting = undefined;
+      for (const w of this.settleWaiters.splice(0)) w();
     }
+  }
+
+  /** Marks the state: this migration was aborted (see SourceState.ended). */
+  private async recordEnded(ended: { reason: string; at: number }): Promise<void> {
+    if (!this.saved || this.stateRemoved) return;
+    this.saved = { ...this.saved, ended: { reason: ended.reason, at: ended.at } };
+    await this.persist().catch(() => {});
   }
 
   /**
@@ -283,7 +319,9 @@ export class SourceAgent {
         if (!(e instanceof Superseded) || !this.nextLink) {
           // On the way out: what this process moved, exactly, for the report of the session that resumes.
           if (this.saved && !this.stateRemoved) {
-            this.saved = { ...this.saved, spent: this.spentNow(true) };
+            // An operator's abort ends it for good, on disk too (one write: this one).
+            const ended = this.aborting && !this.aborting.resumable && this.gate.status === 'open' && !this.closed ? { reason: (e as Error).message, at: Date.now() } : undefined;
+            this.saved = { ...this.saved, spent: this.spentNow(true), ...(ended ? { ended } : {}) };
             await this.persist().catch(() => {});
           }
           throw e;
@@ -494,7 +532,16 @@ export class SourceAgent {
     return this.state.path;
   }
 
+  /** The last migration was aborted by an operator and the state says so: a restart starts a new one. */
+  get abortRecorded(): boolean {
+    return this.saved?.ended !== undefined && !this.stateRemoved;
+  }
+
   status(): Record<string, unknown> {
+    if (this.aborting && this.migrating && !this.ended) {
+      // Aborted, still winding down (the engine stopping, the state written): idle next.
+      return { role: 'source', phase: ABORTING_PHASE, migrating: true, progress: null, etaSeconds: null, remainingBlocks: null, abort: { reason: this.aborting.reason }, vmConnections: this.nbd.connectionCount };
+    }
     if (this.ended) {
       // Nothing migrates: no progress, no ETA; what ended and why.
       return { role: 'source', phase: 'idle', migrating: false, progress: null, etaSeconds: null, remainingBlocks: null, lastMigration: { session: this.ended.session, outcome: 'ended', reason: this.ended.reason, atMs: this.ended.at }, vmConnections: this.nbd.connectionCount };
@@ -516,16 +563,23 @@ export class SourceAgent {
    * `reclaim` also takes the disk back after a cut-over (the gate opens again):
    * only safe while the VM has not run at the target (e.g. QEMU's RAM
    * migration failed after the storage hand-over, before the switch-over), so
-   * this image is still the VM's current disk.
+   * this image is still the VM's current disk. `resumable` (a signal: the
+   * operator stops the process, not the migration) keeps the state for a
+   * restart to resume; otherwise the state records the abort and a restart
+   * starts a new migration. Resolves once the migration has wound down
+   * (status `idle`); until then status says `aborting`.
    */
-  abort(reason: string, o: { reclaim?: boolean } = {}): void {
+  abort(reason: string, o: { reclaim?: boolean; resumable?: boolean } = {}): Promise<void> {
     // Also ends a dial or handshake under way (before the first session, or while reconnecting).
     if (!this.stopping.signal.aborted) this.stopping.abort(new FlimcdError(`migration aborted: ${reason}`, ErrorCode.ABORTED));
+    if (this.migrating) this.aborting ??= { reason, resumable: o.resumable ?? false, at: Date.now() };
     this.engine?.abort(reason);
     if (o.reclaim && this.gate.status !== 'open') {
       this.gate.open();
       this.o.log.warn({ reason }, 'migration aborted: the VM\'s disk is served here again');
     }
+    if (!this.migrating) return Promise.resolve();
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
   }
 
   async close(): Promise<void> {

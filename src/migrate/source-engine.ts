@@ -179,6 +179,9 @@ export class SourceEngine {
   /** Operator or hypervisor asks for cut-over now. */
   requestCutover(): void {
     this.cutoverRequested = true;
+    // A round waiting for offer answers (and the lacking blocks they name) stops waiting: those go back
+    // to the missing set at the hold, instead of the hold waiting for the round.
+    this.sender.interrupt();
   }
 
   /**
@@ -195,6 +198,9 @@ export class SourceEngine {
       } catch { /* link already down */ }
     }
     this.sender.abort(this.aborted);
+    // Queued bulk data matters no more. Taking it back also frees a loop waiting for room on a link
+    // the target may have stopped reading: run() ends now, not when the link is given up.
+    this.o.channel.purge(Priority.BULK, () => true);
     for (const f of this.abortListeners.splice(0)) f();
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
@@ -300,7 +306,8 @@ export class SourceEngine {
         const stopped = await this.sendRound();
         this.checkAborted();
         if (stopped) break;
-        // The round is only over when every offer is answered and what the target lacks is sent.
+        // The round is only over when every offer is answered and what the target lacks is sent,
+        // unless a cut-over is requested meanwhile (the sender is interrupted; the hold takes back the rest).
         await this.sender.drain();
         this.checkAborted();
         const decision = this.decide();
@@ -418,6 +425,7 @@ export class SourceEngine {
 
   private async sendZero(first: number, count: number): Promise<void> {
     await this.o.channel.waitBulkRoom();
+    this.checkAborted();
     this.o.channel.send({ type: MsgType.ZERO, first, count, reason: DataReason.BULK }, Priority.BULK, { tag: { kind: 'zero', first, count } });
   }
 

@@ -84,6 +84,12 @@ export class StateDir {
     return existsSync(f) ? readFileSync(f) : undefined;
   }
 
+  /** Removes one record (atomically: it is there or it is not); the rest of the directory stays. */
+  removeFile(name: string): void {
+    rmSync(this.file(name), { force: true });
+    if (existsSync(this.path)) syncDir(this.path);
+  }
+
   /** The migration completed: nothing left to resume. */
   remove(): void {
     rmSync(this.path, { recursive: true, force: true });

@@ -183,7 +183,7 @@ test('POST /abort passes the reason (or a default), 409 once finished or (source
   const agent = new FakeAgent();
   const { addr } = await serve(t, agent, { dir });
   const r = await controlRequest<Record<string, unknown>>(addr, 'POST', '/abort', { reason: 'maintenance window over' });
-  assert.deepEqual(r, { accepted: true, reason: 'maintenance window over', phase: 'precopy' });
+  assert.deepEqual(r, { accepted: true, reason: 'maintenance window over', abortedIn: 'precopy', phase: 'precopy' });
   await controlRequest(addr, 'POST', '/abort');
   assert.deepEqual(agent.aborts, ['maintenance window over', 'requested through the control endpoint']);
   const bad = await raw(addr, 'POST', '/abort', JSON.stringify({ reason: 42 }));
@@ -205,6 +205,47 @@ test('POST /abort passes the reason (or a default), 409 once finished or (source
   assert.equal(done.status, 409);
   assert.match(JSON.parse(done.text).error, /already done/);
   assert.equal(agent.aborts.length, 2);
+});
+
+test('POST /abort answers once the agent has wound the migration down (phase idle), or after the bound with the phase meanwhile (aborting)', async (t) => {
+  const dir = tempDir(t);
+  let phase = 'precopy';
+  let windDown: (() => void) | undefined;
+  const agent: AgentControl = {
+    role: 'source',
+    status: () => ({ phase }),
+    abort: () => {
+      phase = 'aborting';
+      return new Promise<void>((resolve) => {
+        windDown = () => {
+          phase = 'idle';
+          resolve();
+        };
+      });
+    },
+  };
+  const server = new ControlServer({ control: agent, address: { kind: 'unix', path: join(dir, 'w.sock') }, abortWindDownMs: 60_000 });
+  const addr = await server.listen();
+  t.after(() => server.close());
+  let answered: Record<string, unknown> | undefined;
+  const pending = controlRequest<Record<string, unknown>>(addr, 'POST', '/abort', { reason: 'rollback' }, { timeoutMs: 30_000 }).then((r) => (answered = r));
+  while (!windDown) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(answered, undefined, 'no answer while the migration winds down');
+  windDown();
+  await pending;
+  assert.deepEqual(answered, { accepted: true, reason: 'rollback', abortedIn: 'precopy', phase: 'idle' });
+
+  // A wind-down that takes longer than the bound: answered with the phase the agent shows meanwhile.
+  phase = 'precopy';
+  windDown = undefined;
+  const quick = new ControlServer({ control: agent, address: { kind: 'unix', path: join(dir, 'q.sock') }, abortWindDownMs: 100 });
+  const qaddr = await quick.listen();
+  t.after(() => quick.close());
+  const late = await controlRequest<Record<string, unknown>>(qaddr, 'POST', '/abort', {}, { timeoutMs: 30_000 });
+  assert.equal(late.phase, 'aborting');
+  assert.equal(late.abortedIn, 'precopy');
+  windDown!();
 });
 
 test('GET /metrics is Prometheus text from a per-server registry, mirroring the status', async (t) => {

@@ -45,6 +45,8 @@ export interface RigOptions {
   backgroundFlushBytes?: number;
   /** What both sides run on (default REAL_RUNTIME: the block work on this thread). */
   runtime?: Runtime;
+  /** The source pre-copies until source.requestCutover(). */
+  manualCutover?: boolean;
 }
 
 export async function fillImage(disk: Disk, seed: number): Promise<void> {
@@ -79,7 +81,7 @@ export function buildRig(o: RigOptions) {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
     ({ engine: source, channel: srcCh } = buildSourceSession({
       runtime, disks: { image: srcImage, tracking, gate: srcGate }, channel: { onDisconnect: onLoss },
-      engine: { algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates },
+      engine: { algorithm: o.algorithm, features, blockSize: bs, bandwidthBps: o.bandwidthBps ?? 400e6, log: quiet, targetHasReplicas: features.dedup && local.hasCandidates, manualCutover: o.manualCutover },
     }));
     ({ engine: target, channel: tgtCh } = buildTargetSession({
       runtime, disks: { postcopy, gate: tgtGate }, channel: { onDisconnect: onLoss },

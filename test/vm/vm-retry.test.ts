@@ -88,10 +88,9 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
   const rolledBack = async (what: string) => {
     assert.equal((await srcQemu.qmp.execute<{ status: string }>('query-status')).status, 'running', `${what}: the VM runs at the source`);
     assert.deepEqual(await migrationSettings(srcQemu.qmp), original, `${what}: the source QEMU's migration settings are as they were`);
-    // The abort is answered before the agent has wound its session down: give it a moment.
-    let st = await sourceStatus();
-    for (const end = Date.now() + 15_000; st.phase !== 'idle' && Date.now() < end; st = await sourceStatus()) await sleep(100);
-    assert.equal(st.phase, 'idle', `${what}: status ${JSON.stringify(st)}`);
+    // The rollback's abort was answered once the agent had wound its session down: idle now, no waiting.
+    const st = await sourceStatus();
+    assert.equal(st.phase, 'idle', `${what}: status ${JSON.stringify(st)}\n${source.output().slice(-6000)}`);
     assert.equal(st.etaSeconds, null);
     assert.equal(st.vmConnections, 1, `${what}: the source QEMU is still connected to its disk`);
     assert.match(String((st.lastMigration as { reason: string }).reason), /aborted|VM migration failed/);
@@ -141,6 +140,11 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
   assert.equal(r.verified, true);
   assert.equal(r.guest_io_errors.total, 0);
   assert.ok(r.downtime_ms > 0);
+  // Two rolled-back migrations before it leave nothing that slows this one's cut-over: the issue measured
+  // 4.5 s from the cut-over request to the hold on a retry, against ~0.2 s fresh (a TCG guest here is slow:
+  // the bound is loose, the order of magnitude is what counts).
+  t.diagnostic(`retry: storage cut-over ${r.storage_cutover_ms} ms, guest downtime ${r.downtime_ms} ms`);
+  assert.ok(r.storage_cutover_ms < 1500, `the retry's storage cut-over took ${r.storage_cutover_ms} ms`);
   assert.deepEqual(await migrationSettings(srcQemu.qmp), original, 'max-bandwidth and capabilities set back after a success too');
   assert.equal((await t3.qemu.qmp.execute<{ status: string }>('query-status')).status, 'running');
   // The source QEMU served by the same agent process all along; the agent ends with the report.
@@ -148,5 +152,6 @@ test('vm migrate: rollbacks in pre-copy and in the RAM phase leave the source ag
   assert.equal(end.code, 0, source.output());
   assert.match(end.stdout, /"event":"retry","attempt":3/);
   assert.match(end.stdout, /"event":"report".*"verified":true/);
+  t.diagnostic(`abort wind-downs: ${[...source.output().matchAll(/"windDownMs":(\d+)/g)].map((m) => `${m[1]} ms`).join(', ')}`);
   await stopTarget(t3);
 });

@@ -4,7 +4,8 @@ import { log } from '../../util/log.ts';
 
 export interface ControllableAgent {
   status(): Record<string, unknown>;
-  abort(reason: string, opts?: { reclaim?: boolean }): void;
+  /** May resolve once the migration has wound down: the control endpoint answers then (bounded). */
+  abort(reason: string, opts?: { reclaim?: boolean }): void | Promise<void>;
   cutover?(): void;
   retry?(): Promise<void>;
 }

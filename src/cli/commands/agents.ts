@@ -142,7 +142,8 @@ export function registerAgents(program: Command): void {
         switch (policy.onSignal(phase, Date.now())) {
           case 'abort':
             signalled = sig;
-            agentRef?.abort(`interrupted by ${sig}`);
+            // A signal stops this process, not the migration: the state stays for a restart to resume.
+            void agentRef?.abort(`interrupted by ${sig}`, { resumable: true });
             stop();
             return;
           case 'finish':
@@ -168,7 +169,7 @@ export function registerAgents(program: Command): void {
         throw e;
       });
       agentRef = agent;
-      if (signalled) agent.abort(`interrupted by ${signalled}`);
+      if (signalled) void agent.abort(`interrupted by ${signalled}`, { resumable: true });
       // The control endpoint is up before "listening" is printed: whoever waits for that line may ask for status at once.
       const control = controlAddress ? await attachControlOrClose(controlAddress, 'source', agent) : undefined;
       controlRef = control;
@@ -217,7 +218,10 @@ export function registerAgents(program: Command): void {
         await runtime.work.close();
       }
       if (interrupted && signalled) {
-        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath }, `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`, progress);
+        const resumable = !agent.abortRecorded;
+        emit(o.json, { event: 'interrupted', signal: signalled, state: agent.statePath, resumable }, resumable
+          ? `flimcd source: stopped by ${signalled}; the migration state stays in ${agent.statePath}: restart with the same arguments to resume`
+          : `flimcd source: stopped by ${signalled}; the last migration was aborted (recorded in ${agent.statePath}): a restart starts a new migration`, progress);
         process.exitCode = exitCodeForSignal(signalled);
       }
     });

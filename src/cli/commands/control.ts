@@ -55,6 +55,13 @@ function agentAnswer<T>(addr: Address, v: T): T {
   throw notAnAgent(addr, 'a page, not a JSON answer');
 }
 
+/** What the agent's phase after an abort means, in words. */
+function afterAbort(phase: string | undefined, addr: Address): string {
+  if (phase === 'idle') return 'it is idle now: nothing migrates, and the VM\'s disk is served at the source';
+  if (phase === 'aborting') return `it is still winding down (phase aborting): flimcd status --control ${formatAddress(addr)} shows idle once it is over`;
+  return `it is in phase ${phase ?? '?'} now`;
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -203,6 +210,11 @@ Example:
     .addHelpText(
       'after',
       `
+The agent answers once the migration has wound down: the source is then idle (it serves the VM's
+disk and migrates nothing; with --keep-serving, flimcd retry starts a new migration). A wind-down
+longer than 3 s is answered with phase aborting; flimcd status shows idle once it is over.
+The source's state dir records the abort: a restarted source agent starts a new migration, it does not resume this one.
+
 Exit codes: 0 accepted, 1 refused (already done or failed, or the source past cut-over) or agent unreachable, 2 bad input.
 
 Examples:
@@ -212,7 +224,7 @@ Examples:
     .action(async (o: CommonOptions & { reason?: string }) => {
       const { addr, timeoutMs } = common(o);
       const body = o.reason !== undefined ? { reason: o.reason } : {};
-      const r = agentAnswer(addr, await controlRequest<{ accepted: boolean; phase?: string; reason?: string }>(addr, 'POST', '/abort', body, { timeoutMs }).catch(refusal(addr)));
-      process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: abort accepted by the agent at ${formatAddress(addr)} in phase ${r.phase ?? '?'} (reason: ${r.reason ?? '?'})\n`);
+      const r = agentAnswer(addr, await controlRequest<{ accepted: boolean; phase?: string; abortedIn?: string; reason?: string }>(addr, 'POST', '/abort', body, { timeoutMs }).catch(refusal(addr)));
+      process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `flimcd: abort accepted by the agent at ${formatAddress(addr)} in phase ${r.abortedIn ?? r.phase ?? '?'} (reason: ${r.reason ?? '?'}); ${afterAbort(r.phase, addr)}\n`);
     });
 }
