@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import { constants as fsConstants, read as fsRead, readFileSync, write as fsWrite, writev as fsWritev } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { checkRange } from './range.ts';
@@ -17,11 +18,18 @@ export interface FileDiskOptions {
   sparse?: SparseOps | null;
 }
 
+const EAGAIN = osConstants.errno.EAGAIN;
 /** Bound on a single read/write syscall; Node refuses lengths above 2 GiB anyway. */
 const MAX_IO = 1 << 30;
 /** Zero-write fallback chunk; one shared buffer that is only ever written from. */
 const ZERO_CHUNK = 1 << 20;
 let zeroes: Uint8Array | undefined;
+/**
+ * Reads up to this size are first tried from the page cache on the event loop
+ * (readCached): a memcpy of a few µs instead of a trip through the libuv pool
+ * and back. Larger reads go to the pool, where copies run in parallel.
+ */
+const CACHED_READ_MAX = 64 * 1024;
 /** Caps one extents() answer (the contract allows a shorter one). */
 const MAX_EXTENTS = 1 << 16;
 
@@ -61,6 +69,7 @@ export class FileDisk implements Disk {
   private noPunch = false;
   private noZeroRange = false;
   private noSeek = false;
+  private noCachedRead = false;
   // Requests (counted whole, from validation to reply) use the raw fd; close waits for them
   // or the fd number could be closed, even reused, under a request still issuing syscalls.
   private inFlight = 0;
@@ -141,6 +150,10 @@ export class FileDisk implements Disk {
     this.inFlight++;
     let done = 0;
     try {
+      if (into.length <= CACHED_READ_MAX && into.length > 0) {
+        done = this.readCached(offset, into);
+        if (done === into.length) return;
+      }
       while (done < into.length) {
         const n = await pread(this.fd, into, done, Math.min(into.length - done, MAX_IO), offset + done);
         if (n === 0) {
@@ -155,6 +168,17 @@ export class FileDisk implements Disk {
     } finally {
       this.done();
     }
+  }
+
+  /** What the page cache holds of the read's start, copied on this thread; 0 when nothing (the pool reads the rest). */
+  private readCached(offset: number, into: Uint8Array): number {
+    const s = this.sparse;
+    if (!s?.readCached || this.noCachedRead) return 0;
+    const n = s.readCached(this.fd, into, offset);
+    if (n > 0) return n;
+    // Anything but "not cached" (EAGAIN) means this file or kernel cannot do it: stop trying. 0 (EOF) is left to the pool's zero-fill.
+    if (n < 0 && n !== -EAGAIN) this.noCachedRead = true;
+    return 0;
   }
 
   async write(offset: number, data: Uint8Array, opts: WriteOptions = {}): Promise<void> {
