@@ -50,7 +50,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, rmSync, readFileSync, copyFileSync, openSync, fdatasyncSync, closeSync, existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './bench-args.ts';
@@ -418,6 +418,9 @@ async function main(): Promise<void> {
       ours: { seq_read: [], seq_write: [], rand4k_read: [] },
       qemu_nbd: { seq_read: [], seq_write: [], rand4k_read: [] },
     };
+    // On a shared machine a ratio means little without the load it was measured under.
+    const loadNow = () => loadavg().map((l) => round(l, 2));
+    const loadAtStart = loadNow();
     for (let i = 0; i < o.runs; i++) {
       const order: Server[] = i % 2 === 0 ? ['ours', 'qemu_nbd'] : ['qemu_nbd', 'ours'];
       for (const m of o.metrics) {
@@ -432,10 +435,11 @@ async function main(): Promise<void> {
           else r = await rand4k(srv.uri, dir, o);
           r.cpu = cpuSeconds(srv.child.pid!, clk) - cpu0;
           samples[s][m].push(r);
-          note(`  run ${i + 1}/${o.runs}  ${m.padEnd(11)} ${LABEL[s].padEnd(8)} ${fmt(r.value).padStart(9)} ${UNITS[m]}`);
+          note(`  run ${i + 1}/${o.runs}  ${m.padEnd(11)} ${LABEL[s].padEnd(8)} ${fmt(r.value).padStart(9)} ${UNITS[m]}  (load ${loadNow()[0]})`);
         }
       }
     }
+    const loadAtEnd = loadNow();
     checkAlive(all);
     await cleanup(); // also writes the CPU profiles (on our servers' graceful exit)
     if (o.profileDir) note(`bench/nbd: CPU profiles in ${o.profileDir}`);
@@ -469,6 +473,7 @@ async function main(): Promise<void> {
       nbdcopy_connections: o.connections,
       transport: 'unix',
       qemu_nbd_options: '-f raw -e 4 -t --cache=writeback --aio=threads',
+      load_average: { start: loadAtStart, end: loadAtEnd },
       versions,
     };
 
@@ -491,6 +496,7 @@ async function main(): Promise<void> {
       if (report.ours.rand4k_clat_mean_us !== undefined) {
         process.stdout.write(`rand4k completion latency (mean / p99 µs): flimcd ${report.ours.rand4k_clat_mean_us} / ${report.ours.rand4k_clat_p99_us}, qemu-nbd ${report.qemu_nbd.rand4k_clat_mean_us} / ${report.qemu_nbd.rand4k_clat_p99_us}\n`);
       }
+      process.stdout.write(`load average (1, 5, 15 min): ${loadAtStart.join(' ')} at the start, ${loadAtEnd.join(' ')} at the end\n`);
       process.stdout.write(`${versions.qemu_nbd}; ${versions.nbdcopy}; ${versions.fio}; node ${versions.node}\n`);
     }
   } finally {

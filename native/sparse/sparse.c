@@ -1,8 +1,10 @@
 /*
  * flimcd sparse helper: the Linux file calls Node does not expose
- * (fallocate punch/zero, lseek SEEK_DATA/SEEK_HOLE, posix_fadvise).
- * Every call runs as napi async work on the libuv pool and returns a
- * promise, so the event loop never blocks on the filesystem. Failures
+ * (fallocate punch/zero, lseek SEEK_DATA/SEEK_HOLE, posix_fadvise,
+ * preadv2 RWF_NOWAIT). Every call but readCached runs as napi async work on
+ * the libuv pool and returns a promise, so the event loop never blocks on
+ * the filesystem; readCached never blocks either: it only copies pages
+ * already in the page cache. Failures
  * reject with a Node-style system error (code, errno, syscall) so the
  * caller's generic errno mapping applies.
  */
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <linux/falloc.h>
 #include <node_api.h>
 
@@ -261,6 +264,45 @@ static napi_value seek_hole(napi_env env, napi_callback_info info) { return star
 static napi_value map_extents(napi_env env, napi_callback_info info) { return start(env, info, OP_MAP, 4, "flimcd.mapExtents"); }
 static napi_value will_need(napi_env env, napi_callback_info info) { return start(env, info, OP_WILLNEED, 3, "flimcd.willNeed"); }
 
+/*
+ * readCached(fd, into, offset): preadv2(RWF_NOWAIT) into the typed array, on
+ * the calling thread. Returns the bytes read (0 at EOF, fewer than asked when
+ * only part is cached) or -errno (-EAGAIN: not cached; -EOPNOTSUPP: the
+ * filesystem cannot say); the caller reads the rest on the pool.
+ */
+static napi_value read_cached(napi_env env, napi_callback_info info) {
+  napi_value argv[3], out;
+  size_t argc = 3;
+  int32_t fd;
+  int64_t offset;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_valuetype t;
+  bool is_ta = false;
+  if (argc < 3) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "missing arguments");
+    return NULL;
+  }
+  napi_typeof(env, argv[0], &t);
+  if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a non-negative integer");
+    return NULL;
+  }
+  napi_is_typedarray(env, argv[1], &is_ta);
+  napi_typedarray_type ta_type;
+  size_t n = 0;
+  void *data = NULL;
+  if (!is_ta || napi_get_typedarray_info(env, argv[1], &ta_type, &n, &data, NULL, NULL) != napi_ok || ta_type != napi_uint8_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "into must be a Uint8Array");
+    return NULL;
+  }
+  if (get_u64(env, argv[2], "offset", &offset)) return NULL;
+  struct iovec iov = { data, n };
+  ssize_t r;
+  do r = preadv2(fd, &iov, 1, offset, RWF_NOWAIT); while (r < 0 && errno == EINTR);
+  napi_create_double(env, r < 0 ? -(double)errno : (double)r, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     { "punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -269,6 +311,7 @@ NAPI_MODULE_INIT() {
     { "seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL },
     { "mapExtents", NULL, map_extents, NULL, NULL, NULL, napi_enumerable, NULL },
     { "willNeed", NULL, will_need, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "readCached", NULL, read_cached, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

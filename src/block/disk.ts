@@ -64,6 +64,14 @@ export interface Disk {
   /** Fill `into` with the bytes at [offset, offset + into.length). Zero-copy for the caller's buffer. */
   read(offset: number, into: Uint8Array): Promise<void>;
   write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void>;
+  /**
+   * Optional vectored write: the bytes of `chunks`, in order, at `offset`, as
+   * one request (same semantics as write() of their concatenation). Lets the
+   * NBD server hand over the socket's chunks of a payload without joining
+   * them. Callers go through writeChunks() (writev.ts), which joins for a
+   * disk without it.
+   */
+  writev?(offset: number, chunks: readonly Uint8Array[], opts?: WriteOptions): Promise<void>;
   flush(): Promise<void>;
   /** Discard: afterwards the range may read as anything (NBD semantics); file and memory read zero. */
   trim(offset: number, length: number, opts?: WriteOptions): Promise<void>;

@@ -1,7 +1,9 @@
-import { constants as fsConstants, read as fsRead, readFileSync, write as fsWrite } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { constants as fsConstants, read as fsRead, readFileSync, write as fsWrite, writev as fsWritev } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { checkRange } from './range.ts';
 import { DEFAULT_BLOCK_SIZE_HINT, fullCapabilities, type BlockSizeHint, type Disk, type DiskCapabilities, type Extent, type WriteOptions, type ZeroOptions } from './disk.ts';
+import { chunksLength } from './writev.ts';
 import { sparse as nativeSparse, sparseLoadError, type SparseOps } from './sparse-native.ts';
 import { InvalidArgumentError, IoError, NotSupportedError, ReadOnlyError, ShutdownError, toFlimcdError } from '../errors.ts';
 import { log } from '../util/log.ts';
@@ -16,11 +18,18 @@ export interface FileDiskOptions {
   sparse?: SparseOps | null;
 }
 
+const EAGAIN = osConstants.errno.EAGAIN;
 /** Bound on a single read/write syscall; Node refuses lengths above 2 GiB anyway. */
 const MAX_IO = 1 << 30;
 /** Zero-write fallback chunk; one shared buffer that is only ever written from. */
 const ZERO_CHUNK = 1 << 20;
 let zeroes: Uint8Array | undefined;
+/**
+ * Reads up to this size are first tried from the page cache on the event loop
+ * (readCached): a memcpy of a few µs instead of a trip through the libuv pool
+ * and back. Larger reads go to the pool, where copies run in parallel.
+ */
+const CACHED_READ_MAX = 64 * 1024;
 /** Caps one extents() answer (the contract allows a shorter one). */
 const MAX_EXTENTS = 1 << 16;
 
@@ -34,6 +43,13 @@ function pread(fd: number, buf: Uint8Array, at: number, len: number, pos: number
 function pwrite(fd: number, buf: Uint8Array, at: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fsWrite(fd, buf, at, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
+
+function pwritev(fd: number, bufs: readonly Uint8Array[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fsWritev(fd, bufs as Uint8Array[], pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Most buffers handed to one pwritev call (Linux's IOV_MAX). */
+const MAX_IOV = 1024;
 
 /**
  * A Disk on a raw image file. Positional I/O straight into/from the caller's
@@ -53,6 +69,7 @@ export class FileDisk implements Disk {
   private noPunch = false;
   private noZeroRange = false;
   private noSeek = false;
+  private noCachedRead = false;
   // Requests (counted whole, from validation to reply) use the raw fd; close waits for them
   // or the fd number could be closed, even reused, under a request still issuing syscalls.
   private inFlight = 0;
@@ -133,6 +150,10 @@ export class FileDisk implements Disk {
     this.inFlight++;
     let done = 0;
     try {
+      if (into.length <= CACHED_READ_MAX && into.length > 0) {
+        done = this.readCached(offset, into);
+        if (done === into.length) return;
+      }
       while (done < into.length) {
         const n = await pread(this.fd, into, done, Math.min(into.length - done, MAX_IO), offset + done);
         if (n === 0) {
@@ -149,12 +170,37 @@ export class FileDisk implements Disk {
     }
   }
 
+  /** What the page cache holds of the read's start, copied on this thread; 0 when nothing (the pool reads the rest). */
+  private readCached(offset: number, into: Uint8Array): number {
+    const s = this.sparse;
+    if (!s?.readCached || this.noCachedRead) return 0;
+    const n = s.readCached(this.fd, into, offset);
+    if (n > 0) return n;
+    // Anything but "not cached" (EAGAIN) means this file or kernel cannot do it: stop trying. 0 (EOF) is left to the pool's zero-fill.
+    if (n < 0 && n !== -EAGAIN) this.noCachedRead = true;
+    return 0;
+  }
+
   async write(offset: number, data: Uint8Array, opts: WriteOptions = {}): Promise<void> {
     this.writable();
     checkRange(this.size, offset, data.length, true);
     this.inFlight++;
     try {
       await this.writeAll(offset, data);
+      if (opts.fua) await this.sync();
+    } finally {
+      this.done();
+    }
+  }
+
+  /** One pwritev per up to MAX_IOV chunks, straight from the caller's buffers. */
+  async writev(offset: number, chunks: readonly Uint8Array[], opts: WriteOptions = {}): Promise<void> {
+    this.writable();
+    const length = chunksLength(chunks);
+    checkRange(this.size, offset, length, true);
+    this.inFlight++;
+    try {
+      await this.writevAll(offset, chunks);
       if (opts.fua) await this.sync();
     } finally {
       this.done();
@@ -289,6 +335,33 @@ export class FileDisk implements Disk {
         const n = await pwrite(this.fd, data, done, Math.min(data.length - done, MAX_IO), offset + done);
         if (n <= 0) throw new IoError(`write at ${offset + done} made no progress`);
         done += n;
+      }
+    } catch (err) {
+      throw toFlimcdError(err);
+    }
+  }
+
+  private async writevAll(offset: number, chunks: readonly Uint8Array[]): Promise<void> {
+    let pos = offset;
+    let i = 0;
+    try {
+      while (i < chunks.length) {
+        const batch = i === 0 && chunks.length <= MAX_IOV ? chunks : chunks.slice(i, i + MAX_IOV);
+        const want = chunksLength(batch);
+        const n = await pwritev(this.fd, batch, pos);
+        if (n <= 0 && want > 0) throw new IoError(`write at ${pos} made no progress`);
+        if (n < want) {
+          // A short write (rare on a regular file): finish this batch chunk by chunk.
+          let at = pos;
+          let skip = n; // bytes of the batch already written
+          for (const c of batch) {
+            if (skip < c.length) await this.writeAll(at + skip, c.subarray(skip));
+            skip = Math.max(0, skip - c.length);
+            at += c.length;
+          }
+        }
+        pos += want;
+        i += batch.length;
       }
     } catch (err) {
       throw toFlimcdError(err);

@@ -1,4 +1,5 @@
 import type { BlockSizeHint, Disk, DiskCapabilities, Extent, WriteOptions, ZeroOptions } from './disk.ts';
+import { joinChunks, writeChunks } from './writev.ts';
 
 /**
  * Base for filters: a Disk that wraps a Disk (as nbdkit filters do) and
@@ -28,6 +29,16 @@ export class FilterDisk implements Disk {
 
   write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     return this.inner.write(offset, data, opts);
+  }
+
+  /**
+   * Forwards the chunks as they are, unless a subclass overrides write(): it
+   * must see every write, so it gets the joined bytes (a subclass that can
+   * take chunks overrides writev too).
+   */
+  writev(offset: number, chunks: readonly Uint8Array[], opts?: WriteOptions): Promise<void> {
+    if (this.write !== FilterDisk.prototype.write) return this.write(offset, joinChunks(chunks), opts);
+    return writeChunks(this.inner, offset, chunks, opts);
   }
 
   flush(): Promise<void> {

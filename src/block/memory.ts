@@ -1,6 +1,7 @@
 import { checkRange } from './range.ts';
 import { ExtentFlags, fullCapabilities, DEFAULT_BLOCK_SIZE_HINT, type Disk, type Extent, type ZeroOptions } from './disk.ts';
 import { ReadOnlyError, ShutdownError } from '../errors.ts';
+import { chunksLength } from './writev.ts';
 
 /**
  * A sparse in-memory disk: storage is a map of fixed-size pages allocated on
@@ -45,6 +46,20 @@ export class MemoryDisk implements Disk {
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.writable();
     checkRange(this.size, offset, data.length, true);
+    this.copyIn(offset, data);
+  }
+
+  async writev(offset: number, chunks: readonly Uint8Array[]): Promise<void> {
+    this.writable();
+    checkRange(this.size, offset, chunksLength(chunks), true);
+    let at = offset;
+    for (const c of chunks) {
+      this.copyIn(at, c);
+      at += c.length;
+    }
+  }
+
+  private copyIn(offset: number, data: Uint8Array): void {
     let done = 0;
     while (done < data.length) {
       const pos = offset + done;

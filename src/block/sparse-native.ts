@@ -25,6 +25,13 @@ export interface SparseOps {
   mapExtents(fd: number, offset: number, length: number, maxExtents: number): Promise<Float64Array>;
   /** posix_fadvise(WILLNEED): start readahead of the range. */
   willNeed(fd: number, offset: number, length: number): Promise<void>;
+  /**
+   * preadv2(RWF_NOWAIT) on the calling thread: copies only what the page
+   * cache holds, never waits for the disk. Bytes read (0 at EOF, short when
+   * part is cached) or -errno (-EAGAIN when not cached). Optional: a build
+   * from before it still loads.
+   */
+  readCached?(fd: number, into: Uint8Array, offset: number): number;
 }
 
 const NAMES = ['punchHole', 'zeroRange', 'seekData', 'seekHole', 'mapExtents', 'willNeed'] as const;

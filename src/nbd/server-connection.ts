@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ByteReader } from '../util/byte-reader.ts';
 import { toFlimcdError, FlimcdError, ProtocolError } from '../errors.ts';
 import type { Disk } from '../block/disk.ts';
+import { writeChunks } from '../block/writev.ts';
 import { negotiate, type ExportDirectory, type Negotiated } from './server-handshake.ts';
 import { decodeRequest, validateRequest, type NbdRequest, type ValidationContext } from './request.ts';
 import { NbdErrno, nbdErrnoName, nbdErrnoOf } from './errno.ts';
@@ -21,6 +22,12 @@ export interface ConnectionLimits {
   /** Most descriptors in one BLOCK_STATUS reply. */
   maxExtents: number;
 }
+
+/**
+ * Most socket chunks one write payload is handed to the disk as (Linux's
+ * IOV_MAX, one pwritev); a payload that arrived in more pieces is joined.
+ */
+const MAX_PAYLOAD_CHUNKS = 1024;
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxInFlight: 128,
@@ -124,14 +131,15 @@ export class NbdConnection {
       const payloadBytes = req.type === Cmd.WRITE || req.type === Cmd.READ ? req.length : 0;
       await this.slot(payloadBytes);
 
-      let payload: Buffer | undefined;
+      let payload: Buffer[] | undefined;
       const rejection = this.shuttingDown
         ? { errno: NbdErrno.ESHUTDOWN, message: 'server is shutting down' }
         : validateRequest(req, ctx);
       if (req.type === Cmd.WRITE) {
         // The payload always follows a write, valid or not; consume it to stay in sync.
         if (rejection) await this.reader.skip(req.length);
-        else payload = this.reader.tryRead(req.length) ?? (await this.reader.read(req.length));
+        // As the socket's chunks, not joined: the disk writes them with one pwritev.
+        else payload = this.reader.tryReadChunks(req.length, MAX_PAYLOAD_CHUNKS) ?? (await this.reader.readChunks(req.length, MAX_PAYLOAD_CHUNKS));
       }
       this.inFlight++;
       this.inFlightBytes += payloadBytes;
@@ -154,7 +162,7 @@ export class NbdConnection {
     }
   }
 
-  private async serve(disk: Disk, req: NbdRequest, payload: Buffer | undefined, n: Negotiated): Promise<void> {
+  private async serve(disk: Disk, req: NbdRequest, payload: Buffer[] | undefined, n: Negotiated): Promise<void> {
     const fua = (req.flags & CmdFlags.FUA) !== 0;
     try {
       switch (req.type) {
@@ -172,7 +180,7 @@ export class NbdConnection {
           return;
         }
         case Cmd.WRITE:
-          if (req.length > 0) await disk.write(req.offset, payload!, { fua });
+          if (req.length > 0) await writeChunks(disk, req.offset, payload!, { fua });
           else if (fua) await disk.flush();
           break;
         case Cmd.FLUSH:

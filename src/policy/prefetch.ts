@@ -40,6 +40,7 @@
  */
 import type { HeatMap } from './heat-map.ts';
 import type { PushFrontier } from './push-frontier.ts';
+import { SparseBits } from '../util/sparse-bits.ts';
 
 export interface PrefetchConfig {
   blockCount: number;
@@ -128,13 +129,14 @@ export class PrefetchPolicy {
   /** Requested and not arrived: block → when it was asked for. */
   private readonly outstanding = new Map<number, number>();
   private now = 0;
+  // Per-block flags in pages made on first use: building the policy at cut-over, and finish(), cost what
+  // was prefetched and pushed, not the image's block count (a 1 TiB image has 16 M blocks).
   /** Arrived by prefetch and not read yet. */
-  private readonly unread: Uint8Array;
-  private unreadCount = 0;
+  private readonly unread: SparseBits;
   /** Requested by prefetch (so an arrival of it counts). */
-  private readonly requested: Uint8Array;
+  private readonly requested: SparseBits;
   /** Arrived as part of the background push (onArrived's byPush). */
-  private readonly pushed: Uint8Array;
+  private readonly pushed: SparseBits;
   private window: number;
   /** Current estimate of config.fetchLatencyMs. */
   fetchLatencyMs: number;
@@ -153,9 +155,9 @@ export class PrefetchPolicy {
     const c = this.config;
     this.window = Math.min(c.maxWindow, Math.max(c.minWindow, c.initialWindow));
     this.fetchLatencyMs = c.fetchLatencyMs;
-    this.unread = new Uint8Array(c.blockCount);
-    this.requested = new Uint8Array(c.blockCount);
-    this.pushed = new Uint8Array(c.blockCount);
+    this.unread = new SparseBits(c.blockCount);
+    this.requested = new SparseBits(c.blockCount);
+    this.pushed = new SparseBits(c.blockCount);
     this.stats = { requestedBlocks: 0, streamBlocks: 0, areaBlocks: 0, coAccessBlocks: 0, hits: 0, late: 0, wastedBlocks: 0, droppedForBudget: 0, streams: 0, sequentialStreams: 0, window: this.window };
   }
 
@@ -182,9 +184,7 @@ export class PrefetchPolicy {
     this.now = now;
     let hit = false;
     const askedAt = this.outstanding.get(b);
-    if (this.unread[b]) {
-      this.unread[b] = 0;
-      this.unreadCount--;
+    if (this.unread.delete(b)) {
       this.stats.hits++;
       hit = true;
     } else if (askedAt !== undefined) {
@@ -197,7 +197,7 @@ export class PrefetchPolicy {
       this.touch(s, now);
       // A reader the push feeds (the source started its push ahead of it: read-streams.ts) needs no read-ahead:
       // asking for its next blocks would only race the push for the same link, and the push is already ahead.
-      if (b > s.last) s.fedByPush = present && this.pushed[b] === 1;
+      if (b > s.last) s.fedByPush = present && this.pushed.has(b);
       if (b > s.last && s.fedByPush) {
         s.advanced += b - s.last;
         s.last = b;
@@ -259,19 +259,15 @@ export class PrefetchPolicy {
   /** Block `b` arrived (any reason); `byPrefetch` when it came as the answer to a prefetch, `byPush` with the background push. */
   onArrived(b: number, byPrefetch: boolean, byPush = false): void {
     if (b < 0 || b >= this.config.blockCount) return;
-    if (byPush) this.pushed[b] = 1;
+    if (byPush) this.pushed.add(b);
     const was = this.outstanding.delete(b);
-    if (byPrefetch && was && this.requested[b] && !this.unread[b]) {
-      this.unread[b] = 1;
-      this.unreadCount++;
-    }
+    if (byPrefetch && was && this.requested.has(b)) this.unread.add(b);
   }
 
   /** Post-copy is over: prefetched blocks never read are waste. Returns wasted blocks. */
   finish(): number {
-    this.stats.wastedBlocks += this.unreadCount;
-    this.unread.fill(0);
-    this.unreadCount = 0;
+    this.stats.wastedBlocks += this.unread.count;
+    this.unread.clearAll();
     this.outstanding.clear();
     return this.stats.wastedBlocks;
   }
@@ -286,7 +282,7 @@ export class PrefetchPolicy {
     seen.add(b);
     into.push(b);
     this.outstanding.set(b, this.now);
-    this.requested[b] = 1;
+    this.requested.add(b);
     this.stats.requestedBlocks++;
     return 'ok';
   }
@@ -332,7 +328,7 @@ export class PrefetchPolicy {
   /** A stream ends: blocks it fetched ahead that were never read mean the window was too wide. */
   private retire(s: Stream): void {
     let unread = 0;
-    for (let x = s.last + 1; x <= s.ahead; x++) if (this.unread[x] || this.outstanding.has(x)) unread++;
+    for (let x = s.last + 1; x <= s.ahead; x++) if (this.unread.has(x) || this.outstanding.has(x)) unread++;
     if (unread > 0) this.setWindow(Math.floor(this.window / 2));
   }
 

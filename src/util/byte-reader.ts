@@ -13,7 +13,8 @@ export class ByteReader {
   private buffered = 0;
   private head = 0; // consumed bytes of chunks[0]
   private want = 0;
-  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  // deliver takes the bytes as soon as they are buffered, in push(), so they never count against highWater.
+  private waiter: { n: number; deliver: () => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
   private paused = false;
 
@@ -44,11 +45,32 @@ export class ByteReader {
 
   /** Resolves with exactly n bytes; rejects if the stream ends first. One pending read at a time. */
   read(n: number): Promise<Buffer> {
+    return this.whenBuffered(n, () => this.take(n));
+  }
+
+  /**
+   * Returns n bytes now if they are buffered, as views of the received chunks
+   * in order (no copy), else undefined. Past `maxChunks` views the bytes are
+   * joined into one buffer instead, so a peer sending tiny segments cannot
+   * make the list unbounded.
+   */
+  tryReadChunks(n: number, maxChunks: number): Buffer[] | undefined {
+    if (this.buffered < n || this.waiter) return undefined;
+    return this.takeChunks(n, maxChunks);
+  }
+
+  /** As tryReadChunks, waiting for the bytes; rejects if the stream ends first. */
+  readChunks(n: number, maxChunks: number): Promise<Buffer[]> {
+    return this.whenBuffered(n, () => this.takeChunks(n, maxChunks));
+  }
+
+  /** Resolves with take() once n bytes are buffered (letting the stream run until then). */
+  private whenBuffered<T>(n: number, take: () => T): Promise<T> {
     if (this.waiter) return Promise.reject(new Error('ByteReader: concurrent read'));
-    if (this.buffered >= n) return Promise.resolve(this.take(n));
+    if (this.buffered >= n) return Promise.resolve(take());
     if (this.ended) return Promise.reject(this.ended);
     return new Promise((resolve, reject) => {
-      this.waiter = { n, resolve, reject };
+      this.waiter = { n, deliver: () => resolve(take()), reject };
       this.want = n;
       this.maybeResume();
     });
@@ -72,7 +94,7 @@ export class ByteReader {
     if (w && this.buffered >= w.n) {
       this.waiter = undefined;
       this.want = 0;
-      w.resolve(this.take(w.n));
+      w.deliver();
     }
     if (!this.paused && this.buffered > Math.max(this.highWater, this.want)) {
       this.paused = true;
@@ -108,6 +130,30 @@ export class ByteReader {
           this.chunks.shift();
           this.head = 0;
         }
+      }
+    }
+    this.maybeResume();
+    return out;
+  }
+
+  private takeChunks(n: number, maxChunks: number): Buffer[] {
+    if (n === 0) return [];
+    // How many received chunks the n bytes span; more than maxChunks means one joined copy.
+    let spans = 0;
+    for (let i = 0, left = n + this.head; left > 0 && spans <= maxChunks; i++, spans++) left -= this.chunks[i]!.length;
+    if (spans > maxChunks) return [this.take(n)];
+    const out = new Array<Buffer>(spans);
+    this.buffered -= n;
+    let left = n;
+    for (let i = 0; i < spans; i++) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length - this.head, left);
+      out[i] = c.subarray(this.head, this.head + k);
+      left -= k;
+      this.head += k;
+      if (this.head === c.length) {
+        this.chunks.shift();
+        this.head = 0;
       }
     }
     this.maybeResume();

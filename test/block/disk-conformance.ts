@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { ExtentFlags, type Disk, type Extent } from '../../src/block/disk.ts';
 import { InvalidArgumentError, NoSpaceError, ShutdownError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { writeChunks } from '../../src/block/writev.ts';
 
 export type DiskFactory = (size: number, dir: string) => Promise<Disk>;
 
@@ -41,6 +42,17 @@ export function checkExtentShape(ext: Extent[], offset: number, length: number):
     pos += e.length;
   }
   assert.ok(pos <= offset + length, 'extents stay within the requested range');
+}
+
+/** Cuts data into views at random points, with some empty chunks, as a socket delivers a payload. */
+export function splitChunks(data: Uint8Array, r: () => number, maxChunk: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < data.length;) {
+    const k = r() < 0.1 ? 0 : Math.min(data.length - at, 1 + Math.floor(r() * maxChunk));
+    out.push(data.subarray(at, at + k));
+    at += k;
+  }
+  return out;
 }
 
 async function open(t: TestContext, make: DiskFactory, size: number): Promise<Disk> {
@@ -139,7 +151,8 @@ export function diskConformance(name: string, make: DiskFactory): void {
         if (op < 0.45) {
           const [off, len] = range(70000);
           const data = pattern(len, i);
-          await disk.write(off, data, { fua: r() < 0.1 });
+          if (r() < 0.5) await disk.write(off, data, { fua: r() < 0.1 });
+          else await writeChunks(disk, off, splitChunks(data, r, 9000), { fua: r() < 0.1 });
           model.set(data, off);
         } else if (op < 0.6) {
           const [off, len] = range(140000);
@@ -168,6 +181,36 @@ export function diskConformance(name: string, make: DiskFactory): void {
       const all = new Uint8Array(size);
       await disk.read(0, all);
       assert.deepEqual(all, model);
+    });
+
+    it('writev writes its chunks in order as one request, however they are cut', async (t) => {
+      const size = 1 << 20;
+      const disk = await open(t, make, size);
+      assert.equal(typeof disk.writev, 'function', 'the disk takes chunks without joining them');
+      const model = new Uint8Array(size);
+      const r = rng(7);
+      // Pieces of every shape: empty, one byte, across 4 KiB and 64 KiB pages; then more than IOV_MAX (1024) pieces.
+      const cases: Array<[number, Uint8Array[]]> = [
+        [4095, [new Uint8Array(0), Uint8Array.of(1), pattern(8193, 1), new Uint8Array(0), pattern(3, 2)]],
+        [65536 - 7, splitChunks(pattern(200_000, 3), r, 70_000)],
+        [300_001, splitChunks(pattern(5000, 4), () => 0.5, 2)],
+        [size - 3, [Uint8Array.of(7), Uint8Array.of(8, 9)]],
+        [12, []],
+      ];
+      for (const [off, chunks] of cases) {
+        await disk.writev!(off, chunks, { fua: off === 12 });
+        for (let at = off, i = 0; i < chunks.length; at += chunks[i]!.length, i++) model.set(chunks[i]!, at);
+      }
+      assert.ok(cases[2]![1].length > 1024, 'the IOV_MAX case has enough pieces');
+      const all = new Uint8Array(size);
+      await disk.read(0, all);
+      assert.deepEqual(all, model);
+      // A writev past the end is refused whole, like write.
+      await assert.rejects(disk.writev!(size - 2, [Uint8Array.of(1), Uint8Array.of(2, 3)]), NoSpaceError);
+      await disk.read(size - 3, all.subarray(0, 3));
+      assert.deepEqual(all.subarray(0, 3), Uint8Array.of(7, 8, 9));
+      await disk.close();
+      await assert.rejects(disk.writev!(0, [Uint8Array.of(1), Uint8Array.of(2)]), ShutdownError);
     });
 
     it('extents of a fresh disk cover the request and read as zero where flagged', async (t) => {

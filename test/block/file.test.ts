@@ -1,6 +1,6 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileDisk, type FileDiskOptions } from '../../src/block/file.ts';
 import { sparse, sparseLoadError, type SparseOps } from '../../src/block/sparse-native.ts';
@@ -58,6 +58,27 @@ describe('native sparse helper', () => {
       return;
     }
     assert.ok(sparse, `native sparse helper must load under CI: ${sparseLoadError}`);
+    assert.equal(typeof sparse.readCached, 'function', 'the build has readCached');
+  });
+
+  it('readCached copies what the page cache holds on the calling thread: EOF, short reads, -errno', (t) => {
+    const s = needNative(t);
+    if (!s?.readCached) return;
+    const path = join(tempDir(t), 'f');
+    const data = pattern(3 * 4096, 3);
+    writeFileSync(path, data); // just written: in the page cache
+    const fd = openSync(path, 'r');
+    t.after(() => closeSync(fd));
+    const into = new Uint8Array(8192);
+    assert.equal(s.readCached(fd, into.subarray(10, 4106), 100), 4096);
+    assert.deepEqual(into.subarray(10, 4106), data.subarray(100, 4196));
+    assert.equal(s.readCached(fd, into, 3 * 4096 - 5), 5, 'short at EOF');
+    assert.equal(s.readCached(fd, into, 3 * 4096), 0, 'EOF');
+    const wfd = openSync(join(tempDir(t), 'w'), 'w');
+    t.after(() => closeSync(wfd));
+    assert.equal(s.readCached(wfd, into, 0), -9, 'a write-only fd: -EBADF');
+    assert.throws(() => s.readCached!(fd, [1, 2] as unknown as Uint8Array, 0), TypeError);
+    assert.throws(() => s.readCached!(fd, into, -1), RangeError);
   });
 
   it('seekData/seekHole find data and holes and return -1 on ENXIO', async (t) => {
@@ -381,6 +402,31 @@ describe('FileDisk', () => {
       assert.deepEqual(await disk.extents(0, MiB), [{ offset: 0, length: MiB, flags: 0 }]);
       assert.deepEqual(await disk.extents(0, MiB), [{ offset: 0, length: MiB, flags: 0 }]);
       assert.deepEqual(calls, ['punch', 'zero', 'fadvise', 'map']);
+    });
+
+    it('reads through the pool what readCached leaves: short, not cached, or unsupported (then never asked again)', async (t) => {
+      const answers: Array<'half' | 'eagain' | 'eopnotsupp'> = ['half', 'eagain', 'eopnotsupp', 'half'];
+      const calls: string[] = [];
+      const partial: SparseOps = {
+        ...(sparse ?? ({} as SparseOps)),
+        readCached: (fd, into, offset) => {
+          const a = answers.shift() ?? 'half';
+          calls.push(a);
+          if (a === 'eagain') return -11;
+          if (a === 'eopnotsupp') return -95;
+          const half = into.subarray(0, into.length >> 1);
+          return readSync(fd, half, 0, half.length, offset);
+        },
+      };
+      const { disk } = await openDisk(t, { size: MiB, sparse: partial });
+      await disk.write(0, pattern(MiB, 9));
+      const want = pattern(MiB, 9);
+      for (const [off, len] of [[5, 4096], [70_000, 65536], [MiB - 4097, 4097], [0, 8192]] as const) {
+        const back = new Uint8Array(len);
+        await disk.read(off, back);
+        assert.deepEqual(back, want.subarray(off, off + len), `read ${off}+${len}`);
+      }
+      assert.deepEqual(calls, ['half', 'eagain', 'eopnotsupp'], 'EOPNOTSUPP is remembered: the last read does not ask');
     });
 
     it('maps other native failures to FlimcdErrors', async (t) => {

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { MemoryDisk } from '../../src/block/memory.ts';
 import { FilterDisk } from '../../src/block/filter.ts';
 import { ReadOnlyDisk } from '../../src/block/filters/read-only.ts';
+import { GateDisk } from '../../src/block/filters/gate.ts';
+import type { WriteOptions } from '../../src/block/disk.ts';
 import { ExtentFlags, type Disk } from '../../src/block/disk.ts';
 import { InvalidArgumentError, ReadOnlyError, ShutdownError } from '../../src/errors.ts';
 import { NbdErrno, nbdErrnoOf } from '../../src/nbd/errno.ts';
@@ -44,10 +46,58 @@ describe('FilterDisk', () => {
     assert.deepEqual(b, Uint8Array.of(1, 0));
   });
 
+  it('passes writev chunks through unjoined, but a subclass that overrides write() sees them joined', async () => {
+    const seen: Array<readonly Uint8Array[]> = [];
+    class ChunkSpy extends MemoryDisk {
+      override writev(offset: number, chunks: readonly Uint8Array[]): Promise<void> {
+        seen.push(chunks);
+        return super.writev(offset, chunks);
+      }
+    }
+    const chunks = [Uint8Array.of(1, 2), Uint8Array.of(3)];
+    const inner = new ChunkSpy(8192);
+    await new FilterDisk(new FilterDisk(inner)).writev(10, chunks);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0], chunks, 'the same chunk list reached the backend');
+
+    const writes: Uint8Array[] = [];
+    class Watching extends FilterDisk {
+      override write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+        writes.push(data);
+        return this.inner.write(offset, data, opts);
+      }
+    }
+    await new Watching(inner).writev(100, chunks);
+    assert.deepEqual(writes.map((w) => [...w]), [[1, 2, 3]]);
+    assert.equal(seen.length, 1, 'the joined write went through write()');
+    const back = new Uint8Array(3);
+    await inner.read(100, back);
+    assert.deepEqual(back, Uint8Array.of(1, 2, 3));
+  });
+
   it('close closes the inner disk', async () => {
     const inner = new MemoryDisk(4096);
     await new FilterDisk(inner).close();
     await assert.rejects(inner.read(0, new Uint8Array(1)), ShutdownError);
+  });
+});
+
+describe('GateDisk', () => {
+  it('holds a writev like a write until the gate opens, and refuses it once shut', async () => {
+    const inner = new MemoryDisk(8192);
+    const gate = new GateDisk(inner, 'held');
+    let done = false;
+    const pending = gate.writev(0, [Uint8Array.of(1), Uint8Array.of(2)]).then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(done, false);
+    assert.equal(gate.waiting, 1);
+    gate.open();
+    await pending;
+    const back = new Uint8Array(2);
+    await inner.read(0, back);
+    assert.deepEqual(back, Uint8Array.of(1, 2));
+    gate.shut();
+    await assert.rejects(gate.writev(0, [Uint8Array.of(1), Uint8Array.of(2)]), ShutdownError);
   });
 });
 
@@ -72,6 +122,7 @@ describe('ReadOnlyDisk', () => {
     const ro = new ReadOnlyDisk(inner);
     await assert.rejects(ro.write(0, Uint8Array.of(1)), isReadOnlyError);
     await assert.rejects(ro.write(0, Uint8Array.of(1), { fua: true }), isReadOnlyError);
+    await assert.rejects(ro.writev(0, [Uint8Array.of(1), Uint8Array.of(2)]), isReadOnlyError);
     await assert.rejects(ro.trim(0, 4096), isReadOnlyError);
     await assert.rejects(ro.writeZeroes(0, 4096, { noHole: true }), isReadOnlyError);
     await assert.rejects(ro.writeZeroes(0, 4096, { fastZero: true }), isReadOnlyError);

@@ -320,3 +320,31 @@ test('a zero-length WRITE as the last bytes received is answered, and the connec
     p.close();
   }
 });
+
+test('a large WRITE reaches the disk as the socket chunks it arrived in, unjoined, and reads back whole', async (t) => {
+  const dir = tempDir(t);
+  const mem = new MemoryDisk(4 << 20);
+  const chunkCounts: number[] = [];
+  class ChunkCounting extends FilterDisk {
+    override writev(offset: number, chunks: readonly Uint8Array[], opts?: { fua?: boolean }): Promise<void> {
+      chunkCounts.push(chunks.length);
+      return super.writev(offset, chunks, opts);
+    }
+  }
+  const server = new NbdServer({ exports: [{ name: 'x', disk: new ChunkCounting(mem) }] });
+  const addr = await server.listen({ kind: 'unix', path: join(dir, 's.sock') });
+  t.after(() => server.close(1000));
+  const p = await enterTransmission(addr, true);
+  const payload = Buffer.alloc(1 << 20);
+  for (let i = 0; i < payload.length; i += 4) payload.writeUInt32BE(i, i);
+  // Node reads a socket 64 KiB at a time, so 1 MiB arrives in at least 16 chunks.
+  p.sendRequest(Cmd.WRITE, 4096 + 3, payload.length, { cookie: 5n, payload });
+  const w = await p.reader.read(16);
+  assert.equal(w.readUInt32BE(4), 0, 'no error');
+  assert.equal(chunkCounts.length, 1);
+  assert.ok(chunkCounts[0]! >= 16, `handed over as ${chunkCounts[0]} chunks`);
+  const back = Buffer.alloc(payload.length);
+  await mem.read(4096 + 3, back);
+  assert.ok(back.equals(payload), 'the bytes are those sent, in order');
+  p.close();
+});

@@ -255,3 +255,17 @@ test('a reader the push runs ahead of reads nothing ahead: prefetch would only r
   }
   assert.ok(got.length > 0, 'a sequential reader over present blocks reads ahead');
 });
+
+test('the policy keeps per-block state only for blocks it touched: a 2 PiB image (2^35 blocks) builds, prefetches and finishes', () => {
+  // Per-block arrays of the block count could not even be allocated here; the cut-over builds this policy.
+  const n = 2 ** 35;
+  const p = new PrefetchPolicy({ blockCount: n, blockSize: BS, areaBlocks: 16, initialWindow: 4 });
+  const far = n - 100;
+  const wanted = () => true;
+  const asked = p.onRead(far, false, 0, wanted); // a miss far out opens a stream
+  assert.ok(asked.length > 0 && asked.every((b) => b > far && b < n), `asked ${asked.join(',')}`);
+  for (const b of asked) p.onArrived(b, true, b === asked[0]);
+  p.onRead(asked[0]!, true, 1, wanted, true); // read one of them: a hit
+  assert.equal(p.stats.hits, 1);
+  assert.equal(p.finish(), asked.length - 1, 'the rest is waste');
+});

@@ -1,6 +1,7 @@
 import { FilterDisk } from '../filter.ts';
 import type { Disk, Extent, WriteOptions, ZeroOptions } from '../disk.ts';
 import { ShutdownError } from '../../errors.ts';
+import { writeChunks } from '../writev.ts';
 
 type GateState = 'open' | 'held' | 'closed';
 
@@ -56,6 +57,9 @@ export class GateDisk extends FilterDisk {
   }
   override write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     return this.pass(() => this.inner.write(offset, data, opts));
+  }
+  override writev(offset: number, chunks: readonly Uint8Array[], opts?: WriteOptions): Promise<void> {
+    return this.pass(() => writeChunks(this.inner, offset, chunks, opts));
   }
   override flush(): Promise<void> {
     return this.pass(() => this.inner.flush());

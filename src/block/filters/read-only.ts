@@ -19,6 +19,10 @@ export class ReadOnlyDisk extends FilterDisk {
     throw new ReadOnlyError();
   }
 
+  override async writev(_offset: number, _chunks: readonly Uint8Array[], _opts?: WriteOptions): Promise<void> {
+    throw new ReadOnlyError();
+  }
+
   override async trim(_offset: number, _length: number, _opts?: WriteOptions): Promise<void> {
     throw new ReadOnlyError();
   }

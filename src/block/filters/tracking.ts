@@ -1,5 +1,6 @@
 import { FilterDisk } from '../filter.ts';
 import type { Disk, WriteOptions, ZeroOptions } from '../disk.ts';
+import { chunksLength, writeChunks } from '../writev.ts';
 import { HeatMap, LONG_HALF_LIFE_MS, type HeatMapOptions } from '../../policy/heat-map.ts';
 import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
 import { ReadStreams } from '../../policy/read-streams.ts';
@@ -80,6 +81,11 @@ export class TrackingDisk extends FilterDisk {
   override async write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     await this.inner.write(offset, data, opts);
     this.dirty(offset, data.length);
+  }
+
+  override async writev(offset: number, chunks: readonly Uint8Array[], opts?: WriteOptions): Promise<void> {
+    await writeChunks(this.inner, offset, chunks, opts);
+    this.dirty(offset, chunksLength(chunks));
   }
 
   override async trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {

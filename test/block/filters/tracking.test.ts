@@ -33,6 +33,15 @@ test('reads heat their area once per request and every block they touch; writes 
   assert.deepEqual(dirty, [[48, 49], [80, 80]]);
 });
 
+test('a vectored write dirties and heats the blocks of all its chunks', async () => {
+  const t = new TrackingDisk(new MemoryDisk(8 * MiB), 64 * KiB, { now: () => 0 });
+  const dirty: Array<[number, number]> = [];
+  t.onDirty((a, b) => dirty.push([a, b]));
+  await t.writev(3 * MiB, [Buffer.alloc(64 * KiB), Buffer.alloc(60 * KiB), Buffer.alloc(4 * KiB)]); // blocks 48 and 49, whole
+  assert.deepEqual(dirty, [[48, 49]]);
+  near(t.blockHeat.writes(49, 0), both(1));
+});
+
 test('heat remembers a periodic reader: after ten minutes its area still outranks one never read', async () => {
   let now = 0;
   const t = new TrackingDisk(new MemoryDisk(8 * MiB), 64 * KiB, { now: () => now });
