@@ -23,8 +23,8 @@ import { getProfile, type ProfileName } from '../src/workload/profiles.ts';
 import { parseSize } from '../src/util/units.ts';
 import { log } from '../src/util/log.ts';
 import { BASE_SHARE } from '../src/sim/base-image.ts';
-import { parseFiuTrace, type FiuRecord } from '../src/workload/fiu-trace.ts';
-import { readTraceText } from '../src/workload/trace-recorder.ts';
+import type { FiuRecord } from '../src/workload/fiu-trace.ts';
+import { traceSlice } from '../src/sim/trace-slice.ts';
 import { parseDuration } from '../src/util/units.ts';
 
 const { values: v } = parseArgs({
@@ -55,9 +55,7 @@ if (!(speed > 0)) {
 }
 let trace: { records: FiuRecord[]; speed: number } | undefined;
 if (v.trace) {
-  const all = [...parseFiuTrace(readTraceText(v.trace))];
-  const fromNs = (all[0]?.tsNs ?? 0n) + BigInt(Math.round(parseDuration(v['trace-start'], '--trace-start') * 1e6));
-  const records = all.filter((r) => r.tsNs >= fromNs);
+  const records = traceSlice(v.trace, parseDuration(v['trace-start'], '--trace-start') / 1000);
   if (records.length === 0) {
     process.stderr.write(`sim-validate: ${v.trace} has no requests after --trace-start ${v['trace-start']}\n`);
     process.exit(2);
