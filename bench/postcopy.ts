@@ -23,8 +23,15 @@
  *     at least twice before the migration starts;
  *   - every trace under testing/traces/ (`*.fiu`, `*.fiu.zst`, `*.fiu.gz`,
  *     globbed: recorded guest traces join when they land), replayed as
- *     recorded; the migration starts at 60 % of the trace's span, so the
- *     source has seen most of it and post-copy replays the rest;
+ *     recorded, on the image it was recorded on when that image is at hand
+ *     (`--trace-image`, default .cache/traces/trace-disk.img, built by
+ *     `npm run -s traces:record -- image`; used only when its sha256 is the
+ *     one in the trace's .json), else on a synthetic image of the trace's
+ *     size (the output says which). A trace's "seeds" are cut-over points:
+ *     seed i of N starts the migration at 0.3 + 0.6 i / (N + 1) of the
+ *     trace's span (N = 3: 45, 60 and 75 %), so the source has seen at least
+ *     a third of it and one post-copy window's few accesses do not decide
+ *     the ratio (the simulator itself is deterministic);
  *   - the i.i.d. profiles `moderate` and `mail` (10 s warm-up, as before) and the
  *     synthetic FIU-format trace of src/workload/fiu-synth.ts: reported, not
  *     headlined (on i.i.d. reads no order that knows only the past gets far
@@ -33,23 +40,26 @@
  *   write_fetches) / (blocks read + written in post-copy)): every access
  *   that waited for the link. block_miss_rate beside it.
  * - Seeds: `--seeds` (default 3) per workload; the generators take the seed,
- *   a trace is the same every seed (the simulator is deterministic: one run).
- *   A workload's rate is pooled over its seeds (all waits over all accesses),
- *   and the spread (min-max of the per-seed ratios) is printed beside it.
+ *   a trace takes it as its cut-over point (above). A workload's rate is
+ *   pooled over its seeds (all waits over all accesses), and the spread
+ *   (min-max of the per-seed ratios, seeds where plain waited) beside it.
  * - headline.hot / .prefetch / .both = the worst (largest) over `files` and
  *   the recorded traces of pooled demand_fetch_rate(variant) / pooled
- *   demand_fetch_rate(plain). Lower is better; the goal for `both` is at most
- *   0.40 with `verified` true in every run.
+ *   demand_fetch_rate(plain). A workload where plain never waited has no
+ *   ratio and is left out (listed in `no_waits`). Lower is better; the goal
+ *   for `both` is at most 0.40 with `verified` true in every run.
  * - Not a bound: the push-order model (bench:postcopy-bound) orders blocks by
  *   their read probability, which is not optimal once a block stops costing
  *   after its first fetch, and it models i.i.d. reads only.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './bench-args.ts';
 import { worstRatio } from './headline.ts';
-import { syntheticImage } from '../src/sim/image-model.ts';
+import { scanImage, syntheticImage } from '../src/sim/image-model.ts';
+import type { SimDisk } from '../src/sim/sim-disk.ts';
+import { fileSha256 } from '../testing/traces/image.ts';
 import { parseWorkload, runScenario, type Workload } from '../src/sim/scenario.ts';
 import { synthesizeFiuTrace } from '../src/workload/fiu-synth.ts';
 import { FiuReplay, parseFiuTrace, type FiuRecord } from '../src/workload/fiu-trace.ts';
@@ -68,8 +78,11 @@ const FEATURES: Record<Variant, Features> = {
 };
 const GOAL_BOTH = 0.4;
 const TRACE_DIR = fileURLToPath(new URL('../testing/traces/', import.meta.url));
-/** Where a trace's migration starts: this share of its span in (the source has seen most of it). */
-const TRACE_CUTOVER_SHARE = 0.6;
+const DEFAULT_TRACE_IMAGE = fileURLToPath(new URL('../.cache/traces/trace-disk.img', import.meta.url));
+/** Where a trace's migration starts, for seed i of n: spread over the middle of its span, the first third always seen. */
+export function traceCutoverShare(seed: number, seeds: number): number {
+  return 0.3 + (0.6 * seed) / (seeds + 1);
+}
 const FILES_WARMUP_MS = 20 * 60_000;
 const PROFILE_WARMUP_MS = 10_000;
 
@@ -78,9 +91,11 @@ interface Case {
   /** Headlined (files and recorded traces) or only reported (i.i.d. profiles, the synthetic trace). */
   headline: boolean;
   imageBytes: number;
-  warmupMs: number;
-  /** One run for a trace (the same requests every seed). */
-  seeded: boolean;
+  /** The image this case migrates: synthetic, or (a recorded trace) the image it was recorded on. */
+  image: () => Promise<SimDisk>;
+  /** What `image` is, for the output. */
+  imageKind: string;
+  warmupMs: (seed: number) => number;
   workload: (seed: number) => Workload;
 }
 
@@ -102,20 +117,29 @@ interface Sample {
 }
 
 const USAGE = `usage: tsx bench/postcopy.ts [--json] [--seeds N] [--size SIZE] [--quick]
-                          [--bandwidth RATE] [--rtt MS] [--only files,moderate,mail,fiu-synth,trace:NAME] [--traces DIR]
+                          [--bandwidth RATE] [--rtt MS] [--only files,moderate,mail,fiu-synth,trace:NAME] [--traces DIR] [--trace-image FILE]
   --quick        1 seed, 1 GiB
   --seeds N      seeds per workload; rates are pooled over them (default 3)
   --size SIZE    image size for the generated workloads (default 2GiB)
   --bandwidth    link rate (default 100Mbit)
   --rtt MS       round-trip time (default 50)
-  --traces DIR   the recorded traces to replay (default testing/traces/)`;
+  --traces DIR   the recorded traces to replay (default testing/traces/)
+  --trace-image FILE  the image the traces were recorded on (default .cache/traces/trace-disk.img;
+                 npm run -s traces:record -- image builds it); used when its sha256 matches the trace's .json`;
 
 function traceFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((f) => /\.fiu(\.zst|\.gz)?$/.test(f)).sort().map((f) => join(dir, f));
 }
 
-function traceCase(name: string, records: FiuRecord[], headline: boolean, minImage: number): Case {
+/** The sha256 of the image a recorded trace was recorded on, from the .json beside it (JOB.fiu.zst -> JOB.json). */
+function recordedImageSha(traceFile: string): string | undefined {
+  const meta = traceFile.replace(/\.fiu(\.zst|\.gz)?$/, '.json');
+  if (!existsSync(meta)) return undefined;
+  return (JSON.parse(readFileSync(meta, 'utf8')) as { image?: { sha256?: string } }).image?.sha256;
+}
+
+function traceCase(name: string, records: FiuRecord[], headline: boolean, minImage: number, seeds: number, image: (bytes: number) => { disk: () => Promise<SimDisk>; kind: string }): Case {
   let end = 0;
   for (const r of records) end = Math.max(end, (r.lba + r.sectors) * 512);
   const first = records[0]!.tsNs;
@@ -123,13 +147,18 @@ function traceCase(name: string, records: FiuRecord[], headline: boolean, minIma
   for (const r of records) if (r.tsNs > last) last = r.tsNs;
   const spanMs = Number(last - first) / 1e6;
   const imageBytes = Math.max(minImage, Math.ceil(end / (1 << 20)) * (1 << 20));
-  return { name, headline, imageBytes, warmupMs: spanMs * TRACE_CUTOVER_SHARE, seeded: false, workload: () => ({ name, requests: () => new FiuReplay(records, { imageBytes }) }) };
+  const img = image(imageBytes);
+  return {
+    name, headline, imageBytes, image: img.disk, imageKind: img.kind,
+    warmupMs: (seed) => spanMs * traceCutoverShare(seed, seeds),
+    workload: () => ({ name, requests: () => new FiuReplay(records, { imageBytes }) }),
+  };
 }
 
 async function main(): Promise<void> {
   const args = benchArgs('postcopy', USAGE, {
     json: { type: 'boolean' }, quick: { type: 'boolean' }, seeds: { type: 'string' }, size: { type: 'string' },
-    bandwidth: { type: 'string' }, rtt: { type: 'string' }, only: { type: 'string' }, traces: { type: 'string' },
+    bandwidth: { type: 'string' }, rtt: { type: 'string' }, only: { type: 'string' }, traces: { type: 'string' }, 'trace-image': { type: 'string' },
   });
   const v = args.values;
   const quick = v.quick ?? false;
@@ -142,12 +171,34 @@ async function main(): Promise<void> {
   const traceDir = v.traces ? join(v.traces, '/') : TRACE_DIR;
   const traces = traceFiles(traceDir);
 
+  // Images are built once and shared by the cases (the simulation copies what it migrates).
+  const images = new Map<string, Promise<SimDisk>>();
+  const once = (key: string, make: () => Promise<SimDisk>) => () => {
+    const have = images.get(key);
+    if (have) return have;
+    const made = make();
+    images.set(key, made);
+    return made;
+  };
+  const synthetic = (bytes: number) => ({ disk: once(`synthetic:${bytes}`, () => Promise.resolve(syntheticImage(bytes, BS, 1))), kind: 'synthetic' });
+  // The traces' own image: only if it is the one they were recorded on (its digest is in each trace's .json).
+  const traceImagePath = v['trace-image'] ?? DEFAULT_TRACE_IMAGE;
+  if (v['trace-image'] && !existsSync(traceImagePath)) args.fail(`--trace-image: no such file ${traceImagePath}`);
+  const traceImageSha = existsSync(traceImagePath) ? await fileSha256(traceImagePath) : undefined;
+  const recordedOrSynthetic = (file: string) => (bytes: number) => {
+    const want = recordedImageSha(file);
+    if (traceImageSha !== undefined && want === traceImageSha) return { disk: once(`recorded:${want}`, () => scanImage(traceImagePath, BS)), kind: 'recorded' };
+    return { ...synthetic(bytes), kind: traceImageSha === undefined ? `synthetic (no ${traceImagePath})` : want ? 'synthetic (the recorded image differs)' : 'synthetic (no recorded image)' };
+  };
+
+  const fixedWarmup = (ms: number) => () => ms;
+  const imageOf = (i: { disk: () => Promise<SimDisk>; kind: string }) => ({ image: i.disk, imageKind: i.kind });
   const cases: Case[] = [
-    { name: 'files', headline: true, imageBytes: size, warmupMs: FILES_WARMUP_MS, seeded: true, workload: (seed) => parseWorkload({ spec: 'files', imageBytes: size, bandwidthBps, blockSize: BS, seed }) },
-    ...traces.map((f) => traceCase(`trace:${f.slice(traceDir.length)}`, [...parseFiuTrace(readTraceText(f))], true, 64 << 20)),
-    ...(['moderate', 'mail'] as const).map((p): Case => ({ name: p, headline: false, imageBytes: size, warmupMs: PROFILE_WARMUP_MS, seeded: true, workload: (seed) => parseWorkload({ spec: p, imageBytes: size, bandwidthBps, blockSize: BS, seed }) })),
-    // The synthetic FIU-format trace: long enough for its warm-up share plus a post-copy of the whole image.
-    traceCase('fiu-synth', [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: size, seconds: Math.ceil((4 * size * 8) / bandwidthBps / (1 - TRACE_CUTOVER_SHARE)), seed: 391 }))], false, size),
+    { name: 'files', headline: true, imageBytes: size, ...imageOf(synthetic(size)), warmupMs: fixedWarmup(FILES_WARMUP_MS), workload: (seed) => parseWorkload({ spec: 'files', imageBytes: size, bandwidthBps, blockSize: BS, seed }) },
+    ...traces.map((f) => traceCase(`trace:${f.slice(traceDir.length)}`, [...parseFiuTrace(readTraceText(f))], true, 64 << 20, seeds, recordedOrSynthetic(f))),
+    ...(['moderate', 'mail'] as const).map((p): Case => ({ name: p, headline: false, imageBytes: size, ...imageOf(synthetic(size)), warmupMs: fixedWarmup(PROFILE_WARMUP_MS), workload: (seed) => parseWorkload({ spec: p, imageBytes: size, bandwidthBps, blockSize: BS, seed }) })),
+    // The synthetic FIU-format trace: long enough for its latest cut-over plus a post-copy of the whole image.
+    traceCase('fiu-synth', [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: size, seconds: Math.ceil((4 * size * 8) / bandwidthBps / (1 - traceCutoverShare(seeds, seeds))), seed: 391 }))], false, size, seeds, synthetic),
   ];
   const only = v.only?.split(',').map((s) => s.trim()).filter(Boolean);
   if (only) for (const o of only) if (!cases.some((c) => c.name === o || c.name === `trace:${o}`)) args.fail(`--only: unknown workload "${o}" (${cases.map((c) => c.name).join(', ')})`);
@@ -155,14 +206,12 @@ async function main(): Promise<void> {
 
   const samples: Sample[] = [];
   const started = Date.now();
-  const images = new Map<number, ReturnType<typeof syntheticImage>>();
   for (const c of chosen) {
-    const image = images.get(c.imageBytes) ?? syntheticImage(c.imageBytes, BS, 1);
-    images.set(c.imageBytes, image);
-    for (let seed = 1; seed <= (c.seeded ? seeds : 1); seed++) {
+    const image = await c.image();
+    for (let seed = 1; seed <= seeds; seed++) {
       const workload = c.workload(seed);
       for (const variant of VARIANTS) {
-        const res = await runScenario({ image, workload, variant: { name: variant, algorithm: 'postcopy', features: FEATURES[variant] }, bandwidthBps, rttMs, warmupMs: c.warmupMs });
+        const res = await runScenario({ image, workload, variant: { name: variant, algorithm: 'postcopy', features: FEATURES[variant] }, bandwidthBps, rttMs, warmupMs: c.warmupMs(seed) });
         const r = res.report;
         const s: Sample = {
           workload: c.name, variant, seed, demand_fetch_rate: r.demand_fetch_rate, block_miss_rate: r.block_miss_rate, misses: r.misses, write_fetches: r.write_fetches,
@@ -182,7 +231,7 @@ async function main(): Promise<void> {
     const den = xs.reduce((a, s) => a + accesses(s), 0);
     return den > 0 ? xs.reduce((a, s) => a + waits(s), 0) / den : NaN;
   };
-  const workloads: Record<string, { headline: boolean; rate: Record<Variant, number>; ratio: Record<Variant, number>; spread: Record<Variant, [number, number]>; misses: Record<Variant, number>; accesses: number }> = {};
+  const workloads: Record<string, { headline: boolean; image: string; rate: Record<Variant, number>; ratio: Record<Variant, number>; spread: Record<Variant, [number, number]>; misses: Record<Variant, number>; accesses: number }> = {};
   for (const c of chosen) {
     const of = (vr: Variant) => samples.filter((s) => s.workload === c.name && s.variant === vr);
     const rate = {} as Record<Variant, number>;
@@ -199,9 +248,11 @@ async function main(): Promise<void> {
       spread[vr] = per.length ? [round(Math.min(...per)), round(Math.max(...per))] : [NaN, NaN];
       misses[vr] = of(vr).reduce((a, s) => a + waits(s), 0);
     }
-    workloads[c.name] = { headline: c.headline, rate, ratio, spread, misses, accesses: of('postcopy').reduce((a, s) => a + accesses(s), 0) };
+    workloads[c.name] = { headline: c.headline, image: c.imageKind, rate, ratio, spread, misses, accesses: of('postcopy').reduce((a, s) => a + accesses(s), 0) };
   }
-  const headlined = Object.entries(workloads).filter(([, w]) => w.headline);
+  // A workload where plain post-copy never waited has no ratio to headline (0/0).
+  const noWaits = Object.entries(workloads).filter(([, w]) => w.misses.postcopy === 0).map(([name]) => name);
+  const headlined = Object.entries(workloads).filter(([name, w]) => w.headline && !noWaits.includes(name));
   const worst = (vr: Variant) => (headlined.length ? round(worstRatio(headlined.map(([, w]) => w.ratio[vr]))) : NaN);
   const headline = { hot: worst('hot'), prefetch: worst('prefetch'), both: worst('both') };
   const verified = samples.every((s) => s.verified);
@@ -210,10 +261,11 @@ async function main(): Promise<void> {
     headline,
     goal: { both: GOAL_BOTH, met: headline.both <= GOAL_BOTH && verified },
     verified,
+    no_waits: noWaits,
     workloads,
     config: {
       simulator: true, image_bytes: size, block_size: BS, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, seeds, algorithm: 'postcopy',
-      warmup_s: { files: FILES_WARMUP_MS / 1000, profiles: PROFILE_WARMUP_MS / 1000, traces: `${TRACE_CUTOVER_SHARE * 100} % of the trace's span` },
+      warmup_s: { files: FILES_WARMUP_MS / 1000, profiles: PROFILE_WARMUP_MS / 1000, traces: `seed i of N: ${Array.from({ length: seeds }, (_, i) => `${Math.round(traceCutoverShare(i + 1, seeds) * 100)} %`).join(', ')} of the trace's span` },
       traces: traces.map((f) => f.slice(traceDir.length)),
     },
     samples,
@@ -222,13 +274,15 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(result) + '\n');
   } else {
     const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)} %` : '–');
-    const rows: string[][] = [['workload', 'headlined', ...VARIANTS.map((vr) => `${vr} dfr`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (spread)`)]];
+    // Waits (misses + write fetches) beside the rates: a ratio over a few dozen waits is a few events.
+    const rows: string[][] = [['workload', 'headlined', 'image', 'accesses', ...VARIANTS.map((vr) => `${vr} dfr (waits)`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (spread)`)]];
     for (const [name, w] of Object.entries(workloads)) {
-      rows.push([name, w.headline ? 'yes' : 'no', ...VARIANTS.map((vr) => pct(w.rate[vr])), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr][0]}-${w.spread[vr][1]})`)]);
+      const headlinedHere = w.headline ? (noWaits.includes(name) ? 'no waits' : 'yes') : 'no';
+      rows.push([name, headlinedHere, w.image, String(w.accesses), ...VARIANTS.map((vr) => `${pct(w.rate[vr])} (${w.misses[vr]})`), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr][0]}-${w.spread[vr][1]})`)]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     process.stdout.write(`\npost-copy demand_fetch_rate (simulator), pooled over ${seeds} seed(s): ${formatBytes(size)} image, ${bandwidthBps / 1e6} Mbit/s, ${rttMs} ms RTT\n\n`);
-    for (const r of rows) process.stdout.write(r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
+    for (const r of rows) process.stdout.write(r.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n');
     process.stdout.write(`\nheadline (worst over files and recorded traces): hot ${headline.hot}, prefetch ${headline.prefetch}, both ${headline.both} (goal <= ${GOAL_BOTH}: ${result.goal.met ? 'met' : 'NOT met'})\n`);
     process.stdout.write(`recorded traces: ${result.config.traces.length ? result.config.traces.join(', ') : `none in ${traceDir}`}\nall runs verified: ${verified}\n`);
   }

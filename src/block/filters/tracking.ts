@@ -36,13 +36,18 @@ export interface TrackingOptions {
  * Writes: a block the VM writes whole costs the target nothing (the write
  * claims it, no fetch), and reads of it afterwards read what the VM wrote.
  * Such writes also go into the block map's write counter (the push discounts
- * the block's reads by them: heat-handoff.ts). The area's write heat counts
+ * the block's reads by them: heat-handoff.ts). A block the VM writes only in
+ * part (a 4 KiB append, an inode table or bitmap update) costs the target
+ * what a read costs: the write waits for the block's old content. So the
+ * block map's read counter counts both: it is the block's accesses that
+ * need its old content, and the push sends the blocks the VM keeps writing
+ * in part as early as those it keeps reading. The area's write heat counts
  * every write, as pre-copy's order needs.
  */
 export class TrackingDisk extends FilterDisk {
   private listener: DirtyListener | undefined;
   readonly heat: HeatMap;
-  /** Read heat per tracking block (sparse, bounded: only blocks read recently enough to be among the hottest). */
+  /** Per tracking block: accesses that need its old content (reads and partial writes) as `reads`, whole-block writes as `writes` (sparse, bounded: only the hottest recent blocks). */
   readonly blockHeat: HeatMap;
   readonly coAccess: CoAccess;
   /** The sequential readers in progress: the post-copy push starts ahead of them (read-streams.ts). */
@@ -124,10 +129,14 @@ export class TrackingDisk extends FilterDisk {
       return;
     }
     // Every write heats its areas (pre-copy sends write-hot areas last: they would be dirtied again);
-    // the whole blocks it covers also go into the block map's write counter.
+    // the whole blocks it covers also go into the block map's write counter, and the blocks it covers
+    // only in part into its read counter (at the target that write waits for the block, as a read does).
     for (let i = a; i <= b; i++) this.heat.recordWrite(i, now);
     const wholeFirst = Math.ceil(offset / bs);
     const wholeLast = Math.floor((offset + length) / bs) - 1;
     if (wholeLast - wholeFirst < MAX_BLOCKS_PER_READ) for (let x = wholeFirst; x <= wholeLast; x++) this.blockHeat.recordWrite(x, now);
+    const headPartial = first < wholeFirst;
+    if (headPartial) this.blockHeat.recordRead(first, now);
+    if (last > wholeLast && !(headPartial && last === first)) this.blockHeat.recordRead(last, now);
   }
 }

@@ -42,6 +42,19 @@ test('a vectored write dirties and heats the blocks of all its chunks', async ()
   near(t.blockHeat.writes(49, 0), both(1));
 });
 
+test('a write that covers blocks in part counts, for those blocks, as an access needing their old content', async () => {
+  const t = new TrackingDisk(new MemoryDisk(8 * MiB), 64 * KiB, { now: () => 0 });
+  await t.write(5 * MiB + 4 * KiB, Buffer.alloc(8 * KiB)); // inside block 80
+  await t.write(6 * MiB, Buffer.alloc(8 * KiB)); // the head of block 96, aligned start
+  await t.write(7 * MiB - 4 * KiB, Buffer.alloc(72 * KiB)); // the tail of 111, 112 whole, the head of 113
+  near(t.blockHeat.reads(80, 0), both(1));
+  near(t.blockHeat.reads(96, 0), both(1));
+  near(t.blockHeat.reads(111, 0), both(1));
+  near(t.blockHeat.reads(113, 0), both(1));
+  assert.equal(t.blockHeat.reads(112, 0), 0, 'a whole-block write needs no old content');
+  near(t.blockHeat.writes(112, 0), both(1));
+});
+
 test('heat remembers a periodic reader: after ten minutes its area still outranks one never read', async () => {
   let now = 0;
   const t = new TrackingDisk(new MemoryDisk(8 * MiB), 64 * KiB, { now: () => now });
