@@ -34,6 +34,12 @@ export interface ClaimStoreOptions {
   ttlMs?: number;
   /** A command not answered by then counts as a failure (default 1 s). */
   commandTimeoutMs?: number;
+  /**
+   * Where failures go instead of this store's own once-only warning: the
+   * locator on the same cluster (RedisLocator.unavailable), so that a Redis
+   * outage is one warning for the process, not one per migration.
+   */
+  onFailure?: (e: unknown, what: string) => void;
 }
 
 /** The key of one content's claim; the {hashtag} spreads claims over slots as the locator's buckets do. */
@@ -60,6 +66,7 @@ export class ClaimStore {
 
   private failed(e: unknown, what: string): void {
     this.stats.failures++;
+    if (this.o.onFailure) return this.o.onFailure(e, what);
     const msg = (e as Error).message;
     if (!this.warned) {
       this.warned = true;
@@ -130,6 +137,35 @@ export class ClaimStore {
     }
   }
 
+  /**
+   * Takes over the claims `deadHolder` holds on these ids (its replica server
+   * is gone: it will never serve them), and claims ids nobody holds now. One
+   * answer per id: `won` (this process fetches it and releases it as for
+   * `claim`), or the live holder that has it now (`holder: undefined` when
+   * unknown: fetch it).
+   */
+  async takeOver(blockSize: number, ids: Uint8Array[], deadHolder: string): Promise<ClaimAnswer[]> {
+    const out: ClaimAnswer[] = ids.map(() => ({ won: false, holder: undefined }));
+    if (this.closed || ids.length === 0) return out;
+    const ask = ids.slice(0, Math.max(0, MAX_HELD_CLAIMS - this.held.size));
+    try {
+      await this.ready();
+      const keys = ask.map((id) => claimKey(this.o.idFormat, blockSize, id));
+      const now = await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(TAKE_OVER, 1, k, deadHolder, this.o.holder, this.ttl) as Promise<string>)));
+      now.forEach((holder, i) => {
+        if (holder === this.o.holder) {
+          this.held.set(keys[i]!, this.o.clock.now());
+          this.stats.claimed++;
+          out[i] = { won: true };
+        } else out[i] = { won: false, holder };
+      });
+      this.scheduleRenew();
+    } catch (e) {
+      this.failed(e, 'take over');
+    }
+    return out;
+  }
+
   /** Content now published (or given up): drop these claims if this process holds them. */
   async release(blockSize: number, ids: Iterable<Uint8Array>): Promise<void> {
     const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => this.held.delete(k));
@@ -187,4 +223,6 @@ export class ClaimStore {
   }
 }
 
+/** KEYS[1] the claim; ARGV: the dead holder, the new holder, the lifetime (ms). Answers who holds it now. */
+const TAKE_OVER = "local v = redis.call('get', KEYS[1]) if not v or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return ARGV[2] end return v";
 const RELEASE_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
