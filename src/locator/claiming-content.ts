@@ -120,7 +120,7 @@ export class ClaimingContent implements RemoteContent {
         // Released only once the entries are visible: a waiter that sees the claim gone then finds the entry.
         await this.o.locator.flush();
       }
-      await this.o.claims.release(blockSize, entries.map((e) => e.id));
+      await this.o.claims.release(blockSize, entries.map((e) => e.id), { delivered: true });
     });
   }
 

@@ -23,6 +23,17 @@ export const MAX_HELD_CLAIMS = 65536;
  * it was for may never be published (the VM rewrote it before it arrived).
  */
 export const MAX_HOLD_MS = 60_000;
+/**
+ * A holder receives what it claimed from its source in about the order it
+ * claimed it (offers are answered, and lacking blocks sent, in order). A
+ * claim still not delivered this long after a later claim was is presumed
+ * lost (the VM rewrote that block before it was sent: the content will
+ * never arrive) and released, so its waiters take the WAN now rather than
+ * hold their cut-over until MAX_HOLD_MS.
+ */
+export const OUT_OF_ORDER_MS = 3000;
+/** Delivery marks closer together than this are merged (bounds the marks kept to OUT_OF_ORDER_MS / this). */
+const MARK_EVERY_MS = 100;
 
 export interface ClaimStoreOptions {
   cluster: Cluster;
@@ -50,13 +61,24 @@ export function claimKey(idFormat: string, blockSize: number, id: Uint8Array): s
 
 export type ClaimAnswer = { won: true } | { won: false; holder: string } | { won: false; holder: undefined };
 
+interface Held {
+  since: number;
+  /** Claim order; undefined for claims delivered out of the bulk order (taken over: fetched on demand). */
+  seq: number | undefined;
+}
+
 export class ClaimStore {
-  /** Held claim keys → when claimed (insertion order = age). */
-  private readonly held = new Map<string, number>();
+  /** Held claim keys (insertion order = age). */
+  private readonly held = new Map<string, Held>();
+  private nextSeq = 0;
+  /** The highest claim order delivered so far, and when it advanced (merged every MARK_EVERY_MS). */
+  private readonly marks: Array<{ seq: number; at: number }> = [];
+  /** Every ordered claim below this was claimed before one delivered OUT_OF_ORDER_MS ago or more. */
+  private settledSeq = 0;
   private renewTimer: TimerHandle | undefined;
   private closed = false;
   private warned = false;
-  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0 };
+  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0, presumedLost: 0 };
 
   constructor(private readonly o: ClaimStoreOptions) {}
 
@@ -109,7 +131,7 @@ export class ClaimStore {
       const answers = await this.timed(Promise.all(keys.map((k) => this.o.cluster.set(k, this.o.holder, 'PX', this.ttl, 'NX', 'GET'))));
       answers.forEach((prev, i) => {
         if (prev === null) {
-          this.held.set(keys[i]!, this.o.clock.now());
+          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: this.nextSeq++ });
           this.stats.claimed++;
           out[i] = { won: true };
         } else {
@@ -154,7 +176,7 @@ export class ClaimStore {
       const now = await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(TAKE_OVER, 1, k, deadHolder, this.o.holder, this.ttl) as Promise<string>)));
       now.forEach((holder, i) => {
         if (holder === this.o.holder) {
-          this.held.set(keys[i]!, this.o.clock.now());
+          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: undefined });
           this.stats.claimed++;
           out[i] = { won: true };
         } else out[i] = { won: false, holder };
@@ -166,9 +188,18 @@ export class ClaimStore {
     return out;
   }
 
-  /** Content now published (or given up): drop these claims if this process holds them. */
-  async release(blockSize: number, ids: Iterable<Uint8Array>): Promise<void> {
-    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => this.held.delete(k));
+  /**
+   * Content now published (`delivered`: it came from the source) or given up:
+   * drop these claims if this process holds them.
+   */
+  async release(blockSize: number, ids: Iterable<Uint8Array>, o: { delivered?: boolean } = {}): Promise<void> {
+    let top = -1;
+    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => {
+      const h = this.held.get(k);
+      if (h?.seq !== undefined) top = Math.max(top, h.seq);
+      return this.held.delete(k);
+    });
+    if (o.delivered && top >= 0) this.delivered(top);
     if (keys.length === 0 || this.closed) return;
     try {
       // Only our own claim: one that expired and was taken by another is theirs now.
@@ -177,6 +208,29 @@ export class ClaimStore {
     } catch (e) {
       this.failed(e, 'release');
     }
+  }
+
+  /** Claim `seq` was delivered: a mark, settled OUT_OF_ORDER_MS later. */
+  private delivered(seq: number): void {
+    const now = this.o.clock.now();
+    const last = this.marks[this.marks.length - 1];
+    if (last && seq <= last.seq) return;
+    if (last && now - last.at < MARK_EVERY_MS) last.seq = seq;
+    else this.marks.push({ seq, at: now });
+  }
+
+  /**
+   * Claims whose content is not coming: ordered ones older than a later one
+   * delivered OUT_OF_ORDER_MS ago, and taken-over ones (fetched on demand,
+   * answered at once) not delivered within OUT_OF_ORDER_MS.
+   */
+  private presumedLost(now: number): string[] {
+    while (this.marks.length && now - this.marks[0]!.at >= OUT_OF_ORDER_MS) this.settledSeq = Math.max(this.settledSeq, this.marks.shift()!.seq);
+    const lost: string[] = [];
+    for (const [k, h] of this.held) {
+      if (h.seq === undefined ? now - h.since >= OUT_OF_ORDER_MS : h.seq < this.settledSeq) lost.push(k);
+    }
+    return lost;
   }
 
   get heldCount(): number {
@@ -193,10 +247,11 @@ export class ClaimStore {
 
   private async renew(): Promise<void> {
     const now = this.o.clock.now();
-    const old: string[] = [];
-    for (const [k, since] of this.held) {
-      if (now - since <= MAX_HOLD_MS) break;
-      old.push(k);
+    const old: string[] = this.presumedLost(now);
+    this.stats.presumedLost += old.length;
+    for (const [k, h] of this.held) {
+      if (now - h.since <= MAX_HOLD_MS) break;
+      if (h.seq !== undefined && h.seq >= this.settledSeq) old.push(k);
     }
     for (const k of old) this.held.delete(k);
     if (old.length) await this.timed(Promise.all(old.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder)))).catch((e: unknown) => this.failed(e, 'release'));
