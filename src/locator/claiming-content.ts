@@ -60,7 +60,7 @@ export class ClaimingContent implements RemoteContent {
   private readonly waiting = new Map<string, Waiter>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
-  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, holderGone: 0, takenOver: 0 };
+  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, holderGone: 0, takenOver: 0, waitedMs: 0, waitedMaxMs: 0 };
 
   constructor(private readonly o: ClaimingContentOptions) {}
 
@@ -153,6 +153,9 @@ export class ClaimingContent implements RemoteContent {
     const w = this.waiting.get(k);
     if (!w) return;
     this.waiting.delete(k);
+    const waited = this.o.clock.now() - w.since;
+    this.stats.waitedMs += waited;
+    this.stats.waitedMaxMs = Math.max(this.stats.waitedMaxMs, waited);
     if (hit) this.stats.waitedFound++;
     else this.stats.waitedGaveUp++;
     for (const d of w.done) d(hit);
