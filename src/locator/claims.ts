@@ -3,10 +3,10 @@
  * the WAN now". A target that is about to ask its source for a block first
  * claims the block's content (SET NX PX); a sibling migration that finds the
  * claim taken waits for that copy and fetches it over the LAN instead. The
- * holder renews its claims while it holds them (PEXPIRE every third of the
- * lifetime) and releases them once the content is published in the locator;
- * a holder that dies stops renewing, so its claims expire and waiters fall
- * back to the WAN. Like the locator, claims are hints: any Redis failure
+ * holder renews its claims while it holds them (PEXPIRE every 2 s) and
+ * releases them once the content is published in the locator; a holder that
+ * dies stops renewing, so its claims expire (and its waiters, seeing its
+ * replica server gone, take them over sooner: claiming-content.ts). Like the locator, claims are hints: any Redis failure
  * answers "not claimed by anyone" (the block crosses the WAN) and never throws.
  */
 import type { Cluster } from 'ioredis';
@@ -14,8 +14,17 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../util/clock.ts';
 import { LOCATOR_ID_BYTES } from './locator-keys.ts';
 
-/** A claim lives this long unless renewed (a dead holder's waiters wait at most about this long). */
-export const DEFAULT_CLAIM_TTL_MS = 6000;
+/**
+ * A claim lives this long unless renewed. Waiters learn of a dead holder from
+ * its replica server (gone: they take its claims over), so the lifetime only
+ * bounds the wait when that cannot be seen; it is long enough that a living
+ * holder's renewals (every RENEW_EVERY_MS) survive event-loop stalls of a
+ * loaded host (at 6 s, claims of living holders expired under load average
+ * 20, and their waiters fetched over the WAN).
+ */
+export const DEFAULT_CLAIM_TTL_MS = 20_000;
+/** Held claims are renewed this often (or every third of a shorter lifetime). */
+export const RENEW_EVERY_MS = 2000;
 /** Claims one process holds at most; beyond, content is fetched without claiming (bounded memory and renewals). */
 export const MAX_HELD_CLAIMS = 65536;
 /**
@@ -239,7 +248,7 @@ export class ClaimStore {
 
   private scheduleRenew(): void {
     if (this.renewTimer || this.held.size === 0 || this.closed) return;
-    this.renewTimer = this.o.clock.setTimer(Math.max(50, Math.floor(this.ttl / 3)), () => {
+    this.renewTimer = this.o.clock.setTimer(Math.max(50, Math.min(RENEW_EVERY_MS, Math.floor(this.ttl / 3))), () => {
       this.renewTimer = undefined;
       void this.renew().finally(() => this.scheduleRenew());
     });
