@@ -35,12 +35,15 @@ export const MAX_HOLD_MS = 60_000;
 /**
  * A holder receives what it claimed from its source in about the order it
  * claimed it (offers are answered, and lacking blocks sent, in order). A
- * claim still not delivered this long after a later claim was is presumed
+ * claim still not delivered this long (more than a loaded host's event-loop
+ * stalls, seen up to 3 s) after a later claim was is presumed
  * lost (the VM rewrote that block before it was sent: the content will
  * never arrive) and released, so its waiters take the WAN now rather than
  * hold their cut-over until MAX_HOLD_MS.
  */
-export const OUT_OF_ORDER_MS = 3000;
+export const OUT_OF_ORDER_MS = 5000;
+/** A taken-over claim (its block asked for on demand) not delivered within this long is presumed lost. */
+export const TAKEN_OVER_HOLD_MS = 10_000;
 /** Delivery marks closer together than this are merged (bounds the marks kept to OUT_OF_ORDER_MS / this). */
 const MARK_EVERY_MS = 100;
 
@@ -231,13 +234,13 @@ export class ClaimStore {
   /**
    * Claims whose content is not coming: ordered ones older than a later one
    * delivered OUT_OF_ORDER_MS ago, and taken-over ones (fetched on demand,
-   * answered at once) not delivered within OUT_OF_ORDER_MS.
+   * answered at once) not delivered within TAKEN_OVER_HOLD_MS.
    */
   private presumedLost(now: number): string[] {
     while (this.marks.length && now - this.marks[0]!.at >= OUT_OF_ORDER_MS) this.settledSeq = Math.max(this.settledSeq, this.marks.shift()!.seq);
     const lost: string[] = [];
     for (const [k, h] of this.held) {
-      if (h.seq === undefined ? now - h.since >= OUT_OF_ORDER_MS : h.seq < this.settledSeq) lost.push(k);
+      if (h.seq === undefined ? now - h.since >= TAKEN_OVER_HOLD_MS : h.seq < this.settledSeq) lost.push(k);
     }
     return lost;
   }

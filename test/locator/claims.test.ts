@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { startRedisCluster } from '../helpers/redis-cluster.ts';
 import { RedisLocator } from '../../src/locator/redis-locator.ts';
 import { ReplicaClient } from '../../src/locator/replica-client.ts';
-import { ClaimStore } from '../../src/locator/claims.ts';
+import { ClaimStore, TAKEN_OVER_HOLD_MS } from '../../src/locator/claims.ts';
 import { ClaimingContent } from '../../src/locator/claiming-content.ts';
 import { realClock, VirtualClock } from '../../src/util/clock.ts';
 import { ephemeralPsk } from '../../src/wire/secure-link.ts';
@@ -89,12 +89,14 @@ test('a claim not delivered while later ones were is presumed lost and released;
   await new ClaimStore({ cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: 'tcp:10.0.0.9:7100', clock: new VirtualClock(), log: quiet, ttlMs: 60_000 }).claim(BS, dead);
   assert.ok((await holder.takeOver(BS, dead, 'tcp:10.0.0.9:7100'))[0]!.won);
   assert.deepEqual(await other.stillClaimed(BS, [...c.slice(0, 2), ...dead]), [true, true, true]);
-  // Renewals run every 20 s of this clock; after OUT_OF_ORDER_MS the undelivered ones go.
-  clock.advance(20_000);
+  // Renewals run every 2 s of this clock (each schedules the next once Redis answered); the undelivered go
+  // OUT_OF_ORDER_MS after the later delivery, the taken-over one TAKEN_OVER_HOLD_MS after it was taken.
   for (let tries = 0; holder.stats.presumedLost < 3; tries++) {
     assert.ok(tries < 200, 'presumed lost');
+    clock.advance(500);
     await new Promise((r) => setTimeout(r, 20));
   }
+  assert.ok(clock.now() >= TAKEN_OVER_HOLD_MS);
   for (let tries = 0; (await other.stillClaimed(BS, [...c.slice(0, 2), ...dead])).some(Boolean); tries++) {
     assert.ok(tries < 50, 'released in Redis');
     await new Promise((r) => setTimeout(r, 20));
