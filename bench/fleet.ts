@@ -84,6 +84,7 @@ async function main(): Promise<void> {
     }
   }
   const pick = (rs: FleetRigResult[], f: (r: FleetRigResult) => number) => rs.map(f);
+  const maxOf = (r: FleetRigResult, f: (row: FleetRigResult['result']['rows'][number]) => number) => Math.max(0, ...r.result.rows.map(f));
   const out = {
     bench: 'fleet',
     config: { runs, vms, templates, hosts, image_bytes: size, block_size: 65536, changed: 0.1, cap_bps: capBps, rtt_ms: 10, workload: !args.values['no-workload'] },
@@ -92,9 +93,14 @@ async function main(): Promise<void> {
       wan_data_bytes: median(pick(fleet, (r) => r.wanData)), bound_bytes: median(pick(fleet, (r) => r.bound)), group_bytes: median(pick(fleet, (r) => r.groupBytes)),
       makespan_s: median(pick(fleet, (r) => r.makespanS)), lan_blocks: median(pick(fleet, (r) => r.lanBlocks)), shareable_blocks: fleet[0]!.shareableBlocks,
       claims_wan: median(pick(fleet, (r) => r.claims.reduce((s, c) => s + c.claimedWan, 0))), claims_waited: median(pick(fleet, (r) => r.claims.reduce((s, c) => s + c.waitedFound, 0))),
+      // Where the makespan goes: the slowest VM's pre-copy and downtime (a claim waited for holds the cut-over), the longest claim wait.
+      precopy_max_s: median(pick(fleet, (r) => maxOf(r, (row) => row.report?.time_precopy_s ?? 0))), downtime_max_ms: median(pick(fleet, (r) => maxOf(r, (row) => row.report?.downtime_ms ?? 0))),
+      claim_wait_max_ms: median(pick(fleet, (r) => Math.max(0, ...r.claims.map((c) => c.waitedMaxMs)))),
+      claim_wait_mean_ms: median(pick(fleet, (r) => r.claims.reduce((s, c) => s + c.waitedMs, 0) / Math.max(1, r.claims.reduce((s, c) => s + c.waitedFound + c.waitedGaveUp, 0)))),
     },
     independent: {
       wan_data_bytes: median(pick(independent, (r) => r.wanData)), makespan_s: median(pick(independent, (r) => r.makespanS)),
+      precopy_max_s: median(pick(independent, (r) => maxOf(r, (row) => row.report?.time_precopy_s ?? 0))), downtime_max_ms: median(pick(independent, (r) => maxOf(r, (row) => row.report?.downtime_ms ?? 0))),
     },
     simulated: null,
     headline: {
@@ -110,9 +116,10 @@ async function main(): Promise<void> {
   }
   const h = out.headline;
   console.log(`fleet of ${vms} VMs (${templates} templates, ${hosts} hosts, ${size / 2 ** 20} MiB each) through ${capBps / 1e6} Mbit/s, load average ${out.load_average.toFixed(1)}`);
-  console.log(`                WAN data MiB   makespan s`);
-  console.log(`fleet           ${(out.fleet.wan_data_bytes / 2 ** 20).toFixed(1).padStart(12)}   ${out.fleet.makespan_s.toFixed(1).padStart(10)}`);
-  console.log(`independent     ${(out.independent.wan_data_bytes / 2 ** 20).toFixed(1).padStart(12)}   ${out.independent.makespan_s.toFixed(1).padStart(10)}`);
+  console.log(`                WAN data MiB   makespan s   slowest pre-copy s   longest downtime ms`);
+  console.log(`fleet           ${(out.fleet.wan_data_bytes / 2 ** 20).toFixed(1).padStart(12)}   ${out.fleet.makespan_s.toFixed(1).padStart(10)}   ${out.fleet.precopy_max_s.toFixed(1).padStart(18)}   ${out.fleet.downtime_max_ms.toFixed(0).padStart(19)}`);
+  console.log(`independent     ${(out.independent.wan_data_bytes / 2 ** 20).toFixed(1).padStart(12)}   ${out.independent.makespan_s.toFixed(1).padStart(10)}   ${out.independent.precopy_max_s.toFixed(1).padStart(18)}   ${out.independent.downtime_max_ms.toFixed(0).padStart(19)}`);
+  console.log(`claim waits: longest ${out.fleet.claim_wait_max_ms.toFixed(0)} ms, mean ${out.fleet.claim_wait_mean_ms.toFixed(0)} ms`);
   console.log(`bound (unique, not at destination, zstd): ${(out.fleet.bound_bytes / 2 ** 20).toFixed(1)} MiB; group size ${(out.fleet.group_bytes / 2 ** 20).toFixed(1)} MiB`);
   console.log(`headline: wan_over_bound ${h.wan_over_bound} (goal <= ${GOAL_WAN}: ${h.wan_over_bound <= GOAL_WAN ? 'ok' : 'ABOVE'}), wan_over_group_size ${h.wan_over_group_size}, ` +
     `time_over_independent ${h.time_over_independent} (goal <= ${GOAL_TIME}: ${h.time_over_independent <= GOAL_TIME ? 'ok' : 'ABOVE'})`);

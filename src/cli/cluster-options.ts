@@ -55,7 +55,7 @@ export function openFleetContent(c: { urls: string[]; replicaAddress: string | u
   // this agent presents its own target certificate to them, which `flimcd certs` makes with clientAuth for that.
   const client = new ReplicaClient({ security: security.mode === 'cert' ? { ...security, peerName: ROLE_CERT_NAME.target } : security, clock: realClock, log });
   const claiming = c.replicaAddress
-    ? new ClaimingContent({ locator, client, claims: new ClaimStore({ cluster: locator.client, idFormat, holder: c.replicaAddress, clock: realClock, log }), selfAddress: c.replicaAddress, clock: realClock, log })
+    ? new ClaimingContent({ locator, client, claims: new ClaimStore({ cluster: locator.client, idFormat, holder: c.replicaAddress, clock: realClock, log, onFailure: (e, what) => locator.unavailable(e, what) }), selfAddress: c.replicaAddress, clock: realClock, log })
     : undefined;
   const remote = claiming ?? new FleetContent({ locator, client, selfAddress: c.replicaAddress, log });
   return {

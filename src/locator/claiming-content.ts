@@ -26,6 +26,8 @@ import type { Clock, TimerHandle } from '../util/clock.ts';
 interface Waiter {
   blockSize: number;
   id: Uint8Array;
+  /** Who fetches it (its replica server's address): watched, so that its death ends the wait at once. */
+  holder: string;
   since: number;
   done: Array<(hit: RemoteHit | undefined) => void>;
 }
@@ -52,7 +54,7 @@ export class ClaimingContent implements RemoteContent {
   private readonly waiting = new Map<string, Waiter>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
-  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0 };
+  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, holderGone: 0, takenOver: 0, waitedMs: 0, waitedMaxMs: 0 };
 
   constructor(private readonly o: ClaimingContentOptions) {
     this.sites = new FleetContent(o);
@@ -83,7 +85,7 @@ export class ClaimingContent implements RemoteContent {
   }
 
   async fetch(blockSize: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
-    const located = hit.inFlight ? await this.waitFor(blockSize, id) : hit;
+    const located = hit.inFlight ? await this.waitFor(blockSize, id, hit.where) : hit;
     return located ? this.sites.fetch(blockSize, id, located, into) : false;
   }
 
@@ -93,18 +95,20 @@ export class ClaimingContent implements RemoteContent {
 
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
     // Released only once the entries are visible: a waiter that sees the claim gone then finds the entry.
-    void this.sites.publishEntries(blockSize, image, entries, true).then(() => this.o.claims.release(blockSize, entries.map((e) => e.id)));
+    void this.sites.publishEntries(blockSize, image, entries, true).then(() => this.o.claims.release(blockSize, entries.map((e) => e.id), { delivered: true }));
   }
 
   /** Waits until the content appears in the locator (resolves its hit), or the claim is gone or too old (undefined). */
-  private waitFor(blockSize: number, id: Uint8Array): Promise<RemoteHit | undefined> {
+  private waitFor(blockSize: number, id: Uint8Array, holder: string): Promise<RemoteHit | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     this.stats.waitedFor++;
+    // Starts watching the holder's replica server (a connection), if not yet.
+    this.o.client.isDown(holder);
     return new Promise((resolve) => {
       const k = keyOf(blockSize, id);
       const w = this.waiting.get(k);
       if (w) w.done.push(resolve);
-      else this.waiting.set(k, { blockSize, id: Buffer.from(id), since: this.o.clock.now(), done: [resolve] });
+      else this.waiting.set(k, { blockSize, id: Buffer.from(id), holder, since: this.o.clock.now(), done: [resolve] });
       this.schedulePoll();
     });
   }
@@ -123,6 +127,9 @@ export class ClaimingContent implements RemoteContent {
     const w = this.waiting.get(k);
     if (!w) return;
     this.waiting.delete(k);
+    const waited = this.o.clock.now() - w.since;
+    this.stats.waitedMs += waited;
+    this.stats.waitedMaxMs = Math.max(this.stats.waitedMaxMs, waited);
     if (hit) this.stats.waitedFound++;
     else this.stats.waitedGaveUp++;
     for (const d of w.done) d(hit);
@@ -141,11 +148,32 @@ export class ClaimingContent implements RemoteContent {
       // EXISTS before the lookup: a holder publishes before it releases, so "gone" then "not found" means given up.
       const claimed = await this.o.claims.stillClaimed(bs, ids);
       const hits = await this.sites.lookup(bs, ids);
+      const orphans = new Map<string, Array<[string, Waiter]>>();
       list.forEach(([k, w], i) => {
         if (hits[i]) this.settle(k, hits[i]);
         else if (!claimed[i] || now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
+        else if (this.o.client.isDown(w.holder)) orphans.set(w.holder, [...(orphans.get(w.holder) ?? []), [k, w]]);
       });
+      for (const [holder, of] of orphans) await this.adopt(bs, holder, of);
     }
+  }
+
+  /**
+   * Waiters whose holder's replica server is gone: the holder died, or cannot
+   * serve what it fetches. Rather than wait out its claims, take them over:
+   * one sibling (the first to ask) fetches each over the WAN (its wait ends
+   * now, and the engine asks its own source) while the others wait for that
+   * copy instead, so the content still crosses the WAN once.
+   */
+  private async adopt(blockSize: number, deadHolder: string, orphans: Array<[string, Waiter]>): Promise<void> {
+    this.stats.holderGone += orphans.length;
+    const answers = await this.o.claims.takeOver(blockSize, orphans.map(([, w]) => w.id), deadHolder);
+    orphans.forEach(([k, w], i) => {
+      const a = answers[i]!;
+      if (a.won) this.stats.takenOver++;
+      if (!a.won && a.holder !== undefined && a.holder !== this.o.selfAddress && a.holder !== w.holder) w.holder = a.holder;
+      else this.settle(k, undefined);
+    });
   }
 
   /** Waiters give up (their blocks cross the WAN); held claims are released. */

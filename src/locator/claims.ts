@@ -3,10 +3,10 @@
  * the WAN now". A target that is about to ask its source for a block first
  * claims the block's content (SET NX PX); a sibling migration that finds the
  * claim taken waits for that copy and fetches it over the LAN instead. The
- * holder renews its claims while it holds them (PEXPIRE every third of the
- * lifetime) and releases them once the content is published in the locator;
- * a holder that dies stops renewing, so its claims expire and waiters fall
- * back to the WAN. Like the locator, claims are hints: any Redis failure
+ * holder renews its claims while it holds them (PEXPIRE every 2 s) and
+ * releases them once the content is published in the locator; a holder that
+ * dies stops renewing, so its claims expire (and its waiters, seeing its
+ * replica server gone, take them over sooner: claiming-content.ts). Like the locator, claims are hints: any Redis failure
  * answers "not claimed by anyone" (the block crosses the WAN) and never throws.
  */
 import type { Cluster } from 'ioredis';
@@ -14,8 +14,17 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../util/clock.ts';
 import { LOCATOR_ID_BYTES } from './locator-keys.ts';
 
-/** A claim lives this long unless renewed (a dead holder's waiters wait at most about this long). */
-export const DEFAULT_CLAIM_TTL_MS = 6000;
+/**
+ * A claim lives this long unless renewed. Waiters learn of a dead holder from
+ * its replica server (gone: they take its claims over), so the lifetime only
+ * bounds the wait when that cannot be seen; it is long enough that a living
+ * holder's renewals (every RENEW_EVERY_MS) survive event-loop stalls of a
+ * loaded host (at 6 s, claims of living holders expired under load average
+ * 20, and their waiters fetched over the WAN).
+ */
+export const DEFAULT_CLAIM_TTL_MS = 20_000;
+/** Held claims are renewed this often (or every third of a shorter lifetime). */
+export const RENEW_EVERY_MS = 2000;
 /** Claims one process holds at most; beyond, content is fetched without claiming (bounded memory and renewals). */
 export const MAX_HELD_CLAIMS = 65536;
 /**
@@ -23,6 +32,20 @@ export const MAX_HELD_CLAIMS = 65536;
  * it was for may never be published (the VM rewrote it before it arrived).
  */
 export const MAX_HOLD_MS = 60_000;
+/**
+ * A holder receives what it claimed from its source in about the order it
+ * claimed it (offers are answered, and lacking blocks sent, in order). A
+ * claim still not delivered this long (more than a loaded host's event-loop
+ * stalls, seen up to 3 s) after a later claim was is presumed
+ * lost (the VM rewrote that block before it was sent: the content will
+ * never arrive) and released, so its waiters take the WAN now rather than
+ * hold their cut-over until MAX_HOLD_MS.
+ */
+export const OUT_OF_ORDER_MS = 5000;
+/** A taken-over claim (its block asked for on demand) not delivered within this long is presumed lost. */
+export const TAKEN_OVER_HOLD_MS = 10_000;
+/** Delivery marks closer together than this are merged (bounds the marks kept to OUT_OF_ORDER_MS / this). */
+const MARK_EVERY_MS = 100;
 
 export interface ClaimStoreOptions {
   cluster: Cluster;
@@ -34,6 +57,12 @@ export interface ClaimStoreOptions {
   ttlMs?: number;
   /** A command not answered by then counts as a failure (default 1 s). */
   commandTimeoutMs?: number;
+  /**
+   * Where failures go instead of this store's own once-only warning: the
+   * locator on the same cluster (RedisLocator.unavailable), so that a Redis
+   * outage is one warning for the process, not one per migration.
+   */
+  onFailure?: (e: unknown, what: string) => void;
 }
 
 /** The key of one content's claim; the {hashtag} spreads claims over slots as the locator's buckets do. */
@@ -44,13 +73,24 @@ export function claimKey(idFormat: string, blockSize: number, id: Uint8Array): s
 
 export type ClaimAnswer = { won: true } | { won: false; holder: string } | { won: false; holder: undefined };
 
+interface Held {
+  since: number;
+  /** Claim order; undefined for claims delivered out of the bulk order (taken over: fetched on demand). */
+  seq: number | undefined;
+}
+
 export class ClaimStore {
-  /** Held claim keys → when claimed (insertion order = age). */
-  private readonly held = new Map<string, number>();
+  /** Held claim keys (insertion order = age). */
+  private readonly held = new Map<string, Held>();
+  private nextSeq = 0;
+  /** The highest claim order delivered so far, and when it advanced (merged every MARK_EVERY_MS). */
+  private readonly marks: Array<{ seq: number; at: number }> = [];
+  /** Every ordered claim below this was claimed before one delivered OUT_OF_ORDER_MS ago or more. */
+  private settledSeq = 0;
   private renewTimer: TimerHandle | undefined;
   private closed = false;
   private warned = false;
-  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0 };
+  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0, presumedLost: 0 };
 
   constructor(private readonly o: ClaimStoreOptions) {}
 
@@ -60,6 +100,7 @@ export class ClaimStore {
 
   private failed(e: unknown, what: string): void {
     this.stats.failures++;
+    if (this.o.onFailure) return this.o.onFailure(e, what);
     const msg = (e as Error).message;
     if (!this.warned) {
       this.warned = true;
@@ -102,7 +143,7 @@ export class ClaimStore {
       const answers = await this.timed(Promise.all(keys.map((k) => this.o.cluster.set(k, this.o.holder, 'PX', this.ttl, 'NX', 'GET'))));
       answers.forEach((prev, i) => {
         if (prev === null) {
-          this.held.set(keys[i]!, this.o.clock.now());
+          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: this.nextSeq++ });
           this.stats.claimed++;
           out[i] = { won: true };
         } else {
@@ -130,9 +171,47 @@ export class ClaimStore {
     }
   }
 
-  /** Content now published (or given up): drop these claims if this process holds them. */
-  async release(blockSize: number, ids: Iterable<Uint8Array>): Promise<void> {
-    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => this.held.delete(k));
+  /**
+   * Takes over the claims `deadHolder` holds on these ids (its replica server
+   * is gone: it will never serve them), and claims ids nobody holds now. One
+   * answer per id: `won` (this process fetches it and releases it as for
+   * `claim`), or the live holder that has it now (`holder: undefined` when
+   * unknown: fetch it).
+   */
+  async takeOver(blockSize: number, ids: Uint8Array[], deadHolder: string): Promise<ClaimAnswer[]> {
+    const out: ClaimAnswer[] = ids.map(() => ({ won: false, holder: undefined }));
+    if (this.closed || ids.length === 0) return out;
+    const ask = ids.slice(0, Math.max(0, MAX_HELD_CLAIMS - this.held.size));
+    try {
+      await this.ready();
+      const keys = ask.map((id) => claimKey(this.o.idFormat, blockSize, id));
+      const now = await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(TAKE_OVER, 1, k, deadHolder, this.o.holder, this.ttl) as Promise<string>)));
+      now.forEach((holder, i) => {
+        if (holder === this.o.holder) {
+          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: undefined });
+          this.stats.claimed++;
+          out[i] = { won: true };
+        } else out[i] = { won: false, holder };
+      });
+      this.scheduleRenew();
+    } catch (e) {
+      this.failed(e, 'take over');
+    }
+    return out;
+  }
+
+  /**
+   * Content now published (`delivered`: it came from the source) or given up:
+   * drop these claims if this process holds them.
+   */
+  async release(blockSize: number, ids: Iterable<Uint8Array>, o: { delivered?: boolean } = {}): Promise<void> {
+    let top = -1;
+    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => {
+      const h = this.held.get(k);
+      if (h?.seq !== undefined) top = Math.max(top, h.seq);
+      return this.held.delete(k);
+    });
+    if (o.delivered && top >= 0) this.delivered(top);
     if (keys.length === 0 || this.closed) return;
     try {
       // Only our own claim: one that expired and was taken by another is theirs now.
@@ -143,13 +222,36 @@ export class ClaimStore {
     }
   }
 
+  /** Claim `seq` was delivered: a mark, settled OUT_OF_ORDER_MS later. */
+  private delivered(seq: number): void {
+    const now = this.o.clock.now();
+    const last = this.marks[this.marks.length - 1];
+    if (last && seq <= last.seq) return;
+    if (last && now - last.at < MARK_EVERY_MS) last.seq = seq;
+    else this.marks.push({ seq, at: now });
+  }
+
+  /**
+   * Claims whose content is not coming: ordered ones older than a later one
+   * delivered OUT_OF_ORDER_MS ago, and taken-over ones (fetched on demand,
+   * answered at once) not delivered within TAKEN_OVER_HOLD_MS.
+   */
+  private presumedLost(now: number): string[] {
+    while (this.marks.length && now - this.marks[0]!.at >= OUT_OF_ORDER_MS) this.settledSeq = Math.max(this.settledSeq, this.marks.shift()!.seq);
+    const lost: string[] = [];
+    for (const [k, h] of this.held) {
+      if (h.seq === undefined ? now - h.since >= TAKEN_OVER_HOLD_MS : h.seq < this.settledSeq) lost.push(k);
+    }
+    return lost;
+  }
+
   get heldCount(): number {
     return this.held.size;
   }
 
   private scheduleRenew(): void {
     if (this.renewTimer || this.held.size === 0 || this.closed) return;
-    this.renewTimer = this.o.clock.setTimer(Math.max(50, Math.floor(this.ttl / 3)), () => {
+    this.renewTimer = this.o.clock.setTimer(Math.max(50, Math.min(RENEW_EVERY_MS, Math.floor(this.ttl / 3))), () => {
       this.renewTimer = undefined;
       void this.renew().finally(() => this.scheduleRenew());
     });
@@ -157,10 +259,11 @@ export class ClaimStore {
 
   private async renew(): Promise<void> {
     const now = this.o.clock.now();
-    const old: string[] = [];
-    for (const [k, since] of this.held) {
-      if (now - since <= MAX_HOLD_MS) break;
-      old.push(k);
+    const old: string[] = this.presumedLost(now);
+    this.stats.presumedLost += old.length;
+    for (const [k, h] of this.held) {
+      if (now - h.since <= MAX_HOLD_MS) break;
+      if (h.seq !== undefined && h.seq >= this.settledSeq) old.push(k);
     }
     for (const k of old) this.held.delete(k);
     if (old.length) await this.timed(Promise.all(old.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder)))).catch((e: unknown) => this.failed(e, 'release'));
@@ -187,4 +290,6 @@ export class ClaimStore {
   }
 }
 
+/** KEYS[1] the claim; ARGV: the dead holder, the new holder, the lifetime (ms). Answers who holds it now. */
+const TAKE_OVER = "local v = redis.call('get', KEYS[1]) if not v or v == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return ARGV[2] end return v";
 const RELEASE_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";

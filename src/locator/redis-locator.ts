@@ -133,6 +133,14 @@ export class RedisLocator {
     return this.settingUp;
   }
 
+  /**
+   * Something else on this cluster client failed (the in-flight claims):
+   * counted and warned about as the locator's own failures, once.
+   */
+  unavailable(e: unknown, what: string): void {
+    this.failed(e, what);
+  }
+
   /** A command failed: skip the cluster for a while; warn the first time only. */
   private failed(e: unknown, what: string): void {
     this.stats.failures++;

@@ -128,6 +128,11 @@ class HostConnection {
     });
   }
 
+  /** Connects if not connected (a failure rests the host): how a waiter learns that a claim's holder is gone. */
+  probe(): void {
+    this.connect().catch((e: unknown) => this.c.hostFailed(this, e as Error));
+  }
+
   close(): void {
     this.broken(this.socket, new Error('closed'));
   }
@@ -159,6 +164,24 @@ export class ReplicaClient {
     if (data) this.stats.answered++;
     else this.stats.failed++;
     return data;
+  }
+
+  /**
+   * Whether the replica server at `address` is known unreachable now (it
+   * failed, or a connection to it broke, within the back-off period). Asking
+   * keeps a connection to the host open (started in the background), so a
+   * host that is gone, or dies later, is known as such a moment after.
+   */
+  isDown(address: string): boolean {
+    if (this.closed) return true;
+    let h = this.hosts.get(address);
+    if (!h) {
+      h = new HostConnection(address, this, this.o.maxInFlight ?? 64);
+      this.hosts.set(address, h);
+    }
+    if (this.o.clock.now() < h.downUntil) return true;
+    h.probe();
+    return false;
   }
 
   /** A host failed: rest it, and say so once per host. */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { startRedisCluster } from '../helpers/redis-cluster.ts';
 import { RedisLocator } from '../../src/locator/redis-locator.ts';
 import { ReplicaClient } from '../../src/locator/replica-client.ts';
-import { ClaimStore } from '../../src/locator/claims.ts';
+import { ClaimStore, TAKEN_OVER_HOLD_MS } from '../../src/locator/claims.ts';
 import { ClaimingContent } from '../../src/locator/claiming-content.ts';
 import { realClock, VirtualClock } from '../../src/util/clock.ts';
 import { ephemeralPsk } from '../../src/wire/secure-link.ts';
@@ -69,4 +69,37 @@ test('a holder that dies stops renewing: its claims expire and a waiting sibling
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok((await claims.claim(BS, some)).every((x) => x.won));
+});
+
+test('a claim not delivered while later ones were is presumed lost and released; so is a taken-over one not delivered in time', { timeout: 60_000 }, async (t) => {
+  const rc = await startRedisCluster(t);
+  if (!rc) return;
+  const locator = new RedisLocator({ urls: rc.urls, idFormat: DEFAULT_CONTENT_ID_FORMAT, clock: realClock, log: quiet });
+  t.after(() => locator.close());
+  const clock = new VirtualClock();
+  const holder = new ClaimStore({ cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: 'tcp:10.0.0.1:7100', clock, log: quiet, ttlMs: 60_000 });
+  t.after(() => holder.close());
+  const other = new ClaimStore({ cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: 'tcp:10.0.0.2:7100', clock: realClock, log: quiet });
+  // Claimed in this order; the last is delivered (published), the first two never are (their blocks were rewritten).
+  const c = ids(3);
+  assert.ok((await holder.claim(BS, c)).every((a) => a.won));
+  await holder.release(BS, [c[2]!], { delivered: true });
+  // A dead holder's claim, taken over: fetched on demand, it should land at once.
+  const dead = ids(1);
+  await new ClaimStore({ cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: 'tcp:10.0.0.9:7100', clock: new VirtualClock(), log: quiet, ttlMs: 60_000 }).claim(BS, dead);
+  assert.ok((await holder.takeOver(BS, dead, 'tcp:10.0.0.9:7100'))[0]!.won);
+  assert.deepEqual(await other.stillClaimed(BS, [...c.slice(0, 2), ...dead]), [true, true, true]);
+  // Renewals run every 2 s of this clock (each schedules the next once Redis answered); the undelivered go
+  // OUT_OF_ORDER_MS after the later delivery, the taken-over one TAKEN_OVER_HOLD_MS after it was taken.
+  for (let tries = 0; holder.stats.presumedLost < 3; tries++) {
+    assert.ok(tries < 200, 'presumed lost');
+    clock.advance(500);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(clock.now() >= TAKEN_OVER_HOLD_MS);
+  for (let tries = 0; (await other.stillClaimed(BS, [...c.slice(0, 2), ...dead])).some(Boolean); tries++) {
+    assert.ok(tries < 50, 'released in Redis');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(holder.heldCount, 0);
 });

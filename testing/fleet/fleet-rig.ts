@@ -59,6 +59,24 @@ export interface FleetRigOptions {
   rttMs?: number;
   /** A checked light workload per VM (default true). */
   workload?: boolean;
+  /** Fault injection (tests): `prepared` once everything is up, before the run; `running` while it runs. */
+  faults?: {
+    prepared?: (h: FleetRigHandles) => void | Promise<void>;
+    running?: (h: FleetRigHandles) => void | Promise<void>;
+  };
+}
+
+/** What a fault injector can reach: the store and every VM's target, replica server and claims. */
+export interface FleetRigHandles {
+  locator: RedisLocator | undefined;
+  security: ReturnType<typeof ephemeralPsk>;
+  templates: Buffer[];
+  blockSize: number;
+  storeImage: string;
+  storeServer: ReplicaServer | undefined;
+  vms: Array<{ name: string; template: number; server: ReplicaServer | undefined; address: string | undefined; target: TargetAgent; claiming: ClaimingContent | undefined }>;
+  /** Blocks every target so far took from a sibling host. */
+  lanBlocks(): number;
 }
 
 export interface FleetRigResult {
@@ -120,13 +138,15 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
     mkdirSync(storeDir, { recursive: true });
     const storeImage = join(storeDir, 'template-0.img');
     writeFileSync(storeImage, templates[0]!);
+    let storeServer: ReplicaServer | undefined;
     if (locator) {
       const storeIndex = ReplicaIndex.open(join(storeDir, 'index'));
       closers.push(() => storeIndex.close());
       await indexImage(storeIndex, storeImage, bs);
-      const storeServer = new ReplicaServer({ index: storeIndex, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, security, log: quiet });
-      closers.push(() => storeServer.close());
-      const storeAddr = formatAddress(await storeServer.listen());
+      const server = new ReplicaServer({ index: storeIndex, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, security, log: quiet });
+      storeServer = server;
+      closers.push(() => server.close());
+      const storeAddr = formatAddress(await server.listen());
       await publishIndexedImage(locator, storeIndex, storeIndex.image(storeImage)!, storeAddr);
       await locator.flush();
     }
@@ -137,19 +157,25 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
     const targets = new Map<string, TargetAgent>();
     const claiming: ClaimingContent[] = [];
     const planVms: string[] = [];
+    const handles: FleetRigHandles = { locator, security, templates, blockSize: bs, storeImage, storeServer, vms: [], lanBlocks: () => 0 };
     for (const vm of vms) {
       const hostDir = join(o.dir, vm.host);
       mkdirSync(hostDir, { recursive: true });
       // No dot in an LMDB directory's name: lmdb-js would take it for a file.
       const indexDir = join(hostDir, `${vm.name}-index`);
       let remote: ClaimingContent | undefined;
+      let server: ReplicaServer | undefined;
+      let self: string | undefined;
       if (locator) {
         const index = ReplicaIndex.open(indexDir);
         closers.push(() => index.close());
-        const server = new ReplicaServer({ index, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, security, log: quiet });
-        closers.push(() => server.close());
-        const self = formatAddress(await server.listen());
-        const claims = new ClaimStore({ cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: self, clock: realClock, log: quiet });
+        const srv = new ReplicaServer({ index, listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, security, log: quiet });
+        server = srv;
+        closers.push(() => srv.close());
+        self = formatAddress(await srv.listen());
+        const claims = new ClaimStore({
+          cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: self, clock: realClock, log: quiet, onFailure: (e, what) => locator.unavailable(e, what),
+        });
         remote = new ClaimingContent({ locator, client, claims, selfAddress: self, clock: realClock, log: quiet });
         const r = remote;
         closers.push(() => r.close());
@@ -161,6 +187,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
       });
       closers.push(() => target.close());
       targets.set(vm.name, target);
+      handles.vms.push({ name: vm.name, template: vm.template, server, address: self, target, claiming: remote });
       const wan = new WanProxy({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, to: await target.listen(), bandwidthBps: 10e9, rttMs: o.rttMs ?? 10 });
       closers.push(() => wan.close());
       planVms.push(`  - name: ${vm.name}\n    image: ${vm.path}\n    target: ${formatAddress(await wan.listen())}\n    priority: ${vm.template === 0 ? 1 : 2}`);
@@ -195,7 +222,13 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
         await r.done;
       },
     });
-    const result = await run.run();
+    // Torn down first: a sibling's replica server closing under a live connection is no fault to warn about.
+    closers.push(() => client.close());
+    handles.lanBlocks = () => [...targets.values()].reduce((s, tg) => s + ((tg.status().dedup as { local?: { lan?: number } } | undefined)?.local?.lan ?? 0), 0);
+    await o.faults?.prepared?.(handles);
+    const fleetRun = run.run();
+    await Promise.all([fleetRun, o.faults?.running?.(handles)]);
+    const result = await fleetRun;
     for (const tg of targets.values()) await tg.result().catch(() => {});
 
     let mismatches = 0;
