@@ -80,7 +80,7 @@ const GOAL_BOTH = 0.4;
 const TRACE_DIR = fileURLToPath(new URL('../testing/traces/', import.meta.url));
 const DEFAULT_TRACE_IMAGE = fileURLToPath(new URL('../.cache/traces/trace-disk.img', import.meta.url));
 /** Where a trace's migration starts, for seed i of n: spread over the middle of its span, the first third always seen. */
-export function traceCutoverShare(seed: number, seeds: number): number {
+function traceCutoverShare(seed: number, seeds: number): number {
   return 0.3 + (0.6 * seed) / (seeds + 1);
 }
 const FILES_WARMUP_MS = 20 * 60_000;
