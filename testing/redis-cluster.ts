@@ -80,13 +80,15 @@ export async function startRedisClusterRig(o: RedisClusterOptions = {}): Promise
     rmSync(dir, { recursive: true, force: true });
   };
   // redis-cli with a time limit; a failed command rejects with its output.
-  const redisCli = (port: number, args: string[], timeoutMs: number) => new Promise<string>((resolve, reject) => {
-    execFile('redis-cli', ['-p', String(port), ...args], { env, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err) reject(new FlimcdError(`redis-cli -p ${port} ${args.join(' ')} failed: ${err.message.trim()} ${stderr.trim()}`, ErrorCode.TEST));
+  const redisCli = (args: string[], timeoutMs: number) => new Promise<string>((resolve, reject) => {
+    const child = execFile('redis-cli', args, { env, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      if (err) reject(new FlimcdError(`redis-cli ${args.join(' ')} failed: ${err.message.trim()} ${stderr.trim()}`, ErrorCode.TEST));
       else resolve(stdout);
     });
+    // Nothing to read: redis-cli must not wait on an open stdin.
+    child.stdin?.end();
   });
-  const cli = (i: number, ...args: string[]) => redisCli(ports[i]!, args, 20_000);
+  const cli = (i: number, ...args: string[]) => redisCli(['-p', String(ports[i]), ...args], 20_000);
   const nodes = o.replicas ? 6 : 3;
   try {
     for (let i = 0; i < nodes; i++) {
@@ -110,9 +112,9 @@ export async function startRedisClusterRig(o: RedisClusterOptions = {}): Promise
       ports.push(port);
     }
     for (const port of ports) {
-      await waitFor(async () => (await redisCli(port, ['ping'], 5000).catch(() => '')).trim() === 'PONG', 10_000, `redis-server on port ${port} did not start`);
+      await waitFor(async () => (await redisCli(['-p', String(port), 'ping'], 5000).catch(() => '')).trim() === 'PONG', 10_000, `redis-server on port ${port} did not start`);
     }
-    await redisCli(ports[0]!, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), ...(o.replicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes'], 30_000);
+    await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), ...(o.replicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes'], 30_000);
     // Every node must agree the cluster is up before a client is handed its address.
     for (let i = 0; i < nodes; i++) {
       await waitFor(async () => (await cli(i, 'cluster', 'info')).includes('cluster_state:ok'), 20_000, `cluster state not ok on port ${ports[i]}`);
