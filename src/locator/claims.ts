@@ -42,6 +42,13 @@ export const MAX_HOLD_MS = 60_000;
  * hold their cut-over until MAX_HOLD_MS.
  */
 export const OUT_OF_ORDER_MS = 5000;
+/**
+ * A claim at the tail has no later one to be overtaken by: a claim held this
+ * long while nothing at all was delivered for as long is presumed lost too
+ * (seen: a holder whose last claim's block was rewritten, and a sibling's
+ * cut-over that waited 60 s for it).
+ */
+export const QUIET_MS = 6000;
 /** A taken-over claim (its block asked for on demand) not delivered within this long is presumed lost. */
 export const TAKEN_OVER_HOLD_MS = 10_000;
 /** Delivery marks closer together than this are merged (bounds the marks kept to OUT_OF_ORDER_MS / this). */
@@ -87,6 +94,8 @@ export class ClaimStore {
   private readonly marks: Array<{ seq: number; at: number }> = [];
   /** Every ordered claim below this was claimed before one delivered OUT_OF_ORDER_MS ago or more. */
   private settledSeq = 0;
+  /** When a claim was last delivered (or, before any, first made). */
+  private lastDelivery: number | undefined;
   private renewTimer: TimerHandle | undefined;
   private closed = false;
   private warned = false;
@@ -144,6 +153,7 @@ export class ClaimStore {
       answers.forEach((prev, i) => {
         if (prev === null) {
           this.held.set(keys[i]!, { since: this.o.clock.now(), seq: this.nextSeq++ });
+          this.lastDelivery ??= this.o.clock.now();
           this.stats.claimed++;
           out[i] = { won: true };
         } else {
@@ -225,6 +235,7 @@ export class ClaimStore {
   /** Claim `seq` was delivered: a mark, settled OUT_OF_ORDER_MS later. */
   private delivered(seq: number): void {
     const now = this.o.clock.now();
+    this.lastDelivery = now;
     const last = this.marks[this.marks.length - 1];
     if (last && seq <= last.seq) return;
     if (last && now - last.at < MARK_EVERY_MS) last.seq = seq;
@@ -233,14 +244,16 @@ export class ClaimStore {
 
   /**
    * Claims whose content is not coming: ordered ones older than a later one
-   * delivered OUT_OF_ORDER_MS ago, and taken-over ones (fetched on demand,
+   * delivered OUT_OF_ORDER_MS ago or held QUIET_MS while nothing was
+   * delivered for as long, and taken-over ones (fetched on demand,
    * answered at once) not delivered within TAKEN_OVER_HOLD_MS.
    */
   private presumedLost(now: number): string[] {
     while (this.marks.length && now - this.marks[0]!.at >= OUT_OF_ORDER_MS) this.settledSeq = Math.max(this.settledSeq, this.marks.shift()!.seq);
     const lost: string[] = [];
+    const quiet = now - (this.lastDelivery ?? now) >= QUIET_MS;
     for (const [k, h] of this.held) {
-      if (h.seq === undefined ? now - h.since >= TAKEN_OVER_HOLD_MS : h.seq < this.settledSeq) lost.push(k);
+      if (h.seq === undefined ? now - h.since >= TAKEN_OVER_HOLD_MS : h.seq < this.settledSeq || (quiet && now - h.since >= QUIET_MS)) lost.push(k);
     }
     return lost;
   }

@@ -39,6 +39,10 @@ class HostConnection {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   downUntil = 0;
+  /** Until then the host is known gone (refused, or its connection broke), not merely slow. */
+  goneUntil = 0;
+  /** Sockets already failed (a timed-out one's own close event must not count it as gone). */
+  private readonly failed = new WeakSet<net.Socket>();
   readonly limit: Semaphore;
 
   constructor(readonly address: string, private readonly c: ReplicaClient, maxInFlight: number) {
@@ -93,12 +97,13 @@ class HostConnection {
     s.on('close', () => this.broken(s, new Error('connection closed')));
   }
 
-  /** The connection failed: every request on it fails, and the host rests a while. */
-  broken(s: net.Socket | undefined, e: Error): void {
-    if (s && this.socket !== s && this.socket !== undefined) return;
+  /** The connection failed: every request on it fails, and the host rests a while (`gone`: it broke, not just slow). */
+  broken(s: net.Socket | undefined, e: Error, gone = true): void {
+    if (s && ((this.socket !== s && this.socket !== undefined) || this.failed.has(s))) return;
+    if (s) this.failed.add(s);
     s?.destroy();
     this.socket = undefined;
-    this.c.hostFailed(this, e);
+    this.c.hostFailed(this, e, gone);
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.timer.cancel();
@@ -111,7 +116,7 @@ class HostConnection {
     try {
       s = await this.connect();
     } catch (e) {
-      this.c.hostFailed(this, e as Error);
+      this.c.hostFailed(this, e as Error, refused(e));
       return undefined;
     }
     const reqId = this.nextId;
@@ -119,9 +124,9 @@ class HostConnection {
     return new Promise<Buffer | undefined>((resolve) => {
       const ms = this.c.o.requestTimeoutMs ?? 5000;
       const timer = this.c.o.clock.setTimer(ms, () => {
-        // A server that stops answering is treated as gone.
+        // A server that stops answering is rested like a gone one (but may only be slow: a loaded host).
         if (this.pending.delete(reqId)) resolve(undefined);
-        this.broken(s, new Error(`no answer within ${ms} ms`));
+        this.broken(s, new Error(`no answer within ${ms} ms`), false);
       });
       this.pending.set(reqId, { resolve, timer });
       s.write(encodeRequest({ ...r, reqId }));
@@ -130,12 +135,19 @@ class HostConnection {
 
   /** Connects if not connected (a failure rests the host): how a waiter learns that a claim's holder is gone. */
   probe(): void {
-    this.connect().catch((e: unknown) => this.c.hostFailed(this, e as Error));
+    this.connect().catch((e: unknown) => this.c.hostFailed(this, e as Error, refused(e)));
   }
 
   close(): void {
     this.broken(this.socket, new Error('closed'));
   }
+}
+
+/** A connection attempt the host answered "no one here" to (not a timeout). */
+function refused(e: unknown): boolean {
+  // connectLink wraps the system error (its own code is flimcd's): the cause says what the network said.
+  const code = ((e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException)).code;
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EPIPE';
 }
 
 export class ReplicaClient {
@@ -167,8 +179,9 @@ export class ReplicaClient {
   }
 
   /**
-   * Whether the replica server at `address` is known unreachable now (it
-   * failed, or a connection to it broke, within the back-off period). Asking
+   * Whether the replica server at `address` is known gone now: it refused a
+   * connection, or one to it broke, within the back-off period (a server that
+   * is only slow to answer is not gone: its host may just be loaded). Asking
    * keeps a connection to the host open (started in the background), so a
    * host that is gone, or dies later, is known as such a moment after.
    */
@@ -179,15 +192,16 @@ export class ReplicaClient {
       h = new HostConnection(address, this, this.o.maxInFlight ?? 64);
       this.hosts.set(address, h);
     }
-    if (this.o.clock.now() < h.downUntil) return true;
-    h.probe();
+    if (this.o.clock.now() < h.goneUntil) return true;
+    if (this.o.clock.now() >= h.downUntil) h.probe();
     return false;
   }
 
   /** A host failed: rest it, and say so once per host. */
-  hostFailed(h: HostConnection, e: Error): void {
+  hostFailed(h: HostConnection, e: Error, gone: boolean): void {
     if (this.closed) return;
     h.downUntil = this.o.clock.now() + (this.o.retryAfterMs ?? 10_000);
+    if (gone) h.goneUntil = h.downUntil;
     if (!this.warned.has(h.address)) {
       this.warned.add(h.address);
       this.o.log.warn({ replicaServer: h.address, err: e.message }, 'replica server on a sibling host unavailable: its blocks come over the WAN instead');

@@ -102,4 +102,13 @@ test('a claim not delivered while later ones were is presumed lost and released;
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.equal(holder.heldCount, 0);
+  // The tail: a last claim that no later delivery overtakes goes once nothing was delivered for QUIET_MS.
+  const tail = ids(1);
+  assert.ok((await holder.claim(BS, tail))[0]!.won);
+  for (let tries = 0; holder.stats.presumedLost < 4; tries++) {
+    assert.ok(tries < 200, 'the tail claim presumed lost');
+    clock.advance(500);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.deepEqual(await other.stillClaimed(BS, tail), [false]);
 });
