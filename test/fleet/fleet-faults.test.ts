@@ -1,52 +1,22 @@
 // Faults through a fleet run whose siblings wait on in-flight claims
-// (testing/fleet/fleet-rig.ts, 4 small VMs from 2 templates to 2 hosts on a
-// real 3-master Redis Cluster): a claim holder that died, a holder's replica
-// server killed mid-run, a Redis master killed mid-run, and stale locator
-// entries. Each run ends with every VM verified and byte-exact, no VM waits
-// out a dead holder's claims, and the fault is one warning.
-import { test, type TestContext } from 'node:test';
+// (test/helpers/fleet-faults.ts: 4 small VMs from 2 templates to 2 hosts on a
+// real 3-master Redis Cluster): a claim holder that died and a holder's replica
+// server killed mid-run. Each run ends with every VM verified and byte-exact, no
+// VM waits out a dead holder's claims, and the fault is one warning. A Redis
+// master killed and stale entries under claims are fleet-faults.long.test.ts
+// (the single-migration forms are in test/locator/lan-fetch.test.ts).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, writeSync, closeSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { startRedisCluster } from '../helpers/redis-cluster.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { until } from '../helpers/until.ts';
-import { runFleetRig, type FleetRigHandles, type FleetRigOptions, type FleetRigResult } from '../../testing/fleet/fleet-rig.ts';
+import { BS, faultyFleet, sum, templateIds } from '../helpers/fleet-faults.ts';
 import { ClaimStore } from '../../src/locator/claims.ts';
 import { ReplicaServer } from '../../src/locator/replica-server.ts';
 import { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
-import { contentId, DEFAULT_CONTENT_ID_FORMAT } from '../../src/content/content-id.ts';
+import { DEFAULT_CONTENT_ID_FORMAT } from '../../src/content/content-id.ts';
 import { formatAddress } from '../../src/util/address.ts';
 import { VirtualClock } from '../../src/util/clock.ts';
-import { Prng } from '../../src/workload/prng.ts';
-
-const SIZE = 4 << 20;
-const BS = 64 * 1024;
-
-/** A logger that keeps its warnings (and worse). */
-function recordingLog() {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const stream = new Writable({ write(chunk: Buffer, _e, cb) { const l = JSON.parse(chunk.toString()) as { level: number; msg: string }; if (l.level >= 40) lines.push(l); cb(); } });
-  return { log: pino({ level: 'warn' }, stream), warnings: () => lines.map((l) => l.msg) };
-}
-
-type Cluster = NonNullable<Awaited<ReturnType<typeof startRedisCluster>>>;
-
-async function faultyFleet(t: TestContext, faults: (rc: Cluster) => FleetRigOptions['faults']): Promise<{ r: FleetRigResult; warnings: string[] } | undefined> {
-  const rc = await startRedisCluster(t);
-  if (!rc) return undefined;
-  const rec = recordingLog();
-  const r = await runFleetRig({ dir: tempDir(t), redisUrls: rc.urls, mode: 'fleet', log: rec.log, vms: 4, imageBytes: SIZE, capBps: 10e6, faults: faults(rc) });
-  t.diagnostic(`WAN data ${r.wanData} B over bound ${r.bound} B = ${(r.wanData / r.bound).toFixed(3)}; LAN blocks ${r.lanBlocks}; claims ${JSON.stringify(r.claims)}; makespan ${r.makespanS.toFixed(1)} s`);
-  assert.equal(r.result.ok, true, JSON.stringify(r.result.rows.map((row) => [row.name, row.phase, row.error])));
-  for (const row of r.result.rows) assert.equal(row.report?.verified, true, `${row.name} verified`);
-  assert.equal(r.mismatches, 0, 'every read during the run and every byte of every target as the VM wrote it');
-  return { r, warnings: rec.warnings() };
-}
-
-const sum = (r: FleetRigResult, f: (c: FleetRigResult['claims'][number]) => number) => r.claims.reduce((s, c) => s + f(c), 0);
-const templateIds = (h: FleetRigHandles, t: number) => Array.from({ length: SIZE / BS }, (_, b) => contentId(h.templates[t]!.subarray(b * BS, (b + 1) * BS)));
 
 test('a claim holder that died (its replica server gone, its claims left for minutes): siblings take its claims over, the content still crosses the WAN once', { timeout: 90_000 }, async (t) => {
   const f = await faultyFleet(t, (_rc) => ({
@@ -86,38 +56,4 @@ test('a holder\'s replica server killed mid-run: its waiters take its claims ove
   if (!f) return;
   assert.ok(f.r.lanBlocks > 0);
   assert.deepEqual(f.warnings.filter((w) => /replica server/.test(w)).length, 1, `one warning: ${JSON.stringify(f.warnings)}`);
-});
-
-test('a Redis master killed mid-run (no replica): lookups and claims fail, blocks cross the WAN; verified, byte-exact, one warning', { timeout: 90_000 }, async (t) => {
-  let killed = false;
-  const f = await faultyFleet(t, (rc) => ({
-    async running(h) {
-      await until(() => h.lanBlocks() > 0, 60_000, 'no LAN fetch');
-      await rc.kill(0);
-      killed = true;
-    },
-  }));
-  if (!f) return;
-  assert.ok(killed);
-  assert.deepEqual(f.warnings, [f.warnings.find((w) => /content locator/.test(w))], `one warning, the locator's: ${JSON.stringify(f.warnings)}`);
-});
-
-test('stale locator entries (the store host\'s file changed after it was published): re-hashes reject them, those blocks cross the WAN; verified, byte-exact', { timeout: 90_000 }, async (t) => {
-  const spoiled = 8;
-  const f = await faultyFleet(t, (_rc) => ({
-    prepared(h) {
-      const fd = openSync(h.storeImage, 'r+');
-      const rng = new Prng(9);
-      for (let b = 0; b < spoiled; b++) {
-        const junk = Buffer.allocUnsafe(BS);
-        rng.fill(junk);
-        writeSync(fd, junk, 0, BS, b * BS * 3);
-      }
-      closeSync(fd);
-    },
-  }));
-  if (!f) return;
-  const stale = f.r.result.rows.reduce((s, row) => s + ((row.report!.dedup.target as { local?: { lanStale?: number } } | null)?.local?.lanStale ?? 0), 0);
-  assert.ok(stale >= 1 && stale <= 2 * spoiled, `stale blocks rejected: ${stale}`);
-  assert.deepEqual(f.warnings, [], 'a stale entry is routine: no warning');
 });
