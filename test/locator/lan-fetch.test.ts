@@ -162,9 +162,9 @@ test('a Redis node killed mid-run: lookups fail over to the WAN, verified and by
   // The node dies as the second lookup batch is asked (after the first was answered): on a fast machine
   // every lookup is answered before a poll for the first LAN block would see it, and nothing is left to fail.
   const lookup = f.locator.lookup.bind(f.locator);
-  let first: Promise<unknown> | undefined;
+  let first: ReturnType<typeof lookup> | undefined;
   f.locator.lookup = async (blockSize, ids) => {
-    if (!first) return (first = lookup(blockSize, ids)) as ReturnType<typeof lookup>;
+    if (!first) return (first = lookup(blockSize, ids));
     await first.then(() => f.rc.kill(0));
     return lookup(blockSize, ids);
   };
