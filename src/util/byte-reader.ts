@@ -111,11 +111,7 @@ export class ByteReader {
     let out: Buffer;
     if (n <= firstLeft) {
       out = first.subarray(this.head, this.head + n);
-      this.head += n;
-      if (this.head === first.length) {
-        this.chunks.shift();
-        this.head = 0;
-      }
+      this.advance(n);
     } else {
       out = Buffer.allocUnsafe(n);
       let off = 0;
@@ -125,11 +121,7 @@ export class ByteReader {
         const k = Math.min(avail, n - off);
         c.copy(out, off, this.head, this.head + k);
         off += k;
-        this.head += k;
-        if (this.head === c.length) {
-          this.chunks.shift();
-          this.head = 0;
-        }
+        this.advance(k);
       }
     }
     this.maybeResume();
@@ -150,14 +142,19 @@ export class ByteReader {
       const k = Math.min(c.length - this.head, left);
       out[i] = c.subarray(this.head, this.head + k);
       left -= k;
-      this.head += k;
-      if (this.head === c.length) {
-        this.chunks.shift();
-        this.head = 0;
-      }
+      this.advance(k);
     }
     this.maybeResume();
     return out;
+  }
+
+  /** Moves past k bytes of the first chunk (k at most what is left of it), dropping it when used up. */
+  private advance(k: number): void {
+    this.head += k;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
   }
 
   private maybeResume(): void {
