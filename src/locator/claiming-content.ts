@@ -13,6 +13,12 @@
  *   3. Claims won are checked against the locator once more (a holder may
  *      have published and released between steps 1 and 2).
  *
+ * A claim whose content turns out not to be coming (`abandon`: its block
+ * received other content) is released at once. A waiter that sees a claim
+ * gone with no copy published takes the claim over (as from a dead holder):
+ * the first such waiter fetches the content from its own source and the
+ * others wait for that copy, so it still crosses the WAN once.
+ *
  * Waiters are polled together (one locator lookup and one EXISTS pipeline per
  * poll), bounded in number and in time. Lookups, LAN fetches and publishing
  * are a FleetContent's; this adds only the claims.
@@ -54,7 +60,7 @@ export class ClaimingContent implements RemoteContent {
   private readonly waiting = new Map<string, Waiter>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
-  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, holderGone: 0, takenOver: 0, waitedMs: 0, waitedMaxMs: 0 };
+  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, holderGone: 0, claimGone: 0, takenOver: 0, waitedMs: 0, waitedMaxMs: 0 };
 
   constructor(private readonly o: ClaimingContentOptions) {
     this.sites = new FleetContent(o);
@@ -91,6 +97,10 @@ export class ClaimingContent implements RemoteContent {
 
   stale(blockSize: number, id: Uint8Array): void {
     this.sites.stale(blockSize, id);
+  }
+
+  abandon(blockSize: number, ids: Uint8Array[]): void {
+    void this.o.claims.abandon(blockSize, ids);
   }
 
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
@@ -149,24 +159,32 @@ export class ClaimingContent implements RemoteContent {
       const claimed = await this.o.claims.stillClaimed(bs, ids);
       const hits = await this.sites.lookup(bs, ids);
       const orphans = new Map<string, Array<[string, Waiter]>>();
+      const orphan = (w: Waiter, e: [string, Waiter]) => orphans.set(w.holder, [...(orphans.get(w.holder) ?? []), e]);
       list.forEach(([k, w], i) => {
         if (hits[i]) this.settle(k, hits[i]);
-        else if (!claimed[i] || now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
-        else if (this.o.client.isDown(w.holder)) orphans.set(w.holder, [...(orphans.get(w.holder) ?? []), [k, w]]);
+        else if (now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
+        else if (!claimed[i]) {
+          // Given up by its holder (abandoned or presumed lost): one waiter takes it over, the others wait for that copy.
+          this.stats.claimGone++;
+          orphan(w, [k, w]);
+        } else if (this.o.client.isDown(w.holder)) {
+          this.stats.holderGone++;
+          orphan(w, [k, w]);
+        }
       });
       for (const [holder, of] of orphans) await this.adopt(bs, holder, of);
     }
   }
 
   /**
-   * Waiters whose holder's replica server is gone: the holder died, or cannot
-   * serve what it fetches. Rather than wait out its claims, take them over:
-   * one sibling (the first to ask) fetches each over the WAN (its wait ends
-   * now, and the engine asks its own source) while the others wait for that
-   * copy instead, so the content still crosses the WAN once.
+   * Waiters whose holder's replica server is gone (the holder died, or cannot
+   * serve what it fetches) or whose holder gave the claim up: rather than all
+   * fetch it, take the claims over: one sibling (the first to ask) fetches
+   * each over the WAN (its wait ends now, and the engine asks its own source)
+   * while the others wait for that copy instead, so the content still crosses
+   * the WAN once.
    */
   private async adopt(blockSize: number, deadHolder: string, orphans: Array<[string, Waiter]>): Promise<void> {
-    this.stats.holderGone += orphans.length;
     const answers = await this.o.claims.takeOver(blockSize, orphans.map(([, w]) => w.id), deadHolder);
     orphans.forEach(([k, w], i) => {
       const a = answers[i]!;

@@ -4,9 +4,11 @@
  * claims the block's content (SET NX PX); a sibling migration that finds the
  * claim taken waits for that copy and fetches it over the LAN instead. The
  * holder renews its claims while it holds them (PEXPIRE every 2 s) and
- * releases them once the content is published in the locator; a holder that
- * dies stops renewing, so its claims expire (and its waiters, seeing its
- * replica server gone, take them over sooner: claiming-content.ts). Like the locator, claims are hints: any Redis failure
+ * releases them once the content is published in the locator, or abandons
+ * one as soon as it learns the content is not coming (the block it was for
+ * received other content: the VM rewrote it); a holder that dies stops
+ * renewing, so its claims expire (and its waiters, seeing its replica server
+ * gone, take them over sooner: claiming-content.ts). Like the locator, claims are hints: any Redis failure
  * answers "not claimed by anyone" (the block crosses the WAN) and never throws.
  */
 import type { Cluster } from 'ioredis';
@@ -28,33 +30,18 @@ export const RENEW_EVERY_MS = 2000;
 /** Claims one process holds at most; beyond, content is fetched without claiming (bounded memory and renewals). */
 export const MAX_HELD_CLAIMS = 65536;
 /**
- * A claim is given up after this long even while its holder lives: the block
- * it was for may never be published (the VM rewrote it before it arrived).
+ * A claim is given up after this long even while its holder lives and
+ * receives content: a bound on any claim whose fate the holder never learns.
  */
 export const MAX_HOLD_MS = 60_000;
 /**
- * A holder receives what it claimed from its source in about the order it
- * claimed it (offers are answered, and lacking blocks sent, in order). A
- * claim still not delivered this long (more than a loaded host's event-loop
- * stalls, seen up to 3 s, and than the delays of a fair-shared link: at 5 s
- * the 6-VM fleet test released claims whose content was still coming, and
- * the WAN carried 1.15 of the bound) after a later claim was is presumed
- * lost (the VM rewrote that block before it was sent: the content will
- * never arrive) and released, so its waiters take the WAN now rather than
- * hold their cut-over until MAX_HOLD_MS.
+ * A claim a holder still holds while it has received nothing at all for this
+ * long is presumed lost and released (a safety net: a holder learns that a
+ * claimed block's content is not coming from the block receiving other
+ * content, and abandons the claim then, src/migrate/local-content.ts; this
+ * catches what that cannot see, e.g. a session that stalls).
  */
-export const OUT_OF_ORDER_MS = 15_000;
-/**
- * A claim at the tail has no later one to be overtaken by: a claim held this
- * long while nothing at all was delivered for as long is presumed lost too
- * (seen: a holder whose last claim's block was rewritten, and a sibling's
- * cut-over that waited 60 s for it).
- */
-export const QUIET_MS = 15_000;
-/** A taken-over claim (its block asked for on demand) not delivered within this long is presumed lost. */
-export const TAKEN_OVER_HOLD_MS = 10_000;
-/** Delivery marks closer together than this are merged (bounds the marks kept to OUT_OF_ORDER_MS / this). */
-const MARK_EVERY_MS = 100;
+export const QUIET_MS = 30_000;
 
 export interface ClaimStoreOptions {
   cluster: Cluster;
@@ -84,24 +71,19 @@ export type ClaimAnswer = { won: true } | { won: false; holder: string } | { won
 
 interface Held {
   since: number;
-  /** Claim order; undefined for claims delivered out of the bulk order (taken over: fetched on demand). */
-  seq: number | undefined;
+  /** Blocks of this process awaiting the content (claimed once, asked for again by another block): abandoned when none is left. */
+  awaiting: number;
 }
 
 export class ClaimStore {
   /** Held claim keys (insertion order = age). */
   private readonly held = new Map<string, Held>();
-  private nextSeq = 0;
-  /** The highest claim order delivered so far, and when it advanced (merged every MARK_EVERY_MS). */
-  private readonly marks: Array<{ seq: number; at: number }> = [];
-  /** Every ordered claim below this was claimed before one delivered OUT_OF_ORDER_MS ago or more. */
-  private settledSeq = 0;
-  /** When a claim was last delivered (or, before any, first made). */
+  /** When this holder last received content (or, before any, first claimed). */
   private lastDelivery: number | undefined;
   private renewTimer: TimerHandle | undefined;
   private closed = false;
   private warned = false;
-  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0, presumedLost: 0 };
+  readonly stats = { claimed: 0, lost: 0, released: 0, renewals: 0, failures: 0, presumedLost: 0, abandoned: 0, expired: 0 };
 
   constructor(private readonly o: ClaimStoreOptions) {}
 
@@ -154,11 +136,13 @@ export class ClaimStore {
       const answers = await this.timed(Promise.all(keys.map((k) => this.o.cluster.set(k, this.o.holder, 'PX', this.ttl, 'NX', 'GET'))));
       answers.forEach((prev, i) => {
         if (prev === null) {
-          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: this.nextSeq++ });
+          this.held.set(keys[i]!, { since: this.o.clock.now(), awaiting: 1 });
           this.lastDelivery ??= this.o.clock.now();
           this.stats.claimed++;
           out[i] = { won: true };
         } else {
+          const mine = prev === this.o.holder ? this.held.get(keys[i]!) : undefined;
+          if (mine) mine.awaiting++;
           this.stats.lost++;
           out[i] = { won: false, holder: prev };
         }
@@ -200,7 +184,8 @@ export class ClaimStore {
       const now = await this.timed(Promise.all(keys.map((k) => this.o.cluster.eval(TAKE_OVER, 1, k, deadHolder, this.o.holder, this.ttl) as Promise<string>)));
       now.forEach((holder, i) => {
         if (holder === this.o.holder) {
-          this.held.set(keys[i]!, { since: this.o.clock.now(), seq: undefined });
+          this.held.set(keys[i]!, { since: this.o.clock.now(), awaiting: 1 });
+          this.lastDelivery ??= this.o.clock.now();
           this.stats.claimed++;
           out[i] = { won: true };
         } else out[i] = { won: false, holder };
@@ -217,13 +202,30 @@ export class ClaimStore {
    * drop these claims if this process holds them.
    */
   async release(blockSize: number, ids: Iterable<Uint8Array>, o: { delivered?: boolean } = {}): Promise<void> {
-    let top = -1;
-    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => {
+    if (o.delivered) this.lastDelivery = this.o.clock.now();
+    const keys = [...ids].map((id) => claimKey(this.o.idFormat, blockSize, id)).filter((k) => this.held.delete(k));
+    await this.releaseKeys(keys);
+  }
+
+  /**
+   * A block that awaited this content received other content (the VM rewrote
+   * it): the content is not coming for it. A claim no other block of this
+   * process awaits is released now, so its waiters need not wait it out.
+   */
+  async abandon(blockSize: number, ids: Iterable<Uint8Array>): Promise<void> {
+    const keys: string[] = [];
+    for (const id of ids) {
+      const k = claimKey(this.o.idFormat, blockSize, id);
       const h = this.held.get(k);
-      if (h?.seq !== undefined) top = Math.max(top, h.seq);
-      return this.held.delete(k);
-    });
-    if (o.delivered && top >= 0) this.delivered(top);
+      if (!h || --h.awaiting > 0) continue;
+      this.held.delete(k);
+      keys.push(k);
+    }
+    this.stats.abandoned += keys.length;
+    await this.releaseKeys(keys);
+  }
+
+  private async releaseKeys(keys: string[]): Promise<void> {
     if (keys.length === 0 || this.closed) return;
     try {
       // Only our own claim: one that expired and was taken by another is theirs now.
@@ -234,28 +236,13 @@ export class ClaimStore {
     }
   }
 
-  /** Claim `seq` was delivered: a mark, settled OUT_OF_ORDER_MS later. */
-  private delivered(seq: number): void {
-    const now = this.o.clock.now();
-    this.lastDelivery = now;
-    const last = this.marks[this.marks.length - 1];
-    if (last && seq <= last.seq) return;
-    if (last && now - last.at < MARK_EVERY_MS) last.seq = seq;
-    else this.marks.push({ seq, at: now });
-  }
-
-  /**
-   * Claims whose content is not coming: ordered ones older than a later one
-   * delivered OUT_OF_ORDER_MS ago or held QUIET_MS while nothing was
-   * delivered for as long, and taken-over ones (fetched on demand,
-   * answered at once) not delivered within TAKEN_OVER_HOLD_MS.
-   */
+  /** Claims presumed not coming: held QUIET_MS while this holder received nothing for as long. */
   private presumedLost(now: number): string[] {
-    while (this.marks.length && now - this.marks[0]!.at >= OUT_OF_ORDER_MS) this.settledSeq = Math.max(this.settledSeq, this.marks.shift()!.seq);
+    if (now - (this.lastDelivery ?? now) < QUIET_MS) return [];
     const lost: string[] = [];
-    const quiet = now - (this.lastDelivery ?? now) >= QUIET_MS;
     for (const [k, h] of this.held) {
-      if (h.seq === undefined ? now - h.since >= TAKEN_OVER_HOLD_MS : h.seq < this.settledSeq || (quiet && now - h.since >= QUIET_MS)) lost.push(k);
+      if (now - h.since < QUIET_MS) break;
+      lost.push(k);
     }
     return lost;
   }
@@ -274,14 +261,16 @@ export class ClaimStore {
 
   private async renew(): Promise<void> {
     const now = this.o.clock.now();
-    const old: string[] = this.presumedLost(now);
-    this.stats.presumedLost += old.length;
+    const lost = this.presumedLost(now);
+    this.stats.presumedLost += lost.length;
+    const old = new Set(lost);
     for (const [k, h] of this.held) {
       if (now - h.since <= MAX_HOLD_MS) break;
-      if (h.seq !== undefined && h.seq >= this.settledSeq) old.push(k);
+      if (!old.has(k)) this.stats.expired++;
+      old.add(k);
     }
     for (const k of old) this.held.delete(k);
-    if (old.length) await this.timed(Promise.all(old.map((k) => this.o.cluster.eval(RELEASE_IF_MINE, 1, k, this.o.holder)))).catch((e: unknown) => this.failed(e, 'release'));
+    await this.releaseKeys([...old]);
     const keys = [...this.held.keys()];
     if (keys.length === 0) return;
     try {

@@ -16,6 +16,8 @@ const MAX_RECEIVED_IDS = 1_000_000;
 const MAX_OPEN_FILES = 16;
 /** Received-block entries written to the persistent index per transaction. */
 const RECORD_BATCH = 1024;
+/** Blocks whose content is awaited from the source after a sibling lookup found nothing (see `expecting`). */
+const MAX_EXPECTING = 65536;
 
 export type Found = 'same' | 'received' | 'replica' | 'lan';
 
@@ -55,6 +57,13 @@ export interface LocalContentOptions {
 export class LocalContent {
   /** Blocks written by this migration (their old content is gone). */
   private readonly touched: Bitmap;
+  /**
+   * Block → the id the source offered for it, looked up at siblings and found nowhere: this
+   * migration may hold the datacenter's claim on that content (src/locator/claims.ts). When the
+   * block then receives other content (the VM rewrote it at the source, or here) the claimed
+   * content is not coming: the claim is abandoned at once, so siblings waiting for it need not.
+   */
+  private readonly expecting = new Map<number, Uint8Array>();
   private readonly byId = new Map<string, number>();
   private readonly idOf = new Map<number, string>();
   /** Open replica files; concurrent readers of one path share one open, and an evicted file closes after its last reader. */
@@ -79,11 +88,12 @@ export class LocalContent {
    * out those this host's index or this migration already has. Undefined
    * without a remote; each answer settles (never rejects).
    */
-  lookupRemote(ids: Uint8Array[]): Array<Promise<RemoteHit | undefined>> | undefined {
+  lookupRemote(blocks: ArrayLike<number>, ids: Uint8Array[]): Array<Promise<RemoteHit | undefined>> | undefined {
     const remote = this.o.remote;
     if (!remote) return undefined;
     const ask = ids.map((id, i) => [id, i] as const).filter(([id]) => this.receivedBlock(id) === undefined && !this.o.index?.lookup(this.o.blockSize, id));
     const answers = ask.length ? remote.lookup(this.o.blockSize, ask.map(([id]) => id)).catch(() => []) : Promise.resolve([]);
+    if (remote.abandon) void answers.then((a) => ask.forEach(([id, i], k) => { if (!a[k]) this.expect(blocks[i]!, id); }));
     const slot = new Map(ask.map(([, i], k) => [i, k]));
     return ids.map((_, i) => {
       const k = slot.get(i);
@@ -91,19 +101,40 @@ export class LocalContent {
     });
   }
 
-  /** Fetches content `id` from the sibling the locator named, into `into`; true only when it re-hashes to `id`. */
-  async fetchRemote(id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
+  /** Block `b` awaits content `id` from the source (bounded: past MAX_EXPECTING a claim is left to its safety nets). */
+  private expect(b: number, id: Uint8Array): void {
+    if (!this.o.remote?.abandon) return;
+    if (this.expecting.size < MAX_EXPECTING || this.expecting.has(b)) this.expecting.set(b, Buffer.from(id));
+  }
+
+  /** Block `b` now holds `id` (undefined: other or unknown content): a claim on other content it awaited is abandoned. */
+  private settleExpected(b: number, id: Uint8Array | undefined): void {
+    const awaited = this.expecting.get(b);
+    if (awaited === undefined) return;
+    this.expecting.delete(b);
+    if (id && Buffer.compare(awaited, id.subarray(0, awaited.length)) === 0) return;
+    this.o.remote?.abandon?.(this.o.blockSize, [awaited]);
+  }
+
+  /**
+   * Fetches content `id` for block `b` from the sibling the locator named, into `into`; true only
+   * when it re-hashes to `id`. On failure block `b` is asked of the source, which may make this
+   * migration the content's claim holder (a waiter that took the claim over): it is then awaited.
+   */
+  async fetchRemote(b: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
     const remote = this.o.remote;
     if (!remote) return false;
     const got = await remote.fetch(this.o.blockSize, id, hit, into).catch(() => false);
     if (!got) {
       this.stats.lanFailed++;
+      this.expect(b, id);
       return false;
     }
     if (!matches(this.o.content, into, id)) {
       this.stats.lanStale++;
       this.o.log.debug({ where: hit.where }, 'a block fetched from a sibling host is not the content the locator named; dropped');
       remote.stale(this.o.blockSize, id, hit);
+      this.expect(b, id);
       return false;
     }
     this.stats.lan++;
@@ -114,6 +145,7 @@ export class LocalContent {
   /** Block `b` of the target image now holds content `id` (received or materialised). */
   noteWritten(b: number, id: Uint8Array | undefined): void {
     this.touched.set(b);
+    if (this.expecting.size) this.settleExpected(b, id);
     const old = this.idOf.get(b);
     if (old !== undefined) {
       if (this.byId.get(old) === b) this.byId.delete(old);
@@ -136,6 +168,10 @@ export class LocalContent {
   noteZeroed(first: number, count: number): void {
     this.touched.setRange(first, count);
     const end = first + count;
+    if (this.expecting.size) {
+      if (count <= this.expecting.size) for (let b = first; b < end; b++) this.settleExpected(b, undefined);
+      else for (const b of [...this.expecting.keys()]) if (b >= first && b < end) this.settleExpected(b, undefined);
+    }
     const forget = (b: number, key: string) => {
       if (this.byId.get(key) === b) this.byId.delete(key);
       this.idOf.delete(b);

@@ -31,4 +31,10 @@ export interface RemoteContent {
    * replica index (the received blocks a target records there).
    */
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void;
+  /**
+   * Content this host looked up, found nowhere and so awaited from its source
+   * is not coming after all: the block it was offered for received other
+   * content. Optional (only claims care): a claim on it is released now.
+   */
+  abandon?(blockSize: number, ids: Uint8Array[]): void;
 }

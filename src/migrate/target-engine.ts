@@ -111,6 +111,15 @@ export class TargetEngine {
   /** Block messages that arrived during the cut-over, applied in arrival order once the VM is served here. */
   private heldInCutover: Array<{ m: Message; resolve: (applied: void | Promise<void>) => void; reject: (e: Error) => void }> = [];
   private superseded = false;
+  /**
+   * Blocks answered "have" for a sibling's in-flight copy that had not landed when the cut-over began
+   * (each with a token: a later write of the block drops it). The cut-over does not wait for them: the
+   * sibling may itself be in its cut-over, waiting for content this migration claimed and receives only
+   * in post-copy. They are missing here until the copy lands, or, failing that, the source's is fetched.
+   */
+  private readonly siblingDeferred = new Map<number, object>();
+  private cutoverBegan: (() => void) | undefined;
+  private readonly cutoverBegins = new Promise<'cutover'>((r) => (this.cutoverBegan = () => r('cutover')));
   /** Blocks whose content arrived (data, zero, reference, offer answered "have") in this session: pre-copy's first-pass progress. */
   private readonly arrived: Bitmap;
   /** Process CPU seconds and block-work busy seconds when the session began (VERIFY reports from here). */
@@ -203,11 +212,21 @@ export class TargetEngine {
     // references this side could not resolve in pre-copy, and the cut-over waits for those answers.
     // They are applied now; one for a block the CUTOVER lists missing is asked again once serving.
     if (this.phase === 'cutover' && this.cutoverRunning && CARRIES_BLOCKS.has(m.type)) {
-      const answer = demandAnswerBlocks(m);
+      // A block fetched again may come as a push the source already had queued (it promotes that frame
+      // instead of sending a second copy): the cut-over waits for it, so it is an answer too.
+      const answer = demandAnswerBlocks(m) ?? this.refetchAnswer(m);
       if (!answer) return new Promise((resolve, reject) => this.heldInCutover.push({ m, resolve, reject }));
       for (let b = answer[0]; b < answer[0] + answer[1] && b < this.n; b++) this.answeredInCutover.push(b);
     }
     return this.apply(m);
+  }
+
+  /** A block message for a block fetched again (any reason): [block, 1]. */
+  private refetchAnswer(m: Message): [first: number, count: number] | undefined {
+    if (this.refetching.size === 0) return undefined;
+    if ((m.type === MsgType.DATA || m.type === MsgType.REF) && this.refetching.has(m.block)) return [m.block, 1];
+    if (m.type === MsgType.ZERO) for (let b = m.first; b < m.first + m.count; b++) if (this.refetching.has(b)) return [m.first, m.count];
+    return undefined;
   }
 
   /** The cut-over is over: the messages held during it are applied, in the order they arrived. */
@@ -241,9 +260,11 @@ export class TargetEngine {
         this.prefetcher?.arrived(b, m.reason === DataReason.PREFETCH, m.reason === DataReason.PUSH);
         const p = this.track(b, async () => {
           const { block, id } = await decoded;
+          this.siblingDeferred.delete(b);
           if (await this.o.disk.applyData(b, block)) this.o.local?.noteWritten(b, id);
         });
-        if (m.reason === DataReason.DEMAND) this.refetching.get(b)?.();
+        // Whatever the reason: a promoted push answers a fetch too.
+        this.refetching.get(b)?.();
         return p;
       }
       case MsgType.ZERO:
@@ -253,11 +274,12 @@ export class TargetEngine {
         if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
         {
           const p = this.trackRange(m.first, m.count, async () => {
+            for (const b of [...this.siblingDeferred.keys()]) if (b >= m.first && b < m.first + m.count) this.siblingDeferred.delete(b);
             await this.o.disk.applyZero(m.first, m.count);
             this.o.local?.noteZeroed(m.first, m.count);
           });
           // A block fetched again may have become zero at the source since it was referenced.
-          if (m.reason === DataReason.DEMAND) for (let b = m.first; b < m.first + m.count; b++) this.refetching.get(b)?.();
+          for (let b = m.first; b < m.first + m.count; b++) this.refetching.get(b)?.();
           return p;
         }
       case MsgType.REF:
@@ -396,13 +418,22 @@ export class TargetEngine {
       // Then a sibling host in this datacenter (looked up for the whole OFFER batch at once), re-hashed.
       const hit = found ? undefined : await remote;
       if (hit?.inFlight) onInFlight?.();
-      if (hit && (await local.fetchRemote(id, hit, buf))) found = 'lan';
+      if (hit) {
+        const fetched = local.fetchRemote(b, id, hit, buf);
+        const got = hit.inFlight && onInFlight ? await Promise.race([fetched, this.cutoverBegins]) : await fetched;
+        if (got === 'cutover') {
+          this.deferToPostcopy(b, id, buf, fetched);
+          return 'lan';
+        }
+        if (got) found = 'lan';
+      }
       if (!found) {
         // HAVE already said "have" for an in-flight copy that never came: ask the source, inside this
         // block's chain so the cut-over (which waits for every chain) also waits for the answer.
         if (hit?.inFlight && onInFlight) this.refetch(b);
         return undefined;
       }
+      this.siblingDeferred.delete(b);
       // 'same': block b already holds it; during pre-copy nothing needs writing.
       if (found !== 'same' || this.o.disk.isActive) {
         if (!(await this.o.disk.applyData(b, buf))) return found;
@@ -412,11 +443,37 @@ export class TargetEngine {
     });
   }
 
+  /**
+   * The cut-over began while block `b` waited for a sibling's copy: the wait goes on outside the
+   * block's chain, and whatever comes is applied once the VM is served here, as a post-copy arrival
+   * (so the block is in the missing map the cut-over builds). The copy is applied unless the block
+   * was written since (a later message, or the VM here); if none comes the source's copy is fetched,
+   * and the deferral ends when that answer is applied.
+   */
+  private deferToPostcopy(b: number, id: Buffer, buf: Buffer, fetched: Promise<boolean>): void {
+    const token = {};
+    this.siblingDeferred.set(b, token);
+    void fetched.then(async (ok) => {
+      await this.cutoverRunning?.catch(() => {});
+      if (this.siblingDeferred.get(b) !== token || this.superseded || !this.o.disk.isActive) return;
+      if (!ok) {
+        this.o.channel.send({ type: MsgType.FETCH, prefetch: false, blocks: [b] }, Priority.DEMAND);
+        return;
+      }
+      await this.track(b, async () => {
+        if (this.siblingDeferred.get(b) !== token) return;
+        this.siblingDeferred.delete(b);
+        if (await this.o.disk.applyData(b, buf)) this.o.local?.noteWritten(b, id);
+      });
+    }).catch((e: unknown) => this.o.log.warn({ block: b, err: (e as Error).message }, 'a sibling copy awaited past the cut-over could not be applied'));
+  }
+
   private handleRef(b: number, id: Buffer): Promise<void> {
     return this.materialise(b, id).then((found) => {
       if (found) {
         if (found === 'received') this.dedupStats.refFromReceived++;
         else this.dedupStats.refFromLocal++;
+        this.refetching.get(b)?.();
         return;
       }
       // Referenced content is not here after all (overwritten, or a file changed): ask the source.
@@ -445,7 +502,7 @@ export class TargetEngine {
     for (const b of blocks) if (b >= this.n) throw new ProtocolError(`OFFER for block ${b} beyond the image (${this.n} blocks)`);
     this.dedupStats.offered += blocks.length;
     const idOf = (i: number) => ids.subarray(OFFER_ID_BYTES * i, OFFER_ID_BYTES * (i + 1));
-    const remote = this.o.local?.lookupRemote(Array.from(blocks, (_, i) => idOf(i)));
+    const remote = this.o.local?.lookupRemote(blocks, Array.from(blocks, (_, i) => idOf(i)));
     const results = Array.from(blocks, (b, i) => {
       // A sibling is fetching this content over the WAN (an in-flight claim): answer "have" now, so this
       // batch never waits on a sibling's batch (which may wait on ours), and take the copy when it lands;
@@ -473,7 +530,14 @@ export class TargetEngine {
     this.setPhase('cutover');
     // Timed for the downtime's breakdown (bench:perf reads the log line below).
     const arrivedAt = clock.now();
+    this.cutoverBegan?.();
     while (this.outstanding.size) await Promise.allSettled([...this.outstanding]);
+    // Still waiting for a sibling's copy: missing here until it lands. One the source lists missing was
+    // written there since: its push carries the newer content, and the sibling's copy is not applied.
+    for (const b of [...this.siblingDeferred.keys()]) {
+      if (missing.get(b)) this.siblingDeferred.delete(b);
+      else missing.set(b);
+    }
     const appliedAt = clock.now();
     await this.backgroundFlush;
     if (this.o.onCutover) await this.o.onCutover(missing, () => disk.flush());

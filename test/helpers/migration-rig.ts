@@ -20,6 +20,7 @@ import type { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
 import type { MigrationReport } from '../../src/migrate/report.ts';
+import type { RemoteContent } from '../../src/migrate/remote-content.ts';
 import { WorkloadExecutor, type ExecutorResult } from '../../src/workload/executor.ts';
 import { ExpectedDisk, finalVerify } from '../../src/workload/expected.ts';
 import { RequestGenerator } from '../../src/workload/generator.ts';
@@ -39,6 +40,8 @@ export interface RigOptions {
   targetInitial?: Buffer;
   /** Replica index at the target. */
   index?: ReplicaIndex;
+  /** Sibling hosts' content at the target (a fleet's locator and claims). */
+  remote?: RemoteContent;
   /** The VM runs the mail profile: half its writes copy existing blocks (duplicates). */
   duplicateWrites?: boolean;
   /** TargetEngine's backgroundFlushBytes (default: the engine's). */
@@ -76,7 +79,7 @@ export function buildRig(o: RigOptions) {
   const onLoss = (e: Error | undefined, s: { engine: SourceEngine | TargetEngine }) => { if (e) { lostErrors.push(e); s.engine.abort(e.message); } };
   const { postcopy, gate: tgtGate } = buildTargetDisks({ runtime, image: tgtImage, blockSize: bs, engine: () => target });
   const quiet = log.child({ rig: o.algorithm });
-  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, content: runtime.content, preexisting: o.targetInitial !== undefined, index: o.index, log: quiet });
+  const local = new LocalContent({ image: tgtImage, imagePath: '/nonexistent/rig-target.img', blockSize: bs, content: runtime.content, preexisting: o.targetInitial !== undefined, index: o.index, remote: o.remote, log: quiet });
   const start = async () => {
     if (o.targetInitial) await tgtImage.write(0, o.targetInitial);
     ({ engine: source, channel: srcCh } = buildSourceSession({

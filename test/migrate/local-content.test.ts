@@ -43,3 +43,24 @@ test('concurrent lookups share replica opens and close() releases every descript
   await local.close();
   assert.equal(openFds(), before, 'no descriptor left open after close()');
 });
+
+test('content awaited from the source is abandoned at sibling hosts when its block receives other content', async () => {
+  const abandoned: string[] = [];
+  const remote = {
+    lookup: async (_bs: number, ids: Uint8Array[]) => ids.map(() => undefined),
+    fetch: async () => false,
+    stale: () => undefined,
+    publish: () => undefined,
+    abandon: (_bs: number, ids: Uint8Array[]) => abandoned.push(...ids.map((id) => Buffer.from(id).toString('hex'))),
+  };
+  const local = new LocalContent({ image: new MemoryDisk(8 * BS), imagePath: '/nonexistent/target.img', blockSize: BS, content: REAL_CONTENT_MODEL, preexisting: false, remote, log: pino({ level: 'silent' }) });
+  const content = (k: number) => Buffer.alloc(BS, k + 1);
+  const ids = [0, 1, 2, 3, 4].map((k) => contentId(content(k)).subarray(0, 16));
+  await Promise.all(local.lookupRemote([0, 1, 2, 3, 4], ids)!);
+  local.noteWritten(0, contentId(content(0))); // what was offered: delivered, nothing abandoned
+  local.noteWritten(1, contentId(content(9))); // rewritten at the source: other content came
+  local.noteChanged(2); // the VM wrote it here
+  local.noteZeroed(3, 2); // zeroed
+  local.noteWritten(1, contentId(content(1))); // no longer awaited: nothing more
+  assert.deepEqual(abandoned.sort(), [1, 2, 3, 4].map((k) => Buffer.from(ids[k]!).toString('hex')).sort());
+});

@@ -93,6 +93,8 @@ export interface FleetRigResult {
   /** Workload mismatches over all VMs (reads during the run, and the final read of every target). */
   mismatches: number;
   claims: Array<ClaimingContent['stats']>;
+  /** Each VM's claim store: claimed, abandoned, presumed lost, released. */
+  claimStores: Array<ClaimStore['stats']>;
   makespanS: number;
 }
 
@@ -156,6 +158,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
 
     const targets = new Map<string, TargetAgent>();
     const claiming: ClaimingContent[] = [];
+    const stores: ClaimStore[] = [];
     const planVms: string[] = [];
     const handles: FleetRigHandles = { locator, security, templates, blockSize: bs, storeImage, storeServer, vms: [], lanBlocks: () => 0 };
     for (const vm of vms) {
@@ -176,6 +179,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
         const claims = new ClaimStore({
           cluster: locator.client, idFormat: DEFAULT_CONTENT_ID_FORMAT, holder: self, clock: realClock, log: quiet, onFailure: (e, what) => locator.unavailable(e, what),
         });
+        stores.push(claims);
         remote = new ClaimingContent({ locator, client, claims, selfAddress: self, clock: realClock, log: quiet });
         const r = remote;
         closers.push(() => r.close());
@@ -269,6 +273,7 @@ export async function runFleetRig(o: FleetRigOptions): Promise<FleetRigResult> {
       shareableBlocks,
       mismatches,
       claims: claiming.map((c) => ({ ...c.stats })),
+      claimStores: stores.map((c) => ({ ...c.stats })),
       makespanS: result.totals.elapsed_s,
     };
   } finally {
