@@ -150,7 +150,7 @@ async function runSim() {
       const r = await simulateFleet(o);
       if (r.verified !== r.vms.length) throw new Error(`simulated ${mode} run ${i}: ${r.vms.length - r.verified} of ${r.vms.length} VMs not verified`);
       (mode === 'fleet' ? fleet : independent).push(r);
-      if (!args.values.json) process.stderr.write(`sim run ${i} ${mode}: makespan ${r.makespan_s.toFixed(1)} s (virtual), WAN data ${(r.wan_data_bytes / 2 ** 20).toFixed(1)} MiB, bound ${(r.bound_bytes / 2 ** 20).toFixed(1)} MiB, LAN blocks ${r.lan_blocks}, ${r.wall_s.toFixed(0)} s wall\n`);
+      if (!args.values.json) process.stderr.write(`sim run ${i} ${mode}: makespan ${r.makespan_s.toFixed(1)} s (virtual), WAN data ${(r.wan_data_bytes / 2 ** 20).toFixed(1)} MiB, bound ${(r.bound_bytes / 2 ** 20).toFixed(1)} MiB, LAN blocks ${r.lan_blocks}, longest downtime ${Math.max(0, ...r.vms.map((v) => v.downtime_ms)).toFixed(0)} ms, ${r.wall_s.toFixed(0)} s wall\n`);
     }
   }
   const pick = (rs: SimFleetResult[], f: (r: SimFleetResult) => number) => rs.map(f);
@@ -160,7 +160,11 @@ async function runSim() {
     downtime_max_ms: median(pick(rs, (r) => Math.max(0, ...r.vms.map((v) => v.downtime_ms)))), wall_s: median(pick(rs, (r) => r.wall_s)),
   });
   return {
-    fleet: { ...section(fleet), claims_wan: median(pick(fleet, (r) => r.claims?.claimed_wan ?? 0)), claims_waited: median(pick(fleet, (r) => r.claims?.waited_found ?? 0)) },
+    fleet: {
+      ...section(fleet), claims_wan: median(pick(fleet, (r) => r.claims?.claimed_wan ?? 0)), claims_waited: median(pick(fleet, (r) => r.claims?.waited_found ?? 0)),
+      // Claims given up as never coming (15 s each: a sign of the claim deadlock, docs/design.md "The simulated fleet").
+      claims_presumed_lost: median(pick(fleet, (r) => r.locator?.presumedLost ?? 0)),
+    },
     independent: section(independent),
     headline: {
       wan_over_bound: ratioOfMedians(pick(fleet, (r) => r.wan_data_bytes), pick(fleet, (r) => r.bound_bytes)),
