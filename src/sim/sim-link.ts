@@ -45,8 +45,8 @@ function joinFrame(arena: OverlapArena, parts: Buffer[], n: number): Buffer {
 /** Bandwidth must be finite here: the simulator models a real link. */
 export type SimLinkModel = LinkModel;
 
-/** One end's frame joiner, with the arena its received frames share (overlap-arena.ts). */
-function frameJoiner(): JoinWrite {
+/** One end's frame joiner, with the arena its received frames share (overlap-arena.ts); also the fleet's shaped WAN (sim-wan.ts). */
+export function frameJoiner(): JoinWrite {
   const arena = new OverlapArena(FRAME_HEADER_SIZE + MAX_FRAME_PAYLOAD);
   return (parts, n) => (parts.length === 1 ? parts[0]! : joinFrame(arena, parts, n));
 }
