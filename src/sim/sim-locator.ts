@@ -3,10 +3,11 @@
  * held in memory on the virtual clock instead of a Redis Cluster: the
  * locator (content → host, file, block: what src/locator/redis-locator.ts
  * keeps) and the in-flight claims (src/locator/claims.ts), with the claims'
- * rules for content that will never come (the same constants: a claim older
- * than one delivered OUT_OF_ORDER_MS ago, one held QUIET_MS while its holder
- * delivered nothing, any held MAX_HOLD_MS). A holder whose migration ended
- * gives its claims up. Each target's view of it is a SimSiteContent, the
+ * rules: released when delivered, abandoned when the block they were for
+ * received other content (several blocks awaiting one content: when none
+ * does), taken over by the first waiter that finds one given up, and the
+ * same safety nets (held QUIET_MS while its holder received nothing, or
+ * MAX_HOLD_MS). A holder whose migration ended gives its claims up. Each target's view of it is a SimSiteContent, the
  * simulator's ClaimingContent: a RemoteContent handed to the real
  * LocalContent, which re-hashes every block fetched.
  *
@@ -16,7 +17,7 @@
  * servers' TLS and CPU, holders that die (claims never expire here).
  */
 import type { RemoteContent, RemoteHit } from '../migrate/remote-content.ts';
-import { MAX_HOLD_MS, OUT_OF_ORDER_MS, QUIET_MS, RENEW_EVERY_MS } from '../locator/claims.ts';
+import { MAX_HOLD_MS, QUIET_MS, RENEW_EVERY_MS } from '../locator/claims.ts';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.ts';
 import type { SimDisk } from './sim-disk.ts';
 import type { SimLan } from './sim-lan.ts';
@@ -32,14 +33,12 @@ export interface Located {
 interface Claim {
   holder: string;
   since: number;
-  seq: number;
+  /** The holder's blocks awaiting the content: abandoned when none is left. */
+  awaiting: number;
 }
 
-/** What one claim holder delivered, for the presumed-lost rules. */
+/** When a holder last received content (or first claimed), for the safety net. */
 interface HolderState {
-  nextSeq: number;
-  marks: Array<{ seq: number; at: number }>;
-  settledSeq: number;
   lastDelivery: number | undefined;
 }
 
@@ -52,7 +51,7 @@ export class SimLocator {
   private readonly files = new Map<string, SimDisk>();
   private readonly holders = new Map<string, HolderState>();
   private sweepTimer: TimerHandle | undefined;
-  readonly stats = { entries: 0, claimed: 0, claimsLost: 0, released: 0, presumedLost: 0, givenUp: 0, stale: 0 };
+  readonly stats = { entries: 0, claimed: 0, claimsLost: 0, released: 0, presumedLost: 0, abandoned: 0, takenOver: 0, givenUp: 0, stale: 0 };
 
   constructor(private readonly clock: Clock) {}
 
@@ -89,11 +88,11 @@ export class SimLocator {
     const c = this.claims.get(k);
     if (c) {
       this.stats.claimsLost++;
+      if (c.holder === holder) c.awaiting++;
       return { won: false, holder: c.holder };
     }
-    const h = this.holder(holder);
-    this.claims.set(k, { holder, since: this.clock.now(), seq: h.nextSeq++ });
-    h.lastDelivery ??= this.clock.now();
+    this.claims.set(k, { holder, since: this.clock.now(), awaiting: 1 });
+    this.holder(holder).lastDelivery ??= this.clock.now();
     this.stats.claimed++;
     this.scheduleSweep();
     return { won: true };
@@ -105,21 +104,36 @@ export class SimLocator {
 
   /** `holder` published these (delivered) contents: its claims on them go. */
   release(blockSize: number, ids: Iterable<Uint8Array>, holder: string): void {
-    let top = -1;
+    this.holder(holder).lastDelivery = this.clock.now();
     for (const id of ids) {
       const k = keyOf(blockSize, id);
-      const c = this.claims.get(k);
-      if (!c || c.holder !== holder) continue;
-      top = Math.max(top, c.seq);
+      if (this.claims.get(k)?.holder !== holder) continue;
       this.claims.delete(k);
       this.stats.released++;
     }
-    if (top < 0) return;
-    const h = this.holder(holder);
-    const now = this.clock.now();
-    h.lastDelivery = now;
-    const last = h.marks[h.marks.length - 1];
-    if (!last || top > last.seq) h.marks.push({ seq: top, at: now });
+  }
+
+  /** A block of `holder` that awaited these received other content (ClaimStore.abandon). */
+  abandon(blockSize: number, ids: Iterable<Uint8Array>, holder: string): void {
+    for (const id of ids) {
+      const k = keyOf(blockSize, id);
+      const c = this.claims.get(k);
+      if (c?.holder !== holder || --c.awaiting > 0) continue;
+      this.claims.delete(k);
+      this.stats.abandoned++;
+    }
+  }
+
+  /** The claim if nobody holds it or `from` still does (ClaimStore.takeOver): who holds it now. */
+  takeOver(blockSize: number, id: Uint8Array, from: string, holder: string): string {
+    const k = keyOf(blockSize, id);
+    const c = this.claims.get(k);
+    if (c && c.holder !== from) return c.holder;
+    this.claims.set(k, { holder, since: this.clock.now(), awaiting: 1 });
+    this.holder(holder).lastDelivery ??= this.clock.now();
+    this.stats.takenOver++;
+    this.scheduleSweep();
+    return holder;
   }
 
   /** The holder's migration ended: what it still claims is not coming. */
@@ -140,7 +154,7 @@ export class SimLocator {
   private holder(name: string): HolderState {
     let h = this.holders.get(name);
     if (!h) {
-      h = { nextSeq: 0, marks: [], settledSeq: 0, lastDelivery: undefined };
+      h = { lastDelivery: undefined };
       this.holders.set(name, h);
     }
     return h;
@@ -158,13 +172,10 @@ export class SimLocator {
 
   private sweep(): void {
     const now = this.clock.now();
-    for (const h of this.holders.values()) {
-      while (h.marks.length && now - h.marks[0]!.at >= OUT_OF_ORDER_MS) h.settledSeq = Math.max(h.settledSeq, h.marks.shift()!.seq);
-    }
     for (const [k, c] of this.claims) {
       const h = this.holder(c.holder);
       const quiet = now - (h.lastDelivery ?? now) >= QUIET_MS;
-      if (c.seq < h.settledSeq || (quiet && now - c.since >= QUIET_MS) || now - c.since > MAX_HOLD_MS) {
+      if ((quiet && now - c.since >= QUIET_MS) || now - c.since > MAX_HOLD_MS) {
         this.claims.delete(k);
         this.stats.presumedLost++;
       }
@@ -178,6 +189,8 @@ interface SiteHit extends RemoteHit {
 
 interface Waiter {
   id: Uint8Array;
+  /** Who fetches it: a waiter that finds the claim given up takes it over from them. */
+  holder: string;
   since: number;
   done: Array<(l: Located | undefined) => void>;
 }
@@ -207,7 +220,7 @@ export class SimSiteContent implements RemoteContent {
   private readonly waiting = new Map<string, Waiter>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
-  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0 };
+  readonly stats = { claimedWan: 0, waitedFor: 0, waitedFound: 0, waitedGaveUp: 0, lanHits: 0, takenOver: 0 };
 
   constructor(private readonly o: SimSiteOptions) {}
 
@@ -251,7 +264,7 @@ export class SimSiteContent implements RemoteContent {
   }
 
   async fetch(blockSize: number, id: Uint8Array, hit: RemoteHit, into: Buffer): Promise<boolean> {
-    const located = hit.inFlight ? await this.waitFor(blockSize, id) : (hit as SiteHit).located;
+    const located = hit.inFlight ? await this.waitFor(blockSize, id, hit.where) : (hit as SiteHit).located;
     if (!located) return false;
     const disk = this.o.locator.file(located.path);
     if (!disk || located.offset + into.length > disk.size) return false;
@@ -262,6 +275,10 @@ export class SimSiteContent implements RemoteContent {
 
   stale(blockSize: number, id: Uint8Array): void {
     this.o.locator.forget(blockSize, id);
+  }
+
+  abandon(blockSize: number, ids: Uint8Array[]): void {
+    if (this.o.claims) this.o.locator.abandon(blockSize, ids, this.o.self);
   }
 
   publish(blockSize: number, image: number, entries: Array<{ id: Uint8Array; offset: number }>): void {
@@ -283,14 +300,14 @@ export class SimSiteContent implements RemoteContent {
     this.o.locator.releaseAll(this.o.self);
   }
 
-  private waitFor(blockSize: number, id: Uint8Array): Promise<Located | undefined> {
+  private waitFor(blockSize: number, id: Uint8Array, holder: string): Promise<Located | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     this.stats.waitedFor++;
     return new Promise((resolve) => {
       const k = keyOf(blockSize, id);
       const w = this.waiting.get(k);
       if (w) w.done.push(resolve);
-      else this.waiting.set(k, { id: Buffer.from(id), since: this.o.clock.now(), done: [resolve] });
+      else this.waiting.set(k, { id: Buffer.from(id), holder, since: this.o.clock.now(), done: [resolve] });
       this.schedulePoll(blockSize);
     });
   }
@@ -324,7 +341,15 @@ export class SimSiteContent implements RemoteContent {
     for (const [k, w] of [...this.waiting]) {
       const l = locator.find(blockSize, w.id);
       if (l && l.owner !== self) this.settle(k, l);
-      else if (claimed.get(k) === false || now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
+      else if (now - w.since > (this.o.maxWaitMs ?? 120_000)) this.settle(k, undefined);
+      else if (claimed.get(k) === false) {
+        // Given up by its holder: the first waiter takes it over (and asks its source), the others wait for that copy.
+        const now = locator.takeOver(blockSize, w.id, w.holder, self);
+        if (now === self) {
+          this.stats.takenOver++;
+          this.settle(k, undefined);
+        } else w.holder = now;
+      }
     }
   }
 }
