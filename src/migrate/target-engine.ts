@@ -274,7 +274,7 @@ export class TargetEngine {
         if (this.prefetcher) for (let b = m.first; b < m.first + m.count; b++) this.prefetcher.arrived(b, m.reason === DataReason.PREFETCH);
         {
           const p = this.trackRange(m.first, m.count, async () => {
-            for (const b of [...this.siblingDeferred.keys()]) if (b >= m.first && b < m.first + m.count) this.siblingDeferred.delete(b);
+            if (this.siblingDeferred.size) for (const b of [...this.siblingDeferred.keys()]) if (b >= m.first && b < m.first + m.count) this.siblingDeferred.delete(b);
             await this.o.disk.applyZero(m.first, m.count);
             this.o.local?.noteZeroed(m.first, m.count);
           });
