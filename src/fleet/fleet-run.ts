@@ -75,6 +75,8 @@ export interface FleetRunOptions {
   onEvent?: (e: Record<string, unknown>) => void;
   /** The VM's disk is being served at `nbd`, before its migration starts (a test starts the VM's workload here). */
   onServing?: (vm: FleetVm, nbd: Address, source: SourceAgent) => void | Promise<void>;
+  /** Predicted migration times by VM name (the planner's, `predict: simulator`); the others get the size model. */
+  predictedS?: ReadonlyMap<string, number>;
   /** A VM's migration ended (its source is closed after this returns). */
   onFinished?: (vm: FleetVm, report: MigrationReport | undefined) => void | Promise<void>;
 }
@@ -111,7 +113,7 @@ export class FleetRun {
     const sizes = o.plan.vms.map((vm) => ({ vm, bytes: dataBytes(vm) }));
     const known = sizes.filter((s) => s.bytes !== undefined);
     const mean = known.length ? known.reduce((s, k) => s + k.bytes!, 0) / known.length : 0;
-    this.order = orderVms(predict(sizes.map((s) => ({ vm: s.vm, dataBytes: s.bytes ?? mean })), o.plan.wanCapBps, o.plan.concurrency), o.plan.order);
+    this.order = orderVms(predict(sizes.map((s) => ({ vm: s.vm, dataBytes: s.bytes ?? mean })), o.plan.wanCapBps, o.plan.concurrency, o.predictedS), o.plan.order);
     this.order.forEach((p, i) => {
       this.rowsByName.set(p.vm.name, {
         name: p.vm.name, target: formatAddress(p.vm.target), priority: p.vm.priority, deadline_s: p.vm.deadlineMs === undefined ? null : p.vm.deadlineMs / 1000,

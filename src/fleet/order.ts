@@ -12,10 +12,17 @@
  * - `shortest-first`: SPT alone.
  * - `as-listed`: the file's order.
  *
- * The prediction is the planner's first-order model (src/migrate/prediction.ts
- * style): the VM's allocated bytes over its fair share of the cap while
- * `concurrency` migrations share it. Dedup against the destination is not
- * known before the target answers, so it is left out (the same for every VM).
+ * The prediction (`predict:` in the plan):
+ * - `size` (default): a first-order model, the VM's allocated bytes over its
+ *   fair share of the cap while `concurrency` migrations share it. Costs a
+ *   stat per image.
+ * - `simulator`: the planner (`flimcd plan`, src/sim/planner.ts) simulates
+ *   each VM's migration with the plan's algorithm at that share and the plan's
+ *   `wan_rtt` (its image scanned: zero blocks, compression; an idle VM), so a
+ *   VM whose allocated blocks are mostly zeros or compress well is predicted
+ *   short. Reads every image once before the run (src/cli/fleet-predictions.ts).
+ * Dedup against the destination is not known before the targets answer, so
+ * both leave it out (the same for every VM).
  */
 import type { FleetVm, OrderRule } from './plan.ts';
 
@@ -27,15 +34,20 @@ export interface Predicted {
   predictedS: number;
 }
 
-/** The first-order prediction of each VM's time at its fair share of the cap. */
-export function predict(vms: Array<{ vm: FleetVm; dataBytes: number }>, capBps: number, concurrency: number): Predicted[] {
+/** Each VM's expected share of the cap (bits/s) while `concurrency` of these VMs share it by weight. */
+export function fairShares(vms: readonly FleetVm[], capBps: number, concurrency: number): number[] {
   const running = Math.max(1, Math.min(concurrency, vms.length));
-  const totalWeight = vms.reduce((s, v) => s + v.vm.priority, 0);
-  const meanWeight = totalWeight / Math.max(1, vms.length);
-  return vms.map(({ vm, dataBytes }) => {
-    const shareBps = (capBps * vm.priority) / (meanWeight * running);
-    return { vm, dataBytes, predictedS: (dataBytes * 8) / Math.max(1, shareBps) };
-  });
+  const meanWeight = vms.reduce((s, v) => s + v.priority, 0) / Math.max(1, vms.length);
+  return vms.map((vm) => (capBps * vm.priority) / (meanWeight * running));
+}
+
+/**
+ * Each VM's predicted time at its fair share of the cap: `simulatedS` (the
+ * planner's, by name) where given, else the first-order model.
+ */
+export function predict(vms: Array<{ vm: FleetVm; dataBytes: number }>, capBps: number, concurrency: number, simulatedS?: ReadonlyMap<string, number>): Predicted[] {
+  const shares = fairShares(vms.map((v) => v.vm), capBps, concurrency);
+  return vms.map(({ vm, dataBytes }, i) => ({ vm, dataBytes, predictedS: simulatedS?.get(vm.name) ?? (dataBytes * 8) / Math.max(1, shares[i]!) }));
 }
 
 export function orderVms(p: Predicted[], rule: OrderRule): Predicted[] {

@@ -6,6 +6,8 @@
  *   concurrency: 3            # migrations at once (default 4)
  *   wan_cap: 100Mbit          # total WAN bandwidth, shared by weighted fair share
  *   order: auto               # auto | shortest-first | deadline | as-listed
+ *   predict: size             # size | simulator: how "shortest" is predicted (src/fleet/order.ts)
+ *   wan_rtt: 40ms             # the WAN's round trip, for the simulator's predictions (default 50ms)
  *   algorithm: flimcd         # every VM's algorithm (default flimcd)
  *   block_size: 64KiB
  *   vms:
@@ -27,6 +29,8 @@ import { parseYamlSubset } from './yaml-subset.ts';
 
 export const ORDER_RULES = ['auto', 'shortest-first', 'deadline', 'as-listed'] as const;
 export type OrderRule = (typeof ORDER_RULES)[number];
+export const PREDICTORS = ['size', 'simulator'] as const;
+export type Predictor = (typeof PREDICTORS)[number];
 
 /** A unit-bearing value given as text ("100Mbit") in the file. */
 const text = z.string().min(1);
@@ -45,6 +49,8 @@ const PlanSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(256).optional(),
   wan_cap: text,
   order: z.enum(ORDER_RULES).optional(),
+  predict: z.enum(PREDICTORS).optional(),
+  wan_rtt: text.optional(),
   algorithm: z.enum(ALGORITHMS as unknown as [string, ...string[]]).optional(),
   block_size: text.optional(),
   vms: z.array(VmSchema).min(1).max(10_000),
@@ -67,6 +73,10 @@ export interface FleetPlan {
   concurrency: number;
   wanCapBps: number;
   order: OrderRule;
+  /** How each VM's migration time is predicted for the order. */
+  predict: Predictor;
+  /** The WAN's round trip (ms), for the simulator's predictions. */
+  wanRttMs: number;
   algorithm: Algorithm;
   blockSize: number;
   vms: FleetVm[];
@@ -137,6 +147,8 @@ export function parseFleetPlan(body: string, name: string): FleetPlan {
     concurrency: p.concurrency ?? 4,
     wanCapBps: parseBitRate(p.wan_cap, at(['wan_cap'])),
     order: p.order ?? 'auto',
+    predict: p.predict ?? 'size',
+    wanRttMs: p.wan_rtt === undefined ? 50 : parseDuration(p.wan_rtt, at(['wan_rtt'])),
     algorithm: (p.algorithm ?? 'flimcd') as Algorithm,
     blockSize: p.block_size === undefined ? 64 * 1024 : parseBlockSize(p.block_size, at(['block_size'])),
     vms,

@@ -34,6 +34,11 @@ test('a YAML-subset plan and its JSON twin read to the same plan', () => {
   assert.equal(y.vms[1]!.deadlineMs, 600_000);
   assert.equal(y.vms[1]!.image.kind, 'nbd');
   assert.deepEqual(y.vms[0]!.target, { kind: 'tcp', host: '10.0.0.5', port: 7000 });
+  assert.equal(y.predict, 'size');
+  assert.equal(y.wanRttMs, 50);
+  const sim = parseFleetPlan(YAML.replace('order: auto', 'order: auto\npredict: simulator\nwan_rtt: 40ms'), 'p.yaml');
+  assert.equal(sim.predict, 'simulator');
+  assert.equal(sim.wanRttMs, 40);
 });
 
 function refused(text: string, re: RegExp): void {
@@ -55,6 +60,8 @@ test('mistakes name the line and the field', () => {
   refused(YAML.replace('    priority: 2', '      priority: 2'), /line 9: unexpected indentation/);
   refused(YAML.replace('vms:\n', ''), /line 5: unexpected indentation/);
   refused('concurrency: 2\nwan_cap: 1Gbit\n', /^fleet plan p\.yaml: vms: /);
+  refused(YAML.replace('order: auto', 'order: auto\npredict: oracle'), /line 5: predict: /);
+  refused(YAML.replace('order: auto', 'order: auto\nwan_rtt: 40 parsecs'), /line 5: wan_rtt: /);
   assert.throws(() => parseFleetPlan('{"wan_cap": "1Gbit", "vms": [}', 'p.json'), /fleet plan p\.json: (line \d+: )?not valid JSON/);
 });
 

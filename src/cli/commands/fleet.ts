@@ -16,6 +16,7 @@ import { formatFleetTable, startFleetControl, type FleetSnapshot } from '../../f
 import { addSecurityOptions, securityFromFlags, type SecurityFlags } from '../security-options.ts';
 import { onShutdownSignal } from '../signals.ts';
 import { ExitCode } from '../exit-codes.ts';
+import { simulatedPredictions } from '../fleet-predictions.ts';
 
 interface RunOptions extends SecurityFlags {
   dir: string;
@@ -65,7 +66,8 @@ export function registerFleet(program: Command): void {
       const control = o.control === undefined ? undefined : parseAddress(o.control, '--control');
       mkdirSync(o.dir, { recursive: true });
       const print = (e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + '\n');
-      const run = new FleetRun({ plan, security, dir: o.dir, log, onEvent: o.json ? print : undefined });
+      const predictedS = plan.predict === 'simulator' ? await simulatedPredictions(plan, log) : undefined;
+      const run = new FleetRun({ plan, security, dir: o.dir, log, predictedS, onEvent: o.json ? print : undefined });
       const snapshot = (): FleetSnapshot => {
         const rows = run.rows();
         return { rows, totals: run.totals(rows) };
