@@ -30,9 +30,10 @@ async function iopsWithoutMigration(image: string, sock: string, seconds: number
 
 export async function measureGuestIo(dir: string, o: { seconds: number; bandwidthBps: number; rttMs: number }): Promise<GuestIoResult> {
   const image = join(dir, 'guest.img');
-  // Pre-copy must outlast the fio job: twice its length of data at the link's rate.
+  // Pre-copy must outlast the fio job: twice its length of data at the link's rate, incompressible
+  // (compressible content pre-copied faster than the link's rate and the cut-over ended fio's job).
   const size = Math.ceil(((o.bandwidthBps / 8) * (o.seconds + 3) * 2) / (1 << 20)) << 20;
-  await generateImage(image, size, { seed: 11 });
+  await generateImage(image, size, { seed: 11, mix: { zero: 0, duplicate: 0, text: 0 } });
   const alone = await iopsWithoutMigration(image, join(dir, 'export.sock'), o.seconds);
   let migrating = NaN;
   await migrateThroughWan({
