@@ -131,6 +131,11 @@ async function runReal() {
       wan_data_bytes: median(pick(independent, (r) => r.wanData)), makespan_s: median(pick(independent, (r) => r.makespanS)),
       precopy_max_s: median(pick(independent, (r) => maxOf(r, (row) => row.report?.time_precopy_s ?? 0))), downtime_max_ms: median(pick(independent, (r) => maxOf(r, (row) => row.report?.downtime_ms ?? 0))),
     },
+    // Each run pair (fleet, then independent, same seed): the spread behind the medians.
+    runs: fleet.map((f, i) => ({
+      fleet_makespan_s: +f.makespanS.toFixed(2), independent_makespan_s: +independent[i]!.makespanS.toFixed(2),
+      time_over_independent: +(f.makespanS / independent[i]!.makespanS).toFixed(3), wan_over_bound: +(f.wanData / f.bound).toFixed(4),
+    })),
     headline: {
       wan_over_bound: ratioOfMedians(pick(fleet, (r) => r.wanData), pick(fleet, (r) => r.bound)),
       wan_over_group_size: ratioOfMedians(pick(fleet, (r) => r.wanData), pick(fleet, (r) => r.groupBytes)),
