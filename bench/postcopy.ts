@@ -76,6 +76,7 @@ import { FiuReplay, parseFiuTrace, type FiuRecord } from '../src/workload/fiu-tr
 import { readTraceText } from '../src/workload/trace-recorder.ts';
 import type { Features } from '../src/policy/algorithm.ts';
 import { formatBytes } from '../src/util/units.ts';
+import { countUnavoidable, type UnavoidableCounts } from './unavoidable-waits.ts';
 
 const VARIANTS = ['postcopy', 'hot', 'prefetch', 'both'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -113,6 +114,8 @@ interface Case {
   /** A trace's cut-over point of run `seed` (% of its span); undefined for a generator. */
   cutoverPct?: (seed: number) => number;
   workload: (seed: number) => Workload;
+  /** A trace's accesses in a post-copy window [fromMs, toMs) that no history names (unavoidable-waits.ts). */
+  unavoidable?: (fromMs: number, toMs: number, image: SimDisk) => UnavoidableCounts;
 }
 
 interface Sample {
@@ -130,6 +133,8 @@ interface Sample {
   prefetch_requested: number;
   prefetch_hits: number;
   time_postcopy_s: number;
+  /** Plain post-copy on a trace: its window's first accesses that no history names (unavoidable-waits.ts); else null. */
+  unavoidable: UnavoidableCounts | null;
   verified: boolean;
   sim_wall_s: number;
 }
@@ -175,6 +180,7 @@ function traceCase(name: string, records: FiuRecord[], headline: boolean, minIma
     warmupMs: (seed) => spanMs * shares[seed - 1]!,
     cutoverPct: (seed) => Math.round(shares[seed - 1]! * 1000) / 10,
     workload: () => ({ name, requests: () => new FiuReplay(records, { imageBytes }) }),
+    unavoidable: (fromMs, toMs, disk) => countUnavoidable(records, { blockSize: disk.unit, fromMs, toMs, isHole: (b) => disk.ids[b] === 0 }),
   };
 }
 
@@ -245,7 +251,9 @@ async function main(): Promise<void> {
         const s: Sample = {
           workload: c.name, variant, seed, cutover_pct: c.cutoverPct?.(seed) ?? null, demand_fetch_rate: r.demand_fetch_rate, block_miss_rate: r.block_miss_rate, misses: r.misses, write_fetches: r.write_fetches,
           blocks_read: r.blocks_read_postcopy, blocks_written: r.blocks_written_postcopy, prefetch_requested: r.prefetch_requested, prefetch_hits: r.prefetch_hits,
-          time_postcopy_s: r.time_postcopy_s, verified: r.verified, sim_wall_s: Math.round(res.wall_s * 10) / 10,
+          time_postcopy_s: r.time_postcopy_s,
+          unavoidable: variant === 'postcopy' && c.unavoidable ? c.unavoidable(c.warmupMs(seed), c.warmupMs(seed) + (r.time_total_s - r.time_precopy_s) * 1000, image) : null,
+          verified: r.verified, sim_wall_s: Math.round(res.wall_s * 10) / 10,
         };
         samples.push(s);
         if (!v.json) process.stderr.write(`[${Math.round((Date.now() - started) / 1000)} s] ${c.name} ${s.cutover_pct === null ? `seed ${seed}` : `cut-over ${s.cutover_pct} %`} ${variant}: demand_fetch_rate ${(s.demand_fetch_rate * 100).toFixed(2)} % (${s.misses}+${s.write_fetches}/${s.blocks_read}+${s.blocks_written}), verified ${s.verified}\n`);
@@ -274,6 +282,14 @@ async function main(): Promise<void> {
     spread: Record<Variant, Spread>;
     misses: Record<Variant, number>;
     accesses: number;
+    /**
+     * Traces: first accesses in the pooled runs' windows that no history names, over all accesses (the
+     * same denominator as the rates), and that over plain's rate: the lowest both/plain an order using
+     * only the past reaches, short of luck (unavoidable-waits.ts). Null for generated workloads.
+     */
+    unavoidable: number | null;
+    unavoidable_rate: number | null;
+    unavoidable_over_plain: number | null;
   }
   const workloads: Record<string, WorkloadResult> = {};
   for (const c of chosen) {
@@ -297,7 +313,13 @@ async function main(): Promise<void> {
       accesses: accesses(p),
       waits: Object.fromEntries(VARIANTS.map((vr) => [vr, waits(mine.find((s) => s.variant === vr && s.seed === p.seed)!)])) as Record<Variant, number>,
     }));
-    workloads[c.name] = { headline: c.headline, image: c.imageKind, runs: of('postcopy').length, no_wait_runs: idle, rate, ratio, spread, misses, accesses: of('postcopy').reduce((a, s) => a + accesses(s), 0) };
+    const acc = of('postcopy').reduce((a, s) => a + accesses(s), 0);
+    const unavoidable = c.unavoidable ? of('postcopy').reduce((a, s) => a + (s.unavoidable?.unavoidable ?? 0), 0) : null;
+    const unavoidableRate = unavoidable === null || acc === 0 ? null : round(unavoidable / acc, 6);
+    workloads[c.name] = {
+      headline: c.headline, image: c.imageKind, runs: of('postcopy').length, no_wait_runs: idle, rate, ratio, spread, misses, accesses: acc,
+      unavoidable, unavoidable_rate: unavoidableRate, unavoidable_over_plain: unavoidableRate === null || !(rate.postcopy > 0) ? null : round(unavoidableRate / rate.postcopy),
+    };
   }
   // A workload where plain post-copy never waited has no ratio to headline (0/0).
   const noWaits = Object.entries(workloads).filter(([, w]) => w.misses.postcopy === 0).map(([name]) => name);
@@ -324,10 +346,10 @@ async function main(): Promise<void> {
   } else {
     const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)} %` : '–');
     // Waits (misses + write fetches) beside the rates: a ratio over a few dozen waits is a few events.
-    const rows: string[][] = [['workload', 'headlined', 'image', 'accesses', ...VARIANTS.map((vr) => `${vr} dfr (waits)`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (min med max)`), 'runs (no waits at)']];
+    const rows: string[][] = [['workload', 'headlined', 'image', 'accesses', ...VARIANTS.map((vr) => `${vr} dfr (waits)`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (min med max)`), 'unavoidable (/plain)', 'runs (no waits at)']];
     for (const [name, w] of Object.entries(workloads)) {
       const headlinedHere = w.headline ? (noWaits.includes(name) ? 'no waits' : 'yes') : 'no';
-      rows.push([name, headlinedHere, w.image, String(w.accesses), ...VARIANTS.map((vr) => `${pct(w.rate[vr])} (${w.misses[vr]})`), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr].join(' ')})`), `${w.runs}${w.no_wait_runs.length ? ` (${w.no_wait_runs.map((r) => r.at).join(',')})` : ''}`]);
+      rows.push([name, headlinedHere, w.image, String(w.accesses), ...VARIANTS.map((vr) => `${pct(w.rate[vr])} (${w.misses[vr]})`), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr].join(' ')})`), w.unavoidable_rate === null ? '–' : `${pct(w.unavoidable_rate)} (${w.unavoidable_over_plain})`, `${w.runs}${w.no_wait_runs.length ? ` (${w.no_wait_runs.map((r) => r.at).join(',')})` : ''}`]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     process.stdout.write(`\npost-copy demand_fetch_rate (simulator), pooled over runs where plain waited (generated: ${seeds} seed(s); traces: cut-over at ${points.join(',')} %): ${formatBytes(size)} image, ${bandwidthBps / 1e6} Mbit/s, ${rttMs} ms RTT\n\n`);
