@@ -165,7 +165,7 @@ function recordedImageSha(traceFile: string): string | undefined {
 }
 
 /** A trace replayed with its migration starting at each of `shares` (0..1) of its span. */
-function traceCase(name: string, records: FiuRecord[], headline: boolean, minImage: number, shares: readonly number[], image: (bytes: number) => { disk: () => Promise<SimDisk>; kind: string }): Case {
+function traceCase(name: string, records: FiuRecord[], headline: boolean, minImage: number, shares: readonly number[], blocksPerMs: number, image: (bytes: number) => { disk: () => Promise<SimDisk>; kind: string }): Case {
   let end = 0;
   for (const r of records) end = Math.max(end, (r.lba + r.sectors) * 512);
   const first = records[0]!.tsNs;
@@ -180,7 +180,7 @@ function traceCase(name: string, records: FiuRecord[], headline: boolean, minIma
     warmupMs: (seed) => spanMs * shares[seed - 1]!,
     cutoverPct: (seed) => Math.round(shares[seed - 1]! * 1000) / 10,
     workload: () => ({ name, requests: () => new FiuReplay(records, { imageBytes }) }),
-    unavoidable: (fromMs, toMs, disk) => countUnavoidable(records, { blockSize: disk.unit, fromMs, toMs, isHole: (b) => disk.ids[b] === 0 }),
+    unavoidable: (fromMs, toMs, disk) => countUnavoidable(records, { blockSize: disk.unit, fromMs, toMs, isHole: (b) => disk.ids[b] === 0, blocksPerMs }),
   };
 }
 
@@ -230,10 +230,10 @@ async function main(): Promise<void> {
   const imageOf = (i: { disk: () => Promise<SimDisk>; kind: string }) => ({ image: i.disk, imageKind: i.kind });
   const cases: Case[] = [
     { name: 'files', headline: true, imageBytes: size, ...imageOf(synthetic(size)), runs: seeds, warmupMs: fixedWarmup(FILES_WARMUP_MS), workload: (seed) => parseWorkload({ spec: 'files', imageBytes: size, bandwidthBps, blockSize: BS, seed }) },
-    ...traces.map((f) => traceCase(`trace:${f.slice(traceDir.length)}`, [...parseFiuTrace(readTraceText(f))], true, 64 << 20, shares, recordedOrSynthetic(f))),
+    ...traces.map((f) => traceCase(`trace:${f.slice(traceDir.length)}`, [...parseFiuTrace(readTraceText(f))], true, 64 << 20, shares, bandwidthBps / 8 / BS / 1000, recordedOrSynthetic(f))),
     ...(['moderate', 'mail'] as const).map((p): Case => ({ name: p, headline: false, imageBytes: size, ...imageOf(synthetic(size)), runs: seeds, warmupMs: fixedWarmup(PROFILE_WARMUP_MS), workload: (seed) => parseWorkload({ spec: p, imageBytes: size, bandwidthBps, blockSize: BS, seed }) })),
     // The synthetic FIU-format trace: long enough for its latest cut-over plus a post-copy of the whole image.
-    traceCase('fiu-synth', [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: size, seconds: Math.ceil((4 * size * 8) / bandwidthBps / (1 - traceCutoverShare(seeds, seeds))), seed: 391 }))], false, size, Array.from({ length: seeds }, (_, i) => traceCutoverShare(i + 1, seeds)), synthetic),
+    traceCase('fiu-synth', [...parseFiuTrace(synthesizeFiuTrace({ imageBytes: size, seconds: Math.ceil((4 * size * 8) / bandwidthBps / (1 - traceCutoverShare(seeds, seeds))), seed: 391 }))], false, size, Array.from({ length: seeds }, (_, i) => traceCutoverShare(i + 1, seeds)), bandwidthBps / 8 / BS / 1000, synthetic),
   ];
   const only = v.only?.split(',').map((s) => s.trim()).filter(Boolean);
   if (only) for (const o of only) if (!cases.some((c) => c.name === o || c.name === `trace:${o}`)) args.fail(`--only: unknown workload "${o}" (${cases.map((c) => c.name).join(', ')})`);
@@ -290,6 +290,9 @@ async function main(): Promise<void> {
     unavoidable: number | null;
     unavoidable_rate: number | null;
     unavoidable_over_plain: number | null;
+    /** Traces: waits even a clairvoyant push has at the link's rate (unavoidable-waits.ts linkBound), over all accesses, and over plain's rate. */
+    link_bound_rate: number | null;
+    link_bound_over_plain: number | null;
   }
   const workloads: Record<string, WorkloadResult> = {};
   for (const c of chosen) {
@@ -316,9 +319,12 @@ async function main(): Promise<void> {
     const acc = of('postcopy').reduce((a, s) => a + accesses(s), 0);
     const unavoidable = c.unavoidable ? of('postcopy').reduce((a, s) => a + (s.unavoidable?.unavoidable ?? 0), 0) : null;
     const unavoidableRate = unavoidable === null || acc === 0 ? null : round(unavoidable / acc, 6);
+    const linkBound = c.unavoidable ? of('postcopy').reduce((a, s) => a + (s.unavoidable?.linkBound ?? 0), 0) : null;
+    const linkRate = linkBound === null || acc === 0 ? null : round(linkBound / acc, 6);
     workloads[c.name] = {
       headline: c.headline, image: c.imageKind, runs: of('postcopy').length, no_wait_runs: idle, rate, ratio, spread, misses, accesses: acc,
       unavoidable, unavoidable_rate: unavoidableRate, unavoidable_over_plain: unavoidableRate === null || !(rate.postcopy > 0) ? null : round(unavoidableRate / rate.postcopy),
+      link_bound_rate: linkRate, link_bound_over_plain: linkRate === null || !(rate.postcopy > 0) ? null : round(linkRate / rate.postcopy),
     };
   }
   // A workload where plain post-copy never waited has no ratio to headline (0/0).
@@ -346,10 +352,10 @@ async function main(): Promise<void> {
   } else {
     const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)} %` : '–');
     // Waits (misses + write fetches) beside the rates: a ratio over a few dozen waits is a few events.
-    const rows: string[][] = [['workload', 'headlined', 'image', 'accesses', ...VARIANTS.map((vr) => `${vr} dfr (waits)`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (min med max)`), 'unavoidable (/plain)', 'runs (no waits at)']];
+    const rows: string[][] = [['workload', 'headlined', 'image', 'accesses', ...VARIANTS.map((vr) => `${vr} dfr (waits)`), ...VARIANTS.slice(1).map((vr) => `${vr}/plain (min med max)`), 'unavoidable (/plain)', 'link bound (/plain)', 'runs (no waits at)']];
     for (const [name, w] of Object.entries(workloads)) {
       const headlinedHere = w.headline ? (noWaits.includes(name) ? 'no waits' : 'yes') : 'no';
-      rows.push([name, headlinedHere, w.image, String(w.accesses), ...VARIANTS.map((vr) => `${pct(w.rate[vr])} (${w.misses[vr]})`), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr].join(' ')})`), w.unavoidable_rate === null ? '–' : `${pct(w.unavoidable_rate)} (${w.unavoidable_over_plain})`, `${w.runs}${w.no_wait_runs.length ? ` (${w.no_wait_runs.map((r) => r.at).join(',')})` : ''}`]);
+      rows.push([name, headlinedHere, w.image, String(w.accesses), ...VARIANTS.map((vr) => `${pct(w.rate[vr])} (${w.misses[vr]})`), ...VARIANTS.slice(1).map((vr) => `${w.ratio[vr].toFixed(2)} (${w.spread[vr].join(' ')})`), w.unavoidable_rate === null ? '–' : `${pct(w.unavoidable_rate)} (${w.unavoidable_over_plain})`, w.link_bound_rate === null ? '–' : `${pct(w.link_bound_rate)} (${w.link_bound_over_plain})`, `${w.runs}${w.no_wait_runs.length ? ` (${w.no_wait_runs.map((r) => r.at).join(',')})` : ''}`]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     process.stdout.write(`\npost-copy demand_fetch_rate (simulator), pooled over runs where plain waited (generated: ${seeds} seed(s); traces: cut-over at ${points.join(',')} %): ${formatBytes(size)} image, ${bandwidthBps / 1e6} Mbit/s, ${rttMs} ms RTT\n\n`);

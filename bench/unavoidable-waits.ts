@@ -24,6 +24,14 @@
  * A request that does not continue a run and reads several unknown blocks
  * counts each of them: they are asked for at the same instant.
  *
+ * A second floor, of another kind (`linkBound`): the link's. Given
+ * `blocksPerMs`, even an order that knew the future delivers at most that
+ * many blocks a millisecond, so when the VM first touches blocks faster than
+ * that, at least max over t of (first accesses by t) - (blocks the link
+ * carried by t) of them wait, whatever is pushed. Taken at the recorded
+ * times: a VM that waits is slowed in the simulator, so this is the floor
+ * for a guest that would not slow down.
+ *
  * Pure: records in, counts out; memory O(blocks touched).
  */
 import type { FiuRecord } from '../src/workload/fiu-trace.ts';
@@ -35,6 +43,8 @@ export interface UnavoidableOptions {
   toMs: number;
   /** The image's holes (block numbers): never waited for. */
   isHole?: (block: number) => boolean;
+  /** The link's rate in blocks a millisecond, for `linkBound` (0 when absent). */
+  blocksPerMs?: number;
 }
 
 export interface UnavoidableCounts {
@@ -48,11 +58,14 @@ export interface UnavoidableCounts {
   sequential: number;
   /** First accesses nothing names (see the header). */
   unavoidable: number;
+  /** First accesses (holes left out) that even a clairvoyant push cannot have landed in time at the link's rate (see the header). */
+  linkBound: number;
 }
 
 export function countUnavoidable(records: Iterable<FiuRecord>, o: UnavoidableOptions): UnavoidableCounts {
   const bs = o.blockSize;
-  const c: UnavoidableCounts = { accesses: 0, firstAccesses: 0, seen: 0, holes: 0, sequential: 0, unavoidable: 0 };
+  const c: UnavoidableCounts = { accesses: 0, firstAccesses: 0, seen: 0, holes: 0, sequential: 0, unavoidable: 0, linkBound: 0 };
+  let needed = 0;
   const before = new Set<number>();
   const inWindow = new Set<number>();
   let t0: bigint | undefined;
@@ -89,7 +102,9 @@ export function countUnavoidable(records: Iterable<FiuRecord>, o: UnavoidableOpt
       else if (o.isHole?.(b)) c.holes++;
       else if (runContinues) c.sequential++;
       else c.unavoidable++;
+      if (!o.isHole?.(b)) needed++;
     }
+    if (o.blocksPerMs) c.linkBound = Math.max(c.linkBound, needed - Math.floor(o.blocksPerMs * (at - o.fromMs)));
     for (let b = first; b <= last; b++) inWindow.add(b);
   }
   return c;

@@ -25,11 +25,19 @@ test('first accesses are split into seen before the cut-over, holes, run continu
     rec(400, 'read', 600), // after the window
   ];
   const c = countUnavoidable(records, { blockSize: BS, fromMs: 100, toMs: 300, isHole: (b) => b === 900 });
-  assert.deepEqual(c, { accesses: 11, firstAccesses: 9, seen: 2, holes: 1, sequential: 3, unavoidable: 3 });
+  assert.deepEqual(c, { accesses: 11, firstAccesses: 9, seen: 2, holes: 1, sequential: 3, unavoidable: 3, linkBound: 0 });
 });
 
 test('a run that began before the cut-over predicts its next block', () => {
   const c = countUnavoidable([rec(0, 'read', 40, 4), rec(50, 'read', 45)], { blockSize: BS, fromMs: 50, toMs: 100 });
   assert.equal(c.sequential, 1);
   assert.equal(c.unavoidable, 0);
+});
+
+test('a reader faster than the link waits whatever is pushed: the link bound', () => {
+  const reads = [rec(0, 'read', 1000), ...Array.from({ length: 10 }, (_, k) => rec(100 + k, 'read', 2 * k))]; // then a block a millisecond
+  const c = countUnavoidable(reads, { blockSize: BS, fromMs: 100, toMs: 200, blocksPerMs: 0.5 });
+  assert.equal(c.firstAccesses, 10);
+  assert.equal(c.linkBound, 6); // 10 needed by 109 ms, the link carried 4 of them
+  assert.equal(countUnavoidable(reads, { blockSize: BS, fromMs: 100, toMs: 200, blocksPerMs: 2 }).linkBound, 1, 'the first block waits however fast the link');
 });
