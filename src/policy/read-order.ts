@@ -44,6 +44,12 @@ export interface ReadOrderContinuation {
   limit?: number;
 }
 
+interface Replay {
+  seq: number;
+  at: number;
+  n: number;
+}
+
 export class ReadOrder {
   private readonly maxBlocks: number;
   private readonly maxReadBlocks: number;
@@ -54,11 +60,10 @@ export class ReadOrder {
   /** Block → its sequence number in the log. */
   private readonly seqOf = new Map<number, number>();
   private head = 0;
-  /** The furthest logged position the latest re-read reached, and when. */
-  private rereadSeq = -1;
-  private rereadAt = -Infinity;
-  /** Re-reads in a row, each a little further along the log. */
-  private replay = 0;
+  /** The replay followed: where along the log it has got to, when it last moved, how many re-reads moved it. */
+  private main: Replay = { seq: -1, at: -Infinity, n: 0 };
+  /** A replay starting elsewhere (the job may have moved on, or started again): replaces `main` once confirmed. */
+  private other: Replay = { seq: -1, at: -Infinity, n: 0 };
 
   constructor(o: ReadOrderOptions = {}) {
     this.maxBlocks = Math.max(1, o.maxBlocks ?? 65_536);
@@ -90,21 +95,33 @@ export class ReadOrder {
       this.ring[slot] = b;
       this.seqOf.set(b, this.head++);
     }
-    if (reread >= 0) {
-      // The same block again (a file read in pieces smaller than a block) neither extends nor breaks a replay.
-      if (reread !== this.rereadSeq) this.replay = reread > this.rereadSeq && reread <= this.rereadSeq + this.gapSeq ? this.replay + 1 : 1;
-      this.rereadSeq = reread;
-      this.rereadAt = now;
-    }
+    if (reread >= 0) this.reread(reread, now);
+  }
+
+  /**
+   * A re-read of log position `s`. One just ahead of the replay moves it on; one at or a little
+   * behind it (the same block read in pieces, a file read again) leaves it; any other (an inode
+   * table, a bitmap, a directory read out of order) neither moves nor breaks it, but may be where
+   * another replay begins.
+   */
+  private reread(s: number, now: number): void {
+    const extends_ = (r: Replay) => s > r.seq && s <= r.seq + this.gapSeq;
+    if (extends_(this.main)) this.main = { seq: s, at: now, n: this.main.n + 1 };
+    else if (s <= this.main.seq && s > this.main.seq - this.gapSeq) this.main.at = now;
+    else if (extends_(this.other)) {
+      this.other = { seq: s, at: now, n: this.other.n + 1 };
+      // Confirmed, it is what the VM does now: the one followed.
+      if (this.other.n >= this.minReplay) [this.main, this.other] = [this.other, { seq: -1, at: -Infinity, n: 0 }];
+    } else if (!(s <= this.other.seq && s > this.other.seq - this.gapSeq)) this.other = { seq: s, at: now, n: 1 };
   }
 
   /** The blocks first read after the one the VM re-read last, in first-read order (none if it re-read nothing lately). */
   continuation(now: number, o: ReadOrderContinuation = {}): number[] {
     const activeMs = o.activeMs ?? 1000;
     const limit = o.limit ?? 1024;
-    if (now - this.rereadAt > activeMs || this.replay < this.minReplay) return [];
+    if (now - this.main.at > activeMs || this.main.n < this.minReplay) return [];
     const out: number[] = [];
-    for (let s = Math.max(this.rereadSeq + 1, this.head - this.maxBlocks); s < this.head && out.length < limit; s++) {
+    for (let s = Math.max(this.main.seq + 1, this.head - this.maxBlocks); s < this.head && out.length < limit; s++) {
       const b = this.ring[s % this.maxBlocks]!;
       if (this.seqOf.get(b) === s) out.push(b);
     }

@@ -35,3 +35,24 @@ test('the log is bounded: the oldest first reads drop out', () => {
   o.observe(2, 2, 21); // dropped from the log: a first read again, not a re-read
   assert.deepEqual(o.continuation(21), [8, 9, 2]);
 });
+
+test('metadata re-read between the files neither moves nor breaks the replay', () => {
+  const o = new ReadOrder();
+  let t = 0;
+  const inodes = 1000;
+  for (const b of [inodes, ...FIRST_PASS]) o.observe(b, b, (t += 10));
+  t += 60_000;
+  for (const b of FIRST_PASS.slice(0, 6)) {
+    o.observe(inodes, inodes, (t += 5));
+    o.observe(b, b, (t += 5));
+  }
+  assert.deepEqual(o.continuation(t), [400, 3, 222, 18]);
+});
+
+test('a job that starts its replay again is followed from its new start', () => {
+  const o = new ReadOrder({ gapSeq: 4 }); // a log this short: a restart is more than a gap behind
+  let t = 0;
+  for (const b of FIRST_PASS) o.observe(b, b, (t += 10));
+  for (const pass of [FIRST_PASS, FIRST_PASS.slice(0, 4)]) for (const b of pass) o.observe(b, b, (t += 10));
+  assert.deepEqual(o.continuation(t), [90, 91, 400, 3, 222, 18]);
+});
