@@ -57,6 +57,16 @@
  *   demand_fetch_rate(plain). A workload where plain never waited has no
  *   ratio and is left out (listed in `no_waits`). Lower is better; the goal
  *   for `both` is at most 0.40 with `verified` true in every run.
+ * - Floors, per trace (bench/unavoidable-waits.ts, from the trace in plain
+ *   post-copy's window at each point): `unavoidable_rate`, first accesses to
+ *   blocks no history names (never read or written before the cut-over, no
+ *   run continues into them, not holes) over all accesses, and the link
+ *   bound, those even a clairvoyant push cannot land at the link's rate;
+ *   each also over plain's rate, the lowest both/plain they leave. Measured
+ *   (17 points, recorded image): 0.4-11 % of plain's waits no history names,
+ *   the link's floor at most 4 % (walk), while both/plain is 0.12-0.50
+ *   (headline 0.50, walk): what keeps the goal out of reach is the order,
+ *   not what the source could know (docs/design.md "Recorded guest traces").
  * - Not a bound: the push-order model (bench:postcopy-bound) orders blocks by
  *   their read probability, which is not optimal once a block stops costing
  *   after its first fetch, and it models i.i.d. reads only.
