@@ -21,8 +21,9 @@ export function orderedBlocks(bits: Bitmap, tracking: TrackingDisk, phase: 'prec
   if (!hotOrder) return walkAreas(bits, BLOCK_ORDER, tracking.areaBlocks);
   const heat = tracking.heat.all(now);
   if (phase === 'precopy') return walkAreas(bits, precopyOrder(heat), tracking.areaBlocks);
-  // The readers in progress at the cut-over first, from just ahead of where they are (read-streams.ts), then the hot plan.
-  const ahead = tracking.streams.continuations(now, { leadMs, blockCount: bits.size }).map((block) => ({ block, score: Infinity }));
+  // The readers in progress at the cut-over first, from just ahead of where they are (read-streams.ts), then a job
+  // re-reading what it read before, in the order it first read it (read-order.ts), then the hot plan.
+  const ahead = [...tracking.streams.continuations(now, { leadMs, blockCount: bits.size }), ...tracking.readOrder.continuation(now)].map((block) => ({ block, score: Infinity }));
   return walkPlan(bits, [...ahead, ...pushPlan(heat, blockHeat(tracking, now), tracking.areaBlocks)], tracking.areaBlocks);
 }
 

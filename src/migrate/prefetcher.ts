@@ -2,8 +2,6 @@ import type { PostcopyDisk } from '../block/filters/postcopy.ts';
 import type { Clock } from '../util/clock.ts';
 import { PrefetchPolicy, type PrefetchConfig } from '../policy/prefetch.ts';
 import type { HeatMap } from '../policy/heat-map.ts';
-import type { BlockHeat } from '../policy/transfer-order.ts';
-import { PushFrontier } from '../policy/push-frontier.ts';
 import { ReadContinuity } from '../policy/read-continuity.ts';
 
 export interface PrefetcherOptions {
@@ -22,10 +20,6 @@ export interface PrefetcherOptions {
    * heat map (default 0.1: the hot-spot share the workloads are pinned to).
    */
   hotAreaShare?: number;
-  /** The source pushes read-hot areas first (hot order): whole-area prefetch yields to that push. */
-  hotOrderPush?: boolean;
-  /** The source's per-block read heat from the hand-off (its push plan uses it). */
-  blockHeat?: readonly BlockHeat[];
   /** Block → the block the VM read right after it at the source (block-successors.ts). */
   follows?: ReadonlyMap<number, number>;
 }
@@ -48,21 +42,21 @@ export class Prefetcher {
   private readonly wanted: (b: number) => boolean;
   private lastArea = -1;
   private readonly continuity = new ReadContinuity();
-  private readonly frontier: PushFrontier | undefined;
 
   constructor(private readonly o: PrefetcherOptions) {
     const d = o.disk;
     const hotAreaReads = o.config?.hotAreaReads ?? hotThreshold(o.heat, o.clock.now(), o.hotAreaShare ?? 0.1);
-    // The heat map holds exactly the source's hand-off at this point: the push order is derived from it.
-    this.frontier = o.hotOrderPush ? new PushFrontier(o.heat.all(o.clock.now()), o.blockHeat ?? [], o.areaBlocks) : undefined;
-    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, this.frontier, o.follows);
+    // No PushFrontier here, even behind a hot-ordered push (issue 18): a miss is the VM reading that area at the
+    // target now, fresher evidence than the source's heat the frontier scores the push by, and on the recorded
+    // traces the push's next blocks (what a job had just read) were often not read again. Yielding to it cost
+    // backup, mixed and targz a fifth to a quarter of their waits, walk 8 % (docs/design.md "Recorded guest traces").
+    this.policy = new PrefetchPolicy({ blockCount: d.blockCount, blockSize: d.unit, areaBlocks: o.areaBlocks, ...o.config, hotAreaReads }, o.heat, o.co, undefined, o.follows);
     this.wanted = (b) => d.isWanted(b);
     d.observeReads((offset, length, blocks) => this.read(offset, length, blocks));
   }
 
   /** Block `b` arrived from the source: as the answer to a prefetch, as part of the background push, or otherwise. */
   arrived(b: number, byPrefetch: boolean, byPush = false): void {
-    if (byPush) this.frontier?.onPushed(b);
     this.policy.onArrived(b, byPrefetch, byPush);
   }
 

@@ -547,8 +547,6 @@ export class TargetEngine {
       const h = heatFromHandoff(heat, clock.now());
       this.prefetcher = new Prefetcher({
         disk, clock, heat: h.heat, co: h.co, areaBlocks: h.areaBlocks ?? Math.max(1, Math.round((1 << 20) / disk.unit)), config: this.o.prefetch,
-        hotOrderPush: this.o.features?.hotOrder,
-        blockHeat: h.blocks,
         follows: h.follows,
         send: (blocks) => channel.send({ type: MsgType.FETCH, prefetch: true, blocks }, Priority.PREFETCH),
       });

@@ -31,7 +31,8 @@
  *    source (up to `maxCoAreas`). Both count as `co_access`.
  * With a read-hot-first push (a `PushFrontier`), 2 and 3 yield to it: an area
  * is fetched whole only if it is hotter than what the push sends next and the
- * push will not reach it soon anyway (push-frontier.ts).
+ * push will not reach it soon anyway (push-frontier.ts). The agents pass none
+ * (prefetcher.ts says why): on the recorded traces a miss beat the push's guess.
  *
  * Bounded: blocks requested and not yet arrived never exceed
  * `maxOutstandingBytes` (what does not fit is dropped, the background push

@@ -5,6 +5,7 @@ import { HeatMap, LONG_HALF_LIFE_MS, type HeatMapOptions } from '../../policy/he
 import { CoAccess, type CoAccessOptions } from '../../policy/co-access.ts';
 import { ReadStreams } from '../../policy/read-streams.ts';
 import { BlockSuccessors } from '../../policy/block-successors.ts';
+import { ReadOrder } from '../../policy/read-order.ts';
 
 /** Receives the blocks a completed write (or trim/zero) changed. */
 export type DirtyListener = (firstBlock: number, lastBlock: number) => void;
@@ -54,6 +55,8 @@ export class TrackingDisk extends FilterDisk {
   readonly streams = new ReadStreams();
   /** Which block the VM reads right after which (block-successors.ts): handed to the target's prefetch. */
   readonly successors = new BlockSuccessors();
+  /** The order blocks were first read in: a job re-reading them is followed by the push (read-order.ts). */
+  readonly readOrder = new ReadOrder();
   readonly areaSize: number;
   private readonly now: () => number;
 
@@ -121,6 +124,7 @@ export class TrackingDisk extends FilterDisk {
     if (read) {
       this.streams.observe(first, last, now);
       this.successors.observe(first, last, now);
+      this.readOrder.observe(first, last, now);
       if (last - first < MAX_BLOCKS_PER_READ) for (let x = first; x <= last; x++) this.blockHeat.recordRead(x, now);
       for (let i = a; i <= b; i++) {
         this.heat.recordRead(i, now);
