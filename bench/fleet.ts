@@ -190,6 +190,7 @@ async function main(): Promise<void> {
     load_average: loadavg()[0] ?? 0,
     fleet: real?.fleet ?? null,
     independent: real?.independent ?? null,
+    runs: real?.runs ?? null,
     simulated: sim ? { fleet: sim.fleet, independent: sim.independent } : null,
     headline: { ...(real?.headline ?? none), sim: sim?.headline ?? null },
   };
