@@ -19,6 +19,7 @@ import { LocalContent } from '../../src/migrate/local-content.ts';
 import type { ReplicaIndex } from '../../src/replica-index/replica-index.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { log } from '../../src/util/log.ts';
+import assert from 'node:assert/strict';
 import type { MigrationReport } from '../../src/migrate/report.ts';
 import type { RemoteContent } from '../../src/migrate/remote-content.ts';
 import { WorkloadExecutor, type ExecutorResult } from '../../src/workload/executor.ts';
@@ -98,6 +99,17 @@ export function buildRig(o: RigOptions) {
     get source() { return source; }, get target() { return target!; }, get srcCh() { return srcCh; }, get tgtCh() { return tgtCh; },
   };
   return rig;
+}
+
+/** Waits for the source's report and the target's end: verified, and the target image equal to `expected`. */
+export async function expectVerifiedExact(rig: ReturnType<typeof buildRig>, run: Promise<MigrationReport>, expected: Buffer): Promise<MigrationReport> {
+  const report = await run;
+  await rig.target.result;
+  assert.equal(report.verified, true);
+  const tgt = Buffer.alloc(expected.length);
+  await rig.tgtImage.read(0, tgt);
+  assert.ok(tgt.equals(expected), 'target byte-exact');
+  return report;
 }
 
 /** What the rig's VM (the CLI's WorkloadExecutor) did and found. */

@@ -4,7 +4,7 @@
 // restart every block is offered, and the cut-over took seconds (issue 21, "downtime that depends on history").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildRig } from '../helpers/migration-rig.ts';
+import { buildRig, expectVerifiedExact } from '../helpers/migration-rig.ts';
 import { until } from '../helpers/until.ts';
 import { Prng } from '../../src/workload/prng.ts';
 
@@ -36,12 +36,7 @@ test('a cut-over requested during a round of offers holds without sending the ro
     await until(() => (rig.source.status().counts.offeredBlocks ?? 0) >= BLOCKS, 30_000, 'the round never offered every block');
     const atRequest = dataSent();
     rig.source.requestCutover();
-    const report = await run;
-    await rig.target.result;
-    assert.equal(report.verified, true);
-    const tgt = Buffer.alloc(SIZE);
-    await rig.tgtImage.read(0, tgt);
-    assert.ok(tgt.equals(now), 'target byte-exact');
+    const report = await expectVerifiedExact(rig, run, now);
     assert.ok(atRequest < BLOCKS / 4, `only ${BLOCKS / 2 - atRequest} of ${BLOCKS / 2} lacking blocks were left at the request: the test needs a round still under way`);
     assert.ok(atHold !== undefined && atHold - atRequest <= 2, `${(atHold ?? NaN) - atRequest} blocks went as data between the cut-over request and the hold`);
     assert.ok(report.blocks.push + report.blocks.demand >= BLOCKS / 4, 'the round\'s lacking blocks travelled in post-copy');

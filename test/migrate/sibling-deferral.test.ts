@@ -6,7 +6,7 @@
 // copy is fetched; either way the migration ends verified and byte-exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildRig } from '../helpers/migration-rig.ts';
+import { buildRig, expectVerifiedExact } from '../helpers/migration-rig.ts';
 import { until } from '../helpers/until.ts';
 import { Prng } from '../../src/workload/prng.ts';
 import { contentId } from '../../src/content/content-id.ts';
@@ -51,12 +51,7 @@ test('a cut-over does not wait for siblings\' in-flight copies: they land in pos
     for (let b = 0; b < IN_FLIGHT; b++) assert.equal(missing.get(b), true, `block ${b} missing until its copy lands`);
     // Half the copies land; the other half never come (the sibling gave up): those are fetched from the source.
     release.forEach((r, i) => r(i % 2 === 0));
-    const report = await run;
-    await rig.target.result;
-    assert.equal(report.verified, true);
-    const tgt = Buffer.alloc(SIZE);
-    await rig.tgtImage.read(0, tgt);
-    assert.ok(tgt.equals(now), 'target byte-exact');
+    const report = await expectVerifiedExact(rig, run, now);
     assert.ok(report.blocks.demand >= IN_FLIGHT / 2, `${report.blocks.demand} blocks fetched on demand: the copies that never came must be`);
   } finally {
     rig.srcCh.close();
