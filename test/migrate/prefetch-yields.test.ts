@@ -2,10 +2,12 @@
 // 20 ms RTT): a VM doing random 8 KiB reads after an immediate cut-over,
 // mostly in the areas it read most at the source. With hot order the push
 // brings those areas first, so their reads mostly hit; adding prefetch must
-// not take the link from that push: random reads are not byte-continuous, so
-// they open no read-ahead, and the hot areas are next in the push, so they are
-// not fetched whole either (co-access may still reorder the cold tail once the
-// push is past everything with heat). Both runs verify.
+// not cost that: random reads are not byte-continuous, so they open no
+// read-ahead, and whole-area prefetch (which no longer yields to the push: a
+// miss at the target is fresher evidence than the source's heat, and on the
+// recorded traces yielding cost a fifth to a quarter of the waits; docs/design.md
+// "Recorded guest traces") may fetch a hot area the push would bring next, but
+// the reads still mostly hit. Both runs verify.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildRig, fillImage } from '../helpers/migration-rig.ts';
@@ -49,7 +51,7 @@ async function randomReaderRun(prefetch: boolean) {
   return { report, hotReads, hotMisses };
 }
 
-test('random reads after cut-over: hot areas mostly hit, and prefetch takes nothing from the read-hot push', async () => {
+test('random reads after cut-over: hot areas mostly hit, with or without prefetch, which opens no read-ahead for them', async () => {
   const hot = await randomReaderRun(false);
   const both = await randomReaderRun(true);
   assert.equal(hot.report.verified, true);
@@ -57,7 +59,6 @@ test('random reads after cut-over: hot areas mostly hit, and prefetch takes noth
   assert.ok(hot.hotMisses * 5 <= hot.hotReads, `hot order: ${hot.hotMisses} of ${hot.hotReads} reads of hot areas missed`);
   assert.ok(both.hotMisses * 5 <= both.hotReads, `hot order + prefetch: ${both.hotMisses} of ${both.hotReads} reads of hot areas missed`);
   assert.equal(both.report.prefetch_by.stream, 0, 'random reads open no read-ahead');
-  assert.equal(both.report.prefetch_by.area, 0, 'the hot areas were next in the push: none fetched whole');
-  // Timing on a shared machine moves a few reads either way; the point is that nothing is taken from the push.
+  // Timing on a shared machine moves a few reads either way; the point is that prefetch costs the push's hits little.
   assert.ok(both.report.misses <= hot.report.misses * 1.5 + 5, `prefetch on: ${both.report.misses} misses, hot order alone: ${hot.report.misses}; prefetch ${JSON.stringify(both.report.prefetch_by)}`);
 });
