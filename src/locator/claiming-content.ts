@@ -186,10 +186,20 @@ export class ClaimingContent implements RemoteContent {
    */
   private async adopt(blockSize: number, deadHolder: string, orphans: Array<[string, Waiter]>): Promise<void> {
     const answers = await this.o.claims.takeOver(blockSize, orphans.map(([, w]) => w.id), deadHolder);
+    const won = orphans.filter((_, i) => answers[i]!.won);
+    // A claim found free may be one its holder released after publishing since this poll's lookup: look once more.
+    const again = won.length ? await this.sites.lookup(blockSize, won.map(([, w]) => w.id)) : [];
+    const found = new Map(won.map(([k], j) => [k, again[j]]));
+    const foundIds = won.filter(([k]) => found.get(k)).map(([, w]) => w.id);
+    if (foundIds.length) void this.o.claims.release(blockSize, foundIds);
     orphans.forEach(([k, w], i) => {
       const a = answers[i]!;
-      if (a.won) this.stats.takenOver++;
-      if (!a.won && a.holder !== undefined && a.holder !== this.o.selfAddress && a.holder !== w.holder) w.holder = a.holder;
+      const hit = found.get(k);
+      if (hit) this.settle(k, hit);
+      else if (a.won) {
+        this.stats.takenOver++;
+        this.settle(k, undefined);
+      } else if (a.holder !== undefined && a.holder !== this.o.selfAddress && a.holder !== w.holder) w.holder = a.holder;
       else this.settle(k, undefined);
     });
   }
