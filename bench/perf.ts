@@ -28,7 +28,7 @@
  * machine the numbers say little at a high load.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,7 @@ import { measureGoodput, type GoodputCase, type GoodputRow } from './perf/goodpu
 import { measureDowntime, type DowntimeRow } from './perf/downtime.ts';
 import { measureGuestIo, type GuestIoResult } from './perf/guest-io.ts';
 import { canCreateNetns } from './perf/netns.ts';
+import { builtFlimcd } from '../testing/built-cli.ts';
 
 const SECTIONS = ['goodput', 'downtime', 'guest', 'cpu', 'rss', 'nbd'] as const;
 const args = benchArgs('perf', `usage: npm run -s bench:perf [-- --json] [--quick] [--only SECTIONS] [--runs N] [--seconds S]
@@ -58,7 +59,14 @@ const only = args.list(o.only, SECTIONS, '--only');
 const runs = args.int(o.runs, 1, '--runs');
 const seconds = args.int(o.seconds, quick ? 6 : 15, '--seconds');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-if (!existsSync(join(ROOT, 'dist/cli/main.js'))) args.fail('dist/ is missing: run `npm run build` first (the agents run from bin/flimcd.js)');
+// Checked now, not when a section first runs the agents: a dist/ older than src/ would measure old code, and a
+// section that found it out after the others ran would take their results with it. Run from a checkout nobody
+// edits meanwhile (the later sections check again).
+try {
+  builtFlimcd();
+} catch (e) {
+  args.fail((e as Error).message);
+}
 
 const say = (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); };
 const load = () => loadavg().map((l) => +l.toFixed(2));
@@ -84,6 +92,8 @@ const LINKS: Array<Omit<GoodputCase, 'path'>> = quick
   : [{ bandwidthBps: 100e6, rttMs: 40 }, { bandwidthBps: 1e9, rttMs: 10 }, { bandwidthBps: 1e9, rttMs: 100 }];
 
 interface Result {
+  /** Sections that failed, with why: the others' results are kept. */
+  errors?: Record<string, string>;
   goodput?: Array<GoodputRow & { load: number[] }>;
   downtime?: Array<DowntimeRow & { load: number[] }>;
   guest?: GuestIoResult & { load: number[] };
@@ -96,8 +106,16 @@ async function main(): Promise<void> {
   const res: Result = {};
   const dir = mkdtempSync(join(tmpdir(), 'flimcd-bench-perf-'));
   const fresh = () => mkdtempSync(join(dir, 'run-'));
+  const section = async (name: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (e) {
+      (res.errors ??= {})[name] = (e as Error).message;
+      say(`${name}: failed: ${(e as Error).message}`);
+    }
+  };
   try {
-    if (only.includes('goodput')) {
+    if (only.includes('goodput')) await section('goodput', async () => {
       res.goodput = [];
       const paths: Array<GoodputCase['path']> = canCreateNetns() ? ['emulator', 'veth'] : ['emulator'];
       if (!paths.includes('veth')) say('goodput: not root, the veth/tbf path is skipped');
@@ -106,8 +124,8 @@ async function main(): Promise<void> {
         res.goodput.push({ ...row, load: load() });
         say(`goodput ${path} ${row.link}: ${row.goodput} (link ${row.link_util}, framing ${row.framing}, tcp ${row.tcp_headers}) load ${load().join(' ')}`);
       }
-    }
-    if (only.includes('downtime')) {
+    });
+    if (only.includes('downtime')) await section('downtime', async () => {
       res.downtime = [];
       const data = quick ? 256 << 20 : 1 << 30;
       for (const imageBytes of [data, 64 * 2 ** 30]) for (let r = 0; r < runs; r++) {
@@ -115,23 +133,23 @@ async function main(): Promise<void> {
         res.downtime.push({ ...row, load: load() });
         say(`downtime ${row.image}: ${row.downtime_ms} ms (handoff ${row.handoff_ms}, link ${row.link_ms}, apply ${row.apply_ms}, durable ${row.durable_ms}, serve ${row.serve_ms}; before it: drain ${row.drain_ms} ms leaving ${row.in_flight_kib} KiB, hold ${row.hold_ms}) load ${load().join(' ')}`);
       }
-    }
-    if (only.includes('guest')) {
+    });
+    if (only.includes('guest')) await section('guest', async () => {
       res.guest = { ...(await measureGuestIo(fresh(), { seconds: quick ? 5 : 15, bandwidthBps: 100e6, rttMs: 40 })), load: load() };
       say(`guest I/O: ${res.guest.iops_migrating} IOPS migrating / ${res.guest.iops_alone} alone = ${res.guest.guest_io_ratio} load ${load().join(' ')}`);
-    }
-    if (only.includes('cpu')) {
+    });
+    if (only.includes('cpu')) await section('cpu', async () => {
       res.cpu = await runBench('cpu.ts', quick ? ['--size', '256MiB'] : []);
       say(`bench:cpu ${JSON.stringify(res.cpu.headline)} load ${JSON.stringify(res.cpu.load_average)}`);
-    }
-    if (only.includes('rss')) {
+    });
+    if (only.includes('rss')) await section('rss', async () => {
       res.rss = await runBench('terabyte.ts', quick ? ['--size', '64GiB', '--data', '512MiB'] : []);
       say(`bench:terabyte ${JSON.stringify(res.rss.headline)} load ${load().join(' ')}`);
-    }
-    if (only.includes('nbd')) {
+    });
+    if (only.includes('nbd')) await section('nbd', async () => {
       res.nbd = await runBench('nbd.ts', quick ? ['--quick'] : []);
       say(`bench:nbd ${JSON.stringify(res.nbd.headline)} load ${load().join(' ')}`);
-    }
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -159,6 +177,8 @@ async function main(): Promise<void> {
     nbd_seq_read: h(res.nbd, 'seq_read'),
     nbd_rand4k: h(res.nbd, 'rand4k_read'),
   };
+  // A failed section fails the run (exit 1), after the others' results are out.
+  if (res.errors) process.exitCode = 1;
   if (o.json) {
     process.stdout.write(JSON.stringify({ bench: 'perf', quick, runs, load_average: load(), ...res, headline }) + '\n');
     return;
@@ -174,6 +194,7 @@ async function main(): Promise<void> {
   console.log('\nheadline');
   console.table(Object.fromEntries(Object.entries(headline).map(([k, v]) => [k, { value: v }])));
   console.log(`load average ${load().join(' ')}`);
+  for (const [name, why] of Object.entries(res.errors ?? {})) console.log(`${name}: FAILED: ${why}`);
 }
 
 await main();
