@@ -34,12 +34,19 @@
  *   both copy modes measured, the better (lower median time_total) is the peer.
  * - RAM: the same for both: `--ram` multifd (4 channels) with zstd, the
  *   default (it moved a third of plain's bytes here and switched sooner), or
- *   plain; max-bandwidth twice the link, so the link limits.
+ *   plain; max-bandwidth twice the link, so the link limits. The RAM has its
+ *   own link here, so flimcd starts it beside the disks' pre-copy
+ *   (`--ram-start overlap`, the default; `converged` waits for the pre-copy).
+ *   QEMU starts it once the mirror is ready, as libvirt does: a RAM migration
+ *   that reaches the switch-over before the mirror would hold the paused
+ *   guest until the mirror catches up.
  *
  * Clock, the same for both, target QEMU started before t0 where it can be:
  * time_to_switch from the first command of the migration until the VM runs
  * at the target; time_total until every block is at the target (QEMU: the
- * same moment; flimcd: post-copy done and verified). flimcd's target QEMU can
+ * same moment; flimcd: the later of the switch and the post-copy's last
+ * block; its verification of the whole image follows and is reported apart,
+ * `verify_s`). flimcd's target QEMU can
  * only start once its agent serves (after HELLO), so its start-up counts
  * against flimcd. Downtime: source STOP to target RESUME.
  */
@@ -53,7 +60,8 @@ import { formatBytes } from '../src/util/units.ts';
 
 const args = benchArgs('qemu', `usage: npm run -s bench:qemu [-- --json] [--quick] [--dry-run] [--runs N] [--size 256MiB] [--mem 128]
     [--bandwidth 100Mbit] [--rtt 40ms] [--cases base,empty] [--modes background,write-blocking]
-    [--mirror-tune 64K/10M,256K/16M,1M/32M] [--ram multifd-zstd|plain] [--write-rate 256KiB] [--changed 0.15]
+    [--mirror-tune 64K/10M,256K/16M,1M/32M] [--ram multifd-zstd|plain] [--ram-start overlap|converged]
+    [--write-rate 256KiB] [--changed 0.15]
 `, {
   json: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
@@ -67,6 +75,7 @@ const args = benchArgs('qemu', `usage: npm run -s bench:qemu [-- --json] [--quic
   modes: { type: 'string' },
   'mirror-tune': { type: 'string' },
   ram: { type: 'string', default: 'multifd-zstd' },
+  'ram-start': { type: 'string', default: 'overlap' },
   'write-rate': { type: 'string' },
   changed: { type: 'string' },
 });
@@ -90,6 +99,9 @@ try {
 }
 if (a.ram !== 'plain' && a.ram !== 'multifd-zstd') args.fail(`--ram must be plain or multifd-zstd, got "${a.ram}"`);
 const ram = a.ram as 'plain' | 'multifd-zstd';
+if (a['ram-start'] !== 'overlap' && a['ram-start'] !== 'converged') args.fail(`--ram-start must be overlap or converged, got "${a['ram-start']}"`);
+// flimcd's choice for a RAM stream on its own link (as here): RAM beside the disks' pre-copy.
+const ramStart = a['ram-start'] as 'overlap' | 'converged';
 // A rate the TCG guest keeps up with under load when nothing holds its writes: a lower achieved rate is the method's doing.
 const writeBytesPerS = args.size(a['write-rate'], 256 * 1024, '--write-rate');
 const WRITE_BS = 65536;
@@ -100,7 +112,7 @@ const plan = benchPlan({ cases, runs, modes, mirror });
 const ramMaxBandwidth = Math.round((bandwidthBps / 8) * 2);
 const config = {
   runs, disk_bytes: size, mem_mib: memMiB, bandwidth_bps: bandwidthBps, rtt_ms: rttMs, cases, modes,
-  mirror_tune: mirror.map((m) => `${m.granularity}/${m.bufSize}`), ram, ram_max_bandwidth_Bps: ramMaxBandwidth,
+  mirror_tune: mirror.map((m) => `${m.granularity}/${m.bufSize}`), ram, ram_max_bandwidth_Bps: ramMaxBandwidth, flimcd_ram_start: ramStart,
   workload: { write_bytes: WRITE_BS, target_writes_per_s: writesPerS, target_write_Bps: writesPerS * WRITE_BS, reads_per_write: 1, content: 'real: tar, tar.gz and log chunks', open_loop: true },
   changed_share: changedShare, quick,
 };
@@ -164,6 +176,7 @@ try {
           : { original: images.vmRaw, vm: { file: images.vmRaw, format: 'raw' } },
         guestFiles, workload: { rate: writesPerS, content: 'real', reads: 1 },
         ram, ramMaxBandwidth,
+        ...(s.method === 'flimcd' ? { ramStart } : {}),
         ...(s.method !== 'flimcd' ? { mirrorCopyMode: s.method === 'qemu-background' ? 'background' as const : 'write-blocking' as const, ...(m ? { mirrorTuning: m } : {}) } : {}),
       });
       const ok = r.guest.verdict === 'PASS' && r.host.mismatches === 0 && (s.method !== 'flimcd' || r.flimcd?.verified === true);
@@ -172,7 +185,7 @@ try {
         time_total_s: r3(r.time_total_s), time_to_switch_s: r3(r.time_to_switch_s ?? r.time_total_s), wire_bytes: r.wire_bytes, wire_bytes_disk: r.wire_bytes_disk_link, wire_bytes_ram: r.wire_bytes_ram_link,
         downtime_ms: r.downtime_ms, guest_write_Bps: Math.round(r.guest_write_Bps ?? 0), load1: r3((load1 + loadavg()[0]!) / 2), checks_ok: ok, ...(m ? { mirror: m } : {}),
         stages: r.vm
-          ? { until_migrate_vm_s: r3((r.time_to_switch_s ?? 0) - (r.vm.time_total_s - r.vm.time_postcopy_s)), precopy_s: r3(r.vm.time_precopy_s), ram_s: r3(r.vm.time_ram_s), postcopy_s: r3(r.vm.time_postcopy_s) }
+          ? { until_migrate_vm_s: r3((r.time_to_switch_s ?? 0) - (r.vm.time_total_s - r.vm.time_postcopy_s)), precopy_s: r3(r.vm.time_precopy_s), ram_s: r3(r.vm.time_ram_s), postcopy_s: r3(r.vm.time_postcopy_s), verify_s: r3(r.verify_s ?? 0), storage_cutover_ms: r.vm.storage_cutover_ms }
           : r.peer ? { mirror_ready_s: r3(r.peer.mirror_ready_s), ram_s: r3(r.peer.ram_s) } : {},
         ...(r.flimcd ? { flimcd: { rounds: r.flimcd.rounds, cutover_reason: r.flimcd.cutover_reason, blocks: r.flimcd.blocks, wire_bytes_breakdown: r.flimcd.wire_bytes_breakdown, compression: r.flimcd.compression, link: r.flimcd.link, cpu: r.flimcd.cpu } } : {}),
       };

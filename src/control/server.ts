@@ -6,7 +6,8 @@
  * unless `allowRemote` is set.
  *
  *   GET  /status    200 AgentStatus JSON
- *   POST /cutover   202 {"accepted":true,"phase":…}; 409 {"error","code"} when this role/phase cannot cut over
+ *   POST /cutover   body {"vmPaused":true} optional (the hypervisor paused the VM: hold at once, no drain);
+ *                   202 {"accepted":true,"phase":…}; 409 {"error","code"} when this role/phase cannot cut over
  *   POST /abort     body {"reason":"…","reclaim":true} optional (reclaim: the source takes the VM's
  *                   disk back even after cut-over, for a hypervisor switch-over that failed); answered once the
  *                   migration has wound down (at most abortWindDownMs): 202 {"accepted":true,"reason","abortedIn","phase"},
@@ -131,8 +132,10 @@ export class ControlServer {
             : `the migration is already past cut-over (phase ${phase})`;
           throw new HttpError(409, `cannot cut over: ${why}`, ErrorCode.CUTOVER_REFUSED, { phase });
         }
+        const vmPaused = body.vmPaused;
+        if (vmPaused !== undefined && typeof vmPaused !== 'boolean') throw new HttpError(400, 'vmPaused must be true or false', ErrorCode.CONTROL_BODY);
         try {
-          await c.cutover();
+          await c.cutover(vmPaused ? { vmPaused } : undefined);
         } catch (e) {
           if (e instanceof FlimcdError) throw new HttpError(409, `cannot cut over: ${e.message}`, ErrorCode.CUTOVER_REFUSED, { phase });
           throw e;

@@ -57,6 +57,17 @@ export interface MetricSample {
 export type MetricsSnapshot = MetricSample[];
 
 /** What a running agent hands to its ControlServer. */
+/** POST /cutover's body. */
+export interface CutoverRequest {
+  /**
+   * The hypervisor has already paused the VM (QEMU's pre-switchover): hold at
+   * once. Otherwise the source first lets the link drain while the VM still
+   * runs; with the VM paused that wait would be downtime, a round trip more
+   * than sending CUTOVER behind what is on the link.
+   */
+  vmPaused?: boolean;
+}
+
 export interface AgentControl {
   role: AgentRole;
   /**
@@ -70,7 +81,7 @@ export interface AgentControl {
    * The server checks `status().phase` first: only `starting` and `precopy`
    * can cut over. Throwing a FlimcdError here also answers 409 with its message.
    */
-  cutover?(): void | Promise<void>;
+  cutover?(opts?: CutoverRequest): void | Promise<void>;
   /**
    * Abort the migration; the VM keeps running where it is safe (engine semantics). A promise resolves
    * once the migration has wound down: POST /abort answers then, or after `abortWindDownMs` with the

@@ -25,7 +25,7 @@ import { StateDir } from './state-dir.ts';
 import type { Welcome } from '../wire/messages.ts';
 import { featureList, resolveFeatures, type Features } from '../policy/algorithm.ts';
 import { addWire, withEarlierSessions, type EarlierSessions, type MigrationReport, type WireBreakdown } from './report.ts';
-import { ABORTING_PHASE } from '../control/types.ts';
+import { ABORTING_PHASE, type CutoverRequest } from '../control/types.ts';
 import { AuthError, ErrorCode, FlimcdError, IoError, systemErrorCode, targetRefusalCode, UsageError, WrongPeerError } from '../errors.ts';
 
 export interface SourceAgentOptions extends SourceMigrationOptions {
@@ -553,9 +553,9 @@ export class SourceAgent {
     return st;
   }
 
-  cutover(): void {
+  cutover(opts?: CutoverRequest): void {
     if (!this.engine) throw new UsageError('the migration has not started yet');
-    this.engine.requestCutover();
+    this.engine.requestCutover(opts);
   }
 
   /**

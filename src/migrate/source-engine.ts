@@ -4,7 +4,7 @@ import { ExtentFlags, type Extent } from '../block/disk.ts';
 import type { GateDisk } from '../block/filters/gate.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
-import { sleep, type TimerHandle } from '../util/clock.ts';
+import type { TimerHandle } from '../util/clock.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type DataReasonValue, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
@@ -99,6 +99,9 @@ export class SourceEngine {
   /** Set when the phase first becomes 'postcopy': the report's post-copy time is 0 without one. */
   private enteredPostcopy = false;
   private cutoverRequested = false;
+  private wakeIdle: (() => void) | undefined;
+  /** The cut-over's requester has paused the VM already: no drain before the hold (CutoverRequest). */
+  private vmPaused = false;
   private aborted: Error | undefined;
   private readonly t0: number;
   private frozenAt: number | undefined;
@@ -177,8 +180,11 @@ export class SourceEngine {
   }
 
   /** Operator or hypervisor asks for cut-over now. */
-  requestCutover(): void {
+  requestCutover(opts?: { vmPaused?: boolean }): void {
     this.cutoverRequested = true;
+    if (opts?.vmPaused) this.vmPaused = true;
+    // An idle pre-copy wakes at once: a hypervisor cuts over with its VM paused, every ms is downtime.
+    this.wakeIdle?.();
     // A round waiting for offer answers (and the lacking blocks they name) stops waiting: those go back
     // to the missing set at the hold, instead of the hold waiting for the round.
     this.sender.interrupt();
@@ -202,6 +208,7 @@ export class SourceEngine {
     // the target may have stopped reading: run() ends now, not when the link is given up.
     this.o.channel.purge(Priority.BULK, () => true);
     for (const f of this.abortListeners.splice(0)) f();
+    this.wakeIdle?.();
     for (const list of this.waits.values()) for (const w of list) w.reject(this.aborted);
     this.waits.clear();
     // Whatever happened, the VM keeps its disk at the source.
@@ -314,7 +321,7 @@ export class SourceEngine {
         if (decision) break;
         this.round++;
         // Waiting for an operator with nothing left to send: poll instead of spinning.
-        if (this.o.manualCutover && this.needSend.count === 0) await sleep(clock, 100);
+        if (this.o.manualCutover && this.needSend.count === 0) await this.idle(100);
       }
     } else {
       this.cutoverReason = 'post-copy cuts over at once';
@@ -423,6 +430,18 @@ export class SourceEngine {
     return pos;
   }
 
+  /** Waits up to `ms`, or until a cut-over is requested. */
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.o.clock.setTimer(ms, () => this.wakeIdle?.());
+      this.wakeIdle = () => {
+        timer.cancel();
+        this.wakeIdle = undefined;
+        resolve();
+      };
+    });
+  }
+
   private async sendZero(first: number, count: number): Promise<void> {
     await this.o.channel.waitBulkRoom();
     this.checkAborted();
@@ -529,7 +548,13 @@ export class SourceEngine {
     const { channel, gate, clock, image, blockSize } = this.o;
     if (this.cutoverRequested && !this.cutoverReason) this.cutoverReason = 'requested by the operator';
     this.setPhase('cutover');
-    await this.drainBeforeHold();
+    if (this.vmPaused) {
+      channel.preferThroughput(false);
+      this.takeBackQueuedBulk();
+      this.o.log.info({ inFlight: channel.stats.inFlight }, 'cut-over: the VM is paused by its hypervisor; holding at once, CUTOVER follows what is on the link');
+    } else {
+      await this.drainBeforeHold();
+    }
     // The read heat the target's prefetch starts from, taken while the VM still runs here: sorting
     // the block heat (up to 64 Ki entries) is tens of ms that would otherwise be downtime, and a
     // few ms older heat predicts the same reads.
@@ -568,7 +593,7 @@ export class SourceEngine {
     const heat = this.pushPending.count ? heatNow : undefined;
     // The missing map in bounded spans (copies: the push clears bits of pushPending at once), then the hand-off.
     for (const span of bitmapSpans(this.pushPending)) channel.send({ type: MsgType.MISSING, last: false, span });
-    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat } });
+    channel.send({ type: MsgType.CUTOVER, cutover: { frozenAt: this.frozenAt, missing: this.pushPending.count, heat, ...(this.vmPaused ? { vmPaused: true } : {}) } });
     const done = this.expect(MsgType.CUTOVER_DONE).then(() => {
       this.cutoverDoneAt = clock.now();
       // The VM now lives at the target: requests still arriving here are turned away (ESHUTDOWN).

@@ -103,7 +103,7 @@ export class DiskSet {
    * refused, naming the disks.
    */
   async cutover(): Promise<void> {
-    const rs = await Promise.allSettled(this.disks.map((d) => controlRequest(d.sourceControl, 'POST', '/cutover', {}, { timeoutMs: this.timeoutMs })));
+    const rs = await Promise.allSettled(this.disks.map((d) => controlRequest(d.sourceControl, 'POST', '/cutover', { vmPaused: true }, { timeoutMs: this.timeoutMs })));
     const failed = rs.flatMap((r, i) => (r.status === 'rejected' ? [`disk ${this.disks[i]!.name}: ${(r.reason as Error).message}`] : []));
     if (failed.length) throw new FlimcdError(`storage cut-over refused: ${failed.join('; ')}`, ErrorCode.VM_MIGRATION);
   }

@@ -13,6 +13,8 @@
  * QMP sequence:
  *  1. wait until flimcd's pre-copy converged: first pass done and the dirty
  *     set small (≤ `precopyThresholdBytes`), or `precopyTimeoutMs` passed;
+ *     with `ramStart: 'overlap'`, only until the pre-copy is due to end within
+ *     the RAM migration's estimated time (ram-start.ts);
  *  2. target: `migrate-incoming {uri}`;
  *     source: `migrate-set-capabilities` pause-before-switchover (+ `events`),
  *     optional `migrate-set-parameters {max-bandwidth}`, `migrate {uri}`;
@@ -48,6 +50,7 @@ import { ChangedMigrationSettings } from './ram-settings.ts';
 import { GuestIoErrorWatch, type GuestIoErrors } from './guest-io-errors.ts';
 import { checkTargetAttached } from './target-attach.ts';
 import { RamConvergenceWatch, type RamFigures } from './ram-convergence.ts';
+import { overlapStartsRam, PrecopyPace, ramSecondsEstimate, type RamStart } from './ram-start.ts';
 import { DiskSet, remainingBytes, sumField, totalStatus, SERVING_PHASES, type DiskEndpoints, type DiskStatus } from './disk-set.ts';
 
 export interface VmMigrateOptions {
@@ -66,6 +69,8 @@ export interface VmMigrateOptions {
   ramMaxBandwidth?: number;
   /** Start the RAM migration once the disks' dirty sets together are at most this (default 8 MiB or 1 s of link). */
   precopyThresholdBytes?: number;
+  /** When the RAM migration starts (ram-start.ts): `converged` (default) after the disks' pre-copy, `overlap` so that both end together. */
+  ramStart?: RamStart;
   /** Start the RAM migration anyway after this long (default 30 min): post-copy moves the rest. */
   precopyTimeoutMs?: number;
   /** RAM migration up to the switch-over (default 30 min); past it the migration rolls back. */
@@ -161,6 +166,13 @@ const sleep = (ms: number, signal: AbortSignal | undefined) =>
   });
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** A poll's wait that QEMU's MIGRATION event with `status` (since `since`) ends early. */
+async function waitOrPoll(q: QmpClient, since: number, status: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) throw new FlimcdError('interrupted', ErrorCode.INTERRUPTED);
+  // A timeout is the poll's normal end; a closed connection shows in the next command.
+  await q.waitEvent('MIGRATION', { since, timeoutMs: ms, match: (d) => d.status === status }).catch(() => sleep(0, signal));
+}
+
 interface QueryMigrate {
   status?: string;
   'error-desc'?: string;
@@ -227,6 +239,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
 
     // 1. Pre-copy until the dirty sets (all disks together) are small.
     const precopyDeadline = t0 + (o.precopyTimeoutMs ?? 30 * 60_000);
+    const ramSeconds = o.ramStart === 'overlap' ? await ramSecondsEstimate(src, o.ramMaxBandwidth) : null;
+    const pace = new PrecopyPace();
     for (;;) {
       see(await disks.sourceStatuses());
       progress();
@@ -238,6 +252,11 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       const rate = Math.max(0, ...lastDisks.map((d) => num(d.status.linkRateBps) ?? 0));
       const threshold = o.precopyThresholdBytes ?? Math.max(8 << 20, rate / 8);
       if (DiskSet.precopyConverged(lastDisks, threshold)) break;
+      const secondsLeft = pace.secondsLeft(Date.now(), lastDisks);
+      if (overlapStartsRam(secondsLeft, ramSeconds)) {
+        log?.info({ precopySecondsLeft: secondsLeft, ramSeconds, remainingBytes: remaining }, 'starting the RAM migration beside the pre-copy (--ram-start overlap)');
+        break;
+      }
       if (Date.now() > precopyDeadline) {
         log?.warn({ remainingBytes: remaining }, 'pre-copy did not converge in time; moving on, post-copy carries the rest');
         break;
@@ -282,7 +301,9 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         DiskSet.throwIfFailed(lastDisks, 'source', 'during the RAM migration');
       }
       progress();
-      await sleep(poll, o.signal);
+      // QEMU pauses the guest at pre-switchover: from then on every ms is downtime, so its event
+      // ends the wait at once rather than the next poll.
+      await waitOrPoll(src, srcSince, 'pre-switchover', poll, o.signal);
     }
 
     // 4. Storage cut-over while the guest is paused and its disk quiet.
@@ -302,7 +323,8 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
         const late = lastDisks.filter((d) => !SERVING_PHASES.includes(String(d.status.phase))).map((d) => d.name);
         throw new FlimcdError(`the target agent${disks.size > 1 ? ` of disk ${late.join(', ')}` : ''} did not start serving within ${o.cutoverTimeoutMs ?? 60_000} ms of the cut-over`, ErrorCode.VM_TIMEOUT);
       }
-      await sleep(Math.min(poll, 20), o.signal);
+      // The guest is paused: a status over the local control socket costs about a ms, a late look the whole gap.
+      await sleep(Math.min(poll, 5), o.signal);
     }
     // The guest must find its disks at the target: the target QEMU's NBD nodes on the live target exports.
     for (const d of lastDisks) await checkTargetAttached(dst, d.status);

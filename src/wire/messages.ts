@@ -129,6 +129,8 @@ export const CutoverSchema = z.object({
   frozenAt: z.number(),
   /** Number of missing blocks: the MISSING spans sent just before this message set exactly these. */
   missing: z.number().int().nonnegative(),
+  /** The hypervisor paused the VM for its switch-over (CutoverRequest): the target leaves its verification until the VM has likely resumed. */
+  vmPaused: z.boolean().optional(),
   /** The source's heat map (hottest areas, decayed read/write counts) and co-read area pairs; area size in blocks. */
   heat: z.object({
     areaBlocks: z.number().int().positive(),

@@ -8,7 +8,7 @@ import { existsSync, lstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlServer } from '../../src/control/server.ts';
 import { controlRequest, ControlResponseError, ControlUnreachableError } from '../../src/control/client.ts';
-import type { AgentControl } from '../../src/control/types.ts';
+import type { AgentControl, CutoverRequest } from '../../src/control/types.ts';
 import type { Address } from '../../src/util/address.ts';
 import { FlimcdError, UsageError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -36,14 +36,16 @@ class FakeAgent implements AgentControl {
   role: 'source' | 'target' = 'source';
   st: Record<string, unknown> = sourceStatus();
   cutovers = 0;
+  cutoverOpts: unknown[] = [];
   aborts: string[] = [];
   cutoverError: Error | undefined;
   status() {
     return this.st;
   }
-  cutover() {
+  cutover(opts?: CutoverRequest) {
     if (this.cutoverError) throw this.cutoverError;
     this.cutovers++;
+    this.cutoverOpts.push(opts);
   }
   abort(reason: string) {
     this.aborts.push(reason);
@@ -144,6 +146,16 @@ test('POST /cutover calls through with 202, and answers 409 when the role or pha
   assert.equal(ok.status, 202);
   assert.deepEqual(JSON.parse(ok.text), { accepted: true, phase: 'precopy' });
   assert.equal(agent.cutovers, 1);
+  assert.deepEqual(agent.cutoverOpts, [undefined]);
+
+  // A hypervisor that has paused the VM says so: the source holds at once.
+  const paused = await raw(addr, 'POST', '/cutover', '{"vmPaused":true}', { 'content-type': 'application/json' });
+  assert.equal(paused.status, 202);
+  assert.deepEqual(agent.cutoverOpts, [undefined, { vmPaused: true }]);
+  const bad = await raw(addr, 'POST', '/cutover', '{"vmPaused":"yes"}', { 'content-type': 'application/json' });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.parse(bad.text).error, /vmPaused must be true or false/);
+  assert.equal(agent.cutovers, 2);
 
   for (const [phase, why] of [['postcopy', /already past cut-over \(phase postcopy\)/], ['cutover', /already in progress/], ['done', /past cut-over/], ['failed', /has failed/]] as const) {
     agent.st = sourceStatus({ phase });
@@ -154,7 +166,7 @@ test('POST /cutover calls through with 202, and answers 409 when the role or pha
     assert.equal(body.code, 'FLIMCD_ERR_CUTOVER_REFUSED');
     assert.equal(body.phase, phase);
   }
-  assert.equal(agent.cutovers, 1);
+  assert.equal(agent.cutovers, 2);
 
   // The agent itself may refuse (e.g. not started yet): its message comes back as a 409.
   agent.st = sourceStatus({ phase: 'starting' });

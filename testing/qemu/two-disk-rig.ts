@@ -159,7 +159,7 @@ async function migrate(o: TwoDiskRigOptions, cleanups: Array<() => unknown>): Pr
   for (const dev of DISKS) {
     const source = sources[dev];
     const target = targets[dev];
-    const s = new ControlServer({ address: { kind: 'unix', path: join(d, `s-${dev}.ctl`) }, control: { role: 'source', status: () => source.status(), cutover: () => source.cutover(), abort: (r, x) => source.abort(r, x) } });
+    const s = new ControlServer({ address: { kind: 'unix', path: join(d, `s-${dev}.ctl`) }, control: { role: 'source', status: () => source.status(), cutover: (x) => source.cutover(x), abort: (r, x) => source.abort(r, x) } });
     const t = new ControlServer({ address: { kind: 'unix', path: join(d, `t-${dev}.ctl`) }, control: { role: 'target', status: () => target.status(), abort: (r) => target.abort(r) } });
     await s.listen();
     await t.listen();

@@ -1,12 +1,13 @@
 import type { Address } from '../../util/address.ts';
 import { ControlServer } from '../../control/server.ts';
 import { log } from '../../util/log.ts';
+import type { CutoverRequest } from '../../control/types.ts';
 
 export interface ControllableAgent {
   status(): Record<string, unknown>;
   /** May resolve once the migration has wound down: the control endpoint answers then (bounded). */
   abort(reason: string, opts?: { reclaim?: boolean }): void | Promise<void>;
-  cutover?(): void;
+  cutover?(opts?: CutoverRequest): void;
   retry?(): Promise<void>;
 }
 
@@ -19,7 +20,7 @@ export async function attachControl(addr: Address, role: 'source' | 'target', ag
     control: {
       role,
       status: () => agent.status(),
-      cutover: agent.cutover ? () => agent.cutover!() : undefined,
+      cutover: agent.cutover ? (opts?: CutoverRequest) => agent.cutover!(opts) : undefined,
       retry: agent.retry ? () => agent.retry!() : undefined,
       abort: (reason: string, opts?: { reclaim?: boolean }) => (opts ? agent.abort(reason, opts) : agent.abort(reason)),
     },

@@ -14,6 +14,7 @@ import { migrateVm, VmMigrationError, type VmMigrationResult, type VmProgress } 
 import { chsGeometry, nbdBlockdev, NBD_RECONNECT_DELAY_S } from '../../qemu/process.ts';
 import { checkImageSpecArg } from '../image-arg.ts';
 import { checkDiskEndpoints, type DiskEndpoints } from '../../qemu/disk-set.ts';
+import { RAM_START_MODES, type RamStart } from '../../qemu/ram-start.ts';
 
 interface VmMigrateCliOptions {
   sourceQmp: string;
@@ -25,6 +26,7 @@ interface VmMigrateCliOptions {
   migrateUri?: string;
   ramBandwidth?: string;
   precopyThreshold?: string;
+  ramStart: string;
   precopyTimeout: string;
   ramTimeout: string;
   postcopyTimeout: string;
@@ -169,6 +171,7 @@ export function registerVm(program: Command): void {
     .option('--migrate-uri <uri>', 'where the source QEMU sends the RAM stream (default: --incoming)')
     .option('--ram-bandwidth <rate>', 'QEMU\'s RAM migration limit, e.g. 1Gbit (QEMU 7.2\'s default is 128 MiB/s); set back afterwards')
     .option('--precopy-threshold <size>', 'start the RAM migration once the disk\'s dirty set is at most this (default 8MiB or 1 s of link)')
+    .option('--ram-start <when>', 'when the RAM migration starts: converged (after the disks\' pre-copy; RAM and disks share the link) or overlap (so that both end together: for a RAM stream on its own link)', 'converged')
     .option('--precopy-timeout <duration>', 'start the RAM migration anyway after this long; post-copy moves the rest', '30m')
     .option('--ram-timeout <duration>', 'roll back when QEMU\'s RAM migration has not reached the switch-over after this long', '30m')
     .option('--postcopy-timeout <duration>', 'give up waiting for the post-copy end after this long', '2h')
@@ -189,6 +192,8 @@ export function registerVm(program: Command): void {
       }
       const ramMaxBandwidth = o.ramBandwidth ? parseBitRate(o.ramBandwidth, '--ram-bandwidth') / 8 : undefined;
       const precopyThresholdBytes = o.precopyThreshold ? parseSize(o.precopyThreshold, '--precopy-threshold') : undefined;
+      if (!(RAM_START_MODES as readonly string[]).includes(o.ramStart)) throw new UsageError(`--ram-start must be one of ${RAM_START_MODES.join(', ')}, got "${o.ramStart}"`);
+      const ramStart = o.ramStart as RamStart;
       const precopyTimeoutMs = parseDuration(o.precopyTimeout, '--precopy-timeout');
       const ramTimeoutMs = parseDuration(o.ramTimeout, '--ram-timeout');
       if (!(ramTimeoutMs > 0)) throw new UsageError('--ram-timeout must be more than 0');
@@ -207,7 +212,7 @@ export function registerVm(program: Command): void {
       try {
         const r = await migrateVm({
           sourceQmp, targetQmp, disks,
-          incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, precopyTimeoutMs, ramTimeoutMs, postcopyTimeoutMs,
+          incomingUri: o.incoming, migrateUri: o.migrateUri, ramMaxBandwidth, precopyThresholdBytes, ramStart, precopyTimeoutMs, ramTimeoutMs, postcopyTimeoutMs,
           signal: ac.signal, log,
           onProgress: (p) => {
             const now = Date.now();
