@@ -74,6 +74,9 @@ interface PreparedBlock {
 }
 
 /** What an agent passes straight through to its engine: the algorithm and how it runs. */
+/** Post-copy push sent before the target serves: about a round trip of the link, within these bounds. */
+const MIN_PUSH_BEFORE_SERVING = 256 << 10;
+const MAX_PUSH_BEFORE_SERVING = 8 << 20;
 /** drainBeforeHold waits at most this many transmit-to-ack times (plus 100 ms) for the link to empty. */
 const DRAIN_RTTS = 4;
 
@@ -333,7 +336,7 @@ export class SourceEngine {
     // back: its first blocks reach the target right behind the hand-off, while the VM's first reads
     // there would otherwise all miss and wait a round trip for their fetches. The target applies what
     // follows CUTOVER only once it serves (target-engine.ts).
-    const pushing = this.push();
+    const pushing = this.push(handedOver);
     pushing.catch(() => {}); // awaited below; an abort can fail it before the hand-off settles
     await handedOver;
     this.setPhase('postcopy');
@@ -563,6 +566,7 @@ export class SourceEngine {
     await gate.hold();
     this.frozenAt = clock.now();
     await this.o.beforeCutover?.();
+    const persistedAt = clock.now();
     // Block messages not yet on the wire are taken back (the ledger counts them as purged, not sent):
     // their blocks are listed as missing instead. Offers not yet answered, and blocks answered
     // "lacking" but not yet sent, are missing too (an offer's blocks come back from abandonPending).
@@ -587,7 +591,8 @@ export class SourceEngine {
     const missingBytes = missing * blockSize;
     this.o.log.info(
       // holdMs: the VM's requests in flight finishing; handoffMs: from held to CUTOVER queued (bench:perf's breakdown).
-      { missingBlocks: missing, missingBytes, reason: this.cutoverReason, holdMs: this.frozenAt - holdAskedAt, handoffMs: clock.now() - this.frozenAt },
+      // persistMs: the durable "cut-over begun" record (part of handoffMs).
+      { missingBlocks: missing, missingBytes, reason: this.cutoverReason, holdMs: this.frozenAt - holdAskedAt, handoffMs: clock.now() - this.frozenAt, persistMs: persistedAt - this.frozenAt },
       missing ? `cut-over: VM I/O held at the source; ${missing} blocks (${formatBytes(missingBytes)}) still missing at the target travel in post-copy` : 'cut-over: VM I/O held at the source; the target holds every block',
     );
     const heat = this.pushPending.count ? heatNow : undefined;
@@ -637,13 +642,25 @@ export class SourceEngine {
     }
   }
 
-  /** Post-copy background push of everything the target still misses: read-hot areas first with hot order, else block order. */
-  private async push(): Promise<void> {
+  /**
+   * Post-copy background push of everything the target still misses: read-hot areas first with hot
+   * order, else block order. Until `handedOver` settles (the target serves) only about a round trip
+   * of the link goes out: enough for the VM's first reads there, while a full-rate push would keep
+   * both sides' CPUs (and the target's buffer of what follows CUTOVER) busy inside the downtime.
+   */
+  private async push(handedOver?: Promise<void>): Promise<void> {
     const pending = this.pushPending!;
     const { image, blockSize, channel } = this.o;
     const ahead = this.readAhead(DataReason.PUSH);
+    const st = channel.stats;
+    const aheadBytes = Math.min(MAX_PUSH_BEFORE_SERVING, Math.max(MIN_PUSH_BEFORE_SERVING, ((st.deliveryRateBps ?? this.o.bandwidthBps ?? 100e6) / 8) * ((st.minRttMs ?? 100) / 1000)));
+    let beforeServing = handedOver ? Math.ceil(aheadBytes / blockSize) : Infinity;
     try {
       for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
+        if (beforeServing-- <= 0 && handedOver) {
+          await handedOver;
+          handedOver = undefined;
+        }
         await channel.waitBulkRoom();
         this.checkAborted();
         if (!pending.clear(b)) continue; // fetched or canceled meanwhile
