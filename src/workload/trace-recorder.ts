@@ -225,7 +225,7 @@ export class TraceRecorder implements RequestRecorder {
     const s = this.current;
     if (!s || s.n === 0) return;
     this.current = undefined;
-    this.worker.postMessage({ type: 'batch', data: s.data, meta: s.meta, n: s.n }, [s.data, s.meta]);
+    this.worker.postMessage({ type: 'batch', data: s.data, meta: s.meta, n: s.n, used: s.used }, [s.data, s.meta]);
   }
 
   private arm(): void {
