@@ -3,7 +3,7 @@
  * recorder (src/workload/page-digest.ts). The hash is the system's libxxhash
  * (Debian's libxxhash0), opened with dlopen so that the addon builds without
  * its headers and loads without the library: then `loadError` says why and
- * flimcd digests the same XXH3-128 with hash-wasm, about five times slower.
+ * flimcd digests the same XXH3-128 with hash-wasm, about ten times slower.
  * libxxhash picks its widest vector code (SSE2/AVX2/AVX-512) at run time
  * through its _dispatch entry points when it has them.
  *

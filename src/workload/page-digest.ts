@@ -1,13 +1,16 @@
 /**
  * The trace recorder's page digest, native: XXH3-128 of each 4 KiB through
  * the optional addon native/sparse/pagedigest.c, which opens the system's
- * libxxhash (Debian's libxxhash0) at run time. It hashes about 30 GB/s where
- * hash-wasm's XXH3-128 does 4 (27 µs per MiB against 256 here), cheap enough
- * to run on the thread serving the VM, on the request's own bytes, with no
- * copy. Without the addon or the library, `nativePageDigests` is undefined
- * and the recorder's worker digests with hash-wasm: the same digests, byte
- * for byte (test/workload/page-digest.test.ts). FLIMCD_NO_NATIVE=1 forces
- * that fallback, as for the sparse helper.
+ * libxxhash (Debian's libxxhash0) at run time. On data in cache it takes
+ * 27 µs per MiB where hash-wasm's XXH3-128 takes 256, cheap enough to run on
+ * the thread serving the VM, on the request's own bytes, with no copy. (A
+ * read's bytes, just written by the kernel into a fresh reply buffer, are
+ * mostly not in cache: there the first pass over them, hash or copy alike,
+ * costs 120-480 µs per MiB, bound by memory.) Without the addon or the
+ * library, `nativePageDigests` is undefined and the recorder's worker
+ * digests with hash-wasm: the same digests, byte for byte
+ * (test/workload/page-digest.test.ts). FLIMCD_NO_NATIVE=1 forces that
+ * fallback, as for the sparse helper.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
