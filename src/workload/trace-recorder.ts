@@ -55,7 +55,7 @@ const KIND = { read: 0, write: 1, zero: 2 } as const;
 
 export interface TraceRecorderOptions {
   clock: Clock;
-  /** Most request bytes staged or being written (in 1 MiB buffers, at least 2); beyond it requests are dropped. Default 16 MiB. */
+  /** Staging memory (1 MiB buffers, at least 2) for request bytes, or for their digests (16 bytes a page) with the native digest; when none is free requests are dropped. Default 16 MiB. */
   maxPendingBytes?: number;
   /** Told the running drop count, at most once per 10 s. */
   onDrop?: (dropped: number) => void;
