@@ -9,18 +9,23 @@
  *   the replay only uses differences). pid 0, process `vm`, major/minor 0 0.
  * - lba/sectors: the byte range widened to 512-byte sectors.
  * - one digest per 4 KiB of the request (the last one may be shorter): the
- *   content read or written. Digests are XXH3-128 (32 hex digits, as wide as
- *   FIU's MD5): the replay treats them as opaque ids, and XXH3 costs ~1.5 µs
- *   per page here against MD5's ~8 µs, which matters on the VM's I/O path.
+ *   content read or written. Digests are XXH3-128 (32 hex digits, canonical
+ *   form, as wide as FIU's MD5): the replay treats them as opaque ids, and
+ *   XXH3 is far cheaper than MD5 on the VM's I/O path (page-digest.ts).
+ *   The file's first line, a comment, names the digest.
  * - write-zeroes and trim are recorded as writes of zero pages (they read as
  *   zero afterwards), in lines of at most 1 MiB and at most ZERO_LINES_MAX
  *   lines per request; the rest of a larger one is counted as `truncated`.
  *
- * Off the VM's thread: the thread serving the VM only copies each request's
- * bytes into a staging buffer (1 MiB of data, 1024 requests); digests, lines,
- * compression and the file are a worker thread's (trace-writer-worker.mjs),
- * which gets full buffers (or the current one every 200 ms) by transfer and
- * hands them back once the file stream took their text. Bounded memory,
+ * Mostly off the VM's thread: with the native digest (page-digest.ts, ~27 µs
+ * per MiB) the thread serving the VM digests each request's own bytes into a
+ * staging buffer (16 bytes per page, 1024 requests), which costs less than
+ * copying them would; without it, it copies the bytes there (1 MiB of data)
+ * and the worker digests them with hash-wasm (~250 µs per MiB): the same
+ * digests either way. Lines, compression and the file are a worker thread's
+ * (trace-writer-worker.mjs), which gets full buffers (or the current one
+ * every 200 ms) by transfer and hands them back once the file stream took
+ * their text. Bounded memory,
  * flushed continuously, never holding the VM: there are `maxPendingBytes` /
  * 1 MiB buffers; when the file falls behind, none is free and the request is
  * dropped, not waited for: the VM's I/O rate matters more than a complete
@@ -38,6 +43,7 @@ import { decompress as zstdDecompress } from 'zstd-napi';
 import { UsageError } from '../errors.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
 import type { RequestRecorder } from '../block/filters/recording.ts';
+import { DIGEST_BYTES, fiuPages, nativePageDigests, type PageDigester } from './page-digest.ts';
 
 /** A staging buffer's data bytes and requests. */
 const STAGE_BYTES = 1 << 20;
@@ -49,10 +55,12 @@ const KIND = { read: 0, write: 1, zero: 2 } as const;
 
 export interface TraceRecorderOptions {
   clock: Clock;
-  /** Most request bytes staged or being written (in 1 MiB buffers, at least 2); beyond it requests are dropped. Default 16 MiB. */
+  /** Staging memory (1 MiB buffers, at least 2) for request bytes, or for their digests (16 bytes a page) with the native digest; when none is free requests are dropped. Default 16 MiB. */
   maxPendingBytes?: number;
   /** Told the running drop count, at most once per 10 s. */
   onDrop?: (dropped: number) => void;
+  /** Digest on the worker with hash-wasm even when the native digest loaded (tests: both write the same trace). */
+  digestOnWorker?: boolean;
 }
 
 export interface TraceRecorderStats {
@@ -98,7 +106,7 @@ export class TraceRecorder implements RequestRecorder {
   private lastWarnMs = -Infinity;
   private readonly counts: TraceRecorderStats = { recorded: 0, dropped: 0, truncated: 0 };
 
-  private constructor(private readonly worker: Worker, private readonly o: TraceRecorderOptions) {
+  private constructor(private readonly worker: Worker, private readonly o: TraceRecorderOptions, private readonly digester: PageDigester | undefined) {
     const n = Math.max(2, Math.ceil((o.maxPendingBytes ?? 16 << 20) / STAGE_BYTES));
     for (let i = 0; i < n; i++) this.free.push(stage());
     worker.on('message', (m: WorkerMessage) => {
@@ -121,7 +129,8 @@ export class TraceRecorder implements RequestRecorder {
 
   /** Opens (truncates) `path` in a worker thread; compressed by its name (.zst, .gz). */
   static async open(path: string, o: TraceRecorderOptions): Promise<TraceRecorder> {
-    const worker = new Worker(new URL('./trace-writer-worker.mjs', import.meta.url), { workerData: { path, compression: traceCompression(path) } });
+    const digester = o.digestOnWorker ? undefined : nativePageDigests;
+    const worker = new Worker(new URL('./trace-writer-worker.mjs', import.meta.url), { workerData: { path, compression: traceCompression(path), digested: digester !== undefined } });
     const first = await new Promise<WorkerMessage>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
@@ -130,7 +139,7 @@ export class TraceRecorder implements RequestRecorder {
       await worker.terminate();
       throw new UsageError(`--record-trace: ${first.type === 'closed' && first.error ? first.error : 'the trace writer did not start'}`);
     }
-    return new TraceRecorder(worker, o);
+    return new TraceRecorder(worker, o, digester);
   }
 
   stats(): TraceRecorderStats {
@@ -178,7 +187,8 @@ export class TraceRecorder implements RequestRecorder {
   /** Stages one request; false (and counted) when it was dropped. */
   private entry(atMs: number, offset: number, length: number, kind: number, data: Uint8Array | undefined): boolean {
     if (this.closing) return false;
-    const need = data?.length ?? 0;
+    const pages = data && this.digester ? fiuPages(offset, data.length) : 0;
+    const need = data === undefined ? 0 : this.digester ? pages * DIGEST_BYTES : data.length;
     let s = this.current;
     if (s && (s.n === STAGE_ENTRIES || s.used + need > STAGE_BYTES)) {
       this.send();
@@ -194,7 +204,12 @@ export class TraceRecorder implements RequestRecorder {
       s.used = 0;
       this.current = s;
     }
-    if (data) {
+    if (data && this.digester) {
+      let n = this.digester.digestPages(data, s.bytes, s.used);
+      // The sector-widened range's extra page, if any: the digest of the last byte (as the worker's fallback does).
+      for (; n < pages; n++) this.digester.digestPages(data.subarray(data.length - 1), s.bytes, s.used + n * DIGEST_BYTES);
+      s.used += need;
+    } else if (data) {
       s.bytes.set(data, s.used);
       s.used += data.length;
     }
@@ -210,7 +225,7 @@ export class TraceRecorder implements RequestRecorder {
     const s = this.current;
     if (!s || s.n === 0) return;
     this.current = undefined;
-    this.worker.postMessage({ type: 'batch', data: s.data, meta: s.meta, n: s.n }, [s.data, s.meta]);
+    this.worker.postMessage({ type: 'batch', data: s.data, meta: s.meta, n: s.n, used: s.used }, [s.data, s.meta]);
   }
 
   private arm(): void {
