@@ -5,6 +5,7 @@ import type { GateDisk } from '../block/filters/gate.ts';
 import type { TrackingDisk } from '../block/filters/tracking.ts';
 import { Bitmap } from '../util/bitmap.ts';
 import type { TimerHandle } from '../util/clock.ts';
+import { CpuSlice } from '../util/cpu-slice.ts';
 import { Channel, Priority } from '../wire/channel.ts';
 import { DataReason, MsgType, type DataReasonValue, type Message, type Verify } from '../wire/messages.ts';
 import { carriesBlock, taggedBlocks } from '../wire/block-tag.ts';
@@ -460,8 +461,10 @@ export class SourceEngine {
     const { channel, image, blockSize } = this.o;
     const reason = this.round === 0 ? DataReason.BULK : DataReason.DIRTY;
     const ahead = this.readAhead(reason);
+    const slice = new CpuSlice(() => this.o.clock.now());
     try {
       for (const b of orderedBlocks(this.needSend, this.o.tracking, 'precopy', this.features.hotOrder, this.o.clock.now())) {
+        await slice.pass();
         await channel.waitBulkRoom();
         this.checkAborted();
         if (this.cutoverRequested) return true;
@@ -655,8 +658,10 @@ export class SourceEngine {
     const st = channel.stats;
     const aheadBytes = Math.min(MAX_PUSH_BEFORE_SERVING, Math.max(MIN_PUSH_BEFORE_SERVING, ((st.deliveryRateBps ?? this.o.bandwidthBps ?? 100e6) / 8) * ((st.minRttMs ?? 100) / 1000)));
     let beforeServing = handedOver ? Math.ceil(aheadBytes / blockSize) : Infinity;
+    const slice = new CpuSlice(() => this.o.clock.now());
     try {
       for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
+        await slice.pass();
         if (beforeServing-- <= 0 && handedOver) {
           await handedOver;
           handedOver = undefined;

@@ -70,7 +70,9 @@ export class QmpClient {
     const name = o.name ?? `QMP ${formatAddress(addr)}`;
     const deadline = Date.now() + (o.connectTimeoutMs ?? 10_000);
     let socket: net.Socket;
-    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    // A unix or loopback connect attempt costs next to nothing; a long back-off would only add to a
+    // QEMU's start-up (a target QEMU's start counts toward a migration's time to switch).
+    for (let delay = 20; ; delay = Math.min(delay * 2, 100)) {
       try {
         socket = await new Promise<net.Socket>((resolve, reject) => {
           const s = addr.kind === 'unix' ? net.connect(addr.path) : net.connect(addr.port, addr.host);
