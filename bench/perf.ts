@@ -131,7 +131,7 @@ async function main(): Promise<void> {
       for (const imageBytes of [data, 64 * 2 ** 30]) for (let r = 0; r < runs; r++) {
         const row = await measureDowntime(fresh(), { dataBytes: data, imageBytes, bandwidthBps: 1e9, rttMs: 10 });
         res.downtime.push({ ...row, load: load() });
-        say(`downtime ${row.image}: ${row.downtime_ms} ms (handoff ${row.handoff_ms}, link ${row.link_ms}, apply ${row.apply_ms}, durable ${row.durable_ms}, serve ${row.serve_ms}; before it: drain ${row.drain_ms} ms leaving ${row.in_flight_kib} KiB, hold ${row.hold_ms}) load ${load().join(' ')}`);
+        say(`downtime ${row.image}: ${row.downtime_ms} ms (handoff ${row.handoff_ms}, link ${row.link_ms}, apply ${row.apply_ms}, durable ${row.durable_ms}, serve ${row.serve_ms}; one clock: served ${row.served_after_ms} ms after the hold, CUTOVER's trip ${row.cutover_trip_ms}; before it: drain ${row.drain_ms} ms leaving ${row.in_flight_kib} KiB, hold ${row.hold_ms}) load ${load().join(' ')}`);
       }
     });
     if (only.includes('guest')) await section('guest', async () => {
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
   }
   if (res.downtime?.length) {
     console.log('\ndowntime, ms (goal <= 50, flat in image size); 1 Gbit/s 10 ms, moderate workload');
-    console.table(res.downtime.map((r) => ({ image: r.image, downtime: r.downtime_ms, handoff: r.handoff_ms, link: r.link_ms, apply: r.apply_ms, durable: r.durable_ms, serve: r.serve_ms, drain: r.drain_ms, in_flight_kib: r.in_flight_kib, hold: r.hold_ms, verified: r.verified, load: r.load.join(' ') })));
+    console.table(res.downtime.map((r) => ({ image: r.image, downtime: r.downtime_ms, handoff: r.handoff_ms, link: r.link_ms, apply: r.apply_ms, durable: r.durable_ms, serve: r.serve_ms, served_after: r.served_after_ms, cutover_trip: r.cutover_trip_ms, drain: r.drain_ms, in_flight_kib: r.in_flight_kib, hold: r.hold_ms, verified: r.verified, load: r.load.join(' ') })));
   }
   console.log('\nheadline');
   console.table(Object.fromEntries(Object.entries(headline).map(([k, v]) => [k, { value: v }])));

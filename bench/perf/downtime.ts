@@ -13,6 +13,12 @@
  * - `durable_ms`: target, the image flush and the missing map made durable;
  * - `serve_ms`: target, from durable to serving (prefetcher, gate);
  * - `link_ms`: the rest: CUTOVER's trip, and whatever was queued ahead of it on the link.
+ * Both agents run on this host, so their log lines' wall-clock times also give, without the
+ * report's half-RTT estimate:
+ * - `served_after_ms`: from the hold at the source until the target serves: the VM's storage
+ *   downtime as one clock sees it (the report's `downtime_ms` adds CUTOVER_DONE's trip back less
+ *   half the smallest RTT);
+ * - `cutover_trip_ms`: from CUTOVER queued at the source until the target began its cut-over.
  */
 import { truncateSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +40,8 @@ export interface DowntimeRow {
   durable_ms: number | null;
   serve_ms: number | null;
   rtt_ms: number | null;
+  served_after_ms: number | null;
+  cutover_trip_ms: number | null;
   verified: boolean;
 }
 
@@ -54,9 +62,18 @@ export async function measureDowntime(dir: string, o: { dataBytes: number; image
   const d = r.report.downtime_ms;
   const parts = [num(src, 'handoffMs'), num(tgt, 'applyMs'), num(tgt, 'durableMs'), num(tgt, 'serveMs')];
   const known = parts.every((p) => p !== null) ? parts.reduce((s, p) => s + p, 0) : null;
+  // pino's `time` is the wall clock (ms) when the line was logged: the source logs right after the hand-off, just before CUTOVER is queued.
+  const queuedAt = num(src, 'time');
+  const servedAt = num(tgt, 'time');
+  const [handoff, apply, durable, serve] = parts;
+  const frozenAt = queuedAt !== null && handoff != null ? queuedAt - handoff : null;
+  const beganAt = servedAt !== null && apply != null && durable != null && serve != null ? servedAt - apply - durable - serve : null;
   return {
     image: o.imageBytes >= 2 ** 30 ? `${(o.imageBytes / 2 ** 30).toFixed(0)} GiB` : `${(o.imageBytes / 2 ** 20).toFixed(0)} MiB`, image_bytes: o.imageBytes, data_bytes: o.dataBytes, downtime_ms: d,
     drain_ms: num(drain, 'drainMs'), in_flight_kib: inFlight === null ? null : Math.round(inFlight / 1024), hold_ms: num(src, 'holdMs'), handoff_ms: parts[0]!, link_ms: known === null ? null : +(d - known).toFixed(1),
-    apply_ms: parts[1]!, durable_ms: parts[2]!, serve_ms: parts[3]!, rtt_ms: r.report.link.rtt_ms, verified: r.report.verified,
+    apply_ms: parts[1]!, durable_ms: parts[2]!, serve_ms: parts[3]!, rtt_ms: r.report.link.rtt_ms,
+    served_after_ms: servedAt !== null && frozenAt !== null ? +(servedAt - frozenAt).toFixed(1) : null,
+    cutover_trip_ms: beganAt !== null && queuedAt !== null ? +(beganAt - queuedAt).toFixed(1) : null,
+    verified: r.report.verified,
   };
 }

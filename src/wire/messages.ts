@@ -124,6 +124,28 @@ export type Welcome = z.infer<typeof WelcomeSchema>;
 
 export const ErrorSchema = z.object({ code: z.string().max(64), message: z.string().max(4096) });
 
+const isIndex = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0;
+
+/**
+ * An array of at most `max` [non-negative integer, non-negative number (or integer)] pairs, checked
+ * in one loop: CUTOVER's heat holds thousands of them, and zod's per-element tuples took ~20 ms to
+ * check them on the target, inside the downtime.
+ */
+function pairs(max: number, second: 'number' | 'int') {
+  return z.custom<Array<[number, number]>>(
+    (v) => Array.isArray(v) && v.length <= max && v.every((p) => Array.isArray(p) && p.length === 2 && isIndex(p[0]) && (second === 'int' ? isIndex(p[1]) : typeof p[1] === 'number' && p[1] >= 0)),
+    { message: `expected at most ${max} [index, ${second === 'int' ? 'index' : 'non-negative number'}] pairs` },
+  );
+}
+
+/** At most `max` [area, partner areas (at most `partners`)] pairs, checked as `pairs` is. */
+function coPairs(max: number, partners: number) {
+  return z.custom<Array<[number, number[]]>>(
+    (v) => Array.isArray(v) && v.length <= max && v.every((p) => Array.isArray(p) && p.length === 2 && isIndex(p[0]) && Array.isArray(p[1]) && p[1].length <= partners && (p[1] as unknown[]).every(isIndex)),
+    { message: `expected at most ${max} [area, at most ${partners} partner areas] pairs` },
+  );
+}
+
 export const CutoverSchema = z.object({
   /** Source-side timestamp (ms on the source's clock) when VM I/O stopped, for the report. */
   frozenAt: z.number(),
@@ -134,13 +156,13 @@ export const CutoverSchema = z.object({
   /** The source's heat map (hottest areas, decayed read/write counts) and co-read area pairs; area size in blocks. */
   heat: z.object({
     areaBlocks: z.number().int().positive(),
-    reads: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20),
-    writes: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
+    reads: pairs(1 << 20, 'number'),
+    writes: pairs(1 << 20, 'number').optional(),
     /** Read heat of the hottest single blocks (block, reads): the source pushes by block grain too. */
-    blocks: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 20).optional(),
-    co: z.array(z.tuple([z.number().int().nonnegative(), z.array(z.number().int().nonnegative()).max(16)])).max(1 << 16).optional(),
+    blocks: pairs(1 << 20, 'number').optional(),
+    co: coPairs(1 << 16, 16).optional(),
     /** Block → the block the VM read right after it, learned at the source (policy/block-successors.ts). */
-    follows: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])).max(1 << 16).optional(),
+    follows: pairs(1 << 16, 'int').optional(),
   }).optional(),
 });
 export type Cutover = z.infer<typeof CutoverSchema>;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildRig, expectVerifiedExact, fillImage } from '../helpers/migration-rig.ts';
-import { DataReason, MsgType, type Message } from '../../src/wire/messages.ts';
+import { DataReason, MsgType } from '../../src/wire/messages.ts';
 
 test('before the target serves, the source pushes about a round trip of the link, then the rest; verified', async () => {
   // 40 ms round trip at 50 Mbit/s: a round trip of the link is 250 KB, under the 256 KiB floor (4 blocks).
@@ -15,10 +15,11 @@ test('before the target serves, the source pushes about a round trip of the link
   await rig.start();
   let pushed = 0;
   const send = rig.srcCh.send.bind(rig.srcCh);
-  rig.srcCh.send = ((m: Message, ...rest: unknown[]) => {
+  rig.srcCh.send = (...args: Parameters<typeof send>) => {
+    const m = args[0];
     if ((m.type === MsgType.DATA || m.type === MsgType.ZERO || m.type === MsgType.REF) && m.reason === DataReason.PUSH) pushed++;
-    return (send as (...a: unknown[]) => unknown)(m, ...rest);
-  }) as typeof rig.srcCh.send;
+    return send(...args);
+  };
   // The target's cut-over flush takes 400 ms (a slow disk): 2.5 MB of link time.
   const pushedWhileTargetFlushed: number[] = [];
   const flush = rig.tgtImage.flush.bind(rig.tgtImage);

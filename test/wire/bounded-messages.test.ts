@@ -94,3 +94,23 @@ test('OFFER, HAVE, FETCH, ZERO: bounded by batch or request size, never by the i
   const z = onTheWire({ type: MsgType.ZERO, first: 0, count: BLOCKS, reason: 0 });
   assert.equal(z.bytes, 9);
 });
+
+test('CUTOVER: its heat comes back exact, and a heat whose pairs are malformed is refused as a protocol error', () => {
+  const heat = { areaBlocks: 16, reads: [[0, 1.5], [7, 0]] as Array<[number, number]>, writes: [[3, 2]] as Array<[number, number]>, blocks: [[99, 4]] as Array<[number, number]>, co: [[1, [2, 3]]] as Array<[number, number[]]>, follows: [[5, 6]] as Array<[number, number]> };
+  const { back } = onTheWire({ type: MsgType.CUTOVER, cutover: { frozenAt: 1, missing: 0, heat } });
+  assert.deepEqual(back.type === MsgType.CUTOVER && back.cutover.heat, heat);
+  const bad: Array<[string, unknown]> = [
+    ['a negative block', { ...heat, reads: [[-1, 1]] }],
+    ['a fractional block', { ...heat, blocks: [[1.5, 1]] }],
+    ['a negative heat', { ...heat, writes: [[1, -2]] }],
+    ['a pair of three', { ...heat, reads: [[1, 2, 3]] }],
+    ['a fractional successor', { ...heat, follows: [[1, 2.5]] }],
+    ['seventeen co-read partners', { ...heat, co: [[1, Array.from({ length: 17 }, (_, i) => i)]] }],
+    ['a partner that is not an index', { ...heat, co: [[1, ['x']]] }],
+    ['not an array', { ...heat, reads: { 0: [1, 1] } }],
+  ];
+  for (const [what, h] of bad) {
+    const payload = Buffer.from(JSON.stringify({ frozenAt: 1, missing: 0, heat: h }));
+    assert.throws(() => decodeMessage(MsgType.CUTOVER, payload), ProtocolError, what);
+  }
+});

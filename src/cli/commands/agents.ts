@@ -163,7 +163,8 @@ export function registerAgents(program: Command): void {
       const agent = await SourceAgent.start({
         vmDisk: trace?.wrap,
         image: o.image, format, storageDaemon: o.storageDaemon, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs, runtime,
-        onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
+        // After the phase's own work: a status costs ms that a cut-over would otherwise spend in its downtime.
+        onPhase: () => setImmediate(() => { if (agentRef) progress.update(agentRef.status()); }),
       }).catch(async (e: unknown) => {
         await trace?.recorder.close().catch(() => {});
         throw e;
@@ -268,7 +269,8 @@ export function registerAgents(program: Command): void {
       let agentRef: TargetAgent | undefined;
       const agent = new TargetAgent({
         image: o.image, format, backing, storageDaemon: o.storageDaemon, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote, runtime,
-        onPhase: () => { if (agentRef) progress.update(agentRef.status()); },
+        // After the phase's own work: a status costs ms that a cut-over would otherwise spend in its downtime.
+        onPhase: () => setImmediate(() => { if (agentRef) progress.update(agentRef.status()); }),
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
       agentRef = agent;
