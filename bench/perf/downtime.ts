@@ -8,7 +8,8 @@
  * - before the downtime (the VM still running), shown apart: `drain_ms`, the source waiting for the
  *   target to apply what was on the link, and `in_flight_kib`, what was still unacked at the hold
  *   (0 unless the drain timed out); `hold_ms`, the VM's requests in flight finishing;
- * - `handoff_ms`: source, from held until CUTOVER is queued (purge, missing map);
+ * - `handoff_ms`: source, from held until CUTOVER is queued (purge, missing map), of which
+ *   `persist_ms` the durable record that the cut-over began;
  * - `apply_ms`: target, applying what came before CUTOVER;
  * - `durable_ms`: target, the image flush and the missing map made durable;
  * - `serve_ms`: target, from durable to serving (prefetcher, gate);
@@ -35,6 +36,7 @@ export interface DowntimeRow {
   in_flight_kib: number | null;
   hold_ms: number | null;
   handoff_ms: number | null;
+  persist_ms: number | null;
   link_ms: number | null;
   apply_ms: number | null;
   durable_ms: number | null;
@@ -70,7 +72,7 @@ export async function measureDowntime(dir: string, o: { dataBytes: number; image
   const beganAt = servedAt !== null && apply != null && durable != null && serve != null ? servedAt - apply - durable - serve : null;
   return {
     image: o.imageBytes >= 2 ** 30 ? `${(o.imageBytes / 2 ** 30).toFixed(0)} GiB` : `${(o.imageBytes / 2 ** 20).toFixed(0)} MiB`, image_bytes: o.imageBytes, data_bytes: o.dataBytes, downtime_ms: d,
-    drain_ms: num(drain, 'drainMs'), in_flight_kib: inFlight === null ? null : Math.round(inFlight / 1024), hold_ms: num(src, 'holdMs'), handoff_ms: parts[0]!, link_ms: known === null ? null : +(d - known).toFixed(1),
+    drain_ms: num(drain, 'drainMs'), in_flight_kib: inFlight === null ? null : Math.round(inFlight / 1024), hold_ms: num(src, 'holdMs'), handoff_ms: parts[0]!, persist_ms: num(src, 'persistMs'), link_ms: known === null ? null : +(d - known).toFixed(1),
     apply_ms: parts[1]!, durable_ms: parts[2]!, serve_ms: parts[3]!, rtt_ms: r.report.link.rtt_ms,
     served_after_ms: servedAt !== null && frozenAt !== null ? +(servedAt - frozenAt).toFixed(1) : null,
     cutover_trip_ms: beganAt !== null && queuedAt !== null ? +(beganAt - queuedAt).toFixed(1) : null,

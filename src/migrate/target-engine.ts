@@ -63,7 +63,7 @@ export interface TargetResult {
 }
 
 /** 32 MiB: at 1 Gbit/s about a quarter second of pre-copy, so the cut-over flush is small on any WAN. */
-const DEFAULT_BACKGROUND_FLUSH_BYTES = 32 << 20;
+const DEFAULT_BACKGROUND_FLUSH_BYTES = 8 << 20;
 /**
  * After a cut-over inside a hypervisor's switch-over, the hypervisor still has to send the device
  * state and resume the VM: hashing the whole image at once would take the CPU from that (a 256 MiB
