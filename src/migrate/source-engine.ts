@@ -461,7 +461,7 @@ export class SourceEngine {
     const { channel, image, blockSize } = this.o;
     const reason = this.round === 0 ? DataReason.BULK : DataReason.DIRTY;
     const ahead = this.readAhead(reason);
-    const slice = new CpuSlice(() => this.o.clock.now());
+    const slice = new CpuSlice(this.o.clock);
     try {
       for (const b of orderedBlocks(this.needSend, this.o.tracking, 'precopy', this.features.hotOrder, this.o.clock.now())) {
         await slice.pass();
@@ -658,7 +658,7 @@ export class SourceEngine {
     const st = channel.stats;
     const aheadBytes = Math.min(MAX_PUSH_BEFORE_SERVING, Math.max(MIN_PUSH_BEFORE_SERVING, ((st.deliveryRateBps ?? this.o.bandwidthBps ?? 100e6) / 8) * ((st.minRttMs ?? 100) / 1000)));
     let beforeServing = handedOver ? Math.ceil(aheadBytes / blockSize) : Infinity;
-    const slice = new CpuSlice(() => this.o.clock.now());
+    const slice = new CpuSlice(this.o.clock);
     try {
       for (const b of orderedBlocks(pending, this.o.tracking, 'push', this.features.hotOrder, this.o.clock.now())) {
         await slice.pass();

@@ -12,6 +12,11 @@ export interface Clock {
   /** Milliseconds, monotonic. */
   now(): number;
   setTimer(ms: number, fn: () => void): TimerHandle;
+  /**
+   * Lets everything else waiting on the event loop run once (a clock on the real event loop only):
+   * a virtual clock's time moves when its driver says, and a real turn would escape its schedule.
+   */
+  yieldTurn?(): Promise<void>;
 }
 
 export function sleep(clock: Clock, ms: number): Promise<void> {
@@ -29,6 +34,7 @@ export function sleep(clock: Clock, ms: number): Promise<void> {
  */
 export const realClock: Clock = {
   now: () => performance.now(),
+  yieldTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
   setTimer(ms, fn) {
     if (!(ms > 0)) {
       const i = setImmediate(fn);

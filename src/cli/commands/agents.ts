@@ -114,6 +114,7 @@ export function registerAgents(program: Command): void {
       const controlAddress = o.control ? parseAddress(o.control, '--control') : undefined;
       const progress = createProgress({ json: o.json, role: 'source', logSink, log, formatReport: (r) => formatReport(r as unknown as MigrationReport) });
       let agentRef: SourceAgent | undefined;
+      const showPhase = () => { if (agentRef) progress.update(agentRef.status()); };
       if (o.plan && imageSize === undefined) throw new UsageError('--plan: not with an NBD URI as --image (the plan is checked against the image size)');
       const prediction = o.plan && imageSize !== undefined ? readPrediction(o.plan, algorithm, imageSize) : undefined;
       const runtime = runtimeFromFlags(o);
@@ -163,8 +164,8 @@ export function registerAgents(program: Command): void {
       const agent = await SourceAgent.start({
         vmDisk: trace?.wrap,
         image: o.image, format, storageDaemon: o.storageDaemon, security, nbd, exportName: o.name, to, algorithm, features, blockSize, bandwidthBps, manualCutover: o.manualCutover, log, prediction, stateDir: o.stateDir, linkTimeoutMs, runtime,
-        // After the phase's own work: a status costs ms that a cut-over would otherwise spend in its downtime.
-        onPhase: () => setImmediate(() => { if (agentRef) progress.update(agentRef.status()); }),
+        // The cut-over's status after its own work: a status costs ms that would otherwise be downtime.
+        onPhase: (p) => (p === 'cutover' ? setImmediate(showPhase) : showPhase()),
       }).catch(async (e: unknown) => {
         await trace?.recorder.close().catch(() => {});
         throw e;
@@ -267,10 +268,11 @@ export function registerAgents(program: Command): void {
       // Sibling hosts' content: looked up after this host's own, before the WAN.
       const fleet = cluster ? openFleetContent(cluster, security, log, runtime.content.format) : undefined;
       let agentRef: TargetAgent | undefined;
+      const showPhase = () => { if (agentRef) progress.update(agentRef.status()); };
       const agent = new TargetAgent({
         image: o.image, format, backing, storageDaemon: o.storageDaemon, security, listen, nbd, exportName: o.name, prefetch: o.prefetch, log, indexDir: o.index, stateDir: o.stateDir, fetchTimeoutMs, remote: fleet?.remote, runtime,
-        // After the phase's own work: a status costs ms that a cut-over would otherwise spend in its downtime.
-        onPhase: () => setImmediate(() => { if (agentRef) progress.update(agentRef.status()); }),
+        // The cut-over's status after its own work: a status costs ms that would otherwise be downtime.
+        onPhase: (p) => (p === 'cutover' ? setImmediate(showPhase) : showPhase()),
         onNbdListening: (a) => emit(o.json, { event: 'nbd-listening', nbd: formatAddress(a), uri: nbdUri(a, o.name) }, `flimcd target: VM export at ${nbdUri(a, o.name)} (held until cut-over)`, progress),
       });
       agentRef = agent;
