@@ -74,13 +74,13 @@ interface PreparedBlock {
   prepared: Promise<Encoded> | undefined;
 }
 
-/** What an agent passes straight through to its engine: the algorithm and how it runs. */
 /** Post-copy push sent before the target serves: about a round trip of the link, within these bounds. */
 const MIN_PUSH_BEFORE_SERVING = 256 << 10;
 const MAX_PUSH_BEFORE_SERVING = 8 << 20;
 /** drainBeforeHold waits at most this many transmit-to-ack times (plus 100 ms) for the link to empty. */
 const DRAIN_RTTS = 4;
 
+/** What an agent passes straight through to its engine: the algorithm and how it runs. */
 export type SourceMigrationOptions = Pick<SourceEngineOptions, 'algorithm' | 'features' | 'blockSize' | 'bandwidthBps' | 'cutover' | 'manualCutover' | 'log' | 'onPhase'>;
 
 /**
