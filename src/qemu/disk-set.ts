@@ -36,7 +36,8 @@ export interface DiskStatus {
   status: AgentStatusRecord;
 }
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** A status field's number, or null when it is absent or not finite. */
+export const finiteOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 /** The target agent serves the VM (the cut-over is done for this disk). */
 export const SERVING_PHASES: readonly string[] = ['postcopy', 'verify', 'done'];
 /** Status fields that add up across disks (counters, sizes, rates); the rest are per disk only. */
@@ -94,7 +95,7 @@ export class DiskSet {
    * downtime moves all of them over the one link).
    */
   static precopyConverged(all: readonly DiskStatus[], thresholdBytes: number): boolean {
-    return all.every((d) => d.status.phase === 'precopy' && (num(d.status.round) ?? 0) >= 1) && remainingBytes(all) <= thresholdBytes;
+    return all.every((d) => d.status.phase === 'precopy' && (finiteOrNull(d.status.round) ?? 0) >= 1) && remainingBytes(all) <= thresholdBytes;
   }
 
   /**
@@ -148,12 +149,12 @@ export class DiskSet {
 
 /** The dirty sets of all disks together, bytes (unknown counts as infinite). */
 export function remainingBytes(all: readonly DiskStatus[]): number {
-  return all.reduce((sum, d) => sum + (num(d.status.remainingBlocks) ?? Infinity) * (num(d.status.blockSize) ?? 65536), 0);
+  return all.reduce((sum, d) => sum + (finiteOrNull(d.status.remainingBlocks) ?? Infinity) * (finiteOrNull(d.status.blockSize) ?? 65536), 0);
 }
 
 /** All the disks' blocks the target lacked (post-copy's share), or null when no disk says. */
 export function sumField(all: readonly DiskStatus[], key: string): number | null {
-  const vs = all.map((d) => num(d.status[key])).filter((v): v is number => v !== null);
+  const vs = all.map((d) => finiteOrNull(d.status[key])).filter((v): v is number => v !== null);
   return vs.length ? vs.reduce((a, b) => a + b, 0) : null;
 }
 
@@ -168,18 +169,18 @@ export function totalStatus(all: readonly DiskStatus[]): AgentStatusRecord {
   const out: AgentStatusRecord = {};
   for (const d of all) {
     for (const [k, v] of Object.entries(d.status)) {
-      if (ADDITIVE.test(k) && typeof v === 'number') out[k] = (num(out[k]) ?? 0) + v;
+      if (ADDITIVE.test(k) && typeof v === 'number') out[k] = (finiteOrNull(out[k]) ?? 0) + v;
     }
   }
   const phases = [...new Set(all.map((d) => String(d.status.phase)))];
   out.phase = phases.join('/');
   const verified = all.map((d) => d.status.verified);
   out.verified = verified.every((v) => v === true) ? true : verified.some((v) => v === false) ? false : null;
-  const sizes = all.map((d) => (num(d.status.blocks) ?? 0) * (num(d.status.blockSize) ?? 0));
+  const sizes = all.map((d) => (finiteOrNull(d.status.blocks) ?? 0) * (finiteOrNull(d.status.blockSize) ?? 0));
   const total = sizes.reduce((a, b) => a + b, 0);
-  const progress = all.map((d) => num(d.status.progress));
+  const progress = all.map((d) => finiteOrNull(d.status.progress));
   out.progress = progress.every((p) => p !== null) && total > 0 ? progress.reduce<number>((a, p, i) => a + p * sizes[i]!, 0) / total : null;
-  const bs = all.map((d) => num(d.status.blockSize));
+  const bs = all.map((d) => finiteOrNull(d.status.blockSize));
   if (bs.every((b) => b !== null && b === bs[0])) out.blockSize = bs[0];
   return out;
 }

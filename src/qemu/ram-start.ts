@@ -16,18 +16,16 @@
  * make it shorter, so the RAM starts early rather than late.
  */
 import type { QmpClient } from './qmp.ts';
-import type { DiskStatus } from './disk-set.ts';
+import { finiteOrNull, type DiskStatus } from './disk-set.ts';
 
 export const RAM_START_MODES = ['converged', 'overlap'] as const;
 export type RamStart = (typeof RAM_START_MODES)[number];
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
 /** Seconds QEMU needs to send the guest's RAM once at `max-bandwidth` (`ramMaxBandwidth`, else QEMU's current setting). */
 export async function ramSecondsEstimate(qmp: QmpClient, ramMaxBandwidth: number | undefined): Promise<number | null> {
   const mem = await qmp.execute<{ 'base-memory'?: number; 'plugged-memory'?: number }>('query-memory-size-summary');
-  const bytes = (num(mem['base-memory']) ?? 0) + (num(mem['plugged-memory']) ?? 0);
-  const rate = ramMaxBandwidth ?? num((await qmp.execute<Record<string, unknown>>('query-migrate-parameters'))['max-bandwidth']);
+  const bytes = (finiteOrNull(mem['base-memory']) ?? 0) + (finiteOrNull(mem['plugged-memory']) ?? 0);
+  const rate = ramMaxBandwidth ?? finiteOrNull((await qmp.execute<Record<string, unknown>>('query-migrate-parameters'))['max-bandwidth']);
   if (!bytes || !rate || rate <= 0) return null;
   return bytes / rate;
 }
@@ -45,7 +43,7 @@ export class PrecopyPace {
   secondsLeft(nowMs: number, all: readonly DiskStatus[]): number | null {
     let remaining = 0;
     for (const d of all) {
-      const r = num(d.status.remainingBlocks);
+      const r = finiteOrNull(d.status.remainingBlocks);
       if (d.status.phase !== 'precopy' || r === null) return null;
       remaining += r;
     }

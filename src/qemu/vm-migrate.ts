@@ -51,7 +51,7 @@ import { GuestIoErrorWatch, type GuestIoErrors } from './guest-io-errors.ts';
 import { checkTargetAttached } from './target-attach.ts';
 import { RamConvergenceWatch, type RamFigures } from './ram-convergence.ts';
 import { overlapStartsRam, PrecopyPace, ramSecondsEstimate, type RamStart } from './ram-start.ts';
-import { DiskSet, remainingBytes, sumField, totalStatus, SERVING_PHASES, type DiskEndpoints, type DiskStatus } from './disk-set.ts';
+import { DiskSet, finiteOrNull, remainingBytes, sumField, totalStatus, SERVING_PHASES, type DiskEndpoints, type DiskStatus } from './disk-set.ts';
 
 export interface VmMigrateOptions {
   sourceQmp: Address;
@@ -164,7 +164,6 @@ const sleep = (ms: number, signal: AbortSignal | undefined) =>
     if (signal?.aborted) return reject(new FlimcdError('interrupted', ErrorCode.INTERRUPTED));
     setTimeout(resolve, ms);
   });
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 /** A poll's wait that QEMU's MIGRATION event with `status` (since `since`) ends early. */
 async function waitOrPoll(q: QmpClient, since: number, status: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -182,7 +181,7 @@ interface QueryMigrate {
 }
 
 const diskProgress = (st: Record<string, unknown>): DiskProgress => ({
-  phase: typeof st.phase === 'string' ? st.phase : 'unknown', progress: num(st.progress), remainingBlocks: num(st.remainingBlocks), blockSize: num(st.blockSize), wireBytes: num(st.wireBytes),
+  phase: typeof st.phase === 'string' ? st.phase : 'unknown', progress: finiteOrNull(st.progress), remainingBlocks: finiteOrNull(st.remainingBlocks), blockSize: finiteOrNull(st.blockSize), wireBytes: finiteOrNull(st.wireBytes),
 });
 
 /** The disks of `o`: `disks`, or the single-disk form. */
@@ -249,7 +248,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       if (ahead) throw new FlimcdError(`${disks.size > 1 ? `disk ${ahead.name}: ` : ''}the source agent is already in phase ${String(ahead.status.phase)}; start it with --manual-cutover`, ErrorCode.VM_STATE);
       const remaining = remainingBytes(lastDisks);
       // The disks share one link: one second of it is the largest link rate any agent sees.
-      const rate = Math.max(0, ...lastDisks.map((d) => num(d.status.linkRateBps) ?? 0));
+      const rate = Math.max(0, ...lastDisks.map((d) => finiteOrNull(d.status.linkRateBps) ?? 0));
       const threshold = o.precopyThresholdBytes ?? Math.max(8 << 20, rate / 8);
       if (DiskSet.precopyConverged(lastDisks, threshold)) break;
       const secondsLeft = pace.secondsLeft(Date.now(), lastDisks);
@@ -329,7 +328,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
     // The guest must find its disks at the target: the target QEMU's NBD nodes on the live target exports.
     for (const d of lastDisks) await checkTargetAttached(dst, d.status);
     const missingAtCutover = sumField(lastDisks, 'missingBlocks');
-    const missingPerDisk = new Map(lastDisks.map((d) => [d.name, num(d.status.missingBlocks)]));
+    const missingPerDisk = new Map(lastDisks.map((d) => [d.name, finiteOrNull(d.status.missingBlocks)]));
     const storageCutoverMs = Date.now() - swStart;
     log?.info({ storageCutoverMs, missingAtCutover }, 'storage cut over; continuing the switch-over');
     progress();
@@ -393,7 +392,7 @@ export async function migrateVm(o: VmMigrateOptions): Promise<VmMigrationResult>
       time_ram_s: (ramEnd - ramStart) / 1000,
       time_postcopy_s: (end - ramEnd) / 1000,
       downtime_ms: Math.round((resumed.timeMs - stopped.timeMs) * 10) / 10,
-      qemu_downtime_ms: num(lastRam.downtime),
+      qemu_downtime_ms: finiteOrNull(lastRam.downtime),
       storage_cutover_ms: storageCutoverMs,
       ram: {
         transferred_bytes: ramInfo.transferred ?? 0,
